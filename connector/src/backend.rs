@@ -1,0 +1,257 @@
+//! Serving one exchange stream: read the request head and body from the tunnel, forward it to
+//! the service's own backend (and nowhere else), stream the response back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
+
+use crate::config::ConnectorConfig;
+
+/// Largest request body accepted from the edge (the edge enforces its own, smaller limit).
+const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("this connector does not serve {0:?}")]
+    UnknownService(String),
+    #[error("bad request from the edge: {0}")]
+    BadRequest(String),
+    #[error("backend {url} unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+impl BackendError {
+    fn status(&self) -> u16 {
+        match self {
+            BackendError::UnknownService(_) => 404,
+            BackendError::BadRequest(_) => 400,
+            BackendError::Unreachable { .. } => 502,
+        }
+    }
+}
+
+/// The backends of this connector's services, with one pooled HTTP client shared by all.
+pub struct Backends {
+    urls: HashMap<String, Uri>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Backends {
+    pub fn new(config: &ConnectorConfig) -> Self {
+        let urls = config
+            .services
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.url.as_ref()?.parse().ok()?)))
+            .collect();
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Backends { urls, client }
+    }
+
+    async fn forward(
+        &self,
+        head: &RequestHead,
+        body: Bytes,
+    ) -> Result<http::Response<hyper::body::Incoming>, BackendError> {
+        let base = self
+            .urls
+            .get(&head.service)
+            .ok_or_else(|| BackendError::UnknownService(head.service.clone()))?;
+        let uri = with_query(base, &head.query)?;
+        let method = http::Method::from_bytes(head.method.as_bytes())
+            .map_err(|_| BackendError::BadRequest(format!("bad method {:?}", head.method)))?;
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(h) = req.headers_mut() {
+            for (name, value) in &head.headers {
+                let (Ok(name), Ok(value)) = (
+                    HeaderName::try_from(name.as_str()),
+                    HeaderValue::from_bytes(value),
+                ) else {
+                    return Err(BackendError::BadRequest(format!("bad header {name:?}")));
+                };
+                if name == http::header::HOST || name == http::header::CONTENT_LENGTH {
+                    continue;
+                }
+                h.append(name, value);
+            }
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| BackendError::BadRequest(e.to_string()))?;
+        self.client
+            .request(req)
+            .await
+            .map_err(|e| BackendError::Unreachable {
+                url: base.to_string(),
+                reason: error_chain(&e),
+            })
+    }
+}
+
+fn with_query(base: &Uri, query: &str) -> Result<Uri, BackendError> {
+    if query.is_empty() {
+        return Ok(base.clone());
+    }
+    let path = base.path();
+    let joined = match base.query() {
+        Some(q) => format!("{path}?{q}&{query}"),
+        None => format!("{path}?{query}"),
+    };
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = Some(
+        joined
+            .parse()
+            .map_err(|_| BackendError::BadRequest(format!("bad query {query:?}")))?,
+    );
+    Uri::from_parts(parts).map_err(|e| BackendError::BadRequest(e.to_string()))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// Serves one exchange stream to completion. Never panics on what the edge sends.
+pub async fn serve_exchange(
+    backends: &Backends,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let head = match frame::read_frame::<RequestHead, _>(&mut recv).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("bad exchange head from edge: {e}");
+            let _ = send.reset(codes::PROTOCOL.into());
+            return;
+        }
+    };
+    let body = match recv.read_to_end(MAX_REQUEST_BODY).await {
+        Ok(b) => Bytes::from(b),
+        Err(e) => {
+            tracing::debug!(service = %head.service, "request body not received: {e}");
+            let _ = send.reset(codes::CANCELLED.into());
+            return;
+        }
+    };
+    let stopped = send.stopped();
+    tokio::pin!(stopped);
+
+    // If the client goes away while the backend works, the edge stops the stream: dropping
+    // the backend future then cancels the backend request.
+    let result = tokio::select! {
+        r = backends.forward(&head, body) => r,
+        _ = &mut stopped => return,
+    };
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::warn!(service = %head.service, trace_id = %head.trace_id, "{e}");
+            let body = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": {"code": -32603, "message": format!("connector: {e}")},
+            })
+            .to_string();
+            let head = ResponseHead {
+                status: e.status(),
+                headers: vec![("content-type".into(), b"application/json".to_vec())],
+            };
+            if let Ok(mut out) = frame::encode(&head) {
+                out.extend_from_slice(body.as_bytes());
+                let _ = send.write_all(&out).await;
+            }
+            let _ = send.finish();
+            return;
+        }
+    };
+
+    let (parts, mut body) = resp.into_parts();
+    let head = ResponseHead {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+    };
+    let encoded = match frame::encode(&head) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!("backend response head not sendable: {e}");
+            let _ = send.reset(codes::PROTOCOL.into());
+            return;
+        }
+    };
+    if send.write_chunk(Bytes::from(encoded)).await.is_err() {
+        return;
+    }
+    loop {
+        let next = tokio::select! {
+            f = body.frame() => f,
+            _ = &mut stopped => return,
+        };
+        match next {
+            None => break,
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data() {
+                    if send.write_chunk(data).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                // Truncate loudly: a reset tells the edge (and so the client) the body is incomplete.
+                tracing::warn!(trace_id = %head_trace(&parts.headers), "backend body failed: {e}");
+                let _ = send.reset(codes::CANCELLED.into());
+                return;
+            }
+        }
+    }
+    let _ = send.finish();
+}
+
+fn head_trace(h: &http::HeaderMap) -> String {
+    h.get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_joins() {
+        let base: Uri = "http://127.0.0.1:3001/mcp".parse().unwrap();
+        assert_eq!(with_query(&base, "").unwrap(), base);
+        assert_eq!(
+            with_query(&base, "a=1").unwrap().to_string(),
+            "http://127.0.0.1:3001/mcp?a=1"
+        );
+        let base: Uri = "http://h/mcp?k=v".parse().unwrap();
+        assert_eq!(
+            with_query(&base, "a=1").unwrap().to_string(),
+            "http://h/mcp?k=v&a=1"
+        );
+    }
+}

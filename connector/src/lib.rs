@@ -1,0 +1,85 @@
+//! The Underpass connector: runs inside the private network, dials out to edges over QUIC with
+//! mutual TLS, and serves only the services its own config names. It listens on no port.
+
+pub mod backend;
+pub mod config;
+pub mod tunnel;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use underpass_shared::identity::Role;
+use underpass_shared::tls::{self, Credentials, PeerPolicy};
+
+use crate::backend::Backends;
+use crate::config::ConnectorConfig;
+use crate::tunnel::Dialer;
+
+/// Dials every configured edge and serves until SIGINT or SIGTERM.
+pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
+    let creds = Credentials::load(&config.cert, &config.key, &config.ca)
+        .context("cannot load the connector certificate, key or CA")?;
+    let id = creds
+        .identity()
+        .context("the connector certificate has no Underpass identity")?;
+    id.expect(Role::Connector, &config.trust_domain)
+        .context("`cert` must be a connector certificate of this trust domain")?;
+    if id.name != config.name {
+        anyhow::bail!(
+            "`name = {:?}` does not match the certificate's identity {id}; set name = {:?}",
+            config.name,
+            id.name
+        );
+    }
+    let edge_policy = PeerPolicy {
+        role: Role::Edge,
+        trust_domain: config.trust_domain.clone(),
+        revoked: None,
+    };
+    let mut client_config =
+        tls::tunnel_client_config(tls::tunnel_client_crypto(&creds, edge_policy)?)?;
+    let mut transport = tls::tunnel_transport();
+    // A short initial RTT guess makes lost handshake packets retransmit sooner, so a restarted
+    // edge is reached within about a second instead of several.
+    transport.initial_rtt(std::time::Duration::from_millis(100));
+    client_config.transport_config(Arc::new(transport));
+
+    let backends = Arc::new(Backends::new(&config));
+    let services: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
+    for edge in &config.edges {
+        let server_name = config
+            .edge_server_name
+            .clone()
+            .unwrap_or_else(|| tunnel::host_of(edge).to_owned());
+        tracing::info!(%edge, %server_name, identity = %id, ?services, "dialing edge");
+        tokio::spawn(
+            Dialer {
+                edge: edge.clone(),
+                server_name,
+                connector: config.name.clone(),
+                services: services.clone(),
+                client_config: client_config.clone(),
+                backends: backends.clone(),
+            }
+            .run(),
+        );
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The connector side of tunnels: dial each edge, introduce ourselves, serve the exchange
+//! streams the edge opens, and when a tunnel drops, dial again with backoff.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use underpass_shared::frame::{self, Control, PROTOCOL_VERSION};
+
+use crate::backend::{self, Backends};
+
+/// Time allowed for QUIC + TLS and the Hello/Welcome exchange.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A tunnel that lived this long was healthy: start the backoff from scratch afterwards.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// Wait this long before dialing an edge that refused us (a config change is needed there).
+const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Exponential backoff with full jitter, as in the AWS architecture blog's recommendation:
+/// many connectors restarting at once do not reconnect in lockstep.
+pub struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            next: min,
+            min,
+            max,
+        }
+    }
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+    /// The delay to wait now; doubles the ceiling for next time.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let jitter = rand::random::<f64>();
+        self.min.max(ceiling.mul_f64(jitter))
+    }
+}
+
+pub struct Dialer {
+    pub edge: String,
+    pub server_name: String,
+    pub connector: String,
+    pub services: Vec<String>,
+    pub client_config: quinn::ClientConfig,
+    pub backends: Arc<Backends>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("cannot resolve {0}: {1}")]
+    Resolve(String, String),
+    #[error("{0}")]
+    Connect(String),
+    #[error("edge refused this connector: {0}")]
+    Refused(String),
+}
+
+impl Dialer {
+    /// Keeps a tunnel to one edge up for as long as the process runs.
+    pub async fn run(self) {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let started = Instant::now();
+            let delay = match self.connect_and_serve().await {
+                Ok(reason) => {
+                    tracing::warn!(edge = %self.edge, "tunnel closed: {reason}; reconnecting");
+                    if started.elapsed() >= HEALTHY_AFTER {
+                        backoff.reset();
+                    }
+                    backoff.next_delay()
+                }
+                Err(DialError::Refused(reason)) => {
+                    tracing::error!(edge = %self.edge, "edge refused this connector: {reason}");
+                    REFUSED_BACKOFF
+                }
+                Err(e) => {
+                    tracing::warn!(edge = %self.edge, "cannot reach edge: {e}");
+                    backoff.next_delay()
+                }
+            };
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn connect_and_serve(&self) -> Result<quinn::ConnectionError, DialError> {
+        let addr = resolve(&self.edge).await?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0".parse().expect("literal address")
+        } else {
+            "0.0.0.0:0".parse().expect("literal address")
+        };
+        let mut endpoint = quinn::Endpoint::client(bind)
+            .map_err(|e| DialError::Connect(format!("cannot open a UDP socket: {e}")))?;
+        endpoint.set_default_client_config(self.client_config.clone());
+
+        let (conn, welcome_edge) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            let conn = endpoint
+                .connect(addr, &self.server_name)
+                .map_err(|e| DialError::Connect(e.to_string()))?
+                .await
+                .map_err(|e| DialError::Connect(format!("handshake with {addr} failed: {e}")))?;
+            let (mut send, mut recv) = conn
+                .open_bi()
+                .await
+                .map_err(|e| DialError::Connect(e.to_string()))?;
+            let hello = Control::Hello {
+                protocol: PROTOCOL_VERSION,
+                connector: self.connector.clone(),
+                services: self.services.clone(),
+                build: concat!("underpass-connector ", env!("CARGO_PKG_VERSION")).to_owned(),
+            };
+            frame::write_frame(&mut send, &hello)
+                .await
+                .map_err(|e| DialError::Connect(format!("cannot send Hello: {e}")))?;
+            match frame::read_frame::<Control, _>(&mut recv).await {
+                Ok(Some(Control::Welcome { edge, .. })) => {
+                    // The control stream stays open for later messages; nothing more arrives yet.
+                    tokio::spawn(async move {
+                        let _keep = send;
+                        while let Ok(Some(_)) = frame::read_frame::<Control, _>(&mut recv).await {}
+                    });
+                    Ok((conn, edge))
+                }
+                Ok(Some(Control::Refused { reason })) => Err(DialError::Refused(reason)),
+                Ok(Some(other)) => Err(DialError::Connect(format!(
+                    "unexpected control frame {other:?}"
+                ))),
+                Ok(None) => Err(DialError::Connect(match conn.close_reason() {
+                    Some(r) => format!("edge closed the tunnel: {r}"),
+                    None => "edge closed the control stream".into(),
+                })),
+                Err(e) => Err(DialError::Connect(format!("bad control frame: {e}"))),
+            }
+        })
+        .await
+        .map_err(|_| {
+            DialError::Connect(format!(
+                "no answer from {addr} within {HANDSHAKE_TIMEOUT:?}"
+            ))
+        })??;
+
+        tracing::info!(edge = %self.edge, edge_name = %welcome_edge, services = ?self.services, "tunnel up");
+        loop {
+            match conn.accept_bi().await {
+                Ok((send, recv)) => {
+                    let backends = self.backends.clone();
+                    tokio::spawn(
+                        async move { backend::serve_exchange(&backends, send, recv).await },
+                    );
+                }
+                Err(reason) => {
+                    endpoint.close(0u32.into(), b"");
+                    return Ok(reason);
+                }
+            }
+        }
+    }
+}
+
+async fn resolve(edge: &str) -> Result<SocketAddr, DialError> {
+    tokio::net::lookup_host(edge)
+        .await
+        .map_err(|e| DialError::Resolve(edge.to_owned(), e.to_string()))?
+        .next()
+        .ok_or_else(|| DialError::Resolve(edge.to_owned(), "no address".into()))
+}
+
+/// The host part of `host:port`, for checking the edge certificate when no name is configured.
+pub fn host_of(edge: &str) -> &str {
+    let host = edge.rsplit_once(':').map_or(edge, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        for _ in 0..20 {
+            let d = b.next_delay();
+            assert!(d >= Duration::from_millis(100) && d <= Duration::from_secs(2));
+        }
+        assert_eq!(b.next, Duration::from_secs(2));
+        b.reset();
+        assert_eq!(b.next, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_of("127.0.0.1:7844"), "127.0.0.1");
+        assert_eq!(host_of("edge.example.com:7844"), "edge.example.com");
+        assert_eq!(host_of("[::1]:7844"), "::1");
+    }
+}

@@ -1,0 +1,68 @@
+//! The admin listener: `/healthz` (the process is up) and `/readyz` (a tunnel is up, so
+//! client traffic can be served). Plain HTTP: bind it to a private interface.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::registry::Registry;
+
+pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let registry = registry.clone();
+                async move { Ok::<_, Infallible>(answer(&registry, &req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer(registry: &Registry, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let (status, body) = match req.uri().path() {
+        "/healthz" => (StatusCode::OK, serde_json::json!({"status": "ok"})),
+        "/readyz" => {
+            let services = registry.service_counts();
+            let ready = registry.tunnel_count() > 0;
+            (
+                if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                serde_json::json!({
+                    "status": if ready { "ready" } else { "no connector online" },
+                    "tunnels": registry.tunnel_count(),
+                    "sessions": registry.session_count(),
+                    "services": services,
+                }),
+            )
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "not found"}),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}

@@ -1,0 +1,286 @@
+//! `edge.toml`: what the edge listens on, who may connect, and which connector serves what.
+//!
+//! Relative paths are resolved against the folder of the config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use underpass_shared::identity::{validate_name, validate_trust_domain, DEFAULT_TRUST_DOMAIN};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// SPIFFE trust domain of every certificate this edge accepts.
+    #[serde(default = "default_trust_domain")]
+    pub trust_domain: String,
+    /// File of revoked certificate serials (one per line, as `underpass-certs revoke` writes).
+    pub revocation_list: Option<PathBuf>,
+    /// The HTTPS listener for MCP clients.
+    pub clients: ClientsConfig,
+    /// The QUIC listener for connectors.
+    pub tunnel: TunnelConfig,
+    /// Health and readiness endpoints; off when absent.
+    pub admin: Option<AdminConfig>,
+    /// Which connectors may serve which service. A connector offering anything else is refused.
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+    /// How MCP clients are authenticated. Required (or the edge refuses to start).
+    pub auth: Option<AuthConfig>,
+    /// What authenticated clients may do. Required (or the edge refuses to start).
+    pub policy: Option<PolicyConfig>,
+    /// Where the audit trail goes.
+    pub audit: Option<AuditConfig>,
+}
+
+fn default_trust_domain() -> String {
+    DEFAULT_TRUST_DOMAIN.to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientsConfig {
+    /// Address of the client listener, e.g. `127.0.0.1:8443`.
+    pub listen: SocketAddr,
+    /// Server certificate (PEM chain) presented to clients; required unless plaintext.
+    pub cert: Option<PathBuf>,
+    /// Private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// Serve plain HTTP. Refused unless `listen` is a loopback address.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// Largest request body accepted, in bytes (413 above it). Default 4 MiB.
+    #[serde(default = "default_max_body")]
+    pub max_request_body: usize,
+}
+
+fn default_max_body() -> usize {
+    4 * 1024 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelConfig {
+    /// UDP address connectors dial, e.g. `0.0.0.0:7844`.
+    pub listen: SocketAddr,
+    /// Edge certificate (PEM chain) with an `edge` SPIFFE identity.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The deployment CA that connector certificates must chain to.
+    pub ca: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address for `/healthz` and `/readyz` (plain HTTP: keep it on a private interface).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service name, as in `/mcp/{name}`.
+    pub name: String,
+    /// Names of the connectors allowed to serve it.
+    pub connectors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Development only: unauthenticated clients become principal `anonymous`.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// CA of client certificates (principal `client:<name>`).
+    pub client_ca: Option<PathBuf>,
+    /// API keys, stored as SHA-256 (principal `apikey:<name>`).
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Bearer JWTs (principal `jwt:<sub>`).
+    pub jwt: Option<toml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    /// Lowercase hex of SHA-256 of the key.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Policy rules file (default deny).
+    pub file: Option<PathBuf>,
+    /// Development only: no rules, everything allowed.
+    #[serde(default)]
+    pub allow_all: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    pub file: PathBuf,
+}
+
+impl EdgeConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read edge config {}", path.display()))?;
+        let mut config: EdgeConfig = toml::from_str(&text)
+            .with_context(|| format!("invalid edge config {}", path.display()))?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        config
+            .validate()
+            .with_context(|| format!("edge config {} is not usable", path.display()))?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for p in [
+            self.clients.cert.as_mut(),
+            self.clients.key.as_mut(),
+            self.revocation_list.as_mut(),
+            Some(&mut self.tunnel.cert),
+            Some(&mut self.tunnel.key),
+            Some(&mut self.tunnel.ca),
+            self.auth.as_mut().and_then(|a| a.client_ca.as_mut()),
+            self.policy.as_mut().and_then(|p| p.file.as_mut()),
+            self.audit.as_mut().map(|a| &mut a.file),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        validate_trust_domain(&self.trust_domain)?;
+        match (&self.auth, &self.policy) {
+            (None, None) => bail!(
+                "neither [auth] nor [policy] is configured, so nothing would be protected; \
+                 configure both (for local development: `[auth] anonymous = true` and \
+                 `[policy] allow_all = true`)"
+            ),
+            (None, Some(_)) => bail!("[auth] is missing: say how clients authenticate"),
+            (Some(_), None) => bail!("[policy] is missing: say what clients may do"),
+            _ => {}
+        }
+        if let Some(auth) = &self.auth {
+            if !auth.anonymous
+                && auth.client_ca.is_none()
+                && auth.api_keys.is_empty()
+                && auth.jwt.is_none()
+            {
+                bail!("[auth] enables no method: set anonymous, client_ca, api_keys or jwt");
+            }
+            if !auth.api_keys.is_empty() || auth.jwt.is_some() {
+                bail!("[auth] api_keys and jwt are not supported by this build yet; use client_ca or anonymous");
+            }
+        }
+        if let Some(policy) = &self.policy {
+            if !policy.allow_all {
+                bail!("[policy] rule files are not supported by this build yet; use allow_all = true for development");
+            }
+        }
+        if self.clients.insecure_plaintext {
+            if !self.clients.listen.ip().is_loopback() {
+                bail!(
+                    "[clients] insecure_plaintext is only allowed on a loopback address, not {}",
+                    self.clients.listen
+                );
+            }
+        } else if self.clients.cert.is_none() || self.clients.key.is_none() {
+            bail!("[clients] needs cert and key (or insecure_plaintext = true on loopback)");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.services {
+            validate_name(&s.name).with_context(|| "invalid [[services]] name")?;
+            if !seen.insert(&s.name) {
+                bail!("service {:?} is listed twice in [[services]]", s.name);
+            }
+            for c in &s.connectors {
+                validate_name(c)
+                    .with_context(|| format!("invalid connector name in service {:?}", s.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether connector `connector` may serve `service`.
+    pub fn grants(&self, connector: &str, service: &str) -> bool {
+        self.services
+            .iter()
+            .any(|s| s.name == service && s.connectors.iter().any(|c| c == connector))
+    }
+
+    pub fn has_service(&self, service: &str) -> bool {
+        self.services.iter().any(|s| s.name == service)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        [clients]
+        listen = "127.0.0.1:8443"
+        insecure_plaintext = true
+        [tunnel]
+        listen = "127.0.0.1:7844"
+        cert = "pki/edge.crt"
+        key = "pki/edge.key"
+        ca = "pki/ca.crt"
+        [[services]]
+        name = "everything"
+        connectors = ["dc1"]
+    "#;
+
+    fn parse(extra: &str) -> anyhow::Result<EdgeConfig> {
+        let mut c: EdgeConfig = toml::from_str(&format!("{BASE}\n{extra}"))?;
+        c.resolve_paths(Path::new("/etc/underpass"));
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn refuses_to_start_open() {
+        let err = parse("").unwrap_err().to_string();
+        assert!(err.contains("neither [auth] nor [policy]"), "{err}");
+    }
+
+    #[test]
+    fn dev_mode_and_paths() {
+        let c = parse("[auth]\nanonymous = true\n[policy]\nallow_all = true").unwrap();
+        assert_eq!(c.tunnel.ca, Path::new("/etc/underpass/pki/ca.crt"));
+        assert!(c.grants("dc1", "everything"));
+        assert!(!c.grants("dc2", "everything"));
+        assert!(!c.grants("dc1", "files"));
+    }
+
+    #[test]
+    fn plaintext_only_on_loopback() {
+        let text = BASE.replace("127.0.0.1:8443", "0.0.0.0:8443");
+        let mut c: EdgeConfig = toml::from_str(&format!(
+            "{text}\n[auth]\nanonymous = true\n[policy]\nallow_all = true"
+        ))
+        .unwrap();
+        c.resolve_paths(Path::new("/"));
+        assert!(c.validate().unwrap_err().to_string().contains("loopback"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<EdgeConfig>(&format!("{BASE}\nbogus = 1")).is_err());
+    }
+}

@@ -1,0 +1,231 @@
+//! The Underpass edge: accepts MCP clients over HTTPS, authenticates them, applies policy,
+//! and relays each exchange down a QUIC tunnel to a connector that serves the service.
+
+pub mod admin;
+pub mod config;
+pub mod registry;
+pub mod relay;
+pub mod tunnel;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use underpass_shared::frame::codes;
+use underpass_shared::identity::Role;
+use underpass_shared::tls::{self, Credentials, PeerPolicy};
+
+use crate::config::EdgeConfig;
+use crate::registry::Registry;
+use crate::relay::{ConnInfo, State};
+
+/// How long a client has to finish its TLS handshake, and to send request headers.
+const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Starts every listener and runs until SIGINT or SIGTERM.
+pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let registry = Arc::new(Registry::default());
+
+    let tunnel_creds =
+        Credentials::load(&config.tunnel.cert, &config.tunnel.key, &config.tunnel.ca)
+            .context("cannot load the [tunnel] certificate, key or CA")?;
+    let edge_id = tunnel_creds
+        .identity()
+        .context("the [tunnel] certificate has no Underpass identity")?;
+    edge_id
+        .expect(Role::Edge, &config.trust_domain)
+        .context("the [tunnel] certificate must be an edge certificate of this trust domain")?;
+
+    let connector_policy = PeerPolicy {
+        role: Role::Connector,
+        trust_domain: config.trust_domain.clone(),
+        revoked: None,
+    };
+    let quic_config =
+        tls::tunnel_server_config(tls::tunnel_server_crypto(&tunnel_creds, connector_policy)?)?;
+    let endpoint = quinn::Endpoint::server(quic_config, config.tunnel.listen)
+        .with_context(|| format!("cannot listen for tunnels on udp/{}", config.tunnel.listen))?;
+    tracing::info!(addr = %config.tunnel.listen, identity = %edge_id, "tunnel listener up (QUIC)");
+
+    let client_tls = client_tls(&config)?;
+    let listener = TcpListener::bind(config.clients.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for MCP clients on tcp/{}",
+                config.clients.listen
+            )
+        })?;
+    let scheme = if client_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(
+        "MCP clients: {scheme}://{}/mcp/{{service}}",
+        config.clients.listen
+    );
+
+    if let Some(auth) = &config.auth {
+        if auth.anonymous {
+            tracing::warn!("[auth] anonymous = true: ANY client is accepted as principal \"anonymous\" (development only)");
+        }
+    }
+    if config.policy.as_ref().is_some_and(|p| p.allow_all) {
+        tracing::warn!("[policy] allow_all = true: every authenticated client may do anything (development only)");
+    }
+
+    if let Some(admin) = &config.admin {
+        let listener = TcpListener::bind(admin.listen)
+            .await
+            .with_context(|| format!("cannot listen for admin on tcp/{}", admin.listen))?;
+        tracing::info!("admin: http://{}/healthz", admin.listen);
+        tokio::spawn(admin::serve(listener, registry.clone()));
+    }
+
+    tokio::spawn(tunnel::accept_loop(
+        endpoint.clone(),
+        config.clone(),
+        registry.clone(),
+        edge_id.name.clone(),
+    ));
+    let state = Arc::new(State {
+        config: config.clone(),
+        registry,
+    });
+    let clients = tokio::spawn(serve_clients(listener, client_tls, state));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    clients.abort();
+    endpoint.close(codes::GOING_AWAY.into(), b"edge shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    Ok(())
+}
+
+fn client_tls(config: &EdgeConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    if config.clients.insecure_plaintext {
+        tracing::warn!(
+            "[clients] insecure_plaintext = true: MCP clients connect without TLS (loopback only)"
+        );
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&config.clients.cert, &config.clients.key) else {
+        anyhow::bail!("[clients] needs cert and key");
+    };
+    let chain = tls::load_certs(cert)?;
+    let key = tls::load_key(key)?;
+    let client_ca = match config.auth.as_ref().and_then(|a| a.client_ca.as_ref()) {
+        Some(path) => Some((
+            tls::load_roots(path).context("cannot load [auth] client_ca")?,
+            PeerPolicy {
+                role: Role::Client,
+                trust_domain: config.trust_domain.clone(),
+                revoked: None,
+            },
+        )),
+        None => None,
+    };
+    let crypto =
+        tls::https_server_crypto(chain, key, client_ca).context("bad [clients] TLS setup")?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(crypto))))
+}
+
+async fn serve_clients(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let tls = tls.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_connection(stream, Arc::new(ConnInfo::default()), state).await,
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(
+                        CLIENT_HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%remote, "client TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "client TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let cert_principal = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|leaf| {
+                            underpass_shared::identity::SpiffeId::from_certificate_der(leaf).ok()
+                        })
+                        .map(|id| format!("client:{}", id.name));
+                    serve_connection(stream, Arc::new(ConnInfo { cert_principal }), state).await
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<S>(stream: S, conn: Arc<ConnInfo>, state: Arc<State>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| relay::handle(state.clone(), conn.clone(), req));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    if let Err(e) = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!("client connection ended: {e}");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

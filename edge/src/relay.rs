@@ -1,0 +1,462 @@
+//! Client-facing HTTP: route `/mcp/{service}`, authenticate, pick a tunnel (or the one a
+//! session is pinned to), and relay the exchange on its own QUIC stream, streaming the
+//! response back as it arrives.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
+
+use crate::config::EdgeConfig;
+use crate::registry::{Registry, SessionLookup};
+
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = UnsyncBoxBody<Bytes, BodyError>;
+
+/// Idle time after which an event stream gets an SSE comment, so that proxies and clients
+/// do not mistake a quiet stream for a dead one.
+const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
+const SESSION_HEADER: &str = "mcp-session-id";
+
+pub struct State {
+    pub config: Arc<EdgeConfig>,
+    pub registry: Arc<Registry>,
+}
+
+/// What the edge knows of the client connection before reading a request.
+#[derive(Debug, Clone, Default)]
+pub struct ConnInfo {
+    /// `client:<name>` when the client presented a valid client certificate.
+    pub cert_principal: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    Service(&'a str),
+    LegacySse(&'a str),
+    Federated,
+    NotFound,
+}
+
+pub fn route(path: &str) -> Route<'_> {
+    match path.strip_prefix("/mcp") {
+        Some("" | "/") => Route::Federated,
+        Some(rest) => {
+            let Some(rest) = rest.strip_prefix('/') else {
+                return Route::NotFound;
+            };
+            match rest.split_once('/') {
+                None if !rest.is_empty() => Route::Service(rest),
+                Some((svc, "sse")) if !svc.is_empty() => Route::LegacySse(svc),
+                _ => Route::NotFound,
+            }
+        }
+        None => Route::NotFound,
+    }
+}
+
+pub async fn handle(
+    state: Arc<State>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    // Read the (bounded) body before any decision: answering early and leaving it unread
+    // makes HTTP/2 reset the stream, which some clients report as a transport error.
+    let (parts, body) = req.into_parts();
+    let limit = state.config.clients.max_request_body;
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                &format!("request body exceeds the edge's limit of {limit} bytes"),
+            ))
+        }
+        Err(e) => {
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                -32700,
+                &format!("could not read request body: {e}"),
+            ))
+        }
+    };
+    let resp = match route(parts.uri.path()) {
+        Route::Service(service) => relay(&state, &conn, service, &parts, body).await,
+        Route::LegacySse(_) | Route::Federated => error_response(
+            StatusCode::NOT_IMPLEMENTED,
+            -32601,
+            "this endpoint is not available in this build; use /mcp/{service}",
+        ),
+        Route::NotFound => error_response(
+            StatusCode::NOT_FOUND,
+            -32601,
+            "no such endpoint; MCP services are served at /mcp/{service}",
+        ),
+    };
+    Ok(resp)
+}
+
+fn authenticate(config: &EdgeConfig, conn: &ConnInfo) -> Option<String> {
+    let auth = config.auth.as_ref()?;
+    if let Some(p) = &conn.cert_principal {
+        return Some(p.clone());
+    }
+    auth.anonymous.then(|| "anonymous".to_owned())
+}
+
+async fn relay(
+    state: &State,
+    conn: &ConnInfo,
+    service: &str,
+    parts: &http::request::Parts,
+    body: Bytes,
+) -> Response<Body> {
+    let config = &state.config;
+    let Some(principal) = authenticate(config, conn) else {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            -32001,
+            "authentication required: present a client certificate",
+        );
+    };
+    if !config.has_service(service) {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            -32001,
+            &format!("unknown service {service:?}: this edge serves no such MCP service"),
+        );
+    }
+    if ![Method::GET, Method::POST, Method::DELETE].contains(&parts.method) {
+        let mut resp = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            -32600,
+            "MCP endpoints accept GET, POST and DELETE",
+        );
+        resp.headers_mut().insert(
+            http::header::ALLOW,
+            HeaderValue::from_static("GET, POST, DELETE"),
+        );
+        return resp;
+    }
+
+    let session_id = match parts.headers.get(SESSION_HEADER).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(id)) => Some(id.to_owned()),
+        Some(Err(_)) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Mcp-Session-Id is not visible ASCII",
+            )
+        }
+    };
+    let tunnel = match &session_id {
+        Some(id) => match state.registry.session_tunnel(service, id, &principal) {
+            Ok(t) => t,
+            Err(why) => {
+                let msg = match why {
+                    SessionLookup::TunnelGone => "session ended: its connector went away; initialize a new session",
+                    SessionLookup::Unknown | SessionLookup::OtherPrincipal => {
+                        "session not found; initialize a new session"
+                    }
+                };
+                return error_response(StatusCode::NOT_FOUND, -32001, msg);
+            }
+        },
+        None => match state.registry.pick(service) {
+            Some(t) => t,
+            None => {
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    -32002,
+                    &format!("service {service:?} is known but no connector serving it is online; retry later"),
+                )
+            }
+        },
+    };
+
+    let head = RequestHead {
+        service: service.to_owned(),
+        method: parts.method.as_str().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: forwardable_request_headers(&parts.headers),
+        principal: principal.clone(),
+        trace_id: trace_id(&parts.headers),
+    };
+
+    let (resp_head, recv) = match exchange(&tunnel.conn, &head, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(service, connector = %tunnel.connector, "exchange failed: {e}");
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                -32603,
+                &format!("the tunnel to connector {:?} failed: {e}", tunnel.connector),
+            );
+        }
+    };
+
+    let status = StatusCode::from_u16(resp_head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut builder = Response::builder().status(status);
+    let mut is_sse = false;
+    if let Some(h) = builder.headers_mut() {
+        for (name, value) in resp_head.headers {
+            let (Ok(name), Ok(value)) =
+                (HeaderName::try_from(name), HeaderValue::from_bytes(&value))
+            else {
+                continue;
+            };
+            if is_hop_by_hop(&name) || name == http::header::SET_COOKIE {
+                continue;
+            }
+            if name == http::header::CONTENT_TYPE
+                && value.as_bytes().starts_with(b"text/event-stream")
+            {
+                is_sse = true;
+            }
+            h.append(name, value);
+        }
+        if is_sse {
+            // Tell nginx-style proxies in front of us not to buffer the stream.
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+        }
+        if status.is_success() {
+            if let (None, Some(id)) = (
+                &session_id,
+                h.get(SESSION_HEADER).and_then(|v| v.to_str().ok()),
+            ) {
+                state
+                    .registry
+                    .open_session(service, id, tunnel.id, &principal);
+            }
+        }
+    }
+    if let (Some(id), true) = (
+        &session_id,
+        parts.method == Method::DELETE && status.is_success(),
+    ) {
+        state.registry.close_session(service, id);
+    }
+    let body = StreamBody::new(response_stream(recv, is_sse));
+    builder.body(UnsyncBoxBody::new(body)).unwrap_or_else(|e| {
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            -32603,
+            &format!("bad response head: {e}"),
+        )
+    })
+}
+
+/// Sends one request down a fresh stream and waits for the response head.
+async fn exchange(
+    conn: &quinn::Connection,
+    head: &RequestHead,
+    body: Bytes,
+) -> Result<(ResponseHead, quinn::RecvStream), String> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let mut out = frame::encode(head).map_err(|e| e.to_string())?;
+    out.extend_from_slice(&body);
+    send.write_all(&out).await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+    match frame::read_frame::<ResponseHead, _>(&mut recv).await {
+        Ok(Some(h)) => Ok((h, recv)),
+        Ok(None) => Err("connector closed the exchange without answering".into()),
+        Err(e) => {
+            let _ = recv.stop(codes::PROTOCOL.into());
+            Err(e.to_string())
+        }
+    }
+}
+
+/// The response body: chunks from the tunnel as they arrive, plus SSE keep-alive comments
+/// between events when the stream is idle.
+fn response_stream(
+    recv: quinn::RecvStream,
+    is_sse: bool,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, BodyError>> + Send {
+    struct S {
+        recv: quinn::RecvStream,
+        at_event_boundary: bool,
+        failed: bool,
+    }
+    let init = S {
+        recv,
+        at_event_boundary: true,
+        failed: false,
+    };
+    futures_util::stream::unfold(init, move |mut s| async move {
+        if s.failed {
+            return None;
+        }
+        let read = if is_sse && s.at_event_boundary {
+            match tokio::time::timeout(SSE_KEEPALIVE, s.recv.read_chunk(usize::MAX, true)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Some((Ok(Frame::data(Bytes::from_static(b": keep-alive\n\n"))), s))
+                }
+            }
+        } else {
+            s.recv.read_chunk(usize::MAX, true).await
+        };
+        match read {
+            Ok(Some(chunk)) => {
+                let b = chunk.bytes;
+                s.at_event_boundary =
+                    b.ends_with(b"\n\n") || b.ends_with(b"\r\n\r\n") || b.ends_with(b"\r\r");
+                Some((Ok(Frame::data(b)), s))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                s.failed = true;
+                Some((Err(format!("tunnel stream failed: {e}").into()), s))
+            }
+        }
+    })
+    .boxed()
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    use http::header::*;
+    [
+        CONNECTION,
+        TRANSFER_ENCODING,
+        UPGRADE,
+        TE,
+        TRAILER,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+        CONTENT_LENGTH,
+        HOST,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// The headers that may cross the tunnel. Credentials stop here (no token passthrough), and
+/// clients cannot inject the `x-underpass-*` headers the connector adds for backends.
+pub fn forwardable_request_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    let connection_listed: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            !is_hop_by_hop(name)
+                && *name != http::header::AUTHORIZATION
+                && *name != http::header::COOKIE
+                && !name.as_str().starts_with("x-underpass-")
+                && !connection_listed.iter().any(|c| c == name.as_str())
+        })
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect()
+}
+
+/// The W3C trace id of the request's `traceparent`, or a fresh one.
+fn trace_id(headers: &HeaderMap) -> String {
+    let from_header = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+    match from_header {
+        Some(id) => id.to_ascii_lowercase(),
+        None => format!("{:032x}", rand::random::<u128>()),
+    }
+}
+
+/// A JSON-RPC error body with `id: null`, as MCP clients expect from a transport-level failure.
+pub fn error_response(status: StatusCode, code: i32, message: &str) -> Response<Body> {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": code, "message": message },
+    });
+    let mut resp = Response::new(UnsyncBoxBody::new(
+        Full::new(Bytes::from(body.to_string())).map_err(|never| match never {}),
+    ));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/mcp/everything"), Route::Service("everything"));
+        assert_eq!(route("/mcp/everything/sse"), Route::LegacySse("everything"));
+        assert_eq!(route("/mcp"), Route::Federated);
+        assert_eq!(route("/mcp/"), Route::Federated);
+        for p in [
+            "/",
+            "/mcpx",
+            "/mcp//sse",
+            "/mcp/a/b",
+            "/mcp/a/sse/x",
+            "/other",
+        ] {
+            assert_eq!(route(p), Route::NotFound, "{p}");
+        }
+    }
+
+    #[test]
+    fn credentials_and_hop_headers_stop_at_the_edge() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer secret"));
+        h.insert("cookie", HeaderValue::from_static("sid=1"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-drop-me"),
+        );
+        h.insert("x-drop-me", HeaderValue::from_static("1"));
+        h.insert("x-underpass-principal", HeaderValue::from_static("admin"));
+        h.insert(
+            "mcp-protocol-version",
+            HeaderValue::from_static("2025-11-25"),
+        );
+        h.insert(
+            "accept",
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        let names: Vec<String> = forwardable_request_headers(&h)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, vec!["mcp-protocol-version", "accept"]);
+    }
+
+    #[test]
+    fn trace_ids() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+        );
+        assert_eq!(trace_id(&h), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let fresh = trace_id(&HeaderMap::new());
+        assert_eq!(fresh.len(), 32);
+    }
+}

@@ -1,0 +1,250 @@
+//! The tunnel wire protocol, version 1 (ALPN `underpass/1`).
+//!
+//! Every frame is a 4-byte big-endian length followed by that many bytes of MessagePack
+//! (a map with named fields, so fields can be added without breaking older peers).
+//!
+//! Streams:
+//! - **control**: the first bidirectional stream, opened by the connector. It sends
+//!   [`Control::Hello`]; the edge answers [`Control::Welcome`] or [`Control::Refused`].
+//! - **exchange**: one bidirectional stream per client HTTP exchange, opened by the edge. It
+//!   writes a [`RequestHead`] frame followed by the raw request body up to FIN; the connector
+//!   answers with a [`ResponseHead`] frame followed by the raw response body up to FIN, streamed
+//!   as it arrives. A reset on either side cancels the exchange.
+//!
+//! Encoding and decoding are plain functions over bytes; [`read_frame`] and [`write_frame`] are
+//! thin async shells over them.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// ALPN of tunnel connections; bumped with any incompatible change to this module.
+pub const ALPN: &[u8] = b"underpass/1";
+/// The protocol version carried in [`Control::Hello`].
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Hard cap on one frame (heads and control messages; bodies are not framed).
+pub const MAX_FRAME_LEN: usize = 256 * 1024;
+const LEN_PREFIX: usize = 4;
+
+/// QUIC application error codes used when closing a connection or resetting a stream.
+pub mod codes {
+    pub const NORMAL: u32 = 0;
+    /// The connector was refused (see the reason in [`super::Control::Refused`]).
+    pub const REFUSED: u32 = 1;
+    /// The peer broke the protocol (bad frame, wrong stream order).
+    pub const PROTOCOL: u32 = 2;
+    /// The exchange was cancelled (client went away).
+    pub const CANCELLED: u32 = 3;
+    /// The identity was revoked or the edge is shutting down.
+    pub const GOING_AWAY: u32 = 4;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    Hello {
+        protocol: u32,
+        connector: String,
+        services: Vec<String>,
+        build: String,
+    },
+    Welcome {
+        edge: String,
+        limits: Limits,
+        /// Interval of QUIC keep-alives the connector should send, in milliseconds.
+        heartbeat_ms: u64,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest request body the edge will forward.
+    pub max_request_body: u64,
+    /// Concurrent exchange streams the edge may open on this tunnel.
+    pub max_concurrent_exchanges: u64,
+}
+
+/// One HTTP header as it crosses the tunnel (value bytes kept exact).
+pub type Header = (String, Vec<u8>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestHead {
+    pub service: String,
+    /// HTTP method: GET, POST or DELETE.
+    pub method: String,
+    /// Query string of the client request, without the `?` (empty when there is none).
+    pub query: String,
+    /// End-to-end headers only; hop-by-hop headers and client credentials never cross.
+    pub headers: Vec<Header>,
+    /// Who the edge authenticated, e.g. `client:alice`.
+    pub principal: String,
+    /// W3C trace id for correlating edge, connector and backend logs.
+    pub trace_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub headers: Vec<Header>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME_LEN}-byte limit")]
+    TooLarge(usize),
+    #[error("stream ended inside a frame")]
+    Truncated,
+    #[error("undecodable frame (peer speaks another protocol version?): {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    #[error("could not encode frame: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("stream I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Encodes `msg` as one length-prefixed frame.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let mut buf = vec![0u8; LEN_PREFIX];
+    rmp_serde::encode::write_named(&mut buf, msg)?;
+    let len = buf.len() - LEN_PREFIX;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(len));
+    }
+    buf[..LEN_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(buf)
+}
+
+/// Decodes one frame from the front of `buf`. Returns `Ok(None)` when `buf` does not yet hold a
+/// whole frame, otherwise the message and the number of bytes it used.
+pub fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)>, FrameError> {
+    let Some(prefix) = buf.get(..LEN_PREFIX) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(len));
+    }
+    let Some(payload) = buf.get(LEN_PREFIX..LEN_PREFIX + len) else {
+        return Ok(None);
+    };
+    Ok(Some((rmp_serde::from_slice(payload)?, LEN_PREFIX + len)))
+}
+
+/// Reads exactly one frame. `Ok(None)` means the stream ended cleanly before any byte of it.
+pub async fn read_frame<T, R>(r: &mut R) -> Result<Option<T>, FrameError>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    let mut prefix = [0u8; LEN_PREFIX];
+    let mut got = 0;
+    while got < LEN_PREFIX {
+        match r.read(&mut prefix[got..]).await? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(FrameError::Truncated),
+            n => got += n,
+        }
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
+            _ => FrameError::Io(e),
+        })?;
+    Ok(Some(rmp_serde::from_slice(&payload)?))
+}
+
+pub async fn write_frame<T, W>(w: &mut W, msg: &T) -> Result<(), FrameError>
+where
+    T: Serialize,
+    W: AsyncWrite + Unpin,
+{
+    w.write_all(&encode(msg)?).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> RequestHead {
+        RequestHead {
+            service: "everything".into(),
+            method: "POST".into(),
+            query: String::new(),
+            headers: vec![("content-type".into(), b"application/json".to_vec())],
+            principal: "anonymous".into(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_partial_input() {
+        let bytes = encode(&head()).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(decode::<RequestHead>(&bytes[..cut]).unwrap().is_none());
+        }
+        let (back, used) = decode::<RequestHead>(&bytes).unwrap().unwrap();
+        assert_eq!(back, head());
+        assert_eq!(used, bytes.len());
+    }
+
+    #[test]
+    fn oversized_prefix_is_refused_before_allocating() {
+        let mut bytes = (u32::MAX).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 8]);
+        assert!(matches!(
+            decode::<Control>(&bytes),
+            Err(FrameError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_and_unknown_variants_are_errors() {
+        let mut bytes = 3u32.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0xc1, 0xc1, 0xc1]);
+        assert!(matches!(
+            decode::<Control>(&bytes),
+            Err(FrameError::Decode(_))
+        ));
+
+        #[derive(Serialize)]
+        enum Future {
+            Teleport { to: String },
+        }
+        let bytes = encode(&Future::Teleport { to: "x".into() }).unwrap();
+        assert!(decode::<Control>(&bytes).is_err());
+    }
+
+    #[tokio::test]
+    async fn async_shells_match_pure_functions() {
+        let hello = Control::Hello {
+            protocol: PROTOCOL_VERSION,
+            connector: "dc1".into(),
+            services: vec!["everything".into()],
+            build: "test".into(),
+        };
+        let mut wire = Vec::new();
+        write_frame(&mut wire, &hello).await.unwrap();
+        write_frame(&mut wire, &head()).await.unwrap();
+        let mut r = &wire[..];
+        assert_eq!(read_frame::<Control, _>(&mut r).await.unwrap(), Some(hello));
+        assert_eq!(
+            read_frame::<RequestHead, _>(&mut r).await.unwrap(),
+            Some(head())
+        );
+        assert!(read_frame::<Control, _>(&mut r).await.unwrap().is_none());
+        let mut cut = &wire[..6];
+        assert!(matches!(
+            read_frame::<Control, _>(&mut cut).await,
+            Err(FrameError::Truncated)
+        ));
+    }
+}
