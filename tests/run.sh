@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole Underpass test suite, from a fresh clone:
+#   1. installs the real MCP peers (pinned npm and PyPI packages) into target/peers/,
+#   2. checks formatting and lints,
+#   3. builds the release binaries once,
+#   4. runs every unit and end-to-end test against them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> installing MCP peers into target/peers"
+bash tests/peers/install.sh
+
+echo "==> formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
+
+echo "==> building release binaries"
+cargo build --release --locked --workspace --bins
+
+echo "==> tests"
+cargo test --release --locked --workspace
