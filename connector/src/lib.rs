@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod stdio;
 pub mod tunnel;
 
 use std::sync::Arc;

@@ -2,9 +2,14 @@
 //! and relays each exchange down a QUIC tunnel to a connector that serves the service.
 
 pub mod admin;
+pub mod assertion;
+pub mod audit;
+pub mod auth;
 pub mod config;
+pub mod policy;
 pub mod registry;
 pub mod relay;
+pub mod revocation;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -22,6 +27,7 @@ use underpass_shared::tls::{self, Credentials, PeerPolicy};
 use crate::config::EdgeConfig;
 use crate::registry::Registry;
 use crate::relay::{ConnInfo, State};
+use crate::revocation::Revocations;
 
 /// How long a client has to finish its TLS handshake, and to send request headers.
 const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,10 +48,12 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         .expect(Role::Edge, &config.trust_domain)
         .context("the [tunnel] certificate must be an edge certificate of this trust domain")?;
 
+    let revocations = Revocations::load(config.revocation_list.clone())
+        .context("cannot read the revocation_list")?;
     let connector_policy = PeerPolicy {
         role: Role::Connector,
         trust_domain: config.trust_domain.clone(),
-        revoked: None,
+        revoked: Some(revocations.check()),
     };
     let quic_config =
         tls::tunnel_server_config(tls::tunnel_server_crypto(&tunnel_creds, connector_policy)?)?;
@@ -53,7 +61,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for tunnels on udp/{}", config.tunnel.listen))?;
     tracing::info!(addr = %config.tunnel.listen, identity = %edge_id, "tunnel listener up (QUIC)");
 
-    let client_tls = client_tls(&config)?;
+    let client_tls = client_tls(&config, &revocations)?;
     let listener = TcpListener::bind(config.clients.listen)
         .await
         .with_context(|| {
@@ -89,6 +97,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         tokio::spawn(admin::serve(listener, registry.clone()));
     }
 
+    tokio::spawn(revocations.clone().watch(registry.clone()));
     tokio::spawn(tunnel::accept_loop(
         endpoint.clone(),
         config.clone(),
@@ -98,6 +107,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     let state = Arc::new(State {
         config: config.clone(),
         registry,
+        revocations,
     });
     let clients = tokio::spawn(serve_clients(listener, client_tls, state));
 
@@ -109,7 +119,10 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn client_tls(config: &EdgeConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+fn client_tls(
+    config: &EdgeConfig,
+    revocations: &Arc<Revocations>,
+) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
     if config.clients.insecure_plaintext {
         tracing::warn!(
             "[clients] insecure_plaintext = true: MCP clients connect without TLS (loopback only)"
@@ -127,7 +140,7 @@ fn client_tls(config: &EdgeConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcc
             PeerPolicy {
                 role: Role::Client,
                 trust_domain: config.trust_domain.clone(),
-                revoked: None,
+                revoked: Some(revocations.check()),
             },
         )),
         None => None,
@@ -175,16 +188,14 @@ async fn serve_clients(
                             return;
                         }
                     };
-                    let cert_principal = stream
+                    let info = stream
                         .get_ref()
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first())
-                        .and_then(|leaf| {
-                            underpass_shared::identity::SpiffeId::from_certificate_der(leaf).ok()
-                        })
-                        .map(|id| format!("client:{}", id.name));
-                    serve_connection(stream, Arc::new(ConnInfo { cert_principal }), state).await
+                        .map(|leaf| ConnInfo::from_client_cert(leaf))
+                        .unwrap_or_default();
+                    serve_connection(stream, Arc::new(info), state).await
                 }
             }
         });

@@ -12,6 +12,8 @@ pub struct Tunnel {
     pub connector: String,
     pub services: Vec<String>,
     pub conn: quinn::Connection,
+    /// Canonical serial of the connector's certificate (for revocation).
+    pub cert_serial: String,
 }
 
 /// A legacy (`Mcp-Session-Id`) session: the tunnel that answered its `initialize`, and the
@@ -45,6 +47,7 @@ impl Registry {
         connector: String,
         services: Vec<String>,
         conn: quinn::Connection,
+        cert_serial: String,
     ) -> Arc<Tunnel> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let tunnel = Arc::new(Tunnel {
@@ -52,6 +55,7 @@ impl Registry {
             connector,
             services,
             conn,
+            cert_serial,
         });
         write(&self.tunnels).insert(id, tunnel.clone());
         tunnel
@@ -109,6 +113,10 @@ impl Registry {
 
     pub fn close_session(&self, service: &str, session_id: &str) {
         write(&self.sessions).remove(&(service.to_owned(), session_id.to_owned()));
+    }
+
+    pub fn tunnels(&self) -> Vec<Arc<Tunnel>> {
+        read(&self.tunnels).values().cloned().collect()
     }
 
     /// Number of tunnels serving each service.

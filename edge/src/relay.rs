@@ -29,6 +29,7 @@ const SESSION_HEADER: &str = "mcp-session-id";
 pub struct State {
     pub config: Arc<EdgeConfig>,
     pub registry: Arc<Registry>,
+    pub revocations: Arc<crate::revocation::Revocations>,
 }
 
 /// What the edge knows of the client connection before reading a request.
@@ -36,6 +37,20 @@ pub struct State {
 pub struct ConnInfo {
     /// `client:<name>` when the client presented a valid client certificate.
     pub cert_principal: Option<String>,
+    /// Serial of that certificate: re-checked per request, so a revocation bites at once.
+    pub cert_serial: Option<String>,
+}
+
+impl ConnInfo {
+    /// What a verified client certificate says (its chain and role passed the TLS verifier).
+    pub fn from_client_cert(leaf: &[u8]) -> ConnInfo {
+        ConnInfo {
+            cert_principal: underpass_shared::identity::SpiffeId::from_certificate_der(leaf)
+                .ok()
+                .map(|id| format!("client:{}", id.name)),
+            cert_serial: underpass_certs::revocation::certificate_serial(leaf).ok(),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -121,6 +136,17 @@ async fn relay(
     body: Bytes,
 ) -> Response<Body> {
     let config = &state.config;
+    if conn
+        .cert_serial
+        .as_deref()
+        .is_some_and(|s| state.revocations.is_revoked_serial(s))
+    {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            -32001,
+            "client certificate revoked",
+        );
+    }
     let Some(principal) = authenticate(config, conn) else {
         return error_response(
             StatusCode::UNAUTHORIZED,

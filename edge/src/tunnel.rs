@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use underpass_certs::revocation::certificate_serial;
 use underpass_shared::frame::{self, codes, Control, Limits, PROTOCOL_VERSION};
+use underpass_shared::identity::SpiffeId;
 use underpass_shared::tls;
 
 use crate::config::EdgeConfig;
@@ -82,23 +84,26 @@ async fn serve_tunnel(
     registry: &Registry,
     edge_name: &str,
 ) -> Result<(), String> {
-    let (conn, mut send, hello, cert_name) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let conn = incoming
-            .await
-            .map_err(|e| format!("handshake failed: {e}"))?;
-        let id = tls::peer_identity(&conn).map_err(|e| e.to_string())?;
-        let (send, mut recv) = conn
-            .accept_bi()
-            .await
-            .map_err(|e| format!("no control stream: {e}"))?;
-        let hello = frame::read_frame::<Control, _>(&mut recv)
-            .await
-            .map_err(|e| format!("bad Hello from {id}: {e}"))?
-            .ok_or_else(|| format!("{id} closed the control stream before Hello"))?;
-        Ok::<_, String>((conn, send, hello, id.name))
-    })
-    .await
-    .map_err(|_| "connector did not complete its handshake in time".to_string())??;
+    let (conn, mut send, hello, cert_name, cert_serial) =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            let conn = incoming
+                .await
+                .map_err(|e| format!("handshake failed: {e}"))?;
+            let leaf = tls::peer_leaf(&conn).ok_or("connector presented no certificate")?;
+            let id = SpiffeId::from_certificate_der(&leaf).map_err(|e| e.to_string())?;
+            let serial = certificate_serial(&leaf).map_err(|e| e.to_string())?;
+            let (send, mut recv) = conn
+                .accept_bi()
+                .await
+                .map_err(|e| format!("no control stream: {e}"))?;
+            let hello = frame::read_frame::<Control, _>(&mut recv)
+                .await
+                .map_err(|e| format!("bad Hello from {id}: {e}"))?
+                .ok_or_else(|| format!("{id} closed the control stream before Hello"))?;
+            Ok::<_, String>((conn, send, hello, id.name, serial))
+        })
+        .await
+        .map_err(|_| "connector did not complete its handshake in time".to_string())??;
 
     let services = match judge_hello(config, &cert_name, &hello) {
         Ok(services) => services,
@@ -130,7 +135,12 @@ async fn serve_tunnel(
         .await
         .map_err(|e| format!("cannot send Welcome to {cert_name}: {e}"))?;
 
-    let tunnel = registry.add(cert_name.clone(), services.clone(), conn.clone());
+    let tunnel = registry.add(
+        cert_name.clone(),
+        services.clone(),
+        conn.clone(),
+        cert_serial,
+    );
     tracing::info!(
         connector = %cert_name,
         remote = %conn.remote_address(),

@@ -3,6 +3,7 @@
 
 pub mod frame;
 pub mod identity;
+pub mod mcp;
 pub mod tls;
 
 /// Resolves on SIGINT or SIGTERM: how both daemons learn to shut down gracefully.

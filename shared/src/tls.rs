@@ -269,6 +269,7 @@ pub fn tunnel_server_crypto(
     config.alpn_protocols = vec![ALPN.to_vec()];
     // 0-RTT stays off: tool calls are not idempotent and must not be replayable.
     config.max_early_data_size = 0;
+    no_resumption(&mut config);
     Ok(config)
 }
 
@@ -291,6 +292,7 @@ pub fn tunnel_client_crypto(
         .with_client_auth_cert(creds.chain.clone(), creds.key.clone_key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.enable_early_data = false;
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }
 
@@ -303,6 +305,7 @@ pub fn https_server_crypto(
 ) -> Result<rustls::ServerConfig, TlsError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let verifies_clients = client_ca.is_some();
     let builder = match client_ca {
         Some((roots, policy)) => {
             builder.with_client_cert_verifier(client_verifier(roots, policy, true)?)
@@ -311,7 +314,17 @@ pub fn https_server_crypto(
     };
     let mut config = builder.with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if verifies_clients {
+        no_resumption(&mut config);
+    }
     Ok(config)
+}
+
+/// A resumed TLS 1.3 session skips certificate verification, and with it the role and
+/// revocation checks: every handshake that authenticates a peer certificate must be a full one.
+fn no_resumption(config: &mut rustls::ServerConfig) {
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
 }
 
 /// QUIC transport settings shared by both ends of a tunnel.
@@ -347,12 +360,9 @@ pub fn tunnel_client_config(crypto: rustls::ClientConfig) -> Result<quinn::Clien
     Ok(config)
 }
 
-/// The verified SPIFFE identity of a QUIC peer (its certificate passed our verifier already).
-pub fn peer_identity(conn: &quinn::Connection) -> Result<SpiffeId, IdentityError> {
-    let certs = conn
-        .peer_identity()
+/// The leaf certificate of a QUIC peer (it passed our verifier already).
+pub fn peer_leaf(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
+    conn.peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
-        .ok_or(IdentityError::Missing)?;
-    let leaf = certs.first().ok_or(IdentityError::Missing)?;
-    SpiffeId::from_certificate_der(leaf)
+        .and_then(|certs| certs.into_iter().next())
 }

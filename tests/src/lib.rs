@@ -232,11 +232,19 @@ pub struct EdgeSetup {
 
 impl EdgeSetup {
     /// Writes `edge.toml` in `dir` (PKI in `dir/pki`, which must hold `edge.crt`).
-    /// `services` is a list of (service, [connectors]); `extra` is appended verbatim.
+    /// `services` is a list of (service, [connectors]); `extra` is appended verbatim, except
+    /// that its top-level keys (the lines before its first table) go to the top of the file.
     pub fn write(dir: &Path, tls: bool, services: &[(&str, &[&str])], extra: &str) -> EdgeSetup {
         let (client_port, tunnel_port, admin_port) = (free_port(), free_port(), free_port());
+        let split = extra
+            .lines()
+            .position(|l| l.trim_start().starts_with('['))
+            .unwrap_or(extra.lines().count());
+        let top: Vec<&str> = extra.lines().take(split).collect();
+        let tables: Vec<&str> = extra.lines().skip(split).collect();
+        let (top, extra) = (top.join("\n"), tables.join("\n"));
         let mut toml = format!(
-            "[clients]\nlisten = \"127.0.0.1:{client_port}\"\n{}\n\
+            "{top}\n[clients]\nlisten = \"127.0.0.1:{client_port}\"\n{}\n\
              [tunnel]\nlisten = \"127.0.0.1:{tunnel_port}\"\ncert = \"pki/edge.crt\"\nkey = \"pki/edge.key\"\nca = \"pki/ca.crt\"\n\n\
              [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n{extra}\n",
             if tls {

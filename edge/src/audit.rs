@@ -1,0 +1,2023 @@
+//! The tamper-evident audit trail: one JSON line per client request, hash-chained and
+//! anchored by signed checkpoints.
+//!
+//! # On-disk format
+//!
+//! `<file>` (and its rotated predecessors `<file>.000001`, `<file>.000002`, …, oldest first)
+//! holds one line per record:
+//!
+//! ```text
+//! {"hash":"<64 hex>","seq":7,"prev":"<64 hex>","time":"2025-01-01T00:00:00.000Z",...}
+//! ```
+//!
+//! * `seq` counts records from 0, continuously across rotations;
+//! * `prev` is the `hash` of the previous record (64 zeros for record 0);
+//! * `hash` is the lowercase hex SHA-256 of `prev` (its 64 ASCII hex digits) followed by the
+//!   *canonical bytes* of the line: the exact line text with its leading `"hash":"<64 hex>",`
+//!   member removed, i.e. `{` followed by everything after the fixed 75-byte prefix
+//!   `{"hash":"<64 hex>",`. A verifier never re-serializes anything, so the hash covers the
+//!   bytes exactly as stored.
+//!
+//! Editing a line breaks its `hash`; removing, inserting or reordering lines breaks `seq`
+//! and `prev`. Cutting lines off the end leaves a valid chain, so the chain head is also
+//! kept outside the log: `<file>.checkpoints` holds JSON lines
+//! `{"seq":N,"hash":"…","file":"<log file name>","time":"…","key":"<base64 public key>","sig":"<base64>"}`,
+//! where `sig` is an Ed25519 signature over
+//! `underpass-audit-checkpoint-v1\n<seq>\n<hash>\n<file>\n<time>\n`. A checkpoint is written
+//! after every `checkpoint_every` records, whenever the [`Auditor`]'s queue runs empty, and at
+//! flush and shutdown. The signing key is `<file>.key` (PKCS#8 PEM, mode 0600, created on
+//! first open) unless `signing_key` names another; its public key is written, base64, to
+//! `<file>.pub`.
+//!
+//! [`verify`] checks all of it. Without an expected key it trusts `<file>.pub`, which anyone
+//! able to rewrite the log could also replace: pinning the key (a copy of `<file>.pub` kept
+//! elsewhere, `verify --key FILE`) is stronger, and shipping checkpoints off the host is
+//! stronger still (a local attacker who can read the signing key can re-sign anything).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ring::digest;
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+/// `prev` of the very first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Domain separation tag of the string a checkpoint signature covers.
+const CHECKPOINT_TAG: &str = "underpass-audit-checkpoint-v1";
+/// Every record line starts with `{"hash":"`, then 64 hex digits, then `",`.
+const LINE_PREFIX: &[u8] = b"{\"hash\":\"";
+const HASH_HEX_LEN: usize = 64;
+const PREFIX_LEN: usize = LINE_PREFIX.len() + HASH_HEX_LEN + 2;
+/// Records the [`Auditor`] queues before it starts dropping (and counting) them.
+const QUEUE_CAPACITY: usize = 16 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------
+
+/// The `[audit]` table of `edge.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The audit log, one JSON line per client request. Required. Rotated files are named
+    /// `<file>.000001`, `<file>.000002`, …; checkpoints go to `<file>.checkpoints`.
+    pub file: PathBuf,
+    /// Rotate once the file would grow beyond this many bytes. Default 64 MiB; 0 = never.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Write a signed checkpoint after this many records (also when the queue runs empty,
+    /// and at shutdown). Default 1: every record. 0 = only when idle and at shutdown.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// Record the (redacted) arguments of tool calls, resource reads and prompt requests.
+    /// Default false: arguments may carry personal or secret data.
+    #[serde(default)]
+    pub log_arguments: bool,
+    /// Ed25519 checkpoint signing key (PKCS#8, PEM or DER). Default `<file>.key`. Created,
+    /// mode 0600, when missing.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+}
+
+fn default_max_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+fn default_checkpoint_every() -> u64 {
+    1
+}
+
+impl AuditConfig {
+    /// A configuration with every default and the given log file.
+    pub fn new(file: impl Into<PathBuf>) -> Self {
+        Self {
+            file: file.into(),
+            max_bytes: default_max_bytes(),
+            checkpoint_every: default_checkpoint_every(),
+            log_arguments: false,
+            signing_key: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------------------------
+
+/// How the client proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// A client certificate (mutual TLS).
+    Cert,
+    /// An API key.
+    Apikey,
+    /// A bearer JWT.
+    Jwt,
+    /// Nobody: `[auth] anonymous = true`.
+    Anonymous,
+}
+
+/// What the policy said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Allowed by a rule (or `allow_all`).
+    Allow,
+    /// Denied (explicitly, or by default).
+    Deny,
+}
+
+/// One client request. Absent fields are left out of the line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// RFC 3339 UTC with milliseconds (see [`now`]); filled in at append time when empty.
+    pub time: String,
+    /// Authenticated principal, e.g. `client:alice`, `apikey:ci-bot`, `jwt:bob`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// How the principal was authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<AuthMethod>,
+    /// The service named in the request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// JSON-RPC method, e.g. `tools/call`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_method: Option<String>,
+    /// Tool, resource or prompt name the request is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Policy decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// Which rule decided (e.g. `allow[0]`, `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// `ok`, `error`, `denied`, `rate_limited`, `backend_error`, …
+    pub outcome: String,
+    /// HTTP status returned to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// JSON-RPC error code returned to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonrpc_error: Option<i64>,
+    /// Time from request to response, in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    /// Request body size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// Response body size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    /// MCP session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Trace id correlating edge, tunnel and connector logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Request arguments, only with `log_arguments = true`, after [`redact_arguments`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+}
+
+/// The current time as RFC 3339 UTC with milliseconds, e.g. `2025-01-31T12:00:00.123Z`.
+pub fn now() -> String {
+    format_time(SystemTime::now())
+}
+
+/// Formats `t` as RFC 3339 UTC with milliseconds (times before 1970 are clamped to 1970).
+pub fn format_time(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm, non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Object keys whose values are never logged (matched case-insensitively, ignoring `-`/`_`,
+/// as substrings: `db_password`, `X-Api-Key`, `accessToken`…).
+const SENSITIVE_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "authorization",
+    "credential",
+    "privatekey",
+    "cookie",
+];
+const REDACTED: &str = "[REDACTED]";
+const MAX_ARG_STRING: usize = 1024;
+const MAX_ARG_ITEMS: usize = 100;
+const MAX_ARG_DEPTH: usize = 16;
+
+/// Prepares request arguments for the audit log: `None` for `null`, otherwise a copy with the
+/// values of secret-looking keys replaced by `"[REDACTED]"`, long strings cut to 1 KiB, long
+/// arrays and objects cut to 100 entries and nesting cut at depth 16. The caller sets
+/// [`AuditRecord::arguments`] from it only when `log_arguments` is on (see
+/// [`Auditor::arguments`]).
+pub fn redact_arguments(args: &Value) -> Option<Value> {
+    if args.is_null() {
+        return None;
+    }
+    Some(redact(args, 0))
+}
+
+fn redact(v: &Value, depth: usize) -> Value {
+    match v {
+        Value::Object(_) | Value::Array(_) if depth >= MAX_ARG_DEPTH => Value::String("[…]".into()),
+        Value::Object(map) => {
+            let mut out: serde_json::Map<String, Value> = map
+                .iter()
+                .take(MAX_ARG_ITEMS)
+                .map(|(k, v)| {
+                    let v = if is_sensitive(k) {
+                        Value::String(REDACTED.into())
+                    } else {
+                        redact(v, depth + 1)
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            if map.len() > MAX_ARG_ITEMS {
+                out.insert(
+                    "…".into(),
+                    Value::String(format!("{} more keys", map.len() - MAX_ARG_ITEMS)),
+                );
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => {
+            let mut out: Vec<Value> = items
+                .iter()
+                .take(MAX_ARG_ITEMS)
+                .map(|v| redact(v, depth + 1))
+                .collect();
+            if items.len() > MAX_ARG_ITEMS {
+                out.push(Value::String(format!(
+                    "… {} more items",
+                    items.len() - MAX_ARG_ITEMS
+                )));
+            }
+            Value::Array(out)
+        }
+        Value::String(s) if s.len() > MAX_ARG_STRING => {
+            let mut cut = MAX_ARG_STRING;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Value::String(format!("{}…[{} bytes]", &s[..cut], s.len()))
+        }
+        other => other.clone(),
+    }
+}
+
+fn is_sensitive(key: &str) -> bool {
+    let k: String = key
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect();
+    SENSITIVE_KEYS.iter().any(|s| k.contains(s))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// Why the audit log cannot be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// A file operation failed.
+    #[error("audit: cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// `file` names no file (e.g. `/` or `..`).
+    #[error("audit: {} is not a file path", .0.display())]
+    InvalidPath(PathBuf),
+    /// The signing key is unreadable or unusable.
+    #[error("audit: bad signing key {}: {reason}", path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The signing key does not match the public key earlier checkpoints were signed with.
+    #[error(
+        "audit: signing key {} does not match {}, the key of the existing checkpoints; \
+         restore the original key, or move the old log, checkpoints and .pub aside",
+        key.display(), pub_file.display()
+    )]
+    KeyMismatch {
+        /// The signing key in use.
+        key: PathBuf,
+        /// The recorded public key.
+        pub_file: PathBuf,
+    },
+    /// The last line of the log (or of the checkpoints) is damaged, so the chain cannot be
+    /// continued without forking it.
+    #[error(
+        "audit: the last line of {} is damaged ({reason}); refusing to continue the chain: \
+         run the audit verifier, then move the damaged files aside",
+        path.display()
+    )]
+    CorruptTail {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The log ends before the newest signed checkpoint: it was truncated or replaced.
+    #[error(
+        "audit: {} ends at seq {} but {} vouches for seq {checkpoint_seq}: the log was \
+         truncated or replaced; refusing to continue the chain (run the audit verifier)",
+        path.display(),
+        log_seq.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+        checkpoints.display()
+    )]
+    BehindCheckpoint {
+        /// The log file.
+        path: PathBuf,
+        /// Its last seq, if any.
+        log_seq: Option<u64>,
+        /// The checkpoints file.
+        checkpoints: PathBuf,
+        /// Seq of its last checkpoint.
+        checkpoint_seq: u64,
+    },
+    /// A record could not be serialized.
+    #[error("audit: cannot serialize a record: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// The background writer is gone.
+    #[error("audit: the writer has stopped")]
+    Closed,
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> AuditError + 'a {
+    move |source| AuditError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paths and small helpers
+// ---------------------------------------------------------------------------------------------
+
+/// `<file><suffix>`, e.g. `audit.jsonl.key`.
+fn sidecar(file: &Path, suffix: &str) -> PathBuf {
+    let mut s: OsString = file.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// `<file>.<n, 6 digits>`.
+fn rotated_name(file: &Path, n: u64) -> PathBuf {
+    sidecar(file, &format!(".{n:06}"))
+}
+
+/// Rotated files of `file`, oldest first.
+fn rotated_files(file: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let Some(name) = file.file_name() else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let fname = entry.file_name();
+        let Some(fname) = fname.to_str() else {
+            continue;
+        };
+        let Some(suffix) = fname.strip_prefix(&prefix) else {
+            continue;
+        };
+        if suffix.len() >= 6 && suffix.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(n) = suffix.parse::<u64>() {
+                out.push((n, file.with_file_name(fname)));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// SHA-256 of `prev || "{" || rest`, hex.
+fn chain_hash(prev: &str, rest: &[u8]) -> String {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(prev.as_bytes());
+    ctx.update(b"{");
+    ctx.update(rest);
+    hex(ctx.finish().as_ref())
+}
+
+/// Builds a sealed line (with trailing newline) from a serialized body `{"seq":…}`.
+fn seal(prev: &str, body: &str) -> (String, String) {
+    let rest = body.get(1..).unwrap_or_default();
+    let hash = chain_hash(prev, rest.as_bytes());
+    let line = format!("{{\"hash\":\"{hash}\",{rest}\n");
+    (line, hash)
+}
+
+/// The chain fields of a line (the rest is ignored here).
+#[derive(Deserialize)]
+struct LineHead {
+    hash: String,
+    seq: u64,
+    prev: String,
+}
+
+/// Why a line does not check out on its own.
+enum LineError {
+    Malformed(String),
+    BadHash,
+}
+
+/// Parses one line (without its newline) and checks its own hash.
+fn parse_line(line: &[u8]) -> Result<LineHead, LineError> {
+    if line.len() <= PREFIX_LEN
+        || !line.starts_with(LINE_PREFIX)
+        || &line[PREFIX_LEN - 2..PREFIX_LEN] != b"\","
+    {
+        return Err(LineError::Malformed(
+            "does not start with {\"hash\":\"<64 hex>\",".into(),
+        ));
+    }
+    let stored = &line[LINE_PREFIX.len()..PREFIX_LEN - 2];
+    if !stored
+        .iter()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(LineError::Malformed(
+            "hash is not 64 lowercase hex digits".into(),
+        ));
+    }
+    let head: LineHead = serde_json::from_slice(line)
+        .map_err(|e| LineError::Malformed(format!("not a valid record: {e}")))?;
+    if chain_hash(&head.prev, &line[PREFIX_LEN..]) != head.hash {
+        return Err(LineError::BadHash);
+    }
+    Ok(head)
+}
+
+/// The last line of a file (without newline) and whether it was newline-terminated;
+/// `None` for a missing or empty file. Reads backwards, so big files cost little.
+fn read_last_line(path: &Path) -> io::Result<Option<(Vec<u8>, bool)>> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    let terminated = last[0] == b'\n';
+    let end = if terminated { len - 1 } else { len };
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut pos = end;
+    while pos > 0 {
+        let start = pos.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; usize::try_from(pos - start).unwrap_or(0)];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut chunk)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            chunks.push(chunk.split_off(i + 1));
+            break;
+        }
+        chunks.push(chunk);
+        pos = start;
+    }
+    let line: Vec<u8> = chunks.into_iter().rev().flatten().collect();
+    Ok(Some((line, terminated)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys and checkpoints
+// ---------------------------------------------------------------------------------------------
+
+/// A signed statement that the chain had reached `seq` with head `hash`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Checkpoint {
+    seq: u64,
+    hash: String,
+    file: String,
+    time: String,
+    key: String,
+    sig: String,
+}
+
+fn checkpoint_message(seq: u64, hash: &str, file: &str, time: &str) -> String {
+    format!("{CHECKPOINT_TAG}\n{seq}\n{hash}\n{file}\n{time}\n")
+}
+
+fn pem_encode(der: &[u8]) -> String {
+    let b64 = B64.encode(der);
+    let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END PRIVATE KEY-----\n");
+    out
+}
+
+/// PKCS#8 DER from PEM (`PRIVATE KEY`) or raw DER bytes.
+fn pkcs8_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Ok(bytes.to_vec());
+    };
+    if !text.contains("-----BEGIN") {
+        return Ok(bytes.to_vec());
+    }
+    let b64: String = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| *l != "-----BEGIN PRIVATE KEY-----")
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    if b64.is_empty() {
+        return Err("no \"-----BEGIN PRIVATE KEY-----\" block".into());
+    }
+    B64.decode(b64).map_err(|e| format!("bad PEM base64: {e}"))
+}
+
+/// Loads the signing key, creating it (mode 0600) when missing.
+fn load_or_create_key(path: &Path) -> Result<Ed25519KeyPair, AuditError> {
+    let key_err = |reason: String| AuditError::Key {
+        path: path.to_owned(),
+        reason,
+    };
+    match fs::read(path) {
+        Ok(bytes) => {
+            #[cfg(unix)]
+            if let Ok(meta) = fs::metadata(path) {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(
+                        "audit signing key {} is readable by group or others; chmod 600 it",
+                        path.display()
+                    );
+                }
+            }
+            let der = pkcs8_der(&bytes).map_err(key_err)?;
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
+                .map_err(|e| key_err(format!("not an Ed25519 PKCS#8 key: {e}")))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                .map_err(|_| key_err("cannot generate a key".into()))?;
+            let mut opts = OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            match opts.open(path) {
+                Ok(mut f) => {
+                    f.write_all(pem_encode(doc.as_ref()).as_bytes())
+                        .and_then(|()| f.sync_all())
+                        .map_err(io_err("write the signing key", path))?;
+                    tracing::info!("created audit signing key {}", path.display());
+                    Ed25519KeyPair::from_pkcs8(doc.as_ref())
+                        .map_err(|e| key_err(format!("generated key unusable: {e}")))
+                }
+                // Someone else created it meanwhile: use theirs.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => load_or_create_key(path),
+                Err(e) => Err(io_err("create the signing key", path)(e)),
+            }
+        }
+        Err(e) => Err(io_err("read the signing key", path)(e)),
+    }
+}
+
+/// Reads a base64 Ed25519 public key file (as `<file>.pub`).
+fn read_public_key(path: &Path) -> Result<Vec<u8>, String> {
+    let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let key = B64
+        .decode(text.trim())
+        .map_err(|e| format!("not base64: {e}"))?;
+    if key.len() != 32 {
+        return Err(format!(
+            "an Ed25519 public key has 32 bytes, not {}",
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The synchronous writer
+// ---------------------------------------------------------------------------------------------
+
+/// The chain writer: appends sealed records, rotates by size and writes signed checkpoints.
+/// Not shared between threads; the edge uses it through [`Auditor`].
+pub struct AuditLog {
+    path: PathBuf,
+    file_name: String,
+    file: File,
+    size: u64,
+    max_bytes: u64,
+    next_rotation: u64,
+    /// Seq the next record gets.
+    next_seq: u64,
+    /// Hash of the last record ([`GENESIS`] before the first).
+    head: String,
+    checkpoints_path: PathBuf,
+    checkpoints: File,
+    checkpoints_size: u64,
+    checkpoint_every: u64,
+    since_checkpoint: u64,
+    /// Seq of the newest checkpoint, if it matches the head.
+    checkpointed: Option<u64>,
+    key: Ed25519KeyPair,
+    public_b64: String,
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field("next_seq", &self.next_seq)
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, AuditError> {
+    let mut opts = OpenOptions::new();
+    opts.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o640);
+    }
+    opts.open(path).map_err(io_err("open", path))
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log and resumes the chain from its last record. Refuses to
+    /// start when the last line is damaged, when the log ends before the newest signed
+    /// checkpoint, or when the signing key is not the one `<file>.pub` records.
+    pub fn open(config: &AuditConfig) -> Result<Self, AuditError> {
+        let path = config.file.clone();
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| AuditError::InvalidPath(path.clone()))?
+            .to_string_lossy()
+            .into_owned();
+
+        // Key and its public half.
+        let key_path = config
+            .signing_key
+            .clone()
+            .unwrap_or_else(|| sidecar(&path, ".key"));
+        let key = load_or_create_key(&key_path)?;
+        let public_b64 = B64.encode(key.public_key().as_ref());
+        let pub_path = sidecar(&path, ".pub");
+        match fs::read_to_string(&pub_path) {
+            Ok(text) if text.trim() == public_b64 => {}
+            Ok(_) => {
+                return Err(AuditError::KeyMismatch {
+                    key: key_path,
+                    pub_file: pub_path,
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::write(&pub_path, format!("{public_b64}\n"))
+                    .map_err(io_err("write the public key", &pub_path))?;
+            }
+            Err(e) => return Err(io_err("read", &pub_path)(e)),
+        }
+
+        // Where the chain stands.
+        let rotated = rotated_files(&path).map_err(io_err("list rotated files of", &path))?;
+        let next_rotation = rotated.last().map_or(1, |(n, _)| n + 1);
+        let mut tail = None;
+        for candidate in std::iter::once(&path).chain(rotated.iter().rev().map(|(_, p)| p)) {
+            if let Some(t) = read_last_line(candidate).map_err(io_err("read", candidate))? {
+                tail = Some((candidate.clone(), t));
+                break;
+            }
+        }
+        let (next_seq, head) = match tail {
+            None => (0, GENESIS.to_owned()),
+            Some((p, (line, terminated))) => {
+                let corrupt = |reason: &str| AuditError::CorruptTail {
+                    path: p.clone(),
+                    reason: reason.to_owned(),
+                };
+                if !terminated {
+                    return Err(corrupt("incomplete line: no final newline"));
+                }
+                match parse_line(&line) {
+                    Ok(h) => (h.seq.saturating_add(1), h.hash),
+                    Err(LineError::BadHash) => {
+                        return Err(corrupt("its hash does not match its contents"))
+                    }
+                    Err(LineError::Malformed(m)) => return Err(corrupt(&m)),
+                }
+            }
+        };
+        let last_seq = next_seq.checked_sub(1);
+
+        // The log must not be behind the newest checkpoint.
+        let checkpoints_path = sidecar(&path, ".checkpoints");
+        let mut checkpointed = None;
+        if let Some((line, terminated)) =
+            read_last_line(&checkpoints_path).map_err(io_err("read", &checkpoints_path))?
+        {
+            let cp: Checkpoint = serde_json::from_slice(&line)
+                .ok()
+                .filter(|_| terminated)
+                .ok_or_else(|| AuditError::CorruptTail {
+                    path: checkpoints_path.clone(),
+                    reason: "not a complete checkpoint".into(),
+                })?;
+            let behind = match last_seq {
+                None => true,
+                Some(s) => cp.seq > s || (cp.seq == s && cp.hash != head),
+            };
+            if behind {
+                return Err(AuditError::BehindCheckpoint {
+                    path,
+                    log_seq: last_seq,
+                    checkpoints: checkpoints_path,
+                    checkpoint_seq: cp.seq,
+                });
+            }
+            if Some(cp.seq) == last_seq {
+                checkpointed = last_seq;
+            }
+        }
+
+        let file = open_append(&path)?;
+        let size = file.metadata().map_err(io_err("stat", &path))?.len();
+        let checkpoints = open_append(&checkpoints_path)?;
+        let checkpoints_size = checkpoints
+            .metadata()
+            .map_err(io_err("stat", &checkpoints_path))?
+            .len();
+        Ok(Self {
+            path,
+            file_name,
+            file,
+            size,
+            max_bytes: config.max_bytes,
+            next_rotation,
+            next_seq,
+            head,
+            checkpoints_path,
+            checkpoints,
+            checkpoints_size,
+            checkpoint_every: config.checkpoint_every,
+            since_checkpoint: 0,
+            checkpointed,
+            key,
+            public_b64,
+        })
+    }
+
+    /// Appends one record (an empty `time` is set to now) and returns its seq. Rotates first
+    /// when the line would push the file past `max_bytes`; checkpoints every
+    /// `checkpoint_every` records. On a failed write the partial line is cut off again and the
+    /// chain does not advance.
+    pub fn append(&mut self, record: &AuditRecord) -> Result<u64, AuditError> {
+        #[derive(Serialize)]
+        struct Chained<'a> {
+            seq: u64,
+            prev: &'a str,
+            #[serde(flatten)]
+            record: &'a AuditRecord,
+        }
+        let stamped;
+        let record = if record.time.is_empty() {
+            stamped = AuditRecord {
+                time: now(),
+                ..record.clone()
+            };
+            &stamped
+        } else {
+            record
+        };
+        let seq = self.next_seq;
+        let body = serde_json::to_string(&Chained {
+            seq,
+            prev: &self.head,
+            record,
+        })?;
+        let (line, hash) = seal(&self.head, &body);
+        let len = line.len() as u64;
+
+        if self.max_bytes > 0 && self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
+            self.rotate()?;
+        }
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
+            // Best effort: never leave half a line that would block the next start.
+            let _ = self.file.set_len(self.size);
+            return Err(io_err("append to", &self.path)(e));
+        }
+        self.size += len;
+        self.head = hash;
+        self.next_seq += 1;
+        self.since_checkpoint += 1;
+        if self.checkpoint_every > 0 && self.since_checkpoint >= self.checkpoint_every {
+            self.checkpoint()?;
+        }
+        Ok(seq)
+    }
+
+    /// Renames the current file to `<file>.<N>` and starts a fresh one.
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        self.file.sync_all().map_err(io_err("sync", &self.path))?;
+        let target = rotated_name(&self.path, self.next_rotation);
+        if target.exists() {
+            return Err(AuditError::Io {
+                action: "rotate to",
+                path: target,
+                source: io::Error::from(io::ErrorKind::AlreadyExists),
+            });
+        }
+        fs::rename(&self.path, &target).map_err(io_err("rotate to", &target))?;
+        self.file = open_append(&self.path)?;
+        self.size = 0;
+        self.next_rotation += 1;
+        tracing::info!("audit log rotated to {}", target.display());
+        Ok(())
+    }
+
+    /// Writes a signed checkpoint of the current head, unless there is nothing new to vouch
+    /// for. Does not sync (see [`AuditLog::flush`]).
+    pub fn checkpoint(&mut self) -> Result<(), AuditError> {
+        let Some(seq) = self.next_seq.checked_sub(1) else {
+            return Ok(());
+        };
+        if self.checkpointed == Some(seq) {
+            return Ok(());
+        }
+        let time = now();
+        let sig = self
+            .key
+            .sign(checkpoint_message(seq, &self.head, &self.file_name, &time).as_bytes());
+        let cp = Checkpoint {
+            seq,
+            hash: self.head.clone(),
+            file: self.file_name.clone(),
+            time,
+            key: self.public_b64.clone(),
+            sig: B64.encode(sig.as_ref()),
+        };
+        let mut line = serde_json::to_string(&cp)?;
+        line.push('\n');
+        if let Err(e) = self.checkpoints.write_all(line.as_bytes()) {
+            let _ = self.checkpoints.set_len(self.checkpoints_size);
+            return Err(io_err("append to", &self.checkpoints_path)(e));
+        }
+        self.checkpoints_size += line.len() as u64;
+        self.checkpointed = Some(seq);
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// Syncs the log to disk, writes a checkpoint of the head and syncs that too.
+    pub fn flush(&mut self) -> Result<(), AuditError> {
+        self.file.sync_data().map_err(io_err("sync", &self.path))?;
+        self.checkpoint()?;
+        self.checkpoints
+            .sync_data()
+            .map_err(io_err("sync", &self.checkpoints_path))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The asynchronous handle
+// ---------------------------------------------------------------------------------------------
+
+enum Msg {
+    Record(Box<AuditRecord>),
+    Shutdown(oneshot::Sender<Result<(), AuditError>>),
+}
+
+/// Cloneable handle to a background writer thread. [`Auditor::record`] never blocks: records
+/// go through a bounded queue (16384 entries); when it is full, or the writer has stopped or
+/// failed to write, the record is counted in [`Auditor::dropped`] and a warning is logged
+/// (at the 1st, 2nd, 4th, 8th… loss), never lost silently.
+#[derive(Debug, Clone)]
+pub struct Auditor {
+    tx: mpsc::Sender<Msg>,
+    dropped: Arc<AtomicU64>,
+    log_arguments: bool,
+}
+
+fn count_drop(dropped: &AtomicU64, why: &str) {
+    let n = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::warn!(dropped = n, "audit record dropped ({why})");
+    }
+}
+
+impl Auditor {
+    /// Opens the log (errors surface here) and starts the writer thread.
+    pub fn start(config: &AuditConfig) -> Result<Self, AuditError> {
+        let mut log = AuditLog::open(config)?;
+        let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE_CAPACITY);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer_dropped = dropped.clone();
+        std::thread::Builder::new()
+            .name("underpass-audit".into())
+            .spawn(move || {
+                loop {
+                    let msg = match rx.try_recv() {
+                        Ok(m) => m,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            // Idle: make the checkpoint current before waiting.
+                            if let Err(e) = log.checkpoint() {
+                                tracing::error!("{e}");
+                            }
+                            match rx.blocking_recv() {
+                                Some(m) => m,
+                                None => break,
+                            }
+                        }
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    };
+                    match msg {
+                        Msg::Record(rec) => {
+                            if let Err(e) = log.append(&rec) {
+                                tracing::error!("{e}");
+                                count_drop(&writer_dropped, "write failed");
+                            }
+                        }
+                        Msg::Shutdown(reply) => {
+                            // Refuse further records (senders see them as dropped), write
+                            // what is already queued, then seal.
+                            rx.close();
+                            while let Ok(msg) = rx.try_recv() {
+                                match msg {
+                                    Msg::Record(rec) => {
+                                        if let Err(e) = log.append(&rec) {
+                                            tracing::error!("{e}");
+                                            count_drop(&writer_dropped, "write failed");
+                                        }
+                                    }
+                                    Msg::Shutdown(other) => {
+                                        let _ = other.send(Ok(()));
+                                    }
+                                }
+                            }
+                            let _ = reply.send(log.flush());
+                            return;
+                        }
+                    }
+                }
+                if let Err(e) = log.flush() {
+                    tracing::error!("{e}");
+                }
+            })
+            .map_err(io_err("start the writer thread for", &config.file))?;
+        Ok(Self {
+            tx,
+            dropped,
+            log_arguments: config.log_arguments,
+        })
+    }
+
+    /// Queues a record without blocking.
+    pub fn record(&self, record: AuditRecord) {
+        match self.tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => count_drop(&self.dropped, "queue full"),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                count_drop(&self.dropped, "writer stopped")
+            }
+        }
+    }
+
+    /// Records not written: queue full, writer stopped, or write failed.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// What goes into [`AuditRecord::arguments`]: the redacted arguments when
+    /// `log_arguments` is on, else `None`.
+    pub fn arguments(&self, args: Option<&Value>) -> Option<Value> {
+        if self.log_arguments {
+            args.and_then(redact_arguments)
+        } else {
+            None
+        }
+    }
+
+    /// Writes everything queued before this call, syncs, writes a final checkpoint and stops
+    /// the writer. Records sent by other clones afterwards are counted as dropped.
+    pub async fn shutdown(self) -> Result<(), AuditError> {
+        let (reply, done) = oneshot::channel();
+        self.tx
+            .send(Msg::Shutdown(reply))
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        done.await.map_err(|_| AuditError::Closed)?
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification
+// ---------------------------------------------------------------------------------------------
+
+/// A log that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records checked.
+    pub records: u64,
+    /// Log files checked (rotated ones and the current one).
+    pub files: usize,
+    /// Seq of the last record.
+    pub last_seq: Option<u64>,
+    /// Hash of the last record ([`GENESIS`] for an empty log).
+    pub last_hash: String,
+    /// Valid checkpoints seen.
+    pub checkpoints: u64,
+    /// Records after the newest checkpoint (not covered against truncation; normally 0, or
+    /// a few after a crash).
+    pub unsigned_tail: u64,
+}
+
+/// How a log failed verification. Line numbers count from 1.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", file.display())]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The expected public key could not be loaded.
+    #[error("cannot use public key {}: {reason}", file.display())]
+    Key {
+        /// The key file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A log file is missing (a gap in the rotation numbers, or no current file).
+    #[error("{} is missing: log files were deleted", file.display())]
+    MissingFile {
+        /// The file that should exist.
+        file: PathBuf,
+    },
+    /// A line is not a sealed record.
+    #[error("{}:{line}: malformed record: {reason}", file.display())]
+    Malformed {
+        /// The file.
+        file: PathBuf,
+        /// The line.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A line's hash does not match its contents.
+    #[error("{}:{line}: hash mismatch: the record was edited", file.display())]
+    BadHash {
+        /// The file.
+        file: PathBuf,
+        /// The line.
+        line: u64,
+    },
+    /// A line carries the wrong seq.
+    #[error(
+        "{}:{line}: expected seq {expected}, found {found}: {}",
+        file.display(),
+        if found > expected {
+            "records were removed (or an earlier log file is missing)"
+        } else {
+            "records were inserted, duplicated or reordered"
+        }
+    )]
+    SeqMismatch {
+        /// The file.
+        file: PathBuf,
+        /// The line.
+        line: u64,
+        /// The seq that should be there.
+        expected: u64,
+        /// The seq that is there.
+        found: u64,
+    },
+    /// A line's `prev` is not the previous line's hash.
+    #[error(
+        "{}:{line}: prev does not match the previous record's hash: records were removed, \
+         inserted or reordered",
+        file.display()
+    )]
+    BrokenChain {
+        /// The file.
+        file: PathBuf,
+        /// The line.
+        line: u64,
+    },
+    /// A signed checkpoint vouches for a record the log no longer has.
+    #[error(
+        "{}:{line}: log truncated: it ends at seq {} but this checkpoint vouches for seq \
+         {checkpoint_seq}",
+        file.display(),
+        last_seq.map_or_else(|| "none (empty)".to_owned(), |s| s.to_string())
+    )]
+    Truncated {
+        /// The checkpoints file.
+        file: PathBuf,
+        /// The checkpoint's line.
+        line: u64,
+        /// The last seq in the log.
+        last_seq: Option<u64>,
+        /// The seq the checkpoint vouches for.
+        checkpoint_seq: u64,
+    },
+    /// A signed checkpoint names a different hash for a seq: the chain was rewritten.
+    #[error(
+        "{}:{line}: checkpoint for seq {seq} does not match the log's record: the chain was \
+         rewritten from there on",
+        file.display()
+    )]
+    CheckpointMismatch {
+        /// The checkpoints file.
+        file: PathBuf,
+        /// The checkpoint's line.
+        line: u64,
+        /// The seq concerned.
+        seq: u64,
+    },
+    /// A checkpoint's signature does not verify: it was forged or altered.
+    #[error("{}:{line}: bad checkpoint signature: forged or altered", file.display())]
+    BadSignature {
+        /// The checkpoints file.
+        file: PathBuf,
+        /// The checkpoint's line.
+        line: u64,
+    },
+    /// A checkpoint is signed by a key other than the expected one.
+    #[error("{}:{line}: checkpoint signed by an unexpected key", file.display())]
+    WrongKey {
+        /// The checkpoints file.
+        file: PathBuf,
+        /// The checkpoint's line.
+        line: u64,
+    },
+    /// A checkpoint line is not a checkpoint, or checkpoints go backwards.
+    #[error("{}:{line}: malformed checkpoint: {reason}", file.display())]
+    BadCheckpoint {
+        /// The checkpoints file.
+        file: PathBuf,
+        /// The checkpoint's line.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The log has records but no checkpoint at all, so truncation cannot be ruled out.
+    #[error("{}: no checkpoint vouches for the log's {records} records", file.display())]
+    NoCheckpoint {
+        /// The checkpoints file.
+        file: PathBuf,
+        /// Records in the log.
+        records: u64,
+    },
+}
+
+/// Reads checkpoints one at a time, checking each one's key and signature.
+struct CheckpointReader {
+    path: PathBuf,
+    reader: Option<BufReader<File>>,
+    line: u64,
+    key: Vec<u8>,
+    key_b64: String,
+    last_seq: Option<u64>,
+    peeked: Option<(u64, Checkpoint)>,
+    valid: u64,
+}
+
+impl CheckpointReader {
+    fn peek(&mut self) -> Result<Option<&(u64, Checkpoint)>, VerifyError> {
+        if self.peeked.is_none() {
+            self.peeked = self.read()?;
+        }
+        Ok(self.peeked.as_ref())
+    }
+
+    fn advance(&mut self) {
+        self.peeked = None;
+    }
+
+    fn read(&mut self) -> Result<Option<(u64, Checkpoint)>, VerifyError> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(None);
+        };
+        let mut buf = Vec::new();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| VerifyError::Io {
+                file: self.path.clone(),
+                source,
+            })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        let line = self.line;
+        let bad = |reason: String| VerifyError::BadCheckpoint {
+            file: self.path.clone(),
+            line,
+            reason,
+        };
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        let cp: Checkpoint = serde_json::from_slice(&buf).map_err(|e| bad(e.to_string()))?;
+        if cp.key != self.key_b64 {
+            return Err(VerifyError::WrongKey {
+                file: self.path.clone(),
+                line,
+            });
+        }
+        let sig = B64.decode(&cp.sig).map_err(|_| VerifyError::BadSignature {
+            file: self.path.clone(),
+            line,
+        })?;
+        let msg = checkpoint_message(cp.seq, &cp.hash, &cp.file, &cp.time);
+        UnparsedPublicKey::new(&ED25519, &self.key)
+            .verify(msg.as_bytes(), &sig)
+            .map_err(|_| VerifyError::BadSignature {
+                file: self.path.clone(),
+                line,
+            })?;
+        if self.last_seq.is_some_and(|s| cp.seq < s) {
+            return Err(bad(format!(
+                "seq {} comes after a checkpoint for seq {}",
+                cp.seq,
+                self.last_seq.unwrap_or_default()
+            )));
+        }
+        self.last_seq = Some(cp.seq);
+        self.valid += 1;
+        Ok(Some((line, cp)))
+    }
+}
+
+/// Verifies the whole trail of `file`: every rotated file in order, then `file`, then the
+/// checkpoints against the chain. With `expected_key` (a file holding the base64 public
+/// key) checkpoints must be signed by that key; without it `<file>.pub` is trusted, which is
+/// weaker: whoever can rewrite the log may have replaced it too. Verifying a log that is
+/// being written may report a race on its newest line; verify stopped or rotated logs.
+pub fn verify(file: &Path, expected_key: Option<&Path>) -> Result<VerifyReport, VerifyError> {
+    let key_file = expected_key.map_or_else(|| sidecar(file, ".pub"), Path::to_path_buf);
+    let key = read_public_key(&key_file).map_err(|reason| VerifyError::Key {
+        file: key_file.clone(),
+        reason,
+    })?;
+
+    let rotated = rotated_files(file).map_err(|source| VerifyError::Io {
+        file: file.to_owned(),
+        source,
+    })?;
+    let mut files = Vec::with_capacity(rotated.len() + 1);
+    for (i, (n, p)) in rotated.into_iter().enumerate() {
+        let expected = i as u64 + 1;
+        if n != expected {
+            return Err(VerifyError::MissingFile {
+                file: rotated_name(file, expected),
+            });
+        }
+        files.push(p);
+    }
+    if !file.exists() {
+        return Err(VerifyError::MissingFile {
+            file: file.to_owned(),
+        });
+    }
+    files.push(file.to_owned());
+
+    let checkpoints_path = sidecar(file, ".checkpoints");
+    let reader = match File::open(&checkpoints_path) {
+        Ok(f) => Some(BufReader::new(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(VerifyError::Io {
+                file: checkpoints_path,
+                source,
+            })
+        }
+    };
+    let mut cps = CheckpointReader {
+        path: checkpoints_path.clone(),
+        reader,
+        line: 0,
+        key_b64: B64.encode(&key),
+        key,
+        last_seq: None,
+        peeked: None,
+        valid: 0,
+    };
+
+    let mut expected_seq: u64 = 0;
+    let mut prev = GENESIS.to_owned();
+    let mut last_checkpoint: Option<u64> = None;
+    for path in &files {
+        let f = File::open(path).map_err(|source| VerifyError::Io {
+            file: path.clone(),
+            source,
+        })?;
+        let mut reader = BufReader::new(f);
+        let mut buf = Vec::new();
+        let mut line: u64 = 0;
+        loop {
+            buf.clear();
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|source| VerifyError::Io {
+                    file: path.clone(),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            line += 1;
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            }
+            let head = parse_line(&buf).map_err(|e| match e {
+                LineError::BadHash => VerifyError::BadHash {
+                    file: path.clone(),
+                    line,
+                },
+                LineError::Malformed(reason) => VerifyError::Malformed {
+                    file: path.clone(),
+                    line,
+                    reason,
+                },
+            })?;
+            if head.seq != expected_seq {
+                return Err(VerifyError::SeqMismatch {
+                    file: path.clone(),
+                    line,
+                    expected: expected_seq,
+                    found: head.seq,
+                });
+            }
+            if head.prev != prev {
+                return Err(VerifyError::BrokenChain {
+                    file: path.clone(),
+                    line,
+                });
+            }
+            while let Some((cp_line, cp)) = cps.peek()? {
+                if cp.seq > head.seq {
+                    break;
+                }
+                if cp.seq < head.seq || cp.hash != head.hash {
+                    return Err(VerifyError::CheckpointMismatch {
+                        file: checkpoints_path.clone(),
+                        line: *cp_line,
+                        seq: cp.seq,
+                    });
+                }
+                last_checkpoint = Some(cp.seq);
+                cps.advance();
+            }
+            expected_seq = head.seq + 1;
+            prev = head.hash;
+        }
+    }
+
+    let last_seq = expected_seq.checked_sub(1);
+    if let Some((line, cp)) = cps.peek()? {
+        return Err(VerifyError::Truncated {
+            file: checkpoints_path,
+            line: *line,
+            last_seq,
+            checkpoint_seq: cp.seq,
+        });
+    }
+    if expected_seq > 0 && last_checkpoint.is_none() {
+        return Err(VerifyError::NoCheckpoint {
+            file: checkpoints_path,
+            records: expected_seq,
+        });
+    }
+    Ok(VerifyReport {
+        records: expected_seq,
+        files: files.len(),
+        last_seq,
+        last_hash: prev,
+        checkpoints: cps.valid,
+        unsigned_tail: last_checkpoint.map_or(expected_seq, |c| expected_seq - c - 1),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "underpass-audit-{name}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("create temp dir");
+            Self(dir)
+        }
+        fn log(&self) -> PathBuf {
+            self.0.join("audit.jsonl")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn record(i: u64) -> AuditRecord {
+        AuditRecord {
+            principal: Some("client:alice".into()),
+            auth_method: Some(AuthMethod::Cert),
+            service: Some("everything".into()),
+            mcp_method: Some("tools/call".into()),
+            target: Some(format!("tool-{i}")),
+            decision: Some(Decision::Allow),
+            rule: Some("allow[0]".into()),
+            outcome: "ok".into(),
+            http_status: Some(200),
+            latency_us: Some(1234),
+            bytes_in: Some(100),
+            bytes_out: Some(200),
+            ..Default::default()
+        }
+    }
+
+    fn write_log(config: &AuditConfig, n: u64) {
+        let mut log = AuditLog::open(config).expect("open");
+        for i in 0..n {
+            log.append(&record(i)).expect("append");
+        }
+        log.flush().expect("flush");
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        fs::read_to_string(path)
+            .expect("read")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn write_lines(path: &Path, lines: &[String]) {
+        let mut text = lines.join("\n");
+        if !lines.is_empty() {
+            text.push('\n');
+        }
+        fs::write(path, text).expect("write");
+    }
+
+    fn setup(name: &str, n: u64) -> (TempDir, AuditConfig) {
+        let dir = TempDir::new(name);
+        let config = AuditConfig::new(dir.log());
+        write_log(&config, n);
+        (dir, config)
+    }
+
+    #[test]
+    fn formats_rfc3339() {
+        let at = |s: u64, ms: u64| {
+            format_time(UNIX_EPOCH + std::time::Duration::from_millis(s * 1000 + ms))
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(at(1_700_000_000, 123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(at(4_107_542_399, 999), "2100-02-28T23:59:59.999Z");
+    }
+
+    #[test]
+    fn config_defaults_and_unknown_fields() {
+        let c: AuditConfig = toml::from_str("file = \"a.jsonl\"").expect("parse");
+        assert_eq!(c, AuditConfig::new("a.jsonl"));
+        assert!(toml::from_str::<AuditConfig>("file = \"a\"\nbogus = 1").is_err());
+        assert!(toml::from_str::<AuditConfig>("max_bytes = 1").is_err());
+    }
+
+    #[test]
+    fn line_format() {
+        let (dir, _) = setup("format", 2);
+        let l = lines(&dir.log());
+        assert_eq!(l.len(), 2);
+        assert!(l[0].starts_with("{\"hash\":\""));
+        let v: Value = serde_json::from_str(&l[0]).expect("json");
+        assert_eq!(v["seq"], 0);
+        assert_eq!(v["prev"], GENESIS);
+        assert_eq!(v["auth_method"], "cert");
+        assert_eq!(v["decision"], "allow");
+        assert!(v.get("arguments").is_none());
+        assert!(v.get("jsonrpc_error").is_none());
+        assert_eq!(v["time"].as_str().map(str::len), Some(24));
+        let v1: Value = serde_json::from_str(&l[1]).expect("json");
+        assert_eq!(v1["prev"], v["hash"]);
+        assert!(dir.log().with_extension("jsonl.pub").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(sidecar(&dir.log(), ".key"))
+                .expect("key")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn clean_log_verifies() {
+        let (dir, _) = setup("clean", 10);
+        let r = verify(&dir.log(), None).expect("verify");
+        assert_eq!(r.records, 10);
+        assert_eq!(r.files, 1);
+        assert_eq!(r.last_seq, Some(9));
+        assert_eq!(r.checkpoints, 10);
+        assert_eq!(r.unsigned_tail, 0);
+        let pinned = dir.0.join("pinned.pub");
+        fs::copy(sidecar(&dir.log(), ".pub"), &pinned).expect("copy");
+        verify(&dir.log(), Some(&pinned)).expect("verify pinned");
+    }
+
+    #[test]
+    fn empty_log_verifies() {
+        let (dir, _) = setup("empty", 0);
+        let r = verify(&dir.log(), None).expect("verify");
+        assert_eq!(r.records, 0);
+        assert_eq!(r.last_hash, GENESIS);
+    }
+
+    fn rotated_setup(name: &str) -> (TempDir, AuditConfig) {
+        let dir = TempDir::new(name);
+        let mut config = AuditConfig::new(dir.log());
+        let line_len = {
+            let (d, c) = setup("probe", 1);
+            let _ = c;
+            fs::metadata(d.log()).expect("probe").len()
+        };
+        config.max_bytes = line_len * 5 + 10; // 5 lines per file
+        write_log(&config, 18); // 5 + 5 + 5 + 3: three rotations
+        (dir, config)
+    }
+
+    #[test]
+    fn rotation_keeps_the_chain() {
+        let (dir, config) = rotated_setup("rotate");
+        for n in 1..=3 {
+            assert_eq!(lines(&rotated_name(&dir.log(), n)).len(), 5);
+        }
+        assert!(!rotated_name(&dir.log(), 4).exists());
+        assert_eq!(lines(&dir.log()).len(), 3);
+        let r = verify(&dir.log(), None).expect("verify");
+        assert_eq!((r.records, r.files, r.last_seq), (18, 4, Some(17)));
+        // Reopen continues the rotation numbering and the chain.
+        write_log(&config, 5);
+        assert!(rotated_name(&dir.log(), 4).exists());
+        let r = verify(&dir.log(), None).expect("verify");
+        assert_eq!((r.records, r.files), (23, 5));
+    }
+
+    #[test]
+    fn edited_field_is_detected() {
+        let (dir, _) = setup("edit", 5);
+        let mut l = lines(&dir.log());
+        l[2] = l[2].replace("client:alice", "client:mallory");
+        write_lines(&dir.log(), &l);
+        match verify(&dir.log(), None) {
+            Err(VerifyError::BadHash { line: 3, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn deleted_line_is_detected() {
+        let (dir, _) = setup("delete", 5);
+        let mut l = lines(&dir.log());
+        l.remove(2);
+        write_lines(&dir.log(), &l);
+        match verify(&dir.log(), None) {
+            Err(VerifyError::SeqMismatch {
+                line: 3,
+                expected: 2,
+                found: 3,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A correctly sealed line with the given seq and prev.
+    fn forge(seq: u64, prev: &str) -> String {
+        #[derive(Serialize)]
+        struct Chained<'a> {
+            seq: u64,
+            prev: &'a str,
+            #[serde(flatten)]
+            record: &'a AuditRecord,
+        }
+        let mut rec = record(99);
+        rec.time = now();
+        rec.principal = Some("client:mallory".into());
+        let body = serde_json::to_string(&Chained {
+            seq,
+            prev,
+            record: &rec,
+        })
+        .expect("json");
+        let (line, _) = seal(prev, &body);
+        line.trim_end().to_owned()
+    }
+
+    fn hash_of(line: &str) -> String {
+        let v: Value = serde_json::from_str(line).expect("json");
+        v["hash"].as_str().expect("hash").to_owned()
+    }
+
+    #[test]
+    fn inserted_line_is_detected() {
+        // A correctly sealed forged line: the checkpoint for its seq catches it at once…
+        let (dir, _) = setup("insert", 5);
+        let mut l = lines(&dir.log());
+        let forged = forge(2, &hash_of(&l[1]));
+        l.insert(2, forged);
+        write_lines(&dir.log(), &l);
+        match verify(&dir.log(), None) {
+            Err(VerifyError::CheckpointMismatch {
+                seq: 2, line: 3, ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+
+        // …and without a checkpoint there, the original record after it does not chain.
+        let dir = TempDir::new("insert-nocp");
+        let mut config = AuditConfig::new(dir.log());
+        config.checkpoint_every = 0;
+        write_log(&config, 5);
+        let mut l = lines(&dir.log());
+        let forged = forge(2, &hash_of(&l[1]));
+        l.insert(2, forged);
+        write_lines(&dir.log(), &l);
+        match verify(&dir.log(), None) {
+            Err(VerifyError::SeqMismatch {
+                line: 4,
+                expected: 3,
+                found: 2,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rewritten_chain_is_caught_by_checkpoints() {
+        // Delete line 3 and re-seal everything after it: internally consistent, but the
+        // signed checkpoints remember the original hashes.
+        let (dir, _) = setup("rewrite", 5);
+        let l = lines(&dir.log());
+        let mut out = vec![l[0].clone(), l[1].clone()];
+        let mut prev = hash_of(&l[1]);
+        for seq in 2..4 {
+            let f = forge(seq, &prev);
+            prev = hash_of(&f);
+            out.push(f);
+        }
+        write_lines(&dir.log(), &out);
+        match verify(&dir.log(), None) {
+            Err(VerifyError::CheckpointMismatch {
+                seq: 2, line: 3, ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn swapped_lines_are_detected() {
+        let (dir, _) = setup("swap", 5);
+        let mut l = lines(&dir.log());
+        l.swap(1, 2);
+        write_lines(&dir.log(), &l);
+        match verify(&dir.log(), None) {
+            Err(VerifyError::SeqMismatch {
+                line: 2,
+                expected: 1,
+                found: 2,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn truncation_is_detected() {
+        let (dir, config) = setup("truncate", 5);
+        let l = lines(&dir.log());
+        write_lines(&dir.log(), &l[..3]);
+        match verify(&dir.log(), None) {
+            Err(VerifyError::Truncated {
+                last_seq: Some(2),
+                checkpoint_seq: 3,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // And the writer refuses to fork the chain from there.
+        match AuditLog::open(&config) {
+            Err(AuditError::BehindCheckpoint {
+                log_seq: Some(2),
+                checkpoint_seq: 4,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // Emptying the log entirely is truncation too.
+        write_lines(&dir.log(), &[]);
+        match verify(&dir.log(), None) {
+            Err(VerifyError::Truncated { last_seq: None, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn deleted_rotated_file_is_detected() {
+        let (dir, _) = rotated_setup("rotdel-mid");
+        fs::remove_file(rotated_name(&dir.log(), 2)).expect("rm");
+        match verify(&dir.log(), None) {
+            Err(VerifyError::MissingFile { file }) => {
+                assert_eq!(file, rotated_name(&dir.log(), 2))
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let (dir, _) = rotated_setup("rotdel-last");
+        fs::remove_file(rotated_name(&dir.log(), 3)).expect("rm");
+        match verify(&dir.log(), None) {
+            Err(VerifyError::SeqMismatch {
+                line: 1,
+                expected: 10,
+                found: 15,
+                file,
+            }) => assert_eq!(file, dir.log()),
+            other => panic!("{other:?}"),
+        }
+
+        let (dir, _) = rotated_setup("rotdel-cur");
+        fs::remove_file(dir.log()).expect("rm");
+        assert!(matches!(
+            verify(&dir.log(), None),
+            Err(VerifyError::MissingFile { .. })
+        ));
+    }
+
+    #[test]
+    fn forged_checkpoint_is_detected() {
+        let (dir, _) = setup("cpforge", 5);
+        let cp_path = sidecar(&dir.log(), ".checkpoints");
+        let mut cps = lines(&cp_path);
+        let mut cp: Checkpoint = serde_json::from_str(&cps[4]).expect("cp");
+        cp.seq = 9; // claim more records than were written
+        cps[4] = serde_json::to_string(&cp).expect("json");
+        write_lines(&cp_path, &cps);
+        match verify(&dir.log(), None) {
+            Err(VerifyError::BadSignature { line: 5, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn replaced_key_is_caught_only_when_pinned() {
+        let (dir, _) = setup("cpkey", 3);
+        let pinned = dir.0.join("pinned.pub");
+        fs::copy(sidecar(&dir.log(), ".pub"), &pinned).expect("copy");
+        // The attacker re-signs the checkpoints (say, after truncating) with their own key.
+        let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("gen");
+        let evil = Ed25519KeyPair::from_pkcs8(doc.as_ref()).expect("key");
+        let evil_pub = B64.encode(evil.public_key().as_ref());
+        let cp_path = sidecar(&dir.log(), ".checkpoints");
+        let cps: Vec<String> = lines(&cp_path)
+            .iter()
+            .map(|l| {
+                let mut cp: Checkpoint = serde_json::from_str(l).expect("cp");
+                let msg = checkpoint_message(cp.seq, &cp.hash, &cp.file, &cp.time);
+                cp.sig = B64.encode(evil.sign(msg.as_bytes()).as_ref());
+                cp.key = evil_pub.clone();
+                serde_json::to_string(&cp).expect("json")
+            })
+            .collect();
+        write_lines(&cp_path, &cps);
+        // Checkpoints no longer match .pub…
+        assert!(matches!(
+            verify(&dir.log(), None),
+            Err(VerifyError::WrongKey { line: 1, .. })
+        ));
+        // …unless .pub is replaced too: then only a pinned key catches it.
+        fs::write(sidecar(&dir.log(), ".pub"), &evil_pub).expect("write");
+        verify(&dir.log(), None).expect("unpinned trusts .pub");
+        assert!(matches!(
+            verify(&dir.log(), Some(&pinned)),
+            Err(VerifyError::WrongKey { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn missing_checkpoints_are_detected() {
+        let (dir, _) = setup("nocp", 3);
+        fs::remove_file(sidecar(&dir.log(), ".checkpoints")).expect("rm");
+        assert!(matches!(
+            verify(&dir.log(), None),
+            Err(VerifyError::NoCheckpoint { records: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn reopen_resumes_the_chain() {
+        let (dir, config) = setup("resume", 3);
+        let before = lines(&dir.log());
+        write_log(&config, 2);
+        let after = lines(&dir.log());
+        assert_eq!(after.len(), 5);
+        assert_eq!(after[..3], before[..]);
+        let v: Value = serde_json::from_str(&after[3]).expect("json");
+        assert_eq!(v["seq"], 3);
+        assert_eq!(v["prev"].as_str(), Some(hash_of(&after[2]).as_str()));
+        let r = verify(&dir.log(), None).expect("verify");
+        assert_eq!(r.records, 5);
+    }
+
+    #[test]
+    fn damaged_tail_refuses_to_start() {
+        let (dir, config) = setup("tail", 3);
+        let mut l = lines(&dir.log());
+        l[2] = l[2].replace("tool-2", "tool-X");
+        write_lines(&dir.log(), &l);
+        assert!(matches!(
+            AuditLog::open(&config),
+            Err(AuditError::CorruptTail { .. })
+        ));
+
+        let (dir, config) = setup("partial", 3);
+        let text = fs::read_to_string(dir.log()).expect("read");
+        fs::write(dir.log(), &text[..text.len() - 10]).expect("write");
+        let err = AuditLog::open(&config).expect_err("must refuse");
+        assert!(err.to_string().contains("no final newline"), "{err}");
+    }
+
+    #[test]
+    fn other_key_refuses_to_start() {
+        let (dir, mut config) = setup("otherkey", 1);
+        config.signing_key = Some(dir.0.join("other.key"));
+        assert!(matches!(
+            AuditLog::open(&config),
+            Err(AuditError::KeyMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn checkpoint_every_n() {
+        let dir = TempDir::new("every");
+        let mut config = AuditConfig::new(dir.log());
+        config.checkpoint_every = 4;
+        let mut log = AuditLog::open(&config).expect("open");
+        for i in 0..10 {
+            log.append(&record(i)).expect("append");
+        }
+        let r = verify(&dir.log(), None).expect("verify");
+        assert_eq!((r.checkpoints, r.unsigned_tail), (2, 2));
+        log.flush().expect("flush");
+        log.flush().expect("flush twice");
+        let r = verify(&dir.log(), None).expect("verify");
+        assert_eq!((r.checkpoints, r.unsigned_tail), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn auditor_writes_everything_by_shutdown() {
+        let dir = TempDir::new("auditor");
+        let mut config = AuditConfig::new(dir.log());
+        config.checkpoint_every = 0;
+        let auditor = Auditor::start(&config).expect("start");
+        let other = auditor.clone();
+        for i in 0..200 {
+            other.record(record(i));
+        }
+        assert_eq!(auditor.dropped(), 0);
+        auditor.shutdown().await.expect("shutdown");
+        other.record(record(1000));
+        assert_eq!(other.dropped(), 1);
+        let r = verify(&dir.log(), None).expect("verify");
+        assert_eq!((r.records, r.unsigned_tail), (200, 0));
+    }
+
+    #[test]
+    fn arguments_are_redacted() {
+        let args = serde_json::json!({
+            "path": "/srv/docs",
+            "api_key": "sk-123",
+            "nested": {"Authorization": "Bearer x", "items": [1, 2]},
+            "long": "x".repeat(2000),
+        });
+        let out = redact_arguments(&args).expect("some");
+        assert_eq!(out["path"], "/srv/docs");
+        assert_eq!(out["api_key"], REDACTED);
+        assert_eq!(out["nested"]["Authorization"], REDACTED);
+        assert_eq!(out["nested"]["items"], serde_json::json!([1, 2]));
+        assert!(out["long"].as_str().is_some_and(|s| s.len() < 1100));
+        assert_eq!(redact_arguments(&Value::Null), None);
+
+        let dir = TempDir::new("args");
+        let off = Auditor::start(&AuditConfig::new(dir.log())).expect("start");
+        assert_eq!(off.arguments(Some(&args)), None);
+        let mut config = AuditConfig::new(dir.0.join("b.jsonl"));
+        config.log_arguments = true;
+        let on = Auditor::start(&config).expect("start");
+        assert_eq!(on.arguments(Some(&args)), Some(out));
+    }
+}

@@ -1,0 +1,1606 @@
+//! `underpass-bench`: what the gateway costs, measured against going direct.
+//!
+//! Starts everything itself from the release build (a throwaway PKI via `underpass-certs`,
+//! `underpass-echo-backend`, an edge with plaintext clients on loopback, anonymous auth and
+//! allow-all policy, one connector) and measures the same echo backend **direct** and
+//! **through edge + connector**, side by side:
+//! - `tools/call` latency (p50/p90/p99/max) and throughput with a 100-byte and a 1 MiB result
+//!   at several concurrencies, in both MCP eras (legacy with a session, 2026-07-28 stateless);
+//!   closed loop, one HTTP/1.1 keep-alive connection per worker;
+//! - resident memory of edge and connector with many idle legacy sessions;
+//! - time from SIGTERM of the edge until a `tools/call` through the restarted edge succeeds.
+//!
+//! Prints markdown tables; `--json FILE` writes every figure. Loopback only; every loop is
+//! bounded by a deadline.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use underpass_tests::{bin, free_port, write_connector_config, ConnectorPki, EdgeSetup, Pki, Proc};
+
+const SERVICE: &str = "echo";
+const LEGACY: &str = "2025-11-25";
+const MODERN: &str = "2026-07-28";
+const SMALL: usize = 100;
+const LARGE: usize = 1024 * 1024;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "underpass-bench",
+    version,
+    about = "Underpass load generator: direct vs through edge + connector"
+)]
+struct Args {
+    /// Shortened run (under two minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Tiny run of a second or two, to keep the instrument from rotting (used by a test).
+    #[arg(long, conflicts_with = "quick")]
+    smoke: bool,
+    /// Measured seconds per latency cell (default 3; --quick 1; --smoke 0.1).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Warm-up seconds per latency cell, not measured (default 1; --quick 0.3; --smoke 0.05).
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Concurrencies (default 1,16,64,256; --smoke 2).
+    #[arg(long, value_delimiter = ',')]
+    concurrency: Option<Vec<usize>>,
+    /// Result sizes in bytes (default 100,1048576).
+    #[arg(long, value_delimiter = ',')]
+    payloads: Option<Vec<usize>>,
+    /// Eras: legacy, modern (default both).
+    #[arg(long, value_delimiter = ',')]
+    eras: Option<Vec<String>>,
+    /// Idle legacy session counts (default 1000,10000; --smoke 50).
+    #[arg(long, value_delimiter = ',')]
+    sessions: Option<Vec<usize>>,
+    /// Also measure idle sessions that each hold a GET event stream open.
+    #[arg(long)]
+    session_streams: bool,
+    /// Edge restarts to time (default 3; --quick and --smoke 1).
+    #[arg(long)]
+    restarts: Option<usize>,
+    /// Phases to run: latency, restart, sessions (default all).
+    #[arg(long, value_delimiter = ',')]
+    phases: Option<Vec<String>>,
+    /// Load-generator threads, each with its own current-thread runtime and a share of the
+    /// workers (c=1 uses one).
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
+    /// Worker threads of the echo backend (0 = current-thread runtime).
+    #[arg(long, default_value_t = 2)]
+    backend_threads: usize,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Keep the scratch folder (configs, PKI, logs) and print its path.
+    #[arg(long)]
+    keep: bool,
+    /// Leave the stack running after the latency phase and wait for Enter (for profiling).
+    #[arg(long)]
+    pause: bool,
+}
+
+struct Plan {
+    duration: Duration,
+    warmup: Duration,
+    concurrency: Vec<usize>,
+    payloads: Vec<usize>,
+    eras: Vec<Era>,
+    sessions: Vec<usize>,
+    restarts: usize,
+    phases: Vec<String>,
+    fresh_for_sessions: bool,
+}
+
+impl Plan {
+    fn from(a: &Args) -> Plan {
+        let (d, w, c, s, r) = if a.smoke {
+            (0.1, 0.05, vec![2], vec![50], 1)
+        } else if a.quick {
+            (1.0, 0.3, vec![1, 16, 64, 256], vec![1000, 10000], 1)
+        } else {
+            (3.0, 1.0, vec![1, 16, 64, 256], vec![1000, 10000], 3)
+        };
+        let eras = a
+            .eras
+            .clone()
+            .unwrap_or_else(|| vec!["legacy".into(), "modern".into()])
+            .iter()
+            .map(|e| match e.as_str() {
+                "legacy" => Era::Legacy,
+                "modern" => Era::Modern,
+                other => panic!("unknown era {other:?}: legacy or modern"),
+            })
+            .collect();
+        Plan {
+            duration: Duration::from_secs_f64(a.duration.unwrap_or(d)),
+            warmup: Duration::from_secs_f64(a.warmup.unwrap_or(w)),
+            concurrency: a.concurrency.clone().unwrap_or(c),
+            payloads: a.payloads.clone().unwrap_or_else(|| vec![SMALL, LARGE]),
+            eras,
+            sessions: a.sessions.clone().unwrap_or(s),
+            restarts: a.restarts.unwrap_or(r),
+            phases: a
+                .phases
+                .clone()
+                .unwrap_or_else(|| vec!["latency".into(), "restart".into(), "sessions".into()]),
+            fresh_for_sessions: !a.smoke,
+        }
+    }
+    fn runs(&self, phase: &str) -> bool {
+        self.phases.iter().any(|p| p == phase)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Era {
+    Legacy,
+    Modern,
+}
+
+impl Era {
+    fn name(self) -> &'static str {
+        match self {
+            Era::Legacy => "legacy",
+            Era::Modern => "modern",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A log-bucketed histogram (HDR-style: 64 linear sub-buckets per power of two, ~1.6% precision).
+
+#[derive(Clone)]
+struct Hist {
+    counts: Vec<u64>,
+    n: u64,
+    max: u64,
+    sum: u128,
+}
+
+const SUB: u32 = 6;
+const LINEAR: u64 = 2 << SUB; // values below this are exact
+
+impl Hist {
+    fn new() -> Hist {
+        Hist {
+            counts: vec![0; Self::index(u64::MAX) + 1],
+            n: 0,
+            max: 0,
+            sum: 0,
+        }
+    }
+    fn index(v: u64) -> usize {
+        if v < LINEAR {
+            return v as usize;
+        }
+        let e = 63 - v.leading_zeros(); // >= SUB + 1
+        let sub = (v >> (e - SUB)) & ((1 << SUB) - 1);
+        (LINEAR + (e - SUB - 1) as u64 * (1 << SUB) + sub) as usize
+    }
+    fn value(i: usize) -> u64 {
+        let i = i as u64;
+        if i < LINEAR {
+            return i;
+        }
+        let e = (i - LINEAR) / (1 << SUB) + SUB as u64 + 1;
+        let sub = (i - LINEAR) % (1 << SUB);
+        let width = 1u64 << (e - SUB as u64);
+        (((1 << SUB) + sub) << (e - SUB as u64)) + width / 2
+    }
+    fn record(&mut self, v: u64) {
+        self.counts[Self::index(v)] += 1;
+        self.n += 1;
+        self.max = self.max.max(v);
+        self.sum += v as u128;
+    }
+    fn merge(&mut self, o: &Hist) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.n += o.n;
+        self.max = self.max.max(o.max);
+        self.sum += o.sum;
+    }
+    fn quantile(&self, q: f64) -> u64 {
+        if self.n == 0 {
+            return 0;
+        }
+        let rank = ((q * self.n as f64).ceil() as u64).clamp(1, self.n);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Self::value(i).min(self.max);
+            }
+        }
+        self.max
+    }
+    fn mean(&self) -> u64 {
+        if self.n == 0 {
+            0
+        } else {
+            (self.sum / self.n as u128) as u64
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MCP over one HTTP/1.1 keep-alive connection.
+
+/// Where requests go: an address and the request path.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    path: String,
+    host: HeaderValue,
+}
+
+impl Target {
+    fn new(addr: SocketAddr, path: &str) -> Target {
+        Target {
+            addr,
+            path: path.to_owned(),
+            host: HeaderValue::from_str(&addr.to_string()).expect("host header"),
+        }
+    }
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Result<Sender, String> {
+    let s = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = s.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+struct Reply {
+    status: StatusCode,
+    session: Option<String>,
+    len: usize,
+    body: Option<Vec<u8>>,
+}
+
+/// Sends one request and reads the whole response; keeps the body only when `keep` is set.
+async fn send(
+    sender: &mut Sender,
+    t: &Target,
+    method: Method,
+    headers: &[(&'static str, HeaderValue)],
+    body: Bytes,
+    keep: bool,
+) -> Result<Reply, String> {
+    let fut = async {
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("not ready: {e}"))?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(t.path.as_str())
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let h = req.headers_mut();
+        h.insert(http::header::HOST, t.host.clone());
+        for (n, v) in headers {
+            h.insert(HeaderName::from_static(n), v.clone());
+        }
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = resp.status();
+        let session = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = resp.into_body();
+        let mut len = 0;
+        let mut kept = keep.then(Vec::new);
+        while let Some(f) = body.frame().await {
+            let f = f.map_err(|e| format!("body: {e}"))?;
+            if let Some(d) = f.data_ref() {
+                len += d.len();
+                if let Some(k) = &mut kept {
+                    k.extend_from_slice(d);
+                }
+            }
+        }
+        Ok(Reply {
+            status,
+            session,
+            len,
+            body: kept,
+        })
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).expect("header value")
+}
+
+fn base_headers() -> Vec<(&'static str, HeaderValue)> {
+    vec![
+        ("content-type", HeaderValue::from_static("application/json")),
+        (
+            "accept",
+            HeaderValue::from_static("application/json, text/event-stream"),
+        ),
+    ]
+}
+
+/// A legacy session: initialize, then notifications/initialized. Returns its id.
+async fn open_session(sender: &mut Sender, t: &Target) -> Result<String, String> {
+    let init = json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {
+            "protocolVersion": LEGACY,
+            "capabilities": {},
+            "clientInfo": {"name": "underpass-bench", "version": env!("CARGO_PKG_VERSION")}
+        }
+    });
+    let r = send(
+        sender,
+        t,
+        Method::POST,
+        &base_headers(),
+        Bytes::from(init.to_string()),
+        false,
+    )
+    .await?;
+    if r.status != StatusCode::OK {
+        return Err(format!("initialize: HTTP {}", r.status));
+    }
+    let sid = r.session.ok_or("initialize: no Mcp-Session-Id")?;
+    let mut h = base_headers();
+    h.push(("mcp-session-id", hv(&sid)));
+    h.push(("mcp-protocol-version", HeaderValue::from_static(LEGACY)));
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let r = send(
+        sender,
+        t,
+        Method::POST,
+        &h,
+        Bytes::from_static(note.as_bytes()),
+        false,
+    )
+    .await?;
+    if r.status != StatusCode::ACCEPTED {
+        return Err(format!("notifications/initialized: HTTP {}", r.status));
+    }
+    Ok(sid)
+}
+
+/// What one worker sends on its connection.
+struct Caller {
+    era: Era,
+    payload: usize,
+    headers: Vec<(&'static str, HeaderValue)>,
+    session: Option<String>,
+    message: String,
+    next_id: u64,
+}
+
+impl Caller {
+    async fn new(
+        sender: &mut Sender,
+        t: &Target,
+        era: Era,
+        payload: usize,
+    ) -> Result<Caller, String> {
+        let mut headers = base_headers();
+        let mut session = None;
+        match era {
+            Era::Legacy => {
+                let sid = open_session(sender, t).await?;
+                headers.push(("mcp-session-id", hv(&sid)));
+                headers.push(("mcp-protocol-version", HeaderValue::from_static(LEGACY)));
+                session = Some(sid);
+            }
+            Era::Modern => {
+                headers.push(("mcp-protocol-version", HeaderValue::from_static(MODERN)));
+                headers.push(("mcp-method", HeaderValue::from_static("tools/call")));
+                headers.push((
+                    "mcp-name",
+                    HeaderValue::from_static(if payload <= 4096 { "echo" } else { "blob" }),
+                ));
+            }
+        }
+        Ok(Caller {
+            era,
+            payload,
+            headers,
+            session,
+            message: "m".repeat(payload.min(4096)),
+            next_id: 1,
+        })
+    }
+
+    fn body(&mut self) -> Bytes {
+        let id = self.next_id;
+        self.next_id += 1;
+        let call = if self.payload <= 4096 {
+            format!(
+                r#""name":"echo","arguments":{{"message":"{}"}}"#,
+                self.message
+            )
+        } else {
+            format!(r#""name":"blob","arguments":{{"size":{}}}"#, self.payload)
+        };
+        let meta = match self.era {
+            Era::Legacy => String::new(),
+            Era::Modern => format!(
+                r#","_meta":{{"io.modelcontextprotocol/protocolVersion":"{MODERN}","io.modelcontextprotocol/clientInfo":{{"name":"underpass-bench","version":"{}"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+        };
+        Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{{call}{meta}}}}}"#
+        ))
+    }
+
+    /// One tools/call; checks status and size, and with `verify` the JSON result itself.
+    async fn call(
+        &mut self,
+        sender: &mut Sender,
+        t: &Target,
+        verify: bool,
+    ) -> Result<usize, String> {
+        let body = self.body();
+        let r = send(sender, t, Method::POST, &self.headers, body, verify).await?;
+        if r.status != StatusCode::OK {
+            return Err(format!("tools/call: HTTP {}", r.status));
+        }
+        if r.len < self.payload {
+            return Err(format!(
+                "tools/call: {} bytes, expected > {}",
+                r.len, self.payload
+            ));
+        }
+        if let Some(b) = r.body {
+            let v: Value = serde_json::from_slice(&b).map_err(|e| format!("bad JSON: {e}"))?;
+            let text = v["result"]["content"][0]["text"].as_str().unwrap_or("");
+            if text.len() != self.payload {
+                return Err(format!("tools/call result: {v:.200}"));
+            }
+        }
+        Ok(r.len)
+    }
+
+    async fn close(&self, sender: &mut Sender, t: &Target) {
+        if let Some(sid) = &self.session {
+            let mut h = base_headers();
+            h.push(("mcp-session-id", hv(sid)));
+            h.push(("mcp-protocol-version", HeaderValue::from_static(LEGACY)));
+            let _ = send(sender, t, Method::DELETE, &h, Bytes::new(), false).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process figures from /proc.
+
+/// VmRSS of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU time (ns, from schedstat) and context switches summed over a process's threads.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProcStat {
+    cpu_ns: u64,
+    csw: u64,
+}
+
+fn proc_stat(pid: u32) -> ProcStat {
+    let mut s = ProcStat::default();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return s;
+    };
+    for t in tasks.flatten() {
+        let p = t.path();
+        if let Ok(text) = std::fs::read_to_string(p.join("schedstat")) {
+            s.cpu_ns += text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        if let Ok(text) = std::fs::read_to_string(p.join("status")) {
+            for l in text.lines() {
+                if l.starts_with("voluntary_ctxt_switches:")
+                    || l.starts_with("nonvoluntary_ctxt_switches:")
+                {
+                    s.csw += l
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stack: PKI, echo backend, edge, connector.
+
+struct Stack {
+    dir: PathBuf,
+    edge_setup: EdgeSetup,
+    edge: Proc,
+    connector: Proc,
+    connector_config: PathBuf,
+    backend: Proc,
+    backend_addr: SocketAddr,
+    restarts: usize,
+}
+
+fn echo_backend_bin() -> PathBuf {
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("underpass-echo-backend")));
+    match here {
+        Some(p) if p.exists() => p,
+        _ => bin("underpass-echo-backend"),
+    }
+}
+
+fn spawn_edge(dir: &Path, config: &Path, name: &str) -> Proc {
+    Proc::spawn(
+        name,
+        dir,
+        Command::new(bin("underpass-edge"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info"),
+    )
+}
+
+fn spawn_connector(dir: &Path, config: &Path, name: &str) -> Proc {
+    Proc::spawn(
+        name,
+        dir,
+        Command::new(bin("underpass-connector"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info"),
+    )
+}
+
+impl Stack {
+    fn start(dir: &Path, backend_threads: usize) -> Stack {
+        let pki = Pki::init(&dir.join("pki"));
+        pki.issue("edge", "edge");
+        let (cert, key) = pki.issue("connector", "dc1");
+
+        let port = free_port();
+        let backend_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut backend = Proc::spawn(
+            "echo-backend",
+            dir,
+            Command::new(echo_backend_bin()).args([
+                "--listen",
+                &backend_addr.to_string(),
+                "--threads",
+                &backend_threads.to_string(),
+            ]),
+        );
+        backend.wait_for_log("listening on", Duration::from_secs(20));
+
+        let edge_setup = EdgeSetup::write(
+            dir,
+            false,
+            &[(SERVICE, &["dc1"])],
+            "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+        );
+        let mut edge = spawn_edge(dir, &edge_setup.config, "edge");
+        edge.wait_for_log("tunnel listener up", Duration::from_secs(20));
+        let connector_config = write_connector_config(
+            dir,
+            "connector.toml",
+            "dc1",
+            edge_setup.tunnel_port,
+            ConnectorPki {
+                cert: &cert,
+                key: &key,
+                ca: &pki.ca(),
+            },
+            &[(SERVICE, &format!("http://{backend_addr}/mcp"))],
+        );
+        let connector = spawn_connector(dir, &connector_config, "connector");
+        edge_setup.wait_ready(SERVICE, Duration::from_secs(30));
+        Stack {
+            dir: dir.to_path_buf(),
+            edge_setup,
+            edge,
+            connector,
+            connector_config,
+            backend,
+            backend_addr,
+            restarts: 0,
+        }
+    }
+
+    /// New edge and connector processes (same config, same ports, same backend).
+    fn fresh_tunnel(&mut self) {
+        self.connector.stop();
+        self.edge.stop();
+        self.restarts += 1;
+        let mut edge = spawn_edge(
+            &self.dir,
+            &self.edge_setup.config,
+            &format!("edge-{}", self.restarts),
+        );
+        edge.wait_for_log("tunnel listener up", Duration::from_secs(20));
+        self.edge = edge;
+        self.connector = spawn_connector(
+            &self.dir,
+            &self.connector_config,
+            &format!("connector-{}", self.restarts),
+        );
+        self.edge_setup.wait_ready(SERVICE, Duration::from_secs(30));
+    }
+
+    fn direct(&self) -> Target {
+        Target::new(self.backend_addr, "/mcp")
+    }
+
+    fn tunnel(&self) -> Target {
+        Target::new(
+            ([127, 0, 0, 1], self.edge_setup.client_port).into(),
+            &format!("/mcp/{SERVICE}"),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Latency and throughput.
+
+#[derive(Default)]
+struct WorkerOut {
+    hist: Option<Hist>,
+    count: u64,
+    bytes: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+async fn worker(
+    t: Arc<Target>,
+    era: Era,
+    payload: usize,
+    measure_from: Instant,
+    end: Instant,
+) -> WorkerOut {
+    let mut out = WorkerOut {
+        hist: Some(Hist::new()),
+        ..Default::default()
+    };
+    let hist = out.hist.as_mut().expect("hist");
+    let mut verified = false;
+    // Reconnect after errors (bounded by the deadline).
+    while Instant::now() < end {
+        let setup = async {
+            let mut s = connect(t.addr).await?;
+            let c = Caller::new(&mut s, &t, era, payload).await?;
+            Ok::<_, String>((s, c))
+        };
+        let (mut sender, mut caller) = match setup.await {
+            Ok(x) => x,
+            Err(e) => {
+                out.errors += 1;
+                out.first_error.get_or_insert(e);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        loop {
+            let t0 = Instant::now();
+            if t0 >= end {
+                break;
+            }
+            match caller.call(&mut sender, &t, !verified).await {
+                Ok(n) => {
+                    verified = true;
+                    let t1 = Instant::now();
+                    if t1 >= measure_from && t1 <= end {
+                        hist.record((t1 - t0).as_nanos() as u64);
+                        out.count += 1;
+                        out.bytes += n as u64;
+                    }
+                }
+                Err(e) => {
+                    out.errors += 1;
+                    out.first_error.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        caller.close(&mut sender, &t).await;
+        if Instant::now() >= end {
+            break;
+        }
+    }
+    out
+}
+
+struct Row {
+    path: &'static str,
+    era: Era,
+    concurrency: usize,
+    payload: usize,
+    hist: Hist,
+    rps: f64,
+    errors: u64,
+    first_error: Option<String>,
+    /// CPU µs per request and context switches per request, per process.
+    cpu: Vec<(&'static str, f64, f64)>,
+}
+
+impl Row {
+    fn us(&self, q: f64) -> f64 {
+        self.hist.quantile(q) as f64 / 1000.0
+    }
+    fn gbit(&self) -> f64 {
+        self.rps * self.payload as f64 * 8.0 / 1e9
+    }
+    fn json(&self) -> Value {
+        let r1 = |x: f64| (x * 10.0).round() / 10.0;
+        let mut cpu = serde_json::Map::new();
+        let mut csw = serde_json::Map::new();
+        for (name, c, s) in &self.cpu {
+            cpu.insert((*name).into(), json!(r1(*c)));
+            csw.insert((*name).into(), json!((s * 100.0).round() / 100.0));
+        }
+        json!({
+            "path": self.path,
+            "era": self.era.name(),
+            "concurrency": self.concurrency,
+            "payload_bytes": self.payload,
+            "p50_us": r1(self.us(0.5)),
+            "p90_us": r1(self.us(0.9)),
+            "p99_us": r1(self.us(0.99)),
+            "max_us": r1(self.hist.max as f64 / 1000.0),
+            "mean_us": r1(self.hist.mean() as f64 / 1000.0),
+            "rps": r1(self.rps),
+            "gbit_s": (self.gbit() * 1000.0).round() / 1000.0,
+            "requests": self.hist.n,
+            "errors": self.errors,
+            "first_error": self.first_error,
+            "cpu_us_per_req": cpu,
+            "ctx_switches_per_req": csw,
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_cell(
+    clients: &[tokio::runtime::Runtime],
+    plan: &Plan,
+    stack: &Stack,
+    path: &'static str,
+    era: Era,
+    concurrency: usize,
+    payload: usize,
+) -> Row {
+    let t = Arc::new(if path == "direct" {
+        stack.direct()
+    } else {
+        stack.tunnel()
+    });
+    let mut procs: Vec<(&'static str, u32)> = vec![("backend", stack.backend.pid())];
+    if path == "tunnel" {
+        procs.push(("edge", stack.edge.pid()));
+        procs.push(("connector", stack.connector.pid()));
+    }
+    procs.push(("bench", std::process::id()));
+    let start = Instant::now();
+    // Connection (and session) setup happens inside the warm-up.
+    let measure_from = start + plan.warmup;
+    let end = measure_from + plan.duration;
+    // wrk-style: each load thread runs its own current-thread runtime and its share of the
+    // workers, so a response never wakes a task on another thread of the load generator.
+    let threads = clients.len().min(concurrency).max(1);
+    let (outs, (before, after)) = std::thread::scope(|scope| {
+        let handles: Vec<_> = clients[..threads]
+            .iter()
+            .enumerate()
+            .map(|(k, rt)| {
+                let n = concurrency / threads + usize::from(k < concurrency % threads);
+                let t = t.clone();
+                scope.spawn(move || {
+                    rt.block_on(async {
+                        let mut set = tokio::task::JoinSet::new();
+                        for _ in 0..n {
+                            set.spawn(worker(t.clone(), era, payload, measure_from, end));
+                        }
+                        let mut outs = Vec::new();
+                        while let Some(r) = set.join_next().await {
+                            outs.push(r.unwrap_or_default());
+                        }
+                        outs
+                    })
+                })
+            })
+            .collect();
+        let sleep_until =
+            |at: Instant| std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        sleep_until(measure_from);
+        let before: Vec<ProcStat> = procs.iter().map(|(_, p)| proc_stat(*p)).collect();
+        sleep_until(end);
+        let after: Vec<ProcStat> = procs.iter().map(|(_, p)| proc_stat(*p)).collect();
+        let outs: Vec<WorkerOut> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect();
+        (outs, (before, after))
+    });
+    let mut hist = Hist::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for o in outs {
+        if let Some(h) = &o.hist {
+            hist.merge(h);
+        }
+        errors += o.errors;
+        if first_error.is_none() {
+            first_error = o.first_error;
+        }
+    }
+    let rps = hist.n as f64 / plan.duration.as_secs_f64();
+    let n = hist.n.max(1) as f64;
+    let cpu = procs
+        .iter()
+        .zip(before.iter().zip(&after))
+        .map(|((name, _), (b, a))| {
+            (
+                *name,
+                a.cpu_ns.saturating_sub(b.cpu_ns) as f64 / 1000.0 / n,
+                a.csw.saturating_sub(b.csw) as f64 / n,
+            )
+        })
+        .collect();
+    Row {
+        path,
+        era,
+        concurrency,
+        payload,
+        hist,
+        rps,
+        errors,
+        first_error,
+        cpu,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Edge restart.
+
+/// One attempt: a fresh connection and a stateless tools/call. Succeeds on 200.
+async fn probe(t: &Target) -> bool {
+    let attempt = async {
+        let mut s = connect(t.addr).await?;
+        let mut c = Caller::new(&mut s, t, Era::Modern, SMALL).await?;
+        c.call(&mut s, t, false).await
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), attempt).await,
+        Ok(Ok(_))
+    )
+}
+
+fn restart_once(rt: &tokio::runtime::Runtime, stack: &mut Stack) -> Result<Value, String> {
+    let t = stack.tunnel();
+    if !rt.block_on(probe(&t)) {
+        return Err("the tunnel does not carry traffic before the restart".into());
+    }
+    let pid = stack.edge.pid();
+    let t0 = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let exit_deadline = t0 + Duration::from_secs(10);
+    while stack.edge.alive() && Instant::now() < exit_deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if stack.edge.alive() {
+        stack.edge.stop();
+    }
+    let stopped = Instant::now();
+    stack.restarts += 1;
+    stack.edge = spawn_edge(
+        &stack.dir,
+        &stack.edge_setup.config,
+        &format!("edge-{}", stack.restarts),
+    );
+    let spawned = Instant::now();
+    let deadline = spawned + Duration::from_secs(30);
+    let mut attempts = 0u32;
+    let ready = rt.block_on(async {
+        while Instant::now() < deadline {
+            attempts += 1;
+            if probe(&t).await {
+                return Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
+    });
+    let ready = ready.ok_or_else(|| {
+        format!(
+            "no tools/call succeeded within 30 s of the restart; edge log:\n{}",
+            stack.edge.log_text()
+        )
+    })?;
+    let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
+    Ok(json!({
+        "restart_to_ready_ms": ms(ready - t0),
+        "edge_exit_ms": ms(stopped - t0),
+        "spawn_to_ready_ms": ms(ready - spawned),
+        "probes": attempts,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle legacy sessions.
+
+struct SessionRow {
+    count: usize,
+    streams: bool,
+    edge_kib: u64,
+    connector_kib: u64,
+    backend_kib: u64,
+    seconds: f64,
+}
+
+/// Opens `n` sessions over the given connections; returns the connections and the session ids.
+async fn open_sessions(
+    senders: Vec<Sender>,
+    t: &Target,
+    n: usize,
+) -> Result<(Vec<Sender>, Vec<String>), String> {
+    let per = n.div_ceil(senders.len().max(1));
+    let mut set = tokio::task::JoinSet::new();
+    let mut left = n;
+    for mut s in senders {
+        let k = per.min(left);
+        left -= k;
+        let t = t.clone();
+        set.spawn(async move {
+            let mut ids = Vec::with_capacity(k);
+            for _ in 0..k {
+                ids.push(open_session(&mut s, &t).await?);
+            }
+            Ok::<_, String>((s, ids))
+        });
+    }
+    let mut all = Vec::with_capacity(n);
+    let mut back = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let (s, ids) = r.map_err(|e| e.to_string())??;
+        back.push(s);
+        all.extend(ids);
+    }
+    Ok((back, all))
+}
+
+/// Holds a GET event stream open for each session; returns the open responses.
+async fn open_streams(
+    t: &Target,
+    ids: &[String],
+) -> Result<Vec<(Sender, hyper::Response<hyper::body::Incoming>)>, String> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(64) {
+        let mut set = tokio::task::JoinSet::new();
+        for id in chunk {
+            let t = t.clone();
+            let id = id.clone();
+            set.spawn(async move {
+                let mut s = connect(t.addr).await?;
+                s.ready().await.map_err(|e| e.to_string())?;
+                let mut req = Request::builder()
+                    .method(Method::GET)
+                    .uri(t.path.as_str())
+                    .body(Full::new(Bytes::new()))
+                    .map_err(|e| e.to_string())?;
+                let h = req.headers_mut();
+                h.insert(http::header::HOST, t.host.clone());
+                h.insert("accept", HeaderValue::from_static("text/event-stream"));
+                h.insert("mcp-session-id", hv(&id));
+                h.insert("mcp-protocol-version", HeaderValue::from_static(LEGACY));
+                let resp = tokio::time::timeout(REQUEST_TIMEOUT, s.send_request(req))
+                    .await
+                    .map_err(|_| "GET timed out".to_string())?
+                    .map_err(|e| e.to_string())?;
+                if resp.status() != StatusCode::OK {
+                    return Err(format!("GET event stream: HTTP {}", resp.status()));
+                }
+                Ok((s, resp))
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            out.push(r.map_err(|e| e.to_string())??);
+        }
+    }
+    Ok(out)
+}
+
+fn settle_rss(pid: u32) -> u64 {
+    // Let background frees and lazily touched pages settle.
+    std::thread::sleep(Duration::from_millis(300));
+    rss_kib(pid)
+}
+
+fn sessions_phase(
+    rt: &tokio::runtime::Runtime,
+    stack: &Stack,
+    counts: &[usize],
+    streams: bool,
+) -> Result<Vec<SessionRow>, String> {
+    let t = stack.tunnel();
+    const CONNS: usize = 32;
+    // Connections (and the edge's per-connection state) exist before the baseline, and are
+    // warmed with stateless calls, so the growth measured is the sessions' own.
+    let mut senders = rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..CONNS {
+            let mut s = connect(t.addr).await?;
+            let mut c = Caller::new(&mut s, &t, Era::Modern, SMALL).await?;
+            for _ in 0..20 {
+                c.call(&mut s, &t, false).await?;
+            }
+            v.push(s);
+        }
+        Ok::<_, String>(v)
+    })?;
+    let (e, c, b) = (stack.edge.pid(), stack.connector.pid(), stack.backend.pid());
+    let mut rows = vec![SessionRow {
+        count: 0,
+        streams,
+        edge_kib: settle_rss(e),
+        connector_kib: rss_kib(c),
+        backend_kib: rss_kib(b),
+        seconds: 0.0,
+    }];
+    let mut open = 0;
+    let mut held = Vec::new();
+    for &count in counts {
+        if count <= open {
+            continue;
+        }
+        let started = Instant::now();
+        let (back, ids) = rt.block_on(open_sessions(
+            std::mem::take(&mut senders),
+            &t,
+            count - open,
+        ))?;
+        senders = back;
+        if streams {
+            held.extend(rt.block_on(open_streams(&t, &ids))?);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        open = count;
+        rows.push(SessionRow {
+            count,
+            streams,
+            edge_kib: settle_rss(e),
+            connector_kib: rss_kib(c),
+            backend_kib: rss_kib(b),
+            seconds,
+        });
+        eprintln!(
+            "  {count} idle sessions{}: edge {} KiB, connector {} KiB ({seconds:.1} s to open)",
+            if streams { " with event streams" } else { "" },
+            rows.last().map_or(0, |r| r.edge_kib),
+            rows.last().map_or(0, |r| r.connector_kib),
+        );
+    }
+    drop(held);
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report.
+
+fn fmt_us(x: f64) -> String {
+    if x >= 10_000.0 {
+        format!("{:.1} ms", x / 1000.0)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn payload_name(p: usize) -> String {
+    if p >= 1024 * 1024 && p % (1024 * 1024) == 0 {
+        format!("{} MiB", p / (1024 * 1024))
+    } else if p >= 1024 && p % 1024 == 0 {
+        format!("{} KiB", p / 1024)
+    } else {
+        format!("{p} B")
+    }
+}
+
+fn cpu_of(r: &Row, name: &str) -> f64 {
+    r.cpu
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map_or(0.0, |c| c.1)
+}
+
+fn csw_of(r: &Row, name: &str) -> f64 {
+    r.cpu
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map_or(0.0, |c| c.2)
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let plan = Plan::from(&args);
+    // Control work (restarts, sessions) runs on a small multi-thread runtime; latency cells on
+    // `client_threads` current-thread runtimes, one per load thread.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let clients: Vec<tokio::runtime::Runtime> = (0..args.client_threads.max(1))
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+        })
+        .collect();
+
+    let scratch = tempfile::Builder::new()
+        .prefix("underpass-bench-")
+        .tempdir()
+        .expect("tempdir");
+    let dir = scratch.path().to_path_buf();
+    if args.keep {
+        eprintln!("scratch folder (kept): {}", dir.display());
+    }
+    let overall = Instant::now();
+    eprintln!(
+        "starting PKI, echo backend, edge and connector in {}",
+        dir.display()
+    );
+    let mut stack = Stack::start(&dir, args.backend_threads);
+
+    // ---- latency
+    let mut rows: Vec<Row> = Vec::new();
+    if plan.runs("latency") {
+        for &era in &plan.eras {
+            for &payload in &plan.payloads {
+                for &c in &plan.concurrency {
+                    for path in ["direct", "tunnel"] {
+                        let row = run_cell(&clients, &plan, &stack, path, era, c, payload);
+                        eprintln!(
+                            "  {path:6} {:6} {:>7} c={c:<3}: p50 {:>8} µs  p99 {:>8} µs  {:>9.0} rps  errors {}{}",
+                            era.name(),
+                            payload_name(payload),
+                            fmt_us(row.us(0.5)),
+                            fmt_us(row.us(0.99)),
+                            row.rps,
+                            row.errors,
+                            row.first_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+                        );
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+    }
+    if args.pause {
+        eprintln!(
+            "paused: edge pid {}, connector pid {}, backend pid {}, tunnel http://127.0.0.1:{}/mcp/{SERVICE}, direct http://{}/mcp — press Enter",
+            stack.edge.pid(),
+            stack.connector.pid(),
+            stack.backend.pid(),
+            stack.edge_setup.client_port,
+            stack.backend_addr
+        );
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+
+    // ---- restart
+    let mut restarts: Vec<Value> = Vec::new();
+    let mut restart_error = None;
+    if plan.runs("restart") {
+        let mut last_ready = Instant::now();
+        for i in 0..plan.restarts {
+            // The connector resets its reconnect backoff only for tunnels that lived 10 s:
+            // space restarts so that each one starts from a healthy tunnel.
+            if i > 0 {
+                let wait = Duration::from_millis(10_500).saturating_sub(last_ready.elapsed());
+                std::thread::sleep(wait);
+            }
+            match restart_once(&rt, &mut stack) {
+                Ok(v) => {
+                    eprintln!("  edge restart {}: {v}", i + 1);
+                    restarts.push(v);
+                }
+                Err(e) => {
+                    eprintln!("  edge restart {} failed: {e}", i + 1);
+                    restart_error = Some(e);
+                    break;
+                }
+            }
+            last_ready = Instant::now();
+        }
+    }
+    let restart_ms: Vec<f64> = restarts
+        .iter()
+        .filter_map(|v| v["restart_to_ready_ms"].as_f64())
+        .collect();
+    let restart_median = median(&restart_ms);
+
+    // ---- sessions
+    let mut sessions: Vec<SessionRow> = Vec::new();
+    let mut session_error = None;
+    if plan.runs("sessions") {
+        let mut variants = vec![false];
+        if args.session_streams {
+            variants.push(true);
+        }
+        for streams in variants {
+            if plan.fresh_for_sessions {
+                // Fresh processes: earlier phases leave allocator caches that would hide growth.
+                stack.fresh_tunnel();
+            }
+            match sessions_phase(&rt, &stack, &plan.sessions, streams) {
+                Ok(r) => sessions.extend(r),
+                Err(e) => {
+                    eprintln!("  sessions failed: {e}");
+                    session_error = Some(e);
+                }
+            }
+        }
+    }
+
+    // ---- report
+    let mut out = String::new();
+    let find = |path: &str, era: Era, c: usize, p: usize| {
+        rows.iter()
+            .find(|r| r.path == path && r.era == era && r.concurrency == c && r.payload == p)
+    };
+    let _ = writeln!(out, "\n## Direct vs tunnel (`tools/call`, closed loop, one HTTP/1.1 connection per worker; {} s per cell after {} s warm-up)\n",
+        plan.duration.as_secs_f64(), plan.warmup.as_secs_f64());
+    let _ = writeln!(out, "| era | result | c | direct p50 µs | tunnel p50 µs | added p50 µs | direct p99 µs | tunnel p99 µs | direct rps | tunnel rps | tunnel/direct |");
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for &era in &plan.eras {
+        for &p in &plan.payloads {
+            for &c in &plan.concurrency {
+                let (Some(d), Some(t)) = (find("direct", era, c, p), find("tunnel", era, c, p))
+                else {
+                    continue;
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {c} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} |",
+                    era.name(),
+                    payload_name(p),
+                    fmt_us(d.us(0.5)),
+                    fmt_us(t.us(0.5)),
+                    fmt_us(t.us(0.5) - d.us(0.5)),
+                    fmt_us(d.us(0.99)),
+                    fmt_us(t.us(0.99)),
+                    d.rps,
+                    t.rps,
+                    if d.rps > 0.0 { t.rps / d.rps } else { 0.0 },
+                );
+            }
+        }
+    }
+    if !rows.is_empty() {
+        let _ = writeln!(out, "\n### All rows (CPU µs per request of each process: b = backend, e = edge, k = connector, g = load generator; cs = context switches per request of edge + connector)\n");
+        let _ = writeln!(out, "| path | era | result | c | p50 µs | p90 µs | p99 µs | max µs | rps | Gbit/s | CPU b/e/k/g µs | cs e+k | errors |");
+        let _ = writeln!(
+            out,
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+        );
+        for r in &rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.0}/{:.0}/{:.0}/{:.0} | {:.1} | {} |",
+                r.path,
+                r.era.name(),
+                payload_name(r.payload),
+                r.concurrency,
+                fmt_us(r.us(0.5)),
+                fmt_us(r.us(0.9)),
+                fmt_us(r.us(0.99)),
+                fmt_us(r.hist.max as f64 / 1000.0),
+                r.rps,
+                r.gbit(),
+                cpu_of(r, "backend"),
+                cpu_of(r, "edge"),
+                cpu_of(r, "connector"),
+                cpu_of(r, "bench"),
+                csw_of(r, "edge") + csw_of(r, "connector"),
+                r.errors
+            );
+        }
+    }
+    let base = |streams: bool| {
+        sessions
+            .iter()
+            .find(|s| s.count == 0 && s.streams == streams)
+    };
+    let per_session = |s: &SessionRow| -> f64 {
+        let Some(b) = base(s.streams) else { return 0.0 };
+        let grow = (s.edge_kib + s.connector_kib) as f64 - (b.edge_kib + b.connector_kib) as f64;
+        grow * 1024.0 / s.count.max(1) as f64
+    };
+    if !sessions.is_empty() {
+        let _ = writeln!(out, "\n## Idle legacy sessions (RSS after initialize + notifications/initialized, fresh edge and connector)\n");
+        let _ = writeln!(out, "| sessions | event streams | edge RSS KiB | connector RSS KiB | growth per session (edge + connector) | backend RSS KiB |");
+        let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|");
+        for s in &sessions {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                s.count,
+                if s.streams { "yes" } else { "no" },
+                s.edge_kib,
+                s.connector_kib,
+                if s.count == 0 {
+                    "—".to_string()
+                } else {
+                    format!("{:.0} B", per_session(s))
+                },
+                s.backend_kib
+            );
+        }
+    }
+    if !restarts.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Edge restart (SIGTERM → first successful tools/call through the new edge)\n"
+        );
+        let _ = writeln!(
+            out,
+            "| run | restart to ready ms | edge exit ms | spawn to ready ms |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|");
+        for (i, v) in restarts.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                i + 1,
+                v["restart_to_ready_ms"],
+                v["edge_exit_ms"],
+                v["spawn_to_ready_ms"]
+            );
+        }
+    }
+
+    // ---- targets
+    let mut targets: Vec<Value> = Vec::new();
+    let mut target = |name: &str, measured: Option<f64>, unit: &str, limit: f64, le: bool| {
+        let met = measured.map(|m| if le { m <= limit } else { m >= limit });
+        targets.push(json!({
+            "target": name, "measured": measured.map(|m| (m * 100.0).round() / 100.0),
+            "unit": unit, "limit": limit, "kind": if le { "<=" } else { ">=" }, "met": met,
+        }));
+    };
+    for &era in &plan.eras {
+        let added = match (find("direct", era, 1, SMALL), find("tunnel", era, 1, SMALL)) {
+            (Some(d), Some(t)) => Some(t.us(0.5) - d.us(0.5)),
+            _ => None,
+        };
+        target(
+            &format!("added p50, 100 B, c=1, {}", era.name()),
+            added,
+            "µs",
+            150.0,
+            true,
+        );
+        let ratio = match (
+            find("direct", era, 64, SMALL),
+            find("tunnel", era, 64, SMALL),
+        ) {
+            (Some(d), Some(t)) if d.rps > 0.0 => Some(t.rps / d.rps),
+            _ => None,
+        };
+        target(
+            &format!("throughput tunnel/direct, 100 B, c=64, {}", era.name()),
+            ratio,
+            "ratio",
+            0.5,
+            false,
+        );
+        let g1 = find("tunnel", era, 1, LARGE).map(Row::gbit);
+        target(
+            &format!("1 MiB through the tunnel, c=1, {}", era.name()),
+            g1,
+            "Gbit/s",
+            1.0,
+            false,
+        );
+        let best = rows
+            .iter()
+            .filter(|r| r.path == "tunnel" && r.era == era && r.payload == LARGE)
+            .map(Row::gbit)
+            .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g))));
+        target(
+            &format!("1 MiB through the tunnel, best concurrency, {}", era.name()),
+            best,
+            "Gbit/s",
+            1.0,
+            false,
+        );
+    }
+    let s10k = sessions
+        .iter()
+        .filter(|s| !s.streams && s.count > 0)
+        .max_by_key(|s| s.count);
+    target(
+        &format!(
+            "idle legacy sessions ({}), growth per session edge + connector",
+            s10k.map_or(0, |s| s.count)
+        ),
+        s10k.map(|s| per_session(s) / 1024.0),
+        "KiB",
+        32.0,
+        true,
+    );
+    target(
+        "restart to ready (median)",
+        restart_median,
+        "ms",
+        1000.0,
+        true,
+    );
+
+    let _ = writeln!(out, "\n## Targets (issue 5)\n");
+    let _ = writeln!(out, "| target | measured | limit | met |");
+    let _ = writeln!(out, "|---|---:|---:|---|");
+    for t in &targets {
+        let _ = writeln!(
+            out,
+            "| {} | {} {} | {} {} {} | {} |",
+            t["target"].as_str().unwrap_or(""),
+            t["measured"]
+                .as_f64()
+                .map_or("—".into(), |m| format!("{m}")),
+            t["unit"].as_str().unwrap_or(""),
+            t["kind"].as_str().unwrap_or(""),
+            t["limit"],
+            t["unit"].as_str().unwrap_or(""),
+            match t["met"].as_bool() {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "—",
+            }
+        );
+    }
+    println!("{out}");
+    eprintln!("total {:.1} s", overall.elapsed().as_secs_f64());
+
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "machine": {
+                "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            },
+            "config": {
+                "mode": if args.smoke { "smoke" } else if args.quick { "quick" } else { "full" },
+                "duration_s": plan.duration.as_secs_f64(),
+                "warmup_s": plan.warmup.as_secs_f64(),
+                "client_threads": args.client_threads,
+                "backend_threads": args.backend_threads,
+                "command": std::env::args().collect::<Vec<_>>().join(" "),
+            },
+            "latency": rows.iter().map(Row::json).collect::<Vec<_>>(),
+            "sessions": sessions.iter().map(|s| json!({
+                "count": s.count,
+                "event_streams": s.streams,
+                "edge_rss_kib": s.edge_kib,
+                "connector_rss_kib": s.connector_kib,
+                "backend_rss_kib": s.backend_kib,
+                "per_session_bytes": if s.count == 0 { Value::Null } else { json!(per_session(s).round()) },
+                "open_seconds": (s.seconds * 100.0).round() / 100.0,
+            })).collect::<Vec<_>>(),
+            "sessions_error": session_error,
+            "restart_to_ready_ms": restart_median,
+            "restarts": restarts,
+            "restart_error": restart_error,
+            "targets": targets,
+        });
+        if let Err(e) = std::fs::write(
+            path,
+            serde_json::to_string_pretty(&doc).expect("JSON") + "\n",
+        ) {
+            eprintln!("cannot write {}: {e}", path.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    if args.keep {
+        let _ = scratch.keep();
+    }
+    let failed = rows.iter().any(|r| r.hist.n == 0)
+        || (plan.runs("restart") && restart_error.is_some())
+        || (plan.runs("sessions") && session_error.is_some());
+    if failed {
+        eprintln!("underpass-bench: some measurements failed (see above)");
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    Some(s[s.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hist;
+
+    #[test]
+    fn histogram_buckets_are_monotonic_and_precise() {
+        let mut last = 0;
+        for v in (0..1_000_000u64).step_by(7).chain([u64::MAX / 2, u64::MAX]) {
+            let i = Hist::index(v);
+            assert!(i >= last);
+            last = i;
+            let back = Hist::value(i);
+            let err = back.abs_diff(v) as f64 / v.max(1) as f64;
+            assert!(err <= 0.016, "{v} -> {i} -> {back}");
+        }
+        let mut h = Hist::new();
+        for v in 1..=1000 {
+            h.record(v * 1000);
+        }
+        let p50 = h.quantile(0.5) as f64;
+        assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.02, "{p50}");
+        assert_eq!(h.quantile(1.0), 1_000_000);
+    }
+}

@@ -1,0 +1,464 @@
+//! `underpass-echo-backend`: a deliberately fast MCP Streamable HTTP server for benchmarks.
+//!
+//! hyper directly (no MCP SDK), HTTP/1.1 keep-alive, JSON responses only. It serves
+//! `http://<listen>/mcp` with two tools:
+//! - `echo {message}` returns `message` as one text content block;
+//! - `blob {size}` returns a text of `size` bytes (`x` repeated; cached per size).
+//!
+//! Both MCP eras:
+//! - legacy (2025-11-25): `initialize` opens a session (`Mcp-Session-Id`), every later request
+//!   must carry it (400 without, 404 when unknown), `DELETE` ends it; `notifications/*` get 202.
+//! - 2026-07-28: a POST with `MCP-Protocol-Version: 2026-07-28` is served without a session;
+//!   `Mcp-Method` (and `Mcp-Name` on `tools/call`) must agree with the body (400, -32020).
+//!
+//! `GET` with a valid session opens an SSE event stream that stays silent until the client
+//! goes away (what an idle legacy client holds open).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+const LEGACY_VERSION: &str = "2025-11-25";
+const MODERN_VERSION: &str = "2026-07-28";
+const MAX_BLOB: usize = 256 * 1024 * 1024;
+const MAX_REQUEST: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "underpass-echo-backend",
+    version,
+    about = "Fast echo MCP backend for benchmarks"
+)]
+struct Args {
+    /// Address to listen on (loopback only); the endpoint is http://<listen>/mcp.
+    #[arg(long, default_value = "127.0.0.1:3001")]
+    listen: SocketAddr,
+    /// Tokio worker threads (0 = a current-thread runtime).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if !args.listen.ip().is_loopback() {
+        eprintln!("underpass-echo-backend: refusing to listen on a non-loopback address");
+        return std::process::ExitCode::FAILURE;
+    }
+    let rt = if args.threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    }
+    .expect("tokio runtime");
+    match rt.block_on(serve(args.listen)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("underpass-echo-backend: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    sessions: Mutex<HashSet<String>>,
+    blobs: RwLock<HashMap<usize, Bytes>>,
+    counter: AtomicU64,
+    seed: std::collections::hash_map::RandomState,
+}
+
+impl State {
+    fn new_session_id(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut a = self.seed.build_hasher();
+        a.write_u64(n);
+        let hi = a.finish();
+        let mut b = self.seed.build_hasher();
+        b.write_u64(!n);
+        let lo = b.finish();
+        format!("{hi:016x}{lo:016x}")
+    }
+
+    fn blob(&self, size: usize) -> Bytes {
+        if let Some(b) = self
+            .blobs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&size)
+        {
+            return b.clone();
+        }
+        let b = Bytes::from(vec![b'x'; size]);
+        self.blobs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(size, b.clone());
+        b
+    }
+}
+
+async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    let state = Arc::new(State::default());
+    println!(
+        "underpass-echo-backend listening on http://{}/mcp",
+        listener.local_addr()?
+    );
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// A response body made of a few ready chunks (no copy of large blobs), or a silent stream.
+enum Out {
+    Chunks(VecDeque<Bytes>, u64),
+    Silent,
+}
+
+impl Body for Out {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Out::Chunks(q, _) => Poll::Ready(q.pop_front().map(|b| Ok(Frame::data(b)))),
+            // Never woken: hyper drops the body when the client goes away.
+            Out::Silent => Poll::Pending,
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Out::Chunks(q, _) if q.is_empty())
+    }
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Out::Chunks(_, n) => SizeHint::with_exact(*n),
+            Out::Silent => SizeHint::default(),
+        }
+    }
+}
+
+fn chunks(parts: Vec<Bytes>) -> Out {
+    let n = parts.iter().map(|b| b.len() as u64).sum();
+    Out::Chunks(parts.into(), n)
+}
+
+fn reply(status: StatusCode, parts: Vec<Bytes>) -> Response<Out> {
+    let mut r = Response::new(chunks(parts));
+    *r.status_mut() = status;
+    if status != StatusCode::ACCEPTED {
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    r
+}
+
+fn rpc_error(status: StatusCode, id: &str, code: i32, message: &str) -> Response<Out> {
+    let body = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{{\"code\":{code},\"message\":{}}}}}",
+        serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into())
+    );
+    reply(status, vec![Bytes::from(body)])
+}
+
+#[derive(Deserialize)]
+struct Rpc {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    method: String,
+    #[serde(default)]
+    params: Option<Params>,
+}
+
+#[derive(Deserialize, Default)]
+struct Params {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<ToolArgs>,
+    #[serde(default, rename = "protocolVersion")]
+    protocol_version: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ToolArgs {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    size: Option<usize>,
+}
+
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
+    if req.uri().path() != "/mcp" {
+        return rpc_error(StatusCode::NOT_FOUND, "null", -32601, "no such endpoint");
+    }
+    let modern = header(&req, "mcp-protocol-version") == Some(MODERN_VERSION);
+    let session = header(&req, "mcp-session-id").map(str::to_owned);
+    let known = |id: &str| {
+        state
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    };
+    match *req.method() {
+        Method::POST => {}
+        Method::DELETE => {
+            let Some(id) = session else {
+                return rpc_error(StatusCode::BAD_REQUEST, "null", -32600, "no session");
+            };
+            let removed = state
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            return if removed {
+                reply(StatusCode::OK, vec![])
+            } else {
+                rpc_error(StatusCode::NOT_FOUND, "null", -32001, "session not found")
+            };
+        }
+        Method::GET => {
+            return match session {
+                Some(id) if known(&id) => {
+                    let mut r = Response::new(Out::Silent);
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/event-stream"),
+                    );
+                    r
+                }
+                Some(_) => rpc_error(StatusCode::NOT_FOUND, "null", -32001, "session not found"),
+                None => rpc_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "null",
+                    -32600,
+                    "GET needs a session",
+                ),
+            };
+        }
+        _ => {
+            return rpc_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "null",
+                -32600,
+                "POST, GET or DELETE",
+            )
+        }
+    }
+
+    let mcp_method = header(&req, "mcp-method").map(str::to_owned);
+    let mcp_name = header(&req, "mcp-name").map(str::to_owned);
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_REQUEST)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return rpc_error(StatusCode::BAD_REQUEST, "null", -32700, "unreadable body"),
+    };
+    let rpc: Rpc = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                "null",
+                -32700,
+                &format!("parse error: {e}"),
+            )
+        }
+    };
+    let id = match &rpc.id {
+        Some(v) => v.to_string(),
+        None => "null".to_owned(),
+    };
+    let params = rpc.params.unwrap_or_default();
+
+    let mut session_header = None;
+    if modern {
+        if mcp_method.as_deref() != Some(rpc.method.as_str()) {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &id,
+                -32020,
+                "Mcp-Method header does not match the body",
+            );
+        }
+        if rpc.method == "tools/call" && mcp_name.as_deref() != params.name.as_deref() {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &id,
+                -32020,
+                "Mcp-Name header does not match the body",
+            );
+        }
+    } else if rpc.method == "initialize" {
+        let sid = state.new_session_id();
+        state
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sid.clone());
+        session_header = Some(sid);
+    } else {
+        match &session {
+            None => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    &id,
+                    -32600,
+                    "missing Mcp-Session-Id",
+                )
+            }
+            Some(s) if !known(s) => {
+                return rpc_error(StatusCode::NOT_FOUND, &id, -32001, "session not found")
+            }
+            Some(_) => {}
+        }
+    }
+
+    if rpc.id.is_none() {
+        // A notification (e.g. notifications/initialized).
+        return reply(StatusCode::ACCEPTED, vec![]);
+    }
+
+    let complete = if modern {
+        ",\"resultType\":\"complete\""
+    } else {
+        ""
+    };
+    let mut resp = match rpc.method.as_str() {
+        "initialize" | "server/discover" => {
+            let version = match params.protocol_version.as_deref() {
+                Some(v @ ("2025-11-25" | "2025-06-18" | "2025-03-26")) => v,
+                _ if modern => MODERN_VERSION,
+                _ => LEGACY_VERSION,
+            };
+            let body = format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"protocolVersion\":\"{version}\",\
+                 \"capabilities\":{{\"tools\":{{}}}},\
+                 \"serverInfo\":{{\"name\":\"underpass-echo-backend\",\"version\":\"{}\"}}{complete}}}}}",
+                env!("CARGO_PKG_VERSION")
+            );
+            reply(StatusCode::OK, vec![Bytes::from(body)])
+        }
+        "ping" => reply(
+            StatusCode::OK,
+            vec![Bytes::from(format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{}}}}"
+            ))],
+        ),
+        "tools/list" => reply(
+            StatusCode::OK,
+            vec![Bytes::from(format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"tools\":[\
+                 {{\"name\":\"echo\",\"description\":\"Returns message\",\"inputSchema\":{{\"type\":\"object\",\"properties\":{{\"message\":{{\"type\":\"string\"}}}},\"required\":[\"message\"]}}}},\
+                 {{\"name\":\"blob\",\"description\":\"Returns a text of size bytes\",\"inputSchema\":{{\"type\":\"object\",\"properties\":{{\"size\":{{\"type\":\"integer\"}}}},\"required\":[\"size\"]}}}}\
+                 ]{complete}}}}}"
+            ))],
+        ),
+        "tools/call" => {
+            let args = params.arguments.unwrap_or_default();
+            let text = match params.name.as_deref() {
+                Some("echo") => match args.message {
+                    Some(m) => Bytes::from(
+                        serde_json::to_string(&m).unwrap_or_else(|_| "\"\"".into()),
+                    ),
+                    None => {
+                        return rpc_error(StatusCode::OK, &id, -32602, "echo needs message")
+                    }
+                },
+                Some("blob") => match args.size {
+                    Some(n) if n <= MAX_BLOB => {
+                        // `x` needs no JSON escaping: quote it around the cached bytes.
+                        let blob = state.blob(n);
+                        let prefix = format!(
+                            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\""
+                        );
+                        let suffix = format!("\"}}],\"isError\":false{complete}}}}}");
+                        return reply(
+                            StatusCode::OK,
+                            vec![Bytes::from(prefix), blob, Bytes::from(suffix)],
+                        );
+                    }
+                    _ => {
+                        return rpc_error(
+                            StatusCode::OK,
+                            &id,
+                            -32602,
+                            "blob needs size <= 256 MiB",
+                        )
+                    }
+                },
+                _ => return rpc_error(StatusCode::OK, &id, -32602, "unknown tool"),
+            };
+            let mut out = Vec::with_capacity(text.len() + 128);
+            out.extend_from_slice(
+                format!(
+                    "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":"
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(&text);
+            out.extend_from_slice(format!("}}],\"isError\":false{complete}}}}}").as_bytes());
+            reply(StatusCode::OK, vec![Bytes::from(out)])
+        }
+        other => rpc_error(
+            StatusCode::OK,
+            &id,
+            -32601,
+            &format!("method not found: {other}"),
+        ),
+    };
+    if let Some(sid) = session_header {
+        if let Ok(v) = HeaderValue::from_str(&sid) {
+            resp.headers_mut().insert("mcp-session-id", v);
+        }
+    }
+    resp
+}

@@ -1,0 +1,47 @@
+//! `underpass-certs revoke` takes effect at a running edge: the revoked connector's live
+//! tunnel is closed and its reconnections are refused at the handshake.
+
+use std::process::Command;
+use std::time::Duration;
+
+use underpass_tests::http;
+use underpass_tests::*;
+
+#[test]
+fn revoking_a_connector_closes_its_tunnel_and_refuses_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (_backend, backend_url) = start_demo_server(scratch.path());
+    let mut d = Deployment::start_with(
+        false,
+        "demo",
+        &backend_url,
+        "revocation_list = \"pki/revoked.txt\"\n[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+    );
+    let r = http::get(&d.edge_setup.admin("/readyz")).unwrap();
+    assert_eq!(r.status, 200);
+
+    run_ok(
+        Command::new(bin("underpass-certs"))
+            .args(["revoke", "--dir"])
+            .arg(&d.pki.dir)
+            .args(["--name", "dc1"]),
+    );
+    d.edge.wait_for_log(
+        "closing tunnel: certificate revoked",
+        Duration::from_secs(20),
+    );
+    // The connector keeps trying; every attempt now fails at the handshake.
+    d.edge
+        .wait_for_log("invalid peer certificate: Revoked", Duration::from_secs(30));
+    let r = http::get(&d.edge_setup.admin("/readyz")).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(d.connector.alive());
+
+    // A fresh certificate for the same connector name is accepted again.
+    std::fs::remove_file(d.pki.cert("dc1")).unwrap();
+    std::fs::remove_file(d.pki.dir.join("dc1.key")).unwrap();
+    d.pki.issue("connector", "dc1");
+    d.connector.stop();
+    d.connector = start_connector(d.path(), "connector2", &d.connector_config);
+    d.edge_setup.wait_ready("demo", Duration::from_secs(30));
+}
