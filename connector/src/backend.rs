@@ -15,6 +15,9 @@ use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
 
 use crate::config::ConnectorConfig;
 
+/// The header carrying the edge-signed identity assertion to backends.
+pub const ASSERTION_HEADER: &str = "x-underpass-identity";
+
 /// Largest request body accepted from the edge (the edge enforces its own, smaller limit).
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
 
@@ -81,10 +84,18 @@ impl Backends {
                 ) else {
                     return Err(BackendError::BadRequest(format!("bad header {name:?}")));
                 };
-                if name == http::header::HOST || name == http::header::CONTENT_LENGTH {
+                if name == http::header::HOST
+                    || name == http::header::CONTENT_LENGTH
+                    || name.as_str() == ASSERTION_HEADER
+                {
                     continue;
                 }
                 h.append(name, value);
+            }
+            if let Some(assertion) = head.assertion.as_deref() {
+                if let Ok(v) = HeaderValue::from_str(assertion) {
+                    h.insert(ASSERTION_HEADER, v);
+                }
             }
         }
         let req = req

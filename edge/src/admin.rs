@@ -14,17 +14,21 @@ use tokio::net::TcpListener;
 
 use crate::registry::Registry;
 
-pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
+/// Serves the admin endpoints; `jwks` is the public key set of the identity assertions.
+pub async fn serve(listener: TcpListener, registry: Arc<Registry>, jwks: serde_json::Value) {
+    let jwks = Arc::new(jwks);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
         let registry = registry.clone();
+        let jwks = jwks.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let registry = registry.clone();
-                async move { Ok::<_, Infallible>(answer(&registry, &req)) }
+                let jwks = jwks.clone();
+                async move { Ok::<_, Infallible>(answer(&registry, &jwks, &req)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -33,8 +37,13 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
     }
 }
 
-fn answer(registry: &Registry, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn answer(
+    registry: &Registry,
+    jwks: &serde_json::Value,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (status, body) = match req.uri().path() {
+        "/.well-known/jwks.json" => (StatusCode::OK, jwks.clone()),
         "/healthz" => (StatusCode::OK, serde_json::json!({"status": "ok"})),
         "/readyz" => {
             let services = registry.service_counts();

@@ -117,19 +117,7 @@ impl AuditConfig {
 // Records
 // ---------------------------------------------------------------------------------------------
 
-/// How the client proved who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMethod {
-    /// A client certificate (mutual TLS).
-    Cert,
-    /// An API key.
-    Apikey,
-    /// A bearer JWT.
-    Jwt,
-    /// Nobody: `[auth] anonymous = true`.
-    Anonymous,
-}
+pub use crate::auth::AuthMethod;
 
 /// What the policy said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -341,7 +341,7 @@ fn config_error(msg: impl Into<String>) -> AuthError {
 // ---------------------------------------------------------------------------------------------
 
 /// How a client authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMethod {
     /// A client certificate chained to `client_ca`.

@@ -9,6 +9,9 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use underpass_shared::identity::{validate_name, validate_trust_domain, DEFAULT_TRUST_DOMAIN};
 
+pub use crate::audit::AuditConfig;
+pub use crate::auth::{ApiKeyConfig, AuthConfig, JwtConfig};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeConfig {
@@ -30,8 +33,11 @@ pub struct EdgeConfig {
     pub auth: Option<AuthConfig>,
     /// What authenticated clients may do. Required (or the edge refuses to start).
     pub policy: Option<PolicyConfig>,
-    /// Where the audit trail goes.
+    /// Where the audit trail goes (one hash-chained JSON line per client request).
     pub audit: Option<AuditConfig>,
+    /// The identity assertions backends receive instead of client credentials.
+    #[serde(default)]
+    pub assertion: AssertionConfig,
 }
 
 fn default_trust_domain() -> String {
@@ -50,6 +56,14 @@ pub struct ClientsConfig {
     /// Serve plain HTTP. Refused unless `listen` is a loopback address.
     #[serde(default)]
     pub insecure_plaintext: bool,
+    /// Host names clients may use to reach the edge (DNS rebinding protection). Empty: any
+    /// name, except that a loopback listener answers only to loopback names.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed besides the edge's own (e.g. `https://app.example.com`).
+    /// A request carrying any other `Origin` gets 403.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     /// Largest request body accepted, in bytes (413 above it). Default 4 MiB.
     #[serde(default = "default_max_body")]
     pub max_request_body: usize,
@@ -89,29 +103,6 @@ pub struct ServiceConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    /// Development only: unauthenticated clients become principal `anonymous`.
-    #[serde(default)]
-    pub anonymous: bool,
-    /// CA of client certificates (principal `client:<name>`).
-    pub client_ca: Option<PathBuf>,
-    /// API keys, stored as SHA-256 (principal `apikey:<name>`).
-    #[serde(default)]
-    pub api_keys: Vec<ApiKeyConfig>,
-    /// Bearer JWTs (principal `jwt:<sub>`).
-    pub jwt: Option<toml::Value>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyConfig {
-    pub name: String,
-    /// Lowercase hex of SHA-256 of the key.
-    pub sha256: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Policy rules file (default deny).
     pub file: Option<PathBuf>,
@@ -120,10 +111,13 @@ pub struct PolicyConfig {
     pub allow_all: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Key of the identity assertions the edge signs for backends.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditConfig {
-    pub file: PathBuf,
+pub struct AssertionConfig {
+    /// PKCS#8 ES256 key (PEM or DER). Absent: a fresh key per start (backends re-fetch the
+    /// JWKS from the admin listener when they see an unknown `kid`).
+    pub key: Option<PathBuf>,
 }
 
 impl EdgeConfig {
@@ -145,6 +139,15 @@ impl EdgeConfig {
                 *p = base.join(&*p);
             }
         };
+        if let Some(auth) = self.auth.as_mut() {
+            auth.resolve_paths(base);
+        }
+        if let Some(audit) = self.audit.as_mut() {
+            fix(&mut audit.file);
+            if let Some(key) = audit.signing_key.as_mut() {
+                fix(key);
+            }
+        }
         for p in [
             self.clients.cert.as_mut(),
             self.clients.key.as_mut(),
@@ -152,9 +155,8 @@ impl EdgeConfig {
             Some(&mut self.tunnel.cert),
             Some(&mut self.tunnel.key),
             Some(&mut self.tunnel.ca),
-            self.auth.as_mut().and_then(|a| a.client_ca.as_mut()),
             self.policy.as_mut().and_then(|p| p.file.as_mut()),
-            self.audit.as_mut().map(|a| &mut a.file),
+            self.assertion.key.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -183,13 +185,16 @@ impl EdgeConfig {
             {
                 bail!("[auth] enables no method: set anonymous, client_ca, api_keys or jwt");
             }
-            if !auth.api_keys.is_empty() || auth.jwt.is_some() {
-                bail!("[auth] api_keys and jwt are not supported by this build yet; use client_ca or anonymous");
+            auth.validate().context("invalid [auth]")?;
+            if auth.client_ca.is_some() && self.clients.insecure_plaintext {
+                bail!("[auth] client_ca needs TLS on [clients]; remove insecure_plaintext");
             }
         }
         if let Some(policy) = &self.policy {
-            if !policy.allow_all {
-                bail!("[policy] rule files are not supported by this build yet; use allow_all = true for development");
+            match (&policy.file, policy.allow_all) {
+                (Some(_), true) => bail!("[policy] set either file or allow_all, not both"),
+                (None, false) => bail!("[policy] names no rules: set file = \"policy.toml\" (or allow_all = true for development)"),
+                _ => {}
             }
         }
         if self.clients.insecure_plaintext {

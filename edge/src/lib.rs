@@ -4,8 +4,11 @@
 pub mod admin;
 pub mod assertion;
 pub mod audit;
+pub mod audited;
 pub mod auth;
 pub mod config;
+pub mod filter;
+pub mod gate;
 pub mod policy;
 pub mod registry;
 pub mod relay;
@@ -24,7 +27,11 @@ use underpass_shared::frame::codes;
 use underpass_shared::identity::Role;
 use underpass_shared::tls::{self, Credentials, PeerPolicy};
 
+use crate::assertion::AssertionSigner;
+use crate::audit::Auditor;
+use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
+use crate::policy::{PolicyStore, RateLimiter};
 use crate::registry::Registry;
 use crate::relay::{ConnInfo, State};
 use crate::revocation::Revocations;
@@ -89,14 +96,6 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         tracing::warn!("[policy] allow_all = true: every authenticated client may do anything (development only)");
     }
 
-    if let Some(admin) = &config.admin {
-        let listener = TcpListener::bind(admin.listen)
-            .await
-            .with_context(|| format!("cannot listen for admin on tcp/{}", admin.listen))?;
-        tracing::info!("admin: http://{}/healthz", admin.listen);
-        tokio::spawn(admin::serve(listener, registry.clone()));
-    }
-
     tokio::spawn(revocations.clone().watch(registry.clone()));
     tokio::spawn(tunnel::accept_loop(
         endpoint.clone(),
@@ -104,17 +103,54 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         registry.clone(),
         edge_id.name.clone(),
     ));
+    let auth = Arc::new(
+        Authenticator::new(config.auth.as_ref().context("[auth] is required")?)
+            .context("cannot set up [auth]")?,
+    );
+    tokio::spawn(auth.clone().watch());
+    let policy_file = config.policy.as_ref().and_then(|p| p.file.clone());
+    let policy = Arc::new(PolicyStore::load(policy_file).context("cannot load the policy")?);
+    tokio::spawn(policy.clone().watch());
+    let auditor = match &config.audit {
+        Some(a) => Some(Auditor::start(a).context("cannot open the audit log")?),
+        None => None,
+    };
+    let signer = AssertionSigner::new(
+        &config.trust_domain,
+        &edge_id.name,
+        config.assertion.key.as_deref(),
+    )
+    .context("cannot set up the identity assertion key")?;
+    let jwks = signer.jwks();
     let state = Arc::new(State {
         config: config.clone(),
-        registry,
+        registry: registry.clone(),
         revocations,
+        auth,
+        policy,
+        limiter: RateLimiter::new(),
+        auditor: auditor.clone(),
+        signer,
     });
+    if let Some(admin) = &config.admin {
+        let listener = TcpListener::bind(admin.listen)
+            .await
+            .with_context(|| format!("cannot listen for admin on tcp/{}", admin.listen))?;
+        tracing::info!("admin: http://{}/healthz", admin.listen);
+        tokio::spawn(admin::serve(listener, registry.clone(), jwks.clone()));
+    }
+
     let clients = tokio::spawn(serve_clients(listener, client_tls, state));
 
     underpass_shared::shutdown_signal().await;
     tracing::info!("shutting down");
     clients.abort();
     endpoint.close(codes::GOING_AWAY.into(), b"edge shutting down");
+    if let Some(auditor) = auditor {
+        if let Err(e) = auditor.shutdown().await {
+            tracing::error!("audit log not closed cleanly: {e}");
+        }
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     Ok(())
 }

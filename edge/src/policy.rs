@@ -901,6 +901,72 @@ fn prune(buckets: &mut Buckets, now: Instant) {
 // Tests
 // ---------------------------------------------------------------------------------------------
 
+/// The policy in force, swapped atomically on reload: requests in flight keep the policy they
+/// started with, sessions are untouched, and a broken file keeps the previous policy.
+pub struct PolicyStore {
+    path: Option<std::path::PathBuf>,
+    current: std::sync::RwLock<std::sync::Arc<Policy>>,
+}
+
+impl PolicyStore {
+    /// `path` = None means `allow_all` (development only).
+    pub fn load(path: Option<std::path::PathBuf>) -> Result<Self, PolicyError> {
+        let policy = match &path {
+            Some(p) => Policy::load(p)?,
+            None => Policy::allow_all(),
+        };
+        Ok(PolicyStore {
+            path,
+            current: std::sync::RwLock::new(std::sync::Arc::new(policy)),
+        })
+    }
+
+    pub fn get(&self) -> std::sync::Arc<Policy> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn reload(&self) {
+        let Some(path) = &self.path else { return };
+        match Policy::load(path) {
+            Ok(p) => {
+                tracing::info!(path = %path.display(), rules = p.rule_count(), "policy reloaded");
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(p);
+            }
+            Err(e) => tracing::error!("policy not reloaded, keeping the previous one: {e}"),
+        }
+    }
+
+    /// Reloads when the file changes (polled every second) and on SIGHUP.
+    pub async fn watch(self: std::sync::Arc<Self>) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut seen = mtime(&path);
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let hup_fired = async {
+                match hup.as_mut() {
+                    Some(s) => s.recv().await.is_some(),
+                    None => std::future::pending().await,
+                }
+            };
+            let forced = tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+                fired = hup_fired => fired,
+            };
+            let now = mtime(&path);
+            if forced || now != seen {
+                seen = now;
+                self.reload();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -15,7 +15,12 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
 
+use crate::assertion::AssertionClaims;
+use crate::audit::AuditRecord;
+use crate::auth::PROTECTED_RESOURCE_WELL_KNOWN;
 use crate::config::EdgeConfig;
+use crate::filter::{self, ListFilter};
+use crate::gate;
 use crate::registry::{Registry, SessionLookup};
 
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -30,6 +35,11 @@ pub struct State {
     pub config: Arc<EdgeConfig>,
     pub registry: Arc<Registry>,
     pub revocations: Arc<crate::revocation::Revocations>,
+    pub auth: Arc<crate::auth::Authenticator>,
+    pub policy: Arc<crate::policy::PolicyStore>,
+    pub limiter: crate::policy::RateLimiter,
+    pub auditor: Option<crate::audit::Auditor>,
+    pub signer: crate::assertion::AssertionSigner,
 }
 
 /// What the edge knows of the client connection before reading a request.
@@ -104,8 +114,30 @@ pub async fn handle(
             ))
         }
     };
+    if let Some(rest) = parts.uri.path().strip_prefix(PROTECTED_RESOURCE_WELL_KNOWN) {
+        return Ok(protected_resource_metadata(&state, &parts.headers, rest));
+    }
     let resp = match route(parts.uri.path()) {
-        Route::Service(service) => relay(&state, &conn, service, &parts, body).await,
+        Route::Service(service) => {
+            let started = Instant::now();
+            let mut audit = AuditRecord {
+                service: Some(service.to_owned()),
+                trace_id: Some(trace_id(&parts.headers)),
+                bytes_in: Some(body.len() as u64),
+                session: parts
+                    .headers
+                    .get(SESSION_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                outcome: "ok".into(),
+                ..AuditRecord::default()
+            };
+            let resp = relay(&state, &conn, service, &parts, body, &mut audit).await;
+            match &state.auditor {
+                Some(auditor) => crate::audited::wrap(resp, audit, started, auditor.clone()),
+                None => resp,
+            }
+        }
         Route::LegacySse(_) | Route::Federated => error_response(
             StatusCode::NOT_IMPLEMENTED,
             -32601,
@@ -120,40 +152,19 @@ pub async fn handle(
     Ok(resp)
 }
 
-fn authenticate(config: &EdgeConfig, conn: &ConnInfo) -> Option<String> {
-    let auth = config.auth.as_ref()?;
-    if let Some(p) = &conn.cert_principal {
-        return Some(p.clone());
-    }
-    auth.anonymous.then(|| "anonymous".to_owned())
-}
-
 async fn relay(
     state: &State,
     conn: &ConnInfo,
     service: &str,
     parts: &http::request::Parts,
     body: Bytes,
+    audit: &mut AuditRecord,
 ) -> Response<Body> {
     let config = &state.config;
-    if conn
-        .cert_serial
-        .as_deref()
-        .is_some_and(|s| state.revocations.is_revoked_serial(s))
-    {
-        return error_response(
-            StatusCode::UNAUTHORIZED,
-            -32001,
-            "client certificate revoked",
-        );
+    if let Err(refusal) = gate::check_host_origin(state, &parts.headers) {
+        audit.outcome = "forbidden".into();
+        return *refusal;
     }
-    let Some(principal) = authenticate(config, conn) else {
-        return error_response(
-            StatusCode::UNAUTHORIZED,
-            -32001,
-            "authentication required: present a client certificate",
-        );
-    };
     if !config.has_service(service) {
         return error_response(
             StatusCode::NOT_FOUND,
@@ -161,6 +172,11 @@ async fn relay(
             &format!("unknown service {service:?}: this edge serves no such MCP service"),
         );
     }
+    let admitted = match gate::admit(state, conn, service, parts, &body, audit) {
+        Ok(a) => a,
+        Err(refusal) => return *refusal,
+    };
+    let principal = admitted.identity.principal.clone();
     if ![Method::GET, Method::POST, Method::DELETE].contains(&parts.method) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -210,19 +226,33 @@ async fn relay(
         },
     };
 
+    let trace_id = audit.trace_id.clone().unwrap_or_default();
+    let assertion = state
+        .signer
+        .sign(&AssertionClaims {
+            service,
+            principal: &principal,
+            groups: &admitted.identity.groups,
+            session_id: session_id.as_deref(),
+            trace_id: Some(&trace_id),
+        })
+        .map_err(|e| tracing::error!("cannot sign identity assertion: {e}"))
+        .ok();
     let head = RequestHead {
         service: service.to_owned(),
         method: parts.method.as_str().to_owned(),
         query: parts.uri.query().unwrap_or("").to_owned(),
         headers: forwardable_request_headers(&parts.headers),
         principal: principal.clone(),
-        trace_id: trace_id(&parts.headers),
+        trace_id,
+        assertion,
     };
 
     let (resp_head, recv) = match exchange(&tunnel.conn, &head, body).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(service, connector = %tunnel.connector, "exchange failed: {e}");
+            audit.outcome = "tunnel_error".into();
             return error_response(
                 StatusCode::BAD_GATEWAY,
                 -32603,
@@ -232,6 +262,11 @@ async fn relay(
     };
 
     let status = StatusCode::from_u16(resp_head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    if status.is_server_error() {
+        audit.outcome = "backend_error".into();
+    } else if status.is_client_error() {
+        audit.outcome = "error".into();
+    }
     let mut builder = Response::builder().status(status);
     let mut is_sse = false;
     if let Some(h) = builder.headers_mut() {
@@ -267,6 +302,7 @@ async fn relay(
                 state
                     .registry
                     .open_session(service, id, tunnel.id, &principal);
+                audit.session = Some(id.to_owned());
             }
         }
     }
@@ -276,8 +312,27 @@ async fn relay(
     ) {
         state.registry.close_session(service, id);
     }
-    let body = StreamBody::new(response_stream(recv, is_sse));
-    builder.body(UnsyncBoxBody::new(body)).unwrap_or_else(|e| {
+    let stream = response_stream(recv, is_sse);
+    let principals = admitted.identity.principals();
+    let list_filter =
+        ListFilter::for_request(&admitted.calls, state.policy.get(), principals, service)
+            .filter(|_| status.is_success());
+    let body = match (list_filter, is_sse) {
+        (None, _) => UnsyncBoxBody::new(StreamBody::new(stream)),
+        (Some(f), true) => UnsyncBoxBody::new(StreamBody::new(filter::filter_sse(stream, f))),
+        (Some(f), false) => match filter::collect_json(stream).await {
+            Ok(raw) => full_body(f.filter_json(&raw).unwrap_or_else(|| Bytes::from(raw))),
+            Err(e) => {
+                audit.outcome = "backend_error".into();
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    -32603,
+                    &format!("list response unreadable: {e}"),
+                );
+            }
+        },
+    };
+    builder.body(body).unwrap_or_else(|e| {
         error_response(
             StatusCode::BAD_GATEWAY,
             -32603,
@@ -312,7 +367,7 @@ async fn exchange(
 fn response_stream(
     recv: quinn::RecvStream,
     is_sse: bool,
-) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, BodyError>> + Send {
+) -> futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BodyError>> {
     struct S {
         recv: quinn::RecvStream,
         at_event_boundary: bool,
@@ -408,6 +463,34 @@ fn trace_id(headers: &HeaderMap) -> String {
     }
 }
 
+/// A complete (non-streamed) body.
+pub fn full_body(text: impl Into<Bytes>) -> Body {
+    UnsyncBoxBody::new(Full::new(text.into()).map_err(|never| match never {}))
+}
+
+/// RFC 9728 protected resource metadata, for `/.well-known/oauth-protected-resource` and its
+/// per-service form `/.well-known/oauth-protected-resource/mcp/{service}`.
+fn protected_resource_metadata(state: &State, headers: &HeaderMap, rest: &str) -> Response<Body> {
+    let service = match route(rest) {
+        Route::Service(s) if state.config.has_service(s) => Some(s),
+        Route::Federated => None,
+        _ if rest.is_empty() => None,
+        _ => return error_response(StatusCode::NOT_FOUND, -32601, "no such protected resource"),
+    };
+    let path = service
+        .map(|s| format!("/mcp/{s}"))
+        .unwrap_or_else(|| "/mcp".into());
+    let metadata_url = gate::resource_metadata_url(state, headers, &path);
+    let resource = metadata_url.replacen(PROTECTED_RESOURCE_WELL_KNOWN, "", 1);
+    let body = state.auth.protected_resource_metadata(&resource);
+    let mut resp = Response::new(full_body(body.to_string()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// A JSON-RPC error body with `id: null`, as MCP clients expect from a transport-level failure.
 pub fn error_response(status: StatusCode, code: i32, message: &str) -> Response<Body> {
     let body = serde_json::json!({
@@ -415,9 +498,7 @@ pub fn error_response(status: StatusCode, code: i32, message: &str) -> Response<
         "id": null,
         "error": { "code": code, "message": message },
     });
-    let mut resp = Response::new(UnsyncBoxBody::new(
-        Full::new(Bytes::from(body.to_string())).map_err(|never| match never {}),
-    ));
+    let mut resp = Response::new(full_body(body.to_string()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,

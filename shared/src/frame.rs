@@ -82,6 +82,12 @@ pub struct RequestHead {
     pub principal: String,
     /// W3C trace id for correlating edge, connector and backend logs.
     pub trace_id: String,
+    /// Short-lived JWT signed by the edge saying who is calling (principal, groups, session,
+    /// trace id; audience = the service). The connector hands it to the backend in the
+    /// `x-underpass-identity` header: backends verify it against the edge's JWKS and never
+    /// see the client's own credentials.
+    #[serde(default)]
+    pub assertion: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +188,7 @@ mod tests {
             headers: vec![("content-type".into(), b"application/json".to_vec())],
             principal: "anonymous".into(),
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            assertion: None,
         }
     }
 

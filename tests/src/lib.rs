@@ -113,9 +113,14 @@ impl Proc {
 
     /// Waits until the log contains `needle`; panics (showing the log) after `timeout`.
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_log_count(needle, 1, timeout)
+    }
+
+    /// Waits until the log contains `needle` at least `count` times.
+    pub fn wait_for_log_count(&mut self, needle: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.log_text().contains(needle) {
+            if self.log_text().matches(needle).count() >= count {
                 return;
             }
             if !self.alive() {

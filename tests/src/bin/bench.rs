@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,7 +92,18 @@ struct Args {
     /// Keep the scratch folder (configs, PKI, logs) and print its path.
     #[arg(long)]
     keep: bool,
-    /// Leave the stack running after the latency phase and wait for Enter (for profiling).
+    /// Paths to measure in the latency phase: direct, tunnel (default both).
+    #[arg(long, value_delimiter = ',')]
+    paths: Option<Vec<String>>,
+    /// A fixed number of measured requests per latency cell instead of a duration (for
+    /// syscall and allocation counts).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Extra environment for the edge and connector processes only, e.g.
+    /// `TOKIO_WORKER_THREADS=1` or `LD_PRELOAD=...` (repeatable; for experiments).
+    #[arg(long, value_name = "KEY=VALUE")]
+    tunnel_env: Vec<String>,
+    /// Print the process ids and wait for Enter before the latency phase (to attach a profiler).
     #[arg(long)]
     pause: bool,
 }
@@ -105,6 +117,8 @@ struct Plan {
     sessions: Vec<usize>,
     restarts: usize,
     phases: Vec<String>,
+    paths: Vec<&'static str>,
+    requests: Option<u64>,
     fresh_for_sessions: bool,
 }
 
@@ -140,6 +154,18 @@ impl Plan {
                 .phases
                 .clone()
                 .unwrap_or_else(|| vec!["latency".into(), "restart".into(), "sessions".into()]),
+            paths: a
+                .paths
+                .clone()
+                .unwrap_or_else(|| vec!["direct".into(), "tunnel".into()])
+                .iter()
+                .map(|p| match p.as_str() {
+                    "direct" => "direct",
+                    "tunnel" => "tunnel",
+                    other => panic!("unknown path {other:?}: direct or tunnel"),
+                })
+                .collect(),
+            requests: a.requests,
             fresh_for_sessions: !a.smoke,
         }
     }
@@ -521,7 +547,8 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time (ns, from schedstat) and context switches summed over a process's threads.
+/// CPU time (ns; utime + stime of /proc/<pid>/stat, which keeps the time of exited threads)
+/// and context switches summed over a process's live threads.
 #[derive(Debug, Clone, Copy, Default)]
 struct ProcStat {
     cpu_ns: u64,
@@ -530,18 +557,23 @@ struct ProcStat {
 
 fn proc_stat(pid: u32) -> ProcStat {
     let mut s = ProcStat::default();
+    if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+        if let Some((_, rest)) = text.rsplit_once(')') {
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            if f.len() > 12 {
+                s.cpu_ns = (f[11] + f[12]) * 10_000_000; // USER_HZ = 100 on Linux
+            }
+        }
+    }
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return s;
     };
     for t in tasks.flatten() {
         let p = t.path();
-        if let Ok(text) = std::fs::read_to_string(p.join("schedstat")) {
-            s.cpu_ns += text
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
         if let Ok(text) = std::fs::read_to_string(p.join("status")) {
             for l in text.lines() {
                 if l.starts_with("voluntary_ctxt_switches:")
@@ -583,25 +615,26 @@ fn echo_backend_bin() -> PathBuf {
     }
 }
 
+static TUNNEL_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+fn tunnel_command(binary: &str, config: &Path) -> Command {
+    let mut cmd = Command::new(bin(binary));
+    cmd.arg("--config").arg(config).env("RUST_LOG", "info");
+    for (k, v) in TUNNEL_ENV.get().map(Vec::as_slice).unwrap_or_default() {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 fn spawn_edge(dir: &Path, config: &Path, name: &str) -> Proc {
-    Proc::spawn(
-        name,
-        dir,
-        Command::new(bin("underpass-edge"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info"),
-    )
+    Proc::spawn(name, dir, &mut tunnel_command("underpass-edge", config))
 }
 
 fn spawn_connector(dir: &Path, config: &Path, name: &str) -> Proc {
     Proc::spawn(
         name,
         dir,
-        Command::new(bin("underpass-connector"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info"),
+        &mut tunnel_command("underpass-connector", config),
     )
 }
 
@@ -701,6 +734,7 @@ struct WorkerOut {
     bytes: u64,
     errors: u64,
     first_error: Option<String>,
+    last: Option<Instant>,
 }
 
 async fn worker(
@@ -709,6 +743,7 @@ async fn worker(
     payload: usize,
     measure_from: Instant,
     end: Instant,
+    budget: Option<Arc<AtomicI64>>,
 ) -> WorkerOut {
     let mut out = WorkerOut {
         hist: Some(Hist::new()),
@@ -737,6 +772,11 @@ async fn worker(
             if t0 >= end {
                 break;
             }
+            if let Some(b) = &budget {
+                if t0 >= measure_from && b.fetch_sub(1, Ordering::Relaxed) <= 0 {
+                    return out;
+                }
+            }
             match caller.call(&mut sender, &t, !verified).await {
                 Ok(n) => {
                     verified = true;
@@ -745,6 +785,7 @@ async fn worker(
                         hist.record((t1 - t0).as_nanos() as u64);
                         out.count += 1;
                         out.bytes += n as u64;
+                        out.last = Some(t1);
                     }
                 }
                 Err(e) => {
@@ -835,7 +876,13 @@ fn run_cell(
     let start = Instant::now();
     // Connection (and session) setup happens inside the warm-up.
     let measure_from = start + plan.warmup;
-    let end = measure_from + plan.duration;
+    let budget = plan.requests.map(|n| Arc::new(AtomicI64::new(n as i64)));
+    let end = measure_from
+        + if budget.is_some() {
+            Duration::from_secs(600)
+        } else {
+            plan.duration
+        };
     // wrk-style: each load thread runs its own current-thread runtime and its share of the
     // workers, so a response never wakes a task on another thread of the load generator.
     let threads = clients.len().min(concurrency).max(1);
@@ -846,11 +893,19 @@ fn run_cell(
             .map(|(k, rt)| {
                 let n = concurrency / threads + usize::from(k < concurrency % threads);
                 let t = t.clone();
+                let budget = budget.clone();
                 scope.spawn(move || {
                     rt.block_on(async {
                         let mut set = tokio::task::JoinSet::new();
                         for _ in 0..n {
-                            set.spawn(worker(t.clone(), era, payload, measure_from, end));
+                            set.spawn(worker(
+                                t.clone(),
+                                era,
+                                payload,
+                                measure_from,
+                                end,
+                                budget.clone(),
+                            ));
                         }
                         let mut outs = Vec::new();
                         while let Some(r) = set.join_next().await {
@@ -865,17 +920,30 @@ fn run_cell(
             |at: Instant| std::thread::sleep(at.saturating_duration_since(Instant::now()));
         sleep_until(measure_from);
         let before: Vec<ProcStat> = procs.iter().map(|(_, p)| proc_stat(*p)).collect();
-        sleep_until(end);
-        let after: Vec<ProcStat> = procs.iter().map(|(_, p)| proc_stat(*p)).collect();
-        let outs: Vec<WorkerOut> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect();
+        if budget.is_none() {
+            sleep_until(end);
+        }
+        let after: Vec<ProcStat>;
+        let outs: Vec<WorkerOut> = if budget.is_none() {
+            after = procs.iter().map(|(_, p)| proc_stat(*p)).collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        } else {
+            let outs = handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect();
+            after = procs.iter().map(|(_, p)| proc_stat(*p)).collect();
+            outs
+        };
         (outs, (before, after))
     });
     let mut hist = Hist::new();
     let mut errors = 0;
     let mut first_error = None;
+    let last = outs.iter().filter_map(|o| o.last).max();
     for o in outs {
         if let Some(h) = &o.hist {
             hist.merge(h);
@@ -885,7 +953,11 @@ fn run_cell(
             first_error = o.first_error;
         }
     }
-    let rps = hist.n as f64 / plan.duration.as_secs_f64();
+    let seconds = match (budget.is_some(), last) {
+        (true, Some(l)) => (l - measure_from).as_secs_f64(),
+        _ => plan.duration.as_secs_f64(),
+    };
+    let rps = hist.n as f64 / seconds;
     let n = hist.n.max(1) as f64;
     let cpu = procs
         .iter()
@@ -1175,6 +1247,15 @@ fn csw_of(r: &Row, name: &str) -> f64 {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let plan = Plan::from(&args);
+    let tunnel_env = args
+        .tunnel_env
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => panic!("--tunnel-env wants KEY=VALUE, got {kv:?}"),
+        })
+        .collect();
+    let _ = TUNNEL_ENV.set(tunnel_env);
     // Control work (restarts, sessions) runs on a small multi-thread runtime; latency cells on
     // `client_threads` current-thread runtimes, one per load thread.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -1206,13 +1287,26 @@ fn main() -> std::process::ExitCode {
     );
     let mut stack = Stack::start(&dir, args.backend_threads);
 
+    if args.pause {
+        eprintln!(
+            "paused: edge pid {}, connector pid {}, backend pid {}, tunnel http://127.0.0.1:{}/mcp/{SERVICE}, direct http://{}/mcp — press Enter",
+            stack.edge.pid(),
+            stack.connector.pid(),
+            stack.backend.pid(),
+            stack.edge_setup.client_port,
+            stack.backend_addr
+        );
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+
     // ---- latency
     let mut rows: Vec<Row> = Vec::new();
     if plan.runs("latency") {
         for &era in &plan.eras {
             for &payload in &plan.payloads {
                 for &c in &plan.concurrency {
-                    for path in ["direct", "tunnel"] {
+                    for &path in &plan.paths {
                         let row = run_cell(&clients, &plan, &stack, path, era, c, payload);
                         eprintln!(
                             "  {path:6} {:6} {:>7} c={c:<3}: p50 {:>8} µs  p99 {:>8} µs  {:>9.0} rps  errors {}{}",
@@ -1230,19 +1324,6 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
-    if args.pause {
-        eprintln!(
-            "paused: edge pid {}, connector pid {}, backend pid {}, tunnel http://127.0.0.1:{}/mcp/{SERVICE}, direct http://{}/mcp — press Enter",
-            stack.edge.pid(),
-            stack.connector.pid(),
-            stack.backend.pid(),
-            stack.edge_setup.client_port,
-            stack.backend_addr
-        );
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-    }
-
     // ---- restart
     let mut restarts: Vec<Value> = Vec::new();
     let mut restart_error = None;

@@ -1,0 +1,717 @@
+//! Stdio backends against the real `@modelcontextprotocol/server-everything` in stdio mode
+//! (installed by `tests/peers/install.sh`), plus a few deliberately broken servers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use underpass_connector::stdio::{StdioLimits, StdioResponse, StdioService};
+
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+const ACCEPT_JSON: &str = "application/json";
+const TAG_VAR: &str = "UNDERPASS_STDIO_TEST_TAG";
+/// No single step of these tests should take longer; a hang fails instead of blocking CI.
+const STEP: Duration = Duration::from_secs(30);
+
+struct Peers {
+    node: String,
+    server: String,
+}
+
+/// Reads `target/peers/peers.env`; fails loudly when the peers are not installed.
+fn peers() -> Peers {
+    let dir = std::env::var_os("UNDERPASS_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/peers"));
+    let file = dir.join("peers.env");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "{} is missing ({e}): run `bash tests/peers/install.sh` from the repository root \
+             to install the real MCP peers these tests need",
+            file.display()
+        )
+    });
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{key} missing in {}: rerun tests/peers/install.sh",
+                    file.display()
+                )
+            })
+    };
+    Peers {
+        node: get("NODE22"),
+        server: get("SERVER_EVERYTHING"),
+    }
+}
+
+/// A service running server-everything; `tag` marks its processes' environment so tests can
+/// find their pids (and it checks that `env` reaches the process).
+fn everything(tag: &str, limits: StdioLimits) -> StdioService {
+    let p = peers();
+    let env = BTreeMap::from([(TAG_VAR.to_owned(), tag.to_owned())]);
+    StdioService::new(
+        "everything",
+        vec![p.node, p.server, "stdio".into()],
+        env,
+        None,
+        limits,
+    )
+}
+
+fn command_service(command: &[&str], limits: StdioLimits) -> StdioService {
+    let command = command.iter().map(|s| s.to_string()).collect();
+    StdioService::new("broken", command, BTreeMap::new(), None, limits)
+}
+
+fn new_tag() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn headers(session: Option<&str>, accept: &str) -> Vec<(String, Vec<u8>)> {
+    let mut h = vec![
+        ("accept".to_owned(), accept.as_bytes().to_vec()),
+        ("content-type".to_owned(), b"application/json".to_vec()),
+    ];
+    if let Some(s) = session {
+        h.push(("Mcp-Session-Id".to_owned(), s.as_bytes().to_vec()));
+    }
+    h
+}
+
+async fn post(
+    svc: &StdioService,
+    session: Option<&str>,
+    accept: &str,
+    msg: Value,
+) -> StdioResponse {
+    let body = Bytes::from(msg.to_string());
+    tokio::time::timeout(STEP, svc.exchange("POST", &headers(session, accept), body))
+        .await
+        .expect("POST answered in time")
+}
+
+async fn get(svc: &StdioService, session: &str) -> StdioResponse {
+    tokio::time::timeout(
+        STEP,
+        svc.exchange(
+            "GET",
+            &headers(Some(session), "text/event-stream"),
+            Bytes::new(),
+        ),
+    )
+    .await
+    .expect("GET answered in time")
+}
+
+async fn delete(svc: &StdioService, session: &str) -> StdioResponse {
+    tokio::time::timeout(
+        STEP,
+        svc.exchange("DELETE", &headers(Some(session), ACCEPT_BOTH), Bytes::new()),
+    )
+    .await
+    .expect("DELETE answered in time")
+}
+
+fn header<'a>(resp: &'a StdioResponse, name: &str) -> Option<&'a str> {
+    resp.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+async fn body(resp: StdioResponse) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stream = resp.body;
+    while let Some(chunk) = tokio::time::timeout(STEP, stream.next())
+        .await
+        .expect("body chunk in time")
+    {
+        out.extend_from_slice(&chunk.expect("body chunk"));
+    }
+    out
+}
+
+async fn json_body(resp: StdioResponse) -> Value {
+    let bytes = body(resp).await;
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+/// The JSON messages of an SSE body (data lines; comments and ids skipped).
+fn sse_messages(text: &[u8]) -> Vec<Value> {
+    let text = String::from_utf8_lossy(text);
+    text.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            (!data.is_empty()).then(|| data.join("\n"))
+        })
+        .map(|d| {
+            serde_json::from_str(&d).unwrap_or_else(|e| panic!("SSE data not JSON ({e}): {d}"))
+        })
+        .collect()
+}
+
+async fn sse_body(resp: StdioResponse) -> Vec<Value> {
+    assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
+    sse_messages(&body(resp).await)
+}
+
+/// Reads SSE events one by one as they arrive, with the time each arrived.
+struct EventReader {
+    stream: futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+    buf: String,
+}
+
+impl EventReader {
+    fn new(resp: StdioResponse) -> Self {
+        assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
+        EventReader {
+            stream: resp.body,
+            buf: String::new(),
+        }
+    }
+
+    /// The next message, or `None` when the stream ended.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let event: String = self.buf.drain(..end + 2).collect();
+                let mut msgs = sse_messages(event.as_bytes());
+                if let Some(m) = msgs.pop() {
+                    return Some(m);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(STEP, self.stream.next())
+                .await
+                .expect("event in time")?;
+            self.buf
+                .push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+        }
+    }
+}
+
+fn init_request() -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "underpass-stdio-test", "version": "0"}
+    }})
+}
+
+/// initialize + notifications/initialized; returns the session id.
+async fn open_session(svc: &StdioService) -> String {
+    let resp = post(svc, None, ACCEPT_BOTH, init_request()).await;
+    assert_eq!(resp.status, 200, "initialize: {:?}", resp);
+    let session = header(&resp, "mcp-session-id")
+        .expect("Mcp-Session-Id on the initialize answer")
+        .to_owned();
+    let msgs = sse_body(resp).await;
+    let answer = msgs
+        .iter()
+        .find(|m| m["id"] == 0)
+        .expect("initialize response");
+    assert_eq!(
+        answer["result"]["serverInfo"]["name"],
+        "mcp-servers/everything"
+    );
+    let resp = post(
+        svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(resp.status, 202);
+    assert!(body(resp).await.is_empty(), "202 has no body");
+    session
+}
+
+/// Pids of live processes whose environment carries our tag.
+fn pids_with_tag(tag: &str) -> Vec<u32> {
+    let needle = format!("{TAG_VAR}={tag}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn the_pid(tag: &str) -> u32 {
+    let pids = pids_with_tag(tag);
+    assert_eq!(pids.len(), 1, "exactly one process tagged {tag}: {pids:?}");
+    pids[0]
+}
+
+fn rpc_error_message(v: &Value) -> String {
+    v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn tool_call(id: u64, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
+}
+
+fn long_running(id: u64, duration: u64, steps: u64, token: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": "trigger-long-running-operation",
+        "arguments": {"duration": duration, "steps": steps},
+        "_meta": {"progressToken": token}
+    }})
+}
+
+#[tokio::test]
+async fn stdio_session_lifecycle_against_server_everything() {
+    let tag = new_tag();
+    let svc = everything(&tag, StdioLimits::default());
+    let session = open_session(&svc).await;
+    assert_eq!(svc.process_count(), 1);
+
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let msgs = sse_body(post(&svc, Some(&session), ACCEPT_BOTH, list).await).await;
+    let names: Vec<&str> = msgs.last().unwrap()["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"echo") && names.contains(&"trigger-long-running-operation"),
+        "{names:?}"
+    );
+
+    let list = json!({"jsonrpc": "2.0", "id": "two", "method": "tools/list"});
+    let resp = post(&svc, Some(&session), ACCEPT_JSON, list).await;
+    assert_eq!(header(&resp, "content-type"), Some("application/json"));
+    let v = json_body(resp).await;
+    assert_eq!(v["id"], "two");
+    assert!(v["result"]["tools"]
+        .as_array()
+        .is_some_and(|t| t.len() >= 13));
+
+    let echo = tool_call(3, "echo", json!({"message": "through the tunnel"}));
+    let msgs = sse_body(post(&svc, Some(&session), ACCEPT_BOTH, echo).await).await;
+    let answer = msgs.last().unwrap();
+    assert_eq!(answer["id"], 3);
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        "Echo: through the tunnel"
+    );
+
+    let pid = the_pid(&tag);
+    let resp = delete(&svc, &session).await;
+    assert!(
+        resp.status == 200 || resp.status == 204,
+        "DELETE: {}",
+        resp.status
+    );
+    assert!(!alive(pid), "process {pid} still exists after DELETE");
+    assert_eq!(svc.process_count(), 0);
+
+    let ping = json!({"jsonrpc": "2.0", "id": 4, "method": "ping"});
+    let resp = post(&svc, Some(&session), ACCEPT_BOTH, ping).await;
+    assert_eq!(resp.status, 404);
+}
+
+#[tokio::test]
+async fn stdio_progress_events_arrive_before_the_result() {
+    let svc = everything(&new_tag(), StdioLimits::default());
+    let session = open_session(&svc).await;
+    let started = Instant::now();
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        long_running(7, 2, 4, "tok-7"),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let mut events = EventReader::new(resp);
+    let mut progress = Vec::new();
+    let mut first_progress_at = None;
+    let result_at = loop {
+        let msg = events.next().await.expect("stream ended before the result");
+        if msg["method"] == "notifications/progress" {
+            assert_eq!(msg["params"]["progressToken"], "tok-7");
+            first_progress_at.get_or_insert_with(|| started.elapsed());
+            progress.push(msg["params"]["progress"].as_u64().unwrap());
+        } else if msg["id"] == 7 {
+            let text = msg["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                text.starts_with("Long running operation completed"),
+                "{msg}"
+            );
+            break started.elapsed();
+        }
+    };
+    assert_eq!(progress, [1, 2, 3, 4]);
+    let first = first_progress_at.unwrap();
+    assert!(
+        first + Duration::from_millis(800) < result_at,
+        "progress streamed, not buffered: first {first:?}, result {result_at:?}"
+    );
+    assert!(
+        events.next().await.is_none(),
+        "stream ends after the response"
+    );
+    delete(&svc, &session).await;
+}
+
+#[tokio::test]
+async fn stdio_get_stream_delivers_session_notifications_and_is_exclusive() {
+    let svc = everything(&new_tag(), StdioLimits::default());
+    let session = open_session(&svc).await;
+    let resp = get(&svc, &session).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(header(&resp, "x-accel-buffering"), Some("no"));
+    let mut events = EventReader::new(resp);
+    // server-everything announces tools/list_changed at start, before anyone listens: it waited.
+    let first = events.next().await.expect("a backlog event");
+    assert_eq!(first["method"], "notifications/tools/list_changed");
+
+    let second = get(&svc, &session).await;
+    assert_eq!(second.status, 409);
+    drop(events);
+    let third = get(&svc, &session).await;
+    assert_eq!(
+        third.status, 200,
+        "the stream slot is free once the first GET is gone"
+    );
+    drop(third);
+    delete(&svc, &session).await;
+}
+
+#[tokio::test]
+async fn stdio_unknown_or_missing_sessions() {
+    let svc = everything(&new_tag(), StdioLimits::default());
+    let bogus = "00000000-0000-4000-8000-000000000000";
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    for resp in [
+        post(&svc, Some(bogus), ACCEPT_BOTH, ping.clone()).await,
+        get(&svc, bogus).await,
+        delete(&svc, bogus).await,
+    ] {
+        assert_eq!(resp.status, 404);
+        let v = json_body(resp).await;
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert!(rpc_error_message(&v).contains("initialize"), "{v}");
+    }
+    let resp = post(&svc, None, ACCEPT_BOTH, ping).await;
+    assert_eq!(resp.status, 400, "no session, not initialize");
+    let resp = svc
+        .exchange(
+            "POST",
+            &headers(None, ACCEPT_BOTH),
+            Bytes::from_static(b"{nope"),
+        )
+        .await;
+    assert_eq!(resp.status, 400);
+    assert_eq!(json_body(resp).await["error"]["code"], -32700);
+    let resp = svc
+        .exchange("PUT", &headers(None, ACCEPT_BOTH), Bytes::new())
+        .await;
+    assert_eq!(resp.status, 405);
+    assert_eq!(svc.process_count(), 0, "nothing was spawned");
+}
+
+#[tokio::test]
+async fn stdio_process_cap_answers_503() {
+    let svc = everything(
+        &new_tag(),
+        StdioLimits {
+            max_processes: 1,
+            ..StdioLimits::default()
+        },
+    );
+    let first = open_session(&svc).await;
+    let resp = post(&svc, None, ACCEPT_BOTH, init_request()).await;
+    assert_eq!(resp.status, 503);
+    let v = json_body(resp).await;
+    let msg = rpc_error_message(&v);
+    assert!(
+        msg.contains("limit of 1") && msg.contains("DELETE"),
+        "{msg}"
+    );
+    delete(&svc, &first).await;
+    let again = open_session(&svc).await;
+    delete(&svc, &again).await;
+}
+
+#[tokio::test]
+async fn stdio_a_server_that_dies_at_start_is_reported() {
+    let svc = command_service(
+        &["sh", "-c", "echo dying >&2; exit 3"],
+        StdioLimits::default(),
+    );
+    let started = Instant::now();
+    let resp = post(&svc, None, ACCEPT_BOTH, init_request()).await;
+    assert_eq!(resp.status, 502);
+    assert!(header(&resp, "mcp-session-id").is_none());
+    let msg = rpc_error_message(&json_body(resp).await);
+    assert!(msg.contains("exit status: 3"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(svc.process_count(), 0);
+
+    let svc = command_service(&["/nonexistent/mcp-server"], StdioLimits::default());
+    let resp = post(&svc, None, ACCEPT_BOTH, init_request()).await;
+    assert_eq!(resp.status, 502);
+    let msg = rpc_error_message(&json_body(resp).await);
+    assert!(
+        msg.contains("cannot start") && msg.contains("/nonexistent/mcp-server"),
+        "{msg}"
+    );
+    assert_eq!(svc.process_count(), 0);
+}
+
+#[tokio::test]
+async fn stdio_a_crash_mid_request_ends_the_stream_with_an_error() {
+    let tag = new_tag();
+    let svc = everything(&tag, StdioLimits::default());
+    let session = open_session(&svc).await;
+    let pid = the_pid(&tag);
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        long_running(9, 20, 20, "crash"),
+    )
+    .await;
+    let mut events = EventReader::new(resp);
+    let first = events.next().await.expect("first progress");
+    assert_eq!(first["method"], "notifications/progress");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let last = loop {
+        let msg = events
+            .next()
+            .await
+            .expect("an error before the stream ends");
+        if msg.get("id").is_some() {
+            break msg;
+        }
+    };
+    assert_eq!(last["id"], 9);
+    assert!(rpc_error_message(&last).contains("signal: 9"), "{last}");
+    assert!(events.next().await.is_none());
+    let ping = json!({"jsonrpc": "2.0", "id": 10, "method": "ping"});
+    assert_eq!(
+        post(&svc, Some(&session), ACCEPT_BOTH, ping).await.status,
+        404
+    );
+    assert_eq!(svc.process_count(), 0);
+}
+
+#[tokio::test]
+async fn stdio_junk_and_oversized_stdout_lines_are_skipped() {
+    // Answers every request, each time after a non-JSON line, a 17 MiB line and a long stderr line.
+    let script = r#"
+        const rl = require('readline').createInterface({ input: process.stdin });
+        rl.on('line', (l) => {
+            const m = JSON.parse(l);
+            if (m.id === undefined) return;
+            process.stdout.write('this is not json\n');
+            process.stdout.write('{"big":"' + 'a'.repeat(17 * 1024 * 1024) + '"}\n');
+            process.stderr.write('e'.repeat(20000) + '\n');
+            const result = m.method === 'initialize'
+                ? { protocolVersion: '2025-11-25', capabilities: {}, serverInfo: { name: 'junky', version: '0' } }
+                : {};
+            process.stdout.write(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }) + '\n');
+        });
+    "#;
+    let node = peers().node;
+    let svc = command_service(&[&node, "-e", script], StdioLimits::default());
+    let resp = post(&svc, None, ACCEPT_JSON, init_request()).await;
+    assert_eq!(resp.status, 200);
+    let session = header(&resp, "mcp-session-id").expect("session").to_owned();
+    assert_eq!(
+        json_body(resp).await["result"]["serverInfo"]["name"],
+        "junky"
+    );
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let v = json_body(post(&svc, Some(&session), ACCEPT_JSON, ping).await).await;
+    assert_eq!(v, json!({"jsonrpc": "2.0", "id": 1, "result": {}}));
+    delete(&svc, &session).await;
+}
+
+#[tokio::test]
+async fn stdio_idle_sessions_are_closed() {
+    let tag = new_tag();
+    let svc = everything(
+        &tag,
+        StdioLimits {
+            idle_timeout: Duration::from_secs(1),
+            ..StdioLimits::default()
+        },
+    );
+    let session = open_session(&svc).await;
+    let pid = the_pid(&tag);
+    // A request in flight is not idleness, even past the timeout.
+    let msgs = sse_body(
+        post(
+            &svc,
+            Some(&session),
+            ACCEPT_BOTH,
+            long_running(1, 2, 2, "idle"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(msgs.last().unwrap()["id"], 1);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(!alive(pid), "idle process {pid} still running");
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    assert_eq!(
+        post(&svc, Some(&session), ACCEPT_BOTH, ping).await.status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn stdio_a_dropped_stream_leaves_no_route_behind() {
+    let svc = everything(&new_tag(), StdioLimits::default());
+    let session = open_session(&svc).await;
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        long_running(5, 1, 2, "drop"),
+    )
+    .await;
+    let mut events = EventReader::new(resp);
+    assert_eq!(
+        events.next().await.unwrap()["method"],
+        "notifications/progress"
+    );
+    drop(events);
+    // Id 5 is free again at once: the abandoned exchange's route is gone.
+    let ping = json!({"jsonrpc": "2.0", "id": 5, "method": "ping"});
+    let v = json_body(post(&svc, Some(&session), ACCEPT_JSON, ping).await).await;
+    assert_eq!(v, json!({"jsonrpc": "2.0", "id": 5, "result": {}}));
+    // Its late response finds nobody and is dropped; the session keeps working.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let ping = json!({"jsonrpc": "2.0", "id": 6, "method": "ping"});
+    let v = json_body(post(&svc, Some(&session), ACCEPT_JSON, ping).await).await;
+    assert_eq!(v["id"], 6);
+    delete(&svc, &session).await;
+}
+
+#[tokio::test]
+async fn stdio_client_cancellation_ends_the_stream() {
+    let svc = everything(&new_tag(), StdioLimits::default());
+    let session = open_session(&svc).await;
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        long_running(11, 10, 10, "cancel"),
+    )
+    .await;
+    let mut events = EventReader::new(resp);
+    assert_eq!(
+        events.next().await.unwrap()["method"],
+        "notifications/progress"
+    );
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 11, "reason": "test"}});
+    assert_eq!(
+        post(&svc, Some(&session), ACCEPT_BOTH, cancel).await.status,
+        202
+    );
+    let started = Instant::now();
+    while let Some(msg) = events.next().await {
+        assert_ne!(msg["id"], 11, "no response after cancellation");
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+    delete(&svc, &session).await;
+}
+
+#[tokio::test]
+async fn stdio_batches_are_answered_together() {
+    let svc = everything(&new_tag(), StdioLimits::default());
+    let session = open_session(&svc).await;
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"},
+        {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    ]);
+    let v = json_body(post(&svc, Some(&session), ACCEPT_JSON, batch.clone()).await).await;
+    let mut ids: Vec<u64> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+    let batch = json!([{"jsonrpc": "2.0", "id": 3, "method": "ping"}, {"jsonrpc": "2.0", "id": 3, "method": "ping"}]);
+    assert_eq!(
+        post(&svc, Some(&session), ACCEPT_JSON, batch).await.status,
+        400,
+        "duplicate ids"
+    );
+    delete(&svc, &session).await;
+}
+
+#[tokio::test]
+async fn stdio_shutdown_ends_every_process() {
+    let tag = new_tag();
+    let svc = everything(&tag, StdioLimits::default());
+    let _a = open_session(&svc).await;
+    let _b = open_session(&svc).await;
+    let pids = pids_with_tag(&tag);
+    assert_eq!(pids.len(), 2);
+    tokio::time::timeout(STEP, svc.shutdown())
+        .await
+        .expect("shutdown in time");
+    assert!(pids.iter().all(|&p| !alive(p)), "processes left: {pids:?}");
+    assert_eq!(svc.process_count(), 0);
+    assert_eq!(
+        post(&svc, None, ACCEPT_BOTH, init_request()).await.status,
+        503
+    );
+}
+
+#[tokio::test]
+async fn stdio_dropping_the_service_kills_its_processes() {
+    let tag = new_tag();
+    let svc = everything(&tag, StdioLimits::default());
+    let _session = open_session(&svc).await;
+    let pid = the_pid(&tag);
+    drop(svc);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!alive(pid), "process {pid} survived its service");
+}

@@ -1,0 +1,316 @@
+//! Admission of one client request, before anything crosses a tunnel: Host and Origin checks
+//! (DNS rebinding), authentication, JSON-RPC inspection, policy and rate limits.
+//!
+//! Every refusal is answered here, at the edge: a denied call never reaches a connector.
+
+use std::time::Instant;
+
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::Value;
+use underpass_shared::mcp::{self, Kind, Target as McpTarget};
+
+use crate::audit::{AuditRecord, Decision as AuditDecision};
+use crate::auth::{Identity, PROTECTED_RESOURCE_WELL_KNOWN};
+use crate::policy::Target;
+use crate::relay::{error_response, Body, ConnInfo, State};
+
+/// JSON-RPC error code for a request the edge's policy refuses.
+pub const POLICY_DENIED: i64 = -32003;
+/// JSON-RPC error code for a request over its rate limit.
+pub const RATE_LIMITED: i64 = -32029;
+
+/// One JSON-RPC message of the request, reduced to what policy needs.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub id: Option<Value>,
+    pub method: String,
+    pub target: Option<McpTarget>,
+    pub arguments: Option<Value>,
+    pub is_request: bool,
+}
+
+/// A request the edge let through.
+pub struct Admitted {
+    pub identity: Identity,
+    pub calls: Vec<Call>,
+}
+
+/// A finished response refusing the request (boxed: responses are large).
+pub type Refusal = Box<http::Response<Body>>;
+
+/// Host and Origin validation against DNS rebinding: a loopback listener answers only to
+/// loopback names; a browser Origin must be the edge itself or explicitly allowed.
+pub fn check_host_origin(state: &State, headers: &HeaderMap) -> Result<(), Refusal> {
+    let clients = &state.config.clients;
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    if let Some(host) = &host {
+        let name = host_name(host);
+        let allowed = if clients.allowed_hosts.is_empty() {
+            !clients.listen.ip().is_loopback() || is_loopback_name(name)
+        } else {
+            clients
+                .allowed_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+                || (clients.listen.ip().is_loopback() && is_loopback_name(name))
+        };
+        if !allowed {
+            return Err(Box::new(error_response(
+                StatusCode::FORBIDDEN,
+                -32600,
+                &format!("Host {host:?} is not served here (see [clients] allowed_hosts)"),
+            )));
+        }
+    }
+    if let Some(origin) = headers.get(http::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+        let same_origin = host
+            .as_deref()
+            .is_some_and(|h| origin == format!("https://{h}") || origin == format!("http://{h}"));
+        let listed = clients
+            .allowed_origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&origin) || o == "*");
+        if !same_origin && !listed {
+            return Err(Box::new(error_response(
+                StatusCode::FORBIDDEN,
+                -32600,
+                &format!("Origin {origin:?} is not allowed (see [clients] allowed_origins)"),
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn is_loopback_name(name: &str) -> bool {
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The URL of this service's RFC 9728 metadata, from `[auth] resource` or the Host header.
+pub fn resource_metadata_url(state: &State, headers: &HeaderMap, path: &str) -> String {
+    if let Some(url) = state.auth.resource_metadata_url(path) {
+        return url;
+    }
+    let scheme = if state.config.clients.insecure_plaintext {
+        "http"
+    } else {
+        "https"
+    };
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}{PROTECTED_RESOURCE_WELL_KNOWN}{path}")
+}
+
+/// Authentication, inspection, policy and rate limit, filling in `audit` as it goes.
+pub fn admit(
+    state: &State,
+    conn: &ConnInfo,
+    service: &str,
+    parts: &http::request::Parts,
+    body: &[u8],
+    audit: &mut AuditRecord,
+) -> Result<Admitted, Refusal> {
+    let revoked = conn
+        .cert_serial
+        .as_deref()
+        .is_some_and(|s| state.revocations.is_revoked_serial(s));
+    if revoked {
+        audit.outcome = "unauthenticated".into();
+        return Err(Box::new(error_response(
+            StatusCode::UNAUTHORIZED,
+            -32001,
+            "client certificate revoked",
+        )));
+    }
+    let identity = match state.auth.authenticate(
+        conn.cert_principal.as_deref(),
+        &parts.headers,
+        parts.uri.query(),
+    ) {
+        Ok(id) => id,
+        Err(e) => {
+            audit.outcome = "unauthenticated".into();
+            let path = format!("/mcp/{service}");
+            let mut resp = error_response(e.status(), -32001, &e.message());
+            let challenge = state
+                .auth
+                .challenge(&e, &resource_metadata_url(state, &parts.headers, &path));
+            if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+                resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+            }
+            return Err(Box::new(resp));
+        }
+    };
+    audit.principal = Some(identity.principal.clone());
+    audit.auth_method = Some(identity.method);
+
+    let calls = if parts.method == Method::POST {
+        match inspect(body) {
+            Ok(c) => c,
+            Err((code, msg)) => {
+                audit.outcome = "bad_request".into();
+                audit.jsonrpc_error = Some(code);
+                return Err(Box::new(error_response(
+                    StatusCode::BAD_REQUEST,
+                    code as i32,
+                    &msg,
+                )));
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    if let Some(first) = calls.first() {
+        audit.mcp_method = Some(first.method.clone());
+        audit.target = first.target.as_ref().map(|t| target_name(t).to_owned());
+        audit.arguments = state
+            .auditor
+            .as_ref()
+            .and_then(|a| a.arguments(first.arguments.as_ref()));
+    }
+
+    let principals = identity.principals();
+    let policy = state.policy.get();
+    // GET streams and DELETE carry no message: they need access to the service itself.
+    let checks: Vec<(Option<&Call>, Target<'_>)> = if calls.is_empty() {
+        vec![(None, Target::Service)]
+    } else {
+        calls
+            .iter()
+            .map(|c| (Some(c), policy_target(c.target.as_ref())))
+            .collect()
+    };
+    let mut rule = String::new();
+    for (call, target) in &checks {
+        let decision = policy.decide(
+            &principals,
+            service,
+            target,
+            call.and_then(|c| c.arguments.as_ref()),
+        );
+        rule = decision.rule.clone();
+        if !decision.allowed {
+            audit.decision = Some(AuditDecision::Deny);
+            audit.rule = Some(decision.rule.clone());
+            audit.outcome = "denied".into();
+            audit.jsonrpc_error = Some(POLICY_DENIED);
+            tracing::info!(principal = %identity.principal, service, rule = %decision.rule, "denied by policy");
+            return Err(Box::new(jsonrpc_refusal(
+                StatusCode::FORBIDDEN,
+                call.and_then(|c| c.id.as_ref()),
+                POLICY_DENIED,
+                "denied by the gateway's policy",
+                None,
+            )));
+        }
+        let Some(rate) = decision.rate else { continue };
+        if !call.is_some_and(|c| c.is_request) {
+            continue;
+        }
+        if let Err(retry) = state
+            .limiter
+            .check(&identity.principal, service, &rate, Instant::now())
+        {
+            let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
+            audit.decision = Some(AuditDecision::Deny);
+            audit.rule = Some(decision.rule.clone());
+            audit.outcome = "rate_limited".into();
+            audit.jsonrpc_error = Some(RATE_LIMITED);
+            let mut resp = jsonrpc_refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                call.and_then(|c| c.id.as_ref()),
+                RATE_LIMITED,
+                &format!("rate limit of {rate} exceeded; retry in {secs} s"),
+                Some(serde_json::json!({ "retryAfterSeconds": secs })),
+            );
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+            return Err(Box::new(resp));
+        }
+    }
+    audit.decision = Some(AuditDecision::Allow);
+    audit.rule = Some(rule);
+    Ok(Admitted { identity, calls })
+}
+
+fn policy_target(t: Option<&McpTarget>) -> Target<'_> {
+    match t {
+        Some(McpTarget::Tool(n)) => Target::Tool(n),
+        Some(McpTarget::Resource(u)) => Target::Resource(u),
+        Some(McpTarget::Prompt(n)) => Target::Prompt(n),
+        None => Target::Service,
+    }
+}
+
+pub fn target_name(t: &McpTarget) -> &str {
+    match t {
+        McpTarget::Tool(n) | McpTarget::Resource(n) | McpTarget::Prompt(n) => n,
+    }
+}
+
+/// Strict JSON-RPC inspection (duplicate keys refused, so the policy and the backend can never
+/// read different values from the same body).
+fn inspect(body: &[u8]) -> Result<Vec<Call>, (i64, String)> {
+    let inspected = mcp::parse(body).map_err(|e| (e.code(), e.to_string()))?;
+    Ok(inspected
+        .messages
+        .into_iter()
+        .map(|m| Call {
+            is_request: m.kind == Kind::Request,
+            arguments: m.tool_arguments().cloned(),
+            id: m.id,
+            method: m.method.unwrap_or_default(),
+            target: m.target,
+        })
+        .collect())
+}
+
+fn jsonrpc_refusal(
+    status: StatusCode,
+    id: Option<&Value>,
+    code: i64,
+    message: &str,
+    data: Option<Value>,
+) -> http::Response<Body> {
+    let body = mcp::jsonrpc_error(id, code, message, data);
+    let mut resp = http::Response::new(crate::relay::full_body(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name("localhost:8443"), "localhost");
+        assert_eq!(host_name("[::1]:8443"), "::1");
+        assert_eq!(host_name("edge.example.com"), "edge.example.com");
+        assert!(is_loopback_name("127.0.0.1"));
+        assert!(is_loopback_name("::1"));
+        assert!(is_loopback_name("localhost"));
+        assert!(!is_loopback_name("evil.example.com"));
+        assert!(!is_loopback_name("localhost.evil.com"));
+    }
+}
