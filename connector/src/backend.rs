@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -14,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
 
 use crate::config::ConnectorConfig;
+use crate::stdio::{StdioLimits, StdioService};
 
 /// The header carrying the edge-signed identity assertion to backends.
 pub const ASSERTION_HEADER: &str = "x-underpass-identity";
@@ -41,10 +44,19 @@ impl BackendError {
     }
 }
 
-/// The backends of this connector's services, with one pooled HTTP client shared by all.
+/// The backends of this connector's services: HTTP ones share one pooled client; each stdio
+/// one runs a process per legacy session.
 pub struct Backends {
     urls: HashMap<String, Uri>,
+    stdio: HashMap<String, StdioService>,
     client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A backend's answer, whatever the kind of backend.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    body: BoxStream<'static, Result<Bytes, std::io::Error>>,
 }
 
 impl Backends {
@@ -54,13 +66,64 @@ impl Backends {
             .iter()
             .filter_map(|s| Some((s.name.clone(), s.url.as_ref()?.parse().ok()?)))
             .collect();
+        let stdio = config
+            .services
+            .iter()
+            .filter_map(|s| {
+                let command = s.command.clone()?;
+                let service = StdioService::new(
+                    &s.name,
+                    command,
+                    s.env.clone(),
+                    s.cwd.clone(),
+                    StdioLimits::default(),
+                );
+                Some((s.name.clone(), service))
+            })
+            .collect();
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        Backends { urls, client }
+        Backends {
+            urls,
+            stdio,
+            client,
+        }
+    }
+
+    /// Ends every stdio backend process.
+    pub async fn shutdown(&self) {
+        for service in self.stdio.values() {
+            service.shutdown().await;
+        }
+    }
+
+    async fn answer(&self, head: &RequestHead, body: Bytes) -> Result<Answer, BackendError> {
+        if let Some(stdio) = self.stdio.get(&head.service) {
+            let r = stdio.exchange(&head.method, &head.headers, body).await;
+            return Ok(Answer {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            });
+        }
+        let resp = self.forward(head, body).await?;
+        let (parts, body) = resp.into_parts();
+        Ok(Answer {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            body: body
+                .into_data_stream()
+                .map_err(std::io::Error::other)
+                .boxed(),
+        })
     }
 
     async fn forward(
@@ -169,7 +232,7 @@ pub async fn serve_exchange(
     // If the client goes away while the backend works, the edge stops the stream: dropping
     // the backend future then cancels the backend request.
     let result = tokio::select! {
-        r = backends.forward(&head, body) => r,
+        r = backends.answer(&head, body) => r,
         _ = &mut stopped => return,
     };
     let resp = match result {
@@ -195,16 +258,12 @@ pub async fn serve_exchange(
         }
     };
 
-    let (parts, mut body) = resp.into_parts();
-    let head = ResponseHead {
-        status: parts.status.as_u16(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-            .collect(),
-    };
-    let encoded = match frame::encode(&head) {
+    let Answer {
+        status,
+        headers,
+        mut body,
+    } = resp;
+    let encoded = match frame::encode(&ResponseHead { status, headers }) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!("backend response head not sendable: {e}");
@@ -217,34 +276,25 @@ pub async fn serve_exchange(
     }
     loop {
         let next = tokio::select! {
-            f = body.frame() => f,
+            chunk = body.next() => chunk,
             _ = &mut stopped => return,
         };
         match next {
             None => break,
-            Some(Ok(f)) => {
-                if let Ok(data) = f.into_data() {
-                    if send.write_chunk(data).await.is_err() {
-                        return;
-                    }
+            Some(Ok(data)) => {
+                if send.write_chunk(data).await.is_err() {
+                    return;
                 }
             }
             Some(Err(e)) => {
                 // Truncate loudly: a reset tells the edge (and so the client) the body is incomplete.
-                tracing::warn!(trace_id = %head_trace(&parts.headers), "backend body failed: {e}");
+                tracing::warn!(service = %head.service, trace_id = %head.trace_id, "backend body failed: {e}");
                 let _ = send.reset(codes::CANCELLED.into());
                 return;
             }
         }
     }
     let _ = send.finish();
-}
-
-fn head_trace(h: &http::HeaderMap) -> String {
-    h.get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned()
 }
 
 #[cfg(test)]

@@ -101,10 +101,15 @@ impl ConnectorConfig {
                         );
                     }
                 }
-                (None, Some(_)) => bail!(
-                    "service {:?}: stdio backends (`command`) are not supported by this build yet",
-                    s.name
-                ),
+                (None, Some(command)) => {
+                    if command.is_empty() || command[0].is_empty() {
+                        bail!(
+                            "service {:?}: `command` needs at least the program to run",
+                            s.name
+                        );
+                    }
+                }
+
                 (Some(_), Some(_)) => {
                     bail!("service {:?}: set either url or command, not both", s.name)
                 }

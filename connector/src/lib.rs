@@ -75,5 +75,6 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
         while dialers.join_next().await.is_some() {}
     })
     .await;
+    backends.shutdown().await;
     Ok(())
 }

@@ -1,18 +1,126 @@
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use underpass_edge::config::EdgeConfig;
 
 /// Underpass edge: accepts MCP clients and relays them down QUIC tunnels to connectors.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Path to edge.toml.
+    /// Path to edge.toml (runs the edge when no subcommand is given).
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn main() -> std::process::ExitCode {
+#[derive(Subcommand)]
+enum Command {
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Prints allow or deny for one call, and the rule that decided.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+        /// e.g. client:alice, apikey:ci-bot, jwt:bob
+        #[arg(long)]
+        principal: String,
+        /// Groups of the principal (as `group:<g>` principals).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long)]
+        service: String,
+        #[arg(long, conflicts_with_all = ["resource", "prompt"])]
+        tool: Option<String>,
+        #[arg(long, conflicts_with = "prompt")]
+        resource: Option<String>,
+        #[arg(long)]
+        prompt: Option<String>,
+        /// Tool arguments as JSON, for argument constraints.
+        #[arg(long)]
+        arguments: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verifies the hash chain and signed checkpoints of an audit log (and its rotated files).
+    Verify {
+        file: PathBuf,
+        /// Expected checkpoint public key (`<file>.pub`); pinning it is stronger than trusting
+        /// the copy next to the log.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let result = match cli.command {
+        None => match cli.config {
+            Some(path) => run(&path),
+            None => Err(anyhow::anyhow!("--config edge.toml is required")),
+        },
+        Some(Command::Policy {
+            command:
+                PolicyCommand::Check {
+                    config,
+                    principal,
+                    groups,
+                    service,
+                    tool,
+                    resource,
+                    prompt,
+                    arguments,
+                },
+        }) => policy_check(
+            &config, principal, groups, &service, tool, resource, prompt, arguments,
+        ),
+        Some(Command::Audit {
+            command: AuditCommand::Verify { file, key },
+        }) => underpass_edge::audit::verify(&file, key.as_deref())
+            .map(|report| {
+                println!(
+                    "ok: {} records in {} file(s), last seq {:?}, {} checkpoint(s){}",
+                    report.records,
+                    report.files,
+                    report.last_seq,
+                    report.checkpoints,
+                    if report.unsigned_tail > 0 {
+                        format!(
+                            ", {} record(s) after the last checkpoint",
+                            report.unsigned_tail
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            })
+            .map_err(|e| anyhow::anyhow!("audit log {} FAILED verification: {e}", file.display())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("underpass-edge: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -20,17 +128,50 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let result = underpass_edge::config::EdgeConfig::load(&cli.config).and_then(|config| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(underpass_edge::run(config))
-    });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("underpass-edge: error: {e:#}");
-            std::process::ExitCode::FAILURE
+    let config = EdgeConfig::load(path)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(underpass_edge::run(config))
+}
+
+#[allow(clippy::too_many_arguments)] // one per CLI flag
+fn policy_check(
+    config: &std::path::Path,
+    principal: String,
+    groups: Vec<String>,
+    service: &str,
+    tool: Option<String>,
+    resource: Option<String>,
+    prompt: Option<String>,
+    arguments: Option<String>,
+) -> anyhow::Result<()> {
+    use underpass_edge::policy::{Policy, PolicyStore, Target};
+    let config = EdgeConfig::load(config)?;
+    let file = config.policy.as_ref().and_then(|p| p.file.clone());
+    let policy: std::sync::Arc<Policy> = PolicyStore::load(file)?.get();
+    let target = match (&tool, &resource, &prompt) {
+        (Some(t), _, _) => Target::Tool(t),
+        (_, Some(r), _) => Target::Resource(r),
+        (_, _, Some(p)) => Target::Prompt(p),
+        _ => Target::Service,
+    };
+    let arguments: Option<serde_json::Value> = arguments
+        .map(|a| serde_json::from_str(&a))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--arguments is not JSON: {e}"))?;
+    let mut principals = vec![principal];
+    principals.extend(groups.into_iter().map(|g| {
+        if g.starts_with("group:") {
+            g
+        } else {
+            format!("group:{g}")
         }
+    }));
+    let decision = policy.decide(&principals, service, &target, arguments.as_ref());
+    println!("{decision}");
+    if let Some(rate) = decision.rate {
+        println!("rate: {rate}");
     }
+    Ok(())
 }

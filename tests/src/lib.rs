@@ -331,7 +331,8 @@ pub struct ConnectorPki<'a> {
     pub ca: &'a Path,
 }
 
-/// Writes a connector config named `file` in `dir` and returns its path.
+/// Writes a connector config named `file` in `dir` and returns its path. `services` pairs a
+/// service name with its backend: a URL, or a stdio command as a TOML array (`["node", …]`).
 pub fn write_connector_config(
     dir: &Path,
     file: &str,
@@ -348,11 +349,14 @@ pub fn write_connector_config(
         key.display(),
         ca.display()
     );
-    for (service, url) in services {
-        let _ = write!(
-            toml,
-            "\n[[services]]\nname = \"{service}\"\nurl = \"{url}\"\n"
-        );
+    for (service, backend) in services {
+        // A backend starting with `[` is a stdio command (a TOML array); anything else a URL.
+        let line = if backend.starts_with('[') {
+            format!("command = {backend}")
+        } else {
+            format!("url = \"{backend}\"")
+        };
+        let _ = write!(toml, "\n[[services]]\nname = \"{service}\"\n{line}\n");
     }
     let path = dir.join(file);
     std::fs::write(&path, toml).expect("write connector config");

@@ -555,6 +555,22 @@ struct ProcStat {
     csw: u64,
 }
 
+/// Busy CPU time of the whole machine (ns), from /proc/stat.
+fn machine_busy_ns() -> u64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    busy * 10_000_000
+}
+
 fn proc_stat(pid: u32) -> ProcStat {
     let mut s = ProcStat::default();
     if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -814,6 +830,8 @@ struct Row {
     first_error: Option<String>,
     /// CPU µs per request and context switches per request, per process.
     cpu: Vec<(&'static str, f64, f64)>,
+    /// CPU used by processes other than ours during the cell, in % of one core (noise).
+    foreign_cpu_pct: f64,
 }
 
 impl Row {
@@ -848,6 +866,7 @@ impl Row {
             "first_error": self.first_error,
             "cpu_us_per_req": cpu,
             "ctx_switches_per_req": csw,
+            "foreign_cpu_pct": r1(self.foreign_cpu_pct),
         })
     }
 }
@@ -886,7 +905,7 @@ fn run_cell(
     // wrk-style: each load thread runs its own current-thread runtime and its share of the
     // workers, so a response never wakes a task on another thread of the load generator.
     let threads = clients.len().min(concurrency).max(1);
-    let (outs, (before, after)) = std::thread::scope(|scope| {
+    let (outs, (before, after), (m0, m1)) = std::thread::scope(|scope| {
         let handles: Vec<_> = clients[..threads]
             .iter()
             .enumerate()
@@ -920,12 +939,15 @@ fn run_cell(
             |at: Instant| std::thread::sleep(at.saturating_duration_since(Instant::now()));
         sleep_until(measure_from);
         let before: Vec<ProcStat> = procs.iter().map(|(_, p)| proc_stat(*p)).collect();
+        let machine_before = (Instant::now(), machine_busy_ns());
         if budget.is_none() {
             sleep_until(end);
         }
         let after: Vec<ProcStat>;
+        let machine_after;
         let outs: Vec<WorkerOut> = if budget.is_none() {
             after = procs.iter().map(|(_, p)| proc_stat(*p)).collect();
+            machine_after = (Instant::now(), machine_busy_ns());
             handles
                 .into_iter()
                 .flat_map(|h| h.join().unwrap_or_default())
@@ -936,9 +958,10 @@ fn run_cell(
                 .flat_map(|h| h.join().unwrap_or_default())
                 .collect();
             after = procs.iter().map(|(_, p)| proc_stat(*p)).collect();
+            machine_after = (Instant::now(), machine_busy_ns());
             outs
         };
-        (outs, (before, after))
+        (outs, (before, after), (machine_before, machine_after))
     });
     let mut hist = Hist::new();
     let mut errors = 0;
@@ -959,6 +982,14 @@ fn run_cell(
     };
     let rps = hist.n as f64 / seconds;
     let n = hist.n.max(1) as f64;
+    let ours: u64 = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| a.cpu_ns.saturating_sub(b.cpu_ns))
+        .sum();
+    let foreign_cpu_pct = m1.1.saturating_sub(m0.1).saturating_sub(ours) as f64
+        / (m1.0 - m0.0).as_nanos().max(1) as f64
+        * 100.0;
     let cpu = procs
         .iter()
         .zip(before.iter().zip(&after))
@@ -980,6 +1011,7 @@ fn run_cell(
         errors,
         first_error,
         cpu,
+        foreign_cpu_pct,
     }
 }
 
@@ -1417,16 +1449,16 @@ fn main() -> std::process::ExitCode {
         }
     }
     if !rows.is_empty() {
-        let _ = writeln!(out, "\n### All rows (CPU µs per request of each process: b = backend, e = edge, k = connector, g = load generator; cs = context switches per request of edge + connector)\n");
-        let _ = writeln!(out, "| path | era | result | c | p50 µs | p90 µs | p99 µs | max µs | rps | Gbit/s | CPU b/e/k/g µs | cs e+k | errors |");
+        let _ = writeln!(out, "\n### All rows (CPU µs per request of each process: b = backend, e = edge, k = connector, g = load generator; cs = context switches per request of edge + connector; other CPU = CPU used by processes that are not part of the benchmark, % of one core: high values mean a noisy cell)\n");
+        let _ = writeln!(out, "| path | era | result | c | p50 µs | p90 µs | p99 µs | max µs | rps | Gbit/s | CPU b/e/k/g µs | cs e+k | other CPU % | errors |");
         let _ = writeln!(
             out,
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
         );
         for r in &rows {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.0}/{:.0}/{:.0}/{:.0} | {:.1} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.0}/{:.0}/{:.0}/{:.0} | {:.1} | {:.0} | {} |",
                 r.path,
                 r.era.name(),
                 payload_name(r.payload),
@@ -1442,6 +1474,7 @@ fn main() -> std::process::ExitCode {
                 cpu_of(r, "connector"),
                 cpu_of(r, "bench"),
                 csw_of(r, "edge") + csw_of(r, "connector"),
+                r.foreign_cpu_pct,
                 r.errors
             );
         }
@@ -1603,6 +1636,17 @@ fn main() -> std::process::ExitCode {
     eprintln!("total {:.1} s", overall.elapsed().as_secs_f64());
 
     if let Some(path) = &args.json {
+        let binaries: Vec<Value> = ["underpass-edge", "underpass-connector"]
+            .iter()
+            .map(|b| {
+                let modified = std::fs::metadata(bin(b))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs());
+                json!({"name": b, "modified_unix": modified})
+            })
+            .collect();
         let doc = json!({
             "machine": {
                 "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
@@ -1614,6 +1658,8 @@ fn main() -> std::process::ExitCode {
                 "client_threads": args.client_threads,
                 "backend_threads": args.backend_threads,
                 "command": std::env::args().collect::<Vec<_>>().join(" "),
+                "tunnel_env": args.tunnel_env,
+                "binaries": binaries,
             },
             "latency": rows.iter().map(Row::json).collect::<Vec<_>>(),
             "sessions": sessions.iter().map(|s| json!({

@@ -1,0 +1,37 @@
+//! A stdio MCP server (`server-everything` in stdio mode) behind the connector, reached by the
+//! official TypeScript SDK client over Streamable HTTP through the edge.
+
+use std::process::Command;
+
+use serde_json::Value;
+use underpass_tests::*;
+
+#[test]
+fn streamable_http_client_reaches_a_stdio_backend_through_the_tunnel() {
+    let peers = Peers::get();
+    let command = format!(
+        "[\"{}\", \"{}\", \"stdio\"]",
+        peers.path("NODE22"),
+        peers.path("SERVER_EVERYTHING")
+    );
+    let d = Deployment::start(true, "everything", &command);
+    let out = Command::new(peers.path("NODE22"))
+        .arg(peers.path("TS_CLIENT"))
+        .arg(d.edge_setup.url("everything"))
+        .args(["smoke", "--message=stdio through the tunnel"])
+        .env("UNDERPASS_CA_FILE", d.pki.ca())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed:\n{}\nconnector log:\n{}",
+        show(&out),
+        d.connector.log_text()
+    );
+    let v: Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("client JSON");
+    assert_eq!(v["serverName"], "mcp-servers/everything", "{v}");
+    assert_eq!(v["echo"], "Echo: stdio through the tunnel", "{v}");
+    assert_eq!(v["progressValues"], serde_json::json!([1, 2, 3, 4]), "{v}");
+    assert!(v["resourceTextLength"].as_u64().unwrap_or(0) > 1000, "{v}");
+    assert_eq!(v["terminated"], true, "{v}");
+}
