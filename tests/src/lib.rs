@@ -5,6 +5,7 @@
 //! own temporary folder and are printed when a wait fails, so a failure explains itself.
 
 pub mod http;
+pub mod recorder;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -424,7 +425,20 @@ impl Deployment {
     }
 
     pub fn start_with(tls: bool, service: &str, backend_url: &str, extra: &str) -> Deployment {
+        Self::start_prepared(tls, service, backend_url, extra, |_| {})
+    }
+
+    /// Like [`Deployment::start_with`], with `prepare` writing extra files (policy, JWKS)
+    /// into the deployment folder before the edge starts.
+    pub fn start_prepared(
+        tls: bool,
+        service: &str,
+        backend_url: &str,
+        extra: &str,
+        prepare: impl FnOnce(&Path),
+    ) -> Deployment {
         let dir = tempfile::tempdir().expect("tempdir");
+        prepare(dir.path());
         let pki = Pki::init(&dir.path().join("pki"));
         pki.issue("edge", "edge");
         let (cert, key) = pki.issue("connector", "dc1");

@@ -1,0 +1,139 @@
+//! A minimal MCP backend that records what reaches it (methods, tool calls, headers), so tests
+//! can assert what the gateway let through and what it stripped. JSON responses, no sessions.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+
+/// One request as the backend saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub tool: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct Recorder {
+    pub url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+pub const TOOLS: [&str; 3] = ["echo", "get-secret", "delete-everything"];
+
+impl Recorder {
+    pub fn start() -> Recorder {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind recorder");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(log.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Recorder {
+            url: format!("http://{addr}/mcp"),
+            seen,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn tool_calls(&self, tool: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.tool.as_deref() == Some(tool))
+            .count()
+    }
+}
+
+async fn handle(
+    log: Arc<Mutex<Vec<Seen>>>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let method = msg["method"].as_str().unwrap_or("").to_owned();
+    let tool = (method == "tools/call")
+        .then(|| msg["params"]["name"].as_str().map(str::to_owned))
+        .flatten();
+    if let Ok(mut l) = log.lock() {
+        l.push(Seen {
+            method: method.clone(),
+            tool: tool.clone(),
+            headers,
+        });
+    }
+    let id = msg.get("id").cloned();
+    let result = match method.as_str() {
+        "initialize" => json!({
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "recorder", "version": "1"}
+        }),
+        "tools/list" => json!({
+            "tools": TOOLS.iter().map(|t| json!({"name": t, "inputSchema": {"type": "object"}})).collect::<Vec<_>>()
+        }),
+        "tools/call" => json!({
+            "content": [{"type": "text", "text": format!("called {}", tool.unwrap_or_default())}]
+        }),
+        _ => json!({}),
+    };
+    let mut resp = match id {
+        None => hyper::Response::new(Full::new(Bytes::new())),
+        Some(id) => hyper::Response::new(Full::new(Bytes::from(
+            json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+        ))),
+    };
+    if msg.get("id").is_none() {
+        *resp.status_mut() = hyper::StatusCode::ACCEPTED;
+    } else {
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+    }
+    Ok(resp)
+}
