@@ -315,6 +315,9 @@ fn backends_get_a_verifiable_identity_assertion_and_never_the_client_token() {
     }
 }
 
+/// Rewrites the lines of a log.
+type Tamper = Box<dyn Fn(&[&str]) -> Vec<String>>;
+
 #[test]
 fn audit_log_of_real_traffic_verifies_and_every_tampering_is_detected() {
     let mut s = setup();
@@ -358,7 +361,7 @@ fn audit_log_of_real_traffic_verifies_and_every_tampering_is_detected() {
     let ok = verify(&log);
     assert!(ok.status.success(), "{}", show(&ok));
 
-    let tampered: [(&str, Box<dyn Fn(&[&str]) -> Vec<String>>); 5] = [
+    let tampered: [(&str, Tamper); 5] = [
         (
             "edited",
             Box::new(|l| {
