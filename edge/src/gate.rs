@@ -161,18 +161,22 @@ pub fn admit(
     audit.auth_method = Some(identity.method);
 
     let calls = if parts.method == Method::POST {
-        match inspect(body) {
-            Ok(c) => c,
-            Err((code, msg)) => {
+        // Strict parse: duplicate keys are refused, so the policy and the backend can never
+        // read different values from the same body.
+        let inspected = match mcp::parse(body) {
+            Ok(i) => i,
+            Err(e) => {
                 audit.outcome = "bad_request".into();
-                audit.jsonrpc_error = Some(code);
-                return Err(Box::new(error_response(
+                audit.jsonrpc_error = Some(e.code());
+                return Err(Box::new(json_response(
                     StatusCode::BAD_REQUEST,
-                    code as i32,
-                    &msg,
+                    &e.to_jsonrpc(),
                 )));
             }
-        }
+        };
+        let learned = state.registry.versions(service);
+        check_protocol(&parts.headers, &inspected, learned.as_deref(), audit)?;
+        calls_of(inspected)
     } else {
         Vec::new()
     };
@@ -249,6 +253,113 @@ pub fn admit(
     Ok(Admitted { identity, calls })
 }
 
+/// Media types: a POST carries JSON and accepts JSON or an event stream; a GET accepts an
+/// event stream (415 / 406 otherwise).
+pub fn check_media(method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+    let accept = headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+        .to_ascii_lowercase();
+    let accepts = |t: &str| accept.is_empty() || accept.contains(t) || accept.contains("*/*");
+    if *method == Method::POST {
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !content_type.starts_with("application/json") {
+            return Err(Box::new(error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                -32600,
+                "MCP requests are JSON: send Content-Type: application/json",
+            )));
+        }
+        if !accepts("application/json") && !accepts("text/event-stream") {
+            return Err(Box::new(error_response(
+                StatusCode::NOT_ACCEPTABLE,
+                -32600,
+                "Accept must include application/json and text/event-stream",
+            )));
+        }
+    } else if *method == Method::GET && !accepts("text/event-stream") {
+        return Err(Box::new(error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            -32600,
+            "a GET opens an event stream: Accept must include text/event-stream",
+        )));
+    }
+    Ok(())
+}
+
+/// `MCP-Protocol-Version` must name a version the edge speaks; in the 2026-07-28 era the
+/// `Mcp-Method` / `Mcp-Name` headers and the body's `_meta` version must agree with the body.
+///
+/// Which versions a service supports is its backend's to say: once a `server/discover` answer
+/// has passed through, the edge refuses other versions itself (-32022 with that list);
+/// before that, the backend answers.
+fn check_protocol(
+    headers: &HeaderMap,
+    parsed: &mcp::Inspected,
+    learned: Option<&[String]>,
+    audit: &mut AuditRecord,
+) -> Result<(), Refusal> {
+    let version = headers
+        .get(mcp::HEADER_PROTOCOL_VERSION)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").trim());
+    // Without the header, 2025-11-25 says to assume 2025-03-26: a legacy request.
+    let Some(version) = version else {
+        return Ok(());
+    };
+    let id = parsed.messages.first().and_then(|m| m.id.as_ref());
+    let refuse = |audit: &mut AuditRecord, status: u16, code: i64, body: Value| {
+        audit.outcome = "bad_request".into();
+        audit.jsonrpc_error = Some(code);
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        Box::new(json_response(status, &body))
+    };
+    if let Some(supported) = learned {
+        let supported: Vec<&str> = supported.iter().map(String::as_str).collect();
+        if let Err(e) = mcp::check_protocol_version(Some(version), &supported) {
+            return Err(refuse(audit, e.http_status(), e.code(), e.to_jsonrpc(id)));
+        }
+    }
+    let Ok(era) = mcp::check_protocol_version(Some(version), mcp::SUPPORTED_VERSIONS) else {
+        return Ok(()); // a version the edge does not know: the backend's to refuse
+    };
+    if era != mcp::Era::Modern {
+        return Ok(());
+    }
+    if parsed.batch {
+        let e = mcp::jsonrpc_error(
+            None,
+            mcp::INVALID_REQUEST,
+            "batches do not exist in 2026-07-28: send one message per request",
+            None,
+        );
+        return Err(refuse(audit, 400, mcp::INVALID_REQUEST, e));
+    }
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+        .collect();
+    for msg in &parsed.messages {
+        let checked = mcp::check_meta_version(Some(version), msg)
+            .and_then(|()| mcp::validate_modern_headers(&pairs, msg));
+        if let Err(e) = checked {
+            return Err(refuse(
+                audit,
+                e.http_status(),
+                e.code(),
+                e.to_jsonrpc(msg.id.as_ref()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn policy_target(t: Option<&McpTarget>) -> Target<'_> {
     match t {
         Some(McpTarget::Tool(n)) => Target::Tool(n),
@@ -264,11 +375,8 @@ pub fn target_name(t: &McpTarget) -> &str {
     }
 }
 
-/// Strict JSON-RPC inspection (duplicate keys refused, so the policy and the backend can never
-/// read different values from the same body).
-fn inspect(body: &[u8]) -> Result<Vec<Call>, (i64, String)> {
-    let inspected = mcp::parse(body).map_err(|e| (e.code(), e.to_string()))?;
-    Ok(inspected
+fn calls_of(inspected: mcp::Inspected) -> Vec<Call> {
+    inspected
         .messages
         .into_iter()
         .map(|m| Call {
@@ -278,7 +386,7 @@ fn inspect(body: &[u8]) -> Result<Vec<Call>, (i64, String)> {
             method: m.method.unwrap_or_default(),
             target: m.target,
         })
-        .collect())
+        .collect()
 }
 
 fn jsonrpc_refusal(
@@ -288,7 +396,10 @@ fn jsonrpc_refusal(
     message: &str,
     data: Option<Value>,
 ) -> http::Response<Body> {
-    let body = mcp::jsonrpc_error(id, code, message, data);
+    json_response(status, &mcp::jsonrpc_error(id, code, message, data))
+}
+
+fn json_response(status: StatusCode, body: &Value) -> http::Response<Body> {
     let mut resp = http::Response::new(crate::relay::full_body(body.to_string()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

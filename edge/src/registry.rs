@@ -31,6 +31,8 @@ pub struct Registry {
     tunnels: RwLock<HashMap<u64, Arc<Tunnel>>>,
     /// Keyed by (service, session id).
     sessions: RwLock<HashMap<(String, String), Session>>,
+    /// Protocol versions each service's backend announced in `server/discover`.
+    versions: RwLock<HashMap<String, Vec<String>>>,
 }
 
 /// Why no tunnel could be chosen for a session.
@@ -113,6 +115,15 @@ impl Registry {
 
     pub fn close_session(&self, service: &str, session_id: &str) {
         write(&self.sessions).remove(&(service.to_owned(), session_id.to_owned()));
+    }
+
+    pub fn learn_versions(&self, service: &str, versions: Vec<String>) {
+        write(&self.versions).insert(service.to_owned(), versions);
+    }
+
+    /// The versions the service's backend announced, once one `server/discover` passed by.
+    pub fn versions(&self, service: &str) -> Option<Vec<String>> {
+        read(&self.versions).get(service).cloned()
     }
 
     pub fn tunnels(&self) -> Vec<Arc<Tunnel>> {

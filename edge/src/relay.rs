@@ -172,6 +172,10 @@ async fn relay(
             &format!("unknown service {service:?}: this edge serves no such MCP service"),
         );
     }
+    if let Err(refusal) = gate::check_media(&parts.method, &parts.headers) {
+        audit.outcome = "bad_request".into();
+        return *refusal;
+    }
     let admitted = match gate::admit(state, conn, service, parts, &body, audit) {
         Ok(a) => a,
         Err(refusal) => return *refusal,
@@ -312,7 +316,27 @@ async fn relay(
     ) {
         state.registry.close_session(service, id);
     }
-    let stream = response_stream(recv, is_sse);
+    let mut stream = response_stream(recv, is_sse);
+    if status.is_success() && admitted.calls.iter().any(|c| c.method == "server/discover") {
+        // Small and rare: read it whole to learn the versions this service supports.
+        match filter::collect_json(stream).await {
+            Ok(raw) => {
+                if let Some(v) = discovered_versions(&raw, is_sse) {
+                    state.registry.learn_versions(service, v);
+                }
+                stream =
+                    futures_util::stream::once(async move { Ok(Frame::data(Bytes::from(raw))) })
+                        .boxed();
+            }
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    -32603,
+                    &format!("discover response unreadable: {e}"),
+                )
+            }
+        }
+    }
     let principals = admitted.identity.principals();
     let list_filter =
         ListFilter::for_request(&admitted.calls, state.policy.get(), principals, service)
@@ -407,6 +431,27 @@ fn response_stream(
         }
     })
     .boxed()
+}
+
+/// `result.supportedVersions` of a `server/discover` response (JSON or SSE body).
+fn discovered_versions(raw: &[u8], is_sse: bool) -> Option<Vec<String>> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let messages: Vec<serde_json::Value> = if is_sse {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect()
+    } else {
+        vec![serde_json::from_str(text).ok()?]
+    };
+    messages.iter().find_map(|m| {
+        let list = m.get("result")?.get("supportedVersions")?.as_array()?;
+        Some(
+            list.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        )
+    })
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {

@@ -754,33 +754,38 @@ fn invalid_params(id: &Option<Value>, message: String) -> McpError {
     }
 }
 
-fn param_str<'v>(params: Option<&'v Value>, key: &str) -> Option<&'v str> {
-    params?.get(key)?.as_str()
-}
-
 fn extract_target(
     method: &str,
     params: Option<&Value>,
     id: &Option<Value>,
 ) -> Result<Option<Target>, McpError> {
-    let need = |key: &str| -> Result<String, McpError> {
-        param_str(params, key)
-            .map(str::to_owned)
-            .ok_or_else(|| invalid_params(id, format!("{method} requires a string params.{key}")))
+    // An absent target is the backend's to answer (the method may not even exist there); a
+    // present one of the wrong type is refused here, so no backend can read it differently.
+    let get = |key: &str| -> Result<Option<String>, McpError> {
+        match params.and_then(|p| p.get(key)) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(invalid_params(
+                id,
+                format!("{method}: params.{key} must be a string"),
+            )),
+        }
     };
-    Ok(Some(match method {
-        "tools/call" => Target::Tool(need("name")?),
-        "prompts/get" => Target::Prompt(need("name")?),
+    Ok(match method {
+        "tools/call" => get("name")?.map(Target::Tool),
+        "prompts/get" => get("name")?.map(Target::Prompt),
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            Target::Resource(need("uri")?)
+            get("uri")?.map(Target::Resource)
         }
         "completion/complete" => {
-            let r = params.and_then(|p| p.get("ref"));
-            let ty = r.and_then(|r| r.get("type")).and_then(Value::as_str);
-            let field = |k: &str| r.and_then(|r| r.get(k)).and_then(Value::as_str);
+            let Some(r) = params.and_then(|p| p.get("ref")) else {
+                return Ok(None);
+            };
+            let ty = r.get("type").and_then(Value::as_str);
+            let field = |k: &str| r.get(k).and_then(Value::as_str);
             match (ty, field("name"), field("uri")) {
-                (Some("ref/prompt"), Some(name), _) => Target::Prompt(name.to_owned()),
-                (Some("ref/resource"), _, Some(uri)) => Target::Resource(uri.to_owned()),
+                (Some("ref/prompt"), Some(name), _) => Some(Target::Prompt(name.to_owned())),
+                (Some("ref/resource"), _, Some(uri)) => Some(Target::Resource(uri.to_owned())),
                 _ => {
                     return Err(invalid_params(
                         id,
@@ -791,8 +796,8 @@ fn extract_target(
                 }
             }
         }
-        _ => return Ok(None),
-    }))
+        _ => None,
+    })
 }
 
 fn check_subscriptions(params: Option<&Value>, id: &Option<Value>) -> Result<(), McpError> {
@@ -1894,12 +1899,20 @@ mod tests {
             None
         );
 
-        // A request on a primitive without its name is refused, not passed target-less.
+        // Without its name, a request names no target: the backend answers it as it would
+        // directly (the method may not exist there at all).
         for body in [
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"a"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{}}"#,
+        ] {
+            assert_eq!(t(body), None, "{body}");
+        }
+        // A name of the wrong type is refused: no backend may read it differently.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":["a"]}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/tool","name":"x"}}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","uri":"x"}}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["a",1]}}}"#,

@@ -7,7 +7,7 @@
 pub mod http;
 pub mod recorder;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -471,4 +471,64 @@ impl Deployment {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Runs the official conformance suite's server scenarios of spec revision `spec` against
+/// `url`; returns the names of the scenarios that passed and that failed.
+pub fn conformance(
+    peers: &Peers,
+    url: &str,
+    spec: &str,
+    out: &Path,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let run = Command::new(peers.path("NODE22"))
+        .arg(peers.path("CONFORMANCE"))
+        .args(["server", "--url", url, "--requirements", spec, "-o"])
+        .arg(out)
+        .output()
+        .expect("run conformance suite");
+    // Exit status 1 only says that some scenario failed; the per-scenario results decide.
+    let summary = Command::new(peers.path("VENV_PYTHON"))
+        .arg(repo_root().join("tests/peers/conformance-summary.py"))
+        .arg(out)
+        .output()
+        .expect("summarize conformance results");
+    assert!(
+        summary.status.success(),
+        "no conformance results:\n{}\n{}",
+        show(&run),
+        show(&summary)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&summary.stdout).expect("summary JSON");
+    let names = |k: &str| -> BTreeSet<String> {
+        v[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (passed, failed) = (names("passed"), names("failed"));
+    assert!(
+        !passed.is_empty(),
+        "conformance suite passed nothing at {url}:\n{}",
+        show(&run)
+    );
+    (passed, failed)
+}
+
+/// The conformance fixture backend (`tests/peers/fixture/server.py`, official Python SDK),
+/// which serves both 2025-11-25 and 2026-07-28 on one endpoint.
+pub fn start_fixture(dir: &Path, peers: &Peers) -> (Proc, String) {
+    let port = free_port();
+    let mut p = Proc::spawn(
+        "fixture",
+        dir,
+        Command::new(peers.path("VENV_PYTHON"))
+            .arg(repo_root().join("tests/peers/fixture/server.py"))
+            .args(["--port", &port.to_string()]),
+    );
+    p.wait_for_log("conformance-fixture ready", Duration::from_secs(30));
+    (p, format!("http://127.0.0.1:{port}/mcp"))
 }

@@ -2,7 +2,6 @@
 //! official conformance suite against `server-everything`, through the real edge and connector.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -101,46 +100,6 @@ fn https_client_without_the_ca_is_refused() {
     );
 }
 
-/// Runs the conformance suite's 2025-11-25 server scenarios against `url`; returns the names
-/// of the scenarios that passed and failed.
-fn conformance(peers: &Peers, url: &str, out: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
-    let run = Command::new(peers.path("NODE22"))
-        .arg(peers.path("CONFORMANCE"))
-        .args(["server", "--url", url, "--requirements", "2025-11-25", "-o"])
-        .arg(out)
-        .output()
-        .expect("run conformance suite");
-    // Exit status 1 only says that some scenario failed; the per-scenario results decide.
-    let summary = Command::new(peers.path("VENV_PYTHON"))
-        .arg(repo_root().join("tests/peers/conformance-summary.py"))
-        .arg(out)
-        .output()
-        .expect("summarize conformance results");
-    assert!(
-        summary.status.success(),
-        "no conformance results:\n{}\n{}",
-        show(&run),
-        show(&summary)
-    );
-    let v: Value = serde_json::from_slice(&summary.stdout).expect("summary JSON");
-    let names = |k: &str| -> BTreeSet<String> {
-        v[k].as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (passed, failed) = (names("passed"), names("failed"));
-    assert!(
-        !passed.is_empty(),
-        "conformance suite passed nothing at {url}:\n{}",
-        show(&run)
-    );
-    (passed, failed)
-}
-
 #[test]
 fn conformance_parity_with_direct_backend() {
     let peers = Peers::get();
@@ -148,10 +107,16 @@ fn conformance_parity_with_direct_backend() {
     let (_backend, backend_url) = start_server_everything(scratch.path(), &peers);
     let d = Deployment::start(false, "everything", &backend_url);
 
-    let (direct, _) = conformance(&peers, &backend_url, &scratch.path().join("direct"));
+    let (direct, _) = conformance(
+        &peers,
+        &backend_url,
+        "2025-11-25",
+        &scratch.path().join("direct"),
+    );
     let (tunnel, tunnel_failed) = conformance(
         &peers,
         &d.edge_setup.url("everything"),
+        "2025-11-25",
         &scratch.path().join("tunnel"),
     );
     let lost: Vec<&String> = direct.difference(&tunnel).collect();
