@@ -52,3 +52,40 @@ fn conformance_2026_07_28_through_the_tunnel() {
         &["dns-rebinding-protection", "http-header-validation"],
     );
 }
+
+/// The official Python SDK client in its auto mode finds the modern era through the tunnel
+/// when the backend speaks it (and falls back to the legacy era for `server-everything`: see
+/// `walking_skeleton::python_sdk_client_through_the_tunnel`).
+#[test]
+fn python_sdk_auto_mode_reaches_a_2026_07_28_backend() {
+    let peers = Peers::get();
+    let scratch = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut backend = Proc::spawn(
+        "py-server",
+        scratch.path(),
+        std::process::Command::new(peers.path("VENV_PYTHON"))
+            .arg(peers.path("PY_SERVER"))
+            .args(["--port", &port.to_string()]),
+    );
+    backend.wait_for_log("Uvicorn running", std::time::Duration::from_secs(30));
+    let d = Deployment::start(true, "modern", &format!("http://127.0.0.1:{port}/mcp"));
+    let out = std::process::Command::new(peers.path("VENV_PYTHON"))
+        .arg(peers.path("PY_CLIENT"))
+        .arg(d.edge_setup.url("modern"))
+        .args(["smoke", "--mode=auto", "--message=modern era"])
+        .env("UNDERPASS_CA_FILE", d.pki.ca())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nedge log:\n{}",
+        show(&out),
+        d.edge.log_text()
+    );
+    let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
+    assert_eq!(v["sessionId"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["echo"], "Echo: modern era", "{v}");
+    assert_eq!(v["progressValues"], serde_json::json!([1, 2, 3, 4]), "{v}");
+}
