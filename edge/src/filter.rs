@@ -59,7 +59,7 @@ impl ListFilter {
     }
 
     /// Rewrites `msg` if it is the response to our list request; returns whether it did.
-    fn apply(&self, msg: &mut Value) -> bool {
+    pub fn apply(&self, msg: &mut Value) -> bool {
         if msg.get("id") != Some(&self.id) || msg.get("result").is_none() {
             return false;
         }

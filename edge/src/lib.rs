@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod filter;
 pub mod gate;
+pub mod legacy_sse;
 pub mod policy;
 pub mod registry;
 pub mod relay;
@@ -131,6 +132,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         limiter: RateLimiter::new(),
         auditor: auditor.clone(),
         signer,
+        bridges: Default::default(),
     });
     if let Some(admin) = &config.admin {
         let listener = TcpListener::bind(admin.listen)

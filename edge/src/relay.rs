@@ -40,6 +40,7 @@ pub struct State {
     pub limiter: crate::policy::RateLimiter,
     pub auditor: Option<crate::audit::Auditor>,
     pub signer: crate::assertion::AssertionSigner,
+    pub bridges: crate::legacy_sse::Bridges,
 }
 
 /// What the edge knows of the client connection before reading a request.
@@ -138,10 +139,37 @@ pub async fn handle(
                 None => resp,
             }
         }
-        Route::LegacySse(_) | Route::Federated => error_response(
+        Route::LegacySse(service) => {
+            let started = Instant::now();
+            let mut audit = AuditRecord {
+                service: Some(service.to_owned()),
+                trace_id: Some(trace_id(&parts.headers)),
+                bytes_in: Some(body.len() as u64),
+                outcome: "ok".into(),
+                ..AuditRecord::default()
+            };
+            let resp = match parts.method {
+                Method::GET => {
+                    crate::legacy_sse::open(&state, &conn, service, &parts, &mut audit).await
+                }
+                Method::POST => {
+                    crate::legacy_sse::post(&state, &conn, service, &parts, body, &mut audit).await
+                }
+                _ => error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    -32600,
+                    "the 2024-11-05 SSE endpoint takes GET and POST",
+                ),
+            };
+            match &state.auditor {
+                Some(auditor) => crate::audited::wrap(resp, audit, started, auditor.clone()),
+                None => resp,
+            }
+        }
+        Route::Federated => error_response(
             StatusCode::NOT_IMPLEMENTED,
             -32601,
-            "this endpoint is not available in this build; use /mcp/{service}",
+            "the federated endpoint /mcp is not available in this build; use /mcp/{service}",
         ),
         Route::NotFound => error_response(
             StatusCode::NOT_FOUND,
@@ -366,7 +394,7 @@ async fn relay(
 }
 
 /// Sends one request down a fresh stream and waits for the response head.
-async fn exchange(
+pub(crate) async fn exchange(
     conn: &quinn::Connection,
     head: &RequestHead,
     body: Bytes,
@@ -388,7 +416,7 @@ async fn exchange(
 
 /// The response body: chunks from the tunnel as they arrive, plus SSE keep-alive comments
 /// between events when the stream is idle.
-fn response_stream(
+pub(crate) fn response_stream(
     recv: quinn::RecvStream,
     is_sse: bool,
 ) -> futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BodyError>> {

@@ -42,6 +42,7 @@ function parseArgs(argv) {
     else if (k === 'duration') opts.duration = Number(v);
     else if (k === 'steps') opts.steps = Number(v);
     else if (k === 'no-terminate') opts.terminate = false;
+    else if (k === 'transport') opts.transport = v;
     else throw new Error(`unknown option --${k}`);
   }
   if (pos.length < 1) throw new Error('usage: ts-client.mjs <url> [smoke] [--message=..] [--resource=URI] [--duration=S] [--steps=N] [--no-terminate]');
@@ -82,7 +83,14 @@ async function smoke(url, opts) {
   const transportOpts = { requestInit: { headers: extraHeaders() } };
   const f = tlsFetch();
   if (f) transportOpts.fetch = f;
-  const transport = new StreamableHTTPClientTransport(new URL(url), transportOpts);
+  // --transport=sse: the 2024-11-05 HTTP+SSE client transport of the same SDK.
+  let transport;
+  if (opts.transport === 'sse') {
+    const { SSEClientTransport } = require('@modelcontextprotocol/sdk/client/sse.js');
+    transport = new SSEClientTransport(new URL(url), transportOpts);
+  } else {
+    transport = new StreamableHTTPClientTransport(new URL(url), transportOpts);
+  }
   const client = new Client({ name: 'underpass-ts-client', version: '0.1.0' }, { capabilities: {} });
   transport.onerror = (e) => process.stderr.write(`ts-client: transport error: ${e && e.message}\n`);
 
@@ -127,7 +135,7 @@ async function smoke(url, opts) {
   out.progressValues = progress;
   out.longRunningResult = textOf(lr);
 
-  if (opts.terminate && transport.sessionId) {
+  if (opts.terminate && transport.sessionId && transport.terminateSession) {
     await transport.terminateSession(); // DELETE; a 405 is accepted by the SDK
     out.terminated = true;
   }

@@ -532,3 +532,24 @@ pub fn start_fixture(dir: &Path, peers: &Peers) -> (Proc, String) {
     p.wait_for_log("conformance-fixture ready", Duration::from_secs(30));
     (p, format!("http://127.0.0.1:{port}/mcp"))
 }
+
+/// Asserts that a smoke client saw the progress of a 4-step tool live and in order.
+///
+/// The TypeScript SDK (1.32) handles a response synchronously but a notification a microtask
+/// later, so when the last progress and the result arrive in one read it drops that last
+/// progress itself (`protocol.js`: `_onresponse` deletes the progress handler first). The
+/// gateway delivers all four in order; a client may report three.
+pub fn assert_live_progress(v: &serde_json::Value) {
+    let progress: Vec<u64> = v["progressValues"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no progressValues: {v}"))
+        .iter()
+        .filter_map(serde_json::Value::as_u64)
+        .collect();
+    assert!(progress.len() >= 3, "progress lost: {v}");
+    assert_eq!(
+        progress,
+        (1..=progress.len() as u64).collect::<Vec<_>>(),
+        "progress out of order: {v}"
+    );
+}

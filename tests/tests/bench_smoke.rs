@@ -1,0 +1,87 @@
+//! Keeps the benchmark instrument from rotting: runs `underpass-bench --smoke` (a second or
+//! two of tiny cells against the real edge, connector and echo backend) and checks the shape
+//! of its JSON. No wall-clock or performance threshold: benchmarks are not tests.
+
+use std::process::Command;
+
+use serde_json::Value;
+use underpass_tests::show;
+
+#[test]
+fn bench_smoke_run_writes_every_figure() {
+    let scratch = tempfile::tempdir().unwrap();
+    let json_path = scratch.path().join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_underpass-bench"))
+        .arg("--smoke")
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("run underpass-bench");
+    assert!(
+        out.status.success(),
+        "underpass-bench failed:\n{}",
+        show(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| era |"), "no table printed:\n{stdout}");
+
+    let text = std::fs::read_to_string(&json_path).expect("JSON written");
+    let v: Value = serde_json::from_str(&text).expect("valid JSON");
+
+    let rows = v["latency"].as_array().expect("latency rows");
+    assert!(!rows.is_empty(), "{v}");
+    for path in ["direct", "tunnel"] {
+        for era in ["legacy", "modern"] {
+            let cells: Vec<&Value> = rows
+                .iter()
+                .filter(|r| r["path"] == path && r["era"] == era)
+                .collect();
+            assert!(!cells.is_empty(), "no {path} {era} rows: {v}");
+            for r in cells {
+                for key in [
+                    "concurrency",
+                    "payload_bytes",
+                    "p50_us",
+                    "p90_us",
+                    "p99_us",
+                    "max_us",
+                    "rps",
+                ] {
+                    assert!(r[key].is_number(), "{key} missing in {r}");
+                }
+                assert!(r["rps"].as_f64().unwrap() > 0.0, "no requests served: {r}");
+                assert!(r["p50_us"].as_f64().unwrap() > 0.0, "{r}");
+                assert!(
+                    r["p50_us"].as_f64().unwrap() <= r["max_us"].as_f64().unwrap(),
+                    "{r}"
+                );
+            }
+        }
+    }
+    let payloads: Vec<u64> = rows
+        .iter()
+        .filter_map(|r| r["payload_bytes"].as_u64())
+        .collect();
+    assert!(
+        payloads.contains(&100) && payloads.contains(&(1024 * 1024)),
+        "{v}"
+    );
+
+    let sessions = v["sessions"].as_array().expect("sessions rows");
+    assert!(sessions.len() >= 2, "{v}");
+    for s in sessions {
+        for key in ["count", "edge_rss_kib", "connector_rss_kib"] {
+            assert!(s[key].is_u64(), "{key} missing in {s}");
+        }
+        assert!(s["edge_rss_kib"].as_u64().unwrap() > 0, "{s}");
+    }
+    assert!(
+        sessions.iter().any(|s| s["count"].as_u64() > Some(0)),
+        "{v}"
+    );
+
+    assert!(
+        v["restart_to_ready_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{v}"
+    );
+}
