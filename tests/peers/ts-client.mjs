@@ -143,11 +143,48 @@ async function smoke(url, opts) {
   return out;
 }
 
+// Server->client requests answered by this client's own SDK callbacks: the server's
+// sampling/createMessage and elicitation/create requests cross the gateway the other way.
+async function roundtrips(url, opts) {
+  const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
+  const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/client/streamableHttp.js');
+  const { CreateMessageRequestSchema, ElicitRequestSchema } = require('@modelcontextprotocol/sdk/types.js');
+  const transportOpts = { requestInit: { headers: extraHeaders() } };
+  const f = tlsFetch();
+  if (f) transportOpts.fetch = f;
+  const transport = new StreamableHTTPClientTransport(new URL(url), transportOpts);
+  const client = new Client({ name: 'underpass-ts-client', version: '0.1.0' },
+    { capabilities: { sampling: {}, elicitation: { form: {} } } });
+  const seen = { sampling: [], elicitation: [] };
+  client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
+    seen.sampling.push(req.params.messages.map((m) => m.content?.text ?? '').join(' '));
+    return { model: 'ts-client-model', role: 'assistant', content: { type: 'text', text: 'sampled by ts-client' } };
+  });
+  client.setRequestHandler(ElicitRequestSchema, async (req) => {
+    seen.elicitation.push(req.params.message);
+    return { action: 'accept', content: { name: 'Ada Lovelace', check: true } };
+  });
+  await client.connect(transport);
+  const sampled = await client.callTool({ name: 'trigger-sampling-request', arguments: { prompt: opts.message } });
+  const elicited = await client.callTool({ name: 'trigger-elicitation-request', arguments: {} });
+  const out = {
+    client: 'ts-sdk',
+    samplingRequests: seen.sampling,
+    samplingResult: textOf(sampled),
+    elicitationRequests: seen.elicitation,
+    elicitationResult: (elicited.content || []).map((c) => c.text ?? '').join('\n'),
+  };
+  if (transport.sessionId) await transport.terminateSession();
+  await client.close();
+  return out;
+}
+
 async function main() {
   const { url, scenario, opts } = parseArgs(process.argv.slice(2));
   let out;
   if (scenario === 'smoke') out = await smoke(url, opts);
-  else throw new Error(`unknown scenario '${scenario}' (known: smoke)`);
+  else if (scenario === 'roundtrips') out = await roundtrips(url, opts);
+  else throw new Error(`unknown scenario '${scenario}' (known: smoke, roundtrips)`);
   process.stdout.write(JSON.stringify(out) + '\n');
   process.exit(0);
 }

@@ -107,7 +107,7 @@ fn conformance_parity_with_direct_backend() {
     let (_backend, backend_url) = start_server_everything(scratch.path(), &peers);
     let d = Deployment::start(false, "everything", &backend_url);
 
-    let (direct, _) = conformance(
+    let (direct, direct_failed) = conformance(
         &peers,
         &backend_url,
         "2025-11-25",
@@ -125,6 +125,18 @@ fn conformance_parity_with_direct_backend() {
         "scenarios that pass directly but fail through Underpass: {lost:?}\n(all failing through the tunnel: {tunnel_failed:?})\nedge log:\n{}",
         d.edge.log_text()
     );
+    // server-everything alone accepts a rebinding Host/Origin and answers 400 for an ended
+    // session; the edge owns both checks, so through Underpass they pass.
+    for s in ["dns-rebinding-protection", "server-session-lifecycle"] {
+        assert!(
+            direct_failed.contains(s),
+            "{s} now passes against server-everything alone"
+        );
+        assert!(
+            tunnel.contains(s),
+            "edge-owned {s} fails through Underpass: {tunnel_failed:?}"
+        );
+    }
     // The scenarios server-everything is known to pass on its own must be among them: a
     // sanity check that the suite really exercised the tunnel.
     for s in [
@@ -404,5 +416,46 @@ fn connector_listens_on_no_port() {
     assert!(
         sockets > 0,
         "expected the connector's outbound sockets to be visible"
+    );
+}
+
+/// Server→client requests cross the tunnel the other way: `server-everything` asks the
+/// client for a sampling and an elicitation mid-tool-call, and the official TypeScript
+/// client's own callbacks answer.
+#[test]
+fn sampling_and_elicitation_round_trips_through_the_tunnel() {
+    let peers = Peers::get();
+    let scratch = tempfile::tempdir().unwrap();
+    let (_backend, backend_url) = start_server_everything(scratch.path(), &peers);
+    let d = Deployment::start(true, "everything", &backend_url);
+    let v = run_client(
+        Command::new(peers.path("NODE22"))
+            .arg(peers.path("TS_CLIENT"))
+            .arg(d.edge_setup.url("everything"))
+            .args(["roundtrips", "--message=tell me a story"])
+            .env("UNDERPASS_CA_FILE", d.pki.ca()),
+    );
+    let sampling = v["samplingRequests"].as_array().expect("samplingRequests");
+    assert_eq!(sampling.len(), 1, "{v}");
+    assert!(
+        sampling[0].as_str().unwrap().contains("tell me a story"),
+        "{v}"
+    );
+    assert!(
+        v["samplingResult"]
+            .as_str()
+            .unwrap()
+            .contains("sampled by ts-client"),
+        "{v}"
+    );
+    assert_eq!(
+        v["elicitationRequests"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    let elicited = v["elicitationResult"].as_str().unwrap();
+    assert!(
+        elicited.contains("Ada Lovelace") && elicited.contains("Agreed to terms: true"),
+        "{v}"
     );
 }
