@@ -462,3 +462,101 @@ fn policy_check_cli_explains_decisions() {
     ])
     .starts_with("deny (default deny"));
 }
+
+#[test]
+fn policy_reloads_on_change_and_sighup_and_a_broken_file_keeps_the_old_one() {
+    let mut s = setup();
+    let policy = s.d.path().join("policy.toml");
+    assert_eq!(call(&s, API_KEY, tool_call("echo")).status, 200);
+
+    // Revoke the bot's rule by editing the file: the running edge picks it up by itself.
+    std::fs::write(&policy, POLICY.replace("apikey:ci-bot", "apikey:nobody")).unwrap();
+    s.d.edge
+        .wait_for_log("policy reloaded", Duration::from_secs(10));
+    assert_eq!(call(&s, API_KEY, tool_call("echo")).status, 403);
+
+    // A broken file is refused and the last good policy stays in force.
+    std::fs::write(&policy, "[[allow]\nthis is not toml").unwrap();
+    s.d.edge
+        .wait_for_log("policy not reloaded", Duration::from_secs(10));
+    assert_eq!(call(&s, API_KEY, tool_call("echo")).status, 403);
+    let jwt = s.idp.token("k1", &claims("bob"));
+    assert_eq!(call(&s, &jwt, tool_call("get-secret")).status, 200);
+
+    // SIGHUP reloads on demand.
+    std::fs::write(&policy, POLICY).unwrap();
+    run_ok(Command::new("kill").args(["-HUP", &s.d.edge.pid().to_string()]));
+    s.d.edge
+        .wait_for_log_count("policy reloaded", 2, Duration::from_secs(10));
+    assert_eq!(call(&s, API_KEY, tool_call("echo")).status, 200);
+}
+
+/// Client certificates on the HTTPS listener: the official TypeScript client presents one and
+/// becomes `client:<name>`; a certificate of another CA, none at all, or a revoked one is refused.
+#[test]
+fn client_certificates_authenticate_and_revocation_bites() {
+    let peers = Peers::get();
+    let scratch = tempfile::tempdir().unwrap();
+    let (_backend, backend_url) = start_server_everything(scratch.path(), &peers);
+    let policy =
+        "[[allow]]\nprincipals = [\"client:alice\"]\ntools = [\"*\"]\nresources = [\"*\"]\n";
+    let mut d = Deployment::start_prepared(
+        true,
+        "everything",
+        &backend_url,
+        "revocation_list = \"pki/revoked.txt\"\n[auth]\nclient_ca = \"pki/ca.crt\"\n[policy]\nfile = \"policy.toml\"\n",
+        |dir| std::fs::write(dir.join("policy.toml"), policy).unwrap(),
+    );
+    let (alice_crt, alice_key) = d.pki.issue("client", "alice");
+    let rogue = Pki::init(&d.path().join("rogue"));
+    let (mallory_crt, mallory_key) = rogue.issue("client", "alice");
+    let client = |cert: Option<(&std::path::Path, &std::path::Path)>| {
+        let mut cmd = Command::new(peers.path("NODE22"));
+        cmd.arg(peers.path("TS_CLIENT"))
+            .arg(d.edge_setup.url("everything"))
+            .env("UNDERPASS_CA_FILE", d.pki.ca());
+        if let Some((c, k)) = cert {
+            cmd.env("UNDERPASS_CLIENT_CERT", c)
+                .env("UNDERPASS_CLIENT_KEY", k);
+        }
+        cmd.output().unwrap()
+    };
+
+    let ok = client(Some((&alice_crt, &alice_key)));
+    assert!(
+        ok.status.success(),
+        "alice refused:\n{}\nedge:\n{}",
+        show(&ok),
+        d.edge.log_text()
+    );
+    let v: Value = serde_json::from_slice(ok.stdout.trim_ascii()).unwrap();
+    assert_eq!(v["echo"], "Echo: hello from ts-client", "{v}");
+
+    let none = client(None);
+    assert!(!none.status.success());
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("authentication required"),
+        "{}",
+        show(&none)
+    );
+    let foreign = client(Some((&mallory_crt, &mallory_key)));
+    assert!(
+        !foreign.status.success(),
+        "a client certificate of another CA was accepted"
+    );
+
+    run_ok(
+        Command::new(bin("underpass-certs"))
+            .args(["revoke", "--dir"])
+            .arg(&d.pki.dir)
+            .args(["--name", "alice"]),
+    );
+    d.edge
+        .wait_for_log("revocation list reloaded", Duration::from_secs(10));
+    let revoked = client(Some((&alice_crt, &alice_key)));
+    assert!(
+        !revoked.status.success(),
+        "a revoked client certificate was accepted:\n{}",
+        show(&revoked)
+    );
+}
