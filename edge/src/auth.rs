@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -50,8 +50,6 @@ const MAX_LEEWAY_SECS: u64 = 300;
 const MAX_NAME_LEN: usize = 256;
 /// Smallest RSA modulus accepted in the JWKS, in bytes (2048 bits).
 const MIN_RSA_MODULUS_BYTES: usize = 256;
-/// How often [`Authenticator::watch`] polls the JWKS file's modification time.
-const JWKS_POLL: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -686,30 +684,12 @@ impl Authenticator {
         let Some(path) = self.jwt.as_ref().map(|j| j.config.jwks_file.clone()) else {
             return;
         };
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let mut seen: Option<SystemTime> = mtime(&path);
-        loop {
-            let hup_fired = async {
-                match hup.as_mut() {
-                    Some(s) => s.recv().await.is_some(),
-                    None => std::future::pending().await,
-                }
-            };
-            let forced = tokio::select! {
-                _ = tokio::time::sleep(JWKS_POLL) => false,
-                fired = hup_fired => fired,
-            };
-            let now = mtime(&path);
-            if !forced && now == seen {
-                continue;
-            }
-            seen = now;
-            match self.reload_jwks() {
-                Ok(n) => tracing::info!(path = %path.display(), keys = n, "JWKS reloaded"),
-                Err(e) => tracing::error!("JWKS not reloaded, keeping the previous keys: {e}"),
-            }
-        }
+        let shown = path.display().to_string();
+        crate::watch::file(path, |_| match self.reload_jwks() {
+            Ok(n) => tracing::info!(path = %shown, keys = n, "JWKS reloaded"),
+            Err(e) => tracing::error!("JWKS not reloaded, keeping the previous keys: {e}"),
+        })
+        .await
     }
 
     /// Whether anonymous access is on.

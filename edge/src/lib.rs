@@ -15,6 +15,7 @@ pub mod registry;
 pub mod relay;
 pub mod revocation;
 pub mod tunnel;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -939,31 +939,12 @@ impl PolicyStore {
         }
     }
 
-    /// Reloads when the file changes (polled every second) and on SIGHUP.
+    /// Reloads when the file changes and on SIGHUP.
     pub async fn watch(self: std::sync::Arc<Self>) {
         let Some(path) = self.path.clone() else {
             return;
         };
-        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let mut seen = mtime(&path);
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        loop {
-            let hup_fired = async {
-                match hup.as_mut() {
-                    Some(s) => s.recv().await.is_some(),
-                    None => std::future::pending().await,
-                }
-            };
-            let forced = tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
-                fired = hup_fired => fired,
-            };
-            let now = mtime(&path);
-            if forced || now != seen {
-                seen = now;
-                self.reload();
-            }
-        }
+        crate::watch::file(path, |_| self.reload()).await
     }
 }
 

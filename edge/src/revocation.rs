@@ -8,16 +8,12 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
 
 use underpass_certs::revocation::{certificate_serial, read_revocation_file};
 use underpass_shared::frame::codes;
 use underpass_shared::tls::RevocationCheck;
 
 use crate::registry::Registry;
-
-/// How often the file's modification time is polled.
-const POLL: Duration = Duration::from_secs(1);
 
 pub struct Revocations {
     path: Option<PathBuf>,
@@ -91,30 +87,12 @@ impl Revocations {
         changed
     }
 
-    /// Reloads on change (polled) and on SIGHUP; closes tunnels of revoked connectors.
+    /// Reloads on change and on SIGHUP; closes tunnels of revoked connectors.
     pub async fn watch(self: Arc<Self>, registry: Arc<Registry>) {
         let Some(path) = self.path.clone() else {
             return;
         };
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mtime = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let mut seen: Option<SystemTime> = mtime(&path);
-        loop {
-            let hup_fired = async {
-                match hup.as_mut() {
-                    Some(s) => s.recv().await.is_some(),
-                    None => std::future::pending().await,
-                }
-            };
-            let forced = tokio::select! {
-                _ = tokio::time::sleep(POLL) => false,
-                fired = hup_fired => fired,
-            };
-            let now = mtime(&path);
-            if !forced && now == seen {
-                continue;
-            }
-            seen = now;
+        crate::watch::file(path, |forced| {
             if self.reload() || forced {
                 for tunnel in registry.tunnels() {
                     if self.is_revoked_serial(&tunnel.cert_serial) {
@@ -125,6 +103,7 @@ impl Revocations {
                     }
                 }
             }
-        }
+        })
+        .await
     }
 }
