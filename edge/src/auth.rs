@@ -1268,13 +1268,13 @@ TwznRQPNNOD6pfpUS7UzPHdeb6oIJneRe+tDLDJDDXKJ7BvrfnHoNOiiVWkt8fJW
         }
     }
 
+    /// A JWKS fixture under `target/` (not the system temp dir): names are reused run after
+    /// run, so repeated test runs leave nothing growing behind.
     fn temp_file(contents: &str) -> PathBuf {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "underpass-auth-test-{}-{}.json",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/unit-test-files");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("auth-jwks-{}.json", N.fetch_add(1, Ordering::Relaxed)));
         std::fs::write(&path, contents).unwrap();
         path
     }
