@@ -21,6 +21,9 @@ use crate::stdio::{StdioLimits, StdioService};
 /// The header carrying the edge-signed identity assertion to backends.
 pub const ASSERTION_HEADER: &str = "x-underpass-identity";
 
+/// The header carrying the edge's trace id of the request, for correlating logs.
+pub const TRACE_HEADER: &str = "x-underpass-trace-id";
+
 /// Largest request body accepted from the edge (the edge enforces its own, smaller limit).
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
 
@@ -159,6 +162,9 @@ impl Backends {
                 if let Ok(v) = HeaderValue::from_str(assertion) {
                     h.insert(ASSERTION_HEADER, v);
                 }
+            }
+            if let Ok(v) = HeaderValue::from_str(&head.trace_id) {
+                h.insert(TRACE_HEADER, v);
             }
         }
         let req = req

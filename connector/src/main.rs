@@ -2,6 +2,10 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+// Measured: glibc malloc was a quarter of the connector's CPU per request; mimalloc cut it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Underpass connector: dials out to edges and serves the internal MCP servers it names.
 #[derive(Parser)]
 #[command(version, about)]
@@ -23,6 +27,7 @@ fn main() -> std::process::ExitCode {
     let result =
         underpass_connector::config::ConnectorConfig::load(&cli.config).and_then(|config| {
             tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.worker_threads.max(1))
                 .enable_all()
                 .build()?
                 .block_on(underpass_connector::run(config))

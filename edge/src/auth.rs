@@ -1274,7 +1274,10 @@ TwznRQPNNOD6pfpUS7UzPHdeb6oIJneRe+tDLDJDDXKJ7BvrfnHoNOiiVWkt8fJW
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/unit-test-files");
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("auth-jwks-{}.json", N.fetch_add(1, Ordering::Relaxed)));
+        let path = dir.join(format!(
+            "auth-jwks-{}.json",
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::write(&path, contents).unwrap();
         path
     }

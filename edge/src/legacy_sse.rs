@@ -219,12 +219,12 @@ fn head(state: &State, bridge: &Bridge, method: &str, trace_id: String) -> Reque
     }
     let assertion = state
         .signer
-        .sign(&AssertionClaims {
+        .reusable(&AssertionClaims {
             service: &bridge.service,
             principal: &bridge.identity.principal,
             groups: &bridge.identity.groups,
             session_id: session.as_deref(),
-            trace_id: Some(&trace_id),
+            trace_id: None,
         })
         .ok();
     RequestHead {

@@ -261,12 +261,12 @@ async fn relay(
     let trace_id = audit.trace_id.clone().unwrap_or_default();
     let assertion = state
         .signer
-        .sign(&AssertionClaims {
+        .reusable(&AssertionClaims {
             service,
             principal: &principal,
             groups: &admitted.identity.groups,
             session_id: session_id.as_deref(),
-            trace_id: Some(&trace_id),
+            trace_id: None,
         })
         .map_err(|e| tracing::error!("cannot sign identity assertion: {e}"))
         .ok();
