@@ -692,16 +692,6 @@ impl Authenticator {
         .await
     }
 
-    /// Whether anonymous access is on.
-    pub fn anonymous_enabled(&self) -> bool {
-        self.anonymous
-    }
-
-    /// The configured public base URL (no trailing slash), if any.
-    pub fn resource_base(&self) -> Option<&str> {
-        self.resource.as_deref()
-    }
-
     /// The scopes every JWT must carry.
     pub fn required_scopes(&self) -> &[String] {
         &self.required_scopes
