@@ -48,12 +48,19 @@ fn assert_smoke(v: &Value, greeting: &str) {
     assert_eq!(v["terminated"], true, "{v}");
 }
 
-#[test]
-fn typescript_sdk_client_through_the_tunnel_over_https() {
+/// `server-everything` (Streamable HTTP) behind a connector, the edge serving it over HTTPS.
+/// The backend process lives as long as the returned handle.
+fn everything_over_https() -> (Peers, Deployment, (Proc, tempfile::TempDir)) {
     let peers = Peers::get();
     let scratch = tempfile::tempdir().unwrap();
-    let (_backend, backend_url) = start_server_everything(scratch.path(), &peers);
+    let (backend, backend_url) = start_server_everything(scratch.path(), &peers);
     let d = Deployment::start(true, "everything", &backend_url);
+    (peers, d, (backend, scratch))
+}
+
+#[test]
+fn typescript_sdk_client_through_the_tunnel_over_https() {
+    let (peers, d, _backend) = everything_over_https();
 
     let v = run_client(
         Command::new(peers.path("NODE22"))
@@ -67,10 +74,7 @@ fn typescript_sdk_client_through_the_tunnel_over_https() {
 
 #[test]
 fn python_sdk_client_through_the_tunnel() {
-    let peers = Peers::get();
-    let scratch = tempfile::tempdir().unwrap();
-    let (_backend, backend_url) = start_server_everything(scratch.path(), &peers);
-    let d = Deployment::start(true, "everything", &backend_url);
+    let (peers, d, _backend) = everything_over_https();
 
     let v = run_client(
         Command::new(peers.path("VENV_PYTHON"))
@@ -84,10 +88,7 @@ fn python_sdk_client_through_the_tunnel() {
 
 #[test]
 fn https_client_without_the_ca_is_refused() {
-    let peers = Peers::get();
-    let scratch = tempfile::tempdir().unwrap();
-    let (_backend, backend_url) = start_server_everything(scratch.path(), &peers);
-    let d = Deployment::start(true, "everything", &backend_url);
+    let (peers, d, _backend) = everything_over_https();
     let out = Command::new(peers.path("NODE22"))
         .arg(peers.path("TS_CLIENT"))
         .arg(d.edge_setup.url("everything"))
@@ -424,10 +425,7 @@ fn connector_listens_on_no_port() {
 /// client's own callbacks answer.
 #[test]
 fn sampling_and_elicitation_round_trips_through_the_tunnel() {
-    let peers = Peers::get();
-    let scratch = tempfile::tempdir().unwrap();
-    let (_backend, backend_url) = start_server_everything(scratch.path(), &peers);
-    let d = Deployment::start(true, "everything", &backend_url);
+    let (peers, d, _backend) = everything_over_https();
     let v = run_client(
         Command::new(peers.path("NODE22"))
             .arg(peers.path("TS_CLIENT"))
