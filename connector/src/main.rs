@@ -13,10 +13,25 @@ struct Cli {
     /// Path to connector.toml.
     #[arg(long)]
     config: PathBuf,
+    /// Only load and validate the config, then exit.
+    #[arg(long)]
+    check: bool,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if cli.check {
+        return match underpass_connector::config::ConnectorConfig::load(&cli.config) {
+            Ok(_) => {
+                println!("{}: ok", cli.config.display());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("underpass-connector: error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

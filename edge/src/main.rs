@@ -15,6 +15,9 @@ struct Cli {
     /// Path to edge.toml (runs the edge when no subcommand is given).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Only load and validate the config, then exit.
+    #[arg(long)]
+    check: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -75,6 +78,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => match cli.config {
+            Some(path) if cli.check => {
+                EdgeConfig::load(&path).map(|_| println!("{}: ok", path.display()))
+            }
             Some(path) => run(&path),
             None => Err(anyhow::anyhow!("--config edge.toml is required")),
         },
