@@ -15,7 +15,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
 
-use crate::config::ConnectorConfig;
+use crate::config::{ConnectorConfig, Transport};
+use crate::sse_backend::SseBackendService;
 use crate::stdio::{StdioLimits, StdioService};
 
 /// The header carrying the edge-signed identity assertion to backends.
@@ -52,6 +53,7 @@ impl BackendError {
 pub struct Backends {
     urls: HashMap<String, Uri>,
     stdio: HashMap<String, StdioService>,
+    sse: HashMap<String, SseBackendService>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -67,7 +69,20 @@ impl Backends {
         let urls = config
             .services
             .iter()
+            .filter(|s| s.transport == Transport::StreamableHttp)
             .filter_map(|s| Some((s.name.clone(), s.url.as_ref()?.parse().ok()?)))
+            .collect();
+        let sse = config
+            .services
+            .iter()
+            .filter(|s| s.transport == Transport::Sse)
+            .filter_map(|s| {
+                let url = s.url.as_ref()?.parse().ok()?;
+                Some((
+                    s.name.clone(),
+                    SseBackendService::new(&s.name, url, StdioLimits::default()),
+                ))
+            })
             .collect();
         let stdio = config
             .services
@@ -93,6 +108,7 @@ impl Backends {
         Backends {
             urls,
             stdio,
+            sse,
             client,
         }
     }
@@ -102,11 +118,25 @@ impl Backends {
         for service in self.stdio.values() {
             service.shutdown().await;
         }
+        for service in self.sse.values() {
+            service.shutdown().await;
+        }
     }
 
     async fn answer(&self, head: &RequestHead, body: Bytes) -> Result<Answer, BackendError> {
-        if let Some(stdio) = self.stdio.get(&head.service) {
-            let r = stdio.exchange(&head.method, &head.headers, body).await;
+        let bridged = match (self.stdio.get(&head.service), self.sse.get(&head.service)) {
+            (Some(stdio), _) => Some(
+                stdio
+                    .exchange(&head.method, &head.headers, body.clone())
+                    .await,
+            ),
+            (None, Some(sse)) => Some(
+                sse.exchange(&head.method, &head.headers, body.clone())
+                    .await,
+            ),
+            (None, None) => None,
+        };
+        if let Some(r) = bridged {
             return Ok(Answer {
                 status: r.status,
                 headers: r.headers,

@@ -48,8 +48,12 @@ fn default_trust_domain() -> String {
 pub struct ServiceConfig {
     /// Service name, as the edge's `[[services]]` and `/mcp/{name}` know it.
     pub name: String,
-    /// A Streamable HTTP backend, e.g. `http://127.0.0.1:3001/mcp`.
+    /// An HTTP backend, e.g. `http://127.0.0.1:3001/mcp`.
     pub url: Option<String>,
+    /// What the `url` speaks: `streamable-http` (default; both MCP eras) or `sse` (the
+    /// 2024-11-05 HTTP+SSE transport: `url` is its event-stream endpoint, e.g. `…/sse`).
+    #[serde(default)]
+    pub transport: Transport,
     /// A stdio backend: the program and its arguments.
     pub command: Option<Vec<String>>,
     /// Extra environment variables for a stdio backend.
@@ -57,6 +61,14 @@ pub struct ServiceConfig {
     pub env: BTreeMap<String, String>,
     /// Working directory of a stdio backend.
     pub cwd: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    #[default]
+    StreamableHttp,
+    Sse,
 }
 
 impl ConnectorConfig {
@@ -97,6 +109,9 @@ impl ConnectorConfig {
             validate_name(&s.name).context("invalid [[services]] name")?;
             if !seen.insert(&s.name) {
                 bail!("service {:?} is listed twice", s.name);
+            }
+            if s.transport == Transport::Sse && s.url.is_none() {
+                bail!("service {:?}: transport = \"sse\" needs a url", s.name);
             }
             match (&s.url, &s.command) {
                 (Some(url), None) => {

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod sse_backend;
 pub mod stdio;
 pub mod tunnel;
 

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -125,6 +126,8 @@ pub enum StdioError {
         "the stdio server {0} before answering initialize (its stderr is in the connector log)"
     )]
     InitFailed(String),
+    #[error("the MCP server {0} before answering initialize")]
+    LinkFailed(String),
     #[error("the stdio server did not answer initialize within {0} s")]
     InitTimeout(u64),
 }
@@ -141,7 +144,7 @@ impl StdioError {
             StdioError::Method(_) => 405,
             StdioError::StreamBusy => 409,
             StdioError::NoCommand(_) => 500,
-            StdioError::Spawn { .. } | StdioError::InitFailed(_) => 502,
+            StdioError::Spawn { .. } | StdioError::InitFailed(_) | StdioError::LinkFailed(_) => 502,
             StdioError::TooManyProcesses { .. } | StdioError::ShuttingDown => 503,
             StdioError::InitTimeout(_) => 504,
         }
@@ -155,6 +158,7 @@ impl StdioError {
             StdioError::NoCommand(_)
             | StdioError::Spawn { .. }
             | StdioError::InitFailed(_)
+            | StdioError::LinkFailed(_)
             | StdioError::InitTimeout(_) => -32603,
             _ => -32000,
         }
@@ -197,9 +201,27 @@ impl StdioService {
         StdioService {
             inner: Arc::new(Inner {
                 service: Arc::from(service),
-                command,
-                env,
-                cwd,
+                backend: Backend::Process { command, env, cwd },
+                limits,
+                sessions: Mutex::new(HashMap::new()),
+                processes: Arc::new(AtomicUsize::new(0)),
+                closing: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A service whose sessions are not processes but connections that `opener` runs (see
+    /// [`crate::sse_backend`]); everything else (routing, streams, limits) is shared.
+    /// `max_processes` then caps connections.
+    pub(crate) fn with_link(
+        service: &str,
+        opener: Arc<dyn LinkOpener>,
+        limits: StdioLimits,
+    ) -> Self {
+        StdioService {
+            inner: Arc::new(Inner {
+                service: Arc::from(service),
+                backend: Backend::Link(opener),
                 limits,
                 sessions: Mutex::new(HashMap::new()),
                 processes: Arc::new(AtomicUsize::new(0)),
@@ -298,11 +320,18 @@ impl StdioService {
         })
         .await
         .map_err(|_| StdioError::InitTimeout(INIT_TIMEOUT.as_secs()))?;
+        let failed = |reason: String| {
+            if shared.label == "stdio" {
+                StdioError::InitFailed(reason)
+            } else {
+                StdioError::LinkFailed(reason)
+            }
+        };
         let Some(answer) = answer.into_iter().next() else {
-            return Err(StdioError::InitFailed(shared.gone_reason()));
+            return Err(failed(shared.gone_reason()));
         };
         if let Some(reason) = shared.gone() {
-            return Err(StdioError::InitFailed(reason.to_string()));
+            return Err(failed(reason.to_string()));
         }
         let succeeded = is_success(&answer);
         let mut resp = if sse {
@@ -439,11 +468,45 @@ fn register(
 // Service state
 // ---------------------------------------------------------------------------------------------
 
+/// Runs the connection of one session to a server that is not a local process.
+pub(crate) trait LinkOpener: Send + Sync + 'static {
+    /// Sends each [`WriteCmd::Line`] of `writes` to the server (acknowledging it once sent)
+    /// and hands every message the server sends to `inbox`. Resolves, with a reason that
+    /// completes "the MCP server …", once the connection is lost; dropped to close it.
+    fn run(&self, writes: mpsc::Receiver<WriteCmd>, inbox: Inbox) -> BoxFuture<'static, String>;
+}
+
+/// Where a link delivers the server's messages.
+#[derive(Clone)]
+pub(crate) struct Inbox(Arc<Shared>);
+
+impl Inbox {
+    /// Routes one JSON-RPC message (or batch) that must not contain CR or LF.
+    pub(crate) async fn dispatch(&self, raw: &[u8]) {
+        self.0.dispatch(raw).await;
+    }
+
+    pub(crate) fn service(&self) -> &str {
+        &self.0.service
+    }
+
+    pub(crate) fn session(&self) -> &str {
+        &self.0.id
+    }
+}
+
+enum Backend {
+    Process {
+        command: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
+    },
+    Link(Arc<dyn LinkOpener>),
+}
+
 struct Inner {
     service: Arc<str>,
-    command: Vec<String>,
-    env: BTreeMap<String, String>,
-    cwd: Option<PathBuf>,
+    backend: Backend,
     limits: StdioLimits,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Live processes; shared with each supervisor's [`Slot`], which outlives the session entry.
@@ -494,8 +557,10 @@ impl Inner {
                 limit: self.limits.max_processes,
             }
         })?;
-        let child = self.spawn()?;
-        let session = launch(self, child, slot)?;
+        let session = match &self.backend {
+            Backend::Process { .. } => launch(self, self.spawn()?, slot)?,
+            Backend::Link(opener) => launch_link(self, opener.as_ref(), slot),
+        };
         let mut map = self.sessions();
         // Checked under the lock that `shutdown` drains with, so no process escapes it.
         if self.closing.load(Ordering::SeqCst) {
@@ -506,13 +571,15 @@ impl Inner {
     }
 
     fn spawn(&self) -> Result<Child, StdioError> {
-        let (program, args) = self
-            .command
+        let Backend::Process { command, env, cwd } = &self.backend else {
+            return Err(StdioError::NoCommand(self.service.to_string()));
+        };
+        let (program, args) = command
             .split_first()
             .ok_or_else(|| StdioError::NoCommand(self.service.to_string()))?;
         let mut cmd = Command::new(program);
         cmd.args(args)
-            .envs(&self.env)
+            .envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -520,7 +587,7 @@ impl Inner {
             // Its own process group: shutdown signals reach wrappers' children too (`npx` →
             // `node`), and a Ctrl-C meant for the connector does not kill servers mid-request.
             .process_group(0);
-        if let Some(cwd) = &self.cwd {
+        if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
         cmd.spawn().map_err(|e| StdioError::Spawn {
@@ -535,22 +602,15 @@ fn launch(inner: &Arc<Inner>, mut child: Child, slot: Slot) -> Result<Arc<Sessio
     let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
     let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
         return Err(StdioError::Spawn {
-            program: inner.command.first().cloned().unwrap_or_default(),
+            program: match &inner.backend {
+                Backend::Process { command, .. } => command.first().cloned().unwrap_or_default(),
+                Backend::Link(_) => String::new(),
+            },
             reason: "its stdio pipes were not created".into(),
         });
     };
     let (stdin_tx, stdin_rx) = mpsc::channel(STDIN_QUEUE);
-    let shared = Arc::new(Shared {
-        service: inner.service.clone(),
-        id: uuid::Uuid::new_v4().to_string(),
-        pid: child.id(),
-        router: Mutex::new(Router::default()),
-        stdin: stdin_tx,
-        activity: Activity::new(),
-        next_event: AtomicU64::new(1),
-        next_exchange: AtomicU64::new(1),
-        finished: watch::Sender::new(false),
-    });
+    let shared = new_shared(inner, child.id(), stdin_tx, "stdio");
     let writer = tokio::spawn(write_stdin(stdin, stdin_rx));
     let reader = tokio::spawn(read_stdout(stdout, shared.clone()));
     tokio::spawn(log_stderr(
@@ -576,6 +636,80 @@ fn launch(inner: &Arc<Inner>, mut child: Child, slot: Slot) -> Result<Arc<Sessio
         shared,
         stop: stop_tx,
     }))
+}
+
+fn new_shared(
+    inner: &Inner,
+    pid: Option<u32>,
+    stdin: mpsc::Sender<WriteCmd>,
+    label: &'static str,
+) -> Arc<Shared> {
+    Arc::new(Shared {
+        service: inner.service.clone(),
+        id: uuid::Uuid::new_v4().to_string(),
+        pid,
+        label,
+        router: Mutex::new(Router::default()),
+        stdin,
+        activity: Activity::new(),
+        next_event: AtomicU64::new(1),
+        next_exchange: AtomicU64::new(1),
+        finished: watch::Sender::new(false),
+    })
+}
+
+/// Starts a link session: its connection runs inside a supervisor task that ends it on
+/// connection loss, stop, drop or idle timeout.
+fn launch_link(inner: &Arc<Inner>, opener: &dyn LinkOpener, slot: Slot) -> Arc<Session> {
+    let (tx, rx) = mpsc::channel(STDIN_QUEUE);
+    let shared = new_shared(inner, None, tx, "SSE");
+    let link = opener.run(rx, Inbox(shared.clone()));
+    let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+    tokio::spawn(supervise_link(
+        shared.clone(),
+        link,
+        stop_rx,
+        Arc::downgrade(inner),
+        inner.limits.idle_timeout,
+        slot,
+    ));
+    Arc::new(Session {
+        shared,
+        stop: stop_tx,
+    })
+}
+
+async fn supervise_link(
+    shared: Arc<Shared>,
+    link: BoxFuture<'static, String>,
+    mut stop: mpsc::UnboundedReceiver<()>,
+    service: Weak<Inner>,
+    idle: Duration,
+    slot: Slot,
+) {
+    // The link future is dropped when the select ends, which closes the connection.
+    let (reason, lost) = tokio::select! {
+        reason = link => (reason, true),
+        cmd = stop.recv() => match cmd {
+            Some(()) => ("session was closed".to_owned(), false),
+            None => ("was stopped".to_owned(), false),
+        },
+        _ = idle_expired(&shared.activity, idle) => {
+            (format!("session was closed after {} s idle", idle.as_secs()), false)
+        }
+    };
+    if let Some(inner) = service.upgrade() {
+        inner.forget(&shared);
+    }
+    drop(slot);
+    shared.router().close(Arc::from(reason.as_str()));
+    let (service, session) = (&shared.service, &shared.id);
+    if lost {
+        tracing::warn!(%service, %session, "MCP server connection lost: the server {reason}");
+    } else {
+        tracing::info!(%service, %session, "MCP server session ended: {reason}");
+    }
+    shared.finished.send_replace(true);
 }
 
 /// One place in the process cap, held by a supervisor until its process is reaped.
@@ -637,6 +771,8 @@ struct Shared {
     service: Arc<str>,
     id: String,
     pid: Option<u32>,
+    /// What kind of server it is, for error messages ("stdio", "SSE").
+    label: &'static str,
     router: Mutex<Router>,
     stdin: mpsc::Sender<WriteCmd>,
     activity: Activity,
@@ -1115,7 +1251,9 @@ impl RequestStream {
     /// JSON-RPC errors for every request still waiting, so clients are not left hanging.
     fn fail_all(&mut self) -> Vec<Bytes> {
         let reason = self.shared.gone_reason();
-        let message = format!("the stdio MCP server {reason}; start a new session with initialize");
+        let label = self.shared.label;
+        let message =
+            format!("the {label} MCP server {reason}; start a new session with initialize");
         self.waiting
             .drain(..)
             .map(|(_, id)| rpc_error(&id, -32603, &message))
@@ -1443,8 +1581,11 @@ fn preview(line: &[u8]) -> String {
 // Process I/O tasks
 // ---------------------------------------------------------------------------------------------
 
-enum WriteCmd {
+/// What a session's writer (stdin task or link) is asked to do.
+pub(crate) enum WriteCmd {
+    /// Send one message (newline-terminated) and acknowledge once it is sent.
     Line(Bytes, oneshot::Sender<io::Result<()>>),
+    /// Close the stdin pipe (processes only).
     Close,
 }
 

@@ -351,9 +351,12 @@ pub fn write_connector_config(
         ca.display()
     );
     for (service, backend) in services {
-        // A backend starting with `[` is a stdio command (a TOML array); anything else a URL.
+        // A backend starting with `[` is a stdio command (a TOML array), one starting with
+        // `sse:` a 2024-11-05 HTTP+SSE URL; anything else a Streamable HTTP URL.
         let line = if backend.starts_with('[') {
             format!("command = {backend}")
+        } else if let Some(url) = backend.strip_prefix("sse:") {
+            format!("url = \"{url}\"\ntransport = \"sse\"")
         } else {
             format!("url = \"{backend}\"")
         };
@@ -390,6 +393,23 @@ pub fn start_server_everything(dir: &Path, peers: &Peers) -> (Proc, String) {
     );
     p.wait_for_log("listening on port", Duration::from_secs(30));
     (p, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// `server-everything` in its 2024-11-05 HTTP+SSE mode; returns its `/sse` URL.
+pub fn start_server_everything_sse(dir: &Path, peers: &Peers) -> (Proc, String) {
+    let port = free_port();
+    let mut p = Proc::spawn(
+        "server-everything-sse",
+        dir,
+        Command::new(peers.path("NODE22"))
+            .arg("--require")
+            .arg(peers.path("LOOPBACK_ONLY"))
+            .arg(peers.path("SERVER_EVERYTHING"))
+            .arg("sse")
+            .env("PORT", port.to_string()),
+    );
+    p.wait_for_log("Server is running on port", Duration::from_secs(30));
+    (p, format!("http://127.0.0.1:{port}/sse"))
 }
 
 /// The Rust demo server of this repository (`underpass-demo-server`).

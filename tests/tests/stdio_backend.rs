@@ -71,3 +71,32 @@ fn legacy_sse_client_reaches_stdio_and_http_backends() {
         assert!(v["resourceTextLength"].as_u64().unwrap_or(0) > 1000, "{v}");
     }
 }
+
+/// A 2024-11-05 HTTP+SSE backend (`server-everything` in `sse` mode) behind the connector
+/// (`transport = "sse"`), used by a Streamable HTTP client through the edge.
+#[test]
+fn streamable_http_client_reaches_a_legacy_sse_backend() {
+    let peers = Peers::get();
+    let scratch = tempfile::tempdir().unwrap();
+    let (_backend, sse_url) = start_server_everything_sse(scratch.path(), &peers);
+    let d = Deployment::start(true, "everything", &format!("sse:{sse_url}"));
+    let out = Command::new(peers.path("NODE22"))
+        .arg(peers.path("TS_CLIENT"))
+        .arg(d.edge_setup.url("everything"))
+        .args(["smoke", "--message=via an sse backend"])
+        .env("UNDERPASS_CA_FILE", d.pki.ca())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed:\n{}\nconnector log:\n{}",
+        show(&out),
+        d.connector.log_text()
+    );
+    let v: Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("client JSON");
+    assert_eq!(v["serverName"], "mcp-servers/everything", "{v}");
+    assert_eq!(v["echo"], "Echo: via an sse backend", "{v}");
+    assert_live_progress(&v);
+    assert!(v["resourceTextLength"].as_u64().unwrap_or(0) > 1000, "{v}");
+    assert_eq!(v["terminated"], true, "{v}");
+}

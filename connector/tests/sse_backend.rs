@@ -1,0 +1,544 @@
+//! Legacy HTTP+SSE (2024-11-05) backends against the real
+//! `@modelcontextprotocol/server-everything` in `sse` mode (installed by
+//! `tests/peers/install.sh`), bridged to Streamable HTTP semantics.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use underpass_connector::sse_backend::SseBackendService;
+use underpass_connector::stdio::{StdioLimits, StdioResponse};
+
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+const ACCEPT_JSON: &str = "application/json";
+/// No single step of these tests should take longer; a hang fails instead of blocking CI.
+const STEP: Duration = Duration::from_secs(30);
+
+/// Reads `target/peers/peers.env`; fails loudly when the peers are not installed.
+fn peer(key: &str) -> String {
+    let dir = std::env::var_os("UNDERPASS_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/peers"));
+    let file = dir.join("peers.env");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "{} is missing ({e}): run `bash tests/peers/install.sh` from the repository root",
+            file.display()
+        )
+    });
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{key} missing in {}", file.display()))
+}
+
+/// A server-everything in legacy SSE mode on a free loopback port; killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = Command::new(peer("NODE22"))
+            .arg("--require")
+            .arg(peer("LOOPBACK_ONLY"))
+            .arg(peer("SERVER_EVERYTHING"))
+            .arg("sse")
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("server-everything starts");
+        let stderr = child.stderr.take().expect("stderr pipe");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut ready = Some(ready_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("Server is running on port") {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        tokio::time::timeout(STEP, ready_rx)
+            .await
+            .expect("server-everything ready in time")
+            .expect("server-everything printed its ready line");
+        Server {
+            child,
+            port,
+            stderr: log,
+        }
+    }
+
+    fn service(&self) -> SseBackendService {
+        let url = format!("http://127.0.0.1:{}/sse", self.port)
+            .parse()
+            .unwrap();
+        SseBackendService::new("everything-sse", url, StdioLimits::default())
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+fn headers(session: Option<&str>, accept: &str) -> Vec<(String, Vec<u8>)> {
+    let mut h = vec![
+        ("accept".to_owned(), accept.as_bytes().to_vec()),
+        ("content-type".to_owned(), b"application/json".to_vec()),
+    ];
+    if let Some(s) = session {
+        h.push(("Mcp-Session-Id".to_owned(), s.as_bytes().to_vec()));
+    }
+    h
+}
+
+async fn post(
+    svc: &SseBackendService,
+    session: Option<&str>,
+    accept: &str,
+    msg: Value,
+) -> StdioResponse {
+    let body = Bytes::from(msg.to_string());
+    tokio::time::timeout(STEP, svc.exchange("POST", &headers(session, accept), body))
+        .await
+        .expect("POST answered in time")
+}
+
+async fn get(svc: &SseBackendService, session: &str) -> StdioResponse {
+    tokio::time::timeout(
+        STEP,
+        svc.exchange(
+            "GET",
+            &headers(Some(session), "text/event-stream"),
+            Bytes::new(),
+        ),
+    )
+    .await
+    .expect("GET answered in time")
+}
+
+async fn delete(svc: &SseBackendService, session: &str) -> StdioResponse {
+    tokio::time::timeout(
+        STEP,
+        svc.exchange("DELETE", &headers(Some(session), ACCEPT_BOTH), Bytes::new()),
+    )
+    .await
+    .expect("DELETE answered in time")
+}
+
+fn header<'a>(resp: &'a StdioResponse, name: &str) -> Option<&'a str> {
+    resp.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+async fn body(resp: StdioResponse) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stream = resp.body;
+    while let Some(chunk) = tokio::time::timeout(STEP, stream.next())
+        .await
+        .expect("body chunk in time")
+    {
+        out.extend_from_slice(&chunk.expect("body chunk"));
+    }
+    out
+}
+
+async fn json_body(resp: StdioResponse) -> Value {
+    let bytes = body(resp).await;
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+/// The JSON messages of an SSE body (data lines; comments and ids skipped).
+fn sse_messages(text: &[u8]) -> Vec<Value> {
+    let text = String::from_utf8_lossy(text);
+    text.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            (!data.is_empty()).then(|| data.join("\n"))
+        })
+        .map(|d| {
+            serde_json::from_str(&d).unwrap_or_else(|e| panic!("SSE data not JSON ({e}): {d}"))
+        })
+        .collect()
+}
+
+async fn sse_body(resp: StdioResponse) -> Vec<Value> {
+    assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
+    sse_messages(&body(resp).await)
+}
+
+/// Reads SSE events one by one as they arrive.
+struct EventReader {
+    stream: futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+    buf: String,
+}
+
+impl EventReader {
+    fn new(resp: StdioResponse) -> Self {
+        assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
+        EventReader {
+            stream: resp.body,
+            buf: String::new(),
+        }
+    }
+
+    /// The next message, or `None` when the stream ended.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let event: String = self.buf.drain(..end + 2).collect();
+                let mut msgs = sse_messages(event.as_bytes());
+                if let Some(m) = msgs.pop() {
+                    return Some(m);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(STEP, self.stream.next())
+                .await
+                .expect("event in time")?;
+            self.buf
+                .push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+        }
+    }
+}
+
+fn init_request() -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05",
+        "capabilities": {},
+        "clientInfo": {"name": "underpass-sse-test", "version": "0"}
+    }})
+}
+
+/// initialize + notifications/initialized; returns the session id.
+async fn open_session(svc: &SseBackendService) -> String {
+    let resp = post(svc, None, ACCEPT_BOTH, init_request()).await;
+    assert_eq!(resp.status, 200, "initialize: {:?}", resp);
+    let session = header(&resp, "mcp-session-id")
+        .expect("Mcp-Session-Id on the initialize answer")
+        .to_owned();
+    uuid::Uuid::parse_str(&session).expect("the session id is a uuid");
+    let msgs = sse_body(resp).await;
+    let answer = msgs
+        .iter()
+        .find(|m| m["id"] == 0)
+        .expect("initialize response");
+    assert_eq!(
+        answer["result"]["serverInfo"]["name"],
+        "mcp-servers/everything"
+    );
+    assert_eq!(answer["result"]["protocolVersion"], "2024-11-05");
+    let resp = post(
+        svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(resp.status, 202);
+    assert!(body(resp).await.is_empty(), "202 has no body");
+    session
+}
+
+fn rpc_error_message(v: &Value) -> String {
+    v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn tool_call(id: u64, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
+}
+
+fn long_running(id: u64, duration: u64, steps: u64, token: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": "trigger-long-running-operation",
+        "arguments": {"duration": duration, "steps": steps},
+        "_meta": {"progressToken": token}
+    }})
+}
+
+#[tokio::test]
+async fn sse_session_lifecycle_against_server_everything() {
+    let server = Server::start().await;
+    let svc = server.service();
+    let session = open_session(&svc).await;
+    assert_eq!(svc.connection_count(), 1);
+
+    // tools/list over SSE.
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let msgs = sse_body(resp).await;
+    let list = msgs
+        .iter()
+        .find(|m| m["id"] == 1)
+        .expect("tools/list answer");
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .expect("tools array")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"echo") && names.contains(&"trigger-long-running-operation"),
+        "{names:?}"
+    );
+
+    // tools/call echo, answered as JSON when the client does not take SSE.
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_JSON,
+        tool_call(2, "echo", json!({"message": "through the tunnel"})),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(header(&resp, "content-type"), Some("application/json"));
+    let v = json_body(resp).await;
+    assert_eq!(v["id"], 2);
+    assert_eq!(
+        v["result"]["content"][0]["text"],
+        "Echo: through the tunnel"
+    );
+
+    // A second session gets its own backend connection.
+    let other = open_session(&svc).await;
+    assert_ne!(other, session);
+    assert_eq!(svc.connection_count(), 2);
+
+    // DELETE closes the backend connection: the server sees its client disconnect.
+    let resp = delete(&svc, &session).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(svc.connection_count(), 1);
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}),
+    )
+    .await;
+    assert_eq!(resp.status, 404, "a deleted session is gone");
+    let deadline = Instant::now() + STEP;
+    while !server.log().contains("Client Disconnected") {
+        assert!(
+            Instant::now() < deadline,
+            "server never saw the disconnect: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The other session is untouched.
+    let resp = post(
+        &svc,
+        Some(&other),
+        ACCEPT_JSON,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}),
+    )
+    .await;
+    assert_eq!(json_body(resp).await["id"], 4);
+    svc.shutdown().await;
+    assert_eq!(svc.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn sse_progress_events_arrive_before_the_result() {
+    let server = Server::start().await;
+    let svc = server.service();
+    let session = open_session(&svc).await;
+    let started = Instant::now();
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        long_running(7, 2, 4, "tok-7"),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let mut events = EventReader::new(resp);
+    let mut progress = Vec::new();
+    let mut first_progress_at = None;
+    let result_at = loop {
+        let msg = events.next().await.expect("stream ended before the result");
+        if msg["method"] == "notifications/progress" {
+            assert_eq!(msg["params"]["progressToken"], "tok-7");
+            first_progress_at.get_or_insert_with(|| started.elapsed());
+            progress.push(msg["params"]["progress"].as_u64().unwrap());
+        } else if msg["id"] == 7 {
+            let text = msg["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                text.starts_with("Long running operation completed"),
+                "{msg}"
+            );
+            break started.elapsed();
+        }
+    };
+    assert_eq!(progress, [1, 2, 3, 4]);
+    let first = first_progress_at.unwrap();
+    assert!(
+        first + Duration::from_millis(800) < result_at,
+        "progress streamed, not buffered: first {first:?}, result {result_at:?}"
+    );
+    assert!(
+        events.next().await.is_none(),
+        "stream ends after the response"
+    );
+    delete(&svc, &session).await;
+}
+
+#[tokio::test]
+async fn sse_get_stream_carries_unrouted_messages() {
+    let server = Server::start().await;
+    let svc = server.service();
+    let session = open_session(&svc).await;
+    let resp = get(&svc, &session).await;
+    assert_eq!(resp.status, 200);
+    let mut events = EventReader::new(resp);
+    // Ask for resource-update notifications: session-wide, so they go to the GET stream.
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_JSON,
+        tool_call(1, "toggle-subscriber-updates", json!({})),
+    )
+    .await;
+    assert!(json_body(resp).await.get("result").is_some());
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_JSON,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe",
+               "params": {"uri": "demo://resource/static/document/architecture.md"}}),
+    )
+    .await;
+    assert!(json_body(resp).await.get("result").is_some());
+    let msg = loop {
+        let msg = events.next().await.expect("GET stream open");
+        if msg["method"] == "notifications/resources/updated" {
+            break msg;
+        }
+    };
+    assert!(msg["params"]["uri"].is_string(), "{msg}");
+    assert_eq!(get(&svc, &session).await.status, 409, "one GET at a time");
+    drop(events);
+    delete(&svc, &session).await;
+}
+
+#[tokio::test]
+async fn sse_unknown_or_missing_sessions() {
+    let server = Server::start().await;
+    let svc = server.service();
+    let bogus = "00000000-0000-4000-8000-000000000000";
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    for resp in [
+        post(&svc, Some(bogus), ACCEPT_BOTH, ping.clone()).await,
+        get(&svc, bogus).await,
+        delete(&svc, bogus).await,
+    ] {
+        assert_eq!(resp.status, 404);
+        let v = json_body(resp).await;
+        assert!(rpc_error_message(&v).contains("initialize"), "{v}");
+    }
+    let resp = post(&svc, None, ACCEPT_BOTH, ping).await;
+    assert_eq!(resp.status, 400, "no session, not initialize");
+    assert_eq!(svc.connection_count(), 0, "nothing was connected");
+}
+
+#[tokio::test]
+async fn sse_unreachable_backend_is_reported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/sse").parse().unwrap();
+    let svc = SseBackendService::new("nowhere", url, StdioLimits::default());
+    let resp = post(&svc, None, ACCEPT_BOTH, init_request()).await;
+    assert_eq!(resp.status, 502);
+    let v = json_body(resp).await;
+    assert!(
+        rpc_error_message(&v).contains("could not be reached"),
+        "{v}"
+    );
+    assert_eq!(svc.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn sse_lost_backend_fails_pending_requests_and_ends_the_session() {
+    let mut server = Server::start().await;
+    let svc = server.service();
+    let session = open_session(&svc).await;
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        long_running(9, 10, 10, "tok-9"),
+    )
+    .await;
+    let mut events = EventReader::new(resp);
+    let first = events.next().await.expect("a progress event");
+    assert_eq!(first["method"], "notifications/progress");
+    server.child.kill().await.expect("server killed");
+    let last = loop {
+        let msg = events.next().await.expect("an error before the end");
+        if msg["id"] == 9 {
+            break msg;
+        }
+    };
+    assert_eq!(last["error"]["code"], -32603, "{last}");
+    assert!(
+        rpc_error_message(&last).contains("SSE MCP server"),
+        "{last}"
+    );
+    assert!(events.next().await.is_none());
+    let resp = post(
+        &svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        json!({"jsonrpc": "2.0", "id": 10, "method": "ping"}),
+    )
+    .await;
+    assert_eq!(resp.status, 404, "the session is gone");
+    assert_eq!(svc.connection_count(), 0);
+}
