@@ -54,7 +54,19 @@ pub struct Backends {
     urls: HashMap<String, Uri>,
     stdio: HashMap<String, StdioService>,
     sse: HashMap<String, SseBackendService>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
+}
+
+/// The connector's HTTP client to backends (a connection pool; cheap to clone).
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector)
 }
 
 /// A backend's answer, whatever the kind of backend.
@@ -66,6 +78,7 @@ struct Answer {
 
 impl Backends {
     pub fn new(config: &ConnectorConfig) -> Self {
+        let client = http_client();
         let urls = config
             .services
             .iter()
@@ -80,7 +93,7 @@ impl Backends {
                 let url = s.url.as_ref()?.parse().ok()?;
                 Some((
                     s.name.clone(),
-                    SseBackendService::new(&s.name, url, StdioLimits::default()),
+                    SseBackendService::new(&s.name, url, client.clone(), StdioLimits::default()),
                 ))
             })
             .collect();
@@ -99,12 +112,6 @@ impl Backends {
                 Some((s.name.clone(), service))
             })
             .collect();
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
         Backends {
             urls,
             stdio,
@@ -228,7 +235,8 @@ fn with_query(base: &Uri, query: &str) -> Result<Uri, BackendError> {
     Uri::from_parts(parts).map_err(|e| BackendError::BadRequest(e.to_string()))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and all its sources, `: `-joined (hyper's top-level messages say little alone).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {

@@ -19,14 +19,12 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::Uri;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use underpass_shared::mcp::{SseParser, DEFAULT_MAX_EVENT_SIZE};
 
+use crate::backend::{error_chain, HttpClient};
 use crate::stdio::{Inbox, LinkOpener, StdioLimits, StdioResponse, StdioService, WriteCmd};
 
 /// How long connecting and receiving the response head of the GET may take.
@@ -57,8 +55,6 @@ pub enum SseBackendError {
     Read(String),
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
 /// One configured legacy HTTP+SSE service and the backend connections of its sessions.
 pub struct SseBackendService {
     inner: StdioService,
@@ -67,13 +63,8 @@ pub struct SseBackendService {
 impl SseBackendService {
     /// Nothing is connected here (no runtime needed): one connection is opened per session.
     /// `limits.max_processes` caps the open connections. Only `http` URLs are supported.
-    pub fn new(service: &str, url: Uri, limits: StdioLimits) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+    /// `client` is the connector's shared pool ([`crate::backend::http_client`]).
+    pub fn new(service: &str, url: Uri, client: HttpClient, limits: StdioLimits) -> Self {
         let opener = Arc::new(Opener { url, client });
         SseBackendService {
             inner: StdioService::with_link(service, opener, limits),
@@ -325,17 +316,6 @@ fn one_line(data: &[u8]) -> Vec<u8> {
         .iter()
         .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
         .collect()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use underpass_connector::backend::http_client;
 use underpass_connector::sse_backend::SseBackendService;
 use underpass_connector::stdio::{StdioLimits, StdioResponse};
 
@@ -96,7 +97,7 @@ impl Server {
         let url = format!("http://127.0.0.1:{}/sse", self.port)
             .parse()
             .unwrap();
-        SseBackendService::new("everything-sse", url, StdioLimits::default())
+        SseBackendService::new("everything-sse", url, http_client(), StdioLimits::default())
     }
 
     fn log(&self) -> String {
@@ -493,7 +494,7 @@ async fn sse_unreachable_backend_is_reported() {
         .expect("a free port")
         .port();
     let url = format!("http://127.0.0.1:{port}/sse").parse().unwrap();
-    let svc = SseBackendService::new("nowhere", url, StdioLimits::default());
+    let svc = SseBackendService::new("nowhere", url, http_client(), StdioLimits::default());
     let resp = post(&svc, None, ACCEPT_BOTH, init_request()).await;
     assert_eq!(resp.status, 502);
     let v = json_body(resp).await;
