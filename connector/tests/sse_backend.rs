@@ -2,42 +2,22 @@
 //! `@modelcontextprotocol/server-everything` in `sse` mode (installed by
 //! `tests/peers/install.sh`), bridged to Streamable HTTP semantics.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use underpass_connector::backend::http_client;
 use underpass_connector::sse_backend::SseBackendService;
-use underpass_connector::stdio::{StdioLimits, StdioResponse};
+use underpass_connector::stdio::StdioLimits;
 
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
-const ACCEPT_JSON: &str = "application/json";
-/// No single step of these tests should take longer; a hang fails instead of blocking CI.
-const STEP: Duration = Duration::from_secs(30);
+mod common;
+use common::*;
 
-/// Reads `target/peers/peers.env`; fails loudly when the peers are not installed.
-fn peer(key: &str) -> String {
-    let dir = std::env::var_os("UNDERPASS_PEERS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/peers"));
-    let file = dir.join("peers.env");
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
-        panic!(
-            "{} is missing ({e}): run `bash tests/peers/install.sh` from the repository root",
-            file.display()
-        )
-    });
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("{key} missing in {}", file.display()))
-}
+/// The version of the HTTP+SSE transport era.
+const PROTOCOL: &str = "2024-11-05";
 
 /// A server-everything in legacy SSE mode on a free loopback port; killed on drop.
 struct Server {
@@ -105,199 +85,11 @@ impl Server {
     }
 }
 
-fn headers(session: Option<&str>, accept: &str) -> Vec<(String, Vec<u8>)> {
-    let mut h = vec![
-        ("accept".to_owned(), accept.as_bytes().to_vec()),
-        ("content-type".to_owned(), b"application/json".to_vec()),
-    ];
-    if let Some(s) = session {
-        h.push(("Mcp-Session-Id".to_owned(), s.as_bytes().to_vec()));
-    }
-    h
-}
-
-async fn post(
-    svc: &SseBackendService,
-    session: Option<&str>,
-    accept: &str,
-    msg: Value,
-) -> StdioResponse {
-    let body = Bytes::from(msg.to_string());
-    tokio::time::timeout(STEP, svc.exchange("POST", &headers(session, accept), body))
-        .await
-        .expect("POST answered in time")
-}
-
-async fn get(svc: &SseBackendService, session: &str) -> StdioResponse {
-    tokio::time::timeout(
-        STEP,
-        svc.exchange(
-            "GET",
-            &headers(Some(session), "text/event-stream"),
-            Bytes::new(),
-        ),
-    )
-    .await
-    .expect("GET answered in time")
-}
-
-async fn delete(svc: &SseBackendService, session: &str) -> StdioResponse {
-    tokio::time::timeout(
-        STEP,
-        svc.exchange("DELETE", &headers(Some(session), ACCEPT_BOTH), Bytes::new()),
-    )
-    .await
-    .expect("DELETE answered in time")
-}
-
-fn header<'a>(resp: &'a StdioResponse, name: &str) -> Option<&'a str> {
-    resp.headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
-}
-
-async fn body(resp: StdioResponse) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut stream = resp.body;
-    while let Some(chunk) = tokio::time::timeout(STEP, stream.next())
-        .await
-        .expect("body chunk in time")
-    {
-        out.extend_from_slice(&chunk.expect("body chunk"));
-    }
-    out
-}
-
-async fn json_body(resp: StdioResponse) -> Value {
-    let bytes = body(resp).await;
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "body is not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
-}
-
-/// The JSON messages of an SSE body (data lines; comments and ids skipped).
-fn sse_messages(text: &[u8]) -> Vec<Value> {
-    let text = String::from_utf8_lossy(text);
-    text.split("\n\n")
-        .filter_map(|event| {
-            let data: Vec<&str> = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .collect();
-            (!data.is_empty()).then(|| data.join("\n"))
-        })
-        .map(|d| {
-            serde_json::from_str(&d).unwrap_or_else(|e| panic!("SSE data not JSON ({e}): {d}"))
-        })
-        .collect()
-}
-
-async fn sse_body(resp: StdioResponse) -> Vec<Value> {
-    assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
-    sse_messages(&body(resp).await)
-}
-
-/// Reads SSE events one by one as they arrive.
-struct EventReader {
-    stream: futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
-    buf: String,
-}
-
-impl EventReader {
-    fn new(resp: StdioResponse) -> Self {
-        assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
-        EventReader {
-            stream: resp.body,
-            buf: String::new(),
-        }
-    }
-
-    /// The next message, or `None` when the stream ended.
-    async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let event: String = self.buf.drain(..end + 2).collect();
-                let mut msgs = sse_messages(event.as_bytes());
-                if let Some(m) = msgs.pop() {
-                    return Some(m);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(STEP, self.stream.next())
-                .await
-                .expect("event in time")?;
-            self.buf
-                .push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
-        }
-    }
-}
-
-fn init_request() -> Value {
-    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2024-11-05",
-        "capabilities": {},
-        "clientInfo": {"name": "underpass-sse-test", "version": "0"}
-    }})
-}
-
-/// initialize + notifications/initialized; returns the session id.
-async fn open_session(svc: &SseBackendService) -> String {
-    let resp = post(svc, None, ACCEPT_BOTH, init_request()).await;
-    assert_eq!(resp.status, 200, "initialize: {:?}", resp);
-    let session = header(&resp, "mcp-session-id")
-        .expect("Mcp-Session-Id on the initialize answer")
-        .to_owned();
-    uuid::Uuid::parse_str(&session).expect("the session id is a uuid");
-    let msgs = sse_body(resp).await;
-    let answer = msgs
-        .iter()
-        .find(|m| m["id"] == 0)
-        .expect("initialize response");
-    assert_eq!(
-        answer["result"]["serverInfo"]["name"],
-        "mcp-servers/everything"
-    );
-    assert_eq!(answer["result"]["protocolVersion"], "2024-11-05");
-    let resp = post(
-        svc,
-        Some(&session),
-        ACCEPT_BOTH,
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    )
-    .await;
-    assert_eq!(resp.status, 202);
-    assert!(body(resp).await.is_empty(), "202 has no body");
-    session
-}
-
-fn rpc_error_message(v: &Value) -> String {
-    v["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn tool_call(id: u64, name: &str, arguments: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
-}
-
-fn long_running(id: u64, duration: u64, steps: u64, token: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
-        "name": "trigger-long-running-operation",
-        "arguments": {"duration": duration, "steps": steps},
-        "_meta": {"progressToken": token}
-    }})
-}
-
 #[tokio::test]
 async fn sse_session_lifecycle_against_server_everything() {
     let server = Server::start().await;
     let svc = server.service();
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     assert_eq!(svc.connection_count(), 1);
 
     // tools/list over SSE.
@@ -343,7 +135,7 @@ async fn sse_session_lifecycle_against_server_everything() {
     );
 
     // A second session gets its own backend connection.
-    let other = open_session(&svc).await;
+    let other = open_session(&svc, PROTOCOL).await;
     assert_ne!(other, session);
     assert_eq!(svc.connection_count(), 2);
 
@@ -386,7 +178,7 @@ async fn sse_session_lifecycle_against_server_everything() {
 async fn sse_progress_events_arrive_before_the_result() {
     let server = Server::start().await;
     let svc = server.service();
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     let started = Instant::now();
     let resp = post(
         &svc,
@@ -433,7 +225,7 @@ async fn sse_progress_events_arrive_before_the_result() {
 async fn sse_get_stream_carries_unrouted_messages() {
     let server = Server::start().await;
     let svc = server.service();
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     let resp = get(&svc, &session).await;
     assert_eq!(resp.status, 200);
     let mut events = EventReader::new(resp);
@@ -495,7 +287,7 @@ async fn sse_unreachable_backend_is_reported() {
         .port();
     let url = format!("http://127.0.0.1:{port}/sse").parse().unwrap();
     let svc = SseBackendService::new("nowhere", url, http_client(), StdioLimits::default());
-    let resp = post(&svc, None, ACCEPT_BOTH, init_request()).await;
+    let resp = post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
     assert_eq!(resp.status, 502);
     let v = json_body(resp).await;
     assert!(
@@ -509,7 +301,7 @@ async fn sse_unreachable_backend_is_reported() {
 async fn sse_lost_backend_fails_pending_requests_and_ends_the_session() {
     let mut server = Server::start().await;
     let svc = server.service();
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     let resp = post(
         &svc,
         Some(&session),

@@ -2,63 +2,26 @@
 //! (installed by `tests/peers/install.sh`), plus a few deliberately broken servers.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use serde_json::{json, Value};
-use underpass_connector::stdio::{StdioLimits, StdioResponse, StdioService};
+use serde_json::json;
+use underpass_connector::stdio::{StdioLimits, StdioService};
 
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
-const ACCEPT_JSON: &str = "application/json";
+mod common;
+use common::*;
+
+/// The version initialize asks for (server-everything echoes it).
+const PROTOCOL: &str = "2025-11-25";
 const TAG_VAR: &str = "UNDERPASS_STDIO_TEST_TAG";
-/// No single step of these tests should take longer; a hang fails instead of blocking CI.
-const STEP: Duration = Duration::from_secs(30);
-
-struct Peers {
-    node: String,
-    server: String,
-}
-
-/// Reads `target/peers/peers.env`; fails loudly when the peers are not installed.
-fn peers() -> Peers {
-    let dir = std::env::var_os("UNDERPASS_PEERS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/peers"));
-    let file = dir.join("peers.env");
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
-        panic!(
-            "{} is missing ({e}): run `bash tests/peers/install.sh` from the repository root \
-             to install the real MCP peers these tests need",
-            file.display()
-        )
-    });
-    let get = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .map(str::to_owned)
-            .unwrap_or_else(|| {
-                panic!(
-                    "{key} missing in {}: rerun tests/peers/install.sh",
-                    file.display()
-                )
-            })
-    };
-    Peers {
-        node: get("NODE22"),
-        server: get("SERVER_EVERYTHING"),
-    }
-}
 
 /// A service running server-everything; `tag` marks its processes' environment so tests can
 /// find their pids (and it checks that `env` reaches the process).
 fn everything(tag: &str, limits: StdioLimits) -> StdioService {
-    let p = peers();
     let env = BTreeMap::from([(TAG_VAR.to_owned(), tag.to_owned())]);
     StdioService::new(
         "everything",
-        vec![p.node, p.server, "stdio".into()],
+        vec![peer("NODE22"), peer("SERVER_EVERYTHING"), "stdio".into()],
         env,
         None,
         limits,
@@ -72,173 +35,6 @@ fn command_service(command: &[&str], limits: StdioLimits) -> StdioService {
 
 fn new_tag() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-fn headers(session: Option<&str>, accept: &str) -> Vec<(String, Vec<u8>)> {
-    let mut h = vec![
-        ("accept".to_owned(), accept.as_bytes().to_vec()),
-        ("content-type".to_owned(), b"application/json".to_vec()),
-    ];
-    if let Some(s) = session {
-        h.push(("Mcp-Session-Id".to_owned(), s.as_bytes().to_vec()));
-    }
-    h
-}
-
-async fn post(
-    svc: &StdioService,
-    session: Option<&str>,
-    accept: &str,
-    msg: Value,
-) -> StdioResponse {
-    let body = Bytes::from(msg.to_string());
-    tokio::time::timeout(STEP, svc.exchange("POST", &headers(session, accept), body))
-        .await
-        .expect("POST answered in time")
-}
-
-async fn get(svc: &StdioService, session: &str) -> StdioResponse {
-    tokio::time::timeout(
-        STEP,
-        svc.exchange(
-            "GET",
-            &headers(Some(session), "text/event-stream"),
-            Bytes::new(),
-        ),
-    )
-    .await
-    .expect("GET answered in time")
-}
-
-async fn delete(svc: &StdioService, session: &str) -> StdioResponse {
-    tokio::time::timeout(
-        STEP,
-        svc.exchange("DELETE", &headers(Some(session), ACCEPT_BOTH), Bytes::new()),
-    )
-    .await
-    .expect("DELETE answered in time")
-}
-
-fn header<'a>(resp: &'a StdioResponse, name: &str) -> Option<&'a str> {
-    resp.headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
-}
-
-async fn body(resp: StdioResponse) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut stream = resp.body;
-    while let Some(chunk) = tokio::time::timeout(STEP, stream.next())
-        .await
-        .expect("body chunk in time")
-    {
-        out.extend_from_slice(&chunk.expect("body chunk"));
-    }
-    out
-}
-
-async fn json_body(resp: StdioResponse) -> Value {
-    let bytes = body(resp).await;
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "body is not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
-}
-
-/// The JSON messages of an SSE body (data lines; comments and ids skipped).
-fn sse_messages(text: &[u8]) -> Vec<Value> {
-    let text = String::from_utf8_lossy(text);
-    text.split("\n\n")
-        .filter_map(|event| {
-            let data: Vec<&str> = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .collect();
-            (!data.is_empty()).then(|| data.join("\n"))
-        })
-        .map(|d| {
-            serde_json::from_str(&d).unwrap_or_else(|e| panic!("SSE data not JSON ({e}): {d}"))
-        })
-        .collect()
-}
-
-async fn sse_body(resp: StdioResponse) -> Vec<Value> {
-    assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
-    sse_messages(&body(resp).await)
-}
-
-/// Reads SSE events one by one as they arrive, with the time each arrived.
-struct EventReader {
-    stream: futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
-    buf: String,
-}
-
-impl EventReader {
-    fn new(resp: StdioResponse) -> Self {
-        assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
-        EventReader {
-            stream: resp.body,
-            buf: String::new(),
-        }
-    }
-
-    /// The next message, or `None` when the stream ended.
-    async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let event: String = self.buf.drain(..end + 2).collect();
-                let mut msgs = sse_messages(event.as_bytes());
-                if let Some(m) = msgs.pop() {
-                    return Some(m);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(STEP, self.stream.next())
-                .await
-                .expect("event in time")?;
-            self.buf
-                .push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
-        }
-    }
-}
-
-fn init_request() -> Value {
-    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "underpass-stdio-test", "version": "0"}
-    }})
-}
-
-/// initialize + notifications/initialized; returns the session id.
-async fn open_session(svc: &StdioService) -> String {
-    let resp = post(svc, None, ACCEPT_BOTH, init_request()).await;
-    assert_eq!(resp.status, 200, "initialize: {:?}", resp);
-    let session = header(&resp, "mcp-session-id")
-        .expect("Mcp-Session-Id on the initialize answer")
-        .to_owned();
-    let msgs = sse_body(resp).await;
-    let answer = msgs
-        .iter()
-        .find(|m| m["id"] == 0)
-        .expect("initialize response");
-    assert_eq!(
-        answer["result"]["serverInfo"]["name"],
-        "mcp-servers/everything"
-    );
-    let resp = post(
-        svc,
-        Some(&session),
-        ACCEPT_BOTH,
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    )
-    .await;
-    assert_eq!(resp.status, 202);
-    assert!(body(resp).await.is_empty(), "202 has no body");
-    session
 }
 
 /// Pids of live processes whose environment carries our tag.
@@ -267,30 +63,11 @@ fn the_pid(tag: &str) -> u32 {
     pids[0]
 }
 
-fn rpc_error_message(v: &Value) -> String {
-    v["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn tool_call(id: u64, name: &str, arguments: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
-}
-
-fn long_running(id: u64, duration: u64, steps: u64, token: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
-        "name": "trigger-long-running-operation",
-        "arguments": {"duration": duration, "steps": steps},
-        "_meta": {"progressToken": token}
-    }})
-}
-
 #[tokio::test]
 async fn stdio_session_lifecycle_against_server_everything() {
     let tag = new_tag();
     let svc = everything(&tag, StdioLimits::default());
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     assert_eq!(svc.process_count(), 1);
 
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
@@ -342,7 +119,7 @@ async fn stdio_session_lifecycle_against_server_everything() {
 #[tokio::test]
 async fn stdio_progress_events_arrive_before_the_result() {
     let svc = everything(&new_tag(), StdioLimits::default());
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     let started = Instant::now();
     let resp = post(
         &svc,
@@ -388,7 +165,7 @@ async fn stdio_progress_events_arrive_before_the_result() {
 #[tokio::test]
 async fn stdio_get_stream_delivers_session_notifications_and_is_exclusive() {
     let svc = everything(&new_tag(), StdioLimits::default());
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     let resp = get(&svc, &session).await;
     assert_eq!(resp.status, 200);
     assert_eq!(header(&resp, "x-accel-buffering"), Some("no"));
@@ -451,8 +228,8 @@ async fn stdio_process_cap_answers_503() {
             ..StdioLimits::default()
         },
     );
-    let first = open_session(&svc).await;
-    let resp = post(&svc, None, ACCEPT_BOTH, init_request()).await;
+    let first = open_session(&svc, PROTOCOL).await;
+    let resp = post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
     assert_eq!(resp.status, 503);
     let v = json_body(resp).await;
     let msg = rpc_error_message(&v);
@@ -461,7 +238,7 @@ async fn stdio_process_cap_answers_503() {
         "{msg}"
     );
     delete(&svc, &first).await;
-    let again = open_session(&svc).await;
+    let again = open_session(&svc, PROTOCOL).await;
     delete(&svc, &again).await;
 }
 
@@ -472,7 +249,7 @@ async fn stdio_a_server_that_dies_at_start_is_reported() {
         StdioLimits::default(),
     );
     let started = Instant::now();
-    let resp = post(&svc, None, ACCEPT_BOTH, init_request()).await;
+    let resp = post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
     assert_eq!(resp.status, 502);
     assert!(header(&resp, "mcp-session-id").is_none());
     let msg = rpc_error_message(&json_body(resp).await);
@@ -482,7 +259,7 @@ async fn stdio_a_server_that_dies_at_start_is_reported() {
     assert_eq!(svc.process_count(), 0);
 
     let svc = command_service(&["/nonexistent/mcp-server"], StdioLimits::default());
-    let resp = post(&svc, None, ACCEPT_BOTH, init_request()).await;
+    let resp = post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
     assert_eq!(resp.status, 502);
     let msg = rpc_error_message(&json_body(resp).await);
     assert!(
@@ -496,7 +273,7 @@ async fn stdio_a_server_that_dies_at_start_is_reported() {
 async fn stdio_a_crash_mid_request_ends_the_stream_with_an_error() {
     let tag = new_tag();
     let svc = everything(&tag, StdioLimits::default());
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     let pid = the_pid(&tag);
     let resp = post(
         &svc,
@@ -550,9 +327,9 @@ async fn stdio_junk_and_oversized_stdout_lines_are_skipped() {
             process.stdout.write(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }) + '\n');
         });
     "#;
-    let node = peers().node;
+    let node = peer("NODE22");
     let svc = command_service(&[&node, "-e", script], StdioLimits::default());
-    let resp = post(&svc, None, ACCEPT_JSON, init_request()).await;
+    let resp = post(&svc, None, ACCEPT_JSON, init_request(PROTOCOL)).await;
     assert_eq!(resp.status, 200);
     let session = header(&resp, "mcp-session-id").expect("session").to_owned();
     assert_eq!(
@@ -575,7 +352,7 @@ async fn stdio_idle_sessions_are_closed() {
             ..StdioLimits::default()
         },
     );
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     let pid = the_pid(&tag);
     // A request in flight is not idleness, even past the timeout.
     let msgs = sse_body(
@@ -601,7 +378,7 @@ async fn stdio_idle_sessions_are_closed() {
 #[tokio::test]
 async fn stdio_a_dropped_stream_leaves_no_route_behind() {
     let svc = everything(&new_tag(), StdioLimits::default());
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     let resp = post(
         &svc,
         Some(&session),
@@ -630,7 +407,7 @@ async fn stdio_a_dropped_stream_leaves_no_route_behind() {
 #[tokio::test]
 async fn stdio_client_cancellation_ends_the_stream() {
     let svc = everything(&new_tag(), StdioLimits::default());
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     let resp = post(
         &svc,
         Some(&session),
@@ -659,7 +436,7 @@ async fn stdio_client_cancellation_ends_the_stream() {
 #[tokio::test]
 async fn stdio_batches_are_answered_together() {
     let svc = everything(&new_tag(), StdioLimits::default());
-    let session = open_session(&svc).await;
+    let session = open_session(&svc, PROTOCOL).await;
     let batch = json!([
         {"jsonrpc": "2.0", "id": 1, "method": "ping"},
         {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"},
@@ -687,8 +464,8 @@ async fn stdio_batches_are_answered_together() {
 async fn stdio_shutdown_ends_every_process() {
     let tag = new_tag();
     let svc = everything(&tag, StdioLimits::default());
-    let _a = open_session(&svc).await;
-    let _b = open_session(&svc).await;
+    let _a = open_session(&svc, PROTOCOL).await;
+    let _b = open_session(&svc, PROTOCOL).await;
     let pids = pids_with_tag(&tag);
     assert_eq!(pids.len(), 2);
     tokio::time::timeout(STEP, svc.shutdown())
@@ -697,7 +474,9 @@ async fn stdio_shutdown_ends_every_process() {
     assert!(pids.iter().all(|&p| !alive(p)), "processes left: {pids:?}");
     assert_eq!(svc.process_count(), 0);
     assert_eq!(
-        post(&svc, None, ACCEPT_BOTH, init_request()).await.status,
+        post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL))
+            .await
+            .status,
         503
     );
 }
@@ -706,7 +485,7 @@ async fn stdio_shutdown_ends_every_process() {
 async fn stdio_dropping_the_service_kills_its_processes() {
     let tag = new_tag();
     let svc = everything(&tag, StdioLimits::default());
-    let _session = open_session(&svc).await;
+    let _session = open_session(&svc, PROTOCOL).await;
     let pid = the_pid(&tag);
     drop(svc);
     let deadline = Instant::now() + Duration::from_secs(5);
