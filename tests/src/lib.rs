@@ -573,3 +573,36 @@ pub fn assert_live_progress(v: &serde_json::Value) {
         "progress out of order: {v}"
     );
 }
+
+/// The official TypeScript SDK client script (`tests/peers/ts-client.mjs`) aimed at `url`.
+pub fn ts_client(peers: &Peers, url: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(peers.path("NODE22"));
+    cmd.arg(peers.path("TS_CLIENT")).arg(url).args(args);
+    cmd
+}
+
+/// The official Python SDK client script (`tests/peers/py-client.py`) aimed at `url`.
+pub fn py_client(peers: &Peers, url: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(peers.path("VENV_PYTHON"));
+    cmd.arg(peers.path("PY_CLIENT")).arg(url).args(args);
+    cmd
+}
+
+/// Runs a client script (it prints one JSON line) against `d`, trusting `d`'s CA; on failure
+/// shows the client's output and the edge's and connector's logs.
+pub fn run_client(d: &Deployment, cmd: &mut Command) -> serde_json::Value {
+    let out = cmd
+        .env("UNDERPASS_CA_FILE", d.pki.ca())
+        .output()
+        .expect("run MCP client");
+    assert!(
+        out.status.success(),
+        "MCP client failed:\n{}\nedge log:\n{}\nconnector log:\n{}",
+        show(&out),
+        d.edge.log_text(),
+        d.connector.log_text()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("client printed no JSON ({e}):\n{}", show(&out)))
+}

@@ -70,20 +70,15 @@ fn python_sdk_auto_mode_reaches_a_2026_07_28_backend() {
     );
     backend.wait_for_log("Uvicorn running", std::time::Duration::from_secs(30));
     let d = Deployment::start(true, "modern", &format!("http://127.0.0.1:{port}/mcp"));
-    let out = std::process::Command::new(peers.path("VENV_PYTHON"))
-        .arg(peers.path("PY_CLIENT"))
-        .arg(d.edge_setup.url("modern"))
-        .args(["smoke", "--mode=auto", "--message=modern era"])
-        .env("UNDERPASS_CA_FILE", d.pki.ca())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\nedge log:\n{}",
-        show(&out),
-        d.edge.log_text()
+    let url = d.edge_setup.url("modern");
+    let v = run_client(
+        &d,
+        &mut py_client(
+            &peers,
+            &url,
+            &["smoke", "--mode=auto", "--message=modern era"],
+        ),
     );
-    let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
     assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
     assert_eq!(v["sessionId"], serde_json::Value::Null, "{v}");
     assert_eq!(v["echo"], "Echo: modern era", "{v}");

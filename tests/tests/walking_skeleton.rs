@@ -9,14 +9,6 @@ use serde_json::{json, Value};
 use underpass_tests::http::{self, mcp_post};
 use underpass_tests::*;
 
-fn run_client(cmd: &mut Command) -> Value {
-    let out = cmd.output().expect("run MCP client");
-    assert!(out.status.success(), "MCP client failed:\n{}", show(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("client printed no JSON ({e}):\n{}", show(&out)))
-}
-
 /// What a user checks after pointing an MCP client at the edge: it initializes, sees the tools,
 /// calls one, reads a resource, and gets the progress of a long-running tool as it happens.
 fn assert_smoke(v: &Value, greeting: &str) {
@@ -62,12 +54,10 @@ fn everything_over_https() -> (Peers, Deployment, (Proc, tempfile::TempDir)) {
 fn typescript_sdk_client_through_the_tunnel_over_https() {
     let (peers, d, _backend) = everything_over_https();
 
+    let url = d.edge_setup.url("everything");
     let v = run_client(
-        Command::new(peers.path("NODE22"))
-            .arg(peers.path("TS_CLIENT"))
-            .arg(d.edge_setup.url("everything"))
-            .args(["smoke", "--message=through the tunnel"])
-            .env("UNDERPASS_CA_FILE", d.pki.ca()),
+        &d,
+        &mut ts_client(&peers, &url, &["smoke", "--message=through the tunnel"]),
     );
     assert_smoke(&v, "through the tunnel");
 }
@@ -76,12 +66,10 @@ fn typescript_sdk_client_through_the_tunnel_over_https() {
 fn python_sdk_client_through_the_tunnel() {
     let (peers, d, _backend) = everything_over_https();
 
+    let url = d.edge_setup.url("everything");
     let v = run_client(
-        Command::new(peers.path("VENV_PYTHON"))
-            .arg(peers.path("PY_CLIENT"))
-            .arg(d.edge_setup.url("everything"))
-            .args(["smoke", "--message=python via underpass"])
-            .env("UNDERPASS_CA_FILE", d.pki.ca()),
+        &d,
+        &mut py_client(&peers, &url, &["smoke", "--message=python via underpass"]),
     );
     assert_smoke(&v, "python via underpass");
 }
@@ -426,12 +414,10 @@ fn connector_listens_on_no_port() {
 #[test]
 fn sampling_and_elicitation_round_trips_through_the_tunnel() {
     let (peers, d, _backend) = everything_over_https();
+    let url = d.edge_setup.url("everything");
     let v = run_client(
-        Command::new(peers.path("NODE22"))
-            .arg(peers.path("TS_CLIENT"))
-            .arg(d.edge_setup.url("everything"))
-            .args(["roundtrips", "--message=tell me a story"])
-            .env("UNDERPASS_CA_FILE", d.pki.ca()),
+        &d,
+        &mut ts_client(&peers, &url, &["roundtrips", "--message=tell me a story"]),
     );
     let sampling = v["samplingRequests"].as_array().expect("samplingRequests");
     assert_eq!(sampling.len(), 1, "{v}");
