@@ -33,6 +33,9 @@ pub struct Call {
 pub struct Admitted {
     pub identity: Identity,
     pub calls: Vec<Call>,
+    /// The policy that decided: list filtering of the response uses the same one, even if
+    /// a reload lands meanwhile.
+    pub policy: std::sync::Arc<crate::policy::Policy>,
 }
 
 /// A finished response refusing the request (boxed: responses are large).
@@ -250,7 +253,11 @@ pub fn admit(
     }
     audit.decision = Some(AuditDecision::Allow);
     audit.rule = Some(rule);
-    Ok(Admitted { identity, calls })
+    Ok(Admitted {
+        identity,
+        calls,
+        policy,
+    })
 }
 
 /// Media types: a POST carries JSON and accepts JSON or an event stream; a GET accepts an

@@ -258,7 +258,7 @@ async fn forward(
         .any(|c| c.method == "notifications/initialized");
     let filter = ListFilter::for_request(
         &admitted.calls,
-        state.policy.get(),
+        admitted.policy.clone(),
         admitted.identity.principals(),
         &bridge.service,
     );

@@ -121,33 +121,18 @@ pub async fn handle(
     let resp = match route(parts.uri.path()) {
         Route::Service(service) => {
             let started = Instant::now();
-            let mut audit = AuditRecord {
-                service: Some(service.to_owned()),
-                trace_id: Some(trace_id(&parts.headers)),
-                bytes_in: Some(body.len() as u64),
-                session: parts
-                    .headers
-                    .get(SESSION_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
-                outcome: "ok".into(),
-                ..AuditRecord::default()
-            };
+            let mut audit = audit_record(service, &parts, body.len());
+            audit.session = parts
+                .headers
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let resp = relay(&state, &conn, service, &parts, body, &mut audit).await;
-            match &state.auditor {
-                Some(auditor) => crate::audited::wrap(resp, audit, started, auditor.clone()),
-                None => resp,
-            }
+            audited(&state, resp, audit, started)
         }
         Route::LegacySse(service) => {
             let started = Instant::now();
-            let mut audit = AuditRecord {
-                service: Some(service.to_owned()),
-                trace_id: Some(trace_id(&parts.headers)),
-                bytes_in: Some(body.len() as u64),
-                outcome: "ok".into(),
-                ..AuditRecord::default()
-            };
+            let mut audit = audit_record(service, &parts, body.len());
             let resp = match parts.method {
                 Method::GET => {
                     crate::legacy_sse::open(&state, &conn, service, &parts, &mut audit).await
@@ -161,10 +146,7 @@ pub async fn handle(
                     "the 2024-11-05 SSE endpoint takes GET and POST",
                 ),
             };
-            match &state.auditor {
-                Some(auditor) => crate::audited::wrap(resp, audit, started, auditor.clone()),
-                None => resp,
-            }
+            audited(&state, resp, audit, started)
         }
         Route::Federated => error_response(
             StatusCode::NOT_IMPLEMENTED,
@@ -366,9 +348,13 @@ async fn relay(
         }
     }
     let principals = admitted.identity.principals();
-    let list_filter =
-        ListFilter::for_request(&admitted.calls, state.policy.get(), principals, service)
-            .filter(|_| status.is_success());
+    let list_filter = ListFilter::for_request(
+        &admitted.calls,
+        admitted.policy.clone(),
+        principals,
+        service,
+    )
+    .filter(|_| status.is_success());
     let body = match (list_filter, is_sse) {
         (None, _) => UnsyncBoxBody::new(StreamBody::new(stream)),
         (Some(f), true) => UnsyncBoxBody::new(StreamBody::new(filter::filter_sse(stream, f))),
@@ -394,6 +380,30 @@ async fn relay(
 }
 
 /// Sends one request down a fresh stream and waits for the response head.
+/// The audit line of a request to `service`, before anything is decided.
+fn audit_record(service: &str, parts: &http::request::Parts, bytes_in: usize) -> AuditRecord {
+    AuditRecord {
+        service: Some(service.to_owned()),
+        trace_id: Some(trace_id(&parts.headers)),
+        bytes_in: Some(bytes_in as u64),
+        outcome: "ok".into(),
+        ..AuditRecord::default()
+    }
+}
+
+/// The response, writing `audit` when its body ends (when an audit log is configured).
+fn audited(
+    state: &State,
+    resp: Response<Body>,
+    audit: AuditRecord,
+    started: Instant,
+) -> Response<Body> {
+    match &state.auditor {
+        Some(auditor) => crate::audited::wrap(resp, audit, started, auditor.clone()),
+        None => resp,
+    }
+}
+
 pub(crate) async fn exchange(
     conn: &quinn::Connection,
     head: &RequestHead,
@@ -463,14 +473,16 @@ pub(crate) fn response_stream(
 
 /// `result.supportedVersions` of a `server/discover` response (JSON or SSE body).
 fn discovered_versions(raw: &[u8], is_sse: bool) -> Option<Vec<String>> {
-    let text = std::str::from_utf8(raw).ok()?;
     let messages: Vec<serde_json::Value> = if is_sse {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        let mut parser = underpass_shared::mcp::SseParser::default();
+        let mut events = parser.feed(raw).ok()?;
+        events.extend(parser.feed(b"\n\n").ok()?); // dispatch an unterminated last event
+        events
+            .iter()
+            .filter_map(|e| serde_json::from_str(e.data()?).ok())
             .collect()
     } else {
-        vec![serde_json::from_str(text).ok()?]
+        vec![serde_json::from_slice(raw).ok()?]
     };
     messages.iter().find_map(|m| {
         let list = m.get("result")?.get("supportedVersions")?.as_array()?;
@@ -626,6 +638,18 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, vec!["mcp-protocol-version", "accept"]);
+    }
+
+    #[test]
+    fn versions_from_discover_answers() {
+        let json = br#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28","2025-11-25"]}}"#;
+        let want = Some(vec!["2026-07-28".to_owned(), "2025-11-25".to_owned()]);
+        assert_eq!(discovered_versions(json, false), want);
+        let sse = b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata: \"result\":{\"supportedVersions\":[\"2026-07-28\",\"2025-11-25\"]}}\n\n";
+        assert_eq!(discovered_versions(sse, true), want);
+        let unterminated = b": keep-alive\n\ndata: {\"id\":1,\"result\":{\"supportedVersions\":[\"2026-07-28\",\"2025-11-25\"]}}";
+        assert_eq!(discovered_versions(unterminated, true), want);
+        assert_eq!(discovered_versions(b"not json", false), None);
     }
 
     #[test]
