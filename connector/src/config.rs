@@ -20,6 +20,7 @@ pub struct ConnectorConfig {
     /// Tokio worker threads. Default 1: on the 2-core hosts measured (edge, connector and
     /// backends sharing the cores) one worker had lower latency and higher throughput than
     /// several, because every cross-thread hop costs a wake-up. Raise it on larger machines.
+    /// With 1, every task runs on one thread (a current-thread runtime).
     #[serde(default = "default_worker_threads")]
     pub worker_threads: usize,
     /// Edge tunnel addresses (`host:port`, UDP) to dial. The connector keeps a tunnel to each.

@@ -32,19 +32,10 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    underpass_shared::init_logging();
     let result =
         underpass_connector::config::ConnectorConfig::load(&cli.config).and_then(|config| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(config.worker_threads.max(1))
-                .enable_all()
-                .build()?
+            underpass_shared::runtime(config.worker_threads)?
                 .block_on(underpass_connector::run(config))
         });
     match result {

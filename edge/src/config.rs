@@ -21,6 +21,7 @@ pub struct EdgeConfig {
     /// Tokio worker threads. Default 1: on the 2-core hosts measured (edge, connector and
     /// backends sharing the cores) one worker had lower latency and higher throughput than
     /// several, because every cross-thread hop costs a wake-up. Raise it on larger machines.
+    /// With 1, every task runs on one thread (a current-thread runtime).
     #[serde(default = "default_worker_threads")]
     pub worker_threads: usize,
     /// File of revoked certificate serials (one per line, as `underpass-certs revoke` writes).

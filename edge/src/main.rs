@@ -131,19 +131,9 @@ fn main() -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    underpass_shared::init_logging();
     let config = EdgeConfig::load(path)?;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.worker_threads.max(1))
-        .enable_all()
-        .build()?
-        .block_on(underpass_edge::run(config))
+    underpass_shared::runtime(config.worker_threads)?.block_on(underpass_edge::run(config))
 }
 
 #[allow(clippy::too_many_arguments)] // one per CLI flag
