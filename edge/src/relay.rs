@@ -96,16 +96,20 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     // Read the (bounded) body before any decision: answering early and leaving it unread
     // makes HTTP/2 reset the stream, which some clients report as a transport error.
-    let (parts, body) = req.into_parts();
+    let (parts, mut body) = req.into_parts();
     let limit = state.config.clients.max_request_body;
-    let body = match Limited::new(body, limit).collect().await {
+    let body = match Limited::new(&mut body, limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Ok(error_response(
+            discard_rest(&mut body).await;
+            let mut resp = error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 -32600,
                 &format!("request body exceeds the edge's limit of {limit} bytes"),
-            ))
+            );
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(resp);
         }
         Err(e) => {
             return Ok(error_response(
@@ -160,6 +164,24 @@ pub async fn handle(
         ),
     };
     Ok(resp)
+}
+
+/// Reads and drops what is left of a refused request body (bounded in bytes and time), so
+/// that a client still sending gets to read the refusal: closing a socket with unread data
+/// makes the kernel reset the connection, and the client may lose the answer with it.
+async fn discard_rest(body: &mut Incoming) {
+    const MAX_DISCARD: usize = 64 * 1024 * 1024;
+    const MAX_WAIT: Duration = Duration::from_secs(5);
+    let drain = async {
+        let mut discarded = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            discarded += frame.data_ref().map_or(0, Bytes::len);
+            if discarded > MAX_DISCARD {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(MAX_WAIT, drain).await;
 }
 
 async fn relay(
