@@ -67,6 +67,38 @@ fn bench_smoke_run_writes_every_figure() {
         "{v}"
     );
 
+    assert!(
+        rows.iter()
+            .all(|r| r["path"] == "direct" || r["path"] == "tunnel"),
+        "latency holds direct and tunnel rows only: {v}"
+    );
+
+    // The reference path (two chained byte-copying TCP relays), 100 B only, kept apart.
+    let relay = v["reference_relay"]
+        .as_array()
+        .expect("reference_relay rows");
+    for era in ["legacy", "modern"] {
+        assert!(
+            relay.iter().any(|r| r["era"] == era),
+            "no relay {era} rows: {v}"
+        );
+    }
+    for r in relay {
+        assert_eq!(r["path"], "relay", "{r}");
+        assert_eq!(r["payload_bytes"].as_u64(), Some(100), "{r}");
+        for key in ["concurrency", "p50_us", "p99_us", "max_us", "rps"] {
+            assert!(r[key].is_number(), "{key} missing in {r}");
+        }
+        assert!(r["rps"].as_f64().unwrap() > 0.0, "no requests relayed: {r}");
+        assert_eq!(r["errors"].as_u64(), Some(0), "relay errors: {r}");
+        for hop in ["relay1", "relay2"] {
+            assert!(
+                r["cpu_us_per_req"][hop].is_number(),
+                "{hop} CPU missing in {r}"
+            );
+        }
+    }
+
     let sessions = v["sessions"].as_array().expect("sessions rows");
     assert!(sessions.len() >= 2, "{v}");
     for s in sessions {

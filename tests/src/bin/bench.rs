@@ -10,6 +10,11 @@
 //! - resident memory of edge and connector with many idle legacy sessions;
 //! - time from SIGTERM of the edge until a `tools/call` through the restarted edge succeeds.
 //!
+//! A third, **reference** path (`relay`, 100-byte results only) goes through two chained
+//! `underpass-tcp-relay` processes that do nothing but copy bytes (load generator → relay 1 →
+//! relay 2 → echo backend): the floor that any two-process tunnel pays on this machine for two
+//! extra TCP hops and process wake-ups. It is reported beside the tunnel, never as a target.
+//!
 //! Prints markdown tables; `--json FILE` writes every figure. Loopback only; every loop is
 //! bounded by a deadline.
 
@@ -92,7 +97,8 @@ struct Args {
     /// Keep the scratch folder (configs, PKI, logs) and print its path.
     #[arg(long)]
     keep: bool,
-    /// Paths to measure in the latency phase: direct, tunnel (default both).
+    /// Paths to measure in the latency phase: direct, relay (the two-hop TCP relay reference,
+    /// 100-byte results only), tunnel (default all three).
     #[arg(long, value_delimiter = ',')]
     paths: Option<Vec<String>>,
     /// A fixed number of measured requests per latency cell instead of a duration (for
@@ -157,12 +163,13 @@ impl Plan {
             paths: a
                 .paths
                 .clone()
-                .unwrap_or_else(|| vec!["direct".into(), "tunnel".into()])
+                .unwrap_or_else(|| vec!["direct".into(), "relay".into(), "tunnel".into()])
                 .iter()
                 .map(|p| match p.as_str() {
                     "direct" => "direct",
+                    "relay" => "relay",
                     "tunnel" => "tunnel",
-                    other => panic!("unknown path {other:?}: direct or tunnel"),
+                    other => panic!("unknown path {other:?}: direct, relay or tunnel"),
                 })
                 .collect(),
             requests: a.requests,
@@ -171,6 +178,16 @@ impl Plan {
     }
     fn runs(&self, phase: &str) -> bool {
         self.phases.iter().any(|p| p == phase)
+    }
+    /// Whether a latency cell is measured: the relay reference only with small results.
+    fn measures(&self, path: &str, payload: usize) -> bool {
+        path != "relay" || payload == SMALL
+    }
+    /// Whether the relay processes are needed at all.
+    fn needs_relay(&self) -> bool {
+        self.runs("latency")
+            && self.paths.contains(&"relay")
+            && self.payloads.iter().any(|&p| self.measures("relay", p))
     }
 }
 
@@ -618,17 +635,45 @@ struct Stack {
     connector_config: PathBuf,
     backend: Proc,
     backend_addr: SocketAddr,
+    /// The reference path, when measured: two chained byte-copying relays.
+    relay: Option<Relay>,
     restarts: usize,
 }
 
-fn echo_backend_bin() -> PathBuf {
+/// `relay1` listens on `addr` and relays to `relay2`, which relays to the echo backend.
+struct Relay {
+    relay1: Proc,
+    relay2: Proc,
+    addr: SocketAddr,
+}
+
+/// A helper binary of this crate: next to this executable (the same build), else the
+/// workspace's release build.
+fn sibling_bin(name: &str) -> PathBuf {
     let here = std::env::current_exe()
         .ok()
-        .and_then(|p| p.parent().map(|d| d.join("underpass-echo-backend")));
+        .and_then(|p| p.parent().map(|d| d.join(name)));
     match here {
         Some(p) if p.exists() => p,
-        _ => bin("underpass-echo-backend"),
+        _ => bin(name),
     }
+}
+
+/// Starts one `underpass-tcp-relay` on a free loopback port and waits until it listens.
+fn spawn_relay(dir: &Path, name: &str, to: SocketAddr) -> (Proc, SocketAddr) {
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut p = Proc::spawn(
+        name,
+        dir,
+        Command::new(sibling_bin("underpass-tcp-relay")).args([
+            "--listen",
+            &addr.to_string(),
+            "--to",
+            &to.to_string(),
+        ]),
+    );
+    p.wait_for_log("listening on", Duration::from_secs(20));
+    (p, addr)
 }
 
 static TUNNEL_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
@@ -655,7 +700,7 @@ fn spawn_connector(dir: &Path, config: &Path, name: &str) -> Proc {
 }
 
 impl Stack {
-    fn start(dir: &Path, backend_threads: usize) -> Stack {
+    fn start(dir: &Path, backend_threads: usize, with_relay: bool) -> Stack {
         let pki = Pki::init(&dir.join("pki"));
         pki.issue("edge", "edge");
         let (cert, key) = pki.issue("connector", "dc1");
@@ -665,7 +710,7 @@ impl Stack {
         let mut backend = Proc::spawn(
             "echo-backend",
             dir,
-            Command::new(echo_backend_bin()).args([
+            Command::new(sibling_bin("underpass-echo-backend")).args([
                 "--listen",
                 &backend_addr.to_string(),
                 "--threads",
@@ -673,6 +718,16 @@ impl Stack {
             ]),
         );
         backend.wait_for_log("listening on", Duration::from_secs(20));
+        // The far end of the chain first, so that every hop listens before anything connects.
+        let relay = with_relay.then(|| {
+            let (relay2, relay2_addr) = spawn_relay(dir, "relay2", backend_addr);
+            let (relay1, addr) = spawn_relay(dir, "relay1", relay2_addr);
+            Relay {
+                relay1,
+                relay2,
+                addr,
+            }
+        });
 
         let edge_setup = EdgeSetup::write(
             dir,
@@ -704,6 +759,7 @@ impl Stack {
             connector_config,
             backend,
             backend_addr,
+            relay,
             restarts: 0,
         }
     }
@@ -730,6 +786,10 @@ impl Stack {
 
     fn direct(&self) -> Target {
         Target::new(self.backend_addr, "/mcp")
+    }
+
+    fn relay(&self) -> Option<Target> {
+        self.relay.as_ref().map(|r| Target::new(r.addr, "/mcp"))
     }
 
     fn tunnel(&self) -> Target {
@@ -881,15 +941,24 @@ fn run_cell(
     concurrency: usize,
     payload: usize,
 ) -> Row {
-    let t = Arc::new(if path == "direct" {
-        stack.direct()
-    } else {
-        stack.tunnel()
+    let t = Arc::new(match path {
+        "direct" => stack.direct(),
+        "relay" => stack
+            .relay()
+            .expect("relay processes started for the relay path"),
+        _ => stack.tunnel(),
     });
     let mut procs: Vec<(&'static str, u32)> = vec![("backend", stack.backend.pid())];
-    if path == "tunnel" {
-        procs.push(("edge", stack.edge.pid()));
-        procs.push(("connector", stack.connector.pid()));
+    match (path, &stack.relay) {
+        ("tunnel", _) => {
+            procs.push(("edge", stack.edge.pid()));
+            procs.push(("connector", stack.connector.pid()));
+        }
+        ("relay", Some(r)) => {
+            procs.push(("relay1", r.relay1.pid()));
+            procs.push(("relay2", r.relay2.pid()));
+        }
+        _ => {}
     }
     procs.push(("bench", std::process::id()));
     let start = Instant::now();
@@ -1276,6 +1345,16 @@ fn csw_of(r: &Row, name: &str) -> f64 {
         .map_or(0.0, |c| c.2)
 }
 
+/// The two processes between load generator and backend: edge and connector for the tunnel,
+/// relay 1 and relay 2 for the reference relay (shown in the e and k columns).
+fn hops_of(r: &Row) -> (&'static str, &'static str) {
+    if r.path == "relay" {
+        ("relay1", "relay2")
+    } else {
+        ("edge", "connector")
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let plan = Plan::from(&args);
@@ -1314,10 +1393,15 @@ fn main() -> std::process::ExitCode {
     }
     let overall = Instant::now();
     eprintln!(
-        "starting PKI, echo backend, edge and connector in {}",
+        "starting PKI, echo backend, {}edge and connector in {}",
+        if plan.needs_relay() {
+            "two TCP relays, "
+        } else {
+            ""
+        },
         dir.display()
     );
-    let mut stack = Stack::start(&dir, args.backend_threads);
+    let mut stack = Stack::start(&dir, args.backend_threads, plan.needs_relay());
 
     if args.pause {
         eprintln!(
@@ -1328,6 +1412,14 @@ fn main() -> std::process::ExitCode {
             stack.edge_setup.client_port,
             stack.backend_addr
         );
+        if let Some(r) = &stack.relay {
+            eprintln!(
+                "        relay1 pid {}, relay2 pid {}, relay http://{}/mcp",
+                r.relay1.pid(),
+                r.relay2.pid(),
+                r.addr
+            );
+        }
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
     }
@@ -1339,6 +1431,9 @@ fn main() -> std::process::ExitCode {
             for &payload in &plan.payloads {
                 for &c in &plan.concurrency {
                     for &path in &plan.paths {
+                        if !plan.measures(path, payload) {
+                            continue;
+                        }
                         let row = run_cell(&clients, &plan, &stack, path, era, c, payload);
                         eprintln!(
                             "  {path:6} {:6} {:>7} c={c:<3}: p50 {:>8} µs  p99 {:>8} µs  {:>9.0} rps  errors {}{}",
@@ -1419,11 +1514,12 @@ fn main() -> std::process::ExitCode {
     };
     let _ = writeln!(out, "\n## Direct vs tunnel (`tools/call`, closed loop, one HTTP/1.1 connection per worker; {} s per cell after {} s warm-up)\n",
         plan.duration.as_secs_f64(), plan.warmup.as_secs_f64());
-    let _ = writeln!(out, "| era | result | c | direct p50 µs | tunnel p50 µs | added p50 µs | direct p99 µs | tunnel p99 µs | direct rps | tunnel rps | tunnel/direct |");
+    let _ = writeln!(out, "| era | result | c | direct p50 µs | tunnel p50 µs | added p50 µs | direct p99 µs | tunnel p99 µs | direct rps | tunnel rps | tunnel/direct | relay/direct | tunnel/relay |");
     let _ = writeln!(
         out,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     for &era in &plan.eras {
         for &p in &plan.payloads {
             for &c in &plan.concurrency {
@@ -1431,9 +1527,16 @@ fn main() -> std::process::ExitCode {
                 else {
                     continue;
                 };
+                let (relay_direct, tunnel_relay) = match find("relay", era, c, p) {
+                    Some(r) => (
+                        format!("{:.2}", ratio(r.rps, d.rps)),
+                        format!("{:.2}", ratio(t.rps, r.rps)),
+                    ),
+                    None => ("—".to_string(), "—".to_string()),
+                };
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {c} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} |",
+                    "| {} | {} | {c} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {relay_direct} | {tunnel_relay} |",
                     era.name(),
                     payload_name(p),
                     fmt_us(d.us(0.5)),
@@ -1443,19 +1546,23 @@ fn main() -> std::process::ExitCode {
                     fmt_us(t.us(0.99)),
                     d.rps,
                     t.rps,
-                    if d.rps > 0.0 { t.rps / d.rps } else { 0.0 },
+                    ratio(t.rps, d.rps),
                 );
             }
         }
     }
+    if rows.iter().any(|r| r.path == "relay") {
+        let _ = writeln!(out, "\nrelay = the reference path, two chained do-nothing byte-copying TCP relays (`underpass-tcp-relay`, 100 B only): the floor of any two-process tunnel on this machine. relay/direct and tunnel/relay are throughput ratios; — where the relay was not measured.");
+    }
     if !rows.is_empty() {
-        let _ = writeln!(out, "\n### All rows (CPU µs per request of each process: b = backend, e = edge, k = connector, g = load generator; cs = context switches per request of edge + connector; other CPU = CPU used by processes that are not part of the benchmark, % of one core: high values mean a noisy cell)\n");
+        let _ = writeln!(out, "\n### All rows (CPU µs per request of each process: b = backend, e = edge, k = connector, g = load generator; for relay rows e = relay 1 and k = relay 2; cs = context switches per request of edge + connector, or relay 1 + relay 2; other CPU = CPU used by processes that are not part of the benchmark, % of one core: high values mean a noisy cell)\n");
         let _ = writeln!(out, "| path | era | result | c | p50 µs | p90 µs | p99 µs | max µs | rps | Gbit/s | CPU b/e/k/g µs | cs e+k | other CPU % | errors |");
         let _ = writeln!(
             out,
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
         );
         for r in &rows {
+            let (e, k) = hops_of(r);
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.0}/{:.0}/{:.0}/{:.0} | {:.1} | {:.0} | {} |",
@@ -1470,10 +1577,10 @@ fn main() -> std::process::ExitCode {
                 r.rps,
                 r.gbit(),
                 cpu_of(r, "backend"),
-                cpu_of(r, "edge"),
-                cpu_of(r, "connector"),
+                cpu_of(r, e),
+                cpu_of(r, k),
                 cpu_of(r, "bench"),
-                csw_of(r, "edge") + csw_of(r, "connector"),
+                csw_of(r, e) + csw_of(r, k),
                 r.foreign_cpu_pct,
                 r.errors
             );
@@ -1534,11 +1641,18 @@ fn main() -> std::process::ExitCode {
 
     // ---- targets
     let mut targets: Vec<Value> = Vec::new();
-    let mut target = |name: &str, measured: Option<f64>, unit: &str, limit: f64, le: bool| {
-        let met = measured.map(|m| if le { m <= limit } else { m >= limit });
+    // `limit: None` makes an informational row (a reference, not a target): printed in the
+    // table, left out of the JSON `targets`.
+    let mut target = |name: &str,
+                      measured: Option<f64>,
+                      unit: &str,
+                      limit: Option<f64>,
+                      le: bool| {
+        let met =
+            limit.and_then(|limit| measured.map(|m| if le { m <= limit } else { m >= limit }));
         targets.push(json!({
             "target": name, "measured": measured.map(|m| (m * 100.0).round() / 100.0),
-            "unit": unit, "limit": limit, "kind": if le { "<=" } else { ">=" }, "met": met,
+            "unit": unit, "limit": limit, "kind": limit.map(|_| if le { "<=" } else { ">=" }), "met": met,
         }));
     };
     for &era in &plan.eras {
@@ -1550,7 +1664,7 @@ fn main() -> std::process::ExitCode {
             &format!("added p50, 100 B, c=1, {}", era.name()),
             added,
             "µs",
-            150.0,
+            Some(150.0),
             true,
         );
         let ratio = match (
@@ -1564,15 +1678,35 @@ fn main() -> std::process::ExitCode {
             &format!("throughput tunnel/direct, 100 B, c=64, {}", era.name()),
             ratio,
             "ratio",
-            0.5,
+            Some(0.5),
             false,
         );
+        if plan.paths.contains(&"relay") {
+            // A reference beside the target, not a target: what two do-nothing hops allow.
+            let floor = match (
+                find("direct", era, 64, SMALL),
+                find("relay", era, 64, SMALL),
+            ) {
+                (Some(d), Some(r)) if d.rps > 0.0 => Some(r.rps / d.rps),
+                _ => None,
+            };
+            target(
+                &format!(
+                    "two-hop TCP relay (floor) throughput/direct, 100 B, c=64, {}",
+                    era.name()
+                ),
+                floor,
+                "ratio",
+                None,
+                false,
+            );
+        }
         let g1 = find("tunnel", era, 1, LARGE).map(Row::gbit);
         target(
             &format!("1 MiB through the tunnel, c=1, {}", era.name()),
             g1,
             "Gbit/s",
-            1.0,
+            Some(1.0),
             false,
         );
         let best = rows
@@ -1584,7 +1718,7 @@ fn main() -> std::process::ExitCode {
             &format!("1 MiB through the tunnel, best concurrency, {}", era.name()),
             best,
             "Gbit/s",
-            1.0,
+            Some(1.0),
             false,
         );
     }
@@ -1599,14 +1733,14 @@ fn main() -> std::process::ExitCode {
         ),
         s10k.map(|s| per_session(s) / 1024.0),
         "KiB",
-        32.0,
+        Some(32.0),
         true,
     );
     target(
         "restart to ready (median)",
         restart_median,
         "ms",
-        1000.0,
+        Some(1000.0),
         true,
     );
 
@@ -1616,15 +1750,20 @@ fn main() -> std::process::ExitCode {
     for t in &targets {
         let _ = writeln!(
             out,
-            "| {} | {} {} | {} {} {} | {} |",
+            "| {} | {} {} | {} | {} |",
             t["target"].as_str().unwrap_or(""),
             t["measured"]
                 .as_f64()
                 .map_or("—".into(), |m| format!("{m}")),
             t["unit"].as_str().unwrap_or(""),
-            t["kind"].as_str().unwrap_or(""),
-            t["limit"],
-            t["unit"].as_str().unwrap_or(""),
+            match t["limit"].as_f64() {
+                Some(l) => format!(
+                    "{} {l} {}",
+                    t["kind"].as_str().unwrap_or(""),
+                    t["unit"].as_str().unwrap_or("")
+                ),
+                None => "—".into(),
+            },
             match t["met"].as_bool() {
                 Some(true) => "yes",
                 Some(false) => "**no**",
@@ -1661,7 +1800,11 @@ fn main() -> std::process::ExitCode {
                 "tunnel_env": args.tunnel_env,
                 "binaries": binaries,
             },
-            "latency": rows.iter().map(Row::json).collect::<Vec<_>>(),
+            "latency": rows.iter().filter(|r| r.path != "relay").map(Row::json).collect::<Vec<_>>(),
+            // The reference path (two do-nothing TCP relays, 100 B only), kept apart so that
+            // `latency` stays direct and tunnel rows; the e/k CPU of these rows is under
+            // `relay1` and `relay2`.
+            "reference_relay": rows.iter().filter(|r| r.path == "relay").map(Row::json).collect::<Vec<_>>(),
             "sessions": sessions.iter().map(|s| json!({
                 "count": s.count,
                 "event_streams": s.streams,
@@ -1675,7 +1818,7 @@ fn main() -> std::process::ExitCode {
             "restart_to_ready_ms": restart_median,
             "restarts": restarts,
             "restart_error": restart_error,
-            "targets": targets,
+            "targets": targets.iter().filter(|t| !t["limit"].is_null()).collect::<Vec<_>>(),
         });
         if let Err(e) = std::fs::write(
             path,
