@@ -321,17 +321,16 @@ enum StrictFail {
     TooDeep,
 }
 
-/// A pass over the document that checks key uniqueness and depth without building
-/// anything. It runs on the same tokenizer (serde_json) as the pass that builds the
-/// [`Value`], so both passes agree on the document's structure.
-struct Check<'a> {
+/// Builds the [`Value`] in one pass, refusing a repeated key (caught when inserting it into
+/// its object) and nesting deeper than [`MAX_DEPTH`].
+struct Strict<'a> {
     depth: usize,
     fail: &'a RefCell<Option<StrictFail>>,
 }
 
-impl<'a> Check<'a> {
-    fn child(&self) -> Check<'a> {
-        Check {
+impl<'a> Strict<'a> {
+    fn child(&self) -> Strict<'a> {
+        Strict {
             depth: self.depth + 1,
             fail: self.fail,
         }
@@ -346,96 +345,71 @@ impl<'a> Check<'a> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Check<'_> {
-    type Value = ();
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Check<'_> {
-    type Value = ();
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
-    fn visit_i128<E>(self, _: i128) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
-    fn visit_u128<E>(self, _: u128) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         self.enter()?;
-        while seq.next_element_seed(self.child())?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.enter()?;
-        let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            if seen.contains(&key) {
-                let shown = quote(&key);
-                *self.fail.borrow_mut() = Some(StrictFail::Duplicate(shown));
-                return Err(de::Error::custom("duplicate key"));
-            }
-            seen.insert(key);
-            map.next_value_seed(self.child())?;
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element_seed(self.child())? {
+            items.push(item);
         }
-        Ok(())
+        Ok(Value::Array(items))
     }
-}
 
-/// Reads an object key, borrowing it from the input when it has no escapes.
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(KeySeed)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.enter()?;
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            // Keys are compared unescaped: `"a"` and `"\u0061"` are the same key.
+            match object.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(map.next_value_seed(self.child())?);
+                }
+                serde_json::map::Entry::Occupied(taken) => {
+                    *self.fail.borrow_mut() = Some(StrictFail::Duplicate(quote(taken.key())));
+                    return Err(de::Error::custom("duplicate key"));
+                }
+            }
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -445,20 +419,17 @@ impl<'de> Visitor<'de> for KeySeed {
 pub fn parse_json_strict(body: &[u8]) -> Result<Value, McpError> {
     let fail = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(body);
-    let checked = Check {
+    let parsed = Strict {
         depth: 0,
         fail: &fail,
     }
     .deserialize(&mut de)
-    .and_then(|()| de.end());
-    if let Err(e) = checked {
-        return Err(match fail.into_inner() {
-            Some(StrictFail::Duplicate(k)) => McpError::DuplicateKey(k),
-            Some(StrictFail::TooDeep) => McpError::TooDeep,
-            None => McpError::Json(e.to_string()),
-        });
-    }
-    serde_json::from_slice(body).map_err(|e| McpError::Json(e.to_string()))
+    .and_then(|value| de.end().map(|()| value));
+    parsed.map_err(|e| match fail.into_inner() {
+        Some(StrictFail::Duplicate(k)) => McpError::DuplicateKey(k),
+        Some(StrictFail::TooDeep) => McpError::TooDeep,
+        None => McpError::Json(e.to_string()),
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1732,6 +1703,29 @@ mod tests {
         }
         // Same key in sibling objects is fine.
         p(r#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":{"k":1},"b":{"k":1}}}"#).unwrap();
+    }
+
+    #[test]
+    fn strict_parse_builds_what_serde_json_builds() {
+        for doc in [
+            r#"{"a":[1,-2,3.5,1e300,18446744073709551615,-9223372036854775808],"b":null}"#,
+            r#"{"s":"\u00e9\n\"q\"","t":true,"f":false,"o":{},"l":[],"u":"\ud83d\ude00"}"#,
+            r#" [ {"k" : {"deep": [[[{"x": "y"}]]]}} , 0.0 , "" ] "#,
+            r#""just a string""#,
+        ] {
+            let expected: Value = serde_json::from_str(doc).unwrap();
+            assert_eq!(
+                parse_json_strict(doc.as_bytes()).unwrap(),
+                expected,
+                "{doc}"
+            );
+        }
+        for bad in ["", "{", r#"{"a":1}x"#, "[1,]", "\u{feff}{}"] {
+            assert!(
+                matches!(parse_json_strict(bad.as_bytes()), Err(McpError::Json(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

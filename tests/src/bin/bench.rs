@@ -1313,11 +1313,21 @@ fn sessions_phase(
 // ---------------------------------------------------------------------------------------------
 // Report.
 
+/// Microseconds as the tables print them: bare µs, or "… ms" from 10 ms up.
 fn fmt_us(x: f64) -> String {
     if x >= 10_000.0 {
         format!("{:.1} ms", x / 1000.0)
     } else {
         format!("{x:.0}")
+    }
+}
+
+/// Microseconds with their unit, for the progress lines.
+fn fmt_duration(x: f64) -> String {
+    if x >= 10_000.0 {
+        fmt_us(x)
+    } else {
+        format!("{x:.0} µs")
     }
 }
 
@@ -1436,11 +1446,11 @@ fn main() -> std::process::ExitCode {
                         }
                         let row = run_cell(&clients, &plan, &stack, path, era, c, payload);
                         eprintln!(
-                            "  {path:6} {:6} {:>7} c={c:<3}: p50 {:>8} µs  p99 {:>8} µs  {:>9.0} rps  errors {}{}",
+                            "  {path:6} {:6} {:>7} c={c:<3}: p50 {:>8}  p99 {:>8}  {:>9.0} rps  errors {}{}",
                             era.name(),
                             payload_name(payload),
-                            fmt_us(row.us(0.5)),
-                            fmt_us(row.us(0.99)),
+                            fmt_duration(row.us(0.5)),
+                            fmt_duration(row.us(0.99)),
                             row.rps,
                             row.errors,
                             row.first_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
