@@ -178,47 +178,7 @@ async fn sse_session_lifecycle_against_server_everything() {
 async fn sse_progress_events_arrive_before_the_result() {
     let server = Server::start().await;
     let svc = server.service();
-    let session = open_session(&svc, PROTOCOL).await;
-    let started = Instant::now();
-    let resp = post(
-        &svc,
-        Some(&session),
-        ACCEPT_BOTH,
-        long_running(7, 2, 4, "tok-7"),
-    )
-    .await;
-    assert_eq!(resp.status, 200);
-    let mut events = EventReader::new(resp);
-    let mut progress = Vec::new();
-    let mut first_progress_at = None;
-    let result_at = loop {
-        let msg = events.next().await.expect("stream ended before the result");
-        if msg["method"] == "notifications/progress" {
-            assert_eq!(msg["params"]["progressToken"], "tok-7");
-            first_progress_at.get_or_insert_with(|| started.elapsed());
-            progress.push(msg["params"]["progress"].as_u64().unwrap());
-        } else if msg["id"] == 7 {
-            let text = msg["result"]["content"][0]["text"]
-                .as_str()
-                .unwrap_or_default();
-            assert!(
-                text.starts_with("Long running operation completed"),
-                "{msg}"
-            );
-            break started.elapsed();
-        }
-    };
-    assert_eq!(progress, [1, 2, 3, 4]);
-    let first = first_progress_at.unwrap();
-    assert!(
-        first + Duration::from_millis(800) < result_at,
-        "progress streamed, not buffered: first {first:?}, result {result_at:?}"
-    );
-    assert!(
-        events.next().await.is_none(),
-        "stream ends after the response"
-    );
-    delete(&svc, &session).await;
+    check_progress_streams_before_result(&svc, PROTOCOL).await;
 }
 
 #[tokio::test]
@@ -302,16 +262,7 @@ async fn sse_lost_backend_fails_pending_requests_and_ends_the_session() {
     let mut server = Server::start().await;
     let svc = server.service();
     let session = open_session(&svc, PROTOCOL).await;
-    let resp = post(
-        &svc,
-        Some(&session),
-        ACCEPT_BOTH,
-        long_running(9, 10, 10, "tok-9"),
-    )
-    .await;
-    let mut events = EventReader::new(resp);
-    let first = events.next().await.expect("a progress event");
-    assert_eq!(first["method"], "notifications/progress");
+    let mut events = running_call(&svc, &session, long_running(9, 10, 10, "tok-9")).await;
     server.child.kill().await.expect("server killed");
     let last = loop {
         let msg = events.next().await.expect("an error before the end");

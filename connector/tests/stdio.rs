@@ -119,47 +119,7 @@ async fn stdio_session_lifecycle_against_server_everything() {
 #[tokio::test]
 async fn stdio_progress_events_arrive_before_the_result() {
     let svc = everything(&new_tag(), StdioLimits::default());
-    let session = open_session(&svc, PROTOCOL).await;
-    let started = Instant::now();
-    let resp = post(
-        &svc,
-        Some(&session),
-        ACCEPT_BOTH,
-        long_running(7, 2, 4, "tok-7"),
-    )
-    .await;
-    assert_eq!(resp.status, 200);
-    let mut events = EventReader::new(resp);
-    let mut progress = Vec::new();
-    let mut first_progress_at = None;
-    let result_at = loop {
-        let msg = events.next().await.expect("stream ended before the result");
-        if msg["method"] == "notifications/progress" {
-            assert_eq!(msg["params"]["progressToken"], "tok-7");
-            first_progress_at.get_or_insert_with(|| started.elapsed());
-            progress.push(msg["params"]["progress"].as_u64().unwrap());
-        } else if msg["id"] == 7 {
-            let text = msg["result"]["content"][0]["text"]
-                .as_str()
-                .unwrap_or_default();
-            assert!(
-                text.starts_with("Long running operation completed"),
-                "{msg}"
-            );
-            break started.elapsed();
-        }
-    };
-    assert_eq!(progress, [1, 2, 3, 4]);
-    let first = first_progress_at.unwrap();
-    assert!(
-        first + Duration::from_millis(800) < result_at,
-        "progress streamed, not buffered: first {first:?}, result {result_at:?}"
-    );
-    assert!(
-        events.next().await.is_none(),
-        "stream ends after the response"
-    );
-    delete(&svc, &session).await;
+    check_progress_streams_before_result(&svc, PROTOCOL).await;
 }
 
 #[tokio::test]
@@ -275,16 +235,7 @@ async fn stdio_a_crash_mid_request_ends_the_stream_with_an_error() {
     let svc = everything(&tag, StdioLimits::default());
     let session = open_session(&svc, PROTOCOL).await;
     let pid = the_pid(&tag);
-    let resp = post(
-        &svc,
-        Some(&session),
-        ACCEPT_BOTH,
-        long_running(9, 20, 20, "crash"),
-    )
-    .await;
-    let mut events = EventReader::new(resp);
-    let first = events.next().await.expect("first progress");
-    assert_eq!(first["method"], "notifications/progress");
+    let mut events = running_call(&svc, &session, long_running(9, 20, 20, "crash")).await;
     let killed = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -379,18 +330,7 @@ async fn stdio_idle_sessions_are_closed() {
 async fn stdio_a_dropped_stream_leaves_no_route_behind() {
     let svc = everything(&new_tag(), StdioLimits::default());
     let session = open_session(&svc, PROTOCOL).await;
-    let resp = post(
-        &svc,
-        Some(&session),
-        ACCEPT_BOTH,
-        long_running(5, 1, 2, "drop"),
-    )
-    .await;
-    let mut events = EventReader::new(resp);
-    assert_eq!(
-        events.next().await.unwrap()["method"],
-        "notifications/progress"
-    );
+    let events = running_call(&svc, &session, long_running(5, 1, 2, "drop")).await;
     drop(events);
     // Id 5 is free again at once: the abandoned exchange's route is gone.
     let ping = json!({"jsonrpc": "2.0", "id": 5, "method": "ping"});
@@ -408,18 +348,7 @@ async fn stdio_a_dropped_stream_leaves_no_route_behind() {
 async fn stdio_client_cancellation_ends_the_stream() {
     let svc = everything(&new_tag(), StdioLimits::default());
     let session = open_session(&svc, PROTOCOL).await;
-    let resp = post(
-        &svc,
-        Some(&session),
-        ACCEPT_BOTH,
-        long_running(11, 10, 10, "cancel"),
-    )
-    .await;
-    let mut events = EventReader::new(resp);
-    assert_eq!(
-        events.next().await.unwrap()["method"],
-        "notifications/progress"
-    );
+    let mut events = running_call(&svc, &session, long_running(11, 10, 10, "cancel")).await;
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 11, "reason": "test"}});
     assert_eq!(
         post(&svc, Some(&session), ACCEPT_BOTH, cancel).await.status,

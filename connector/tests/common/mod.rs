@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -259,4 +259,60 @@ pub fn long_running(id: u64, duration: u64, steps: u64, token: &str) -> Value {
         "arguments": {"duration": duration, "steps": steps},
         "_meta": {"progressToken": token}
     }})
+}
+
+/// Posts a `long_running` call on `session` and reads its stream up to the first progress
+/// notification: the call is then running in the backend.
+pub async fn running_call(svc: &impl Exchange, session: &str, call: Value) -> EventReader {
+    let resp = post(svc, Some(session), ACCEPT_BOTH, call).await;
+    let mut events = EventReader::new(resp);
+    let first = events.next().await.expect("a first progress event");
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    events
+}
+
+/// A long-running call streams its four progress notifications, in order and well before its
+/// result (not buffered until the end), then the stream ends.
+pub async fn check_progress_streams_before_result(svc: &impl Exchange, protocol: &str) {
+    let session = open_session(svc, protocol).await;
+    let started = Instant::now();
+    let resp = post(
+        svc,
+        Some(&session),
+        ACCEPT_BOTH,
+        long_running(7, 2, 4, "tok-7"),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let mut events = EventReader::new(resp);
+    let mut progress = Vec::new();
+    let mut first_progress_at = None;
+    let result_at = loop {
+        let msg = events.next().await.expect("stream ended before the result");
+        if msg["method"] == "notifications/progress" {
+            assert_eq!(msg["params"]["progressToken"], "tok-7");
+            first_progress_at.get_or_insert_with(|| started.elapsed());
+            progress.push(msg["params"]["progress"].as_u64().unwrap());
+        } else if msg["id"] == 7 {
+            let text = msg["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                text.starts_with("Long running operation completed"),
+                "{msg}"
+            );
+            break started.elapsed();
+        }
+    };
+    assert_eq!(progress, [1, 2, 3, 4]);
+    let first = first_progress_at.unwrap();
+    assert!(
+        first + Duration::from_millis(800) < result_at,
+        "progress streamed, not buffered: first {first:?}, result {result_at:?}"
+    );
+    assert!(
+        events.next().await.is_none(),
+        "stream ends after the response"
+    );
+    delete(svc, &session).await;
 }
