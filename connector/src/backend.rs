@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
+use underpass_shared::quic;
 
 use crate::config::{ConnectorConfig, Transport};
 use crate::sse_backend::SseBackendService;
@@ -315,30 +316,53 @@ pub async fn serve_exchange(
             return;
         }
     };
-    if send.write_chunk(Bytes::from(encoded)).await.is_err() {
-        return;
-    }
+    // A GET is a long-lived event stream: its events stay ahead of bulk transfers.
+    let mut demotion = (head.method != "GET").then(quic::Demotion::default);
+    let mut batch = vec![Bytes::from(encoded)];
+    let mut ended = false;
     loop {
+        // Whatever the backend has ready goes out in one write, and before the first one the
+        // stream learns whether it is a bulk transfer: quinn queues a stream at the priority
+        // it has when its data is first queued (see `underpass_shared::quic`).
+        let mut len: usize = batch.iter().map(Bytes::len).sum();
+        while !ended && len as u64 <= quic::BULK_AFTER {
+            match body.next().now_or_never() {
+                None => break,
+                Some(None) => ended = true,
+                Some(Some(Ok(data))) => {
+                    len += data.len();
+                    batch.push(data);
+                }
+                Some(Some(Err(e))) => return body_failed(&mut send, &head, &e),
+            }
+        }
+        if let Some(d) = demotion.as_mut() {
+            quic::record_write(&send, d, len);
+        }
+        if send.write_all_chunks(&mut batch).await.is_err() {
+            return;
+        }
+        batch.clear();
+        if ended {
+            break;
+        }
         let next = tokio::select! {
             chunk = body.next() => chunk,
             _ = &mut stopped => return,
         };
         match next {
             None => break,
-            Some(Ok(data)) => {
-                if send.write_chunk(data).await.is_err() {
-                    return;
-                }
-            }
-            Some(Err(e)) => {
-                // Truncate loudly: a reset tells the edge (and so the client) the body is incomplete.
-                tracing::warn!(service = %head.service, trace_id = %head.trace_id, "backend body failed: {e}");
-                let _ = send.reset(codes::CANCELLED.into());
-                return;
-            }
+            Some(Ok(data)) => batch.push(data),
+            Some(Err(e)) => return body_failed(&mut send, &head, &e),
         }
     }
     let _ = send.finish();
+}
+
+/// Truncates loudly: a reset tells the edge (and so the client) the body is incomplete.
+fn body_failed(send: &mut quinn::SendStream, head: &RequestHead, e: &std::io::Error) {
+    tracing::warn!(service = %head.service, trace_id = %head.trace_id, "backend body failed: {e}");
+    let _ = send.reset(codes::CANCELLED.into());
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     };
     let mut client_config =
         tls::tunnel_client_config(tls::tunnel_client_crypto(&creds, edge_policy)?)?;
-    let mut transport = tls::tunnel_transport();
+    let mut transport = underpass_shared::quic::tunnel_transport();
     // A short initial RTT guess makes lost handshake packets retransmit sooner, so a restarted
     // edge is reached within about a second instead of several.
     transport.initial_rtt(std::time::Duration::from_millis(100));

@@ -401,7 +401,6 @@ async fn relay(
     })
 }
 
-/// Sends one request down a fresh stream and waits for the response head.
 /// The audit line of a request to `service`, before anything is decided.
 fn audit_record(service: &str, parts: &http::request::Parts, bytes_in: usize) -> AuditRecord {
     AuditRecord {
@@ -426,6 +425,8 @@ fn audited(
     }
 }
 
+/// Sends one request down a fresh stream and waits for the response head. A large request
+/// body is queued as a bulk transfer, behind other exchanges' small messages.
 pub(crate) async fn exchange(
     conn: &quinn::Connection,
     head: &RequestHead,
@@ -434,6 +435,7 @@ pub(crate) async fn exchange(
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     let mut out = frame::encode(head).map_err(|e| e.to_string())?;
     out.extend_from_slice(&body);
+    underpass_shared::quic::record_write(&send, &mut Default::default(), out.len());
     send.write_all(&out).await.map_err(|e| e.to_string())?;
     send.finish().map_err(|e| e.to_string())?;
     match frame::read_frame::<ResponseHead, _>(&mut recv).await {

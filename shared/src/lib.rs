@@ -4,6 +4,7 @@
 pub mod frame;
 pub mod identity;
 pub mod mcp;
+pub mod quic;
 pub mod tls;
 
 /// The daemons' tokio runtime. One worker (the default) gets a current-thread runtime: every

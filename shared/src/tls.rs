@@ -327,28 +327,11 @@ fn no_resumption(config: &mut rustls::ServerConfig) {
     config.send_tls13_tickets = 0;
 }
 
-/// QUIC transport settings shared by both ends of a tunnel.
-pub fn tunnel_transport() -> quinn::TransportConfig {
-    let mut t = quinn::TransportConfig::default();
-    // Every client exchange and every event stream is a stream: quinn's default of 100
-    // concurrent streams would queue the 101st client.
-    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(16_384));
-    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
-    t.stream_receive_window(quinn::VarInt::from_u32(4 * 1024 * 1024));
-    t.receive_window(quinn::VarInt::from_u32(64 * 1024 * 1024));
-    t.send_window(64 * 1024 * 1024);
-    // Well below common NAT binding lifetimes (~30 s), so the connector's outbound mapping
-    // survives; and a vanished peer is noticed within the idle timeout.
-    t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
-    t.max_idle_timeout(Some(quinn::VarInt::from_u32(15_000).into()));
-    t
-}
-
 pub fn tunnel_server_config(crypto: rustls::ServerConfig) -> Result<quinn::ServerConfig, TlsError> {
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(Arc::new(tunnel_transport()));
+    config.transport_config(Arc::new(crate::quic::tunnel_transport()));
     Ok(config)
 }
 
@@ -356,7 +339,7 @@ pub fn tunnel_client_config(crypto: rustls::ClientConfig) -> Result<quinn::Clien
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(Arc::new(tunnel_transport()));
+    config.transport_config(Arc::new(crate::quic::tunnel_transport()));
     Ok(config)
 }
 
