@@ -322,8 +322,7 @@ pub async fn serve_exchange(
     let mut ended = false;
     loop {
         // Whatever the backend has ready goes out in one write, and before the first one the
-        // stream learns whether it is a bulk transfer: quinn queues a stream at the priority
-        // it has when its data is first queued (see `underpass_shared::quic`).
+        // stream learns whether it is a bulk transfer (see `underpass_shared::quic`).
         let mut len: usize = batch.iter().map(Bytes::len).sum();
         while !ended && len as u64 <= quic::BULK_AFTER {
             match body.next().now_or_never() {

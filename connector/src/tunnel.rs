@@ -102,7 +102,7 @@ impl Dialer {
         } else {
             "0.0.0.0:0".parse().expect("literal address")
         };
-        let mut endpoint = underpass_shared::quic::tunnel_endpoint(bind, None)
+        let mut endpoint = quinn::Endpoint::client(bind)
             .map_err(|e| DialError::Connect(format!("cannot open a UDP socket: {e}")))?;
         endpoint.set_default_client_config(self.client_config.clone());
 

@@ -66,7 +66,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     };
     let quic_config =
         tls::tunnel_server_config(tls::tunnel_server_crypto(&tunnel_creds, connector_policy)?)?;
-    let endpoint = underpass_shared::quic::tunnel_endpoint(config.tunnel.listen, Some(quic_config))
+    let endpoint = quinn::Endpoint::server(quic_config, config.tunnel.listen)
         .with_context(|| format!("cannot listen for tunnels on udp/{}", config.tunnel.listen))?;
     tracing::info!(addr = %config.tunnel.listen, identity = %edge_id, "tunnel listener up (QUIC)");
 

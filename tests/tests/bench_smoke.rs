@@ -99,6 +99,29 @@ fn bench_smoke_run_writes_every_figure() {
         }
     }
 
+    // Small calls measured beside a background load of 1 MiB calls, both paths, both eras.
+    let mixed = v["mixed"].as_array().expect("mixed rows");
+    for era in ["legacy", "modern"] {
+        for path in ["direct", "tunnel"] {
+            assert!(
+                mixed.iter().any(|r| r["era"] == era && r["path"] == path),
+                "no mixed {path} {era} row: {v}"
+            );
+        }
+    }
+    for r in mixed {
+        assert_eq!(r["payload_bytes"].as_u64(), Some(100), "{r}");
+        assert_eq!(r["concurrency"].as_u64(), Some(1), "{r}");
+        assert_eq!(r["bulk_workers"].as_u64(), Some(16), "{r}");
+        assert!(r["bulk_rps"].is_number(), "bulk_rps missing in {r}");
+        assert!(
+            r["rps"].as_f64().unwrap() > 0.0,
+            "no small calls served: {r}"
+        );
+        assert_eq!(r["errors"].as_u64(), Some(0), "small-call errors: {r}");
+        assert_eq!(r["bulk_errors"].as_u64(), Some(0), "bulk errors: {r}");
+    }
+
     let sessions = v["sessions"].as_array().expect("sessions rows");
     assert!(sessions.len() >= 2, "{v}");
     for s in sessions {

@@ -1,6 +1,6 @@
 //! On one tunnel, a small answer is not held up by large ones queued before it, and large
 //! answers cross one after another instead of all finishing late together. Real QUIC endpoints
-//! with the tunnel's own transport settings, sockets and certificates, in one process; the
+//! with the tunnel's own transport settings and certificates, in one process; the
 //! connector side writes the way the connector does (`quic::record_write` before each write).
 
 use std::sync::{Arc, Mutex};
@@ -52,8 +52,8 @@ fn small_answers_go_ahead_of_large_ones_and_large_ones_cross_in_turn() {
         .build()
         .unwrap();
     let seen = rt.block_on(async move {
-        let edge = quic::tunnel_endpoint("127.0.0.1:0".parse().unwrap(), Some(server)).unwrap();
-        let mut connector = quic::tunnel_endpoint("127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let edge = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut connector = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         connector.set_default_client_config(client);
         let edge_addr = edge.local_addr().unwrap();
         let dialing = connector.connect(edge_addr, "localhost").unwrap();

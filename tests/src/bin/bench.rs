@@ -43,6 +43,8 @@ const MODERN: &str = "2026-07-28";
 const SMALL: usize = 100;
 const LARGE: usize = 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Workers fetching 1 MiB results in the background of the mixed phase.
+const MIXED_BULK_WORKERS: usize = 16;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,7 +83,8 @@ struct Args {
     /// Edge restarts to time (default 3; --quick and --smoke 1).
     #[arg(long)]
     restarts: Option<usize>,
-    /// Phases to run: latency, restart, sessions (default all).
+    /// Phases to run: latency, mixed (small calls while 1 MiB results stream), restart,
+    /// sessions (default all).
     #[arg(long, value_delimiter = ',')]
     phases: Option<Vec<String>>,
     /// Load-generator threads, each with its own current-thread runtime and a share of the
@@ -156,10 +159,11 @@ impl Plan {
             eras,
             sessions: a.sessions.clone().unwrap_or(s),
             restarts: a.restarts.unwrap_or(r),
-            phases: a
-                .phases
-                .clone()
-                .unwrap_or_else(|| vec!["latency".into(), "restart".into(), "sessions".into()]),
+            phases: a.phases.clone().unwrap_or_else(|| {
+                ["latency", "mixed", "restart", "sessions"]
+                    .map(String::from)
+                    .to_vec()
+            }),
             paths: a
                 .paths
                 .clone()
@@ -892,6 +896,15 @@ struct Row {
     cpu: Vec<(&'static str, f64, f64)>,
     /// CPU used by processes other than ours during the cell, in % of one core (noise).
     foreign_cpu_pct: f64,
+    /// The background bulk load this row was measured under (mixed phase).
+    bulk: Option<Bulk>,
+}
+
+/// A background load of 1 MiB calls running while small calls are measured.
+struct Bulk {
+    workers: usize,
+    rps: f64,
+    errors: u64,
 }
 
 impl Row {
@@ -927,6 +940,9 @@ impl Row {
             "cpu_us_per_req": cpu,
             "ctx_switches_per_req": csw,
             "foreign_cpu_pct": r1(self.foreign_cpu_pct),
+            "bulk_workers": self.bulk.as_ref().map(|b| b.workers),
+            "bulk_rps": self.bulk.as_ref().map(|b| r1(b.rps)),
+            "bulk_errors": self.bulk.as_ref().map(|b| b.errors),
         })
     }
 }
@@ -940,6 +956,7 @@ fn run_cell(
     era: Era,
     concurrency: usize,
     payload: usize,
+    bulk_workers: usize,
 ) -> Row {
     let t = Arc::new(match path {
         "direct" => stack.direct(),
@@ -973,8 +990,31 @@ fn run_cell(
         };
     // wrk-style: each load thread runs its own current-thread runtime and its share of the
     // workers, so a response never wakes a task on another thread of the load generator.
-    let threads = clients.len().min(concurrency).max(1);
-    let (outs, (before, after), (m0, m1)) = std::thread::scope(|scope| {
+    // A background bulk load (1 MiB calls, not measured) runs on the last load thread, so the
+    // measured workers keep threads of their own.
+    let measuring = if bulk_workers > 0 {
+        clients.len() - 1
+    } else {
+        clients.len()
+    };
+    let threads = measuring.min(concurrency).max(1);
+    let (outs, bulk_outs, (before, after), (m0, m1)) = std::thread::scope(|scope| {
+        let bulk = (bulk_workers > 0).then(|| {
+            let (rt, t) = (&clients[clients.len() - 1], t.clone());
+            scope.spawn(move || {
+                rt.block_on(async {
+                    let mut set = tokio::task::JoinSet::new();
+                    for _ in 0..bulk_workers {
+                        set.spawn(worker(t.clone(), era, LARGE, measure_from, end, None));
+                    }
+                    let mut outs = Vec::new();
+                    while let Some(r) = set.join_next().await {
+                        outs.push(r.unwrap_or_default());
+                    }
+                    outs
+                })
+            })
+        });
         let handles: Vec<_> = clients[..threads]
             .iter()
             .enumerate()
@@ -1030,7 +1070,13 @@ fn run_cell(
             machine_after = (Instant::now(), machine_busy_ns());
             outs
         };
-        (outs, (before, after), (machine_before, machine_after))
+        let bulk_outs = bulk.map(|h| h.join().unwrap_or_default());
+        (
+            outs,
+            bulk_outs,
+            (before, after),
+            (machine_before, machine_after),
+        )
     });
     let mut hist = Hist::new();
     let mut errors = 0;
@@ -1050,6 +1096,11 @@ fn run_cell(
         _ => plan.duration.as_secs_f64(),
     };
     let rps = hist.n as f64 / seconds;
+    let bulk = bulk_outs.map(|outs| Bulk {
+        workers: bulk_workers,
+        rps: outs.iter().map(|o| o.count).sum::<u64>() as f64 / plan.duration.as_secs_f64(),
+        errors: outs.iter().map(|o| o.errors).sum(),
+    });
     let n = hist.n.max(1) as f64;
     let ours: u64 = before
         .iter()
@@ -1081,6 +1132,7 @@ fn run_cell(
         first_error,
         cpu,
         foreign_cpu_pct,
+        bulk,
     }
 }
 
@@ -1444,7 +1496,7 @@ fn main() -> std::process::ExitCode {
                         if !plan.measures(path, payload) {
                             continue;
                         }
-                        let row = run_cell(&clients, &plan, &stack, path, era, c, payload);
+                        let row = run_cell(&clients, &plan, &stack, path, era, c, payload, 0);
                         eprintln!(
                             "  {path:6} {:6} {:>7} c={c:<3}: p50 {:>8}  p99 {:>8}  {:>9.0} rps  errors {}{}",
                             era.name(),
@@ -1458,6 +1510,39 @@ fn main() -> std::process::ExitCode {
                         rows.push(row);
                     }
                 }
+            }
+        }
+    }
+    // ---- mixed: small calls while large results stream on the same paths
+    let mut mixed: Vec<Row> = Vec::new();
+    if plan.runs("mixed") && clients.len() < 2 {
+        eprintln!("  mixed phase skipped: it needs --client-threads 2 or more");
+    } else if plan.runs("mixed") {
+        for &era in &plan.eras {
+            for path in ["direct", "tunnel"] {
+                if !plan.paths.contains(&path) {
+                    continue;
+                }
+                let row = run_cell(
+                    &clients,
+                    &plan,
+                    &stack,
+                    path,
+                    era,
+                    1,
+                    SMALL,
+                    MIXED_BULK_WORKERS,
+                );
+                eprintln!(
+                    "  {path:6} {:6} 100 B c=1 beside {MIXED_BULK_WORKERS} × 1 MiB: p50 {:>8}  p99 {:>8}  bulk {:.0} rps  errors {}{}",
+                    era.name(),
+                    fmt_duration(row.us(0.5)),
+                    fmt_duration(row.us(0.99)),
+                    row.bulk.as_ref().map_or(0.0, |b| b.rps),
+                    row.errors + row.bulk.as_ref().map_or(0, |b| b.errors),
+                    row.first_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+                );
+                mixed.push(row);
             }
         }
     }
@@ -1593,6 +1678,32 @@ fn main() -> std::process::ExitCode {
                 csw_of(r, e) + csw_of(r, k),
                 r.foreign_cpu_pct,
                 r.errors
+            );
+        }
+    }
+    if !mixed.is_empty() {
+        let _ = writeln!(out, "\n## Small calls beside large ones (100 B `tools/call`, c=1, measured while {MIXED_BULK_WORKERS} other workers fetch 1 MiB results over the same path)\n");
+        let _ = writeln!(
+            out,
+            "| path | era | p50 µs alone | p50 µs beside bulk | p99 µs alone | p99 µs beside bulk | max µs beside bulk | bulk Gbit/s |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+        for m in &mixed {
+            let alone = find(m.path, m.era, 1, SMALL);
+            let alone_us = |q: f64| alone.map_or("—".into(), |a| fmt_us(a.us(q)));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} |",
+                m.path,
+                m.era.name(),
+                alone_us(0.5),
+                fmt_us(m.us(0.5)),
+                alone_us(0.99),
+                fmt_us(m.us(0.99)),
+                fmt_us(m.hist.max as f64 / 1000.0),
+                m.bulk
+                    .as_ref()
+                    .map_or(0.0, |b| b.rps * LARGE as f64 * 8.0 / 1e9),
             );
         }
     }
@@ -1815,6 +1926,8 @@ fn main() -> std::process::ExitCode {
             // `latency` stays direct and tunnel rows; the e/k CPU of these rows is under
             // `relay1` and `relay2`.
             "reference_relay": rows.iter().filter(|r| r.path == "relay").map(Row::json).collect::<Vec<_>>(),
+            // 100 B calls at c=1 measured beside `bulk_workers` workers fetching 1 MiB results.
+            "mixed": mixed.iter().map(Row::json).collect::<Vec<_>>(),
             "sessions": sessions.iter().map(|s| json!({
                 "count": s.count,
                 "event_streams": s.streams,
@@ -1841,7 +1954,7 @@ fn main() -> std::process::ExitCode {
     if args.keep {
         let _ = scratch.keep();
     }
-    let failed = rows.iter().any(|r| r.hist.n == 0)
+    let failed = rows.iter().chain(&mixed).any(|r| r.hist.n == 0)
         || (plan.runs("restart") && restart_error.is_some())
         || (plan.runs("sessions") && session_error.is_some());
     if failed {
