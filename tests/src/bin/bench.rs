@@ -43,6 +43,11 @@ const MODERN: &str = "2026-07-28";
 const SMALL: usize = 100;
 const LARGE: usize = 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Environment of the fresh edge and connector of the sessions phase. mimalloc backs its heap
+/// with 2 MiB transparent huge pages by default, so RSS moves in 2 MiB steps (and a fresh
+/// daemon sits at ~27 MiB instead of ~12): steps that would swamp a growth of about a KiB per
+/// session. With 4 KiB pages RSS follows what the sessions really hold.
+const SESSIONS_ENV: &[(&str, &str)] = &[("MIMALLOC_ALLOW_THP", "0")];
 /// Workers fetching 1 MiB results in the background of the mixed phase.
 const MIXED_BULK_WORKERS: usize = 16;
 
@@ -768,22 +773,23 @@ impl Stack {
         }
     }
 
-    /// New edge and connector processes (same config, same ports, same backend).
-    fn fresh_tunnel(&mut self) {
+    /// New edge and connector processes (same config, same ports, same backend), with `env`
+    /// added to their environment.
+    fn fresh_tunnel(&mut self, env: &[(&str, &str)]) {
         self.connector.stop();
         self.edge.stop();
         self.restarts += 1;
-        let mut edge = spawn_edge(
-            &self.dir,
-            &self.edge_setup.config,
+        let mut edge = Proc::spawn(
             &format!("edge-{}", self.restarts),
+            &self.dir,
+            tunnel_command("underpass-edge", &self.edge_setup.config).envs(env.iter().copied()),
         );
         edge.wait_for_log("tunnel listener up", Duration::from_secs(20));
         self.edge = edge;
-        self.connector = spawn_connector(
-            &self.dir,
-            &self.connector_config,
+        self.connector = Proc::spawn(
             &format!("connector-{}", self.restarts),
+            &self.dir,
+            tunnel_command("underpass-connector", &self.connector_config).envs(env.iter().copied()),
         );
         self.edge_setup.wait_ready(SERVICE, Duration::from_secs(30));
     }
@@ -1589,7 +1595,7 @@ fn main() -> std::process::ExitCode {
         for streams in variants {
             if plan.fresh_for_sessions {
                 // Fresh processes: earlier phases leave allocator caches that would hide growth.
-                stack.fresh_tunnel();
+                stack.fresh_tunnel(SESSIONS_ENV);
             }
             match sessions_phase(&rt, &stack, &plan.sessions, streams) {
                 Ok(r) => sessions.extend(r),
@@ -1718,7 +1724,7 @@ fn main() -> std::process::ExitCode {
         grow * 1024.0 / s.count.max(1) as f64
     };
     if !sessions.is_empty() {
-        let _ = writeln!(out, "\n## Idle legacy sessions (RSS after initialize + notifications/initialized, fresh edge and connector)\n");
+        let _ = writeln!(out, "\n## Idle legacy sessions (RSS after initialize + notifications/initialized; fresh edge and connector, allocator without transparent huge pages: {})\n", SESSIONS_ENV.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
         let _ = writeln!(out, "| sessions | event streams | edge RSS KiB | connector RSS KiB | growth per session (edge + connector) | backend RSS KiB |");
         let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|");
         for s in &sessions {
@@ -1928,6 +1934,8 @@ fn main() -> std::process::ExitCode {
             "reference_relay": rows.iter().filter(|r| r.path == "relay").map(Row::json).collect::<Vec<_>>(),
             // 100 B calls at c=1 measured beside `bulk_workers` workers fetching 1 MiB results.
             "mixed": mixed.iter().map(Row::json).collect::<Vec<_>>(),
+            // The sessions phase's edge and connector ran with this extra environment.
+            "sessions_env": SESSIONS_ENV.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             "sessions": sessions.iter().map(|s| json!({
                 "count": s.count,
                 "event_streams": s.streams,
