@@ -110,7 +110,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     paths: Option<Vec<String>>,
     /// A fixed number of measured requests per latency cell instead of a duration (for
-    /// syscall and allocation counts).
+    /// syscall and allocation counts; the mixed phase always runs for the duration).
     #[arg(long)]
     requests: Option<u64>,
     /// Extra environment for the edge and connector processes only, e.g.
@@ -987,7 +987,12 @@ fn run_cell(
     let start = Instant::now();
     // Connection (and session) setup happens inside the warm-up.
     let measure_from = start + plan.warmup;
-    let budget = plan.requests.map(|n| Arc::new(AtomicI64::new(n as i64)));
+    // A fixed request count applies to the latency phase: under a background load the cell
+    // runs for the duration, so the load stops when the measurement does.
+    let budget = plan
+        .requests
+        .filter(|_| bulk_workers == 0)
+        .map(|n| Arc::new(AtomicI64::new(n as i64)));
     let end = measure_from
         + if budget.is_some() {
             Duration::from_secs(600)
