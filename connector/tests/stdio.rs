@@ -149,20 +149,7 @@ async fn stdio_get_stream_delivers_session_notifications_and_is_exclusive() {
 #[tokio::test]
 async fn stdio_unknown_or_missing_sessions() {
     let svc = everything(&new_tag(), StdioLimits::default());
-    let bogus = "00000000-0000-4000-8000-000000000000";
-    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
-    for resp in [
-        post(&svc, Some(bogus), ACCEPT_BOTH, ping.clone()).await,
-        get(&svc, bogus).await,
-        delete(&svc, bogus).await,
-    ] {
-        assert_eq!(resp.status, 404);
-        let v = json_body(resp).await;
-        assert_eq!(v["jsonrpc"], "2.0");
-        assert!(rpc_error_message(&v).contains("initialize"), "{v}");
-    }
-    let resp = post(&svc, None, ACCEPT_BOTH, ping).await;
-    assert_eq!(resp.status, 400, "no session, not initialize");
+    check_unknown_or_missing_sessions(&svc).await;
     let resp = svc
         .exchange(
             "POST",

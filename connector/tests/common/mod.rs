@@ -316,3 +316,22 @@ pub async fn check_progress_streams_before_result(svc: &impl Exchange, protocol:
     );
     delete(svc, &session).await;
 }
+
+/// A request naming an unknown session is a 404 whose JSON-RPC error points at `initialize`
+/// (POST, GET and DELETE alike); a request without a session that is not `initialize` is a 400.
+pub async fn check_unknown_or_missing_sessions(svc: &impl Exchange) {
+    let bogus = "00000000-0000-4000-8000-000000000000";
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    for resp in [
+        post(svc, Some(bogus), ACCEPT_BOTH, ping.clone()).await,
+        get(svc, bogus).await,
+        delete(svc, bogus).await,
+    ] {
+        assert_eq!(resp.status, 404);
+        let v = json_body(resp).await;
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert!(rpc_error_message(&v).contains("initialize"), "{v}");
+    }
+    let resp = post(svc, None, ACCEPT_BOTH, ping).await;
+    assert_eq!(resp.status, 400, "no session, not initialize");
+}
