@@ -696,15 +696,21 @@ fn tunnel_command(binary: &str, config: &Path) -> Command {
     cmd
 }
 
-fn spawn_edge(dir: &Path, config: &Path, name: &str) -> Proc {
-    Proc::spawn(name, dir, &mut tunnel_command("underpass-edge", config))
-}
-
-fn spawn_connector(dir: &Path, config: &Path, name: &str) -> Proc {
+/// An edge with `env` added to its environment.
+fn spawn_edge(dir: &Path, config: &Path, name: &str, env: &[(&str, &str)]) -> Proc {
     Proc::spawn(
         name,
         dir,
-        &mut tunnel_command("underpass-connector", config),
+        tunnel_command("underpass-edge", config).envs(env.iter().copied()),
+    )
+}
+
+/// A connector with `env` added to its environment.
+fn spawn_connector(dir: &Path, config: &Path, name: &str, env: &[(&str, &str)]) -> Proc {
+    Proc::spawn(
+        name,
+        dir,
+        tunnel_command("underpass-connector", config).envs(env.iter().copied()),
     )
 }
 
@@ -744,7 +750,7 @@ impl Stack {
             &[(SERVICE, &["dc1"])],
             "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
         );
-        let mut edge = spawn_edge(dir, &edge_setup.config, "edge");
+        let mut edge = spawn_edge(dir, &edge_setup.config, "edge", &[]);
         edge.wait_for_log("tunnel listener up", Duration::from_secs(20));
         let connector_config = write_connector_config(
             dir,
@@ -758,7 +764,7 @@ impl Stack {
             },
             &[(SERVICE, &format!("http://{backend_addr}/mcp"))],
         );
-        let connector = spawn_connector(dir, &connector_config, "connector");
+        let connector = spawn_connector(dir, &connector_config, "connector", &[]);
         edge_setup.wait_ready(SERVICE, Duration::from_secs(30));
         Stack {
             dir: dir.to_path_buf(),
@@ -779,17 +785,19 @@ impl Stack {
         self.connector.stop();
         self.edge.stop();
         self.restarts += 1;
-        let mut edge = Proc::spawn(
-            &format!("edge-{}", self.restarts),
+        let mut edge = spawn_edge(
             &self.dir,
-            tunnel_command("underpass-edge", &self.edge_setup.config).envs(env.iter().copied()),
+            &self.edge_setup.config,
+            &format!("edge-{}", self.restarts),
+            env,
         );
         edge.wait_for_log("tunnel listener up", Duration::from_secs(20));
         self.edge = edge;
-        self.connector = Proc::spawn(
-            &format!("connector-{}", self.restarts),
+        self.connector = spawn_connector(
             &self.dir,
-            tunnel_command("underpass-connector", &self.connector_config).envs(env.iter().copied()),
+            &self.connector_config,
+            &format!("connector-{}", self.restarts),
+            env,
         );
         self.edge_setup.wait_ready(SERVICE, Duration::from_secs(30));
     }
@@ -1188,6 +1196,7 @@ fn restart_once(rt: &tokio::runtime::Runtime, stack: &mut Stack) -> Result<Value
         &stack.dir,
         &stack.edge_setup.config,
         &format!("edge-{}", stack.restarts),
+        &[],
     );
     let spawned = Instant::now();
     let deadline = spawned + Duration::from_secs(30);
