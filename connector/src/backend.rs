@@ -287,7 +287,7 @@ pub async fn serve_exchange(
             let body = serde_json::json!({
                 "jsonrpc": "2.0",
                 "id": null,
-                "error": {"code": -32603, "message": format!("connector: {e}")},
+                "error": {"code": underpass_shared::jsonrpc::code::UPSTREAM_FAILED, "message": format!("connector: {e}")},
             })
             .to_string();
             let head = ResponseHead {

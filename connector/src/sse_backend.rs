@@ -272,7 +272,7 @@ fn error_for_request(line: &[u8], reason: &str) -> Option<Vec<u8>> {
     let id = msg
         .get("id")
         .filter(|id| id.is_string() || id.is_number())?;
-    let v = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603,
+    let v = json!({"jsonrpc": "2.0", "id": id, "error": {"code": underpass_shared::jsonrpc::code::UPSTREAM_FAILED,
         "message": format!("the SSE MCP server did not accept the message: {reason}")}});
     Some(v.to_string().into_bytes())
 }

@@ -151,16 +151,20 @@ impl StdioError {
     }
 
     fn rpc_code(&self) -> i64 {
+        use underpass_shared::jsonrpc::code;
         match self {
-            StdioError::Parse(_) => -32700,
-            StdioError::Invalid(_) => -32600,
-            StdioError::UnknownSession => -32001,
-            StdioError::NoCommand(_)
-            | StdioError::Spawn { .. }
+            StdioError::Parse(_) => code::PARSE_ERROR,
+            StdioError::Invalid(_) | StdioError::MissingSession | StdioError::DuplicateId(_) => {
+                code::INVALID_REQUEST
+            }
+            StdioError::UnknownSession => code::NOT_FOUND,
+            StdioError::Method(_) | StdioError::StreamBusy => code::INVALID_REQUEST,
+            StdioError::NoCommand(_) => code::INTERNAL_ERROR,
+            StdioError::Spawn { .. }
             | StdioError::InitFailed(_)
             | StdioError::LinkFailed(_)
-            | StdioError::InitTimeout(_) => -32603,
-            _ => -32000,
+            | StdioError::InitTimeout(_) => code::UPSTREAM_FAILED,
+            StdioError::TooManyProcesses { .. } | StdioError::ShuttingDown => code::UNAVAILABLE,
         }
     }
 }
@@ -1256,7 +1260,13 @@ impl RequestStream {
             format!("the {label} MCP server {reason}; start a new session with initialize");
         self.waiting
             .drain(..)
-            .map(|(_, id)| rpc_error(&id, -32603, &message))
+            .map(|(_, id)| {
+                rpc_error(
+                    &id,
+                    underpass_shared::jsonrpc::code::UPSTREAM_FAILED,
+                    &message,
+                )
+            })
             .collect()
     }
 }

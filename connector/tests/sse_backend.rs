@@ -258,7 +258,11 @@ async fn sse_lost_backend_fails_pending_requests_and_ends_the_session() {
             break msg;
         }
     };
-    assert_eq!(last["error"]["code"], -32603, "{last}");
+    assert_eq!(
+        last["error"]["code"],
+        underpass_shared::jsonrpc::code::UPSTREAM_FAILED,
+        "{last}"
+    );
     assert!(
         rpc_error_message(&last).contains("SSE MCP server"),
         "{last}"

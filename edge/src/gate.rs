@@ -14,10 +14,8 @@ use crate::auth::{Identity, PROTECTED_RESOURCE_WELL_KNOWN};
 use crate::policy::Target;
 use crate::relay::{error_response, Body, ConnInfo, State};
 
-/// JSON-RPC error code for a request the edge's policy refuses.
-pub const POLICY_DENIED: i64 = -32003;
-/// JSON-RPC error code for a request over its rate limit.
-pub const RATE_LIMITED: i64 = -32029;
+use underpass_shared::jsonrpc::code;
+pub use underpass_shared::jsonrpc::code::{POLICY_DENIED, RATE_LIMITED};
 
 /// One JSON-RPC message of the request, reduced to what policy needs.
 #[derive(Debug, Clone)]
@@ -63,7 +61,7 @@ pub fn check_host_origin(state: &State, headers: &HeaderMap) -> Result<(), Refus
         if !allowed {
             return Err(Box::new(error_response(
                 StatusCode::FORBIDDEN,
-                -32600,
+                code::INVALID_REQUEST,
                 &format!("Host {host:?} is not served here (see [clients] allowed_hosts)"),
             )));
         }
@@ -80,7 +78,7 @@ pub fn check_host_origin(state: &State, headers: &HeaderMap) -> Result<(), Refus
         if !same_origin && !listed {
             return Err(Box::new(error_response(
                 StatusCode::FORBIDDEN,
-                -32600,
+                code::INVALID_REQUEST,
                 &format!("Origin {origin:?} is not allowed (see [clients] allowed_origins)"),
             )));
         }
@@ -137,7 +135,7 @@ pub fn admit(
         audit.outcome = "unauthenticated".into();
         return Err(Box::new(error_response(
             StatusCode::UNAUTHORIZED,
-            -32001,
+            code::UNAUTHENTICATED,
             "client certificate revoked",
         )));
     }
@@ -150,7 +148,7 @@ pub fn admit(
         Err(e) => {
             audit.outcome = "unauthenticated".into();
             let path = format!("/mcp/{service}");
-            let mut resp = error_response(e.status(), -32001, &e.message());
+            let mut resp = error_response(e.status(), code::UNAUTHENTICATED, &e.message());
             let challenge = state
                 .auth
                 .challenge(&e, &resource_metadata_url(state, &parts.headers, &path));
@@ -280,21 +278,21 @@ pub fn check_media(method: &Method, headers: &HeaderMap) -> Result<(), Refusal> 
         if !content_type.starts_with("application/json") {
             return Err(Box::new(error_response(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                -32600,
+                code::INVALID_REQUEST,
                 "MCP requests are JSON: send Content-Type: application/json",
             )));
         }
         if !accepts("application/json") && !accepts("text/event-stream") {
             return Err(Box::new(error_response(
                 StatusCode::NOT_ACCEPTABLE,
-                -32600,
+                code::INVALID_REQUEST,
                 "Accept must include application/json and text/event-stream",
             )));
         }
     } else if *method == Method::GET && !accepts("text/event-stream") {
         return Err(Box::new(error_response(
             StatusCode::NOT_ACCEPTABLE,
-            -32600,
+            code::INVALID_REQUEST,
             "a GET opens an event stream: Accept must include text/event-stream",
         )));
     }

@@ -17,6 +17,7 @@ use http::{Method, Response, StatusCode};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use underpass_shared::frame::RequestHead;
+use underpass_shared::jsonrpc::code;
 use underpass_shared::mcp::SseParser;
 
 use crate::assertion::AssertionClaims;
@@ -75,7 +76,7 @@ pub async fn open(
     if !state.config.has_service(service) {
         return error_response(
             StatusCode::NOT_FOUND,
-            -32001,
+            code::NOT_FOUND,
             &format!("unknown service {service:?}"),
         );
     }
@@ -86,7 +87,7 @@ pub async fn open(
     let Some(tunnel) = state.registry.pick(service) else {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            -32002,
+            code::UNAVAILABLE,
             "no connector serving this service is online; retry later",
         );
     };
@@ -178,7 +179,7 @@ pub async fn post(
     let Some(bridge) = state.bridges.get(id).filter(|b| b.service == service) else {
         return error_response(
             StatusCode::NOT_FOUND,
-            -32001,
+            code::NOT_FOUND,
             "unknown sessionId; open the event stream with GET first",
         );
     };
@@ -190,7 +191,7 @@ pub async fn post(
     if admitted.identity.principal != bridge.identity.principal {
         return error_response(
             StatusCode::NOT_FOUND,
-            -32001,
+            code::NOT_FOUND,
             "unknown sessionId; open the event stream with GET first",
         );
     }
@@ -264,7 +265,12 @@ async fn forward(
     );
     let fail = |message: String| {
         if let Some(id) = &request_id {
-            let msg = underpass_shared::mcp::jsonrpc_error(Some(id), -32603, &message, None);
+            let msg = underpass_shared::mcp::jsonrpc_error(
+                Some(id),
+                code::UPSTREAM_FAILED,
+                &message,
+                None,
+            );
             let _ = bridge.events.try_send(message_event(&msg));
         }
     };

@@ -14,6 +14,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
+use underpass_shared::jsonrpc::code;
 
 use crate::assertion::AssertionClaims;
 use crate::audit::AuditRecord;
@@ -104,7 +105,7 @@ pub async fn handle(
             discard_rest(&mut body).await;
             let mut resp = error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                -32600,
+                code::INVALID_REQUEST,
                 &format!("request body exceeds the edge's limit of {limit} bytes"),
             );
             resp.headers_mut()
@@ -114,7 +115,7 @@ pub async fn handle(
         Err(e) => {
             return Ok(error_response(
                 StatusCode::BAD_REQUEST,
-                -32700,
+                code::PARSE_ERROR,
                 &format!("could not read request body: {e}"),
             ))
         }
@@ -146,7 +147,7 @@ pub async fn handle(
                 }
                 _ => error_response(
                     StatusCode::METHOD_NOT_ALLOWED,
-                    -32600,
+                    code::INVALID_REQUEST,
                     "the 2024-11-05 SSE endpoint takes GET and POST",
                 ),
             };
@@ -154,12 +155,12 @@ pub async fn handle(
         }
         Route::Federated => error_response(
             StatusCode::NOT_IMPLEMENTED,
-            -32601,
+            code::METHOD_NOT_FOUND,
             "the federated endpoint /mcp is not available in this build; use /mcp/{service}",
         ),
         Route::NotFound => error_response(
             StatusCode::NOT_FOUND,
-            -32601,
+            code::NOT_FOUND,
             "no such endpoint; MCP services are served at /mcp/{service}",
         ),
     };
@@ -200,7 +201,7 @@ async fn relay(
     if !config.has_service(service) {
         return error_response(
             StatusCode::NOT_FOUND,
-            -32001,
+            code::NOT_FOUND,
             &format!("unknown service {service:?}: this edge serves no such MCP service"),
         );
     }
@@ -216,7 +217,7 @@ async fn relay(
     if ![Method::GET, Method::POST, Method::DELETE].contains(&parts.method) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
-            -32600,
+            code::INVALID_REQUEST,
             "MCP endpoints accept GET, POST and DELETE",
         );
         resp.headers_mut().insert(
@@ -232,7 +233,7 @@ async fn relay(
         Some(Err(_)) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
-                -32600,
+                code::INVALID_REQUEST,
                 "Mcp-Session-Id is not visible ASCII",
             )
         }
@@ -247,7 +248,7 @@ async fn relay(
                         "session not found; initialize a new session"
                     }
                 };
-                return error_response(StatusCode::NOT_FOUND, -32001, msg);
+                return error_response(StatusCode::NOT_FOUND, code::NOT_FOUND, msg);
             }
         },
         None => match state.registry.pick(service) {
@@ -255,7 +256,7 @@ async fn relay(
             None => {
                 return error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    -32002,
+                    code::UNAVAILABLE,
                     &format!("service {service:?} is known but no connector serving it is online; retry later"),
                 )
             }
@@ -291,7 +292,7 @@ async fn relay(
             audit.outcome = "tunnel_error".into();
             return error_response(
                 StatusCode::BAD_GATEWAY,
-                -32603,
+                code::UPSTREAM_FAILED,
                 &format!("the tunnel to connector {:?} failed: {e}", tunnel.connector),
             );
         }
@@ -363,7 +364,7 @@ async fn relay(
             Err(e) => {
                 return error_response(
                     StatusCode::BAD_GATEWAY,
-                    -32603,
+                    code::UPSTREAM_FAILED,
                     &format!("discover response unreadable: {e}"),
                 )
             }
@@ -386,7 +387,7 @@ async fn relay(
                 audit.outcome = "backend_error".into();
                 return error_response(
                     StatusCode::BAD_GATEWAY,
-                    -32603,
+                    code::UPSTREAM_FAILED,
                     &format!("list response unreadable: {e}"),
                 );
             }
@@ -395,7 +396,7 @@ async fn relay(
     builder.body(body).unwrap_or_else(|e| {
         error_response(
             StatusCode::BAD_GATEWAY,
-            -32603,
+            code::UPSTREAM_FAILED,
             &format!("bad response head: {e}"),
         )
     })
@@ -584,7 +585,13 @@ fn protected_resource_metadata(state: &State, headers: &HeaderMap, rest: &str) -
         Route::Service(s) if state.config.has_service(s) => Some(s),
         Route::Federated => None,
         _ if rest.is_empty() => None,
-        _ => return error_response(StatusCode::NOT_FOUND, -32601, "no such protected resource"),
+        _ => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                code::NOT_FOUND,
+                "no such protected resource",
+            )
+        }
     };
     let path = service
         .map(|s| format!("/mcp/{s}"))
@@ -601,7 +608,7 @@ fn protected_resource_metadata(state: &State, headers: &HeaderMap, rest: &str) -
 }
 
 /// A JSON-RPC error body with `id: null`, as MCP clients expect from a transport-level failure.
-pub fn error_response(status: StatusCode, code: i32, message: &str) -> Response<Body> {
+pub fn error_response(status: StatusCode, code: i64, message: &str) -> Response<Body> {
     let body = serde_json::json!({
         "jsonrpc": "2.0",
         "id": null,

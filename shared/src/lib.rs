@@ -3,6 +3,7 @@
 
 pub mod frame;
 pub mod identity;
+pub mod jsonrpc;
 pub mod mcp;
 pub mod quic;
 pub mod tls;

@@ -74,22 +74,11 @@ pub const HEADER_PARAM_PREFIX: &str = "Mcp-Param-";
 /// Deepest nesting of arrays and objects [`parse`] accepts.
 pub const MAX_DEPTH: usize = 100;
 
-/// JSON-RPC: invalid JSON.
-pub const PARSE_ERROR: i64 = -32700;
-/// JSON-RPC: not a valid request object.
-pub const INVALID_REQUEST: i64 = -32600;
-/// JSON-RPC: unknown method.
-pub const METHOD_NOT_FOUND: i64 = -32601;
-/// JSON-RPC: invalid method parameters.
-pub const INVALID_PARAMS: i64 = -32602;
-/// JSON-RPC: internal error.
-pub const INTERNAL_ERROR: i64 = -32603;
-/// MCP: HTTP headers do not match the body, or required headers are missing/malformed.
-pub const HEADER_MISMATCH: i64 = -32020;
-/// MCP: the request needs a client capability the client did not declare.
-pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
-/// MCP: the requested protocol version is not served.
-pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+pub use crate::jsonrpc::code::{
+    HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
+    MISSING_REQUIRED_CLIENT_CAPABILITY, PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION,
+};
+pub use crate::jsonrpc::error as jsonrpc_error;
 
 const BASE64_PREFIX: &str = "=?base64?";
 const BASE64_SUFFIX: &str = "?=";
@@ -1323,22 +1312,6 @@ pub fn filter_list_result(
         None => false,
     });
     before - entries.len()
-}
-
-/// Builds a JSON-RPC error response. A missing id is written as `null` (JSON-RPC 2.0:
-/// the id of a request whose id could not be read).
-pub fn jsonrpc_error(id: Option<&Value>, code: i64, message: &str, data: Option<Value>) -> Value {
-    let mut error = Map::new();
-    error.insert("code".to_owned(), Value::from(code));
-    error.insert("message".to_owned(), Value::from(message));
-    if let Some(d) = data {
-        error.insert("data".to_owned(), d);
-    }
-    json!({
-        "jsonrpc": "2.0",
-        "id": id.cloned().unwrap_or(Value::Null),
-        "error": Value::Object(error),
-    })
 }
 
 // ---------------------------------------------------------------------------------------
