@@ -25,6 +25,8 @@ pub const ASSERTION_HEADER: &str = "x-underpass-identity";
 
 /// The header carrying the edge's trace id of the request, for correlating logs.
 pub const TRACE_HEADER: &str = "x-underpass-trace-id";
+/// The edge's unique id of the request (also in its audit record as `request_id`).
+pub const REQUEST_ID_HEADER: &str = "x-underpass-request-id";
 
 /// Largest request body accepted from the edge (the edge enforces its own, smaller limit).
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
@@ -203,6 +205,9 @@ impl Backends {
             }
             if let Ok(v) = HeaderValue::from_str(&head.trace_id) {
                 h.insert(TRACE_HEADER, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&head.request_id) {
+                h.insert(REQUEST_ID_HEADER, v);
             }
         }
         let req = req

@@ -13,9 +13,15 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::registry::Registry;
+use crate::revocation::Revocations;
 
 /// Serves the admin endpoints; `jwks` is the public key set of the identity assertions.
-pub async fn serve(listener: TcpListener, registry: Arc<Registry>, jwks: serde_json::Value) {
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    revocations: Arc<Revocations>,
+    jwks: serde_json::Value,
+) {
     let jwks = Arc::new(jwks);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -23,12 +29,14 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, jwks: serde_j
             continue;
         };
         let registry = registry.clone();
+        let revocations = revocations.clone();
         let jwks = jwks.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let registry = registry.clone();
+                let revocations = revocations.clone();
                 let jwks = jwks.clone();
-                async move { Ok::<_, Infallible>(answer(&registry, &jwks, &req)) }
+                async move { Ok::<_, Infallible>(answer(&registry, &revocations, &jwks, &req)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -39,6 +47,7 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, jwks: serde_j
 
 fn answer(
     registry: &Registry,
+    revocations: &Revocations,
     jwks: &serde_json::Value,
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
@@ -59,6 +68,7 @@ fn answer(
                     "tunnels": registry.tunnel_count(),
                     "sessions": registry.session_count(),
                     "services": services,
+                    "problems": problems(revocations),
                 }),
             )
         }
@@ -74,4 +84,14 @@ fn answer(
         http::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// What an operator must look at although the edge serves: each entry names the component and
+/// what is wrong with it.
+fn problems(revocations: &Revocations) -> Vec<serde_json::Value> {
+    revocations
+        .failure()
+        .map(|detail| serde_json::json!({"component": "revocation_list", "detail": detail}))
+        .into_iter()
+        .collect()
 }

@@ -178,6 +178,9 @@ pub struct AuditRecord {
     /// Trace id correlating edge, tunnel and connector logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// Unique id the edge gave the request; backends receive it as `x-underpass-request-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// Request arguments, only with `log_arguments = true`, after [`redact_arguments`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Value>,

@@ -563,7 +563,7 @@ struct VerifyKey {
 
 impl Authenticator {
     /// Builds the authenticator: validates `config` and reads the JWKS file (if JWTs are
-    /// configured). Fails if the file is unreadable or holds no usable key.
+    /// configured). Fails if the file is unreadable, or lists keys none of which is usable.
     pub fn new(config: &AuthConfig) -> Result<Self, AuthError> {
         config.validate()?;
         let api_keys = config
@@ -1051,7 +1051,9 @@ fn map_jwt_error(kind: &JwtErrorKind) -> AuthError {
 
 /// Reads a JWKS file. Keys that cannot be used for RS256, ES256 or EdDSA signatures (other
 /// key types or curves, encryption keys, keys without `kid`, RSA keys under 2048 bits) are
-/// skipped with a warning; a file with no usable key is an error.
+/// skipped with a warning; a file whose keys are all unusable is an error (a broken rotation
+/// must not silently distrust every token, nor be mistaken for one). An empty `keys` array is a
+/// deliberate "no key is trusted": it loads, and every JWT is refused until keys come back.
 fn load_jwks(path: &Path) -> Result<KeySet, AuthError> {
     let file_error = |e: &dyn fmt::Display| {
         config_error(format!("cannot read JWKS file {}: {e}", path.display()))
@@ -1077,7 +1079,12 @@ fn load_jwks(path: &Path) -> Result<KeySet, AuthError> {
             ),
         }
     }
-    if set.by_kid.is_empty() {
+    if keys.is_empty() {
+        tracing::warn!(
+            path = %path.display(),
+            "JWKS lists no keys: every JWT is refused until a key is added"
+        );
+    } else if set.by_kid.is_empty() {
         return Err(file_error(
             &"no usable key (RS256, ES256 or EdDSA signing keys with a kid)",
         ));
@@ -1740,6 +1747,18 @@ TwznRQPNNOD6pfpUS7UzPHdeb6oIJneRe+tDLDJDDXKJ7BvrfnHoNOiiVWkt8fJW
         std::fs::write(&path, json!({"keys": [keys.jwks["keys"][0]]}).to_string()).unwrap();
         assert_eq!(auth.reload_jwks().unwrap(), 1);
         assert!(auth.authenticate(None, &bearer(&t), None).is_err());
+        // Every key unusable (here: not signing keys) is a broken file: the last keys stay.
+        let t0 = token(Algorithm::RS256, Some("rsa1"), &claims(), &keys.rsa);
+        assert!(auth.authenticate(None, &bearer(&t0), None).is_ok());
+        let mut unusable = keys.jwks["keys"][0].clone();
+        unusable["use"] = json!("enc");
+        std::fs::write(&path, json!({ "keys": [unusable] }).to_string()).unwrap();
+        assert!(auth.reload_jwks().is_err());
+        assert!(auth.authenticate(None, &bearer(&t0), None).is_ok());
+        // An emptied JWKS is a deliberate "trust no key", and takes effect.
+        std::fs::write(&path, r#"{"keys": []}"#).unwrap();
+        assert_eq!(auth.reload_jwks().unwrap(), 0);
+        assert!(auth.authenticate(None, &bearer(&t0), None).is_err());
         let _ = std::fs::remove_file(path);
 
         assert!(toml::from_str::<AuthConfig>("bogus = 1").is_err());

@@ -39,51 +39,93 @@ pub struct Admitted {
 /// A finished response refusing the request (boxed: responses are large).
 pub type Refusal = Box<http::Response<Body>>;
 
-/// Host and Origin validation against DNS rebinding: a loopback listener answers only to
-/// loopback names; a browser Origin must be the edge itself or explicitly allowed.
-pub fn check_host_origin(state: &State, headers: &HeaderMap) -> Result<(), Refusal> {
-    let clients = &state.config.clients;
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_ascii_lowercase);
-    if let Some(host) = &host {
-        let name = host_name(host);
-        let allowed = if clients.allowed_hosts.is_empty() {
-            !clients.listen.ip().is_loopback() || is_loopback_name(name)
-        } else {
-            clients
-                .allowed_hosts
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(name))
-                || (clients.listen.ip().is_loopback() && is_loopback_name(name))
-        };
-        if !allowed {
-            return Err(Box::new(error_response(
-                StatusCode::FORBIDDEN,
-                code::INVALID_REQUEST,
-                &format!("Host {host:?} is not served here (see [clients] allowed_hosts)"),
-            )));
-        }
-    }
-    if let Some(origin) = headers.get(http::header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
-        let same_origin = host
-            .as_deref()
-            .is_some_and(|h| origin == format!("https://{h}") || origin == format!("http://{h}"));
-        let listed = clients
-            .allowed_origins
-            .iter()
-            .any(|o| o.eq_ignore_ascii_case(&origin) || o == "*");
-        if !same_origin && !listed {
-            return Err(Box::new(error_response(
-                StatusCode::FORBIDDEN,
-                code::INVALID_REQUEST,
-                &format!("Origin {origin:?} is not allowed (see [clients] allowed_origins)"),
-            )));
-        }
+/// Host and Origin validation against DNS rebinding: [`check_host`], then a browser `Origin`
+/// must be the edge itself or explicitly allowed.
+pub fn check_host_origin(state: &State, parts: &http::request::Parts) -> Result<(), Refusal> {
+    let authority = check_host(state, parts)?;
+    let Some(origin) = parts.headers.get(http::header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+    let same_origin =
+        origin == format!("https://{authority}") || origin == format!("http://{authority}");
+    let listed = state
+        .config
+        .clients
+        .allowed_origins
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(&origin) || o == "*");
+    if !same_origin && !listed {
+        return Err(Box::new(error_response(
+            StatusCode::FORBIDDEN,
+            code::INVALID_REQUEST,
+            &format!("Origin {origin:?} is not allowed (see [clients] allowed_origins)"),
+        )));
     }
     Ok(())
+}
+
+/// The authority (host and port) the client addressed, lowercased: `:authority` on HTTP/2 and
+/// the target of an absolute-form HTTP/1.1 request (both land in the request URI), else
+/// `Host`. A request naming two different authorities is malformed (RFC 9113 §8.3.1), and one
+/// naming none is refused: every check below and every URL the edge echoes depend on it.
+pub fn request_authority(parts: &http::request::Parts) -> Result<String, Refusal> {
+    let bad = |message: &str| {
+        Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            message,
+        ))
+    };
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(bad("more than one Host header"));
+    }
+    let host = match host.map(|h| h.to_str()) {
+        Some(Ok(h)) => Some(h.trim().to_ascii_lowercase()),
+        Some(Err(_)) => return Err(bad("the Host header is not visible ASCII")),
+        None => None,
+    };
+    let target = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_ascii_lowercase());
+    match (target, host) {
+        (Some(t), Some(h)) if t != h => Err(bad(
+            "the request names two different hosts (:authority or target vs Host)",
+        )),
+        (Some(a), _) | (None, Some(a)) if !a.is_empty() => Ok(a),
+        _ => Err(bad(
+            "the request names no host (send Host, or :authority over HTTP/2)",
+        )),
+    }
+}
+
+/// The host check against DNS rebinding, on every protocol: a loopback listener answers only
+/// to loopback names; with `allowed_hosts`, only those names (and loopback names on a loopback
+/// listener). Returns the request's authority (see [`request_authority`]).
+pub fn check_host(state: &State, parts: &http::request::Parts) -> Result<String, Refusal> {
+    let clients = &state.config.clients;
+    let authority = request_authority(parts)?;
+    let name = host_name(&authority);
+    let allowed = if clients.allowed_hosts.is_empty() {
+        !clients.listen.ip().is_loopback() || is_loopback_name(name)
+    } else {
+        clients
+            .allowed_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+            || (clients.listen.ip().is_loopback() && is_loopback_name(name))
+    };
+    if !allowed {
+        return Err(Box::new(error_response(
+            StatusCode::FORBIDDEN,
+            code::INVALID_REQUEST,
+            &format!("Host {authority:?} is not served here (see [clients] allowed_hosts)"),
+        )));
+    }
+    Ok(authority)
 }
 
 fn host_name(host: &str) -> &str {
@@ -101,8 +143,10 @@ fn is_loopback_name(name: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The URL of this service's RFC 9728 metadata, from `[auth] resource` or the Host header.
-pub fn resource_metadata_url(state: &State, headers: &HeaderMap, path: &str) -> String {
+/// The URL of the RFC 9728 metadata for `path`, from `[auth] resource`, else from the
+/// authority the request addressed (port included), which the caller has checked with
+/// [`check_host`]: the edge never echoes a host it does not serve.
+pub fn resource_metadata_url(state: &State, authority: &str, path: &str) -> String {
     if let Some(url) = state.auth.resource_metadata_url(path) {
         return url;
     }
@@ -111,11 +155,7 @@ pub fn resource_metadata_url(state: &State, headers: &HeaderMap, path: &str) -> 
     } else {
         "https"
     };
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("{scheme}://{host}{PROTECTED_RESOURCE_WELL_KNOWN}{path}")
+    format!("{scheme}://{authority}{PROTECTED_RESOURCE_WELL_KNOWN}{path}")
 }
 
 /// Authentication, inspection, policy and rate limit, filling in `audit` as it goes.
@@ -149,9 +189,11 @@ pub fn admit(
             audit.outcome = "unauthenticated".into();
             let path = format!("/mcp/{service}");
             let mut resp = error_response(e.status(), code::UNAUTHENTICATED, &e.message());
+            // The caller checked the host (check_host_origin) before admission.
+            let authority = request_authority(parts).unwrap_or_default();
             let challenge = state
                 .auth
-                .challenge(&e, &resource_metadata_url(state, &parts.headers, &path));
+                .challenge(&e, &resource_metadata_url(state, &authority, &path));
             if let Ok(v) = http::HeaderValue::from_str(&challenge) {
                 resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
             }
@@ -303,8 +345,8 @@ pub fn check_media(method: &Method, headers: &HeaderMap) -> Result<(), Refusal> 
 /// `Mcp-Method` / `Mcp-Name` headers and the body's `_meta` version must agree with the body.
 ///
 /// Which versions a service supports is its backend's to say: once a `server/discover` answer
-/// has passed through, the edge refuses other versions itself (-32022 with that list);
-/// before that, the backend answers.
+/// has passed through, the edge refuses stateless-era versions it did not list itself (-32022
+/// with that list); legacy versions, and everything before that, the backend answers.
 fn check_protocol(
     headers: &HeaderMap,
     parsed: &mcp::Inspected,
@@ -325,7 +367,10 @@ fn check_protocol(
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
         Box::new(json_response(status, &body))
     };
-    if let Some(supported) = learned {
+    // A learned list only speaks for the stateless era: a legacy version is negotiated per
+    // session by `initialize`, and a backend that agreed to it there serves it, whatever its
+    // `server/discover` answer lists.
+    if let Some(supported) = learned.filter(|_| mcp::Era::of(version) == mcp::Era::Modern) {
         let supported: Vec<&str> = supported.iter().map(String::as_str).collect();
         if let Err(e) = mcp::check_protocol_version(Some(version), &supported) {
             return Err(refuse(audit, e.http_status(), e.code(), e.to_jsonrpc(id)));

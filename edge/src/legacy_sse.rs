@@ -26,7 +26,9 @@ use crate::auth::Identity;
 use crate::filter::ListFilter;
 use crate::gate::{self, Admitted};
 use crate::registry::Tunnel;
-use crate::relay::{error_response, exchange, response_stream, Body, ConnInfo, State};
+use crate::relay::{
+    error_response, exchange, new_request_id, response_stream, Body, ConnInfo, State,
+};
 
 /// Messages queued for a client that reads too slowly before the bridge gives up on it.
 const QUEUE: usize = 1024;
@@ -67,7 +69,7 @@ pub async fn open(
     parts: &http::request::Parts,
     audit: &mut AuditRecord,
 ) -> Response<Body> {
-    if let Err(r) = gate::check_host_origin(state, &parts.headers)
+    if let Err(r) = gate::check_host_origin(state, parts)
         .and_then(|()| gate::check_media(&Method::GET, &parts.headers))
     {
         audit.outcome = "bad_request".into();
@@ -163,7 +165,7 @@ pub async fn post(
     body: Bytes,
     audit: &mut AuditRecord,
 ) -> Response<Body> {
-    if let Err(r) = gate::check_host_origin(state, &parts.headers)
+    if let Err(r) = gate::check_host_origin(state, parts)
         .and_then(|()| gate::check_media(&Method::POST, &parts.headers))
     {
         audit.outcome = "bad_request".into();
@@ -196,14 +198,23 @@ pub async fn post(
         );
     }
     let trace_id = audit.trace_id.clone().unwrap_or_default();
+    let request_id = audit.request_id.clone().unwrap_or_else(new_request_id);
     let state = state.clone();
-    tokio::spawn(async move { forward(&state, &bridge, admitted, body, trace_id).await });
+    tokio::spawn(
+        async move { forward(&state, &bridge, admitted, body, trace_id, request_id).await },
+    );
     let mut resp = Response::new(crate::relay::full_body("Accepted"));
     *resp.status_mut() = StatusCode::ACCEPTED;
     resp
 }
 
-fn head(state: &State, bridge: &Bridge, method: &str, trace_id: String) -> RequestHead {
+fn head(
+    state: &State,
+    bridge: &Bridge,
+    method: &str,
+    trace_id: String,
+    request_id: String,
+) -> RequestHead {
     let (session, version) = bridge.backend.lock().map(|b| b.clone()).unwrap_or_default();
     let mut headers: Vec<(String, Vec<u8>)> = vec![
         ("content-type".into(), b"application/json".to_vec()),
@@ -235,6 +246,7 @@ fn head(state: &State, bridge: &Bridge, method: &str, trace_id: String) -> Reque
         headers,
         principal: bridge.identity.principal.clone(),
         trace_id,
+        request_id,
         assertion,
     }
 }
@@ -246,6 +258,7 @@ async fn forward(
     admitted: Admitted,
     body: Bytes,
     trace_id: String,
+    edge_request_id: String,
 ) {
     let request_id = admitted
         .calls
@@ -276,7 +289,7 @@ async fn forward(
     };
     let (resp_head, recv) = match exchange(
         &bridge.tunnel.conn,
-        &head(state, bridge, "POST", trace_id.clone()),
+        &head(state, bridge, "POST", trace_id.clone(), edge_request_id),
         body,
     )
     .await
@@ -374,7 +387,7 @@ async fn pump(
 
 /// The backend's GET stream of server-initiated messages (if it offers one).
 async fn listen(state: &Arc<State>, bridge: &Arc<Bridge>, trace_id: String) {
-    let mut head = head(state, bridge, "GET", trace_id);
+    let mut head = head(state, bridge, "GET", trace_id, new_request_id());
     head.headers.retain(|(n, _)| n != "content-type");
     head.headers
         .push(("accept".into(), b"text/event-stream".to_vec()));
@@ -393,7 +406,7 @@ async fn end_backend_session(state: &Arc<State>, bridge: &Bridge) {
         .map(|b| b.0.is_some())
         .unwrap_or(false);
     if has_session {
-        let head = head(state, bridge, "DELETE", String::new());
+        let head = head(state, bridge, "DELETE", String::new(), new_request_id());
         let _ = exchange(&bridge.tunnel.conn, &head, Bytes::new()).await;
     }
 }

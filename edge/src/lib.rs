@@ -140,7 +140,12 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen for admin on tcp/{}", admin.listen))?;
         tracing::info!("admin: http://{}/healthz", admin.listen);
-        tokio::spawn(admin::serve(listener, registry.clone(), jwks.clone()));
+        tokio::spawn(admin::serve(
+            listener,
+            registry.clone(),
+            state.revocations.clone(),
+            jwks.clone(),
+        ));
     }
 
     let clients = tokio::spawn(serve_clients(listener, client_tls, state));

@@ -121,7 +121,7 @@ pub async fn handle(
         }
     };
     if let Some(rest) = parts.uri.path().strip_prefix(PROTECTED_RESOURCE_WELL_KNOWN) {
-        return Ok(protected_resource_metadata(&state, &parts.headers, rest));
+        return Ok(protected_resource_metadata(&state, &parts, rest));
     }
     let resp = match route(parts.uri.path()) {
         Route::Service(service) => {
@@ -194,7 +194,7 @@ async fn relay(
     audit: &mut AuditRecord,
 ) -> Response<Body> {
     let config = &state.config;
-    if let Err(refusal) = gate::check_host_origin(state, &parts.headers) {
+    if let Err(refusal) = gate::check_host_origin(state, parts) {
         audit.outcome = "forbidden".into();
         return *refusal;
     }
@@ -264,6 +264,7 @@ async fn relay(
     };
 
     let trace_id = audit.trace_id.clone().unwrap_or_default();
+    let request_id = audit.request_id.clone().unwrap_or_else(new_request_id);
     let assertion = state
         .signer
         .reusable(&AssertionClaims {
@@ -282,6 +283,7 @@ async fn relay(
         headers: forwardable_request_headers(&parts.headers),
         principal: principal.clone(),
         trace_id,
+        request_id,
         assertion,
     };
 
@@ -407,6 +409,7 @@ fn audit_record(service: &str, parts: &http::request::Parts, bytes_in: usize) ->
     AuditRecord {
         service: Some(service.to_owned()),
         trace_id: Some(trace_id(&parts.headers)),
+        request_id: Some(new_request_id()),
         bytes_in: Some(bytes_in as u64),
         outcome: "ok".into(),
         ..AuditRecord::default()
@@ -560,6 +563,11 @@ pub fn forwardable_request_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)
         .collect()
 }
 
+/// A fresh request id (128 random bits, hex).
+pub(crate) fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 /// The W3C trace id of the request's `traceparent`, or a fresh one.
 fn trace_id(headers: &HeaderMap) -> String {
     let from_header = headers
@@ -580,7 +588,17 @@ pub fn full_body(text: impl Into<Bytes>) -> Body {
 
 /// RFC 9728 protected resource metadata, for `/.well-known/oauth-protected-resource` and its
 /// per-service form `/.well-known/oauth-protected-resource/mcp/{service}`.
-fn protected_resource_metadata(state: &State, headers: &HeaderMap, rest: &str) -> Response<Body> {
+fn protected_resource_metadata(
+    state: &State,
+    parts: &http::request::Parts,
+    rest: &str,
+) -> Response<Body> {
+    // Host only, no Origin check: browser-based clients fetch this document cross-origin,
+    // and it holds nothing a rebinding attack could steal.
+    let authority = match gate::check_host(state, parts) {
+        Ok(a) => a,
+        Err(refusal) => return *refusal,
+    };
     let service = match route(rest) {
         Route::Service(s) if state.config.has_service(s) => Some(s),
         Route::Federated => None,
@@ -596,7 +614,7 @@ fn protected_resource_metadata(state: &State, headers: &HeaderMap, rest: &str) -
     let path = service
         .map(|s| format!("/mcp/{s}"))
         .unwrap_or_else(|| "/mcp".into());
-    let metadata_url = gate::resource_metadata_url(state, headers, &path);
+    let metadata_url = gate::resource_metadata_url(state, &authority, &path);
     let resource = metadata_url.replacen(PROTECTED_RESOURCE_WELL_KNOWN, "", 1);
     let body = state.auth.protected_resource_metadata(&resource);
     let mut resp = Response::new(full_body(body.to_string()));

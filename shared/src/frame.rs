@@ -82,6 +82,11 @@ pub struct RequestHead {
     pub principal: String,
     /// W3C trace id for correlating edge, connector and backend logs.
     pub trace_id: String,
+    /// Unique id of this request, made by the edge: in its audit record and, as
+    /// `x-underpass-request-id`, at the backend (the reused assertion's `jti` names the token,
+    /// not the request).
+    #[serde(default)]
+    pub request_id: String,
     /// Short-lived JWT signed by the edge saying who is calling (principal, groups, session,
     /// trace id; audience = the service). The connector hands it to the backend in the
     /// `x-underpass-identity` header: backends verify it against the edge's JWKS and never
@@ -188,6 +193,7 @@ mod tests {
             headers: vec![("content-type".into(), b"application/json".to_vec())],
             principal: "anonymous".into(),
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            request_id: "0af7651916cd43dd8448eb211c80319c".into(),
             assertion: None,
         }
     }

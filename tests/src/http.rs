@@ -67,6 +67,19 @@ pub fn request(
     parse(&raw)
 }
 
+/// Sends `head` (a request line and headers, exactly as given, ending in a blank line) and
+/// `body` to `addr`, and reads the whole response: for requests a client library would not
+/// send.
+pub fn raw(addr: &str, head: &str, body: &[u8]) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse(&raw)
+}
+
 fn parse(raw: &[u8]) -> std::io::Result<Reply> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
     let split = raw
@@ -141,4 +154,74 @@ pub fn messages(reply: &Reply) -> Vec<serde_json::Value> {
     } else {
         serde_json::from_str(&text).into_iter().collect()
     }
+}
+
+/// One HTTP/2 request over cleartext TCP (prior knowledge, as an `insecure_plaintext` edge
+/// accepts it). `url` is absolute; its authority becomes `:authority` unless `authority`
+/// overrides it; `headers` may add a `Host` header of their own. Loopback only.
+pub fn h2_request(
+    method: &str,
+    url: &str,
+    authority: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Reply> {
+    use http_body_util::{BodyExt, Full};
+    let uri: http::Uri = url.parse().map_err(std::io::Error::other)?;
+    let addr = uri
+        .authority()
+        .ok_or_else(|| std::io::Error::other("absolute URL needed"))?
+        .to_string();
+    let target = match authority {
+        Some(a) => format!(
+            "http://{a}{}",
+            uri.path_and_query().map_or("/", |p| p.as_str())
+        ),
+        None => url.to_owned(),
+    };
+    let mut req = http::Request::builder().method(method).uri(target);
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let req = req
+        .body(Full::new(bytes::Bytes::copy_from_slice(body)))
+        .map_err(std::io::Error::other)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(&addr).await?;
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        let resp = tokio::time::timeout(Duration::from_secs(60), send.send_request(req))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(std::io::Error::other)?
+            .to_bytes()
+            .to_vec();
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body,
+        })
+    })
 }

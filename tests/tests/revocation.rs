@@ -1,5 +1,6 @@
 //! `underpass-certs revoke` takes effect at a running edge: the revoked connector's live
-//! tunnel is closed and its reconnections are refused at the handshake.
+//! tunnel is closed and its reconnections are refused at the handshake, also after the list
+//! file is deleted (the last good list stays in force).
 
 use std::process::Command;
 use std::time::Duration;
@@ -36,6 +37,32 @@ fn revoking_a_connector_closes_its_tunnel_and_refuses_it() {
     let r = http::get(&d.edge_setup.admin("/readyz")).unwrap();
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(d.connector.alive());
+
+    // The list deleted while the edge runs: the last good list stays in force (fail closed),
+    // loudly, and the revoked connector keeps being refused.
+    std::fs::remove_file(d.pki.dir.join("revoked.txt")).unwrap();
+    d.edge
+        .wait_for_log("the file is gone", Duration::from_secs(20));
+    let refused = d
+        .edge
+        .log_text()
+        .matches("invalid peer certificate: Revoked")
+        .count();
+    d.edge.wait_for_log_count(
+        "invalid peer certificate: Revoked",
+        refused + 2,
+        Duration::from_secs(30),
+    );
+    let r = http::get(&d.edge_setup.admin("/readyz")).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    let problems = r.json()["problems"].clone();
+    assert_eq!(problems[0]["component"], "revocation_list", "{problems}");
+    assert!(
+        problems[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("last good list (1 serials)")),
+        "{problems}"
+    );
 
     // A fresh certificate for the same connector name is accepted again.
     std::fs::remove_file(d.pki.cert("dc1")).unwrap();

@@ -53,6 +53,48 @@ fn conformance_2026_07_28_through_the_tunnel() {
     );
 }
 
+/// A dual-era backend keeps serving legacy clients after a modern client discovered it: the
+/// versions learned from `server/discover` only rule the stateless era, and a 2025-11-25 session
+/// negotiated by `initialize` is never refused by the edge.
+#[test]
+fn legacy_clients_keep_working_after_a_modern_client_discovered_the_backend() {
+    let peers = Peers::get();
+    let scratch = tempfile::tempdir().unwrap();
+    let (_backend, url) = start_py_server(scratch.path(), &peers);
+    let d = Deployment::start(true, "dual", &url);
+    let url = d.edge_setup.url("dual");
+    let modern = run_client(&d, &mut py_client(&peers, &url, &["smoke", "--mode=auto"]));
+    assert_eq!(modern["protocolVersion"], "2026-07-28", "{modern}");
+    for round in 0..2 {
+        let legacy = run_client(
+            &d,
+            &mut py_client(
+                &peers,
+                &url,
+                &["smoke", "--mode=legacy", "--message=old era"],
+            ),
+        );
+        assert_eq!(
+            legacy["protocolVersion"], "2025-11-25",
+            "round {round}: {legacy}"
+        );
+        assert_eq!(legacy["echo"], "Echo: old era", "round {round}: {legacy}");
+    }
+}
+
+fn start_py_server(dir: &std::path::Path, peers: &Peers) -> (Proc, String) {
+    let port = free_port();
+    let mut backend = Proc::spawn(
+        "py-server",
+        dir,
+        std::process::Command::new(peers.path("VENV_PYTHON"))
+            .arg(peers.path("PY_SERVER"))
+            .args(["--port", &port.to_string()]),
+    );
+    backend.wait_for_log("Uvicorn running", std::time::Duration::from_secs(30));
+    (backend, format!("http://127.0.0.1:{port}/mcp"))
+}
+
 /// The official Python SDK client in its auto mode finds the modern era through the tunnel
 /// when the backend speaks it (and falls back to the legacy era for `server-everything`: see
 /// `walking_skeleton::python_sdk_client_through_the_tunnel`).
@@ -60,16 +102,8 @@ fn conformance_2026_07_28_through_the_tunnel() {
 fn python_sdk_auto_mode_reaches_a_2026_07_28_backend() {
     let peers = Peers::get();
     let scratch = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut backend = Proc::spawn(
-        "py-server",
-        scratch.path(),
-        std::process::Command::new(peers.path("VENV_PYTHON"))
-            .arg(peers.path("PY_SERVER"))
-            .args(["--port", &port.to_string()]),
-    );
-    backend.wait_for_log("Uvicorn running", std::time::Duration::from_secs(30));
-    let d = Deployment::start(true, "modern", &format!("http://127.0.0.1:{port}/mcp"));
+    let (_backend, url) = start_py_server(scratch.path(), &peers);
+    let d = Deployment::start(true, "modern", &url);
     let url = d.edge_setup.url("modern");
     let v = run_client(
         &d,

@@ -315,6 +315,53 @@ fn backends_get_a_verifiable_identity_assertion_and_never_the_client_token() {
     }
 }
 
+/// The assertion is reused while fresh (its `jti` names the token), so what identifies one
+/// request at the backend is `x-underpass-request-id`: unique per request, and the same id the
+/// edge's audit record carries.
+#[test]
+fn every_request_gets_its_own_id_at_the_backend_and_in_the_audit_log() {
+    let s = setup();
+    for _ in 0..2 {
+        assert_eq!(call(&s, API_KEY, tool_call("echo")).status, 200);
+    }
+    let seen = s.backend.seen();
+    assert_eq!(seen.len(), 2);
+    let ids: Vec<&str> = seen
+        .iter()
+        .map(|r| r.header("x-underpass-request-id").expect("request id"))
+        .collect();
+    assert_ne!(ids[0], ids[1], "request ids repeat");
+    for id in &ids {
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+    }
+    // Documented: one principal's consecutive requests may share one assertion.
+    assert_eq!(
+        seen[0].header("x-underpass-identity"),
+        seen[1].header("x-underpass-identity")
+    );
+    let log = s.d.path().join("audit.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let audited: Vec<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["request_id"].as_str().map(str::to_owned))
+            .collect();
+        if ids.iter().all(|id| audited.iter().any(|a| a == id)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "request ids {ids:?} not in the audit log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Rewrites the lines of a log.
 type Tamper = Box<dyn Fn(&[&str]) -> Vec<String>>;
 
