@@ -278,6 +278,8 @@ fn unknown_service_unknown_session_and_offline_service() {
     assert_eq!(r.status, 404);
     let v = r.json();
     assert_eq!(v["jsonrpc"], "2.0");
+    // Gateway codes sit outside the JSON-RPC reserved range -32768..-32000 (MCP 2026-07-28).
+    assert_eq!(v["error"]["code"], -31404, "{v}");
     assert!(
         v["error"]["message"]
             .as_str()
@@ -293,6 +295,7 @@ fn unknown_service_unknown_session_and_offline_service() {
     )
     .unwrap();
     assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["code"], -31404);
     assert!(r.json()["error"]["message"]
         .as_str()
         .unwrap()
@@ -305,6 +308,7 @@ fn unknown_service_unknown_session_and_offline_service() {
     loop {
         let r = mcp_post(&d.edge_setup.url("demo"), &[], &list).unwrap();
         if r.status == 503 {
+            assert_eq!(r.json()["error"]["code"], -31503, "{}", r.text());
             assert!(r.json()["error"]["message"]
                 .as_str()
                 .unwrap()

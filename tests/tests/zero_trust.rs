@@ -227,6 +227,7 @@ fn policy_filters_lists_denies_at_the_edge_and_rate_limits() {
     let r = call(&s, API_KEY, tool_call("get-secret"));
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.json()["id"], 7);
+    assert_eq!(r.json()["error"]["code"], -31403, "{}", r.text());
     let r = call(&s, &jwt, tool_call("delete-everything"));
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(s.backend.tool_calls("get-secret"), 0);
@@ -245,6 +246,7 @@ fn policy_filters_lists_denies_at_the_edge_and_rate_limits() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     let r = limited.expect("rate limit never tripped");
+    assert_eq!(r.json()["error"]["code"], -31429, "{}", r.text());
     let retry: u64 = r
         .header("retry-after")
         .expect("Retry-After")
