@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use underpass_certs::issue::HostSan;
-use underpass_certs::revoke::RevokeTarget;
+use underpass_pki::issue::HostSan;
+use underpass_pki::revoke::RevokeTarget;
 use underpass_shared::identity::{Role, DEFAULT_TRUST_DOMAIN};
 
 #[derive(Parser)]
@@ -103,7 +103,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { dir, trust_domain } => {
-            let ca = underpass_certs::ca::init(&dir, &trust_domain)?;
+            let ca = underpass_pki::ca::init(&dir, &trust_domain)?;
             println!(
                 "created CA for trust domain {}: {} and {}",
                 ca.trust_domain,
@@ -111,7 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ca.key_path.display()
             );
             println!("serial:    {}", ca.serial);
-            println!("not-after: {}", underpass_certs::rfc3339(ca.not_after));
+            println!("not-after: {}", underpass_pki::rfc3339(ca.not_after));
         }
         Command::Issue { kind } => {
             let (role, common, sans) = match kind {
@@ -119,7 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 IssueKind::Connector { common } => (Role::Connector, common, Vec::new()),
                 IssueKind::Client { common } => (Role::Client, common, Vec::new()),
             };
-            let issued = underpass_certs::issue::issue(&common.dir, role, &common.name, &sans)?;
+            let issued = underpass_pki::issue::issue(&common.dir, role, &common.name, &sans)?;
             println!(
                 "issued {}: {} and {}",
                 issued.identity,
@@ -138,10 +138,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("hosts:     {}", hosts.join(", "));
             }
             println!("serial:    {}", issued.serial);
-            println!("not-after: {}", underpass_certs::rfc3339(issued.not_after));
+            println!("not-after: {}", underpass_pki::rfc3339(issued.not_after));
         }
         Command::Inspect { file } => {
-            print!("{}", underpass_certs::inspect::inspect_file(&file)?);
+            print!("{}", underpass_pki::inspect::inspect_file(&file)?);
         }
         Command::Revoke { dir, target, force } => {
             let target = match (target.name, target.serial) {
@@ -149,7 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (None, Some(serial)) => RevokeTarget::Serial(serial),
                 (None, None) => anyhow::bail!("give --name or --serial"),
             };
-            let r = underpass_certs::revoke::revoke(&dir, &target, force)?;
+            let r = underpass_pki::revoke::revoke(&dir, &target, force)?;
             let who = r
                 .identity
                 .as_ref()

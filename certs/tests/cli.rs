@@ -254,7 +254,7 @@ fn revoke_by_name_and_serial() {
     assert_eq!(std::fs::read_to_string(&list).expect("list"), text);
 
     // The library reads back exactly what inspect printed.
-    let set = underpass_certs::revocation::read_revocation_list(&text).expect("list");
+    let set = underpass_pki::revocation::read_revocation_list(&text).expect("list");
     assert!(set.contains(&dc1_serial) && set.contains(&alice_serial));
 
     // Inspect notices the revocation.

@@ -60,7 +60,7 @@ impl ConnInfo {
             cert_principal: underpass_shared::identity::SpiffeId::from_certificate_der(leaf)
                 .ok()
                 .map(|id| format!("client:{}", id.name)),
-            cert_serial: underpass_certs::revocation::certificate_serial(leaf).ok(),
+            cert_serial: underpass_pki::revocation::certificate_serial(leaf).ok(),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use underpass_certs::revocation::{certificate_serial, read_revocation_file};
+use underpass_pki::revocation::{certificate_serial, read_revocation_file};
 use underpass_shared::frame::codes;
 use underpass_shared::tls::RevocationCheck;
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use underpass_certs::revocation::certificate_serial;
+use underpass_pki::revocation::certificate_serial;
 use underpass_shared::frame::{self, codes, Control, Limits, PROTOCOL_VERSION};
 use underpass_shared::identity::SpiffeId;
 use underpass_shared::tls;

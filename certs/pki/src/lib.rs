@@ -2,9 +2,9 @@
 //! connectors and clients, each carrying exactly one SPIFFE-style identity
 //! (`spiffe://<trust-domain>/<role>/<name>`) as a URI SAN.
 //!
-//! The binary `underpass-certs` is a thin shell over this library. The edge reuses
-//! [`revocation`] to read the revocation list the `revoke` command writes, so the two can never
-//! disagree on how a serial number is spelled.
+//! The binary `underpass-certs` (crate `certs/`) is a thin shell over this library. The edge
+//! uses [`revocation`] to read the revocation list the `revoke` command writes, so the two can
+//! never disagree on how a serial number is spelled, without linking the command line.
 //!
 //! Layout of a PKI directory (`--dir`):
 //!
