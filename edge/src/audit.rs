@@ -184,6 +184,19 @@ pub struct AuditRecord {
     /// Request arguments, only with `log_arguments = true`, after [`redact_arguments`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Value>,
+    /// The JSON-RPC id of the call the line is about (absent for notifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_id: Option<Value>,
+    /// In a batch: the call's position in it, from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_index: Option<u32>,
+    /// In a batch: how many messages it holds (each has a line of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    /// One entry per JSON-RPC message of the request, each written as a line of its own
+    /// (see [`crate::audit_calls`]); never serialized itself.
+    #[serde(skip)]
+    pub calls: Vec<crate::audit_calls::CallAudit>,
 }
 
 /// The current time as RFC 3339 UTC with milliseconds, e.g. `2025-01-31T12:00:00.123Z`.

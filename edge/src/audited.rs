@@ -47,7 +47,9 @@ impl Audited {
             if failed && record.outcome == "ok" {
                 record.outcome = "stream_error".into();
             }
-            self.auditor.record(record);
+            for line in record.into_lines() {
+                self.auditor.record(line);
+            }
         }
     }
 }

@@ -7,25 +7,16 @@ use std::time::Instant;
 
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
-use underpass_shared::mcp::{self, Kind, Target as McpTarget};
+use underpass_shared::mcp::{self, Kind};
 
 use crate::audit::{AuditRecord, Decision as AuditDecision};
 use crate::auth::{Identity, PROTECTED_RESOURCE_WELL_KNOWN};
-use crate::policy::Target;
 use crate::relay::{error_response, Body, ConnInfo, State};
 
 use underpass_shared::jsonrpc::code;
 pub use underpass_shared::jsonrpc::code::{POLICY_DENIED, RATE_LIMITED};
 
-/// One JSON-RPC message of the request, reduced to what policy needs.
-#[derive(Debug, Clone)]
-pub struct Call {
-    pub id: Option<Value>,
-    pub method: String,
-    pub target: Option<McpTarget>,
-    pub arguments: Option<Value>,
-    pub is_request: bool,
-}
+pub use crate::judge::{target_name, Call};
 
 /// A request the edge let through.
 pub struct Admitted {
@@ -203,6 +194,7 @@ pub fn admit(
     audit.principal = Some(identity.principal.clone());
     audit.auth_method = Some(identity.method);
 
+    let mut batch = None;
     let calls = if parts.method == Method::POST {
         // Strict parse: duplicate keys are refused, so the policy and the backend can never
         // read different values from the same body.
@@ -219,6 +211,18 @@ pub fn admit(
         };
         let learned = state.registry.versions(service);
         check_protocol(&parts.headers, &inspected, learned.as_deref(), audit)?;
+        if let Some(id) = inspected.repeated_request_id() {
+            audit.outcome = "bad_request".into();
+            audit.jsonrpc_error = Some(mcp::INVALID_REQUEST);
+            let message = format!(
+                "request id {id} is used more than once in this batch: give each request its own id"
+            );
+            let e = mcp::jsonrpc_error(Some(id), mcp::INVALID_REQUEST, &message, None);
+            return Err(Box::new(json_response(StatusCode::BAD_REQUEST, &e)));
+        }
+        batch = inspected
+            .batch
+            .then(|| u32::try_from(inspected.messages.len()).unwrap_or(u32::MAX));
         calls_of(inspected)
     } else {
         Vec::new()
@@ -232,56 +236,49 @@ pub fn admit(
             .and_then(|a| a.arguments(first.arguments.as_ref()));
     }
 
+    // Every message is judged (requests and notifications, every target each names); one
+    // refusal refuses the request, and each message gets an audit line of its own.
     let principals = identity.principals();
     let policy = state.policy.get();
-    // GET streams and DELETE carry no message: they need access to the service itself.
-    let checks: Vec<(Option<&Call>, Target<'_>)> = if calls.is_empty() {
-        vec![(None, Target::Service)]
-    } else {
-        calls
-            .iter()
-            .map(|c| (Some(c), policy_target(c.target.as_ref())))
-            .collect()
-    };
-    let mut rule = String::new();
-    for (call, target) in &checks {
-        let decision = policy.decide(
-            &principals,
-            service,
-            target,
-            call.and_then(|c| c.arguments.as_ref()),
-        );
-        rule = decision.rule.clone();
-        if !decision.allowed {
+    let judged = crate::judge::judge(
+        &policy,
+        &state.limiter,
+        &identity.principal,
+        &principals,
+        service,
+        &calls,
+        Instant::now(),
+    );
+    if let Some(auditor) = &state.auditor {
+        audit.batch_size = batch;
+        audit.calls = crate::judge::audit_entries(&calls, &judged, |a| auditor.arguments(a));
+    }
+    audit.rule = Some(judged.rule());
+    match judged.refusal {
+        None => {}
+        Some(crate::judge::Refusal::Denied { index, rule }) => {
             audit.decision = Some(AuditDecision::Deny);
-            audit.rule = Some(decision.rule.clone());
             audit.outcome = "denied".into();
             audit.jsonrpc_error = Some(POLICY_DENIED);
-            tracing::info!(principal = %identity.principal, service, rule = %decision.rule, "denied by policy");
+            tracing::info!(principal = %identity.principal, service, rule = %rule, "denied by policy");
             return Err(Box::new(jsonrpc_refusal(
                 StatusCode::FORBIDDEN,
-                call.and_then(|c| c.id.as_ref()),
+                calls.get(index).and_then(|c| c.id.as_ref()),
                 POLICY_DENIED,
                 "denied by the gateway's policy",
                 None,
             )));
         }
-        let Some(rate) = decision.rate else { continue };
-        if !call.is_some_and(|c| c.is_request) {
-            continue;
-        }
-        if let Err(retry) = state
-            .limiter
-            .check(&identity.principal, service, &rate, Instant::now())
-        {
-            let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
+        Some(crate::judge::Refusal::RateLimited {
+            index, rate, retry, ..
+        }) => {
+            let secs = retry.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u64;
             audit.decision = Some(AuditDecision::Deny);
-            audit.rule = Some(decision.rule.clone());
             audit.outcome = "rate_limited".into();
             audit.jsonrpc_error = Some(RATE_LIMITED);
             let mut resp = jsonrpc_refusal(
                 StatusCode::TOO_MANY_REQUESTS,
-                call.and_then(|c| c.id.as_ref()),
+                calls.get(index).and_then(|c| c.id.as_ref()),
                 RATE_LIMITED,
                 &format!("rate limit of {rate} exceeded; retry in {secs} s"),
                 Some(serde_json::json!({ "retryAfterSeconds": secs })),
@@ -292,7 +289,6 @@ pub fn admit(
         }
     }
     audit.decision = Some(AuditDecision::Allow);
-    audit.rule = Some(rule);
     Ok(Admitted {
         identity,
         calls,
@@ -410,21 +406,6 @@ fn check_protocol(
     Ok(())
 }
 
-fn policy_target(t: Option<&McpTarget>) -> Target<'_> {
-    match t {
-        Some(McpTarget::Tool(n)) => Target::Tool(n),
-        Some(McpTarget::Resource(u)) => Target::Resource(u),
-        Some(McpTarget::Prompt(n)) => Target::Prompt(n),
-        None => Target::Service,
-    }
-}
-
-pub fn target_name(t: &McpTarget) -> &str {
-    match t {
-        McpTarget::Tool(n) | McpTarget::Resource(n) | McpTarget::Prompt(n) => n,
-    }
-}
-
 fn calls_of(inspected: mcp::Inspected) -> Vec<Call> {
     inspected
         .messages
@@ -432,6 +413,7 @@ fn calls_of(inspected: mcp::Inspected) -> Vec<Call> {
         .map(|m| Call {
             is_request: m.kind == Kind::Request,
             arguments: m.tool_arguments().cloned(),
+            targets: m.targets(),
             id: m.id,
             method: m.method.unwrap_or_default(),
             target: m.target,

@@ -23,7 +23,7 @@ use underpass_shared::mcp::SseParser;
 use crate::assertion::AssertionClaims;
 use crate::audit::AuditRecord;
 use crate::auth::Identity;
-use crate::filter::ListFilter;
+use crate::filter::{Applied, ListFilter};
 use crate::gate::{self, Admitted};
 use crate::registry::Tunnel;
 use crate::relay::{
@@ -273,6 +273,7 @@ async fn forward(
     let filter = ListFilter::for_request(
         &admitted.calls,
         admitted.policy.clone(),
+        state.policy.clone(),
         admitted.identity.principals(),
         &bridge.service,
     );
@@ -336,7 +337,10 @@ async fn pump(
     let mut count = 0;
     let mut push = |mut msg: Value| {
         if let Some(f) = filter {
-            f.apply(&mut msg);
+            // Every message is judged: list answers (all of a batch) and notifications.
+            if f.apply(&mut msg) == Applied::Drop {
+                return true;
+            }
         }
         if learn_version {
             if let Some(v) = msg
@@ -374,9 +378,13 @@ async fn pump(
         }
     }
     match serde_json::from_slice::<Value>(&json) {
-        Ok(Value::Array(items)) => items.into_iter().for_each(|m| {
-            push(m);
-        }),
+        Ok(Value::Array(items)) => {
+            for m in items {
+                if !push(m) {
+                    break;
+                }
+            }
+        }
         Ok(msg) => {
             push(msg);
         }
@@ -395,7 +403,15 @@ async fn listen(state: &Arc<State>, bridge: &Arc<Bridge>, trace_id: String) {
         return;
     };
     if resp_head.status == 200 {
-        pump(bridge, recv, true, None, false).await;
+        // Server-initiated messages are filtered too (news about hidden resources).
+        let filter = ListFilter::for_request(
+            &[],
+            state.policy.get(),
+            state.policy.clone(),
+            bridge.identity.principals(),
+            &bridge.service,
+        );
+        pump(bridge, recv, true, filter.as_ref(), false).await;
     }
 }
 

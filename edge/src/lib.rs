@@ -4,11 +4,14 @@
 pub mod admin;
 pub mod assertion;
 pub mod audit;
+pub mod audit_calls;
 pub mod audited;
 pub mod auth;
 pub mod config;
 pub mod filter;
 pub mod gate;
+pub mod glob;
+pub mod judge;
 pub mod legacy_sse;
 pub mod policy;
 pub mod registry;

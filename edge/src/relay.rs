@@ -376,10 +376,11 @@ async fn relay(
     let list_filter = ListFilter::for_request(
         &admitted.calls,
         admitted.policy.clone(),
+        state.policy.clone(),
         principals,
         service,
     )
-    .filter(|_| status.is_success());
+    .filter(|f| status.is_success() && (is_sse || f.has_lists()));
     let body = match (list_filter, is_sse) {
         (None, _) => UnsyncBoxBody::new(StreamBody::new(stream)),
         (Some(f), true) => UnsyncBoxBody::new(StreamBody::new(filter::filter_sse(stream, f))),

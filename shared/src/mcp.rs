@@ -458,11 +458,12 @@ pub struct Message {
     pub id: Option<Value>,
     /// The method of a request or notification.
     pub method: Option<String>,
-    /// The primitive a request acts on: `tools/call` → `params.name`;
+    /// The primitive a request or notification acts on: `tools/call` → `params.name`;
     /// `resources/read`, `resources/subscribe`, `resources/unsubscribe` → `params.uri`;
     /// `prompts/get` → `params.name`; `completion/complete` → `params.ref` (a prompt name
-    /// or a resource URI template). Always present on such requests ([`parse`] rejects
-    /// them otherwise); `None` for everything else.
+    /// or a resource URI template). A notification with one of these methods (a request
+    /// sent without an id) names its target just the same. `None` for everything else, and
+    /// when the name is absent (a name of the wrong type is refused by [`parse`]).
     pub target: Option<Target>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]` when it is a string
     /// (modern requests carry it; legacy ones do not).
@@ -488,6 +489,25 @@ impl Inspected {
             _ => None,
         }
     }
+
+    /// The first request id used by more than one request of the body. Answers to such a
+    /// batch cannot be told apart (which `tools/list` did this answer?), so a gateway
+    /// refuses it rather than guess.
+    pub fn repeated_request_id(&self) -> Option<&Value> {
+        let mut seen: Vec<&Value> = Vec::new();
+        for id in self
+            .messages
+            .iter()
+            .filter(|m| m.kind == Kind::Request)
+            .filter_map(|m| m.id.as_ref())
+        {
+            if seen.contains(&id) {
+                return Some(id);
+            }
+            seen.push(id);
+        }
+        None
+    }
 }
 
 impl Message {
@@ -508,7 +528,7 @@ impl Message {
     /// (`params.notifications.resourceSubscriptions`, which replaced
     /// `resources/subscribe` in 2026-07-28).
     pub fn resource_subscriptions(&self) -> Vec<&str> {
-        if self.kind != Kind::Request || self.method.as_deref() != Some("subscriptions/listen") {
+        if self.kind == Kind::Response || self.method.as_deref() != Some("subscriptions/listen") {
             return Vec::new();
         }
         self.params()
@@ -619,12 +639,10 @@ pub fn message_from_value(value: Value) -> Result<Message, McpError> {
                 ));
             }
         };
-        let target = if kind == Kind::Request {
-            extract_target(method, obj.get("params"), &readable_id)?
-        } else {
-            None
-        };
-        if kind == Kind::Request && method == "subscriptions/listen" {
+        // A notification shaped like a request (`tools/call` without an id) names its target
+        // too: a backend may act on it all the same, so policy must see what it names.
+        let target = extract_target(method, obj.get("params"), &readable_id)?;
+        if method == "subscriptions/listen" {
             check_subscriptions(obj.get("params"), &readable_id)?;
         }
         let protocol_version_meta = obj
@@ -1314,6 +1332,67 @@ pub fn filter_list_result(
     before - entries.len()
 }
 
+/// What [`filter_notification`] decided about a server-to-client message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationVerdict {
+    /// Not about a primitive the caller may not see: forward it as it is.
+    Unchanged,
+    /// Entries about primitives the caller may not see were removed from it.
+    Rewritten,
+    /// It is about a primitive the caller may not see: do not forward it.
+    Drop,
+}
+
+/// Judges a server-to-client notification that names primitives, with `keep` saying which
+/// the caller may see:
+///
+/// * `notifications/resources/updated` (`params.uri`, 2025-11-25 and 2026-07-28): dropped
+///   when the URI is not kept, or is not a string;
+/// * `notifications/subscriptions/acknowledged` (2026-07-28, `params.notifications.
+///   resourceSubscriptions`, the URIs a `subscriptions/listen` stream will report on): the
+///   URIs not kept (and entries that are not strings) are removed.
+///
+/// Every other message (requests, responses, `list_changed`, progress, logging …) names
+/// no primitive and is left alone.
+pub fn filter_notification(msg: &mut Value, keep: impl Fn(&Target) -> bool) -> NotificationVerdict {
+    let resource = |uri: &str| Target::Resource(uri.to_owned());
+    if msg.get("id").is_some() {
+        return NotificationVerdict::Unchanged;
+    }
+    match msg.get("method").and_then(Value::as_str) {
+        Some("notifications/resources/updated") => {
+            match msg.pointer("/params/uri").and_then(Value::as_str) {
+                Some(uri) if keep(&resource(uri)) => NotificationVerdict::Unchanged,
+                _ => NotificationVerdict::Drop,
+            }
+        }
+        Some("notifications/subscriptions/acknowledged") => {
+            let Some(list) = msg
+                .pointer_mut("/params/notifications/resourceSubscriptions")
+                .and_then(Value::as_array_mut)
+            else {
+                return NotificationVerdict::Unchanged;
+            };
+            let before = list.len();
+            list.retain(|u| u.as_str().is_some_and(|u| keep(&resource(u))));
+            if list.len() == before {
+                NotificationVerdict::Unchanged
+            } else {
+                NotificationVerdict::Rewritten
+            }
+        }
+        _ => NotificationVerdict::Unchanged,
+    }
+}
+
+/// Whether a server-to-client message with this method may need [`filter_notification`].
+pub fn names_primitives(method: &str) -> bool {
+    matches!(
+        method,
+        "notifications/resources/updated" | "notifications/subscriptions/acknowledged"
+    )
+}
+
 // ---------------------------------------------------------------------------------------
 // Server-sent events
 // ---------------------------------------------------------------------------------------
@@ -1856,9 +1935,20 @@ mod tests {
             ),
             Some(Target::Resource("file:///{x}".into()))
         );
-        // Notifications and unknown methods carry no target.
+        // A request-shaped notification names its target like the request would; unknown
+        // methods name none.
         assert_eq!(
             t(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#),
+            Some(Target::Tool("x".into()))
+        );
+        assert_eq!(
+            t(r#"{"jsonrpc":"2.0","method":"resources/subscribe","params":{"uri":"u"}}"#),
+            Some(Target::Resource("u".into()))
+        );
+        assert_eq!(
+            t(
+                r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"name":"x"}}"#
+            ),
             None
         );
         assert_eq!(
@@ -1914,6 +2004,94 @@ mod tests {
         );
         assert_eq!(m.tool_arguments(), None);
         assert_eq!(m.protocol_version_meta, None);
+    }
+
+    #[test]
+    fn notifications_name_their_targets_like_requests() {
+        let m = one(
+            r#"{"jsonrpc":"2.0","method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["file:///a"]}}}"#,
+        );
+        assert_eq!(m.kind, Kind::Notification);
+        assert_eq!(m.targets(), [Target::Resource("file:///a".into())]);
+        let m = one(r#"{"jsonrpc":"2.0","method":"prompts/get","params":{"name":"p"}}"#);
+        assert_eq!(m.targets(), [Target::Prompt("p".into())]);
+        // A name of the wrong type is refused in a notification too.
+        for body in [
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":7}}"#,
+            r#"{"jsonrpc":"2.0","method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":[1]}}}"#,
+        ] {
+            assert_eq!(p(body).unwrap_err().code(), INVALID_PARAMS, "{body}");
+        }
+    }
+
+    #[test]
+    fn repeated_request_ids() {
+        let ids = |s: &str| p(s).unwrap().repeated_request_id().cloned();
+        assert_eq!(
+            ids(r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#),
+            None
+        );
+        assert_eq!(
+            ids(
+                r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":"1","method":"b"}]"#
+            ),
+            None
+        );
+        assert_eq!(
+            ids(
+                r#"[{"jsonrpc":"2.0","id":"x","method":"a"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":"x","method":"b"}]"#
+            ),
+            Some(json!("x"))
+        );
+        // Responses the client sends back do not count (their ids are the server's).
+        assert_eq!(
+            ids(r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":1,"result":{}}]"#),
+            None
+        );
+    }
+
+    #[test]
+    fn notifications_about_hidden_resources() {
+        let keep = |t: &Target| matches!(t, Target::Resource(u) if u.starts_with("public:"));
+        let mut m = json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"secret:x"}});
+        assert_eq!(filter_notification(&mut m, keep), NotificationVerdict::Drop);
+        let mut m = json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"public:a"}});
+        assert_eq!(
+            filter_notification(&mut m, keep),
+            NotificationVerdict::Unchanged
+        );
+        let mut m =
+            json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":7}});
+        assert_eq!(filter_notification(&mut m, keep), NotificationVerdict::Drop);
+        let mut m = json!({"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged",
+            "params":{"_meta":{"io.modelcontextprotocol/subscriptionId":1},
+                      "notifications":{"toolsListChanged":true,"resourceSubscriptions":["public:a","secret:x",3]}}});
+        assert_eq!(
+            filter_notification(&mut m, keep),
+            NotificationVerdict::Rewritten
+        );
+        assert_eq!(
+            m["params"]["notifications"],
+            json!({"toolsListChanged":true,"resourceSubscriptions":["public:a"]})
+        );
+        assert_eq!(
+            filter_notification(&mut m, keep),
+            NotificationVerdict::Unchanged
+        );
+        for mut other in [
+            json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}),
+            json!({"jsonrpc":"2.0","method":"notifications/resources/list_changed"}),
+            json!({"jsonrpc":"2.0","id":1,"result":{"uri":"secret:x"}}),
+            json!({"jsonrpc":"2.0","id":1,"method":"notifications/resources/updated","params":{"uri":"secret:x"}}),
+        ] {
+            assert_eq!(
+                filter_notification(&mut other, keep),
+                NotificationVerdict::Unchanged,
+                "{other}"
+            );
+        }
+        assert!(names_primitives("notifications/resources/updated"));
+        assert!(!names_primitives("notifications/progress"));
     }
 
     // ----- versions -----

@@ -53,6 +53,17 @@ fn example_configs_load_and_the_example_policy_decides() {
         r#"{"path":"/etc/passwd"}"#,
     ]);
     assert!(outside.starts_with("deny"), "{outside}");
+    let traversal = check(&[
+        "--principal",
+        "apikey:ci-bot",
+        "--service",
+        "files",
+        "--tool",
+        "read_file",
+        "--arguments",
+        r#"{"path":"/srv/docs/%2e%2e/secrets"}"#,
+    ]);
+    assert!(traversal.starts_with("deny"), "{traversal}");
     let delete = check(&[
         "--principal",
         "client:alice",
