@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::limits::{Activity, Busy, KeyGuard, PerKey};
+
 /// One live tunnel.
 #[derive(Debug)]
 pub struct Tunnel {
@@ -22,6 +24,22 @@ pub struct Tunnel {
 pub struct Session {
     pub tunnel_id: u64,
     pub principal: String,
+    /// Requests in flight on the session and when the last one ended (idle expiry).
+    activity: Arc<Activity>,
+    /// The session's place in its principal's count (`[clients] max_sessions_per_principal`).
+    _slot: Arc<SessionSlot>,
+}
+
+/// One session counted against its principal's cap; given back when dropped.
+pub type SessionSlot = KeyGuard<String>;
+
+/// A session the edge forgot because it was idle too long.
+pub struct ExpiredSession {
+    pub service: String,
+    pub id: String,
+    pub principal: String,
+    /// Its tunnel, if still up (to end the session at the backend).
+    pub tunnel: Option<Arc<Tunnel>>,
 }
 
 #[derive(Default)]
@@ -33,6 +51,8 @@ pub struct Registry {
     sessions: RwLock<HashMap<(String, String), Session>>,
     /// Protocol versions each service's backend announced in `server/discover`.
     versions: RwLock<HashMap<String, Vec<String>>>,
+    /// Sessions (and 2024-11-05 bridges) held per principal.
+    session_slots: PerKey<String>,
 }
 
 /// Why no tunnel could be chosen for a session.
@@ -103,14 +123,60 @@ impl Registry {
             .ok_or(SessionLookup::TunnelGone)
     }
 
-    pub fn open_session(&self, service: &str, session_id: &str, tunnel_id: u64, principal: &str) {
+    /// Records a session the backend opened; `slot` is its reserved place in the
+    /// principal's count (see [`Registry::reserve_session`]), taken now if absent.
+    pub fn open_session(
+        &self,
+        service: &str,
+        session_id: &str,
+        tunnel_id: u64,
+        principal: &str,
+        slot: Option<SessionSlot>,
+    ) {
+        let slot = slot.unwrap_or_else(|| self.session_slots.acquire(&principal.to_owned()));
         write(&self.sessions).insert(
             (service.to_owned(), session_id.to_owned()),
             Session {
                 tunnel_id,
                 principal: principal.to_owned(),
+                activity: Arc::default(),
+                _slot: Arc::new(slot),
             },
         );
+    }
+
+    /// A place for one more session of `principal`, unless it holds `cap` already.
+    pub fn reserve_session(&self, principal: &str, cap: usize) -> Option<SessionSlot> {
+        self.session_slots.try_acquire(&principal.to_owned(), cap)
+    }
+
+    /// Marks a request in flight on a session of `principal` until the guard drops (a
+    /// session is idle while it has none).
+    pub fn use_session(&self, service: &str, session_id: &str, principal: &str) -> Option<Busy> {
+        let sessions = read(&self.sessions);
+        let session = sessions.get(&(service.to_owned(), session_id.to_owned()))?;
+        (session.principal == principal).then(|| session.activity.begin())
+    }
+
+    /// Forgets every session with no request for `idle` and returns them.
+    pub fn expire_idle(&self, idle: std::time::Duration) -> Vec<ExpiredSession> {
+        let mut gone = Vec::new();
+        write(&self.sessions).retain(|key, s| {
+            let keep = s.activity.idle_for().is_none_or(|d| d < idle);
+            if !keep {
+                gone.push((key.clone(), s.tunnel_id, s.principal.clone()));
+            }
+            keep
+        });
+        let tunnels = read(&self.tunnels);
+        gone.into_iter()
+            .map(|((service, id), tunnel_id, principal)| ExpiredSession {
+                service,
+                id,
+                principal,
+                tunnel: tunnels.get(&tunnel_id).cloned(),
+            })
+            .collect()
     }
 
     pub fn close_session(&self, service: &str, session_id: &str) {
