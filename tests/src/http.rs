@@ -67,7 +67,7 @@ pub fn request(
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> std::io::Result<Reply> {
+pub fn parse(raw: &[u8]) -> std::io::Result<Reply> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
     let split = raw
         .windows(4)
