@@ -224,3 +224,49 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn sessions_count_against_their_principal_and_expire_only_when_idle() {
+        let r = Registry::default();
+        let slot = r.reserve_session("alice", 2).expect("room");
+        r.open_session("svc", "s1", 7, "alice", Some(slot));
+        r.open_session("svc", "s2", 7, "alice", None);
+        assert!(
+            r.reserve_session("alice", 2).is_none(),
+            "alice is at her cap"
+        );
+        assert!(r.reserve_session("bob", 2).is_some(), "bob has his own");
+        r.close_session("svc", "s2");
+        assert!(
+            r.reserve_session("alice", 2).is_some(),
+            "a closed session gives back"
+        );
+
+        // A request in flight keeps the session; another principal's does not count.
+        let busy = r.use_session("svc", "s1", "alice").expect("known session");
+        assert!(r.use_session("svc", "s1", "mallory").is_none());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(r.expire_idle(Duration::from_millis(10)).is_empty());
+        drop(busy);
+        std::thread::sleep(Duration::from_millis(30));
+        let gone = r.expire_idle(Duration::from_millis(10));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(
+            (gone[0].id.as_str(), gone[0].principal.as_str()),
+            ("s1", "alice")
+        );
+        assert!(gone[0].tunnel.is_none(), "tunnel 7 is not up");
+        assert_eq!(r.session_count(), 0);
+        let both = (r.reserve_session("alice", 2), r.reserve_session("alice", 2));
+        assert!(
+            both.0.is_some() && both.1.is_some(),
+            "expiry gave the places back"
+        );
+    }
+}
