@@ -77,6 +77,69 @@ pub struct ClientsConfig {
     /// Largest request body accepted, in bytes (413 above it). Default 4 MiB.
     #[serde(default = "default_max_body")]
     pub max_request_body: usize,
+    // Resource limits (defaults and their mechanisms in `crate::limits`).
+    /// Client connections open at once (TLS handshakes included). At the cap a new connection
+    /// replaces the one idle longest (no request in flight); if none is idle it is closed at
+    /// once. Lowered at start to fit the open-file limit.
+    #[serde(default = "crate::limits::default_max_connections")]
+    pub max_connections: usize,
+    /// Client connections open at once from one source address (IPv6: one /64).
+    #[serde(default = "crate::limits::default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Time a client has to complete its TLS handshake.
+    #[serde(
+        default = "crate::limits::default_handshake_timeout",
+        with = "humantime_serde"
+    )]
+    pub handshake_timeout: std::time::Duration,
+    /// Time a client has to send a request's headers (HTTP/1.1).
+    #[serde(
+        default = "crate::limits::default_header_timeout",
+        with = "humantime_serde"
+    )]
+    pub header_timeout: std::time::Duration,
+    /// Time a client has to send a whole request body (408 after it).
+    #[serde(
+        default = "crate::limits::default_body_timeout",
+        with = "humantime_serde"
+    )]
+    pub body_timeout: std::time::Duration,
+    /// A connection with no request in flight for this long is closed (both protocols; an
+    /// open event stream or a long tool call is a request in flight).
+    #[serde(
+        default = "crate::limits::default_idle_timeout",
+        with = "humantime_serde"
+    )]
+    pub idle_timeout: std::time::Duration,
+    /// HTTP/2 PING interval to detect dead peers (`"0s"`: off).
+    #[serde(default = "crate::limits::default_keepalive", with = "humantime_serde")]
+    pub http2_keepalive_interval: std::time::Duration,
+    /// An HTTP/2 PING unanswered for this long closes the connection.
+    #[serde(default = "crate::limits::default_keepalive", with = "humantime_serde")]
+    pub http2_keepalive_timeout: std::time::Duration,
+    /// Concurrent HTTP/2 streams per connection.
+    #[serde(default = "crate::limits::default_max_streams")]
+    pub http2_max_concurrent_streams: u32,
+    /// Largest HTTP/2 header list, in bytes.
+    #[serde(default = "crate::limits::default_max_header_list")]
+    pub http2_max_header_list_size: u32,
+    /// Total bytes of request bodies held by the edge at once, all clients together (503
+    /// with `Retry-After` beyond). At least `max_request_body`.
+    #[serde(default = "crate::limits::default_max_buffered_body_bytes")]
+    pub max_buffered_body_bytes: usize,
+    /// Requests in flight at once per principal, event streams included (429 beyond).
+    #[serde(default = "crate::limits::default_max_concurrent_per_principal")]
+    pub max_concurrent_per_principal: usize,
+    /// Legacy sessions (`Mcp-Session-Id`, and 2024-11-05 SSE streams) open at once per
+    /// principal (429 on the `initialize` beyond).
+    #[serde(default = "crate::limits::default_max_sessions_per_principal")]
+    pub max_sessions_per_principal: usize,
+    /// A legacy session with no request for this long is forgotten and ended at its backend.
+    #[serde(
+        default = "crate::limits::default_session_idle_timeout",
+        with = "humantime_serde"
+    )]
+    pub session_idle_timeout: std::time::Duration,
 }
 
 fn default_max_body() -> usize {
@@ -217,6 +280,7 @@ impl EdgeConfig {
         } else if self.clients.cert.is_none() || self.clients.key.is_none() {
             bail!("[clients] needs cert and key (or insecure_plaintext = true on loopback)");
         }
+        crate::limits::validate(&self.clients)?;
         let mut seen = std::collections::HashSet::new();
         for s in &self.services {
             validate_name(&s.name).with_context(|| "invalid [[services]] name")?;
@@ -292,6 +356,55 @@ mod tests {
         .unwrap();
         c.resolve_paths(Path::new("/"));
         assert!(c.validate().unwrap_err().to_string().contains("loopback"));
+    }
+
+    #[test]
+    fn client_limits_have_defaults_and_typed_durations() {
+        let dev = "[auth]\nanonymous = true\n[policy]\nallow_all = true";
+        let c = parse(dev).unwrap().clients;
+        assert_eq!(c.max_connections, 8192);
+        assert_eq!(c.idle_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(c.session_idle_timeout, std::time::Duration::from_secs(3600));
+        let text = BASE.replace(
+            "insecure_plaintext = true",
+            "insecure_plaintext = true\nidle_timeout = \"90s\"\nsession_idle_timeout = \"30m\"\n\
+             body_timeout = \"1500ms\"\nmax_sessions_per_principal = 3",
+        );
+        let c: EdgeConfig = toml::from_str(&format!("{text}\n{dev}")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.clients.idle_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(
+            c.clients.session_idle_timeout,
+            std::time::Duration::from_secs(1800)
+        );
+        assert_eq!(
+            c.clients.body_timeout,
+            std::time::Duration::from_millis(1500)
+        );
+        assert_eq!(c.clients.max_sessions_per_principal, 3);
+        for bad in ["idle_timeout = 30", "idle_timeout = \"soon\""] {
+            let text = BASE.replace(
+                "insecure_plaintext = true",
+                &format!("insecure_plaintext = true\n{bad}"),
+            );
+            assert!(toml::from_str::<EdgeConfig>(&text).is_err(), "{bad}");
+        }
+        for (bad, why) in [
+            ("max_connections = 0", "max_connections must be at least 1"),
+            (
+                "idle_timeout = \"0s\"",
+                "idle_timeout must be longer than 0s",
+            ),
+            ("max_buffered_body_bytes = 1024", "below max_request_body"),
+        ] {
+            let text = BASE.replace(
+                "insecure_plaintext = true",
+                &format!("insecure_plaintext = true\n{bad}"),
+            );
+            let c: EdgeConfig = toml::from_str(&format!("{text}\n{dev}")).unwrap();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

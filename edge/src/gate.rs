@@ -149,15 +149,15 @@ pub fn resource_metadata_url(state: &State, authority: &str, path: &str) -> Stri
     format!("{scheme}://{authority}{PROTECTED_RESOURCE_WELL_KNOWN}{path}")
 }
 
-/// Authentication, inspection, policy and rate limit, filling in `audit` as it goes.
-pub fn admit(
+/// Who is calling, from the connection and the headers alone: 401 (with the
+/// `WWW-Authenticate` challenge) for a revoked client certificate or bad credentials.
+pub fn authenticate(
     state: &State,
     conn: &ConnInfo,
     service: &str,
     parts: &http::request::Parts,
-    body: &[u8],
     audit: &mut AuditRecord,
-) -> Result<Admitted, Refusal> {
+) -> Result<Identity, Refusal> {
     let revoked = conn
         .cert_serial
         .as_deref()
@@ -190,6 +190,23 @@ pub fn admit(
             }
             return Err(Box::new(resp));
         }
+    };
+    Ok(identity)
+}
+
+/// Authentication, inspection, policy and rate limit, filling in `audit` as it goes.
+pub fn admit(
+    state: &State,
+    conn: &ConnInfo,
+    service: &str,
+    parts: &http::request::Parts,
+    body: &[u8],
+    audit: &mut AuditRecord,
+) -> Result<Admitted, Refusal> {
+    // Authenticated before the body was read (`crate::precheck`), or now.
+    let identity = match parts.extensions.get::<Identity>() {
+        Some(identity) => identity.clone(),
+        None => authenticate(state, conn, service, parts, audit)?,
     };
     audit.principal = Some(identity.principal.clone());
     audit.auth_method = Some(identity.method);

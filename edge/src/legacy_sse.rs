@@ -41,6 +41,8 @@ struct Bridge {
     events: mpsc::Sender<Bytes>,
     /// The backend's `Mcp-Session-Id` and negotiated version, once `initialize` returned.
     backend: Mutex<(Option<String>, Option<String>)>,
+    /// Counts against the principal's `[clients] max_sessions_per_principal`.
+    _slot: crate::registry::SessionSlot,
 }
 
 #[derive(Default)]
@@ -86,6 +88,10 @@ pub async fn open(
         Ok(a) => a,
         Err(r) => return *r,
     };
+    let slot = match crate::session_caps::reserve_for(state, &identity.principal, audit) {
+        Ok(slot) => slot,
+        Err(r) => return *r,
+    };
     let Some(tunnel) = state.registry.pick(service) else {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -101,6 +107,7 @@ pub async fn open(
         tunnel,
         events: tx,
         backend: Mutex::new((None, None)),
+        _slot: slot,
     });
     if let Ok(mut map) = state.bridges.map.lock() {
         map.insert(id.clone(), bridge);
@@ -200,9 +207,12 @@ pub async fn post(
     let trace_id = audit.trace_id.clone().unwrap_or_default();
     let request_id = audit.request_id.clone().unwrap_or_else(new_request_id);
     let state = state.clone();
-    tokio::spawn(
-        async move { forward(&state, &bridge, admitted, body, trace_id, request_id).await },
-    );
+    // The forward counts as the principal's request in flight until it is done.
+    let in_flight = parts.extensions.get::<crate::precheck::InFlight>().cloned();
+    tokio::spawn(async move {
+        forward(&state, &bridge, admitted, body, trace_id, request_id).await;
+        drop(in_flight);
+    });
     let mut resp = Response::new(crate::relay::full_body("Accepted"));
     *resp.status_mut() = StatusCode::ACCEPTED;
     resp

@@ -13,13 +13,17 @@ pub mod gate;
 pub mod glob;
 pub mod judge;
 pub mod legacy_sse;
+pub mod limits;
 pub mod policy;
+pub mod precheck;
 pub mod registry;
 pub mod relay;
 pub mod revocation;
+pub mod session_caps;
 pub mod tunnel;
 pub mod watch;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,10 +44,6 @@ use crate::policy::{PolicyStore, RateLimiter};
 use crate::registry::Registry;
 use crate::relay::{ConnInfo, State};
 use crate::revocation::Revocations;
-
-/// How long a client has to finish its TLS handshake, and to send request headers.
-const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Starts every listener and runs until SIGINT or SIGTERM.
 pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
@@ -73,6 +73,20 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for tunnels on udp/{}", config.tunnel.listen))?;
     tracing::info!(addr = %config.tunnel.listen, identity = %edge_id, "tunnel listener up (QUIC)");
 
+    let nofile = limits::raise_nofile_limit();
+    let max_connections = limits::connection_cap(config.clients.max_connections, nofile);
+    if max_connections < config.clients.max_connections {
+        tracing::warn!(
+            "[clients] max_connections lowered from {} to {max_connections} to fit the open-file limit of {} (raise LimitNOFILE / ulimit -n)",
+            config.clients.max_connections,
+            nofile.unwrap_or_default()
+        );
+    }
+    tracing::info!(
+        "client connections: at most {max_connections}, {} per source address; open-file limit {}",
+        config.clients.max_connections_per_ip,
+        nofile.map_or("unlimited".to_owned(), |n| n.to_string())
+    );
     let client_tls = client_tls(&config, &revocations)?;
     let listener = TcpListener::bind(config.clients.listen)
         .await
@@ -137,7 +151,9 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         auditor: auditor.clone(),
         signer,
         bridges: Default::default(),
+        limits: limits::Limits::new(&config.clients, max_connections),
     });
+    tokio::spawn(session_caps::expire_idle_sessions(state.clone()));
     if let Some(admin) = &config.admin {
         let listener = TcpListener::bind(admin.listen)
             .await
@@ -212,19 +228,30 @@ async fn serve_clients(
                 continue;
             }
         };
+        // Over a cap: closed at once, so the listener never wedges.
+        let slot = match state.limits.conns.admit(remote.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                drop(stream);
+                state.limits.log_refused(why);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let tls = tls.clone();
         let state = state.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, Arc::new(ConnInfo::default()), state).await,
+                None => serve_connection(stream, Arc::new(ConnInfo::default()), state, slot).await,
                 Some(acceptor) => {
-                    let stream = match tokio::time::timeout(
-                        CLIENT_HANDSHAKE_TIMEOUT,
+                    let handshake = tokio::time::timeout(
+                        state.config.clients.handshake_timeout,
                         acceptor.accept(stream),
-                    )
-                    .await
-                    {
+                    );
+                    let stream = match tokio::select! {
+                        r = handshake => r,
+                        () = slot.evicted() => return,
+                    } {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             tracing::debug!(%remote, "client TLS handshake failed: {e}");
@@ -242,27 +269,46 @@ async fn serve_clients(
                         .and_then(|c| c.first())
                         .map(|leaf| ConnInfo::from_client_cert(leaf))
                         .unwrap_or_default();
-                    serve_connection(stream, Arc::new(info), state).await
+                    serve_connection(stream, Arc::new(info), state, slot).await
                 }
             }
         });
     }
 }
 
-async fn serve_connection<S>(stream: S, conn: Arc<ConnInfo>, state: Arc<State>)
-where
+async fn serve_connection<S>(
+    stream: S,
+    conn: Arc<ConnInfo>,
+    state: Arc<State>,
+    slot: limits::ConnSlot,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| relay::handle(state.clone(), conn.clone(), req));
+    let clients = &state.config.clients;
+    let idle = clients.idle_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    if let Err(e) = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
+        .header_read_timeout(clients.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(clients.http2_keepalive_interval).filter(|d| !d.is_zero()))
+        .keep_alive_timeout(clients.http2_keepalive_timeout)
+        .max_concurrent_streams(clients.http2_max_concurrent_streams)
+        .max_header_list_size(clients.http2_max_header_list_size);
+    // Every request counts as in flight until its response body is done (idle timeout).
+    let activity = slot.activity().clone();
+    let service = service_fn(move |req| {
+        let busy = activity.begin();
+        let handled = relay::handle(state.clone(), conn.clone(), req);
+        async move { Ok::<_, Infallible>(limits::attach(handled.await?, busy)) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let shutdown = |c: std::pin::Pin<&mut _>| auto::Connection::graceful_shutdown(c);
+    if let Some(e) = limits::drive(conn, shutdown, &slot, idle).await {
         tracing::debug!("client connection ended: {e}");
     }
 }

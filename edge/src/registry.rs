@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::limits::{Activity, Busy, KeyGuard, PerKey};
+
 /// One live tunnel.
 #[derive(Debug)]
 pub struct Tunnel {
@@ -22,6 +24,22 @@ pub struct Tunnel {
 pub struct Session {
     pub tunnel_id: u64,
     pub principal: String,
+    /// Requests in flight on the session and when the last one ended (idle expiry).
+    activity: Arc<Activity>,
+    /// The session's place in its principal's count (`[clients] max_sessions_per_principal`).
+    _slot: Arc<SessionSlot>,
+}
+
+/// One session counted against its principal's cap; given back when dropped.
+pub type SessionSlot = KeyGuard<String>;
+
+/// A session the edge forgot because it was idle too long.
+pub struct ExpiredSession {
+    pub service: String,
+    pub id: String,
+    pub principal: String,
+    /// Its tunnel, if still up (to end the session at the backend).
+    pub tunnel: Option<Arc<Tunnel>>,
 }
 
 #[derive(Default)]
@@ -33,6 +51,8 @@ pub struct Registry {
     sessions: RwLock<HashMap<(String, String), Session>>,
     /// Protocol versions each service's backend announced in `server/discover`.
     versions: RwLock<HashMap<String, Vec<String>>>,
+    /// Sessions (and 2024-11-05 bridges) held per principal.
+    session_slots: PerKey<String>,
 }
 
 /// Why no tunnel could be chosen for a session.
@@ -103,14 +123,60 @@ impl Registry {
             .ok_or(SessionLookup::TunnelGone)
     }
 
-    pub fn open_session(&self, service: &str, session_id: &str, tunnel_id: u64, principal: &str) {
+    /// Records a session the backend opened; `slot` is its reserved place in the
+    /// principal's count (see [`Registry::reserve_session`]), taken now if absent.
+    pub fn open_session(
+        &self,
+        service: &str,
+        session_id: &str,
+        tunnel_id: u64,
+        principal: &str,
+        slot: Option<SessionSlot>,
+    ) {
+        let slot = slot.unwrap_or_else(|| self.session_slots.acquire(&principal.to_owned()));
         write(&self.sessions).insert(
             (service.to_owned(), session_id.to_owned()),
             Session {
                 tunnel_id,
                 principal: principal.to_owned(),
+                activity: Arc::default(),
+                _slot: Arc::new(slot),
             },
         );
+    }
+
+    /// A place for one more session of `principal`, unless it holds `cap` already.
+    pub fn reserve_session(&self, principal: &str, cap: usize) -> Option<SessionSlot> {
+        self.session_slots.try_acquire(&principal.to_owned(), cap)
+    }
+
+    /// Marks a request in flight on a session of `principal` until the guard drops (a
+    /// session is idle while it has none).
+    pub fn use_session(&self, service: &str, session_id: &str, principal: &str) -> Option<Busy> {
+        let sessions = read(&self.sessions);
+        let session = sessions.get(&(service.to_owned(), session_id.to_owned()))?;
+        (session.principal == principal).then(|| session.activity.begin())
+    }
+
+    /// Forgets every session with no request for `idle` and returns them.
+    pub fn expire_idle(&self, idle: std::time::Duration) -> Vec<ExpiredSession> {
+        let mut gone = Vec::new();
+        write(&self.sessions).retain(|key, s| {
+            let keep = s.activity.idle_for().is_none_or(|d| d < idle);
+            if !keep {
+                gone.push((key.clone(), s.tunnel_id, s.principal.clone()));
+            }
+            keep
+        });
+        let tunnels = read(&self.tunnels);
+        gone.into_iter()
+            .map(|((service, id), tunnel_id, principal)| ExpiredSession {
+                service,
+                id,
+                principal,
+                tunnel: tunnels.get(&tunnel_id).cloned(),
+            })
+            .collect()
     }
 
     pub fn close_session(&self, service: &str, session_id: &str) {
@@ -157,4 +223,50 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn sessions_count_against_their_principal_and_expire_only_when_idle() {
+        let r = Registry::default();
+        let slot = r.reserve_session("alice", 2).expect("room");
+        r.open_session("svc", "s1", 7, "alice", Some(slot));
+        r.open_session("svc", "s2", 7, "alice", None);
+        assert!(
+            r.reserve_session("alice", 2).is_none(),
+            "alice is at her cap"
+        );
+        assert!(r.reserve_session("bob", 2).is_some(), "bob has his own");
+        r.close_session("svc", "s2");
+        assert!(
+            r.reserve_session("alice", 2).is_some(),
+            "a closed session gives back"
+        );
+
+        // A request in flight keeps the session; another principal's does not count.
+        let busy = r.use_session("svc", "s1", "alice").expect("known session");
+        assert!(r.use_session("svc", "s1", "mallory").is_none());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(r.expire_idle(Duration::from_millis(10)).is_empty());
+        drop(busy);
+        std::thread::sleep(Duration::from_millis(30));
+        let gone = r.expire_idle(Duration::from_millis(10));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(
+            (gone[0].id.as_str(), gone[0].principal.as_str()),
+            ("s1", "alice")
+        );
+        assert!(gone[0].tunnel.is_none(), "tunnel 7 is not up");
+        assert_eq!(r.session_count(), 0);
+        let both = (r.reserve_session("alice", 2), r.reserve_session("alice", 2));
+        assert!(
+            both.0.is_some() && both.1.is_some(),
+            "expiry gave the places back"
+        );
+    }
 }

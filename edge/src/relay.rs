@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
 use underpass_shared::jsonrpc::code;
@@ -30,7 +30,7 @@ pub type Body = UnsyncBoxBody<Bytes, BodyError>;
 /// Idle time after which an event stream gets an SSE comment, so that proxies and clients
 /// do not mistake a quiet stream for a dead one.
 const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
-const SESSION_HEADER: &str = "mcp-session-id";
+pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
 
 pub struct State {
     pub config: Arc<EdgeConfig>,
@@ -42,6 +42,7 @@ pub struct State {
     pub auditor: Option<crate::audit::Auditor>,
     pub signer: crate::assertion::AssertionSigner,
     pub bridges: crate::legacy_sse::Bridges,
+    pub limits: crate::limits::Limits,
 }
 
 /// What the edge knows of the client connection before reading a request.
@@ -95,30 +96,22 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    // Read the (bounded) body before any decision: answering early and leaving it unread
-    // makes HTTP/2 reset the stream, which some clients report as a transport error.
-    let (parts, mut body) = req.into_parts();
-    let limit = state.config.clients.max_request_body;
-    let body = match Limited::new(&mut body, limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            discard_rest(&mut body).await;
-            let mut resp = error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                code::INVALID_REQUEST,
-                &format!("request body exceeds the edge's limit of {limit} bytes"),
-            );
-            resp.headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-            return Ok(resp);
+    // Authenticate from the headers, then read the (bounded) body before any other
+    // decision: answering early and leaving it unread makes HTTP/2 reset the stream, which
+    // some clients report as a transport error. Refusals drain the body without keeping it.
+    let (mut parts, mut body) = req.into_parts();
+    let held = match crate::precheck::before_body(&state, &conn, &mut parts, &mut body).await {
+        Ok(held) => held,
+        Err(refusal) => return Ok(refusal),
+    };
+    let body = if crate::precheck::reads_body(&parts) {
+        match crate::precheck::read_body(&state, &mut body).await {
+            Ok(body) => body,
+            Err(refusal) => return Ok(held.attach(refusal)),
         }
-        Err(e) => {
-            return Ok(error_response(
-                StatusCode::BAD_REQUEST,
-                code::PARSE_ERROR,
-                &format!("could not read request body: {e}"),
-            ))
-        }
+    } else {
+        crate::precheck::drain(&mut body).await;
+        Bytes::new()
     };
     if let Some(rest) = parts.uri.path().strip_prefix(PROTECTED_RESOURCE_WELL_KNOWN) {
         return Ok(protected_resource_metadata(&state, &parts, rest));
@@ -164,25 +157,7 @@ pub async fn handle(
             "no such endpoint; MCP services are served at /mcp/{service}",
         ),
     };
-    Ok(resp)
-}
-
-/// Reads and drops what is left of a refused request body (bounded in bytes and time), so
-/// that a client still sending gets to read the refusal: closing a socket with unread data
-/// makes the kernel reset the connection, and the client may lose the answer with it.
-async fn discard_rest(body: &mut Incoming) {
-    const MAX_DISCARD: usize = 64 * 1024 * 1024;
-    const MAX_WAIT: Duration = Duration::from_secs(5);
-    let drain = async {
-        let mut discarded = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            discarded += frame.data_ref().map_or(0, Bytes::len);
-            if discarded > MAX_DISCARD {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(MAX_WAIT, drain).await;
+    Ok(held.attach(resp))
 }
 
 async fn relay(
@@ -214,6 +189,10 @@ async fn relay(
         Err(refusal) => return *refusal,
     };
     let principal = admitted.identity.principal.clone();
+    let mut session_slot = match crate::session_caps::reserve(state, parts, &admitted, audit) {
+        Ok(slot) => slot,
+        Err(refusal) => return *refusal,
+    };
     if ![Method::GET, Method::POST, Method::DELETE].contains(&parts.method) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -338,9 +317,13 @@ async fn relay(
                 &session_id,
                 h.get(SESSION_HEADER).and_then(|v| v.to_str().ok()),
             ) {
-                state
-                    .registry
-                    .open_session(service, id, tunnel.id, &principal);
+                state.registry.open_session(
+                    service,
+                    id,
+                    tunnel.id,
+                    &principal,
+                    session_slot.take(),
+                );
                 audit.session = Some(id.to_owned());
             }
         }
@@ -406,7 +389,11 @@ async fn relay(
 }
 
 /// The audit line of a request to `service`, before anything is decided.
-fn audit_record(service: &str, parts: &http::request::Parts, bytes_in: usize) -> AuditRecord {
+pub(crate) fn audit_record(
+    service: &str,
+    parts: &http::request::Parts,
+    bytes_in: usize,
+) -> AuditRecord {
     AuditRecord {
         service: Some(service.to_owned()),
         trace_id: Some(trace_id(&parts.headers)),
@@ -418,7 +405,7 @@ fn audit_record(service: &str, parts: &http::request::Parts, bytes_in: usize) ->
 }
 
 /// The response, writing `audit` when its body ends (when an audit log is configured).
-fn audited(
+pub(crate) fn audited(
     state: &State,
     resp: Response<Body>,
     audit: AuditRecord,
@@ -443,6 +430,7 @@ pub(crate) async fn exchange(
     underpass_shared::quic::record_write(&send, &mut Default::default(), out.len());
     send.write_all(&out).await.map_err(|e| e.to_string())?;
     send.finish().map_err(|e| e.to_string())?;
+    drop((out, body)); // sent: free it (and its share of the body budget) during a long call
     match frame::read_frame::<ResponseHead, _>(&mut recv).await {
         Ok(Some(h)) => Ok((h, recv)),
         Ok(None) => Err("connector closed the exchange without answering".into()),

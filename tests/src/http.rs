@@ -80,7 +80,7 @@ pub fn raw(addr: &str, head: &str, body: &[u8]) -> std::io::Result<Reply> {
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> std::io::Result<Reply> {
+pub fn parse(raw: &[u8]) -> std::io::Result<Reply> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
     let split = raw
         .windows(4)

@@ -278,6 +278,13 @@ impl EdgeSetup {
         }
     }
 
+    /// Adds `lines` (TOML `key = value` lines) to the `[clients]` table of the written config.
+    pub fn add_clients_keys(&self, lines: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read edge.toml");
+        let text = text.replacen("[clients]\n", &format!("[clients]\n{lines}\n"), 1);
+        std::fs::write(&self.config, text).expect("write edge.toml");
+    }
+
     pub fn start(&self, dir: &Path) -> Proc {
         let mut p = Proc::spawn(
             "edge",

@@ -106,6 +106,14 @@ async fn handle(
             headers,
         });
     }
+    if tool.as_deref() == Some("sleep") {
+        // A long tool call: `{"ms": N}` (at most a minute).
+        let ms = msg["params"]["arguments"]["ms"]
+            .as_u64()
+            .unwrap_or(0)
+            .min(60_000);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let id = msg.get("id").cloned();
     let result = match method.as_str() {
         "initialize" => json!({

@@ -97,3 +97,20 @@ fn example_configs_load_and_the_example_policy_decides() {
         show(&out)
     );
 }
+
+#[test]
+fn systemd_units_raise_the_open_file_limit() {
+    // At the default 1,024 descriptors a thousand idle connections lock everyone out.
+    let dir = repo_root().join("deploy/examples");
+    for unit in ["underpass-edge.service", "underpass-connector.service"] {
+        let text = std::fs::read_to_string(dir.join(unit)).unwrap();
+        let limit: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("LimitNOFILE="))
+            .unwrap_or_else(|| panic!("{unit} sets no LimitNOFILE"))
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{unit}: LimitNOFILE is not a number: {e}"));
+        assert!(limit >= 65536, "{unit}: LimitNOFILE={limit}");
+    }
+}

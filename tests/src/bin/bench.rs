@@ -750,6 +750,13 @@ impl Stack {
             &[(SERVICE, &["dc1"])],
             "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
         );
+        // Every bench client is one principal (anonymous) from one address, holding up to
+        // 10,000 sessions and event streams: lift the per-caller caps the edge applies.
+        edge_setup.add_clients_keys(
+            "max_connections = 100000\nmax_connections_per_ip = 100000\n\
+             max_concurrent_per_principal = 100000\nmax_sessions_per_principal = 100000\n\
+             idle_timeout = \"1h\"",
+        );
         let mut edge = spawn_edge(dir, &edge_setup.config, "edge", &[]);
         edge.wait_for_log("tunnel listener up", Duration::from_secs(20));
         let connector_config = write_connector_config(
