@@ -209,7 +209,13 @@ async fn serve_clients(
         let state = state.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, Arc::new(ConnInfo::default()), state).await,
+                None => {
+                    let info = ConnInfo {
+                        peer: Some(remote),
+                        ..ConnInfo::default()
+                    };
+                    serve_connection(stream, Arc::new(info), state).await
+                }
                 Some(acceptor) => {
                     let stream = match tokio::time::timeout(
                         CLIENT_HANDSHAKE_TIMEOUT,
@@ -227,13 +233,14 @@ async fn serve_clients(
                             return;
                         }
                     };
-                    let info = stream
+                    let mut info = stream
                         .get_ref()
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .map(|leaf| ConnInfo::from_client_cert(leaf))
                         .unwrap_or_default();
+                    info.peer = Some(remote);
                     serve_connection(stream, Arc::new(info), state).await
                 }
             }

@@ -51,6 +51,8 @@ pub struct ConnInfo {
     pub cert_principal: Option<String>,
     /// Serial of that certificate: re-checked per request, so a revocation bites at once.
     pub cert_serial: Option<String>,
+    /// The client's address (recorded in the audit log).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl ConnInfo {
@@ -61,6 +63,7 @@ impl ConnInfo {
                 .ok()
                 .map(|id| format!("client:{}", id.name)),
             cert_serial: underpass_certs::revocation::certificate_serial(leaf).ok(),
+            peer: None,
         }
     }
 }
@@ -95,9 +98,12 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
     // Read the (bounded) body before any decision: answering early and leaving it unread
     // makes HTTP/2 reset the stream, which some clients report as a transport error.
     let (parts, mut body) = req.into_parts();
+    // Every answer gets an audit record, refusals included.
+    let mut audit = crate::audited::request_record(&conn, &parts);
     let limit = state.config.clients.max_request_body;
     let body = match Limited::new(&mut body, limit).collect().await {
         Ok(b) => b.to_bytes(),
@@ -110,35 +116,37 @@ pub async fn handle(
             );
             resp.headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-            return Ok(resp);
+            return Ok(audited(&state, resp, audit, started));
         }
         Err(e) => {
-            return Ok(error_response(
+            let resp = error_response(
                 StatusCode::BAD_REQUEST,
                 code::PARSE_ERROR,
                 &format!("could not read request body: {e}"),
-            ))
+            );
+            return Ok(audited(&state, resp, audit, started));
         }
     };
+    audit.bytes_in = Some(body.len() as u64);
     if let Some(rest) = parts.uri.path().strip_prefix(PROTECTED_RESOURCE_WELL_KNOWN) {
-        return Ok(protected_resource_metadata(&state, &parts.headers, rest));
+        let resp = protected_resource_metadata(&state, &parts.headers, rest);
+        return Ok(audited(&state, resp, audit, started));
     }
     let resp = match route(parts.uri.path()) {
         Route::Service(service) => {
-            let started = Instant::now();
-            let mut audit = audit_record(service, &parts, body.len());
             audit.session = parts
                 .headers
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let resp = relay(&state, &conn, service, &parts, body, &mut audit).await;
-            audited(&state, resp, audit, started)
+            match crate::audited::refuse_unaudited(&state, &mut audit) {
+                Some(refusal) => refusal,
+                None => relay(&state, &conn, service, &parts, body, &mut audit).await,
+            }
         }
-        Route::LegacySse(service) => {
-            let started = Instant::now();
-            let mut audit = audit_record(service, &parts, body.len());
-            let resp = match parts.method {
+        Route::LegacySse(service) => match crate::audited::refuse_unaudited(&state, &mut audit) {
+            Some(refusal) => refusal,
+            None => match parts.method {
                 Method::GET => {
                     crate::legacy_sse::open(&state, &conn, service, &parts, &mut audit).await
                 }
@@ -150,9 +158,8 @@ pub async fn handle(
                     code::INVALID_REQUEST,
                     "the 2024-11-05 SSE endpoint takes GET and POST",
                 ),
-            };
-            audited(&state, resp, audit, started)
-        }
+            },
+        },
         Route::Federated => error_response(
             StatusCode::NOT_IMPLEMENTED,
             code::METHOD_NOT_FOUND,
@@ -164,7 +171,7 @@ pub async fn handle(
             "no such endpoint; MCP services are served at /mcp/{service}",
         ),
     };
-    Ok(resp)
+    Ok(audited(&state, resp, audit, started))
 }
 
 /// Reads and drops what is left of a refused request body (bounded in bytes and time), so
@@ -205,6 +212,9 @@ async fn relay(
             &format!("unknown service {service:?}: this edge serves no such MCP service"),
         );
     }
+    if let Some(refusal) = method_not_allowed(&parts.method) {
+        return refusal; // before policy runs, so that its record carries no decision
+    }
     if let Err(refusal) = gate::check_media(&parts.method, &parts.headers) {
         audit.outcome = "bad_request".into();
         return *refusal;
@@ -214,18 +224,6 @@ async fn relay(
         Err(refusal) => return *refusal,
     };
     let principal = admitted.identity.principal.clone();
-    if ![Method::GET, Method::POST, Method::DELETE].contains(&parts.method) {
-        let mut resp = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            code::INVALID_REQUEST,
-            "MCP endpoints accept GET, POST and DELETE",
-        );
-        resp.headers_mut().insert(
-            http::header::ALLOW,
-            HeaderValue::from_static("GET, POST, DELETE"),
-        );
-        return resp;
-    }
 
     let session_id = match parts.headers.get(SESSION_HEADER).map(|v| v.to_str()) {
         None => None,
@@ -402,15 +400,21 @@ async fn relay(
     })
 }
 
-/// The audit line of a request to `service`, before anything is decided.
-fn audit_record(service: &str, parts: &http::request::Parts, bytes_in: usize) -> AuditRecord {
-    AuditRecord {
-        service: Some(service.to_owned()),
-        trace_id: Some(trace_id(&parts.headers)),
-        bytes_in: Some(bytes_in as u64),
-        outcome: "ok".into(),
-        ..AuditRecord::default()
+/// 405 for a method an MCP endpoint does not take.
+fn method_not_allowed(method: &Method) -> Option<Response<Body>> {
+    if [Method::GET, Method::POST, Method::DELETE].contains(method) {
+        return None;
     }
+    let mut resp = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        code::INVALID_REQUEST,
+        "MCP endpoints accept GET, POST and DELETE",
+    );
+    resp.headers_mut().insert(
+        http::header::ALLOW,
+        HeaderValue::from_static("GET, POST, DELETE"),
+    );
+    Some(resp)
 }
 
 /// The response, writing `audit` when its body ends (when an audit log is configured).
@@ -561,7 +565,7 @@ pub fn forwardable_request_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)
 }
 
 /// The W3C trace id of the request's `traceparent`, or a fresh one.
-fn trace_id(headers: &HeaderMap) -> String {
+pub(crate) fn trace_id(headers: &HeaderMap) -> String {
     let from_header = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
