@@ -321,7 +321,9 @@ fn refuse_mode_answers_503_while_the_log_cannot_be_written_and_verify_reports_th
         .iter()
         .find(|r| r["outcome"] == "audit_gap")
         .unwrap_or_else(|| panic!("no gap record: {recs:?}"));
-    assert!(gap["trail"]["lost"].as_u64().unwrap() >= 2, "{gap}");
+    // At least the record of the first call (the 503s' own may land before or after the
+    // log is writable again).
+    assert!(gap["trail"]["lost"].as_u64().unwrap() >= 1, "{gap}");
     let out = verify(&log_path(&s), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
