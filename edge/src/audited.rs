@@ -1,17 +1,88 @@
 //! Writes a request's audit line when its response has been sent in full, cut short, or
 //! dropped: latency and bytes out then cover the whole exchange, streamed events included.
+//! Every answer of the client listener gets one, refusals included, and its `outcome`
+//! always agrees with the status the client got.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::Response;
+use http::{Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
+use underpass_shared::jsonrpc::code;
 
 use crate::audit::{AuditRecord, Auditor};
-use crate::relay::{Body, BodyError};
+use crate::relay::{error_response, route, Body, BodyError, ConnInfo, Route, State};
+
+/// Longest request path an audit record keeps.
+const MAX_PATH: usize = 256;
+
+/// The audit line of a request, before anything is decided: who connected from where, the
+/// method, the trace id, and the service it names (or, when it names none, its path).
+pub fn request_record(conn: &ConnInfo, parts: &http::request::Parts) -> AuditRecord {
+    let path = parts.uri.path();
+    let (service, path) = match route(path) {
+        Route::Service(s) | Route::LegacySse(s) => (Some(s.to_owned()), None),
+        _ => {
+            let mut cut = path.len().min(MAX_PATH);
+            while !path.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            (None, Some(path[..cut].to_owned()))
+        }
+    };
+    AuditRecord {
+        service,
+        path,
+        source: conn.peer.map(|a| a.ip().to_canonical().to_string()),
+        http_method: Some(parts.method.as_str().to_owned()),
+        trace_id: Some(crate::relay::trace_id(&parts.headers)),
+        request_id: Some(crate::relay::new_request_id()),
+        outcome: "ok".into(),
+        ..AuditRecord::default()
+    }
+}
+
+/// With `[audit] on_failure = "refuse"`, the 503 for a request that could not be audited
+/// now (records cannot be written, or the queue to the writer is full); `None` to go on.
+pub fn refuse_unaudited(state: &State, audit: &mut AuditRecord) -> Option<Response<Body>> {
+    let auditor = state.auditor.as_ref()?;
+    if auditor.accepting() {
+        return None;
+    }
+    audit.outcome = "audit_unavailable".into();
+    let mut resp = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code::UNAVAILABLE,
+        "the audit log cannot be written at the moment, and this edge refuses requests it \
+         cannot audit ([audit] on_failure = \"refuse\"); retry later",
+    );
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(5u32));
+    Some(resp)
+}
+
+/// The outcome of a refusal whose handler said nothing more specific than "ok".
+fn outcome_of_status(status: StatusCode) -> Option<&'static str> {
+    if !(status.is_client_error() || status.is_server_error()) {
+        return None;
+    }
+    Some(match status.as_u16() {
+        400 | 406 | 415 => "bad_request",
+        401 => "unauthenticated",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "too_large",
+        429 => "rate_limited",
+        501 => "not_implemented",
+        502 => "backend_error",
+        503 => "unavailable",
+        _ => "error",
+    })
+}
 
 struct Audited {
     inner: Body,
@@ -28,6 +99,11 @@ pub fn wrap(
     auditor: Auditor,
 ) -> Response<Body> {
     record.http_status = Some(resp.status().as_u16());
+    if record.outcome == "ok" {
+        if let Some(outcome) = outcome_of_status(resp.status()) {
+            record.outcome = outcome.into();
+        }
+    }
     let (parts, inner) = resp.into_parts();
     let body = Audited {
         inner,
@@ -97,5 +173,49 @@ impl Drop for Audited {
             }
         }
         self.finish(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_never_read_ok() {
+        for status in [
+            400u16, 401, 403, 404, 405, 406, 408, 413, 415, 429, 500, 501, 502, 503,
+        ] {
+            let s = StatusCode::from_u16(status).expect("status");
+            assert!(outcome_of_status(s).is_some_and(|o| o != "ok"), "{status}");
+        }
+        for status in [200u16, 202, 204, 304] {
+            let s = StatusCode::from_u16(status).expect("status");
+            assert_eq!(outcome_of_status(s), None, "{status}");
+        }
+    }
+
+    #[test]
+    fn the_record_names_the_service_or_else_the_path() {
+        let conn = ConnInfo {
+            peer: Some("[::ffff:10.1.2.3]:4242".parse().expect("addr")),
+            ..ConnInfo::default()
+        };
+        let parts = |uri: &str| {
+            http::Request::builder()
+                .method("PUT")
+                .uri(uri)
+                .body(())
+                .expect("request")
+                .into_parts()
+                .0
+        };
+        let r = request_record(&conn, &parts("/mcp/everything"));
+        assert_eq!(r.service.as_deref(), Some("everything"));
+        assert_eq!(r.path, None);
+        assert_eq!(r.source.as_deref(), Some("10.1.2.3"));
+        assert_eq!(r.http_method.as_deref(), Some("PUT"));
+        let r = request_record(&conn, &parts(&format!("/{}", "a".repeat(300))));
+        assert_eq!(r.service, None);
+        assert!(r.path.is_some_and(|p| p.len() <= MAX_PATH));
     }
 }

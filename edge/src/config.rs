@@ -217,8 +217,15 @@ impl EdgeConfig {
         }
         if let Some(audit) = self.audit.as_mut() {
             fix(&mut audit.file);
-            if let Some(key) = audit.signing_key.as_mut() {
-                fix(key);
+            for p in [
+                audit.signing_key.as_mut(),
+                audit.checkpoint_copy.as_mut(),
+                audit.checkpoint_syslog.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                fix(p);
             }
         }
         for p in [

@@ -242,7 +242,13 @@ async fn serve_clients(
         let state = state.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, Arc::new(ConnInfo::default()), state, slot).await,
+                None => {
+                    let info = ConnInfo {
+                        peer: Some(remote),
+                        ..ConnInfo::default()
+                    };
+                    serve_connection(stream, Arc::new(info), state, slot).await
+                }
                 Some(acceptor) => {
                     let handshake = tokio::time::timeout(
                         state.config.clients.handshake_timeout,
@@ -262,13 +268,14 @@ async fn serve_clients(
                             return;
                         }
                     };
-                    let info = stream
+                    let mut info = stream
                         .get_ref()
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .map(|leaf| ConnInfo::from_client_cert(leaf))
                         .unwrap_or_default();
+                    info.peer = Some(remote);
                     serve_connection(stream, Arc::new(info), state, slot).await
                 }
             }

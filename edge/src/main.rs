@@ -65,12 +65,22 @@ enum PolicyCommand {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Verifies the hash chain and signed checkpoints of an audit log (and its rotated files).
+    /// Exit status: 0 intact, 1 failed verification, 2 intact chain that records lost
+    /// records (gaps).
     Verify {
         file: PathBuf,
         /// Expected checkpoint public key (`<file>.pub`); pinning it is stronger than trusting
         /// the copy next to the log.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Checkpoints to check against instead of `<file>.checkpoints`: a copy kept
+        /// elsewhere (`[audit] checkpoint_copy`, syslog) catches a log cut short together
+        /// with its local checkpoints.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// Fail unless the log reaches at least this seq (e.g. the last seq seen before).
+        #[arg(long)]
+        expect_min_seq: Option<u64>,
     },
 }
 
@@ -100,26 +110,23 @@ fn main() -> ExitCode {
             &config, principal, groups, &service, tool, resource, prompt, arguments,
         ),
         Some(Command::Audit {
-            command: AuditCommand::Verify { file, key },
-        }) => underpass_edge::audit::verify(&file, key.as_deref())
-            .map(|report| {
-                println!(
-                    "ok: {} records in {} file(s), last seq {:?}, {} checkpoint(s){}",
-                    report.records,
-                    report.files,
-                    report.last_seq,
-                    report.checkpoints,
-                    if report.unsigned_tail > 0 {
-                        format!(
-                            ", {} record(s) after the last checkpoint",
-                            report.unsigned_tail
-                        )
-                    } else {
-                        String::new()
-                    }
-                );
-            })
-            .map_err(|e| anyhow::anyhow!("audit log {} FAILED verification: {e}", file.display())),
+            command:
+                AuditCommand::Verify {
+                    file,
+                    key,
+                    checkpoints,
+                    expect_min_seq,
+                },
+        }) => {
+            return audit_verify(
+                &file,
+                &underpass_edge::audit::VerifyOptions {
+                    key,
+                    checkpoints,
+                    expect_min_seq,
+                },
+            )
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,6 +135,59 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exit status of `audit verify` for an intact chain that records lost records.
+const EXIT_GAPS: u8 = 2;
+
+fn audit_verify(file: &std::path::Path, opts: &underpass_edge::audit::VerifyOptions) -> ExitCode {
+    let report = match underpass_edge::audit::verify_with(file, opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "underpass-edge: error: audit log {} FAILED verification: {e}",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut line = format!(
+        "{} records in {} file(s), last seq {:?}, {} checkpoint(s)",
+        report.records, report.files, report.last_seq, report.checkpoints
+    );
+    if report.unsigned_tail > 0 {
+        line.push_str(&format!(
+            ", {} record(s) after the last checkpoint",
+            report.unsigned_tail
+        ));
+    }
+    if report.first_seq > 0 {
+        line.push_str(&format!(
+            "; records before seq {} were deleted by retention (max_files), as the chain records",
+            report.first_seq
+        ));
+    }
+    if report.gaps.is_empty() {
+        println!("ok: {line}");
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "INCOMPLETE: the chain is intact ({line}), but the edge recorded {} gap(s): {} record(s) \
+         were lost (never written)",
+        report.gaps.len(),
+        report.lost()
+    );
+    for g in &report.gaps {
+        println!(
+            "  gap at seq {}: {} record(s) lost between {} and {} ({})",
+            g.seq,
+            g.lost,
+            g.from,
+            g.to,
+            g.reasons.join("; ")
+        );
+    }
+    ExitCode::from(EXIT_GAPS)
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {

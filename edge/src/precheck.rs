@@ -8,7 +8,7 @@
 //! Then the body is read within the global budget and deadline ([`limits::read_body`]).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HeaderValue;
@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use underpass_shared::jsonrpc::code;
 
+use crate::audit::AuditRecord;
 use crate::gate;
 use crate::limits::{self, BodyRefused, Busy, KeyGuard};
 use crate::relay::{self, error_response, Body, ConnInfo, Route, State};
@@ -52,23 +53,23 @@ pub fn reads_body(parts: &http::request::Parts) -> bool {
 }
 
 /// Authenticates an MCP request and takes its place among the principal's requests in
-/// flight; the identity goes into the request's extensions for [`gate::admit`]. A refusal is
-/// a finished (audited) response, given after the body has been drained.
+/// flight; the identity goes into the request's extensions for [`gate::admit`], and what is
+/// known so far into `audit`. A refusal is a finished response, given after the body has been
+/// drained.
 pub async fn before_body(
     state: &Arc<State>,
     conn: &ConnInfo,
     parts: &mut http::request::Parts,
     body: &mut Incoming,
+    audit: &mut AuditRecord,
 ) -> Result<Held, Response<Body>> {
     let service = match relay::route(parts.uri.path()) {
         Route::Service(s) | Route::LegacySse(s) => s.to_owned(),
         _ => return Ok(Held::default()),
     };
-    let started = Instant::now();
-    let mut audit = relay::audit_record(&service, parts, 0);
-    let identity = match gate::authenticate(state, conn, &service, parts, &mut audit) {
+    let identity = match gate::authenticate(state, conn, &service, parts, audit) {
         Ok(identity) => identity,
-        Err(refusal) => return Err(refuse(state, *refusal, audit, started, body).await),
+        Err(refusal) => return Err(refuse(*refusal, body).await),
     };
     let cap = state.config.clients.max_concurrent_per_principal;
     let Some(slot) = state.limits.in_flight.try_acquire(&identity.principal, cap) else {
@@ -83,7 +84,7 @@ pub async fn before_body(
             ),
             1,
         );
-        return Err(refuse(state, resp, audit, started, body).await);
+        return Err(refuse(resp, body).await);
     };
     let session = parts
         .headers
@@ -125,17 +126,11 @@ pub fn over_cap(message: &str, retry_after_secs: u64) -> Response<Body> {
     resp
 }
 
-async fn refuse(
-    state: &State,
-    mut resp: Response<Body>,
-    audit: crate::audit::AuditRecord,
-    started: Instant,
-    body: &mut Incoming,
-) -> Response<Body> {
+async fn refuse(mut resp: Response<Body>, body: &mut Incoming) -> Response<Body> {
     if !drain(body).await {
         close_after(&mut resp);
     }
-    relay::audited(state, resp, audit, started)
+    resp
 }
 
 /// Reads the request body within `[clients]` limits; Err is the finished refusal (413 too

@@ -52,6 +52,8 @@ pub struct ConnInfo {
     pub cert_principal: Option<String>,
     /// Serial of that certificate: re-checked per request, so a revocation bites at once.
     pub cert_serial: Option<String>,
+    /// The client's address (recorded in the audit log).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl ConnInfo {
@@ -62,6 +64,7 @@ impl ConnInfo {
                 .ok()
                 .map(|id| format!("client:{}", id.name)),
             cert_serial: underpass_pki::revocation::certificate_serial(leaf).ok(),
+            peer: None,
         }
     }
 }
@@ -96,42 +99,48 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
     // Authenticate from the headers, then read the (bounded) body before any other
     // decision: answering early and leaving it unread makes HTTP/2 reset the stream, which
     // some clients report as a transport error. Refusals drain the body without keeping it.
     let (mut parts, mut body) = req.into_parts();
-    let held = match crate::precheck::before_body(&state, &conn, &mut parts, &mut body).await {
-        Ok(held) => held,
-        Err(refusal) => return Ok(refusal),
-    };
+    // Every answer gets an audit record, refusals included.
+    let mut audit = crate::audited::request_record(&conn, &parts);
+    let held =
+        match crate::precheck::before_body(&state, &conn, &mut parts, &mut body, &mut audit).await
+        {
+            Ok(held) => held,
+            Err(refusal) => return Ok(audited(&state, refusal, audit, started)),
+        };
     let body = if crate::precheck::reads_body(&parts) {
         match crate::precheck::read_body(&state, &mut body).await {
             Ok(body) => body,
-            Err(refusal) => return Ok(held.attach(refusal)),
+            Err(refusal) => return Ok(held.attach(audited(&state, refusal, audit, started))),
         }
     } else {
         crate::precheck::drain(&mut body).await;
         Bytes::new()
     };
+    audit.bytes_in = Some(body.len() as u64);
     if let Some(rest) = parts.uri.path().strip_prefix(PROTECTED_RESOURCE_WELL_KNOWN) {
-        return Ok(protected_resource_metadata(&state, &parts, rest));
+        let resp = protected_resource_metadata(&state, &parts, rest);
+        return Ok(audited(&state, resp, audit, started));
     }
     let resp = match route(parts.uri.path()) {
         Route::Service(service) => {
-            let started = Instant::now();
-            let mut audit = audit_record(service, &parts, body.len());
             audit.session = parts
                 .headers
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let resp = relay(&state, &conn, service, &parts, body, &mut audit).await;
-            audited(&state, resp, audit, started)
+            match crate::audited::refuse_unaudited(&state, &mut audit) {
+                Some(refusal) => refusal,
+                None => relay(&state, &conn, service, &parts, body, &mut audit).await,
+            }
         }
-        Route::LegacySse(service) => {
-            let started = Instant::now();
-            let mut audit = audit_record(service, &parts, body.len());
-            let resp = match parts.method {
+        Route::LegacySse(service) => match crate::audited::refuse_unaudited(&state, &mut audit) {
+            Some(refusal) => refusal,
+            None => match parts.method {
                 Method::GET => {
                     crate::legacy_sse::open(&state, &conn, service, &parts, &mut audit).await
                 }
@@ -143,9 +152,8 @@ pub async fn handle(
                     code::INVALID_REQUEST,
                     "the 2024-11-05 SSE endpoint takes GET and POST",
                 ),
-            };
-            audited(&state, resp, audit, started)
-        }
+            },
+        },
         Route::Federated => error_response(
             StatusCode::NOT_IMPLEMENTED,
             code::METHOD_NOT_FOUND,
@@ -157,7 +165,7 @@ pub async fn handle(
             "no such endpoint; MCP services are served at /mcp/{service}",
         ),
     };
-    Ok(held.attach(resp))
+    Ok(held.attach(audited(&state, resp, audit, started)))
 }
 
 async fn relay(
@@ -180,6 +188,9 @@ async fn relay(
             &format!("unknown service {service:?}: this edge serves no such MCP service"),
         );
     }
+    if let Some(refusal) = method_not_allowed(&parts.method) {
+        return refusal; // before policy runs, so that its record carries no decision
+    }
     if let Err(refusal) = gate::check_media(&parts.method, &parts.headers) {
         audit.outcome = "bad_request".into();
         return *refusal;
@@ -193,18 +204,6 @@ async fn relay(
         Ok(slot) => slot,
         Err(refusal) => return *refusal,
     };
-    if ![Method::GET, Method::POST, Method::DELETE].contains(&parts.method) {
-        let mut resp = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            code::INVALID_REQUEST,
-            "MCP endpoints accept GET, POST and DELETE",
-        );
-        resp.headers_mut().insert(
-            http::header::ALLOW,
-            HeaderValue::from_static("GET, POST, DELETE"),
-        );
-        return resp;
-    }
 
     let session_id = match parts.headers.get(SESSION_HEADER).map(|v| v.to_str()) {
         None => None,
@@ -388,20 +387,21 @@ async fn relay(
     })
 }
 
-/// The audit line of a request to `service`, before anything is decided.
-pub(crate) fn audit_record(
-    service: &str,
-    parts: &http::request::Parts,
-    bytes_in: usize,
-) -> AuditRecord {
-    AuditRecord {
-        service: Some(service.to_owned()),
-        trace_id: Some(trace_id(&parts.headers)),
-        request_id: Some(new_request_id()),
-        bytes_in: Some(bytes_in as u64),
-        outcome: "ok".into(),
-        ..AuditRecord::default()
+/// 405 for a method an MCP endpoint does not take.
+fn method_not_allowed(method: &Method) -> Option<Response<Body>> {
+    if [Method::GET, Method::POST, Method::DELETE].contains(method) {
+        return None;
     }
+    let mut resp = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        code::INVALID_REQUEST,
+        "MCP endpoints accept GET, POST and DELETE",
+    );
+    resp.headers_mut().insert(
+        http::header::ALLOW,
+        HeaderValue::from_static("GET, POST, DELETE"),
+    );
+    Some(resp)
 }
 
 /// The response, writing `audit` when its body ends (when an audit log is configured).
@@ -558,7 +558,7 @@ pub(crate) fn new_request_id() -> String {
 }
 
 /// The W3C trace id of the request's `traceparent`, or a fresh one.
-fn trace_id(headers: &HeaderMap) -> String {
+pub(crate) fn trace_id(headers: &HeaderMap) -> String {
     let from_header = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
