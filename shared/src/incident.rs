@@ -16,7 +16,9 @@ mod tests {
     fn refs_are_short_hex_and_distinct() {
         let (a, b) = (super::new_ref(), super::new_ref());
         assert_eq!(a.len(), 16);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
     }
 }

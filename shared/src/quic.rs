@@ -51,9 +51,18 @@ pub fn tunnel_transport() -> quinn::TransportConfig {
     t
 }
 
+/// A value derived from `secret` for one `purpose`: HMAC-SHA256 of the purpose under the
+/// secret, so it reveals nothing about the secret and differs from any other use of it.
+fn derive(secret: &[u8], purpose: &str) -> ring::hmac::Tag {
+    use ring::hmac;
+    hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, secret),
+        format!("underpass/1 QUIC {purpose}").as_bytes(),
+    )
+}
+
 /// The key an edge derives its QUIC stateless reset tokens from, computed from a secret it
-/// keeps across restarts (its tunnel private key): HMAC-SHA256 of a fixed label under the
-/// secret, so the key reveals nothing about the secret and differs from any other use of it.
+/// keeps across restarts (its tunnel private key).
 ///
 /// With a random key per start (quinn's default), an edge restarted after a crash cannot
 /// prove it is the same endpoint: it silently drops the packets of the tunnels its previous
@@ -62,15 +71,34 @@ pub fn tunnel_transport() -> quinn::TransportConfig {
 /// connector accepts, so it learns at once that the tunnel is gone and dials again.
 pub fn stateless_reset_key(secret: &[u8]) -> Arc<dyn quinn::crypto::HmacKey> {
     use ring::hmac;
-    let derived = hmac::sign(
-        &hmac::Key::new(hmac::HMAC_SHA256, secret),
-        b"underpass/1 QUIC stateless reset key",
-    );
+    let derived = derive(secret, "stateless reset key");
     Arc::new(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
 }
 
-/// A QUIC server endpoint on `addr` (as [`quinn::Endpoint::server`]) whose stateless reset
-/// tokens derive from `reset_secret` (see [`stateless_reset_key`]): stable across restarts.
+/// The key of the edge's connection IDs, from the same secret: quinn's connection IDs carry a
+/// keyed check, and a packet whose ID fails it is dropped without a reset. The restarted edge
+/// must recognize the IDs its previous run issued to answer them with a stateless reset.
+fn connection_id_key(secret: &[u8]) -> u64 {
+    let derived = derive(secret, "connection id key");
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&derived.as_ref()[..8]);
+    u64::from_le_bytes(key)
+}
+
+/// The endpoint settings of an edge's tunnel listener: stateless reset tokens and connection
+/// IDs keyed from `secret` (see [`stateless_reset_key`]), so they stay valid across restarts.
+pub fn server_endpoint_config(secret: &[u8]) -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::new(stateless_reset_key(secret));
+    let cid_key = connection_id_key(secret);
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+            as Box<dyn quinn::ConnectionIdGenerator>
+    });
+    config
+}
+
+/// A QUIC server endpoint on `addr` (as [`quinn::Endpoint::server`]) with
+/// [`server_endpoint_config`]: a restarted edge resets the tunnels of its previous run.
 pub fn server_endpoint(
     config: quinn::ServerConfig,
     addr: SocketAddr,
@@ -78,7 +106,7 @@ pub fn server_endpoint(
 ) -> std::io::Result<quinn::Endpoint> {
     let socket = std::net::UdpSocket::bind(addr)?;
     quinn::Endpoint::new(
-        quinn::EndpointConfig::new(stateless_reset_key(reset_secret)),
+        server_endpoint_config(reset_secret),
         Some(config),
         socket,
         Arc::new(quinn::TokioRuntime),
@@ -161,15 +189,32 @@ mod tests {
 
     #[test]
     fn reset_keys_are_stable_per_secret() {
-        use quinn::crypto::HmacKey;
         let sign = |secret: &[u8]| {
             let key = stateless_reset_key(secret);
             let mut tag = vec![0; key.signature_len()];
             key.sign(b"connection id", &mut tag);
             tag
         };
-        assert_eq!(sign(b"edge key"), sign(b"edge key"), "same secret, same tokens");
+        assert_eq!(
+            sign(b"edge key"),
+            sign(b"edge key"),
+            "same secret, same tokens"
+        );
         assert_ne!(sign(b"edge key"), sign(b"other key"));
+    }
+
+    #[test]
+    fn connection_ids_stay_valid_across_restarts() {
+        use quinn::ConnectionIdGenerator;
+        let mut first = quinn_proto::HashedConnectionIdGenerator::from_key(connection_id_key(b"k"));
+        let second = quinn_proto::HashedConnectionIdGenerator::from_key(connection_id_key(b"k"));
+        let other = quinn_proto::HashedConnectionIdGenerator::from_key(connection_id_key(b"x"));
+        let valid = (0..32).all(|_| second.validate(&first.generate_cid()).is_ok());
+        assert!(valid, "a restart with the same secret knows the old IDs");
+        let foreign = (0..32)
+            .filter(|_| other.validate(&first.generate_cid()).is_ok())
+            .count();
+        assert!(foreign < 2, "{foreign}");
     }
 
     #[test]
