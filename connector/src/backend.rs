@@ -296,7 +296,10 @@ fn query_keys(query: &str) -> Vec<String> {
         .split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
-            let key = pair.split_once('=').map_or(pair, |(k, _)| k).replace('+', " ");
+            let key = pair
+                .split_once('=')
+                .map_or(pair, |(k, _)| k)
+                .replace('+', " ");
             percent_encoding::percent_decode_str(&key)
                 .decode_utf8_lossy()
                 .into_owned()
@@ -492,6 +495,9 @@ mod tests {
 
     #[test]
     fn query_keys_decode() {
-        assert_eq!(query_keys("a=1&b&&c=&d+e=2&%41=3"), ["a", "b", "c", "d e", "A"]);
+        assert_eq!(
+            query_keys("a=1&b&&c=&d+e=2&%41=3"),
+            ["a", "b", "c", "d e", "A"]
+        );
     }
 }

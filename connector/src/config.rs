@@ -360,7 +360,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.service("old").unwrap().stdio_limits().max_processes_per_principal,
+            c.service("old")
+                .unwrap()
+                .stdio_limits()
+                .max_processes_per_principal,
             10
         );
         assert_eq!(c.descriptor_budget(), 1024 + 10);

@@ -178,7 +178,14 @@ async fn stdio_process_cap_answers_503() {
     );
     let first = open_session(&svc, PROTOCOL).await;
     // Another principal: the service-wide cap, not a per-caller one.
-    let resp = post_as(&svc, "client:other", None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
+    let resp = post_as(
+        &svc,
+        "client:other",
+        None,
+        ACCEPT_BOTH,
+        init_request(PROTOCOL),
+    )
+    .await;
     assert_eq!(resp.status, 503);
     assert!(header(&resp, "retry-after").is_some(), "{resp:?}");
     let v = json_body(resp).await;
@@ -187,7 +194,10 @@ async fn stdio_process_cap_answers_503() {
         msg.contains("limit of 1") && msg.contains("DELETE") && msg.contains("`max_processes`"),
         "{msg}"
     );
-    assert_eq!(v["error"]["code"], underpass_shared::jsonrpc::code::UNAVAILABLE);
+    assert_eq!(
+        v["error"]["code"],
+        underpass_shared::jsonrpc::code::UNAVAILABLE
+    );
     delete(&svc, &first).await;
     let again = open_session(&svc, PROTOCOL).await;
     delete(&svc, &again).await;
@@ -210,13 +220,28 @@ async fn stdio_per_principal_process_cap() {
     assert_eq!(resp.status, 429);
     assert_eq!(header(&resp, "retry-after"), Some("5"));
     let v = json_body(resp).await;
-    assert_eq!(v["error"]["code"], underpass_shared::jsonrpc::code::RATE_LIMITED, "{v}");
+    assert_eq!(
+        v["error"]["code"],
+        underpass_shared::jsonrpc::code::RATE_LIMITED,
+        "{v}"
+    );
     assert_eq!(v["error"]["data"]["retryAfterSeconds"], 5, "{v}");
     let msg = rpc_error_message(&v);
     assert!(msg.contains("max_processes_per_principal"), "{msg}");
-    assert_eq!(svc.process_count(), 1, "the refused initialize spawned nothing");
+    assert_eq!(
+        svc.process_count(),
+        1,
+        "the refused initialize spawned nothing"
+    );
 
-    let resp = post_as(&svc, "client:bob", None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
+    let resp = post_as(
+        &svc,
+        "client:bob",
+        None,
+        ACCEPT_BOTH,
+        init_request(PROTOCOL),
+    )
+    .await;
     assert_eq!(resp.status, 200, "another principal still gets a process");
     let bob = header(&resp, "mcp-session-id").expect("session").to_owned();
     drop(resp);
@@ -225,7 +250,12 @@ async fn stdio_per_principal_process_cap() {
 
     // Bob's session is not Alice's to use or to close.
     let ping = json!({"jsonrpc": "2.0", "id": 3, "method": "ping"});
-    assert_eq!(post(&svc, Some(&bob), ACCEPT_BOTH, ping.clone()).await.status, 404);
+    assert_eq!(
+        post(&svc, Some(&bob), ACCEPT_BOTH, ping.clone())
+            .await
+            .status,
+        404
+    );
     assert_eq!(delete(&svc, &bob).await.status, 404);
     let resp = post_as(&svc, "client:bob", Some(&bob), ACCEPT_JSON, ping).await;
     assert_eq!(resp.status, 200, "bob's session survived");
@@ -299,7 +329,10 @@ async fn stdio_a_crash_mid_request_ends_the_stream_with_an_error() {
         msg.contains("exited unexpectedly") && msg.contains("(ref "),
         "{last}"
     );
-    assert!(!msg.contains("signal"), "the exit status stays in the log: {last}");
+    assert!(
+        !msg.contains("signal"),
+        "the exit status stays in the log: {last}"
+    );
     assert!(events.next().await.is_none());
     let ping = json!({"jsonrpc": "2.0", "id": 10, "method": "ping"});
     assert_eq!(
