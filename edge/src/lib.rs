@@ -66,8 +66,14 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     };
     let quic_config =
         tls::tunnel_server_config(tls::tunnel_server_crypto(&tunnel_creds, connector_policy)?)?;
-    let endpoint = quinn::Endpoint::server(quic_config, config.tunnel.listen)
-        .with_context(|| format!("cannot listen for tunnels on udp/{}", config.tunnel.listen))?;
+    // Stateless reset tokens derive from the tunnel key: after a crash and restart, connectors
+    // learn at their next packet that their tunnel is gone (see underpass_shared::quic).
+    let endpoint = underpass_shared::quic::server_endpoint(
+        quic_config,
+        config.tunnel.listen,
+        tunnel_creds.key.secret_der(),
+    )
+    .with_context(|| format!("cannot listen for tunnels on udp/{}", config.tunnel.listen))?;
     tracing::info!(addr = %config.tunnel.listen, identity = %edge_id, "tunnel listener up (QUIC)");
 
     let client_tls = client_tls(&config, &revocations)?;
@@ -209,7 +215,13 @@ async fn serve_clients(
         let state = state.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, Arc::new(ConnInfo::default()), state).await,
+                None => {
+                    let info = ConnInfo {
+                        remote: Some(remote),
+                        ..ConnInfo::default()
+                    };
+                    serve_connection(stream, Arc::new(info), state).await
+                }
                 Some(acceptor) => {
                     let stream = match tokio::time::timeout(
                         CLIENT_HANDSHAKE_TIMEOUT,
@@ -227,13 +239,14 @@ async fn serve_clients(
                             return;
                         }
                     };
-                    let info = stream
+                    let mut info = stream
                         .get_ref()
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .map(|leaf| ConnInfo::from_client_cert(leaf))
                         .unwrap_or_default();
+                    info.remote = Some(remote);
                     serve_connection(stream, Arc::new(info), state).await
                 }
             }
