@@ -150,6 +150,50 @@ fn one_principal_cannot_take_every_stdio_process() {
     assert_refused(&r, 503, code::UNAVAILABLE, "`max_processes`");
 }
 
+/// A tiny stdio MCP server (the peers' Python): answers every request, `initialize` with a
+/// 2025-11-25 result.
+const TINY_STDIO_SERVER: &str = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" in m and "method" in m:
+        r = {}
+        if m["method"] == "initialize":
+            r = {"protocolVersion": "2025-11-25", "capabilities": {},
+                 "serverInfo": {"name": "tiny", "version": "0"}}
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": r}), flush=True)
+"#;
+
+/// Without any cap configured, one principal gets a fair share of the 32 default processes
+/// (8), not all of them: the 9th `initialize` is 429, another principal's is served.
+#[test]
+fn stdio_defaults_give_each_principal_a_fair_share() {
+    let peers = Peers::get();
+    let scratch = tempfile::tempdir().unwrap();
+    let script = scratch.path().join("tiny.py");
+    std::fs::write(&script, TINY_STDIO_SERVER).unwrap();
+    let command = format!(
+        "[\"{}\", \"{}\"]",
+        peers.path("VENV_PYTHON"),
+        script.display()
+    );
+    let d = Deployment::start_services(
+        false,
+        &[("tiny", &command, "")],
+        &api_keys(&["alice", "bob"]),
+        |_| {},
+    );
+    let url = d.edge_setup.url("tiny");
+    for n in 1..=8 {
+        let r = post_as(&url, "alice", &initialize());
+        assert_eq!(r.status, 200, "session {n}: {}", r.text());
+    }
+    let r = post_as(&url, "alice", &initialize());
+    assert_refused(&r, 429, code::RATE_LIMITED, "max_processes_per_principal");
+    let r = post_as(&url, "bob", &initialize());
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 /// The connector raises its soft open file limit to the hard limit at start (a soft limit of
 /// 1,024 was what one principal's burst exhausted).
 #[test]
