@@ -16,9 +16,10 @@ use hyper_util::rt::TokioExecutor;
 use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
 use underpass_shared::quic;
 
+use crate::concurrency::{self, Limiter};
 use crate::config::{ConnectorConfig, Transport};
 use crate::sse_backend::SseBackendService;
-use crate::stdio::{StdioLimits, StdioService};
+use crate::stdio::StdioService;
 
 /// The header carrying the edge-signed identity assertion to backends.
 pub const ASSERTION_HEADER: &str = "x-underpass-identity";
@@ -31,23 +32,48 @@ pub const REQUEST_ID_HEADER: &str = "x-underpass-request-id";
 /// Largest request body accepted from the edge (the edge enforces its own, smaller limit).
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
 
+/// Why an exchange could not be forwarded. The messages are what the client reads: they never
+/// name the backend's URL (that goes to the log, under the reference a client can quote).
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("this connector does not serve {0:?}")]
     UnknownService(String),
     #[error("bad request from the edge: {0}")]
     BadRequest(String),
-    #[error("backend {url} unreachable: {reason}")]
-    Unreachable { url: String, reason: String },
+    /// The client's query string repeats a parameter the configured backend URL sets.
+    #[error(
+        "query parameter {0:?} is fixed by the service's configuration and may not be given \
+         by the client"
+    )]
+    QueryParameter(String),
+    #[error("the backend failed (ref {reference})")]
+    Unreachable { reference: String },
+    #[error("{0}")]
+    Refused(#[from] concurrency::Refused),
 }
 
 impl BackendError {
     fn status(&self) -> u16 {
         match self {
             BackendError::UnknownService(_) => 404,
-            BackendError::BadRequest(_) => 400,
+            BackendError::BadRequest(_) | BackendError::QueryParameter(_) => 400,
             BackendError::Unreachable { .. } => 502,
+            BackendError::Refused(r) => r.status(),
         }
+    }
+
+    fn rpc_code(&self) -> i64 {
+        use underpass_shared::jsonrpc::code;
+        match self {
+            BackendError::UnknownService(_) => code::NOT_FOUND,
+            BackendError::BadRequest(_) | BackendError::QueryParameter(_) => code::INVALID_REQUEST,
+            BackendError::Unreachable { .. } => code::UPSTREAM_FAILED,
+            BackendError::Refused(r) => r.rpc_code(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        matches!(self, BackendError::Refused(_)).then_some(concurrency::RETRY_AFTER_SECS)
     }
 }
 
@@ -57,6 +83,8 @@ pub struct Backends {
     urls: HashMap<String, Uri>,
     stdio: HashMap<String, StdioService>,
     sse: HashMap<String, SseBackendService>,
+    /// Exchanges in flight per service (every kind of backend).
+    limits: HashMap<String, Limiter>,
     client: HttpClient,
 }
 
@@ -96,7 +124,7 @@ impl Backends {
                 let url = s.url.as_ref()?.parse().ok()?;
                 Some((
                     s.name.clone(),
-                    SseBackendService::new(&s.name, url, client.clone(), StdioLimits::default()),
+                    SseBackendService::new(&s.name, url, client.clone(), s.stdio_limits()),
                 ))
             })
             .collect();
@@ -110,17 +138,36 @@ impl Backends {
                     command,
                     s.env.clone(),
                     s.cwd.clone(),
-                    StdioLimits::default(),
+                    s.stdio_limits(),
                 );
                 Some((s.name.clone(), service))
             })
+            .collect();
+        let limits = config
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), Limiter::new(&s.name, s.concurrency())))
             .collect();
         Backends {
             urls,
             stdio,
             sse,
+            limits,
             client,
         }
+    }
+
+    /// A place for one exchange of `head.principal` under the service's caps.
+    fn admit(&self, head: &RequestHead) -> Result<concurrency::Permit, BackendError> {
+        let limiter = self
+            .limits
+            .get(&head.service)
+            .ok_or_else(|| BackendError::UnknownService(head.service.clone()))?;
+        limiter.admit(&head.principal).map_err(|refused| {
+            tracing::info!(service = %head.service, principal = %head.principal,
+                trace_id = %head.trace_id, "exchange refused: {refused}");
+            BackendError::from(refused)
+        })
     }
 
     /// Ends every stdio backend process.
@@ -137,11 +184,11 @@ impl Backends {
         let bridged = match (self.stdio.get(&head.service), self.sse.get(&head.service)) {
             (Some(stdio), _) => Some(
                 stdio
-                    .exchange(&head.method, &head.headers, body.clone())
+                    .exchange(&head.principal, &head.method, &head.headers, body.clone())
                     .await,
             ),
             (None, Some(sse)) => Some(
-                sse.exchange(&head.method, &head.headers, body.clone())
+                sse.exchange(&head.principal, &head.method, &head.headers, body.clone())
                     .await,
             ),
             (None, None) => None,
@@ -213,19 +260,26 @@ impl Backends {
         let req = req
             .body(Full::new(body))
             .map_err(|e| BackendError::BadRequest(e.to_string()))?;
-        self.client
-            .request(req)
-            .await
-            .map_err(|e| BackendError::Unreachable {
-                url: base.to_string(),
-                reason: error_chain(&e),
-            })
+        self.client.request(req).await.map_err(|e| {
+            let reference = underpass_shared::incident::new_ref();
+            tracing::warn!(service = %head.service, trace_id = %head.trace_id, %reference,
+                "backend {base} unreachable: {}", error_chain(&e));
+            BackendError::Unreachable { reference }
+        })
     }
 }
 
+/// The backend URL for a client query: the configured URL's own query first, then the
+/// client's. A client may not give a parameter the configured URL sets (compared after
+/// percent-decoding, `+` as space): that is refused (400), so a backend that reads the first
+/// or the last of repeated parameters cannot be steered by the client either way.
 fn with_query(base: &Uri, query: &str) -> Result<Uri, BackendError> {
     if query.is_empty() {
         return Ok(base.clone());
+    }
+    let fixed: Vec<String> = base.query().map(query_keys).unwrap_or_default();
+    if let Some(key) = query_keys(query).into_iter().find(|k| fixed.contains(k)) {
+        return Err(BackendError::QueryParameter(key));
     }
     let path = base.path();
     let joined = match base.query() {
@@ -239,6 +293,23 @@ fn with_query(base: &Uri, query: &str) -> Result<Uri, BackendError> {
             .map_err(|_| BackendError::BadRequest(format!("bad query {query:?}")))?,
     );
     Uri::from_parts(parts).map_err(|e| BackendError::BadRequest(e.to_string()))
+}
+
+/// The decoded names of a query string's parameters (`a=1&b&c=` → `a`, `b`, `c`).
+fn query_keys(query: &str) -> Vec<String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let key = pair
+                .split_once('=')
+                .map_or(pair, |(k, _)| k)
+                .replace('+', " ");
+            percent_encoding::percent_decode_str(&key)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
 }
 
 /// An error and all its sources, `: `-joined (hyper's top-level messages say little alone).
@@ -276,6 +347,11 @@ pub async fn serve_exchange(
             return;
         }
     };
+    // Held until the response is sent or the exchange is cancelled.
+    let _permit = match backends.admit(&head) {
+        Ok(p) => p,
+        Err(e) => return send_error(&mut send, &e).await,
+    };
     let stopped = send.stopped();
     tokio::pin!(stopped);
 
@@ -288,23 +364,8 @@ pub async fn serve_exchange(
     let resp = match result {
         Ok(resp) => resp,
         Err(e) => {
-            tracing::warn!(service = %head.service, trace_id = %head.trace_id, "{e}");
-            let body = serde_json::json!({
-                "jsonrpc": "2.0",
-                "id": null,
-                "error": {"code": underpass_shared::jsonrpc::code::UPSTREAM_FAILED, "message": format!("connector: {e}")},
-            })
-            .to_string();
-            let head = ResponseHead {
-                status: e.status(),
-                headers: vec![("content-type".into(), b"application/json".to_vec())],
-            };
-            if let Ok(mut out) = frame::encode(&head) {
-                out.extend_from_slice(body.as_bytes());
-                let _ = send.write_all(&out).await;
-            }
-            let _ = send.finish();
-            return;
+            tracing::debug!(service = %head.service, trace_id = %head.trace_id, "{e}");
+            return send_error(&mut send, &e).await;
         }
     };
 
@@ -363,6 +424,26 @@ pub async fn serve_exchange(
     let _ = send.finish();
 }
 
+/// Answers the exchange with `e` as a JSON-RPC error (and `Retry-After` on a capacity refusal).
+async fn send_error(send: &mut quinn::SendStream, e: &BackendError) {
+    let retry = e.retry_after();
+    let data = retry.map(|secs| serde_json::json!({ "retryAfterSeconds": secs }));
+    let body = underpass_shared::jsonrpc::error(None, e.rpc_code(), &e.to_string(), data);
+    let mut headers = vec![("content-type".into(), b"application/json".to_vec())];
+    if let Some(secs) = retry {
+        headers.push(("retry-after".into(), secs.to_string().into_bytes()));
+    }
+    let head = ResponseHead {
+        status: e.status(),
+        headers,
+    };
+    if let Ok(mut out) = frame::encode(&head) {
+        out.extend_from_slice(body.to_string().as_bytes());
+        let _ = send.write_all(&out).await;
+    }
+    let _ = send.finish();
+}
+
 /// Truncates loudly: a reset tells the edge (and so the client) the body is incomplete.
 fn body_failed(send: &mut quinn::SendStream, head: &RequestHead, e: &std::io::Error) {
     tracing::warn!(service = %head.service, trace_id = %head.trace_id, "backend body failed: {e}");
@@ -385,6 +466,43 @@ mod tests {
         assert_eq!(
             with_query(&base, "a=1").unwrap().to_string(),
             "http://h/mcp?k=v&a=1"
+        );
+        assert_eq!(with_query(&base, "").unwrap(), base);
+    }
+
+    #[test]
+    fn the_configured_query_cannot_be_overridden() {
+        let base: Uri = "http://h/mcp?tenant=acme&mode=ro".parse().unwrap();
+        for query in [
+            "tenant=evil",
+            "a=1&tenant=evil",
+            "tenant",
+            "%74enant=evil",
+            "mode=rw&x=1",
+        ] {
+            match with_query(&base, query) {
+                Err(BackendError::QueryParameter(k)) => {
+                    assert!(k == "tenant" || k == "mode", "{query}: {k}")
+                }
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            with_query(&base, "tenantx=1&x=tenant").unwrap().to_string(),
+            "http://h/mcp?tenant=acme&mode=ro&tenantx=1&x=tenant"
+        );
+        let e = with_query(&base, "tenant=evil").unwrap_err();
+        assert_eq!(e.status(), 400);
+        // A URL without a query fixes nothing.
+        let plain: Uri = "http://h/mcp".parse().unwrap();
+        assert!(with_query(&plain, "tenant=x").is_ok());
+    }
+
+    #[test]
+    fn query_keys_decode() {
+        assert_eq!(
+            query_keys("a=1&b&&c=&d+e=2&%41=3"),
+            ["a", "b", "c", "d e", "A"]
         );
     }
 }

@@ -62,6 +62,136 @@ pub struct ServiceConfig {
     pub env: BTreeMap<String, String>,
     /// Working directory of a stdio backend.
     pub cwd: Option<PathBuf>,
+    /// stdio and `sse` backends: sessions open at once for all principals together (each is
+    /// a process, or a connection to the `sse` backend); beyond it `initialize` is answered
+    /// 503 with `Retry-After`. Default 32.
+    pub max_processes: Option<usize>,
+    /// stdio and `sse` backends: sessions one principal may hold open at once; beyond it
+    /// `initialize` is answered 429 with `Retry-After`. Default: a quarter of `max_processes`
+    /// (at least 1), so no single caller can take every process.
+    pub max_processes_per_principal: Option<usize>,
+    /// stdio and `sse` backends: a session with no request in flight for this many seconds is
+    /// closed (its process stopped, its connection closed). Default 600; 0 keeps idle sessions
+    /// until the client deletes them (not recommended: a forgotten client pins a process).
+    pub idle_timeout_secs: Option<u64>,
+    /// Exchanges in flight to this service at once, for all principals together (a tool call,
+    /// an open event stream; each may hold a connection to the backend); beyond it requests
+    /// are answered 503 with `Retry-After` at once, never queued. Default 1024.
+    pub max_concurrent: Option<usize>,
+    /// Exchanges one principal may have in flight to this service at once; beyond it 429 with
+    /// `Retry-After`. Default: a quarter of `max_concurrent` (at least 1).
+    pub max_concurrent_per_principal: Option<usize>,
+}
+
+/// Default of `max_processes`.
+pub const DEFAULT_MAX_PROCESSES: usize = 32;
+/// Default of `idle_timeout_secs`.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
+/// Default of `max_concurrent`.
+pub const DEFAULT_MAX_CONCURRENT: usize = 1024;
+
+/// A principal's default share of a service-wide cap: a quarter, at least 1.
+fn fair_share(total: usize) -> usize {
+    (total / 4).max(1)
+}
+
+/// Caps of one service on exchanges in flight, in total and per principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency {
+    pub max: usize,
+    pub per_principal: usize,
+}
+
+impl ServiceConfig {
+    /// Whether sessions of this service are processes or backend connections the connector
+    /// keeps (stdio and `sse` backends), so the session keys apply.
+    pub fn keeps_sessions(&self) -> bool {
+        self.command.is_some() || self.transport == Transport::Sse
+    }
+
+    /// The session limits of a stdio or `sse` service.
+    pub fn stdio_limits(&self) -> crate::stdio::StdioLimits {
+        let max = self.max_processes.unwrap_or(DEFAULT_MAX_PROCESSES);
+        crate::stdio::StdioLimits {
+            max_processes: max,
+            max_processes_per_principal: self
+                .max_processes_per_principal
+                .unwrap_or_else(|| fair_share(max)),
+            idle_timeout: std::time::Duration::from_secs(
+                self.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
+            ),
+        }
+    }
+
+    /// The caps on exchanges in flight to this service.
+    pub fn concurrency(&self) -> Concurrency {
+        let max = self.max_concurrent.unwrap_or(DEFAULT_MAX_CONCURRENT);
+        Concurrency {
+            max,
+            per_principal: self
+                .max_concurrent_per_principal
+                .unwrap_or_else(|| fair_share(max)),
+        }
+    }
+
+    fn validate_limits(&self) -> anyhow::Result<()> {
+        let name = &self.name;
+        let session_keys = [
+            ("max_processes", self.max_processes.is_some()),
+            (
+                "max_processes_per_principal",
+                self.max_processes_per_principal.is_some(),
+            ),
+            ("idle_timeout_secs", self.idle_timeout_secs.is_some()),
+        ];
+        if !self.keeps_sessions() {
+            if let Some((key, _)) = session_keys.iter().find(|(_, set)| *set) {
+                bail!(
+                    "service {name:?}: `{key}` applies to stdio (`command`) and `transport = \"sse\"` \
+                     services only; a Streamable HTTP backend keeps its own sessions"
+                );
+            }
+        }
+        let pairs = [
+            (
+                "max_processes",
+                self.max_processes,
+                "max_processes_per_principal",
+                self.max_processes_per_principal,
+            ),
+            (
+                "max_concurrent",
+                self.max_concurrent,
+                "max_concurrent_per_principal",
+                self.max_concurrent_per_principal,
+            ),
+        ];
+        for (total_key, total, share_key, share) in pairs {
+            if total == Some(0) {
+                bail!("service {name:?}: `{total_key}` must be at least 1");
+            }
+            if share == Some(0) {
+                bail!("service {name:?}: `{share_key}` must be at least 1");
+            }
+        }
+        let limits = self.stdio_limits();
+        if limits.max_processes_per_principal > limits.max_processes {
+            bail!(
+                "service {name:?}: `max_processes_per_principal` ({}) exceeds `max_processes` ({})",
+                limits.max_processes_per_principal,
+                limits.max_processes
+            );
+        }
+        let c = self.concurrency();
+        if c.per_principal > c.max {
+            bail!(
+                "service {name:?}: `max_concurrent_per_principal` ({}) exceeds `max_concurrent` ({})",
+                c.per_principal,
+                c.max
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -140,8 +270,26 @@ impl ConnectorConfig {
                 }
                 (None, None) => bail!("service {:?}: set url (or command)", s.name),
             }
+            s.validate_limits()?;
         }
         Ok(())
+    }
+
+    /// File descriptors the configured caps may use at once: a backend connection per
+    /// exchange in flight, three pipes per stdio process, a connection per `sse` session.
+    pub fn descriptor_budget(&self) -> u64 {
+        self.services
+            .iter()
+            .map(|s| {
+                let sessions = if s.keeps_sessions() {
+                    let per = if s.command.is_some() { 3 } else { 1 };
+                    s.stdio_limits().max_processes as u64 * per
+                } else {
+                    0
+                };
+                s.concurrency().max as u64 + sessions
+            })
+            .sum()
     }
 
     pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
@@ -169,6 +317,77 @@ mod tests {
         assert_eq!(c.cert, Path::new("/etc/up/pki/dc1.crt"));
         assert!(c.service("everything").is_some());
         assert!(c.service("other").is_none());
+    }
+
+    #[test]
+    fn limits_default_to_a_fair_share() {
+        let c = parse("[[services]]\nname = \"files\"\ncommand = [\"srv\"]").unwrap();
+        let s = c.service("files").unwrap();
+        let l = s.stdio_limits();
+        assert_eq!(l.max_processes, 32);
+        assert_eq!(l.max_processes_per_principal, 8);
+        assert_eq!(l.idle_timeout, std::time::Duration::from_secs(600));
+        assert_eq!(
+            s.concurrency(),
+            Concurrency {
+                max: 1024,
+                per_principal: 256
+            }
+        );
+        let c = parse(
+            "[[services]]\nname = \"files\"\ncommand = [\"srv\"]\nmax_processes = 6\n\
+             idle_timeout_secs = 30\nmax_concurrent = 2\n",
+        )
+        .unwrap();
+        let s = c.service("files").unwrap();
+        let l = s.stdio_limits();
+        assert_eq!(
+            (l.max_processes, l.max_processes_per_principal),
+            (6, 1),
+            "a quarter, at least one"
+        );
+        assert_eq!(l.idle_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(
+            s.concurrency(),
+            Concurrency {
+                max: 2,
+                per_principal: 1
+            }
+        );
+        let c = parse(
+            "[[services]]\nname = \"old\"\nurl = \"http://h/sse\"\ntransport = \"sse\"\n\
+             max_processes = 10\nmax_processes_per_principal = 10\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.service("old")
+                .unwrap()
+                .stdio_limits()
+                .max_processes_per_principal,
+            10
+        );
+        assert_eq!(c.descriptor_budget(), 1024 + 10);
+    }
+
+    #[test]
+    fn bad_limits() {
+        let svc = "[[services]]\nname = \"files\"\ncommand = [\"srv\"]\n";
+        for bad in [
+            "max_processes = 0",
+            "max_processes_per_principal = 0",
+            "max_processes = 4\nmax_processes_per_principal = 5",
+            "max_concurrent = 0",
+            "max_concurrent = 8\nmax_concurrent_per_principal = 9",
+            "max_processes = \"many\"",
+            "max_sessions = 3",
+        ] {
+            assert!(parse(&format!("{svc}{bad}")).is_err(), "{bad}");
+        }
+        // Session keys on a Streamable HTTP service would silently do nothing.
+        let http = "[[services]]\nname = \"h\"\nurl = \"http://h/mcp\"\n";
+        let e = parse(&format!("{http}max_processes = 3")).unwrap_err();
+        assert!(format!("{e:#}").contains("stdio"), "{e:#}");
+        assert!(parse(&format!("{http}max_concurrent = 3")).is_ok());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! mutual TLS, and serves only the services its own config names. It listens on no port.
 
 pub mod backend;
+pub mod concurrency;
 pub mod config;
 pub mod sse_backend;
 pub mod stdio;
@@ -46,6 +47,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     transport.initial_rtt(std::time::Duration::from_millis(100));
     client_config.transport_config(Arc::new(transport));
 
+    check_fd_limit(&config);
     let backends = Arc::new(Backends::new(&config));
     let services: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -78,4 +80,31 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     .await;
     backends.shutdown().await;
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard limit, and says so loudly when even that is
+/// below what the configured caps may use (then a burst ends in "Too many open files").
+fn check_fd_limit(config: &ConnectorConfig) {
+    // Headroom for the tunnels, the log, the resolver and the like.
+    const RESERVE: u64 = 64;
+    let need = config.descriptor_budget() + RESERVE;
+    match underpass_shared::raise_fd_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                before = ?limit.before,
+                soft = ?limit.soft,
+                hard = ?limit.hard,
+                "open file limit raised to the hard limit"
+            );
+            if limit.soft.is_some_and(|soft| soft < need) {
+                tracing::warn!(
+                    soft = ?limit.soft,
+                    need,
+                    "the open file limit is below what max_concurrent and max_processes of all \
+                     services may use at once: raise LimitNOFILE (ulimit -n) or lower those caps"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
 }

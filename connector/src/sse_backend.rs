@@ -62,7 +62,8 @@ pub struct SseBackendService {
 
 impl SseBackendService {
     /// Nothing is connected here (no runtime needed): one connection is opened per session.
-    /// `limits.max_processes` caps the open connections. Only `http` URLs are supported.
+    /// `limits.max_processes` caps the open connections (`max_processes_per_principal` those of
+    /// one principal). Only `http` URLs are supported.
     /// `client` is the connector's shared pool ([`crate::backend::http_client`]).
     pub fn new(service: &str, url: Uri, client: HttpClient, limits: StdioLimits) -> Self {
         let opener = Arc::new(Opener { url, client });
@@ -71,14 +72,16 @@ impl SseBackendService {
         }
     }
 
-    /// Serves one HTTP exchange with Streamable HTTP semantics (legacy era).
+    /// Serves one HTTP exchange with Streamable HTTP semantics (legacy era) for `principal`
+    /// (see [`StdioService::exchange`]).
     pub async fn exchange(
         &self,
+        principal: &str,
         method: &str,
         headers: &[(String, Vec<u8>)],
         body: Bytes,
     ) -> StdioResponse {
-        self.inner.exchange(method, headers, body).await
+        self.inner.exchange(principal, method, headers, body).await
     }
 
     /// Closes every backend connection and refuses new sessions.
@@ -230,10 +233,12 @@ async fn post_messages(
         match post(client, endpoint, line.clone()).await {
             Ok(()) => {}
             Err(reason) => {
-                tracing::warn!(service = %inbox.service(), session = %inbox.session(),
+                let reference = underpass_shared::incident::new_ref();
+                tracing::warn!(service = %inbox.service(), session = %inbox.session(), %reference,
                     "posting a message to the SSE backend failed: {reason}");
-                // A request would never be answered: answer it with an error here.
-                if let Some(error) = error_for_request(&line, &reason) {
+                // A request would never be answered: answer it with an error here (the reason
+                // stays in the log: it may name the backend).
+                if let Some(error) = error_for_request(&line, &reference) {
                     inbox.dispatch(&error).await;
                 }
             }
@@ -265,15 +270,16 @@ async fn post(client: &HttpClient, endpoint: &Uri, line: Bytes) -> Result<(), St
     result.unwrap_or_else(|_| Err(format!("no answer within {} s", POST_TIMEOUT.as_secs())))
 }
 
-/// A JSON-RPC error response for `line` if it is a request, else `None`.
-fn error_for_request(line: &[u8], reason: &str) -> Option<Vec<u8>> {
+/// A JSON-RPC error response for `line` if it is a request, else `None`; `reference` points
+/// at the log line with the details.
+fn error_for_request(line: &[u8], reference: &str) -> Option<Vec<u8>> {
     let msg: Value = serde_json::from_slice(line).ok()?;
     msg.get("method")?;
     let id = msg
         .get("id")
         .filter(|id| id.is_string() || id.is_number())?;
     let v = json!({"jsonrpc": "2.0", "id": id, "error": {"code": underpass_shared::jsonrpc::code::UPSTREAM_FAILED,
-        "message": format!("the SSE MCP server did not accept the message: {reason}")}});
+        "message": format!("the SSE MCP server did not accept the message (ref {reference})")}});
     Some(v.to_string().into_bytes())
 }
 

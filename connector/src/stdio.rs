@@ -68,13 +68,20 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
 /// Upper bound for a DELETE or shutdown to wait for a process to be gone (3 × GRACE + margin).
 const STOP_WAIT: Duration = Duration::from_secs(10);
 const KEEPALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+/// `Retry-After` of a refused `initialize`: sessions end by DELETE or idle timeout, so asking
+/// again at once rarely helps.
+const SESSION_RETRY_AFTER_SECS: u64 = 5;
 
-/// Resource limits of one stdio service.
+/// Resource limits of one stdio service (`max_processes`, `max_processes_per_principal` and
+/// `idle_timeout_secs` of its `[[services]]` entry in connector.toml).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StdioLimits {
     /// Processes (= sessions, including ones still initializing or shutting down) that may run
     /// at once; beyond it `initialize` is answered 503.
     pub max_processes: usize,
+    /// Of those, processes one principal may hold; beyond it that principal's `initialize` is
+    /// answered 429, so one caller cannot take every process.
+    pub max_processes_per_principal: usize,
     /// A session with no request in flight and no new exchange for this long is shut down
     /// cleanly. An open GET stream alone does not count as activity, so a forgotten client
     /// cannot pin a process forever. `Duration::ZERO` disables the timeout.
@@ -85,6 +92,7 @@ impl Default for StdioLimits {
     fn default() -> Self {
         StdioLimits {
             max_processes: 32,
+            max_processes_per_principal: 8,
             idle_timeout: Duration::from_secs(600),
         }
     }
@@ -111,17 +119,24 @@ pub enum StdioError {
     #[error("HTTP method {0} is not supported here: use POST, GET or DELETE")]
     Method(String),
     #[error(
-        "service {service:?} already runs its limit of {limit} stdio server processes \
-         (one per session): close unused sessions with HTTP DELETE, retry later, or raise \
-         the connector's max_processes"
+        "service {service:?} already has its limit of {limit} open sessions (each a server \
+         process or backend connection): close unused sessions with HTTP DELETE, retry later, \
+         or raise `max_processes` of this service in connector.toml"
     )]
     TooManyProcesses { service: String, limit: usize },
+    #[error(
+        "you already hold {limit} open sessions of service {service:?}, the most one caller \
+         may hold: close unused sessions with HTTP DELETE, or retry once one has ended \
+         (`max_processes_per_principal` of this service in connector.toml)"
+    )]
+    PrincipalProcesses { service: String, limit: usize },
     #[error("the connector is shutting down: retry in a moment")]
     ShuttingDown,
     #[error("service {0:?} has no command configured")]
     NoCommand(String),
-    #[error("cannot start the stdio server {program:?}: {reason}")]
-    Spawn { program: String, reason: String },
+    /// The details (program, OS error) are in the connector's log under `reference`.
+    #[error("the stdio MCP server could not be started (ref {reference})")]
+    Spawn { reference: String },
     #[error(
         "the stdio server {0} before answering initialize (its stderr is in the connector log)"
     )]
@@ -146,7 +161,19 @@ impl StdioError {
             StdioError::NoCommand(_) => 500,
             StdioError::Spawn { .. } | StdioError::InitFailed(_) | StdioError::LinkFailed(_) => 502,
             StdioError::TooManyProcesses { .. } | StdioError::ShuttingDown => 503,
+            StdioError::PrincipalProcesses { .. } => 429,
             StdioError::InitTimeout(_) => 504,
+        }
+    }
+
+    /// Seconds after which a retry may succeed, for `Retry-After` on a capacity refusal.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            StdioError::TooManyProcesses { .. } | StdioError::PrincipalProcesses { .. } => {
+                Some(SESSION_RETRY_AFTER_SECS)
+            }
+            StdioError::ShuttingDown => Some(1),
+            _ => None,
         }
     }
 
@@ -165,6 +192,7 @@ impl StdioError {
             | StdioError::LinkFailed(_)
             | StdioError::InitTimeout(_) => code::UPSTREAM_FAILED,
             StdioError::TooManyProcesses { .. } | StdioError::ShuttingDown => code::UNAVAILABLE,
+            StdioError::PrincipalProcesses { .. } => code::RATE_LIMITED,
         }
     }
 }
@@ -208,7 +236,7 @@ impl StdioService {
                 backend: Backend::Process { command, env, cwd },
                 limits,
                 sessions: Mutex::new(HashMap::new()),
-                processes: Arc::new(AtomicUsize::new(0)),
+                processes: Arc::new(Counts::default()),
                 closing: AtomicBool::new(false),
             }),
         }
@@ -228,21 +256,27 @@ impl StdioService {
                 backend: Backend::Link(opener),
                 limits,
                 sessions: Mutex::new(HashMap::new()),
-                processes: Arc::new(AtomicUsize::new(0)),
+                processes: Arc::new(Counts::default()),
                 closing: AtomicBool::new(false),
             }),
         }
     }
 
-    /// Serves one HTTP exchange (legacy MCP era, 2025-11-25 and older). Never panics on what
-    /// the client or the process sends; every failure becomes a status with a JSON-RPC error.
+    /// Serves one HTTP exchange (legacy MCP era, 2025-11-25 and older) for `principal` (who
+    /// the edge authenticated). Never panics on what the client or the process sends; every
+    /// failure becomes a status with a JSON-RPC error.
+    ///
+    /// A session belongs to the principal that opened it: another principal naming its id
+    /// gets 404, as at the edge. Sessions count against `max_processes` and, per principal,
+    /// `max_processes_per_principal`.
     pub async fn exchange(
         &self,
+        principal: &str,
         method: &str,
         headers: &[(String, Vec<u8>)],
         body: Bytes,
     ) -> StdioResponse {
-        match self.try_exchange(method, headers, body).await {
+        match self.try_exchange(principal, method, headers, body).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::debug!(service = %self.inner.service, %method, "stdio exchange refused: {e}");
@@ -263,21 +297,30 @@ impl StdioService {
 
     /// Processes currently running for this service (for metrics and tests).
     pub fn process_count(&self) -> usize {
-        self.inner.processes.load(Ordering::SeqCst)
+        self.inner.processes.total()
+    }
+
+    /// Processes currently running for this service on behalf of `principal`.
+    pub fn process_count_of(&self, principal: &str) -> usize {
+        self.inner.processes.of(principal)
     }
 
     async fn try_exchange(
         &self,
+        principal: &str,
         method: &str,
         headers: &[(String, Vec<u8>)],
         body: Bytes,
     ) -> Result<StdioResponse, StdioError> {
         let session = header(headers, "mcp-session-id");
         match method {
-            "POST" => self.post(session, accepts_sse(headers), &body).await,
-            "GET" => self.get(session.ok_or(StdioError::MissingSession)?),
+            "POST" => {
+                self.post(principal, session, accepts_sse(headers), &body)
+                    .await
+            }
+            "GET" => self.get(principal, session.ok_or(StdioError::MissingSession)?),
             "DELETE" => {
-                self.delete(session.ok_or(StdioError::MissingSession)?)
+                self.delete(principal, session.ok_or(StdioError::MissingSession)?)
                     .await
             }
             other => Err(StdioError::Method(other.to_owned())),
@@ -286,15 +329,16 @@ impl StdioService {
 
     async fn post(
         &self,
+        principal: &str,
         session: Option<&str>,
         sse: bool,
         body: &[u8],
     ) -> Result<StdioResponse, StdioError> {
         let batch = parse_client_body(body)?;
         match session {
-            Some(id) => forward(self.inner.lookup(id)?, batch, sse).await,
+            Some(id) => forward(self.inner.lookup(id, principal)?, batch, sse).await,
             None => match batch.single_initialize() {
-                Some(init) => self.initialize(init, sse).await,
+                Some(init) => self.initialize(principal, init, sse).await,
                 None => Err(StdioError::MissingSession),
             },
         }
@@ -302,8 +346,13 @@ impl StdioService {
 
     /// Spawns the session's process and answers once it has answered `initialize`, so that a
     /// server that dies at start gets a clear error instead of a session id that leads nowhere.
-    async fn initialize(&self, init: Inbound, sse: bool) -> Result<StdioResponse, StdioError> {
-        let session = self.inner.start_session()?;
+    async fn initialize(
+        &self,
+        principal: &str,
+        init: Inbound,
+        sse: bool,
+    ) -> Result<StdioResponse, StdioError> {
+        let session = self.inner.start_session(principal)?;
         let mut pending = PendingInit {
             inner: &self.inner,
             session: &session,
@@ -357,8 +406,8 @@ impl StdioService {
         Ok(resp)
     }
 
-    fn get(&self, session: &str) -> Result<StdioResponse, StdioError> {
-        let shared = self.inner.lookup(session)?;
+    fn get(&self, principal: &str, session: &str) -> Result<StdioResponse, StdioError> {
+        let shared = self.inner.lookup(session, principal)?;
         let stream_no = shared.next_exchange.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let backlog = shared.router().attach_listener(stream_no, tx)?;
@@ -377,8 +426,11 @@ impl StdioService {
         })))
     }
 
-    async fn delete(&self, session: &str) -> Result<StdioResponse, StdioError> {
-        let session = self.inner.take(session).ok_or(StdioError::UnknownSession)?;
+    async fn delete(&self, principal: &str, session: &str) -> Result<StdioResponse, StdioError> {
+        let session = self
+            .inner
+            .take(session, principal)
+            .ok_or(StdioError::UnknownSession)?;
         session.stop_and_wait().await;
         Ok(StdioResponse {
             status: 200,
@@ -514,7 +566,7 @@ struct Inner {
     limits: StdioLimits,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Live processes; shared with each supervisor's [`Slot`], which outlives the session entry.
-    processes: Arc<AtomicUsize>,
+    processes: Arc<Counts>,
     closing: AtomicBool,
 }
 
@@ -523,10 +575,12 @@ impl Inner {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lookup(&self, id: &str) -> Result<Arc<Shared>, StdioError> {
+    /// The session `id` if `principal` opened it (else it is unknown to them).
+    fn lookup(&self, id: &str, principal: &str) -> Result<Arc<Shared>, StdioError> {
         let shared = self
             .sessions()
             .get(id)
+            .filter(|s| &*s.shared.principal == principal)
             .map(|s| s.shared.clone())
             .ok_or(StdioError::UnknownSession)?;
         if shared.gone().is_some() {
@@ -536,8 +590,12 @@ impl Inner {
         Ok(shared)
     }
 
-    fn take(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions().remove(id)
+    fn take(&self, id: &str, principal: &str) -> Option<Arc<Session>> {
+        let mut map = self.sessions();
+        if map.get(id)?.shared.principal.as_ref() != principal {
+            return None;
+        }
+        map.remove(id)
     }
 
     /// Removes the entry only if it is still this process's session.
@@ -551,19 +609,30 @@ impl Inner {
         }
     }
 
-    fn start_session(self: &Arc<Self>) -> Result<Arc<Session>, StdioError> {
+    fn start_session(self: &Arc<Self>, principal: &str) -> Result<Arc<Session>, StdioError> {
         if self.closing.load(Ordering::SeqCst) {
             return Err(StdioError::ShuttingDown);
         }
-        let slot = Slot::reserve(&self.processes, self.limits.max_processes).ok_or_else(|| {
-            StdioError::TooManyProcesses {
-                service: self.service.to_string(),
-                limit: self.limits.max_processes,
+        let slot = Slot::reserve(&self.processes, principal, &self.limits).map_err(|full| {
+            let service = self.service.to_string();
+            match full {
+                Full::Service => StdioError::TooManyProcesses {
+                    service,
+                    limit: self.limits.max_processes,
+                },
+                Full::Principal => {
+                    tracing::info!(%service, %principal, limit = self.limits.max_processes_per_principal,
+                        "initialize refused: the principal holds its limit of sessions");
+                    StdioError::PrincipalProcesses {
+                        service,
+                        limit: self.limits.max_processes_per_principal,
+                    }
+                }
             }
         })?;
         let session = match &self.backend {
-            Backend::Process { .. } => launch(self, self.spawn()?, slot)?,
-            Backend::Link(opener) => launch_link(self, opener.as_ref(), slot),
+            Backend::Process { .. } => launch(self, self.spawn()?, slot, principal)?,
+            Backend::Link(opener) => launch_link(self, opener.as_ref(), slot, principal),
         };
         let mut map = self.sessions();
         // Checked under the lock that `shutdown` drains with, so no process escapes it.
@@ -594,27 +663,31 @@ impl Inner {
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
-        cmd.spawn().map_err(|e| StdioError::Spawn {
-            program: program.clone(),
-            reason: e.to_string(),
-        })
+        cmd.spawn()
+            .map_err(|e| self.spawn_failed(&format!("cannot start {program:?}: {e}")))
+    }
+
+    /// Logs why a process could not be started; the client learns only the reference.
+    fn spawn_failed(&self, detail: &str) -> StdioError {
+        let reference = underpass_shared::incident::new_ref();
+        tracing::warn!(service = %self.service, %reference, "stdio server not started: {detail}");
+        StdioError::Spawn { reference }
     }
 }
 
 /// Starts the tasks around a freshly spawned process and returns its session (not yet listed).
-fn launch(inner: &Arc<Inner>, mut child: Child, slot: Slot) -> Result<Arc<Session>, StdioError> {
+fn launch(
+    inner: &Arc<Inner>,
+    mut child: Child,
+    slot: Slot,
+    principal: &str,
+) -> Result<Arc<Session>, StdioError> {
     let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
     let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
-        return Err(StdioError::Spawn {
-            program: match &inner.backend {
-                Backend::Process { command, .. } => command.first().cloned().unwrap_or_default(),
-                Backend::Link(_) => String::new(),
-            },
-            reason: "its stdio pipes were not created".into(),
-        });
+        return Err(inner.spawn_failed("its stdio pipes were not created"));
     };
     let (stdin_tx, stdin_rx) = mpsc::channel(STDIN_QUEUE);
-    let shared = new_shared(inner, child.id(), stdin_tx, "stdio");
+    let shared = new_shared(inner, child.id(), stdin_tx, "stdio", principal);
     let writer = tokio::spawn(write_stdin(stdin, stdin_rx));
     let reader = tokio::spawn(read_stdout(stdout, shared.clone()));
     tokio::spawn(log_stderr(
@@ -647,10 +720,12 @@ fn new_shared(
     pid: Option<u32>,
     stdin: mpsc::Sender<WriteCmd>,
     label: &'static str,
+    principal: &str,
 ) -> Arc<Shared> {
     Arc::new(Shared {
         service: inner.service.clone(),
         id: uuid::Uuid::new_v4().to_string(),
+        principal: Arc::from(principal),
         pid,
         label,
         router: Mutex::new(Router::default()),
@@ -664,9 +739,14 @@ fn new_shared(
 
 /// Starts a link session: its connection runs inside a supervisor task that ends it on
 /// connection loss, stop, drop or idle timeout.
-fn launch_link(inner: &Arc<Inner>, opener: &dyn LinkOpener, slot: Slot) -> Arc<Session> {
+fn launch_link(
+    inner: &Arc<Inner>,
+    opener: &dyn LinkOpener,
+    slot: Slot,
+    principal: &str,
+) -> Arc<Session> {
     let (tx, rx) = mpsc::channel(STDIN_QUEUE);
-    let shared = new_shared(inner, None, tx, "SSE");
+    let shared = new_shared(inner, None, tx, "SSE", principal);
     let link = opener.run(rx, Inbox(shared.clone()));
     let (stop_tx, stop_rx) = mpsc::unbounded_channel();
     tokio::spawn(supervise_link(
@@ -706,33 +786,85 @@ async fn supervise_link(
         inner.forget(&shared);
     }
     drop(slot);
-    shared.router().close(Arc::from(reason.as_str()));
     let (service, session) = (&shared.service, &shared.id);
-    if lost {
-        tracing::warn!(%service, %session, "MCP server connection lost: the server {reason}");
+    // A lost link's reason names the backend (its URL, the error): it goes to the log, and
+    // clients get a reference to it.
+    let public = if lost {
+        let reference = underpass_shared::incident::new_ref();
+        tracing::warn!(%service, %session, %reference, "MCP server connection lost: the server {reason}");
+        format!("lost its connection (ref {reference})")
     } else {
         tracing::info!(%service, %session, "MCP server session ended: {reason}");
-    }
+        reason
+    };
+    shared.router().close(Arc::from(public.as_str()));
     shared.finished.send_replace(true);
 }
 
-/// One place in the process cap, held by a supervisor until its process is reaped.
-struct Slot(Arc<AtomicUsize>);
+/// Live processes of a service, in total and per principal.
+#[derive(Default)]
+struct Counts {
+    state: Mutex<(usize, HashMap<Arc<str>, usize>)>,
+}
+
+impl Counts {
+    fn lock(&self) -> MutexGuard<'_, (usize, HashMap<Arc<str>, usize>)> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn total(&self) -> usize {
+        self.lock().0
+    }
+
+    fn of(&self, principal: &str) -> usize {
+        self.lock().1.get(principal).copied().unwrap_or(0)
+    }
+}
+
+/// Which cap refused a new process.
+enum Full {
+    Service,
+    Principal,
+}
+
+/// One place in the process caps, held by a supervisor until its process is reaped.
+struct Slot {
+    counts: Arc<Counts>,
+    principal: Arc<str>,
+}
 
 impl Slot {
-    fn reserve(counter: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        counter
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Slot(counter.clone()))
+    fn reserve(counts: &Arc<Counts>, principal: &str, limits: &StdioLimits) -> Result<Slot, Full> {
+        let mut state = counts.lock();
+        let (total, per) = &mut *state;
+        let held = per.get(principal).copied().unwrap_or(0);
+        if held >= limits.max_processes_per_principal {
+            return Err(Full::Principal);
+        }
+        if *total >= limits.max_processes {
+            return Err(Full::Service);
+        }
+        *total += 1;
+        let principal: Arc<str> = Arc::from(principal);
+        per.insert(principal.clone(), held + 1);
+        Ok(Slot {
+            counts: counts.clone(),
+            principal,
+        })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let mut state = self.counts.lock();
+        let (total, per) = &mut *state;
+        *total = total.saturating_sub(1);
+        if let Some(n) = per.get_mut(&self.principal) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&self.principal);
+            }
+        }
     }
 }
 
@@ -774,6 +906,8 @@ impl Drop for PendingInit<'_> {
 struct Shared {
     service: Arc<str>,
     id: String,
+    /// Who opened the session: only they may use it.
+    principal: Arc<str>,
     pid: Option<u32>,
     /// What kind of server it is, for error messages ("stdio", "SSE").
     label: &'static str,
@@ -1402,10 +1536,18 @@ fn json_response(
 }
 
 fn error_response(e: &StdioError) -> StdioResponse {
-    let body = rpc_error(&Value::Null, e.rpc_code(), &e.to_string());
+    let retry = e.retry_after();
+    let data = retry.map(|secs| json!({ "retryAfterSeconds": secs }));
+    let body = Bytes::from(
+        underpass_shared::jsonrpc::error(None, e.rpc_code(), &e.to_string(), data).to_string(),
+    );
+    let mut headers = vec![("content-type".into(), b"application/json".to_vec())];
+    if let Some(secs) = retry {
+        headers.push(("retry-after".into(), secs.to_string().into_bytes()));
+    }
     StdioResponse {
         status: e.status(),
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        headers,
         body: stream::once(async move { Ok(body) }).boxed(),
     }
 }
@@ -1750,13 +1892,18 @@ impl Supervisor {
         if !reader_done {
             self.drain_reader().await;
         }
-        self.shared.router().close(Arc::from(reason.as_str()));
         let (service, session, pid) = (&self.shared.service, &self.shared.id, self.shared.pid);
-        if crashed {
-            tracing::warn!(%service, %session, ?pid, ?status, "stdio server {reason}");
+        // Clients learn what happened and a reference; the exit status and OS errors stay in
+        // the log line with the same reference.
+        let public = if crashed {
+            let reference = underpass_shared::incident::new_ref();
+            tracing::warn!(%service, %session, ?pid, ?status, %reference, "stdio server {reason}");
+            format!("{} (ref {reference})", public_reason(&reason))
         } else {
             tracing::info!(%service, %session, ?pid, ?status, "stdio session ended: {reason}");
-        }
+            reason
+        };
+        self.shared.router().close(Arc::from(public.as_str()));
         self.shared.finished.send_replace(true);
     }
 
@@ -1817,7 +1964,7 @@ impl Supervisor {
     }
 
     /// `child.id()` is `None` once the child was reaped, so a reused pid is never signalled.
-    fn signal_group(&self, sig: i32) {
+    fn signal_group(&self, sig: signal::Signal) {
         if let Some(pid) = self.child.id() {
             signal::to_group(pid, sig);
         }
@@ -1839,6 +1986,22 @@ fn exit_reason(status: &io::Result<ExitStatus>) -> String {
     }
 }
 
+/// What a client may learn of why a stdio server ended: the kind of ending, without exit
+/// statuses or OS errors.
+fn public_reason(reason: &str) -> &'static str {
+    if reason.starts_with("exited") {
+        "exited unexpectedly"
+    } else if reason.starts_with("could not be watched") {
+        "could not be watched"
+    } else if reason.starts_with("closed its stdout") {
+        "closed its stdout"
+    } else if reason.starts_with("stopped reading") {
+        "stopped reading its stdin"
+    } else {
+        "ended"
+    }
+}
+
 /// Returns once the session has been idle for `limit`; never when `limit` is zero.
 async fn idle_expired(activity: &Activity, limit: Duration) {
     if limit.is_zero() {
@@ -1853,30 +2016,24 @@ async fn idle_expired(activity: &Activity, limit: Duration) {
     }
 }
 
-/// Signals to a whole process group. std has no API for it and the crate has no libc
-/// dependency, so `kill(2)` from the C library std already links is declared here.
+/// Signals to a whole process group (std has no API for it).
 mod signal {
-    pub const SIGKILL: i32 = 9;
-    pub const SIGTERM: i32 = 15;
-
-    extern "C" {
-        fn kill(pid: i32, sig: i32) -> i32;
-    }
+    pub use rustix::process::Signal;
+    pub const SIGKILL: Signal = Signal::KILL;
+    pub const SIGTERM: Signal = Signal::TERM;
 
     /// Signals the group led by `leader` (spawned with `process_group(0)`, so pgid = pid).
-    pub fn to_group(leader: u32, sig: i32) {
-        let Ok(pgid) = i32::try_from(leader) else {
+    /// The leader is not yet reaped (see the caller), so the group id still belongs to our
+    /// child.
+    pub fn to_group(leader: u32, sig: Signal) {
+        let Some(pgid) = i32::try_from(leader)
+            .ok()
+            .filter(|&p| p > 1)
+            .and_then(rustix::process::Pid::from_raw)
+        else {
             return;
         };
-        if pgid <= 1 {
-            return;
-        }
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours; a negative pid
-        // addresses the process group. The leader is not yet reaped (see the caller), so the
-        // group id still belongs to our child.
-        unsafe {
-            kill(-pgid, sig);
-        }
+        let _ = rustix::process::kill_process_group(pgid, sig);
     }
 }
 

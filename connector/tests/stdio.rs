@@ -152,6 +152,7 @@ async fn stdio_unknown_or_missing_sessions() {
     check_unknown_or_missing_sessions(&svc).await;
     let resp = svc
         .exchange(
+            PRINCIPAL,
             "POST",
             &headers(None, ACCEPT_BOTH),
             Bytes::from_static(b"{nope"),
@@ -160,7 +161,7 @@ async fn stdio_unknown_or_missing_sessions() {
     assert_eq!(resp.status, 400);
     assert_eq!(json_body(resp).await["error"]["code"], -32700);
     let resp = svc
-        .exchange("PUT", &headers(None, ACCEPT_BOTH), Bytes::new())
+        .exchange(PRINCIPAL, "PUT", &headers(None, ACCEPT_BOTH), Bytes::new())
         .await;
     assert_eq!(resp.status, 405);
     assert_eq!(svc.process_count(), 0, "nothing was spawned");
@@ -176,17 +177,95 @@ async fn stdio_process_cap_answers_503() {
         },
     );
     let first = open_session(&svc, PROTOCOL).await;
-    let resp = post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
+    // Another principal: the service-wide cap, not a per-caller one.
+    let resp = post_as(
+        &svc,
+        "client:other",
+        None,
+        ACCEPT_BOTH,
+        init_request(PROTOCOL),
+    )
+    .await;
     assert_eq!(resp.status, 503);
+    assert!(header(&resp, "retry-after").is_some(), "{resp:?}");
     let v = json_body(resp).await;
     let msg = rpc_error_message(&v);
     assert!(
-        msg.contains("limit of 1") && msg.contains("DELETE"),
+        msg.contains("limit of 1") && msg.contains("DELETE") && msg.contains("`max_processes`"),
         "{msg}"
+    );
+    assert_eq!(
+        v["error"]["code"],
+        underpass_shared::jsonrpc::code::UNAVAILABLE
     );
     delete(&svc, &first).await;
     let again = open_session(&svc, PROTOCOL).await;
     delete(&svc, &again).await;
+}
+
+/// One principal cannot take every process: beyond its share its `initialize` gets 429, while
+/// other principals still get sessions; and a session is usable only by its principal.
+#[tokio::test]
+async fn stdio_per_principal_process_cap() {
+    let svc = everything(
+        &new_tag(),
+        StdioLimits {
+            max_processes: 3,
+            max_processes_per_principal: 1,
+            ..StdioLimits::default()
+        },
+    );
+    let alice = open_session(&svc, PROTOCOL).await;
+    let resp = post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
+    assert_eq!(resp.status, 429);
+    assert_eq!(header(&resp, "retry-after"), Some("5"));
+    let v = json_body(resp).await;
+    assert_eq!(
+        v["error"]["code"],
+        underpass_shared::jsonrpc::code::RATE_LIMITED,
+        "{v}"
+    );
+    assert_eq!(v["error"]["data"]["retryAfterSeconds"], 5, "{v}");
+    let msg = rpc_error_message(&v);
+    assert!(msg.contains("max_processes_per_principal"), "{msg}");
+    assert_eq!(
+        svc.process_count(),
+        1,
+        "the refused initialize spawned nothing"
+    );
+
+    let resp = post_as(
+        &svc,
+        "client:bob",
+        None,
+        ACCEPT_BOTH,
+        init_request(PROTOCOL),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "another principal still gets a process");
+    let bob = header(&resp, "mcp-session-id").expect("session").to_owned();
+    drop(resp);
+    assert_eq!(svc.process_count_of("client:bob"), 1);
+    assert_eq!(svc.process_count_of(PRINCIPAL), 1);
+
+    // Bob's session is not Alice's to use or to close.
+    let ping = json!({"jsonrpc": "2.0", "id": 3, "method": "ping"});
+    assert_eq!(
+        post(&svc, Some(&bob), ACCEPT_BOTH, ping.clone())
+            .await
+            .status,
+        404
+    );
+    assert_eq!(delete(&svc, &bob).await.status, 404);
+    let resp = post_as(&svc, "client:bob", Some(&bob), ACCEPT_JSON, ping).await;
+    assert_eq!(resp.status, 200, "bob's session survived");
+
+    // Once Alice closes hers, she may open another.
+    delete(&svc, &alice).await;
+    let again = open_session(&svc, PROTOCOL).await;
+    delete(&svc, &again).await;
+    svc.shutdown().await;
+    assert_eq!(svc.process_count(), 0);
 }
 
 #[tokio::test]
@@ -200,7 +279,12 @@ async fn stdio_a_server_that_dies_at_start_is_reported() {
     assert_eq!(resp.status, 502);
     assert!(header(&resp, "mcp-session-id").is_none());
     let msg = rpc_error_message(&json_body(resp).await);
-    assert!(msg.contains("exit status: 3"), "{msg}");
+    // What happened and a reference to the log line; the exit status stays in the log.
+    assert!(
+        msg.contains("exited unexpectedly") && msg.contains("(ref "),
+        "{msg}"
+    );
+    assert!(!msg.contains("exit status"), "{msg}");
     assert!(started.elapsed() < Duration::from_secs(5), "no hang");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(svc.process_count(), 0);
@@ -209,10 +293,12 @@ async fn stdio_a_server_that_dies_at_start_is_reported() {
     let resp = post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
     assert_eq!(resp.status, 502);
     let msg = rpc_error_message(&json_body(resp).await);
+    // The client learns that the server could not start, not which command it is.
     assert!(
-        msg.contains("cannot start") && msg.contains("/nonexistent/mcp-server"),
+        msg.contains("could not be started") && msg.contains("(ref "),
         "{msg}"
     );
+    assert!(!msg.contains("/nonexistent"), "{msg}");
     assert_eq!(svc.process_count(), 0);
 }
 
@@ -238,7 +324,15 @@ async fn stdio_a_crash_mid_request_ends_the_stream_with_an_error() {
         }
     };
     assert_eq!(last["id"], 9);
-    assert!(rpc_error_message(&last).contains("signal: 9"), "{last}");
+    let msg = rpc_error_message(&last);
+    assert!(
+        msg.contains("exited unexpectedly") && msg.contains("(ref "),
+        "{last}"
+    );
+    assert!(
+        !msg.contains("signal"),
+        "the exit status stays in the log: {last}"
+    );
     assert!(events.next().await.is_none());
     let ping = json!({"jsonrpc": "2.0", "id": 10, "method": "ping"});
     assert_eq!(

@@ -39,6 +39,9 @@ struct Bridge {
     identity: Identity,
     tunnel: Arc<Tunnel>,
     events: mpsc::Sender<Bytes>,
+    /// Forwarding headers from what the edge saw of the client's `GET` (peer address, scheme,
+    /// host), sent with every exchange of the bridge.
+    forwarded: Vec<(String, Vec<u8>)>,
     /// The backend's `Mcp-Session-Id` and negotiated version, once `initialize` returned.
     backend: Mutex<(Option<String>, Option<String>)>,
     /// Counts against the principal's `[clients] max_sessions_per_principal`.
@@ -106,6 +109,11 @@ pub async fn open(
         identity,
         tunnel,
         events: tx,
+        forwarded: crate::relay::forwarding_headers(
+            conn,
+            parts,
+            !state.config.clients.insecure_plaintext,
+        ),
         backend: Mutex::new((None, None)),
         _slot: slot,
     });
@@ -239,6 +247,7 @@ fn head(
     if let Some(v) = version {
         headers.push(("mcp-protocol-version".into(), v.into_bytes()));
     }
+    headers.extend(bridge.forwarded.iter().cloned());
     let assertion = state
         .signer
         .reusable(&AssertionClaims {
@@ -306,7 +315,17 @@ async fn forward(
     .await
     {
         Ok(r) => r,
-        Err(e) => return fail(format!("the tunnel failed: {e}")),
+        Err(e) => {
+            let detail = format!(
+                "exchange with connector {:?} failed: {e}",
+                bridge.tunnel.connector
+            );
+            return fail(crate::relay::incident(
+                "the tunnel to the connector failed",
+                &bridge.service,
+                &detail,
+            ));
+        }
     };
     if is_initialize && (200..300).contains(&resp_head.status) {
         let session = resp_head
@@ -406,7 +425,9 @@ async fn pump(
 /// The backend's GET stream of server-initiated messages (if it offers one).
 async fn listen(state: &Arc<State>, bridge: &Arc<Bridge>, trace_id: String) {
     let mut head = head(state, bridge, "GET", trace_id, new_request_id());
-    head.headers.retain(|(n, _)| n != "content-type");
+    // A GET has no body, and asks for an event stream only: one Accept, replacing the POST's.
+    head.headers
+        .retain(|(n, _)| n != "content-type" && n != "accept");
     head.headers
         .push(("accept".into(), b"text/event-stream".to_vec()));
     let Ok((resp_head, recv)) = exchange(&bridge.tunnel.conn, &head, Bytes::new()).await else {

@@ -69,8 +69,14 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     };
     let quic_config =
         tls::tunnel_server_config(tls::tunnel_server_crypto(&tunnel_creds, connector_policy)?)?;
-    let endpoint = quinn::Endpoint::server(quic_config, config.tunnel.listen)
-        .with_context(|| format!("cannot listen for tunnels on udp/{}", config.tunnel.listen))?;
+    // Stateless reset tokens derive from the tunnel key: after a crash and restart, connectors
+    // learn at their next packet that their tunnel is gone (see underpass_shared::quic).
+    let endpoint = underpass_shared::quic::server_endpoint(
+        quic_config,
+        config.tunnel.listen,
+        tunnel_creds.key.secret_der(),
+    )
+    .with_context(|| format!("cannot listen for tunnels on udp/{}", config.tunnel.listen))?;
     tracing::info!(addr = %config.tunnel.listen, identity = %edge_id, "tunnel listener up (QUIC)");
 
     let nofile = limits::raise_nofile_limit();

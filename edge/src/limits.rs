@@ -153,26 +153,17 @@ impl Limits {
 // ---------------------------------------------------------------------------------------------
 // Open-file limit
 
-/// Raises the soft open-file limit to the hard one; returns the limit now in force (None:
-/// unlimited or unknown).
+/// Raises the soft open-file limit to the hard one ([`underpass_shared::raise_fd_limit`]);
+/// returns the limit now in force (None: unlimited or unknown).
 pub fn raise_nofile_limit() -> Option<u64> {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        let raised = Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        };
-        match setrlimit(Resource::Nofile, raised) {
-            Ok(()) => return limit.maximum,
-            Err(e) => tracing::warn!(
-                "cannot raise the open-file limit from {:?} to {:?}: {e}",
-                limit.current,
-                limit.maximum
-            ),
+    match underpass_shared::raise_fd_limit() {
+        Ok(limit) => limit.soft,
+        Err(e) => {
+            tracing::warn!("cannot raise the open-file limit to the hard limit: {e}");
+            let now = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+            now.current
         }
     }
-    limit.current
 }
 
 /// `[clients] max_connections`, lowered so that client connections cannot take the

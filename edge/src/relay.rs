@@ -52,7 +52,8 @@ pub struct ConnInfo {
     pub cert_principal: Option<String>,
     /// Serial of that certificate: re-checked per request, so a revocation bites at once.
     pub cert_serial: Option<String>,
-    /// The client's address (recorded in the audit log).
+    /// The client's address as the edge's socket saw it: recorded in the audit log, and the
+    /// source of `X-Forwarded-For`.
     pub peer: Option<std::net::SocketAddr>,
 }
 
@@ -106,12 +107,12 @@ pub async fn handle(
     let (mut parts, mut body) = req.into_parts();
     // Every answer gets an audit record, refusals included.
     let mut audit = crate::audited::request_record(&conn, &parts);
-    let held =
-        match crate::precheck::before_body(&state, &conn, &mut parts, &mut body, &mut audit).await
-        {
-            Ok(held) => held,
-            Err(refusal) => return Ok(audited(&state, refusal, audit, started)),
-        };
+    let held = match crate::precheck::before_body(&state, &conn, &mut parts, &mut body, &mut audit)
+        .await
+    {
+        Ok(held) => held,
+        Err(refusal) => return Ok(audited(&state, refusal, audit, started)),
+    };
     let body = if crate::precheck::reads_body(&parts) {
         match crate::precheck::read_body(&state, &mut body).await {
             Ok(body) => body,
@@ -258,7 +259,7 @@ async fn relay(
         service: service.to_owned(),
         method: parts.method.as_str().to_owned(),
         query: parts.uri.query().unwrap_or("").to_owned(),
-        headers: forwardable_request_headers(&parts.headers),
+        headers: upstream_headers(state, conn, parts),
         principal: principal.clone(),
         trace_id,
         request_id,
@@ -268,12 +269,12 @@ async fn relay(
     let (resp_head, recv) = match exchange(&tunnel.conn, &head, body).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(service, connector = %tunnel.connector, "exchange failed: {e}");
             audit.outcome = "tunnel_error".into();
+            let detail = format!("exchange with connector {:?} failed: {e}", tunnel.connector);
             return error_response(
                 StatusCode::BAD_GATEWAY,
                 code::UPSTREAM_FAILED,
-                &format!("the tunnel to connector {:?} failed: {e}", tunnel.connector),
+                &incident("the tunnel to the connector failed", service, &detail),
             );
         }
     };
@@ -349,7 +350,7 @@ async fn relay(
                 return error_response(
                     StatusCode::BAD_GATEWAY,
                     code::UPSTREAM_FAILED,
-                    &format!("discover response unreadable: {e}"),
+                    &incident("the discover response was unreadable", service, &e),
                 )
             }
         }
@@ -373,7 +374,7 @@ async fn relay(
                 return error_response(
                     StatusCode::BAD_GATEWAY,
                     code::UPSTREAM_FAILED,
-                    &format!("list response unreadable: {e}"),
+                    &incident("the list response was unreadable", service, &e),
                 );
             }
         },
@@ -382,9 +383,17 @@ async fn relay(
         error_response(
             StatusCode::BAD_GATEWAY,
             code::UPSTREAM_FAILED,
-            &format!("bad response head: {e}"),
+            &incident("the backend's response head was unusable", service, &e),
         )
     })
+}
+
+/// Logs `detail` (which may name connectors, backends and addresses) under a fresh reference
+/// and returns what the client reads: `what` and that reference, nothing of the topology.
+pub(crate) fn incident(what: &str, service: &str, detail: &dyn std::fmt::Display) -> String {
+    let reference = underpass_shared::incident::new_ref();
+    tracing::warn!(service, %reference, "{what}: {detail}");
+    format!("{what} (ref {reference})")
 }
 
 /// 405 for a method an MCP endpoint does not take.
@@ -529,8 +538,75 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name.as_str() == "proxy-connection"
 }
 
-/// The headers that may cross the tunnel. Credentials stop here (no token passthrough), and
-/// clients cannot inject the `x-underpass-*` headers the connector adds for backends.
+/// Forwarding headers a client could forge to lie to a backend about where a request came
+/// from: they stop at the edge, which sets its own (see [`forwarding_headers`]).
+const FORWARDING_HEADERS: [&str; 7] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+];
+
+/// The headers a request carries to the backend: the client's forwardable ones, and the
+/// forwarding headers as the edge observed the request.
+pub(crate) fn upstream_headers(
+    state: &State,
+    conn: &ConnInfo,
+    parts: &http::request::Parts,
+) -> Vec<(String, Vec<u8>)> {
+    let mut headers = forwardable_request_headers(&parts.headers);
+    headers.extend(forwarding_headers(
+        conn,
+        parts,
+        !state.config.clients.insecure_plaintext,
+    ));
+    headers
+}
+
+/// `X-Forwarded-For` / `-Proto` / `-Host` and `Forwarded` (RFC 7239) from what the edge saw:
+/// the peer address of the client's connection, whether it used TLS, and the (already
+/// validated) authority it asked for. Whatever the client sent under these names is dropped.
+pub fn forwarding_headers(
+    conn: &ConnInfo,
+    parts: &http::request::Parts,
+    tls: bool,
+) -> Vec<(String, Vec<u8>)> {
+    let proto = if tls { "https" } else { "http" };
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            let h = parts.headers.get(http::header::HOST)?.to_str().ok()?;
+            Some(h.to_owned())
+        })
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'));
+    let mut out = Vec::new();
+    let mut forwarded = Vec::new();
+    if let Some(remote) = conn.peer {
+        let ip = remote.ip().to_canonical();
+        out.push(("x-forwarded-for".to_owned(), ip.to_string().into_bytes()));
+        forwarded.push(match ip {
+            std::net::IpAddr::V4(v4) => format!("for={v4}"),
+            std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+        });
+    }
+    out.push(("x-forwarded-proto".to_owned(), proto.as_bytes().to_vec()));
+    forwarded.push(format!("proto={proto}"));
+    if let Some(host) = host {
+        forwarded.push(format!("host=\"{host}\""));
+        out.push(("x-forwarded-host".to_owned(), host.into_bytes()));
+    }
+    out.push(("forwarded".to_owned(), forwarded.join(";").into_bytes()));
+    out
+}
+
+/// The headers that may cross the tunnel. Credentials stop here (no token passthrough),
+/// clients cannot inject the `x-underpass-*` headers the connector adds for backends, nor
+/// forwarding headers ([`FORWARDING_HEADERS`]).
 pub fn forwardable_request_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
     let connection_listed: Vec<String> = headers
         .get_all(http::header::CONNECTION)
@@ -546,6 +622,7 @@ pub fn forwardable_request_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)
                 && *name != http::header::AUTHORIZATION
                 && *name != http::header::COOKIE
                 && !name.as_str().starts_with("x-underpass-")
+                && !FORWARDING_HEADERS.contains(&name.as_str())
                 && !connection_listed.iter().any(|c| c == name.as_str())
         })
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
@@ -676,6 +753,55 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, vec!["mcp-protocol-version", "accept"]);
+    }
+
+    #[test]
+    fn client_forwarding_headers_are_replaced_by_what_the_edge_saw() {
+        let req = Request::builder()
+            .uri("/mcp/svc")
+            .header("host", "mcp.example.com:8443")
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("x-forwarded-host", "evil.example.com")
+            .header("x-forwarded-proto", "gopher")
+            .header("x-forwarded-port", "1")
+            .header("forwarded", "for=6.6.6.6")
+            .header("x-real-ip", "6.6.6.6")
+            .header("accept", "application/json")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let names: Vec<String> = forwardable_request_headers(&parts.headers)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, vec!["accept"], "client values stop at the edge");
+        let conn = ConnInfo {
+            peer: Some("[::ffff:192.0.2.7]:50000".parse().unwrap()),
+            ..ConnInfo::default()
+        };
+        let set: Vec<(String, String)> = forwarding_headers(&conn, &parts, true)
+            .into_iter()
+            .map(|(n, v)| (n, String::from_utf8(v).unwrap()))
+            .collect();
+        let get = |n: &str| set.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("x-forwarded-for"), Some("192.0.2.7"));
+        assert_eq!(get("x-forwarded-proto"), Some("https"));
+        assert_eq!(get("x-forwarded-host"), Some("mcp.example.com:8443"));
+        assert_eq!(
+            get("forwarded"),
+            Some("for=192.0.2.7;proto=https;host=\"mcp.example.com:8443\"")
+        );
+        assert_eq!(get("x-real-ip"), None);
+        let v6 = ConnInfo {
+            peer: Some("[2001:db8::1]:443".parse().unwrap()),
+            ..ConnInfo::default()
+        };
+        let set = forwarding_headers(&v6, &parts, false);
+        let fwd = set.iter().find(|(k, _)| k == "forwarded").unwrap();
+        assert!(
+            fwd.1.starts_with(b"for=\"[2001:db8::1]\";proto=http"),
+            "{fwd:?}"
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::registry::Registry;
 
 /// How long a connector has to complete QUIC + TLS and send its Hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Keep-alive interval announced to connectors.
-const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Keep-alive interval announced to connectors (the one both ends' transport uses).
+const HEARTBEAT: Duration = underpass_shared::quic::KEEP_ALIVE;
 
 /// The decision on a connector's Hello: a plain function of the Hello, the cert identity and
 /// the config, so it can be tested without a socket.

@@ -18,7 +18,21 @@
 //! raised bulk throughput on loopback by another ~30 % but let megabytes queue in front of
 //! every small answer (a small call beside 16 downloads: p50 ≈ 1 ms → 5–11 ms).
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Interval of QUIC keep-alives on a tunnel: well below common NAT binding lifetimes (~30 s),
+/// and the longest a connector waits before it sends the edge a packet. After an edge crash
+/// and restart that packet draws a stateless reset (see [`server_endpoint`]), so it bounds
+/// how long a connector keeps a dead tunnel when the edge comes back.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// A tunnel that received nothing for this long is closed: how long a peer that vanished
+/// without a trace (host gone, network cut) keeps its tunnel. Five keep-alives fit in it, so a
+/// few lost packets do not drop a healthy tunnel.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// QUIC transport settings shared by both ends of a tunnel.
 pub fn tunnel_transport() -> quinn::TransportConfig {
@@ -30,11 +44,73 @@ pub fn tunnel_transport() -> quinn::TransportConfig {
     t.stream_receive_window(quinn::VarInt::from_u32(4 * 1024 * 1024));
     t.receive_window(quinn::VarInt::from_u32(64 * 1024 * 1024));
     t.send_window(64 * 1024 * 1024);
-    // Well below common NAT binding lifetimes (~30 s), so the connector's outbound mapping
-    // survives; and a vanished peer is noticed within the idle timeout.
-    t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
-    t.max_idle_timeout(Some(quinn::VarInt::from_u32(15_000).into()));
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_idle_timeout(Some(
+        quinn::VarInt::from_u32(IDLE_TIMEOUT.as_millis() as u32).into(),
+    ));
     t
+}
+
+/// A value derived from `secret` for one `purpose`: HMAC-SHA256 of the purpose under the
+/// secret, so it reveals nothing about the secret and differs from any other use of it.
+fn derive(secret: &[u8], purpose: &str) -> ring::hmac::Tag {
+    use ring::hmac;
+    hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, secret),
+        format!("underpass/1 QUIC {purpose}").as_bytes(),
+    )
+}
+
+/// The key an edge derives its QUIC stateless reset tokens from, computed from a secret it
+/// keeps across restarts (its tunnel private key).
+///
+/// With a random key per start (quinn's default), an edge restarted after a crash cannot
+/// prove it is the same endpoint: it silently drops the packets of the tunnels its previous
+/// run served, and each connector waits for its idle timeout. With the same key, the new run
+/// answers the first such packet with a stateless reset (RFC 9000, section 10.3) that the
+/// connector accepts, so it learns at once that the tunnel is gone and dials again.
+pub fn stateless_reset_key(secret: &[u8]) -> Arc<dyn quinn::crypto::HmacKey> {
+    use ring::hmac;
+    let derived = derive(secret, "stateless reset key");
+    Arc::new(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
+}
+
+/// The key of the edge's connection IDs, from the same secret: quinn's connection IDs carry a
+/// keyed check, and a packet whose ID fails it is dropped without a reset. The restarted edge
+/// must recognize the IDs its previous run issued to answer them with a stateless reset.
+fn connection_id_key(secret: &[u8]) -> u64 {
+    let derived = derive(secret, "connection id key");
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&derived.as_ref()[..8]);
+    u64::from_le_bytes(key)
+}
+
+/// The endpoint settings of an edge's tunnel listener: stateless reset tokens and connection
+/// IDs keyed from `secret` (see [`stateless_reset_key`]), so they stay valid across restarts.
+pub fn server_endpoint_config(secret: &[u8]) -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::new(stateless_reset_key(secret));
+    let cid_key = connection_id_key(secret);
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+            as Box<dyn quinn::ConnectionIdGenerator>
+    });
+    config
+}
+
+/// A QUIC server endpoint on `addr` (as [`quinn::Endpoint::server`]) with
+/// [`server_endpoint_config`]: a restarted edge resets the tunnels of its previous run.
+pub fn server_endpoint(
+    config: quinn::ServerConfig,
+    addr: SocketAddr,
+    reset_secret: &[u8],
+) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    quinn::Endpoint::new(
+        server_endpoint_config(reset_secret),
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
 }
 
 /// Priority of every stream until it has sent [`BULK_AFTER`] bytes.
@@ -109,6 +185,41 @@ mod tests {
     fn later_bulk_transfers_queue_behind_earlier_ones() {
         let (a, b) = (next_bulk_priority(), next_bulk_priority());
         assert!(INTERACTIVE > BULK && BULK >= a && a > b, "{a} {b}");
+    }
+
+    #[test]
+    fn reset_keys_are_stable_per_secret() {
+        let sign = |secret: &[u8]| {
+            let key = stateless_reset_key(secret);
+            let mut tag = vec![0; key.signature_len()];
+            key.sign(b"connection id", &mut tag);
+            tag
+        };
+        assert_eq!(
+            sign(b"edge key"),
+            sign(b"edge key"),
+            "same secret, same tokens"
+        );
+        assert_ne!(sign(b"edge key"), sign(b"other key"));
+    }
+
+    #[test]
+    fn connection_ids_stay_valid_across_restarts() {
+        use quinn::ConnectionIdGenerator;
+        let mut first = quinn_proto::HashedConnectionIdGenerator::from_key(connection_id_key(b"k"));
+        let second = quinn_proto::HashedConnectionIdGenerator::from_key(connection_id_key(b"k"));
+        let other = quinn_proto::HashedConnectionIdGenerator::from_key(connection_id_key(b"x"));
+        let valid = (0..32).all(|_| second.validate(&first.generate_cid()).is_ok());
+        assert!(valid, "a restart with the same secret knows the old IDs");
+        let foreign = (0..32)
+            .filter(|_| other.validate(&first.generate_cid()).is_ok())
+            .count();
+        assert!(foreign < 2, "{foreign}");
+    }
+
+    #[test]
+    fn keep_alives_fit_the_idle_timeout() {
+        assert!(KEEP_ALIVE * 4 < IDLE_TIMEOUT);
     }
 
     #[test]

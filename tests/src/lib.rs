@@ -464,13 +464,31 @@ impl Deployment {
         extra: &str,
         prepare: impl FnOnce(&Path),
     ) -> Deployment {
+        Self::start_services(tls, &[(service, backend_url, "")], extra, prepare)
+    }
+
+    /// A deployment whose connector `dc1` serves several services: (name, backend as in
+    /// [`write_connector_config`], extra `[[services]]` keys of the connector). `edge_extra`
+    /// is added to `edge.toml` as in [`EdgeSetup::write`]; waits until the first service is
+    /// ready.
+    pub fn start_services(
+        tls: bool,
+        services: &[(&str, &str, &str)],
+        edge_extra: &str,
+        prepare: impl FnOnce(&Path),
+    ) -> Deployment {
         let dir = tempfile::tempdir().expect("tempdir");
         prepare(dir.path());
         let pki = Pki::init(&dir.path().join("pki"));
         pki.issue("edge", "edge");
         let (cert, key) = pki.issue("connector", "dc1");
-        let edge_setup = EdgeSetup::write(dir.path(), tls, &[(service, &["dc1"])], extra);
+        let granted: Vec<(&str, &[&str])> = services
+            .iter()
+            .map(|(name, _, _)| (*name, &["dc1"][..]))
+            .collect();
+        let edge_setup = EdgeSetup::write(dir.path(), tls, &granted, edge_extra);
         let edge = edge_setup.start(dir.path());
+        let backends: Vec<(&str, &str)> = services.iter().map(|(n, b, _)| (*n, *b)).collect();
         let connector_config = write_connector_config(
             dir.path(),
             "connector.toml",
@@ -481,10 +499,19 @@ impl Deployment {
                 key: &key,
                 ca: &pki.ca(),
             },
-            &[(service, backend_url)],
+            &backends,
         );
+        // Each service's extra keys go right after its `name` line.
+        let mut text = std::fs::read_to_string(&connector_config).expect("connector config");
+        for (name, _, keys) in services.iter().filter(|(_, _, k)| !k.is_empty()) {
+            let line = format!("name = \"{name}\"\n");
+            text = text.replacen(&line, &format!("{line}{keys}\n"), 1);
+        }
+        std::fs::write(&connector_config, text).expect("write connector config");
         let connector = start_connector(dir.path(), "connector", &connector_config);
-        edge_setup.wait_ready(service, Duration::from_secs(30));
+        if let Some((first, _, _)) = services.first() {
+            edge_setup.wait_ready(first, Duration::from_secs(30));
+        }
         Deployment {
             dir,
             pki,

@@ -139,4 +139,10 @@ fn bench_smoke_run_writes_every_figure() {
         v["restart_to_ready_ms"].as_f64().is_some_and(|ms| ms > 0.0),
         "{v}"
     );
+    assert!(
+        v["kill_restart_to_ready_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0),
+        "a restart after SIGKILL is timed too: {v}"
+    );
 }

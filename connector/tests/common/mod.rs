@@ -17,35 +17,50 @@ pub const ACCEPT_JSON: &str = "application/json";
 /// No single step of these tests should take longer; a hang fails instead of blocking CI.
 pub const STEP: Duration = Duration::from_secs(30);
 
+/// The principal the helpers below act as (the edge names one in every exchange).
+pub const PRINCIPAL: &str = "client:test";
+
 /// A bridge under test: a stdio or a legacy SSE backend service.
 pub trait Exchange {
-    fn exchange(
+    fn exchange_as(
         &self,
+        principal: &str,
         method: &str,
         headers: &[(String, Vec<u8>)],
         body: Bytes,
     ) -> impl std::future::Future<Output = StdioResponse>;
-}
 
-impl Exchange for StdioService {
     fn exchange(
         &self,
         method: &str,
         headers: &[(String, Vec<u8>)],
         body: Bytes,
     ) -> impl std::future::Future<Output = StdioResponse> {
-        StdioService::exchange(self, method, headers, body)
+        self.exchange_as(PRINCIPAL, method, headers, body)
+    }
+}
+
+impl Exchange for StdioService {
+    fn exchange_as(
+        &self,
+        principal: &str,
+        method: &str,
+        headers: &[(String, Vec<u8>)],
+        body: Bytes,
+    ) -> impl std::future::Future<Output = StdioResponse> {
+        StdioService::exchange(self, principal, method, headers, body)
     }
 }
 
 impl Exchange for SseBackendService {
-    fn exchange(
+    fn exchange_as(
         &self,
+        principal: &str,
         method: &str,
         headers: &[(String, Vec<u8>)],
         body: Bytes,
     ) -> impl std::future::Future<Output = StdioResponse> {
-        SseBackendService::exchange(self, method, headers, body)
+        SseBackendService::exchange(self, principal, method, headers, body)
     }
 }
 
@@ -90,10 +105,24 @@ pub async fn post(
     accept: &str,
     msg: Value,
 ) -> StdioResponse {
+    post_as(svc, PRINCIPAL, session, accept, msg).await
+}
+
+/// [`post`] on behalf of `principal`.
+pub async fn post_as(
+    svc: &impl Exchange,
+    principal: &str,
+    session: Option<&str>,
+    accept: &str,
+    msg: Value,
+) -> StdioResponse {
     let body = Bytes::from(msg.to_string());
-    tokio::time::timeout(STEP, svc.exchange("POST", &headers(session, accept), body))
-        .await
-        .expect("POST answered in time")
+    tokio::time::timeout(
+        STEP,
+        svc.exchange_as(principal, "POST", &headers(session, accept), body),
+    )
+    .await
+    .expect("POST answered in time")
 }
 
 pub async fn get(svc: &impl Exchange, session: &str) -> StdioResponse {

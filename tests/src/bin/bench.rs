@@ -8,7 +8,9 @@
 //!   at several concurrencies, in both MCP eras (legacy with a session, 2026-07-28 stateless);
 //!   closed loop, one HTTP/1.1 keep-alive connection per worker;
 //! - resident memory of edge and connector with many idle legacy sessions;
-//! - time from SIGTERM of the edge until a `tools/call` through the restarted edge succeeds.
+//! - time from SIGTERM of the edge until a `tools/call` through the restarted edge succeeds,
+//!   and the same after SIGKILL (a crash: the edge says no goodbye, so the connector learns of
+//!   the restart from the new edge's stateless reset).
 //!
 //! A third, **reference** path (`relay`, 100-byte results only) goes through two chained
 //! `underpass-tcp-relay` processes that do nothing but copy bytes (load generator → relay 1 →
@@ -85,7 +87,7 @@ struct Args {
     /// Also measure idle sessions that each hold a GET event stream open.
     #[arg(long)]
     session_streams: bool,
-    /// Edge restarts to time (default 3; --quick and --smoke 1).
+    /// Edge restarts to time per signal, SIGTERM then SIGKILL (default 3; --quick and --smoke 1).
     #[arg(long)]
     restarts: Option<usize>,
     /// Phases to run: latency, mixed (small calls while 1 MiB results stream), restart,
@@ -1180,7 +1182,13 @@ async fn probe(t: &Target) -> bool {
     )
 }
 
-fn restart_once(rt: &tokio::runtime::Runtime, stack: &mut Stack) -> Result<Value, String> {
+/// Stops the edge with `signal` (`TERM` or `KILL`), starts it again on the same ports, and
+/// times until a `tools/call` through it succeeds.
+fn restart_once(
+    rt: &tokio::runtime::Runtime,
+    stack: &mut Stack,
+    signal: &str,
+) -> Result<Value, String> {
     let t = stack.tunnel();
     if !rt.block_on(probe(&t)) {
         return Err("the tunnel does not carry traffic before the restart".into());
@@ -1188,7 +1196,7 @@ fn restart_once(rt: &tokio::runtime::Runtime, stack: &mut Stack) -> Result<Value
     let pid = stack.edge.pid();
     let t0 = Instant::now();
     let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status();
     let exit_deadline = t0 + Duration::from_secs(10);
     while stack.edge.alive() && Instant::now() < exit_deadline {
@@ -1226,6 +1234,7 @@ fn restart_once(rt: &tokio::runtime::Runtime, stack: &mut Stack) -> Result<Value
     })?;
     let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
     Ok(json!({
+        "signal": format!("SIG{signal}"),
         "restart_to_ready_ms": ms(ready - t0),
         "edge_exit_ms": ms(stopped - t0),
         "spawn_to_ready_ms": ms(ready - spawned),
@@ -1579,33 +1588,40 @@ fn main() -> std::process::ExitCode {
     let mut restarts: Vec<Value> = Vec::new();
     let mut restart_error = None;
     if plan.runs("restart") {
-        let mut last_ready = Instant::now();
-        for i in 0..plan.restarts {
-            // The connector resets its reconnect backoff only for tunnels that lived 10 s:
-            // space restarts so that each one starts from a healthy tunnel.
-            if i > 0 {
-                let wait = Duration::from_millis(10_500).saturating_sub(last_ready.elapsed());
-                std::thread::sleep(wait);
-            }
-            match restart_once(&rt, &mut stack) {
-                Ok(v) => {
-                    eprintln!("  edge restart {}: {v}", i + 1);
-                    restarts.push(v);
+        let mut last_ready: Option<Instant> = None;
+        'signals: for signal in ["TERM", "KILL"] {
+            for i in 0..plan.restarts {
+                // The connector resets its reconnect backoff only for tunnels that lived 10 s:
+                // space restarts so that each one starts from a healthy tunnel.
+                if let Some(last) = last_ready {
+                    let wait = Duration::from_millis(10_500).saturating_sub(last.elapsed());
+                    std::thread::sleep(wait);
                 }
-                Err(e) => {
-                    eprintln!("  edge restart {} failed: {e}", i + 1);
-                    restart_error = Some(e);
-                    break;
+                match restart_once(&rt, &mut stack, signal) {
+                    Ok(v) => {
+                        eprintln!("  edge restart {} (SIG{signal}): {v}", i + 1);
+                        restarts.push(v);
+                    }
+                    Err(e) => {
+                        eprintln!("  edge restart {} (SIG{signal}) failed: {e}", i + 1);
+                        restart_error = Some(e);
+                        break 'signals;
+                    }
                 }
+                last_ready = Some(Instant::now());
             }
-            last_ready = Instant::now();
         }
     }
-    let restart_ms: Vec<f64> = restarts
-        .iter()
-        .filter_map(|v| v["restart_to_ready_ms"].as_f64())
-        .collect();
-    let restart_median = median(&restart_ms);
+    let restart_median_after = |signal: &str| {
+        let ms: Vec<f64> = restarts
+            .iter()
+            .filter(|v| v["signal"] == signal)
+            .filter_map(|v| v["restart_to_ready_ms"].as_f64())
+            .collect();
+        median(&ms)
+    };
+    let restart_median = restart_median_after("SIGTERM");
+    let kill_restart_median = restart_median_after("SIGKILL");
 
     // ---- sessions
     let mut sessions: Vec<SessionRow> = Vec::new();
@@ -1770,18 +1786,24 @@ fn main() -> std::process::ExitCode {
     if !restarts.is_empty() {
         let _ = writeln!(
             out,
-            "\n## Edge restart (SIGTERM → first successful tools/call through the new edge)\n"
+            "\n## Edge restart (signal → first successful tools/call through the new edge)\n"
         );
         let _ = writeln!(
             out,
-            "| run | restart to ready ms | edge exit ms | spawn to ready ms |"
+            "SIGTERM: the edge closes its tunnels before it exits. SIGKILL: a crash; the \
+             connector learns of it from the restarted edge's stateless reset.\n"
         );
-        let _ = writeln!(out, "|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| run | signal | restart to ready ms | edge exit ms | spawn to ready ms |"
+        );
+        let _ = writeln!(out, "|---:|---|---:|---:|---:|");
         for (i, v) in restarts.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 i + 1,
+                v["signal"].as_str().unwrap_or(""),
                 v["restart_to_ready_ms"],
                 v["edge_exit_ms"],
                 v["spawn_to_ready_ms"]
@@ -1893,6 +1915,13 @@ fn main() -> std::process::ExitCode {
         Some(1000.0),
         true,
     );
+    target(
+        "restart to ready after SIGKILL (median)",
+        kill_restart_median,
+        "ms",
+        None,
+        true,
+    );
 
     let _ = writeln!(out, "\n## Targets (issue 5)\n");
     let _ = writeln!(out, "| target | measured | limit | met |");
@@ -1970,6 +1999,7 @@ fn main() -> std::process::ExitCode {
             })).collect::<Vec<_>>(),
             "sessions_error": session_error,
             "restart_to_ready_ms": restart_median,
+            "kill_restart_to_ready_ms": kill_restart_median,
             "restarts": restarts,
             "restart_error": restart_error,
             "targets": targets.iter().filter(|t| !t["limit"].is_null()).collect::<Vec<_>>(),
