@@ -15,6 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
 use underpass_shared::quic;
+use underpass_shared::transport::{ExchangeRecv, ExchangeSend};
 
 use crate::concurrency::{self, Limiter};
 use crate::config::{ConnectorConfig, Transport};
@@ -325,17 +326,13 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Serves one exchange stream to completion. Never panics on what the edge sends.
-pub async fn serve_exchange(
-    backends: &Backends,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-) {
+pub async fn serve_exchange(backends: &Backends, mut send: ExchangeSend, mut recv: ExchangeRecv) {
     let head = match frame::read_frame::<RequestHead, _>(&mut recv).await {
         Ok(Some(head)) => head,
         Ok(None) => return,
         Err(e) => {
             tracing::warn!("bad exchange head from edge: {e}");
-            let _ = send.reset(codes::PROTOCOL.into());
+            send.reset(codes::PROTOCOL);
             return;
         }
     };
@@ -343,7 +340,7 @@ pub async fn serve_exchange(
         Ok(b) => Bytes::from(b),
         Err(e) => {
             tracing::debug!(service = %head.service, "request body not received: {e}");
-            let _ = send.reset(codes::CANCELLED.into());
+            send.reset(codes::CANCELLED);
             return;
         }
     };
@@ -378,7 +375,7 @@ pub async fn serve_exchange(
         Ok(e) => e,
         Err(e) => {
             tracing::warn!("backend response head not sendable: {e}");
-            let _ = send.reset(codes::PROTOCOL.into());
+            send.reset(codes::PROTOCOL);
             return;
         }
     };
@@ -402,9 +399,9 @@ pub async fn serve_exchange(
             }
         }
         if let Some(d) = demotion.as_mut() {
-            quic::record_write(&send, d, len);
+            send.note_write(d, len);
         }
-        if send.write_all_chunks(&mut batch).await.is_err() {
+        if send.write_chunks(&mut batch).await.is_err() {
             return;
         }
         batch.clear();
@@ -425,7 +422,7 @@ pub async fn serve_exchange(
 }
 
 /// Answers the exchange with `e` as a JSON-RPC error (and `Retry-After` on a capacity refusal).
-async fn send_error(send: &mut quinn::SendStream, e: &BackendError) {
+async fn send_error(send: &mut ExchangeSend, e: &BackendError) {
     let retry = e.retry_after();
     let data = retry.map(|secs| serde_json::json!({ "retryAfterSeconds": secs }));
     let body = underpass_shared::jsonrpc::error(None, e.rpc_code(), &e.to_string(), data);
@@ -445,9 +442,9 @@ async fn send_error(send: &mut quinn::SendStream, e: &BackendError) {
 }
 
 /// Truncates loudly: a reset tells the edge (and so the client) the body is incomplete.
-fn body_failed(send: &mut quinn::SendStream, head: &RequestHead, e: &std::io::Error) {
+fn body_failed(send: &mut ExchangeSend, head: &RequestHead, e: &std::io::Error) {
     tracing::warn!(service = %head.service, trace_id = %head.trace_id, "backend body failed: {e}");
-    let _ = send.reset(codes::CANCELLED.into());
+    send.reset(codes::CANCELLED);
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use underpass_shared::frame::{self, codes, Control, PROTOCOL_VERSION};
+use underpass_shared::transport::{TransportError, TunnelConn};
 
 use crate::backend::{self, Backends};
 
@@ -95,7 +96,7 @@ impl Dialer {
         }
     }
 
-    async fn connect_and_serve(&mut self) -> Result<quinn::ConnectionError, DialError> {
+    async fn connect_and_serve(&mut self) -> Result<TransportError, DialError> {
         let addr = resolve(&self.edge).await?;
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0".parse().expect("literal address")
@@ -112,8 +113,10 @@ impl Dialer {
                 .map_err(|e| DialError::Connect(e.to_string()))?
                 .await
                 .map_err(|e| DialError::Connect(format!("handshake with {addr} failed: {e}")))?;
+            // From here on the tunnel is used through the transport seam only.
+            let conn = TunnelConn::Quic(conn);
             let (mut send, mut recv) = conn
-                .open_bi()
+                .open_exchange()
                 .await
                 .map_err(|e| DialError::Connect(e.to_string()))?;
             let hello = Control::Hello {
@@ -155,13 +158,13 @@ impl Dialer {
         tracing::info!(edge = %self.edge, edge_name = %welcome_edge, services = ?self.services, "tunnel up");
         loop {
             let accepted = tokio::select! {
-                a = conn.accept_bi() => a,
+                a = conn.accept_exchange() => a,
                 _ = self.shutdown.changed() => {
                     // Tell the edge at once, so it stops routing here instead of waiting for
                     // the idle timeout.
-                    conn.close(codes::GOING_AWAY.into(), b"connector shutting down");
+                    conn.close(codes::GOING_AWAY, b"connector shutting down");
                     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
-                    return Ok(quinn::ConnectionError::LocallyClosed);
+                    return Ok(quinn::ConnectionError::LocallyClosed.into());
                 }
             };
             match accepted {

@@ -23,12 +23,11 @@ use underpass_shared::mcp::SseParser;
 use crate::assertion::AssertionClaims;
 use crate::audit::AuditRecord;
 use crate::auth::Identity;
+use crate::exchange::{exchange, response_stream};
 use crate::filter::{Applied, ListFilter};
 use crate::gate::{self, Admitted};
 use crate::registry::Tunnel;
-use crate::relay::{
-    error_response, exchange, new_request_id, response_stream, Body, ConnInfo, State,
-};
+use crate::relay::{error_response, new_request_id, Body, ConnInfo, State};
 
 /// Messages queued for a client that reads too slowly before the bridge gives up on it.
 const QUEUE: usize = 1024;
@@ -355,7 +354,7 @@ async fn forward(
 /// Pushes every JSON-RPC message of a response body onto the client's stream; returns how many.
 async fn pump(
     bridge: &Bridge,
-    recv: quinn::RecvStream,
+    recv: underpass_shared::transport::ExchangeRecv,
     is_sse: bool,
     filter: Option<&ListFilter>,
     learn_version: bool,

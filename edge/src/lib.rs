@@ -8,6 +8,7 @@ pub mod audit_calls;
 pub mod audited;
 pub mod auth;
 pub mod config;
+pub mod exchange;
 pub mod filter;
 pub mod gate;
 pub mod glob;

@@ -13,7 +13,7 @@ pub struct Tunnel {
     pub id: u64,
     pub connector: String,
     pub services: Vec<String>,
-    pub conn: quinn::Connection,
+    pub conn: underpass_shared::transport::TunnelConn,
     /// Canonical serial of the connector's certificate (for revocation).
     pub cert_serial: String,
 }
@@ -68,7 +68,7 @@ impl Registry {
         &self,
         connector: String,
         services: Vec<String>,
-        conn: quinn::Connection,
+        conn: underpass_shared::transport::TunnelConn,
         cert_serial: String,
     ) -> Arc<Tunnel> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

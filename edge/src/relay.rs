@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -13,13 +13,14 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
+use underpass_shared::frame::RequestHead;
 use underpass_shared::jsonrpc::code;
 
 use crate::assertion::AssertionClaims;
 use crate::audit::AuditRecord;
 use crate::auth::PROTECTED_RESOURCE_WELL_KNOWN;
 use crate::config::EdgeConfig;
+use crate::exchange::{exchange, response_stream};
 use crate::filter::{self, ListFilter};
 use crate::gate;
 use crate::registry::{Registry, SessionLookup};
@@ -27,9 +28,6 @@ use crate::registry::{Registry, SessionLookup};
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = UnsyncBoxBody<Bytes, BodyError>;
 
-/// Idle time after which an event stream gets an SSE comment, so that proxies and clients
-/// do not mistake a quiet stream for a dead one.
-const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
 
 pub struct State {
@@ -424,77 +422,6 @@ pub(crate) fn audited(
         Some(auditor) => crate::audited::wrap(resp, audit, started, auditor.clone()),
         None => resp,
     }
-}
-
-/// Sends one request down a fresh stream and waits for the response head. A large request
-/// body is queued as a bulk transfer, behind other exchanges' small messages.
-pub(crate) async fn exchange(
-    conn: &quinn::Connection,
-    head: &RequestHead,
-    body: Bytes,
-) -> Result<(ResponseHead, quinn::RecvStream), String> {
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-    let mut out = frame::encode(head).map_err(|e| e.to_string())?;
-    out.extend_from_slice(&body);
-    underpass_shared::quic::record_write(&send, &mut Default::default(), out.len());
-    send.write_all(&out).await.map_err(|e| e.to_string())?;
-    send.finish().map_err(|e| e.to_string())?;
-    drop((out, body)); // sent: free it (and its share of the body budget) during a long call
-    match frame::read_frame::<ResponseHead, _>(&mut recv).await {
-        Ok(Some(h)) => Ok((h, recv)),
-        Ok(None) => Err("connector closed the exchange without answering".into()),
-        Err(e) => {
-            let _ = recv.stop(codes::PROTOCOL.into());
-            Err(e.to_string())
-        }
-    }
-}
-
-/// The response body: chunks from the tunnel as they arrive, plus SSE keep-alive comments
-/// between events when the stream is idle.
-pub(crate) fn response_stream(
-    recv: quinn::RecvStream,
-    is_sse: bool,
-) -> futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BodyError>> {
-    struct S {
-        recv: quinn::RecvStream,
-        at_event_boundary: bool,
-        failed: bool,
-    }
-    let init = S {
-        recv,
-        at_event_boundary: true,
-        failed: false,
-    };
-    futures_util::stream::unfold(init, move |mut s| async move {
-        if s.failed {
-            return None;
-        }
-        let read = if is_sse && s.at_event_boundary {
-            match tokio::time::timeout(SSE_KEEPALIVE, s.recv.read_chunk(usize::MAX, true)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return Some((Ok(Frame::data(Bytes::from_static(b": keep-alive\n\n"))), s))
-                }
-            }
-        } else {
-            s.recv.read_chunk(usize::MAX, true).await
-        };
-        match read {
-            Ok(Some(chunk)) => {
-                let b = chunk.bytes;
-                s.at_event_boundary =
-                    b.ends_with(b"\n\n") || b.ends_with(b"\r\n\r\n") || b.ends_with(b"\r\r");
-                Some((Ok(Frame::data(b)), s))
-            }
-            Ok(None) => None,
-            Err(e) => {
-                s.failed = true;
-                Some((Err(format!("tunnel stream failed: {e}").into()), s))
-            }
-        }
-    })
-    .boxed()
 }
 
 /// `result.supportedVersions` of a `server/discover` response (JSON or SSE body).

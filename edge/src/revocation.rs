@@ -142,7 +142,7 @@ impl Revocations {
                         tracing::warn!(connector = %tunnel.connector, serial = %tunnel.cert_serial, "closing tunnel: certificate revoked");
                         tunnel
                             .conn
-                            .close(codes::GOING_AWAY.into(), b"certificate revoked");
+                            .close(codes::GOING_AWAY, b"certificate revoked");
                     }
                 }
             }

@@ -123,7 +123,7 @@ async fn end_at_backend(state: &State, session: ExpiredSession) {
     };
     let ended = tokio::time::timeout(
         Duration::from_secs(10),
-        crate::relay::exchange(&tunnel.conn, &head, Bytes::new()),
+        crate::exchange::exchange(&tunnel.conn, &head, Bytes::new()),
     )
     .await;
     match ended {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use underpass_pki::revocation::certificate_serial;
 use underpass_shared::frame::{self, codes, Control, Limits, PROTOCOL_VERSION};
 use underpass_shared::identity::SpiffeId;
-use underpass_shared::tls;
+use underpass_shared::transport::TunnelConn;
 
 use crate::config::EdgeConfig;
 use crate::registry::Registry;
@@ -71,36 +71,45 @@ pub async fn accept_loop(
         let edge_name = edge_name.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
-            if let Err(e) = serve_tunnel(incoming, &config, &registry, &edge_name).await {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await;
+            let conn = match handshake {
+                Ok(Ok(conn)) => TunnelConn::Quic(conn),
+                Ok(Err(e)) => {
+                    return tracing::warn!(%remote, "tunnel refused: handshake failed: {e}")
+                }
+                Err(_) => return tracing::warn!(%remote, "tunnel refused: handshake timed out"),
+            };
+            if let Err(e) = serve_tunnel(conn, &config, &registry, &edge_name).await {
                 tracing::warn!(%remote, "tunnel refused: {e}");
             }
         });
     }
 }
 
+/// Runs one authenticated tunnel (any transport): the Hello/Welcome handshake on the control
+/// stream, then keeps the tunnel in the registry until it closes.
 async fn serve_tunnel(
-    incoming: quinn::Incoming,
+    conn: TunnelConn,
     config: &EdgeConfig,
     registry: &Registry,
     edge_name: &str,
 ) -> Result<(), String> {
-    let (conn, mut send, hello, cert_name, cert_serial) =
+    let (mut send, hello, cert_name, cert_serial) =
         tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            let conn = incoming
-                .await
-                .map_err(|e| format!("handshake failed: {e}"))?;
-            let leaf = tls::peer_leaf(&conn).ok_or("connector presented no certificate")?;
+            let leaf = conn
+                .peer_leaf()
+                .ok_or("connector presented no certificate")?;
             let id = SpiffeId::from_certificate_der(&leaf).map_err(|e| e.to_string())?;
             let serial = certificate_serial(&leaf).map_err(|e| e.to_string())?;
             let (send, mut recv) = conn
-                .accept_bi()
+                .accept_exchange()
                 .await
                 .map_err(|e| format!("no control stream: {e}"))?;
             let hello = frame::read_frame::<Control, _>(&mut recv)
                 .await
                 .map_err(|e| format!("bad Hello from {id}: {e}"))?
                 .ok_or_else(|| format!("{id} closed the control stream before Hello"))?;
-            Ok::<_, String>((conn, send, hello, id.name, serial))
+            Ok::<_, String>((send, hello, id.name, serial))
         })
         .await
         .map_err(|_| "connector did not complete its handshake in time".to_string())??;
@@ -118,7 +127,7 @@ async fn serve_tunnel(
             let _ = send.finish();
             // Give the Refused frame a moment to leave before closing.
             let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
-            conn.close(codes::REFUSED.into(), reason.as_bytes());
+            conn.close(codes::REFUSED, reason.as_bytes());
             return Err(reason);
         }
     };
@@ -143,7 +152,8 @@ async fn serve_tunnel(
     );
     tracing::info!(
         connector = %cert_name,
-        remote = %conn.remote_address(),
+        remote = %conn.remote_addr(),
+        transport = conn.transport(),
         ?services,
         "tunnel up"
     );

@@ -8,6 +8,7 @@ pub mod jsonrpc;
 pub mod mcp;
 pub mod quic;
 pub mod tls;
+pub mod transport;
 
 /// The daemons' tokio runtime. One worker (the default) gets a current-thread runtime: every
 /// task, the QUIC endpoint driver included, runs on one thread, so a request crosses no thread

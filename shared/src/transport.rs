@@ -1,0 +1,246 @@
+//! The tunnel transport seam: one mutually authenticated, multiplexed connection between a
+//! connector and an edge ([`TunnelConn`]) and its bidirectional exchange streams
+//! ([`ExchangeSend`], [`ExchangeRecv`]).
+//!
+//! Everything above this module (frames, the control protocol, the edge's exchange, the
+//! connector's `serve_exchange`) is written against these types only. QUIC is the one
+//! transport today; a fallback over TLS on TCP becomes another variant of each enum, and the
+//! code above does not change. Enum dispatch rather than a trait: the registry stores tunnels
+//! of any transport side by side, and no generic parameter spreads through the relay code.
+//!
+//! The fast path stays zero-copy: bodies cross as [`Bytes`] chunks (`read_chunk`,
+//! `write_chunks`), and [`ExchangeSend::note_write`] carries the bulk/interactive scheduling
+//! hint of [`crate::quic`] (a transport without stream priorities ignores it).
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::quic::Demotion;
+
+/// Why a tunnel or one of its exchanges failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The tunnel connection is gone (closed by either side, timed out, reset).
+    #[error("tunnel lost: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Writing an exchange failed (the peer stopped it, or the tunnel is gone).
+    #[error("exchange write failed: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// Reading an exchange failed (the peer reset it, or the tunnel is gone).
+    #[error("exchange read failed: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// The exchange was already finished or reset locally.
+    #[error("exchange already closed")]
+    Closed(#[from] quinn::ClosedStream),
+    /// A body longer than the reader's limit.
+    #[error("exchange body over {0} bytes")]
+    TooLong(usize),
+}
+
+/// One tunnel: a connection to the peer over which exchanges run.
+#[derive(Debug, Clone)]
+pub enum TunnelConn {
+    /// QUIC (RFC 9000), the tunnel's native transport.
+    Quic(quinn::Connection),
+}
+
+impl TunnelConn {
+    /// Name of the transport, as shown in logs and readiness (`"quic"`).
+    pub fn transport(&self) -> &'static str {
+        match self {
+            TunnelConn::Quic(_) => "quic",
+        }
+    }
+
+    /// Opens a new exchange stream (the edge, per client exchange; the connector, for control).
+    pub async fn open_exchange(&self) -> Result<(ExchangeSend, ExchangeRecv), TransportError> {
+        match self {
+            TunnelConn::Quic(c) => {
+                let (send, recv) = c.open_bi().await?;
+                Ok((ExchangeSend::Quic(send), ExchangeRecv::Quic(recv)))
+            }
+        }
+    }
+
+    /// Waits for the peer to open the next exchange stream.
+    pub async fn accept_exchange(&self) -> Result<(ExchangeSend, ExchangeRecv), TransportError> {
+        match self {
+            TunnelConn::Quic(c) => {
+                let (send, recv) = c.accept_bi().await?;
+                Ok((ExchangeSend::Quic(send), ExchangeRecv::Quic(recv)))
+            }
+        }
+    }
+
+    /// The end-entity certificate the peer authenticated with.
+    pub fn peer_leaf(&self) -> Option<CertificateDer<'static>> {
+        match self {
+            TunnelConn::Quic(c) => crate::tls::peer_leaf(c),
+        }
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        match self {
+            TunnelConn::Quic(c) => c.remote_address(),
+        }
+    }
+
+    /// Closes the tunnel at once with an application `code` (see `frame::codes`) and reason.
+    pub fn close(&self, code: u32, reason: &[u8]) {
+        match self {
+            TunnelConn::Quic(c) => c.close(code.into(), reason),
+        }
+    }
+
+    /// Resolves when the tunnel is gone, with why.
+    pub async fn closed(&self) -> TransportError {
+        match self {
+            TunnelConn::Quic(c) => TransportError::Connection(c.closed().await),
+        }
+    }
+
+    /// Why the tunnel is gone, if it is.
+    pub fn close_reason(&self) -> Option<TransportError> {
+        match self {
+            TunnelConn::Quic(c) => c.close_reason().map(TransportError::Connection),
+        }
+    }
+}
+
+/// The sending half of one exchange.
+#[derive(Debug)]
+pub enum ExchangeSend {
+    /// A QUIC bidirectional stream's send side.
+    Quic(quinn::SendStream),
+}
+
+impl ExchangeSend {
+    /// Writes all of `buf`.
+    pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {
+        match self {
+            ExchangeSend::Quic(s) => Ok(s.write_all(buf).await?),
+        }
+    }
+
+    /// Writes every chunk, without copying them (they are consumed as they are sent).
+    pub async fn write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<(), TransportError> {
+        match self {
+            ExchangeSend::Quic(s) => Ok(s.write_all_chunks(chunks).await?),
+        }
+    }
+
+    /// Ends the stream cleanly: the peer reads to its end.
+    pub fn finish(&mut self) -> Result<(), TransportError> {
+        match self {
+            ExchangeSend::Quic(s) => Ok(s.finish()?),
+        }
+    }
+
+    /// Abandons the stream with an application `code` (the peer sees a reset).
+    pub fn reset(&mut self, code: u32) {
+        match self {
+            // Fails only if the stream is already closed, which is what we want anyway.
+            ExchangeSend::Quic(s) => {
+                let _ = s.reset(code.into());
+            }
+        }
+    }
+
+    /// Resolves when the peer stops reading (it cancelled the exchange) or has read it all.
+    /// Independent of `self`: await it while writing.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        let stopped = match self {
+            ExchangeSend::Quic(s) => s.stopped(),
+        };
+        async move {
+            let _ = stopped.await;
+        }
+    }
+
+    /// Call before writing `n` bytes: lets the transport schedule a stream that has become a
+    /// bulk transfer behind interactive ones (see [`crate::quic`]).
+    pub fn note_write(&self, demotion: &mut Demotion, n: usize) {
+        match self {
+            ExchangeSend::Quic(s) => crate::quic::record_write(s, demotion, n),
+        }
+    }
+}
+
+impl AsyncWrite for ExchangeSend {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ExchangeSend::Quic(s) => AsyncWrite::poll_write(Pin::new(s), cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ExchangeSend::Quic(s) => AsyncWrite::poll_flush(Pin::new(s), cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ExchangeSend::Quic(s) => AsyncWrite::poll_shutdown(Pin::new(s), cx),
+        }
+    }
+}
+
+/// The receiving half of one exchange.
+#[derive(Debug)]
+pub enum ExchangeRecv {
+    /// A QUIC bidirectional stream's receive side.
+    Quic(quinn::RecvStream),
+}
+
+impl ExchangeRecv {
+    /// The next chunk as it arrived (no copy); `None` at the end of the stream.
+    pub async fn read_chunk(&mut self) -> Result<Option<Bytes>, TransportError> {
+        match self {
+            ExchangeRecv::Quic(r) => Ok(r.read_chunk(usize::MAX, true).await?.map(|c| c.bytes)),
+        }
+    }
+
+    /// Reads the rest of the stream, refusing more than `limit` bytes.
+    pub async fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, TransportError> {
+        match self {
+            ExchangeRecv::Quic(r) => r.read_to_end(limit).await.map_err(|e| match e {
+                quinn::ReadToEndError::Read(e) => TransportError::Read(e),
+                quinn::ReadToEndError::TooLong => TransportError::TooLong(limit),
+            }),
+        }
+    }
+
+    /// Tells the peer to stop sending, with an application `code`.
+    pub fn stop(&mut self, code: u32) {
+        match self {
+            // Fails only if the stream is already stopped or finished.
+            ExchangeRecv::Quic(r) => {
+                let _ = r.stop(code.into());
+            }
+        }
+    }
+}
+
+impl AsyncRead for ExchangeRecv {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ExchangeRecv::Quic(r) => AsyncRead::poll_read(Pin::new(r), cx, buf),
+        }
+    }
+}
