@@ -1,6 +1,8 @@
 //! `underpass-certs`: the command-line face of the Underpass PKI. Parsing and printing only;
 //! everything else lives in the library so the edge and the tests can reuse it.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -4,6 +4,8 @@
 //! Everything a test starts is killed when its handle drops; logs go to files in the test's
 //! own temporary folder and are printed when a wait fails, so a failure explains itself.
 
+#![forbid(unsafe_code)]
+
 pub mod http;
 pub mod recorder;
 

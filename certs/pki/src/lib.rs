@@ -14,6 +14,8 @@
 //! | `<name>.crt`, `<name>.key` | a leaf certificate and its key (mode 0600) |
 //! | `revoked.txt` | `<serial-hex> <identity-or-"-"> <RFC 3339 time>`, one line per revocation |
 
+#![forbid(unsafe_code)]
+
 pub mod ca;
 mod error;
 pub mod files;

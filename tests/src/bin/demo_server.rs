@@ -6,6 +6,8 @@
 //! clients (`initialize`, `Mcp-Session-Id`, SSE) get a stateful session, and
 //! 2026-07-28 clients are served statelessly by rmcp.
 
+#![forbid(unsafe_code)]
+
 use std::{collections::BTreeMap, convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;

@@ -14,6 +14,8 @@
 //! `GET` with a valid session opens an SSE event stream that stays silent until the client
 //! goes away (what an idle legacy client holds open).
 
+#![forbid(unsafe_code)]
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::hash::{BuildHasher, Hasher};

@@ -10,6 +10,8 @@
 //! work). Loopback only. Network errors never stop the relay: they are logged and only that
 //! connection is dropped.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
