@@ -110,9 +110,9 @@ impl ServiceConfig {
     }
 
     /// The session limits of a stdio or `sse` service.
-    pub fn stdio_limits(&self) -> crate::stdio::StdioLimits {
+    pub fn stdio_limits(&self) -> crate::bridge::StdioLimits {
         let max = self.max_processes.unwrap_or(DEFAULT_MAX_PROCESSES);
-        crate::stdio::StdioLimits {
+        crate::bridge::StdioLimits {
             max_processes: max,
             max_processes_per_principal: self
                 .max_processes_per_principal

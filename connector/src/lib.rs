@@ -1,11 +1,10 @@
 //! The Underpass connector: runs inside the private network, dials out to edges over QUIC with
 //! mutual TLS, and serves only the services its own config names. It listens on no port.
 
-pub mod backend;
+pub mod backends;
+pub mod bridge;
 pub mod concurrency;
 pub mod config;
-pub mod sse_backend;
-pub mod stdio;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use anyhow::Context;
 use underpass_shared::identity::Role;
 use underpass_shared::tls::{self, Credentials, PeerPolicy};
 
-use crate::backend::Backends;
+use crate::backends::Backends;
 use crate::config::ConnectorConfig;
 use crate::tunnel::Dialer;
 

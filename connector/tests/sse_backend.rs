@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use underpass_connector::backend::http_client;
-use underpass_connector::sse_backend::SseBackendService;
-use underpass_connector::stdio::StdioLimits;
+use underpass_connector::backends::http_client;
+use underpass_connector::backends::sse::SseBackendService;
+use underpass_connector::bridge::StdioLimits;
 
 mod common;
 use common::*;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::json;
-use underpass_connector::stdio::{StdioLimits, StdioService};
+use underpass_connector::bridge::{StdioLimits, StdioService};
 
 mod common;
 use common::*;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use underpass_connector::sse_backend::SseBackendService;
-use underpass_connector::stdio::{StdioResponse, StdioService};
+use underpass_connector::backends::sse::SseBackendService;
+use underpass_connector::bridge::{StdioResponse, StdioService};
 
 pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 pub const ACCEPT_JSON: &str = "application/json";

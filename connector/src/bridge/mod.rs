@@ -243,7 +243,7 @@ impl StdioService {
     }
 
     /// A service whose sessions are not processes but connections that `opener` runs (see
-    /// [`crate::sse_backend`]); everything else (routing, streams, limits) is shared.
+    /// [`crate::backends::sse`]); everything else (routing, streams, limits) is shared.
     /// `max_processes` then caps connections.
     pub(crate) fn with_link(
         service: &str,

@@ -17,10 +17,12 @@ use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
 use underpass_shared::quic;
 use underpass_shared::transport::{ExchangeRecv, ExchangeSend};
 
+use crate::bridge::StdioService;
 use crate::concurrency::{self, Limiter};
 use crate::config::{ConnectorConfig, Transport};
-use crate::sse_backend::SseBackendService;
-use crate::stdio::StdioService;
+
+pub mod sse;
+use self::sse::SseBackendService;
 
 /// The header carrying the edge-signed identity assertion to backends.
 pub const ASSERTION_HEADER: &str = "x-underpass-identity";

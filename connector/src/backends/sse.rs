@@ -4,7 +4,7 @@
 //! reply arrives on that stream.
 //!
 //! Such a connection is bridged to Streamable HTTP exactly like a stdio process is (see
-//! [`crate::stdio`]): one backend SSE connection per client session, opened by `initialize`
+//! [`crate::bridge`]): one backend SSE connection per client session, opened by `initialize`
 //! and named by a fresh `Mcp-Session-Id`; messages from the server are routed to the POST
 //! exchange they belong to (response by id, progress by progressToken, other server messages
 //! to the oldest pending request) or to the GET stream; DELETE closes the connection; a lost
@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use underpass_shared::mcp::{SseParser, DEFAULT_MAX_EVENT_SIZE};
 
-use crate::backend::{error_chain, HttpClient};
-use crate::stdio::{Inbox, LinkOpener, StdioLimits, StdioResponse, StdioService, WriteCmd};
+use crate::backends::{error_chain, HttpClient};
+use crate::bridge::{Inbox, LinkOpener, StdioLimits, StdioResponse, StdioService, WriteCmd};
 
 /// How long connecting and receiving the response head of the GET may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,7 +64,7 @@ impl SseBackendService {
     /// Nothing is connected here (no runtime needed): one connection is opened per session.
     /// `limits.max_processes` caps the open connections (`max_processes_per_principal` those of
     /// one principal). Only `http` URLs are supported.
-    /// `client` is the connector's shared pool ([`crate::backend::http_client`]).
+    /// `client` is the connector's shared pool ([`crate::backends::http_client`]).
     pub fn new(service: &str, url: Uri, client: HttpClient, limits: StdioLimits) -> Self {
         let opener = Arc::new(Opener { url, client });
         SseBackendService {
