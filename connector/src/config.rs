@@ -1,39 +1,222 @@
 //! `connector.toml`: who this connector is, which edges it dials, and the services it serves.
 //!
 //! Relative paths are resolved against the folder of the config file.
+//!
+//! The file is read in two steps. serde reads it as written ([`ConnectorFile`]): a service is
+//! a flat table of optional keys, because the spellings from before `kind` existed keep
+//! working (`url = …` for Streamable HTTP, `url = …` with `transport = "sse"`, `command = […]`
+//! for stdio). Validation then builds the typed [`ConnectorConfig`], in which a service's
+//! backend is one [`BackendConfig`] variant carrying exactly the settings of its kind; a
+//! contradictory entry (say `kind = "stdio"` with a `url`) is refused there, naming the
+//! service and the key. A new kind (`"openapi"`) is a new variant of [`BackendKind`] and of
+//! [`BackendConfig`], with its own keys.
+//!
+//! This module is a leaf: it depends on nothing else in the crate, and the modules that run
+//! services read their settings from it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use underpass_shared::identity::{validate_name, validate_trust_domain, DEFAULT_TRUST_DOMAIN};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Default of `max_processes`.
+pub const DEFAULT_MAX_PROCESSES: usize = 32;
+/// Default of `idle_timeout_secs`.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
+/// Default of `max_concurrent`.
+pub const DEFAULT_MAX_CONCURRENT: usize = 1024;
+
+/// A validated `connector.toml`.
+#[derive(Debug, Clone)]
 pub struct ConnectorConfig {
-    /// This connector's name; must equal the name in its certificate's identity.
+    /// This connector's name (`name`); equals the name in its certificate's identity.
     pub name: String,
+    /// SPIFFE trust domain of the deployment (`trust_domain`).
+    pub trust_domain: String,
+    /// Tokio worker threads (`worker_threads`; 1 = a current-thread runtime).
+    pub worker_threads: usize,
+    /// Edge tunnel addresses to dial (`edges`).
+    pub edges: Vec<String>,
+    /// Name checked against the edge certificate (`edge_server_name`).
+    pub edge_server_name: Option<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// The services this connector serves (`[[services]]`), in file order.
+    pub services: Vec<ServiceConfig>,
+}
+
+/// One validated `[[services]]` entry.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Service name, as the edge's `[[services]]` and `/mcp/{name}` know it.
+    pub name: String,
+    pub backend: BackendConfig,
+    /// Caps on exchanges in flight (`max_concurrent`, `max_concurrent_per_principal`).
+    pub concurrency: Concurrency,
+}
+
+/// A service's backend, by kind, with exactly the settings of that kind.
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// `kind = "http"`: a Streamable HTTP server (both MCP eras), each exchange forwarded.
+    Http { url: http::Uri },
+    /// `kind = "sse"`: a 2024-11-05 HTTP+SSE server; `url` is its event-stream endpoint.
+    Sse {
+        url: http::Uri,
+        sessions: SessionLimits,
+    },
+    /// `kind = "stdio"`: a local process per session.
+    Stdio {
+        /// The program and its arguments.
+        command: Vec<String>,
+        /// Added to the connector's environment.
+        env: BTreeMap<String, String>,
+        /// Working directory (absolute once loaded).
+        cwd: Option<PathBuf>,
+        sessions: SessionLimits,
+    },
+}
+
+impl BackendConfig {
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            BackendConfig::Http { .. } => BackendKind::Http,
+            BackendConfig::Sse { .. } => BackendKind::Sse,
+            BackendConfig::Stdio { .. } => BackendKind::Stdio,
+        }
+    }
+
+    /// The session limits of a backend whose sessions the connector keeps (stdio and `sse`).
+    pub fn sessions(&self) -> Option<&SessionLimits> {
+        match self {
+            BackendConfig::Http { .. } => None,
+            BackendConfig::Sse { sessions, .. } | BackendConfig::Stdio { sessions, .. } => {
+                Some(sessions)
+            }
+        }
+    }
+}
+
+/// The value of `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Http,
+    Sse,
+    Stdio,
+}
+
+impl BackendKind {
+    fn name(self) -> &'static str {
+        match self {
+            BackendKind::Http => "http",
+            BackendKind::Sse => "sse",
+            BackendKind::Stdio => "stdio",
+        }
+    }
+}
+
+/// Limits on the sessions of a stdio or `sse` service (`max_processes`,
+/// `max_processes_per_principal` and `idle_timeout_secs` of its `[[services]]` entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Sessions (each a process or a backend connection, including ones still initializing
+    /// or shutting down) that may be open at once; beyond it `initialize` is answered 503.
+    pub max_processes: usize,
+    /// Of those, sessions one principal may hold; beyond it that principal's `initialize` is
+    /// answered 429, so one caller cannot take every process.
+    pub max_processes_per_principal: usize,
+    /// A session with no request in flight and no new exchange for this long is shut down
+    /// cleanly. An open GET stream alone does not count as activity, so a forgotten client
+    /// cannot pin a process forever. `Duration::ZERO` disables the timeout.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            max_processes: DEFAULT_MAX_PROCESSES,
+            max_processes_per_principal: fair_share(DEFAULT_MAX_PROCESSES),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+        }
+    }
+}
+
+/// Caps of one service on exchanges in flight, in total and per principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency {
+    pub max: usize,
+    pub per_principal: usize,
+}
+
+/// A principal's default share of a service-wide cap: a quarter, at least 1.
+fn fair_share(total: usize) -> usize {
+    (total / 4).max(1)
+}
+
+impl ConnectorConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read connector config {}", path.display()))?;
+        let file: ConnectorFile = toml::from_str(&text)
+            .with_context(|| format!("invalid connector config {}", path.display()))?;
+        file.validate(path.parent().unwrap_or(Path::new(".")))
+            .with_context(|| format!("connector config {} is not usable", path.display()))
+    }
+
+    /// File descriptors the configured caps may use at once: a backend connection per
+    /// exchange in flight, three pipes per stdio process, a connection per `sse` session.
+    pub fn descriptor_budget(&self) -> u64 {
+        self.services
+            .iter()
+            .map(|s| {
+                let sessions = match &s.backend {
+                    BackendConfig::Http { .. } => 0,
+                    BackendConfig::Sse { sessions, .. } => sessions.max_processes as u64,
+                    BackendConfig::Stdio { sessions, .. } => sessions.max_processes as u64 * 3,
+                };
+                s.concurrency.max as u64 + sessions
+            })
+            .sum()
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+// ----- The file as written -------------------------------------------------------------------
+
+/// `connector.toml` as written; [`ConnectorFile::validate`] makes a [`ConnectorConfig`] of it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectorFile {
+    /// This connector's name; must equal the name in its certificate's identity.
+    name: String,
     /// SPIFFE trust domain of the deployment.
     #[serde(default = "default_trust_domain")]
-    pub trust_domain: String,
+    trust_domain: String,
     /// Tokio worker threads. Default 1: on the 2-core hosts measured (edge, connector and
     /// backends sharing the cores) one worker had lower latency and higher throughput than
     /// several, because every cross-thread hop costs a wake-up. Raise it on larger machines.
     /// With 1, every task runs on one thread (a current-thread runtime).
     #[serde(default = "default_worker_threads")]
-    pub worker_threads: usize,
+    worker_threads: usize,
     /// Edge tunnel addresses (`host:port`, UDP) to dial. The connector keeps a tunnel to each.
-    pub edges: Vec<String>,
+    edges: Vec<String>,
     /// Name checked against the edge certificate; defaults to the host part of each edge.
-    pub edge_server_name: Option<String>,
+    edge_server_name: Option<String>,
     /// This connector's certificate (PEM chain) with a `connector` identity.
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
     /// The deployment CA that edge certificates must chain to.
-    pub ca: PathBuf,
+    ca: PathBuf,
     /// The MCP servers this connector serves. Nothing else is reachable through it.
-    pub services: Vec<ServiceConfig>,
+    services: Vec<ServiceFile>,
 }
 
 fn default_worker_threads() -> usize {
@@ -44,97 +227,224 @@ fn default_trust_domain() -> String {
     DEFAULT_TRUST_DOMAIN.to_owned()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[services]]` entry as written.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
+struct ServiceFile {
     /// Service name, as the edge's `[[services]]` and `/mcp/{name}` know it.
-    pub name: String,
+    name: String,
+    /// The kind of backend: `http` (Streamable HTTP at `url`), `sse` (HTTP+SSE at `url`) or
+    /// `stdio` (`command`). Optional: without it the kind follows from the keys given
+    /// (`command` → stdio; `url` → `http`, or `sse` with `transport = "sse"`).
+    kind: Option<BackendKind>,
     /// An HTTP backend, e.g. `http://127.0.0.1:3001/mcp`.
-    pub url: Option<String>,
+    url: Option<String>,
     /// What the `url` speaks: `streamable-http` (default; both MCP eras) or `sse` (the
     /// 2024-11-05 HTTP+SSE transport: `url` is its event-stream endpoint, e.g. `…/sse`).
-    #[serde(default)]
-    pub transport: Transport,
+    /// The older spelling of `kind = "http" | "sse"`.
+    transport: Option<Transport>,
     /// A stdio backend: the program and its arguments.
-    pub command: Option<Vec<String>>,
+    command: Option<Vec<String>>,
     /// Extra environment variables for a stdio backend.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    env: Option<BTreeMap<String, String>>,
     /// Working directory of a stdio backend.
-    pub cwd: Option<PathBuf>,
+    cwd: Option<PathBuf>,
     /// stdio and `sse` backends: sessions open at once for all principals together (each is
     /// a process, or a connection to the `sse` backend); beyond it `initialize` is answered
     /// 503 with `Retry-After`. Default 32.
-    pub max_processes: Option<usize>,
+    max_processes: Option<usize>,
     /// stdio and `sse` backends: sessions one principal may hold open at once; beyond it
     /// `initialize` is answered 429 with `Retry-After`. Default: a quarter of `max_processes`
     /// (at least 1), so no single caller can take every process.
-    pub max_processes_per_principal: Option<usize>,
+    max_processes_per_principal: Option<usize>,
     /// stdio and `sse` backends: a session with no request in flight for this many seconds is
     /// closed (its process stopped, its connection closed). Default 600; 0 keeps idle sessions
     /// until the client deletes them (not recommended: a forgotten client pins a process).
-    pub idle_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
     /// Exchanges in flight to this service at once, for all principals together (a tool call,
     /// an open event stream; each may hold a connection to the backend); beyond it requests
     /// are answered 503 with `Retry-After` at once, never queued. Default 1024.
-    pub max_concurrent: Option<usize>,
+    max_concurrent: Option<usize>,
     /// Exchanges one principal may have in flight to this service at once; beyond it 429 with
     /// `Retry-After`. Default: a quarter of `max_concurrent` (at least 1).
-    pub max_concurrent_per_principal: Option<usize>,
+    max_concurrent_per_principal: Option<usize>,
 }
 
-/// Default of `max_processes`.
-pub const DEFAULT_MAX_PROCESSES: usize = 32;
-/// Default of `idle_timeout_secs`.
-pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
-/// Default of `max_concurrent`.
-pub const DEFAULT_MAX_CONCURRENT: usize = 1024;
-
-/// A principal's default share of a service-wide cap: a quarter, at least 1.
-fn fair_share(total: usize) -> usize {
-    (total / 4).max(1)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Transport {
+    StreamableHttp,
+    Sse,
 }
 
-/// Caps of one service on exchanges in flight, in total and per principal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Concurrency {
-    pub max: usize,
-    pub per_principal: usize,
-}
-
-impl ServiceConfig {
-    /// Whether sessions of this service are processes or backend connections the connector
-    /// keeps (stdio and `sse` backends), so the session keys apply.
-    pub fn keeps_sessions(&self) -> bool {
-        self.command.is_some() || self.transport == Transport::Sse
-    }
-
-    /// The session limits of a stdio or `sse` service.
-    pub fn stdio_limits(&self) -> crate::stdio::StdioLimits {
-        let max = self.max_processes.unwrap_or(DEFAULT_MAX_PROCESSES);
-        crate::stdio::StdioLimits {
-            max_processes: max,
-            max_processes_per_principal: self
-                .max_processes_per_principal
-                .unwrap_or_else(|| fair_share(max)),
-            idle_timeout: std::time::Duration::from_secs(
-                self.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
-            ),
+impl ConnectorFile {
+    /// Checks the file and builds the typed config, with relative paths resolved against
+    /// `base`.
+    fn validate(self, base: &Path) -> anyhow::Result<ConnectorConfig> {
+        validate_name(&self.name).context("invalid `name`")?;
+        validate_trust_domain(&self.trust_domain)?;
+        if self.edges.is_empty() {
+            bail!("`edges` is empty: name at least one edge tunnel address");
         }
+        if self.services.is_empty() {
+            bail!("no [[services]]: a connector must serve at least one service");
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut services = Vec::with_capacity(self.services.len());
+        for s in self.services {
+            validate_name(&s.name).context("invalid [[services]] name")?;
+            if !seen.insert(s.name.clone()) {
+                bail!("service {:?} is listed twice", s.name);
+            }
+            services.push(s.validate(base)?);
+        }
+        let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        Ok(ConnectorConfig {
+            name: self.name,
+            trust_domain: self.trust_domain,
+            worker_threads: self.worker_threads,
+            edges: self.edges,
+            edge_server_name: self.edge_server_name,
+            cert: resolve(self.cert),
+            key: resolve(self.key),
+            ca: resolve(self.ca),
+            services,
+        })
     }
+}
 
-    /// The caps on exchanges in flight to this service.
-    pub fn concurrency(&self) -> Concurrency {
+impl ServiceFile {
+    fn validate(self, base: &Path) -> anyhow::Result<ServiceConfig> {
+        let kind = match self.kind {
+            Some(kind) => {
+                self.check_keys_of(kind)?;
+                kind
+            }
+            None => self.kind_from_keys()?,
+        };
+        let name = &self.name;
+        let sessions = || {
+            let max = self.max_processes.unwrap_or(DEFAULT_MAX_PROCESSES);
+            SessionLimits {
+                max_processes: max,
+                max_processes_per_principal: self
+                    .max_processes_per_principal
+                    .unwrap_or_else(|| fair_share(max)),
+                idle_timeout: Duration::from_secs(
+                    self.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
+                ),
+            }
+        };
+        let backend = match kind {
+            BackendKind::Http | BackendKind::Sse => {
+                let Some(url) = &self.url else {
+                    bail!("service {name:?}: kind = {:?} needs a url", kind.name());
+                };
+                let url = parse_url(name, url)?;
+                if kind == BackendKind::Sse {
+                    BackendConfig::Sse {
+                        url,
+                        sessions: sessions(),
+                    }
+                } else {
+                    BackendConfig::Http { url }
+                }
+            }
+            BackendKind::Stdio => {
+                let Some(command) = &self.command else {
+                    bail!("service {name:?}: kind = \"stdio\" needs a `command`");
+                };
+                if command.is_empty() || command[0].is_empty() {
+                    bail!("service {name:?}: `command` needs at least the program to run");
+                }
+                BackendConfig::Stdio {
+                    command: command.clone(),
+                    env: self.env.clone().unwrap_or_default(),
+                    cwd: self.cwd.as_ref().map(|p| {
+                        if p.is_relative() {
+                            base.join(p)
+                        } else {
+                            p.clone()
+                        }
+                    }),
+                    sessions: sessions(),
+                }
+            }
+        };
+        self.check_limits(kind)?;
         let max = self.max_concurrent.unwrap_or(DEFAULT_MAX_CONCURRENT);
-        Concurrency {
+        let concurrency = Concurrency {
             max,
             per_principal: self
                 .max_concurrent_per_principal
                 .unwrap_or_else(|| fair_share(max)),
+        };
+        Ok(ServiceConfig {
+            name: self.name,
+            backend,
+            concurrency,
+        })
+    }
+
+    /// The kind of an entry without `kind`, from its keys, exactly as before `kind` existed.
+    fn kind_from_keys(&self) -> anyhow::Result<BackendKind> {
+        let name = &self.name;
+        let sse = self.transport == Some(Transport::Sse);
+        if sse && self.url.is_none() {
+            bail!("service {name:?}: transport = \"sse\" needs a url");
+        }
+        match (&self.url, &self.command) {
+            (Some(_), None) if sse => Ok(BackendKind::Sse),
+            (Some(_), None) => Ok(BackendKind::Http),
+            (None, Some(_)) => Ok(BackendKind::Stdio),
+            (Some(_), Some(_)) => bail!("service {name:?}: set either url or command, not both"),
+            (None, None) => bail!("service {name:?}: set url (or command)"),
         }
     }
 
-    fn validate_limits(&self) -> anyhow::Result<()> {
+    /// With an explicit `kind`, a key of another kind is a contradiction, not a key to ignore.
+    fn check_keys_of(&self, kind: BackendKind) -> anyhow::Result<()> {
+        let name = &self.name;
+        let k = kind.name();
+        let stdio = kind == BackendKind::Stdio;
+        for (key, given) in [
+            ("url", self.url.is_some()),
+            ("transport", self.transport.is_some()),
+        ] {
+            if stdio && given {
+                bail!(
+                    "service {name:?}: kind = \"stdio\" takes no `{key}` (a stdio backend is a \
+                     `command`); remove `{key}` or change `kind`"
+                );
+            }
+        }
+        for (key, given) in [
+            ("command", self.command.is_some()),
+            ("env", self.env.is_some()),
+            ("cwd", self.cwd.is_some()),
+        ] {
+            if !stdio && given {
+                bail!(
+                    "service {name:?}: kind = {k:?} takes no `{key}` (only a stdio backend \
+                     runs a command); remove `{key}` or set kind = \"stdio\""
+                );
+            }
+        }
+        let agrees = match self.transport {
+            None => true,
+            Some(Transport::Sse) => kind == BackendKind::Sse,
+            Some(Transport::StreamableHttp) => kind == BackendKind::Http,
+        };
+        if !agrees {
+            bail!(
+                "service {name:?}: kind = {k:?} contradicts its `transport`; `kind` alone says \
+                 what the backend speaks: remove `transport`"
+            );
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self, kind: BackendKind) -> anyhow::Result<()> {
         let name = &self.name;
         let session_keys = [
             ("max_processes", self.max_processes.is_some()),
@@ -144,8 +454,14 @@ impl ServiceConfig {
             ),
             ("idle_timeout_secs", self.idle_timeout_secs.is_some()),
         ];
-        if !self.keeps_sessions() {
+        if kind == BackendKind::Http {
             if let Some((key, _)) = session_keys.iter().find(|(_, set)| *set) {
+                if self.kind.is_some() {
+                    bail!(
+                        "service {name:?}: `{key}` applies to kind = \"stdio\" and kind = \"sse\" \
+                         services only; a Streamable HTTP backend keeps its own sessions"
+                    );
+                }
                 bail!(
                     "service {name:?}: `{key}` applies to stdio (`command`) and `transport = \"sse\"` \
                      services only; a Streamable HTTP backend keeps its own sessions"
@@ -174,227 +490,33 @@ impl ServiceConfig {
                 bail!("service {name:?}: `{share_key}` must be at least 1");
             }
         }
-        let limits = self.stdio_limits();
-        if limits.max_processes_per_principal > limits.max_processes {
-            bail!(
-                "service {name:?}: `max_processes_per_principal` ({}) exceeds `max_processes` ({})",
-                limits.max_processes_per_principal,
-                limits.max_processes
-            );
-        }
-        let c = self.concurrency();
-        if c.per_principal > c.max {
-            bail!(
-                "service {name:?}: `max_concurrent_per_principal` ({}) exceeds `max_concurrent` ({})",
-                c.per_principal,
-                c.max
-            );
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Transport {
-    #[default]
-    StreamableHttp,
-    Sse,
-}
-
-impl ConnectorConfig {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read connector config {}", path.display()))?;
-        let mut config: ConnectorConfig = toml::from_str(&text)
-            .with_context(|| format!("invalid connector config {}", path.display()))?;
-        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        config
-            .validate()
-            .with_context(|| format!("connector config {} is not usable", path.display()))?;
-        Ok(config)
-    }
-
-    fn resolve_paths(&mut self, base: &Path) {
-        for p in [&mut self.cert, &mut self.key, &mut self.ca]
-            .into_iter()
-            .chain(self.services.iter_mut().filter_map(|s| s.cwd.as_mut()))
+        for (default, (total_key, total, share_key, share)) in
+            [DEFAULT_MAX_PROCESSES, DEFAULT_MAX_CONCURRENT]
+                .into_iter()
+                .zip(pairs)
         {
-            if p.is_relative() {
-                *p = base.join(&*p);
+            let total = total.unwrap_or(default);
+            let share = share.unwrap_or_else(|| fair_share(total));
+            if share > total {
+                bail!("service {name:?}: `{share_key}` ({share}) exceeds `{total_key}` ({total})");
             }
-        }
-    }
-
-    pub fn validate(&self) -> anyhow::Result<()> {
-        validate_name(&self.name).context("invalid `name`")?;
-        validate_trust_domain(&self.trust_domain)?;
-        if self.edges.is_empty() {
-            bail!("`edges` is empty: name at least one edge tunnel address");
-        }
-        if self.services.is_empty() {
-            bail!("no [[services]]: a connector must serve at least one service");
-        }
-        let mut seen = std::collections::HashSet::new();
-        for s in &self.services {
-            validate_name(&s.name).context("invalid [[services]] name")?;
-            if !seen.insert(&s.name) {
-                bail!("service {:?} is listed twice", s.name);
-            }
-            if s.transport == Transport::Sse && s.url.is_none() {
-                bail!("service {:?}: transport = \"sse\" needs a url", s.name);
-            }
-            match (&s.url, &s.command) {
-                (Some(url), None) => {
-                    let uri: http::Uri = url
-                        .parse()
-                        .with_context(|| format!("service {:?}: invalid url {url:?}", s.name))?;
-                    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-                        bail!(
-                            "service {:?}: url must be an absolute http:// URL (https backends are not supported by this build)",
-                            s.name
-                        );
-                    }
-                }
-                (None, Some(command)) => {
-                    if command.is_empty() || command[0].is_empty() {
-                        bail!(
-                            "service {:?}: `command` needs at least the program to run",
-                            s.name
-                        );
-                    }
-                }
-
-                (Some(_), Some(_)) => {
-                    bail!("service {:?}: set either url or command, not both", s.name)
-                }
-                (None, None) => bail!("service {:?}: set url (or command)", s.name),
-            }
-            s.validate_limits()?;
         }
         Ok(())
     }
+}
 
-    /// File descriptors the configured caps may use at once: a backend connection per
-    /// exchange in flight, three pipes per stdio process, a connection per `sse` session.
-    pub fn descriptor_budget(&self) -> u64 {
-        self.services
-            .iter()
-            .map(|s| {
-                let sessions = if s.keeps_sessions() {
-                    let per = if s.command.is_some() { 3 } else { 1 };
-                    s.stdio_limits().max_processes as u64 * per
-                } else {
-                    0
-                };
-                s.concurrency().max as u64 + sessions
-            })
-            .sum()
+/// A backend URL: absolute `http://` (this build has no TLS to backends).
+fn parse_url(service: &str, url: &str) -> anyhow::Result<http::Uri> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("service {service:?}: invalid url {url:?}"))?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        bail!(
+            "service {service:?}: url must be an absolute http:// URL (https backends are not supported by this build)"
+        );
     }
-
-    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
-        self.services.iter().find(|s| s.name == name)
-    }
+    Ok(uri)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(services: &str) -> anyhow::Result<ConnectorConfig> {
-        let mut c: ConnectorConfig = toml::from_str(&format!(
-            "name = \"dc1\"\nedges = [\"127.0.0.1:7844\"]\ncert = \"pki/dc1.crt\"\nkey = \"pki/dc1.key\"\nca = \"pki/ca.crt\"\n{services}"
-        ))?;
-        c.resolve_paths(Path::new("/etc/up"));
-        c.validate()?;
-        Ok(c)
-    }
-
-    #[test]
-    fn http_service() {
-        let c = parse("[[services]]\nname = \"everything\"\nurl = \"http://127.0.0.1:3001/mcp\"")
-            .unwrap();
-        assert_eq!(c.cert, Path::new("/etc/up/pki/dc1.crt"));
-        assert!(c.service("everything").is_some());
-        assert!(c.service("other").is_none());
-    }
-
-    #[test]
-    fn limits_default_to_a_fair_share() {
-        let c = parse("[[services]]\nname = \"files\"\ncommand = [\"srv\"]").unwrap();
-        let s = c.service("files").unwrap();
-        let l = s.stdio_limits();
-        assert_eq!(l.max_processes, 32);
-        assert_eq!(l.max_processes_per_principal, 8);
-        assert_eq!(l.idle_timeout, std::time::Duration::from_secs(600));
-        assert_eq!(
-            s.concurrency(),
-            Concurrency {
-                max: 1024,
-                per_principal: 256
-            }
-        );
-        let c = parse(
-            "[[services]]\nname = \"files\"\ncommand = [\"srv\"]\nmax_processes = 6\n\
-             idle_timeout_secs = 30\nmax_concurrent = 2\n",
-        )
-        .unwrap();
-        let s = c.service("files").unwrap();
-        let l = s.stdio_limits();
-        assert_eq!(
-            (l.max_processes, l.max_processes_per_principal),
-            (6, 1),
-            "a quarter, at least one"
-        );
-        assert_eq!(l.idle_timeout, std::time::Duration::from_secs(30));
-        assert_eq!(
-            s.concurrency(),
-            Concurrency {
-                max: 2,
-                per_principal: 1
-            }
-        );
-        let c = parse(
-            "[[services]]\nname = \"old\"\nurl = \"http://h/sse\"\ntransport = \"sse\"\n\
-             max_processes = 10\nmax_processes_per_principal = 10\n",
-        )
-        .unwrap();
-        assert_eq!(
-            c.service("old")
-                .unwrap()
-                .stdio_limits()
-                .max_processes_per_principal,
-            10
-        );
-        assert_eq!(c.descriptor_budget(), 1024 + 10);
-    }
-
-    #[test]
-    fn bad_limits() {
-        let svc = "[[services]]\nname = \"files\"\ncommand = [\"srv\"]\n";
-        for bad in [
-            "max_processes = 0",
-            "max_processes_per_principal = 0",
-            "max_processes = 4\nmax_processes_per_principal = 5",
-            "max_concurrent = 0",
-            "max_concurrent = 8\nmax_concurrent_per_principal = 9",
-            "max_processes = \"many\"",
-            "max_sessions = 3",
-        ] {
-            assert!(parse(&format!("{svc}{bad}")).is_err(), "{bad}");
-        }
-        // Session keys on a Streamable HTTP service would silently do nothing.
-        let http = "[[services]]\nname = \"h\"\nurl = \"http://h/mcp\"\n";
-        let e = parse(&format!("{http}max_processes = 3")).unwrap_err();
-        assert!(format!("{e:#}").contains("stdio"), "{e:#}");
-        assert!(parse(&format!("{http}max_concurrent = 3")).is_ok());
-    }
-
-    #[test]
-    fn bad_services() {
-        assert!(parse("").is_err());
-        assert!(parse("[[services]]\nname = \"x\"").is_err());
-        assert!(parse("[[services]]\nname = \"x\"\nurl = \"ftp://h/\"").is_err());
-        assert!(parse("[[services]]\nname = \"Bad Name\"\nurl = \"http://h/\"").is_err());
-    }
-}
+mod tests;

@@ -1,11 +1,20 @@
 //! The Underpass connector: runs inside the private network, dials out to edges over QUIC with
 //! mutual TLS, and serves only the services its own config names. It listens on no port.
+//!
+//! Modules, from the tunnel down: [`tunnel`] (dial each edge, Hello/Welcome, accept exchange
+//! streams), [`exchange`] (serve one exchange stream), [`backends`] (one backend per service:
+//! Streamable HTTP, legacy SSE, stdio), [`bridge`] (the session bridge the SSE and stdio
+//! backends share), [`concurrency`] (caps on exchanges in flight), and the leaves
+//! [`config`], [`answer`] and [`http_client`].
+#![forbid(unsafe_code)]
 
-pub mod backend;
+pub mod answer;
+pub mod backends;
+pub mod bridge;
 pub mod concurrency;
 pub mod config;
-pub mod sse_backend;
-pub mod stdio;
+pub mod exchange;
+pub mod http_client;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -14,7 +23,7 @@ use anyhow::Context;
 use underpass_shared::identity::Role;
 use underpass_shared::tls::{self, Credentials, PeerPolicy};
 
-use crate::backend::Backends;
+use crate::backends::Backends;
 use crate::config::ConnectorConfig;
 use crate::tunnel::Dialer;
 

@@ -1,3 +1,6 @@
+//! `underpass-connector`: the connector daemon's command line (see the library for what it does).
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use clap::Parser;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use underpass_shared::frame::{self, codes, Control, PROTOCOL_VERSION};
 use underpass_shared::transport::{TransportError, TunnelConn};
 
-use crate::backend::{self, Backends};
+use crate::backends::Backends;
+use crate::exchange;
 
 /// Time allowed for QUIC + TLS and the Hello/Welcome exchange.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -171,7 +172,7 @@ impl Dialer {
                 Ok((send, recv)) => {
                     let backends = self.backends.clone();
                     tokio::spawn(
-                        async move { backend::serve_exchange(&backends, send, recv).await },
+                        async move { exchange::serve_exchange(&backends, send, recv).await },
                     );
                 }
                 Err(reason) => {

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use underpass_connector::backend::http_client;
-use underpass_connector::sse_backend::SseBackendService;
-use underpass_connector::stdio::StdioLimits;
+use underpass_connector::backends::sse::{SseBackend, SseOpener};
+use underpass_connector::config::SessionLimits;
+use underpass_connector::http_client::http_client;
 
 mod common;
 use common::*;
@@ -73,11 +73,15 @@ impl Server {
         }
     }
 
-    fn service(&self) -> SseBackendService {
+    fn service(&self) -> SseBackend {
         let url = format!("http://127.0.0.1:{}/sse", self.port)
             .parse()
             .unwrap();
-        SseBackendService::new("everything-sse", url, http_client(), StdioLimits::default())
+        SseBackend::new(
+            "everything-sse",
+            SseOpener::new(url, http_client()),
+            SessionLimits::default(),
+        )
     }
 
     fn log(&self) -> String {
@@ -90,7 +94,7 @@ async fn sse_session_lifecycle_against_server_everything() {
     let server = Server::start().await;
     let svc = server.service();
     let session = open_session(&svc, PROTOCOL).await;
-    assert_eq!(svc.connection_count(), 1);
+    assert_eq!(svc.session_count(), 1);
 
     // tools/list over SSE.
     let resp = post(
@@ -137,12 +141,12 @@ async fn sse_session_lifecycle_against_server_everything() {
     // A second session gets its own backend connection.
     let other = open_session(&svc, PROTOCOL).await;
     assert_ne!(other, session);
-    assert_eq!(svc.connection_count(), 2);
+    assert_eq!(svc.session_count(), 2);
 
     // DELETE closes the backend connection: the server sees its client disconnect.
     let resp = delete(&svc, &session).await;
     assert_eq!(resp.status, 200);
-    assert_eq!(svc.connection_count(), 1);
+    assert_eq!(svc.session_count(), 1);
     let resp = post(
         &svc,
         Some(&session),
@@ -171,7 +175,7 @@ async fn sse_session_lifecycle_against_server_everything() {
     .await;
     assert_eq!(json_body(resp).await["id"], 4);
     svc.shutdown().await;
-    assert_eq!(svc.connection_count(), 0);
+    assert_eq!(svc.session_count(), 0);
 }
 
 #[tokio::test]
@@ -224,7 +228,7 @@ async fn sse_unknown_or_missing_sessions() {
     let server = Server::start().await;
     let svc = server.service();
     check_unknown_or_missing_sessions(&svc).await;
-    assert_eq!(svc.connection_count(), 0, "nothing was connected");
+    assert_eq!(svc.session_count(), 0, "nothing was connected");
 }
 
 #[tokio::test]
@@ -234,7 +238,11 @@ async fn sse_unreachable_backend_is_reported() {
         .expect("a free port")
         .port();
     let url = format!("http://127.0.0.1:{port}/sse").parse().unwrap();
-    let svc = SseBackendService::new("nowhere", url, http_client(), StdioLimits::default());
+    let svc = SseBackend::new(
+        "nowhere",
+        SseOpener::new(url, http_client()),
+        SessionLimits::default(),
+    );
     let resp = post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
     assert_eq!(resp.status, 502);
     let v = json_body(resp).await;
@@ -245,7 +253,7 @@ async fn sse_unreachable_backend_is_reported() {
         !msg.contains("127.0.0.1") && !msg.contains(&port.to_string()),
         "{v}"
     );
-    assert_eq!(svc.connection_count(), 0);
+    assert_eq!(svc.session_count(), 0);
 }
 
 #[tokio::test]
@@ -280,5 +288,5 @@ async fn sse_lost_backend_fails_pending_requests_and_ends_the_session() {
     )
     .await;
     assert_eq!(resp.status, 404, "the session is gone");
-    assert_eq!(svc.connection_count(), 0);
+    assert_eq!(svc.session_count(), 0);
 }

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::json;
-use underpass_connector::stdio::{StdioLimits, StdioService};
+use underpass_connector::backends::stdio::{ProcessOpener, StdioBackend};
+use underpass_connector::config::SessionLimits;
 
 mod common;
 use common::*;
@@ -17,20 +18,19 @@ const TAG_VAR: &str = "UNDERPASS_STDIO_TEST_TAG";
 
 /// A service running server-everything; `tag` marks its processes' environment so tests can
 /// find their pids (and it checks that `env` reaches the process).
-fn everything(tag: &str, limits: StdioLimits) -> StdioService {
+fn everything(tag: &str, limits: SessionLimits) -> StdioBackend {
     let env = BTreeMap::from([(TAG_VAR.to_owned(), tag.to_owned())]);
-    StdioService::new(
-        "everything",
-        vec![peer("NODE22"), peer("SERVER_EVERYTHING"), "stdio".into()],
-        env,
-        None,
-        limits,
-    )
+    let command = vec![peer("NODE22"), peer("SERVER_EVERYTHING"), "stdio".into()];
+    StdioBackend::new("everything", ProcessOpener::new(command, env, None), limits)
 }
 
-fn command_service(command: &[&str], limits: StdioLimits) -> StdioService {
+fn command_service(command: &[&str], limits: SessionLimits) -> StdioBackend {
     let command = command.iter().map(|s| s.to_string()).collect();
-    StdioService::new("broken", command, BTreeMap::new(), None, limits)
+    StdioBackend::new(
+        "broken",
+        ProcessOpener::new(command, BTreeMap::new(), None),
+        limits,
+    )
 }
 
 fn new_tag() -> String {
@@ -66,9 +66,9 @@ fn the_pid(tag: &str) -> u32 {
 #[tokio::test]
 async fn stdio_session_lifecycle_against_server_everything() {
     let tag = new_tag();
-    let svc = everything(&tag, StdioLimits::default());
+    let svc = everything(&tag, SessionLimits::default());
     let session = open_session(&svc, PROTOCOL).await;
-    assert_eq!(svc.process_count(), 1);
+    assert_eq!(svc.session_count(), 1);
 
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
     let msgs = sse_body(post(&svc, Some(&session), ACCEPT_BOTH, list).await).await;
@@ -109,7 +109,7 @@ async fn stdio_session_lifecycle_against_server_everything() {
         resp.status
     );
     assert!(!alive(pid), "process {pid} still exists after DELETE");
-    assert_eq!(svc.process_count(), 0);
+    assert_eq!(svc.session_count(), 0);
 
     let ping = json!({"jsonrpc": "2.0", "id": 4, "method": "ping"});
     let resp = post(&svc, Some(&session), ACCEPT_BOTH, ping).await;
@@ -118,13 +118,13 @@ async fn stdio_session_lifecycle_against_server_everything() {
 
 #[tokio::test]
 async fn stdio_progress_events_arrive_before_the_result() {
-    let svc = everything(&new_tag(), StdioLimits::default());
+    let svc = everything(&new_tag(), SessionLimits::default());
     check_progress_streams_before_result(&svc, PROTOCOL).await;
 }
 
 #[tokio::test]
 async fn stdio_get_stream_delivers_session_notifications_and_is_exclusive() {
-    let svc = everything(&new_tag(), StdioLimits::default());
+    let svc = everything(&new_tag(), SessionLimits::default());
     let session = open_session(&svc, PROTOCOL).await;
     let resp = get(&svc, &session).await;
     assert_eq!(resp.status, 200);
@@ -148,7 +148,7 @@ async fn stdio_get_stream_delivers_session_notifications_and_is_exclusive() {
 
 #[tokio::test]
 async fn stdio_unknown_or_missing_sessions() {
-    let svc = everything(&new_tag(), StdioLimits::default());
+    let svc = everything(&new_tag(), SessionLimits::default());
     check_unknown_or_missing_sessions(&svc).await;
     let resp = svc
         .exchange(
@@ -164,16 +164,16 @@ async fn stdio_unknown_or_missing_sessions() {
         .exchange(PRINCIPAL, "PUT", &headers(None, ACCEPT_BOTH), Bytes::new())
         .await;
     assert_eq!(resp.status, 405);
-    assert_eq!(svc.process_count(), 0, "nothing was spawned");
+    assert_eq!(svc.session_count(), 0, "nothing was spawned");
 }
 
 #[tokio::test]
 async fn stdio_process_cap_answers_503() {
     let svc = everything(
         &new_tag(),
-        StdioLimits {
+        SessionLimits {
             max_processes: 1,
-            ..StdioLimits::default()
+            ..SessionLimits::default()
         },
     );
     let first = open_session(&svc, PROTOCOL).await;
@@ -209,10 +209,10 @@ async fn stdio_process_cap_answers_503() {
 async fn stdio_per_principal_process_cap() {
     let svc = everything(
         &new_tag(),
-        StdioLimits {
+        SessionLimits {
             max_processes: 3,
             max_processes_per_principal: 1,
-            ..StdioLimits::default()
+            ..SessionLimits::default()
         },
     );
     let alice = open_session(&svc, PROTOCOL).await;
@@ -229,7 +229,7 @@ async fn stdio_per_principal_process_cap() {
     let msg = rpc_error_message(&v);
     assert!(msg.contains("max_processes_per_principal"), "{msg}");
     assert_eq!(
-        svc.process_count(),
+        svc.session_count(),
         1,
         "the refused initialize spawned nothing"
     );
@@ -245,8 +245,8 @@ async fn stdio_per_principal_process_cap() {
     assert_eq!(resp.status, 200, "another principal still gets a process");
     let bob = header(&resp, "mcp-session-id").expect("session").to_owned();
     drop(resp);
-    assert_eq!(svc.process_count_of("client:bob"), 1);
-    assert_eq!(svc.process_count_of(PRINCIPAL), 1);
+    assert_eq!(svc.session_count_of("client:bob"), 1);
+    assert_eq!(svc.session_count_of(PRINCIPAL), 1);
 
     // Bob's session is not Alice's to use or to close.
     let ping = json!({"jsonrpc": "2.0", "id": 3, "method": "ping"});
@@ -265,14 +265,14 @@ async fn stdio_per_principal_process_cap() {
     let again = open_session(&svc, PROTOCOL).await;
     delete(&svc, &again).await;
     svc.shutdown().await;
-    assert_eq!(svc.process_count(), 0);
+    assert_eq!(svc.session_count(), 0);
 }
 
 #[tokio::test]
 async fn stdio_a_server_that_dies_at_start_is_reported() {
     let svc = command_service(
         &["sh", "-c", "echo dying >&2; exit 3"],
-        StdioLimits::default(),
+        SessionLimits::default(),
     );
     let started = Instant::now();
     let resp = post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
@@ -287,9 +287,9 @@ async fn stdio_a_server_that_dies_at_start_is_reported() {
     assert!(!msg.contains("exit status"), "{msg}");
     assert!(started.elapsed() < Duration::from_secs(5), "no hang");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(svc.process_count(), 0);
+    assert_eq!(svc.session_count(), 0);
 
-    let svc = command_service(&["/nonexistent/mcp-server"], StdioLimits::default());
+    let svc = command_service(&["/nonexistent/mcp-server"], SessionLimits::default());
     let resp = post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL)).await;
     assert_eq!(resp.status, 502);
     let msg = rpc_error_message(&json_body(resp).await);
@@ -299,13 +299,13 @@ async fn stdio_a_server_that_dies_at_start_is_reported() {
         "{msg}"
     );
     assert!(!msg.contains("/nonexistent"), "{msg}");
-    assert_eq!(svc.process_count(), 0);
+    assert_eq!(svc.session_count(), 0);
 }
 
 #[tokio::test]
 async fn stdio_a_crash_mid_request_ends_the_stream_with_an_error() {
     let tag = new_tag();
-    let svc = everything(&tag, StdioLimits::default());
+    let svc = everything(&tag, SessionLimits::default());
     let session = open_session(&svc, PROTOCOL).await;
     let pid = the_pid(&tag);
     let mut events = running_call(&svc, &session, long_running(9, 20, 20, "crash")).await;
@@ -339,7 +339,7 @@ async fn stdio_a_crash_mid_request_ends_the_stream_with_an_error() {
         post(&svc, Some(&session), ACCEPT_BOTH, ping).await.status,
         404
     );
-    assert_eq!(svc.process_count(), 0);
+    assert_eq!(svc.session_count(), 0);
 }
 
 #[tokio::test]
@@ -360,7 +360,7 @@ async fn stdio_junk_and_oversized_stdout_lines_are_skipped() {
         });
     "#;
     let node = peer("NODE22");
-    let svc = command_service(&[&node, "-e", script], StdioLimits::default());
+    let svc = command_service(&[&node, "-e", script], SessionLimits::default());
     let resp = post(&svc, None, ACCEPT_JSON, init_request(PROTOCOL)).await;
     assert_eq!(resp.status, 200);
     let session = header(&resp, "mcp-session-id").expect("session").to_owned();
@@ -379,9 +379,9 @@ async fn stdio_idle_sessions_are_closed() {
     let tag = new_tag();
     let svc = everything(
         &tag,
-        StdioLimits {
+        SessionLimits {
             idle_timeout: Duration::from_secs(1),
-            ..StdioLimits::default()
+            ..SessionLimits::default()
         },
     );
     let session = open_session(&svc, PROTOCOL).await;
@@ -409,7 +409,7 @@ async fn stdio_idle_sessions_are_closed() {
 
 #[tokio::test]
 async fn stdio_a_dropped_stream_leaves_no_route_behind() {
-    let svc = everything(&new_tag(), StdioLimits::default());
+    let svc = everything(&new_tag(), SessionLimits::default());
     let session = open_session(&svc, PROTOCOL).await;
     let events = running_call(&svc, &session, long_running(5, 1, 2, "drop")).await;
     drop(events);
@@ -427,7 +427,7 @@ async fn stdio_a_dropped_stream_leaves_no_route_behind() {
 
 #[tokio::test]
 async fn stdio_client_cancellation_ends_the_stream() {
-    let svc = everything(&new_tag(), StdioLimits::default());
+    let svc = everything(&new_tag(), SessionLimits::default());
     let session = open_session(&svc, PROTOCOL).await;
     let mut events = running_call(&svc, &session, long_running(11, 10, 10, "cancel")).await;
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 11, "reason": "test"}});
@@ -445,7 +445,7 @@ async fn stdio_client_cancellation_ends_the_stream() {
 
 #[tokio::test]
 async fn stdio_batches_are_answered_together() {
-    let svc = everything(&new_tag(), StdioLimits::default());
+    let svc = everything(&new_tag(), SessionLimits::default());
     let session = open_session(&svc, PROTOCOL).await;
     let batch = json!([
         {"jsonrpc": "2.0", "id": 1, "method": "ping"},
@@ -473,7 +473,7 @@ async fn stdio_batches_are_answered_together() {
 #[tokio::test]
 async fn stdio_shutdown_ends_every_process() {
     let tag = new_tag();
-    let svc = everything(&tag, StdioLimits::default());
+    let svc = everything(&tag, SessionLimits::default());
     let _a = open_session(&svc, PROTOCOL).await;
     let _b = open_session(&svc, PROTOCOL).await;
     let pids = pids_with_tag(&tag);
@@ -482,7 +482,7 @@ async fn stdio_shutdown_ends_every_process() {
         .await
         .expect("shutdown in time");
     assert!(pids.iter().all(|&p| !alive(p)), "processes left: {pids:?}");
-    assert_eq!(svc.process_count(), 0);
+    assert_eq!(svc.session_count(), 0);
     assert_eq!(
         post(&svc, None, ACCEPT_BOTH, init_request(PROTOCOL))
             .await
@@ -494,7 +494,7 @@ async fn stdio_shutdown_ends_every_process() {
 #[tokio::test]
 async fn stdio_dropping_the_service_kills_its_processes() {
     let tag = new_tag();
-    let svc = everything(&tag, StdioLimits::default());
+    let svc = everything(&tag, SessionLimits::default());
     let _session = open_session(&svc, PROTOCOL).await;
     let pid = the_pid(&tag);
     drop(svc);

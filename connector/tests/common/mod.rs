@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use underpass_connector::sse_backend::SseBackendService;
-use underpass_connector::stdio::{StdioResponse, StdioService};
+use underpass_connector::answer::Answer;
+use underpass_connector::bridge::{LinkOpener, SessionBridge};
 
 pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 pub const ACCEPT_JSON: &str = "application/json";
@@ -20,7 +20,7 @@ pub const STEP: Duration = Duration::from_secs(30);
 /// The principal the helpers below act as (the edge names one in every exchange).
 pub const PRINCIPAL: &str = "client:test";
 
-/// A bridge under test: a stdio or a legacy SSE backend service.
+/// A bridge under test: a stdio or a legacy SSE backend.
 pub trait Exchange {
     fn exchange_as(
         &self,
@@ -28,39 +28,27 @@ pub trait Exchange {
         method: &str,
         headers: &[(String, Vec<u8>)],
         body: Bytes,
-    ) -> impl std::future::Future<Output = StdioResponse>;
+    ) -> impl std::future::Future<Output = Answer>;
 
     fn exchange(
         &self,
         method: &str,
         headers: &[(String, Vec<u8>)],
         body: Bytes,
-    ) -> impl std::future::Future<Output = StdioResponse> {
+    ) -> impl std::future::Future<Output = Answer> {
         self.exchange_as(PRINCIPAL, method, headers, body)
     }
 }
 
-impl Exchange for StdioService {
+impl<O: LinkOpener> Exchange for SessionBridge<O> {
     fn exchange_as(
         &self,
         principal: &str,
         method: &str,
         headers: &[(String, Vec<u8>)],
         body: Bytes,
-    ) -> impl std::future::Future<Output = StdioResponse> {
-        StdioService::exchange(self, principal, method, headers, body)
-    }
-}
-
-impl Exchange for SseBackendService {
-    fn exchange_as(
-        &self,
-        principal: &str,
-        method: &str,
-        headers: &[(String, Vec<u8>)],
-        body: Bytes,
-    ) -> impl std::future::Future<Output = StdioResponse> {
-        SseBackendService::exchange(self, principal, method, headers, body)
+    ) -> impl std::future::Future<Output = Answer> {
+        SessionBridge::exchange(self, principal, method, headers, body)
     }
 }
 
@@ -99,12 +87,7 @@ pub fn headers(session: Option<&str>, accept: &str) -> Vec<(String, Vec<u8>)> {
     h
 }
 
-pub async fn post(
-    svc: &impl Exchange,
-    session: Option<&str>,
-    accept: &str,
-    msg: Value,
-) -> StdioResponse {
+pub async fn post(svc: &impl Exchange, session: Option<&str>, accept: &str, msg: Value) -> Answer {
     post_as(svc, PRINCIPAL, session, accept, msg).await
 }
 
@@ -115,7 +98,7 @@ pub async fn post_as(
     session: Option<&str>,
     accept: &str,
     msg: Value,
-) -> StdioResponse {
+) -> Answer {
     let body = Bytes::from(msg.to_string());
     tokio::time::timeout(
         STEP,
@@ -125,7 +108,7 @@ pub async fn post_as(
     .expect("POST answered in time")
 }
 
-pub async fn get(svc: &impl Exchange, session: &str) -> StdioResponse {
+pub async fn get(svc: &impl Exchange, session: &str) -> Answer {
     tokio::time::timeout(
         STEP,
         svc.exchange(
@@ -138,7 +121,7 @@ pub async fn get(svc: &impl Exchange, session: &str) -> StdioResponse {
     .expect("GET answered in time")
 }
 
-pub async fn delete(svc: &impl Exchange, session: &str) -> StdioResponse {
+pub async fn delete(svc: &impl Exchange, session: &str) -> Answer {
     tokio::time::timeout(
         STEP,
         svc.exchange("DELETE", &headers(Some(session), ACCEPT_BOTH), Bytes::new()),
@@ -147,14 +130,14 @@ pub async fn delete(svc: &impl Exchange, session: &str) -> StdioResponse {
     .expect("DELETE answered in time")
 }
 
-pub fn header<'a>(resp: &'a StdioResponse, name: &str) -> Option<&'a str> {
+pub fn header<'a>(resp: &'a Answer, name: &str) -> Option<&'a str> {
     resp.headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-pub async fn body(resp: StdioResponse) -> Vec<u8> {
+pub async fn body(resp: Answer) -> Vec<u8> {
     let mut out = Vec::new();
     let mut stream = resp.body;
     while let Some(chunk) = tokio::time::timeout(STEP, stream.next())
@@ -166,7 +149,7 @@ pub async fn body(resp: StdioResponse) -> Vec<u8> {
     out
 }
 
-pub async fn json_body(resp: StdioResponse) -> Value {
+pub async fn json_body(resp: Answer) -> Value {
     let bytes = body(resp).await;
     serde_json::from_slice(&bytes).unwrap_or_else(|e| {
         panic!(
@@ -193,7 +176,7 @@ pub fn sse_messages(text: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-pub async fn sse_body(resp: StdioResponse) -> Vec<Value> {
+pub async fn sse_body(resp: Answer) -> Vec<Value> {
     assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
     sse_messages(&body(resp).await)
 }
@@ -205,7 +188,7 @@ pub struct EventReader {
 }
 
 impl EventReader {
-    pub fn new(resp: StdioResponse) -> Self {
+    pub fn new(resp: Answer) -> Self {
         assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
         EventReader {
             stream: resp.body,

@@ -4,28 +4,28 @@
 //! reply arrives on that stream.
 //!
 //! Such a connection is bridged to Streamable HTTP exactly like a stdio process is (see
-//! [`crate::stdio`]): one backend SSE connection per client session, opened by `initialize`
+//! [`crate::bridge`]): one backend SSE connection per client session, opened by `initialize`
 //! and named by a fresh `Mcp-Session-Id`; messages from the server are routed to the POST
 //! exchange they belong to (response by id, progress by progressToken, other server messages
 //! to the oldest pending request) or to the GET stream; DELETE closes the connection; a lost
 //! connection ends the session and answers its pending requests with a JSON-RPC error. Only
 //! the transport differs, so this module supplies just that: a [`LinkOpener`].
 
+use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use http::Uri;
 use http_body_util::{BodyExt, Full, Limited};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use underpass_shared::mcp::{SseParser, DEFAULT_MAX_EVENT_SIZE};
 
-use crate::backend::{error_chain, HttpClient};
-use crate::stdio::{Inbox, LinkOpener, StdioLimits, StdioResponse, StdioService, WriteCmd};
+use crate::bridge::{one_line, BridgeError, End, Inbox, Link, LinkOpener, SessionBridge, WriteCmd};
+use crate::http_client::{error_chain, HttpClient};
 
 /// How long connecting and receiving the response head of the GET may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,9 +36,14 @@ const POST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest POST answer body read (it is normally `Accepted`).
 const POST_BODY_MAX: usize = 64 * 1024;
 
+/// One configured legacy HTTP+SSE service and the backend connections of its sessions:
+/// `max_processes` caps the open connections (`max_processes_per_principal` those of one
+/// principal).
+pub type SseBackend = SessionBridge<SseOpener>;
+
 /// Why a backend connection could not be used; becomes the session's end reason.
 #[derive(Debug, thiserror::Error)]
-pub enum SseBackendError {
+pub enum SseLinkError {
     #[error("could not be reached at {url}: {reason}")]
     Connect { url: String, reason: String },
     #[error("answered GET {url} with HTTP status {status}")]
@@ -55,61 +60,78 @@ pub enum SseBackendError {
     Read(String),
 }
 
-/// One configured legacy HTTP+SSE service and the backend connections of its sessions.
-pub struct SseBackendService {
-    inner: StdioService,
-}
-
-impl SseBackendService {
-    /// Nothing is connected here (no runtime needed): one connection is opened per session.
-    /// `limits.max_processes` caps the open connections (`max_processes_per_principal` those of
-    /// one principal). Only `http` URLs are supported.
-    /// `client` is the connector's shared pool ([`crate::backend::http_client`]).
-    pub fn new(service: &str, url: Uri, client: HttpClient, limits: StdioLimits) -> Self {
-        let opener = Arc::new(Opener { url, client });
-        SseBackendService {
-            inner: StdioService::with_link(service, opener, limits),
-        }
-    }
-
-    /// Serves one HTTP exchange with Streamable HTTP semantics (legacy era) for `principal`
-    /// (see [`StdioService::exchange`]).
-    pub async fn exchange(
-        &self,
-        principal: &str,
-        method: &str,
-        headers: &[(String, Vec<u8>)],
-        body: Bytes,
-    ) -> StdioResponse {
-        self.inner.exchange(principal, method, headers, body).await
-    }
-
-    /// Closes every backend connection and refuses new sessions.
-    pub async fn shutdown(&self) {
-        self.inner.shutdown().await;
-    }
-
-    /// Backend connections currently open (for metrics and tests).
-    pub fn connection_count(&self) -> usize {
-        self.inner.process_count()
-    }
-}
-
-struct Opener {
+/// Opens one connection to the SSE server per session. Only `http` URLs are supported.
+pub struct SseOpener {
     url: Uri,
     client: HttpClient,
 }
 
-impl LinkOpener for Opener {
-    fn run(&self, writes: mpsc::Receiver<WriteCmd>, inbox: Inbox) -> BoxFuture<'static, String> {
-        let url = self.url.clone();
-        let client = self.client.clone();
-        Box::pin(async move {
-            match run_link(url, client, writes, inbox).await {
-                Ok(never) => match never {},
-                Err(e) => e.to_string(),
-            }
+impl SseOpener {
+    /// Nothing is connected here (no runtime needed). `client` is the connector's shared pool
+    /// ([`crate::http_client::http_client`]).
+    pub fn new(url: Uri, client: HttpClient) -> Self {
+        SseOpener { url, client }
+    }
+}
+
+impl LinkOpener for SseOpener {
+    type Link = SseLink;
+    const LABEL: &'static str = "SSE";
+
+    fn open(&self, writes: mpsc::Receiver<WriteCmd>, inbox: Inbox) -> Result<SseLink, BridgeError> {
+        let run = run_link(self.url.clone(), self.client.clone(), writes, inbox.clone());
+        Ok(SseLink {
+            run: Some(Box::pin(async move {
+                match run.await {
+                    Ok(never) => match never {},
+                    Err(e) => e,
+                }
+            })),
+            inbox,
+            end: None,
         })
+    }
+}
+
+/// One session's connection: it runs inside the future `run` (dropped to close it).
+pub struct SseLink {
+    run: Option<Pin<Box<dyn Future<Output = SseLinkError> + Send>>>,
+    inbox: Inbox,
+    end: Option<End<SseLinkError>>,
+}
+
+impl Link for SseLink {
+    type Ended = SseLinkError;
+
+    async fn ended(&mut self) -> SseLinkError {
+        match self.run.as_mut() {
+            Some(run) => run.await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn close(&mut self, end: End<SseLinkError>) {
+        self.run = None;
+        self.end = Some(end);
+    }
+
+    async fn report(self) -> String {
+        let (service, session) = (self.inbox.service(), self.inbox.session());
+        match self.end {
+            // A lost link's reason names the backend (its URL, the error): it goes to the log,
+            // and clients get a reference to it.
+            Some(End::Ended(e)) => {
+                let reference = underpass_shared::incident::new_ref();
+                tracing::warn!(%service, %session, %reference, "MCP server connection lost: the server {e}");
+                format!("lost its connection (ref {reference})")
+            }
+            Some(End::Stopped(stop)) => {
+                let reason = stop.reason();
+                tracing::info!(%service, %session, "MCP server session ended: {reason}");
+                reason
+            }
+            None => crate::bridge::Stop::Dropped.reason(),
+        }
     }
 }
 
@@ -120,27 +142,27 @@ async fn run_link(
     client: HttpClient,
     writes: mpsc::Receiver<WriteCmd>,
     inbox: Inbox,
-) -> Result<std::convert::Infallible, SseBackendError> {
+) -> Result<std::convert::Infallible, SseLinkError> {
     let request = http::Request::get(url.clone())
         .header(http::header::ACCEPT, "text/event-stream")
         .header(http::header::CACHE_CONTROL, "no-cache")
         .body(Full::new(Bytes::new()))
-        .map_err(|e| SseBackendError::Connect {
+        .map_err(|e| SseLinkError::Connect {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
     let response = timeout(CONNECT_TIMEOUT, client.request(request))
         .await
-        .map_err(|_| SseBackendError::Connect {
+        .map_err(|_| SseLinkError::Connect {
             url: url.to_string(),
             reason: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
         })?
-        .map_err(|e| SseBackendError::Connect {
+        .map_err(|e| SseLinkError::Connect {
             url: url.to_string(),
             reason: error_chain(&e),
         })?;
     if !response.status().is_success() {
-        return Err(SseBackendError::Status {
+        return Err(SseLinkError::Status {
             url: url.to_string(),
             status: response.status().as_u16(),
         });
@@ -161,7 +183,7 @@ async fn run_link(
         }
     })
     .await
-    .map_err(|_| SseBackendError::NoEndpoint(ENDPOINT_TIMEOUT.as_secs()))??;
+    .map_err(|_| SseLinkError::NoEndpoint(ENDPOINT_TIMEOUT.as_secs()))??;
     tracing::debug!(service = %inbox.service(), session = %inbox.session(), %endpoint, "SSE backend connected");
     let reader = async {
         loop {
@@ -190,14 +212,14 @@ struct EventStream {
 
 impl EventStream {
     /// The next event that has data: its type (`message` by default) and data.
-    async fn next(&mut self) -> Result<(String, String), SseBackendError> {
+    async fn next(&mut self) -> Result<(String, String), SseLinkError> {
         loop {
             if let Some(event) = self.queue.pop_front() {
                 return Ok(event);
             }
             let frame = match self.body.frame().await {
-                None => return Err(SseBackendError::Closed),
-                Some(Err(e)) => return Err(SseBackendError::Read(error_chain(&e))),
+                None => return Err(SseLinkError::Closed),
+                Some(Err(e)) => return Err(SseLinkError::Read(error_chain(&e))),
                 Some(Ok(frame)) => frame,
             };
             let Ok(chunk) = frame.into_data() else {
@@ -206,7 +228,7 @@ impl EventStream {
             let events = self
                 .parser
                 .feed(&chunk)
-                .map_err(|e| SseBackendError::Sse(e.to_string()))?;
+                .map_err(|e| SseLinkError::Sse(e.to_string()))?;
             for ev in events {
                 if let Some(data) = ev.data() {
                     let kind = ev.event().unwrap_or("message").to_owned();
@@ -278,15 +300,19 @@ fn error_for_request(line: &[u8], reference: &str) -> Option<Vec<u8>> {
     let id = msg
         .get("id")
         .filter(|id| id.is_string() || id.is_number())?;
-    let v = json!({"jsonrpc": "2.0", "id": id, "error": {"code": underpass_shared::jsonrpc::code::UPSTREAM_FAILED,
-        "message": format!("the SSE MCP server did not accept the message (ref {reference})")}});
+    let v = underpass_shared::jsonrpc::error(
+        Some(id),
+        underpass_shared::jsonrpc::code::UPSTREAM_FAILED,
+        &format!("the SSE MCP server did not accept the message (ref {reference})"),
+        None,
+    );
     Some(v.to_string().into_bytes())
 }
 
 /// Resolves the `endpoint` event's data against the SSE URL. Only the same origin is
 /// accepted, so a backend cannot make the connector post elsewhere.
-fn resolve_endpoint(base: &Uri, data: &str) -> Result<Uri, SseBackendError> {
-    let bad = || SseBackendError::BadEndpoint(data.to_owned());
+fn resolve_endpoint(base: &Uri, data: &str) -> Result<Uri, SseLinkError> {
+    let bad = || SseLinkError::BadEndpoint(data.to_owned());
     let (Some(scheme), Some(authority)) = (base.scheme(), base.authority()) else {
         return Err(bad());
     };
@@ -316,46 +342,5 @@ fn resolve_endpoint(base: &Uri, data: &str) -> Result<Uri, SseBackendError> {
         .map_err(|_| bad())
 }
 
-/// SSE data as one line: in valid JSON a CR or LF can only be whitespace between tokens.
-fn one_line(data: &[u8]) -> Vec<u8> {
-    data.trim_ascii()
-        .iter()
-        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
-        .collect()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_resolve_on_the_same_origin_only() {
-        let base: Uri = "http://127.0.0.1:9/sse".parse().unwrap();
-        let r = |d: &str| resolve_endpoint(&base, d).map(|u| u.to_string());
-        assert_eq!(
-            r("/message?sessionId=a").unwrap(),
-            "http://127.0.0.1:9/message?sessionId=a"
-        );
-        assert_eq!(r("messages/x").unwrap(), "http://127.0.0.1:9/messages/x");
-        assert_eq!(
-            r("http://127.0.0.1:9/m?x=1").unwrap(),
-            "http://127.0.0.1:9/m?x=1"
-        );
-        assert!(r("http://evil:9/m").is_err());
-        assert!(r("//evil/m").is_err());
-        assert!(r("").is_err());
-        let nested: Uri = "http://h/a/b/sse".parse().unwrap();
-        assert_eq!(
-            resolve_endpoint(&nested, "msg").unwrap().to_string(),
-            "http://h/a/b/msg"
-        );
-    }
-
-    #[test]
-    fn failed_requests_get_an_error_response() {
-        let e = error_for_request(br#"{"jsonrpc":"2.0","id":3,"method":"x"}"#, "boom").unwrap();
-        let v: Value = serde_json::from_slice(&e).unwrap();
-        assert_eq!(v["id"], 3);
-        assert!(error_for_request(br#"{"jsonrpc":"2.0","method":"n"}"#, "boom").is_none());
-    }
-}
+mod tests;

@@ -1,0 +1,135 @@
+//! The backends of this connector's services, by name: one [`Backend`] per configured
+//! service, each kind behind the same `answer`, plus the service's caps on exchanges in
+//! flight.
+//!
+//! Kinds: [`http`] (Streamable HTTP: each exchange forwarded as one request), [`sse`] (a
+//! 2024-11-05 HTTP+SSE server, one connection per session) and [`stdio`] (a local process per
+//! session); the last two through the session bridge ([`crate::bridge`]).
+
+mod error;
+pub mod http;
+pub mod sse;
+pub mod stdio;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use underpass_shared::frame::RequestHead;
+
+pub use self::error::BackendError;
+use self::http::HttpBackend;
+use self::sse::{SseBackend, SseOpener};
+use self::stdio::{ProcessOpener, StdioBackend};
+use crate::answer::Answer;
+use crate::concurrency::{Limiter, Permit};
+use crate::config::{BackendConfig, ConnectorConfig};
+use crate::http_client::{http_client, HttpClient};
+
+/// The backend of one service.
+pub enum Backend {
+    /// A Streamable HTTP server: forwarded request by request.
+    Http(HttpBackend),
+    /// A legacy HTTP+SSE server: bridged, a connection per session.
+    Sse(SseBackend),
+    /// A local stdio server: bridged, a process per session.
+    Stdio(StdioBackend),
+}
+
+impl Backend {
+    /// Nothing is started or connected here (no runtime needed).
+    pub fn new(service: &str, config: &BackendConfig, client: &HttpClient) -> Backend {
+        match config {
+            BackendConfig::Http { url } => {
+                Backend::Http(HttpBackend::new(url.clone(), client.clone()))
+            }
+            BackendConfig::Sse { url, sessions } => Backend::Sse(SseBackend::new(
+                service,
+                SseOpener::new(url.clone(), client.clone()),
+                sessions.clone(),
+            )),
+            BackendConfig::Stdio {
+                command,
+                env,
+                cwd,
+                sessions,
+            } => Backend::Stdio(StdioBackend::new(
+                service,
+                ProcessOpener::new(command.clone(), env.clone(), cwd.clone()),
+                sessions.clone(),
+            )),
+        }
+    }
+
+    /// Serves one exchange of `head.principal`: the backend's answer, or why there is none.
+    pub async fn answer(&self, head: &RequestHead, body: Bytes) -> Result<Answer, BackendError> {
+        match self {
+            Backend::Http(http) => http.answer(head, body).await,
+            Backend::Sse(sse) => Ok(sse
+                .exchange(&head.principal, &head.method, &head.headers, body)
+                .await),
+            Backend::Stdio(stdio) => Ok(stdio
+                .exchange(&head.principal, &head.method, &head.headers, body)
+                .await),
+        }
+    }
+
+    /// Ends every session of a bridged backend cleanly; nothing to do for HTTP.
+    pub async fn shutdown(&self) {
+        match self {
+            Backend::Http(_) => {}
+            Backend::Sse(sse) => sse.shutdown().await,
+            Backend::Stdio(stdio) => stdio.shutdown().await,
+        }
+    }
+}
+
+/// A configured service: its backend and its caps on exchanges in flight.
+struct Service {
+    backend: Backend,
+    limiter: Limiter,
+}
+
+/// The backends of this connector's services. HTTP and SSE ones share one connection pool.
+pub struct Backends {
+    services: HashMap<String, Service>,
+}
+
+impl Backends {
+    pub fn new(config: &ConnectorConfig) -> Self {
+        let client = http_client();
+        let services = config
+            .services
+            .iter()
+            .map(|s| {
+                let service = Service {
+                    backend: Backend::new(&s.name, &s.backend, &client),
+                    limiter: Limiter::new(&s.name, s.concurrency),
+                };
+                (s.name.clone(), service)
+            })
+            .collect();
+        Backends { services }
+    }
+
+    /// The service's backend and a place for one exchange of `head.principal` under the
+    /// service's caps, held until the permit is dropped.
+    pub fn admit(&self, head: &RequestHead) -> Result<(&Backend, Permit), BackendError> {
+        let service = self
+            .services
+            .get(&head.service)
+            .ok_or_else(|| BackendError::UnknownService(head.service.clone()))?;
+        let permit = service.limiter.admit(&head.principal).map_err(|refused| {
+            tracing::info!(service = %head.service, principal = %head.principal,
+                trace_id = %head.trace_id, "exchange refused: {refused}");
+            BackendError::from(refused)
+        })?;
+        Ok((&service.backend, permit))
+    }
+
+    /// Ends every bridged session (stdio processes, SSE connections) cleanly.
+    pub async fn shutdown(&self) {
+        for service in self.services.values() {
+            service.backend.shutdown().await;
+        }
+    }
+}

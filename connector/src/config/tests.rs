@@ -1,0 +1,204 @@
+use super::*;
+
+fn parse(services: &str) -> anyhow::Result<ConnectorConfig> {
+    let file: ConnectorFile = toml::from_str(&format!(
+        "name = \"dc1\"\nedges = [\"127.0.0.1:7844\"]\ncert = \"pki/dc1.crt\"\nkey = \"pki/dc1.key\"\nca = \"pki/ca.crt\"\n{services}"
+    ))?;
+    file.validate(Path::new("/etc/up"))
+}
+
+fn backend(c: &ConnectorConfig, name: &str) -> BackendConfig {
+    c.service(name).expect("the service").backend.clone()
+}
+
+fn sessions(c: &ConnectorConfig, name: &str) -> SessionLimits {
+    backend(c, name).sessions().expect("session limits").clone()
+}
+
+#[test]
+fn http_service() {
+    let c =
+        parse("[[services]]\nname = \"everything\"\nurl = \"http://127.0.0.1:3001/mcp\"").unwrap();
+    assert_eq!(c.cert, Path::new("/etc/up/pki/dc1.crt"));
+    assert!(c.service("everything").is_some());
+    assert!(c.service("other").is_none());
+    assert_eq!(backend(&c, "everything").kind(), BackendKind::Http);
+}
+
+#[test]
+fn limits_default_to_a_fair_share() {
+    let c = parse("[[services]]\nname = \"files\"\ncommand = [\"srv\"]").unwrap();
+    let l = sessions(&c, "files");
+    assert_eq!(l, SessionLimits::default());
+    assert_eq!(l.max_processes, 32);
+    assert_eq!(l.max_processes_per_principal, 8);
+    assert_eq!(l.idle_timeout, std::time::Duration::from_secs(600));
+    assert_eq!(
+        c.service("files").unwrap().concurrency,
+        Concurrency {
+            max: 1024,
+            per_principal: 256
+        }
+    );
+    let c = parse(
+        "[[services]]\nname = \"files\"\ncommand = [\"srv\"]\nmax_processes = 6\n\
+         idle_timeout_secs = 30\nmax_concurrent = 2\n",
+    )
+    .unwrap();
+    let l = sessions(&c, "files");
+    assert_eq!(
+        (l.max_processes, l.max_processes_per_principal),
+        (6, 1),
+        "a quarter, at least one"
+    );
+    assert_eq!(l.idle_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(
+        c.service("files").unwrap().concurrency,
+        Concurrency {
+            max: 2,
+            per_principal: 1
+        }
+    );
+    let c = parse(
+        "[[services]]\nname = \"old\"\nurl = \"http://h/sse\"\ntransport = \"sse\"\n\
+         max_processes = 10\nmax_processes_per_principal = 10\n",
+    )
+    .unwrap();
+    assert_eq!(sessions(&c, "old").max_processes_per_principal, 10);
+    assert_eq!(c.descriptor_budget(), 1024 + 10);
+}
+
+#[test]
+fn bad_limits() {
+    let svc = "[[services]]\nname = \"files\"\ncommand = [\"srv\"]\n";
+    for bad in [
+        "max_processes = 0",
+        "max_processes_per_principal = 0",
+        "max_processes = 4\nmax_processes_per_principal = 5",
+        "max_concurrent = 0",
+        "max_concurrent = 8\nmax_concurrent_per_principal = 9",
+        "max_processes = \"many\"",
+        "max_sessions = 3",
+    ] {
+        assert!(parse(&format!("{svc}{bad}")).is_err(), "{bad}");
+    }
+    // Session keys on a Streamable HTTP service would silently do nothing.
+    let http = "[[services]]\nname = \"h\"\nurl = \"http://h/mcp\"\n";
+    let e = parse(&format!("{http}max_processes = 3")).unwrap_err();
+    assert!(format!("{e:#}").contains("stdio"), "{e:#}");
+    assert!(parse(&format!("{http}max_concurrent = 3")).is_ok());
+    let e = parse(&format!("{http}kind = \"http\"\nidle_timeout_secs = 3")).unwrap_err();
+    assert!(format!("{e:#}").contains("kind = \"stdio\""), "{e:#}");
+}
+
+#[test]
+fn bad_services() {
+    assert!(parse("").is_err());
+    assert!(parse("[[services]]\nname = \"x\"").is_err());
+    assert!(parse("[[services]]\nname = \"x\"\nurl = \"ftp://h/\"").is_err());
+    assert!(parse("[[services]]\nname = \"Bad Name\"\nurl = \"http://h/\"").is_err());
+}
+
+/// The spellings from before `kind` and the `kind` spellings give the same backends.
+#[test]
+fn kinds_and_their_older_spellings_agree() {
+    let pairs = [
+        (
+            "url = \"http://h/mcp\"",
+            "kind = \"http\"\nurl = \"http://h/mcp\"",
+        ),
+        (
+            "url = \"http://h/mcp\"\ntransport = \"streamable-http\"",
+            "kind = \"http\"\nurl = \"http://h/mcp\"\ntransport = \"streamable-http\"",
+        ),
+        (
+            "url = \"http://h/sse\"\ntransport = \"sse\"\nmax_processes = 5",
+            "kind = \"sse\"\nurl = \"http://h/sse\"\nmax_processes = 5",
+        ),
+        (
+            "command = [\"srv\", \"-v\"]\nenv = { A = \"1\" }\ncwd = \"work\"\nidle_timeout_secs = 0",
+            "kind = \"stdio\"\ncommand = [\"srv\", \"-v\"]\nenv = { A = \"1\" }\ncwd = \"work\"\nidle_timeout_secs = 0",
+        ),
+    ];
+    for (old, new) in pairs {
+        let entry = |keys: &str| format!("[[services]]\nname = \"s\"\n{keys}\n");
+        let old_c = parse(&entry(old)).unwrap_or_else(|e| panic!("{old}: {e:#}"));
+        let new_c = parse(&entry(new)).unwrap_or_else(|e| panic!("{new}: {e:#}"));
+        assert_eq!(
+            format!("{:?}", old_c.services),
+            format!("{:?}", new_c.services),
+            "{old} / {new}"
+        );
+    }
+    let c =
+        parse("[[services]]\nname = \"s\"\nkind = \"stdio\"\ncommand = [\"srv\"]\ncwd = \"work\"")
+            .unwrap();
+    match backend(&c, "s") {
+        BackendConfig::Stdio { cwd, .. } => {
+            assert_eq!(cwd.as_deref(), Some(Path::new("/etc/up/work")))
+        }
+        other => panic!("{other:?}"),
+    }
+    // The old leniency stays for old files: `env` beside a `url` was ignored, and still is.
+    let c =
+        parse("[[services]]\nname = \"s\"\nurl = \"http://h/mcp\"\nenv = { A = \"1\" }").unwrap();
+    assert_eq!(backend(&c, "s").kind(), BackendKind::Http);
+}
+
+#[test]
+fn contradictory_entries_are_refused_by_name() {
+    for (keys, needle) in [
+        (
+            "kind = \"stdio\"\ncommand = [\"srv\"]\nurl = \"http://h/mcp\"",
+            "`url`",
+        ),
+        (
+            "kind = \"stdio\"\ncommand = [\"srv\"]\ntransport = \"sse\"",
+            "`transport`",
+        ),
+        (
+            "kind = \"http\"\nurl = \"http://h/mcp\"\ncommand = [\"srv\"]",
+            "`command`",
+        ),
+        (
+            "kind = \"sse\"\nurl = \"http://h/sse\"\nenv = { A = \"1\" }",
+            "`env`",
+        ),
+        (
+            "kind = \"http\"\nurl = \"http://h/mcp\"\ncwd = \"/srv\"",
+            "`cwd`",
+        ),
+        (
+            "kind = \"http\"\nurl = \"http://h/mcp\"\ntransport = \"sse\"",
+            "transport",
+        ),
+        (
+            "kind = \"sse\"\nurl = \"http://h/sse\"\ntransport = \"streamable-http\"",
+            "transport",
+        ),
+        ("kind = \"sse\"", "needs a url"),
+        ("kind = \"stdio\"", "needs a `command`"),
+        ("kind = \"stdio\"\ncommand = []", "program"),
+    ] {
+        let e = parse(&format!("[[services]]\nname = \"s\"\n{keys}\n")).expect_err(keys);
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains(needle) && msg.contains("\"s\""),
+            "{keys}: {msg}"
+        );
+    }
+    // Not a kind this build knows (yet).
+    let e = parse("[[services]]\nname = \"s\"\nkind = \"openapi\"\n").unwrap_err();
+    assert!(format!("{e:#}").contains("openapi"), "{e:#}");
+}
+
+#[test]
+fn descriptor_budget_counts_pipes_and_connections() {
+    let c = parse(
+        "[[services]]\nname = \"h\"\nurl = \"http://h/mcp\"\nmax_concurrent = 10\n\
+         [[services]]\nname = \"s\"\nkind = \"sse\"\nurl = \"http://h/sse\"\nmax_processes = 4\nmax_concurrent = 10\n\
+         [[services]]\nname = \"p\"\ncommand = [\"srv\"]\nmax_processes = 4\nmax_concurrent = 10\n",
+    )
+    .unwrap();
+    assert_eq!(c.descriptor_budget(), 10 + (10 + 4) + (10 + 4 * 3));
+}

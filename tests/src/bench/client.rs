@@ -1,0 +1,284 @@
+//! An MCP client over one HTTP/1.1 keep-alive connection: sessions (legacy era) and
+//! `tools/call` (both eras), with the body checked.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+use crate::plan::Era;
+
+/// The legacy era's protocol version (sessions).
+pub(crate) const LEGACY: &str = "2025-11-25";
+/// The modern era's protocol version (stateless).
+pub(crate) const MODERN: &str = "2026-07-28";
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where requests go: an address and the request path.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) path: String,
+    pub(crate) host: HeaderValue,
+}
+
+impl Target {
+    pub(crate) fn new(addr: SocketAddr, path: &str) -> Target {
+        Target {
+            addr,
+            path: path.to_owned(),
+            host: HeaderValue::from_str(&addr.to_string()).expect("host header"),
+        }
+    }
+}
+
+pub(crate) type Sender = SendRequest<Full<Bytes>>;
+
+pub(crate) async fn connect(addr: SocketAddr) -> Result<Sender, String> {
+    let s = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = s.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) session: Option<String>,
+    pub(crate) len: usize,
+    pub(crate) body: Option<Vec<u8>>,
+}
+
+/// Sends one request and reads the whole response; keeps the body only when `keep` is set.
+pub(crate) async fn send(
+    sender: &mut Sender,
+    t: &Target,
+    method: Method,
+    headers: &[(&'static str, HeaderValue)],
+    body: Bytes,
+    keep: bool,
+) -> Result<Reply, String> {
+    let fut = async {
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("not ready: {e}"))?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(t.path.as_str())
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let h = req.headers_mut();
+        h.insert(http::header::HOST, t.host.clone());
+        for (n, v) in headers {
+            h.insert(HeaderName::from_static(n), v.clone());
+        }
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = resp.status();
+        let session = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = resp.into_body();
+        let mut len = 0;
+        let mut kept = keep.then(Vec::new);
+        while let Some(f) = body.frame().await {
+            let f = f.map_err(|e| format!("body: {e}"))?;
+            if let Some(d) = f.data_ref() {
+                len += d.len();
+                if let Some(k) = &mut kept {
+                    k.extend_from_slice(d);
+                }
+            }
+        }
+        Ok(Reply {
+            status,
+            session,
+            len,
+            body: kept,
+        })
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+pub(crate) fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).expect("header value")
+}
+
+pub(crate) fn base_headers() -> Vec<(&'static str, HeaderValue)> {
+    vec![
+        ("content-type", HeaderValue::from_static("application/json")),
+        (
+            "accept",
+            HeaderValue::from_static("application/json, text/event-stream"),
+        ),
+    ]
+}
+
+/// A legacy session: initialize, then notifications/initialized. Returns its id.
+pub(crate) async fn open_session(sender: &mut Sender, t: &Target) -> Result<String, String> {
+    let init = json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {
+            "protocolVersion": LEGACY,
+            "capabilities": {},
+            "clientInfo": {"name": "underpass-bench", "version": env!("CARGO_PKG_VERSION")}
+        }
+    });
+    let r = send(
+        sender,
+        t,
+        Method::POST,
+        &base_headers(),
+        Bytes::from(init.to_string()),
+        false,
+    )
+    .await?;
+    if r.status != StatusCode::OK {
+        return Err(format!("initialize: HTTP {}", r.status));
+    }
+    let sid = r.session.ok_or("initialize: no Mcp-Session-Id")?;
+    let mut h = base_headers();
+    h.push(("mcp-session-id", hv(&sid)));
+    h.push(("mcp-protocol-version", HeaderValue::from_static(LEGACY)));
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let r = send(
+        sender,
+        t,
+        Method::POST,
+        &h,
+        Bytes::from_static(note.as_bytes()),
+        false,
+    )
+    .await?;
+    if r.status != StatusCode::ACCEPTED {
+        return Err(format!("notifications/initialized: HTTP {}", r.status));
+    }
+    Ok(sid)
+}
+
+/// What one worker sends on its connection.
+pub(crate) struct Caller {
+    pub(crate) era: Era,
+    pub(crate) payload: usize,
+    pub(crate) headers: Vec<(&'static str, HeaderValue)>,
+    pub(crate) session: Option<String>,
+    pub(crate) message: String,
+    pub(crate) next_id: u64,
+}
+
+impl Caller {
+    pub(crate) async fn new(
+        sender: &mut Sender,
+        t: &Target,
+        era: Era,
+        payload: usize,
+    ) -> Result<Caller, String> {
+        let mut headers = base_headers();
+        let mut session = None;
+        match era {
+            Era::Legacy => {
+                let sid = open_session(sender, t).await?;
+                headers.push(("mcp-session-id", hv(&sid)));
+                headers.push(("mcp-protocol-version", HeaderValue::from_static(LEGACY)));
+                session = Some(sid);
+            }
+            Era::Modern => {
+                headers.push(("mcp-protocol-version", HeaderValue::from_static(MODERN)));
+                headers.push(("mcp-method", HeaderValue::from_static("tools/call")));
+                headers.push((
+                    "mcp-name",
+                    HeaderValue::from_static(if payload <= 4096 { "echo" } else { "blob" }),
+                ));
+            }
+        }
+        Ok(Caller {
+            era,
+            payload,
+            headers,
+            session,
+            message: "m".repeat(payload.min(4096)),
+            next_id: 1,
+        })
+    }
+
+    pub(crate) fn body(&mut self) -> Bytes {
+        let id = self.next_id;
+        self.next_id += 1;
+        let call = if self.payload <= 4096 {
+            format!(
+                r#""name":"echo","arguments":{{"message":"{}"}}"#,
+                self.message
+            )
+        } else {
+            format!(r#""name":"blob","arguments":{{"size":{}}}"#, self.payload)
+        };
+        let meta = match self.era {
+            Era::Legacy => String::new(),
+            Era::Modern => format!(
+                r#","_meta":{{"io.modelcontextprotocol/protocolVersion":"{MODERN}","io.modelcontextprotocol/clientInfo":{{"name":"underpass-bench","version":"{}"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+        };
+        Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{{call}{meta}}}}}"#
+        ))
+    }
+
+    /// One tools/call; checks status and size, and with `verify` the JSON result itself.
+    pub(crate) async fn call(
+        &mut self,
+        sender: &mut Sender,
+        t: &Target,
+        verify: bool,
+    ) -> Result<usize, String> {
+        let body = self.body();
+        let r = send(sender, t, Method::POST, &self.headers, body, verify).await?;
+        if r.status != StatusCode::OK {
+            return Err(format!("tools/call: HTTP {}", r.status));
+        }
+        if r.len < self.payload {
+            return Err(format!(
+                "tools/call: {} bytes, expected > {}",
+                r.len, self.payload
+            ));
+        }
+        if let Some(b) = r.body {
+            let v: Value = serde_json::from_slice(&b).map_err(|e| format!("bad JSON: {e}"))?;
+            let text = v["result"]["content"][0]["text"].as_str().unwrap_or("");
+            if text.len() != self.payload {
+                return Err(format!("tools/call result: {v:.200}"));
+            }
+        }
+        Ok(r.len)
+    }
+
+    pub(crate) async fn close(&self, sender: &mut Sender, t: &Target) {
+        if let Some(sid) = &self.session {
+            let mut h = base_headers();
+            h.push(("mcp-session-id", hv(sid)));
+            h.push(("mcp-protocol-version", HeaderValue::from_static(LEGACY)));
+            let _ = send(sender, t, Method::DELETE, &h, Bytes::new(), false).await;
+        }
+    }
+}

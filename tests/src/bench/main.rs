@@ -1,0 +1,166 @@
+//! `underpass-bench`: what the gateway costs, measured against going direct.
+//!
+//! Starts everything itself from the release build (a throwaway PKI via `underpass-certs`,
+//! `underpass-echo-backend`, an edge with plaintext clients on loopback, anonymous auth and
+//! allow-all policy, one connector) and measures the same echo backend **direct** and
+//! **through edge + connector**, side by side:
+//! - `tools/call` latency (p50/p90/p99/max) and throughput with a 100-byte and a 1 MiB result
+//!   at several concurrencies, in both MCP eras (legacy with a session, 2026-07-28 stateless);
+//!   closed loop, one HTTP/1.1 keep-alive connection per worker;
+//! - resident memory of edge and connector with many idle legacy sessions;
+//! - time from SIGTERM of the edge until a `tools/call` through the restarted edge succeeds,
+//!   and the same after SIGKILL (a crash: the edge says no goodbye, so the connector learns of
+//!   the restart from the new edge's stateless reset).
+//!
+//! A third, **reference** path (`relay`, 100-byte results only) goes through two chained
+//! `underpass-tcp-relay` processes that do nothing but copy bytes (load generator → relay 1 →
+//! relay 2 → echo backend): the floor that any two-process tunnel pays on this machine for two
+//! extra TCP hops and process wake-ups. It is reported beside the tunnel, never as a target.
+//!
+//! Prints markdown tables; `--json FILE` writes every figure. Loopback only; every loop is
+//! bounded by a deadline.
+//!
+//! Modules: `plan` (command line, what to measure), `stack` (the processes under test),
+//! `client` (MCP over HTTP/1.1), `hist` (latency histogram), `procfs` (process figures),
+//! `latency` (latency, throughput and mixed cells), `restart` (edge restarts), `sessions`
+//! (idle sessions), `report` (tables, targets, JSON). This file runs the phases in order.
+#![forbid(unsafe_code)]
+
+mod client;
+mod hist;
+mod latency;
+mod plan;
+mod procfs;
+mod report;
+mod restart;
+mod sessions;
+mod stack;
+
+use std::time::Instant;
+
+use clap::Parser;
+
+use crate::plan::{Args, Plan};
+use crate::report::Results;
+use crate::stack::{Stack, SERVICE};
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let plan = Plan::from(&args);
+    stack::set_tunnel_env(&args.tunnel_env);
+    // Control work (restarts, sessions) runs on a small multi-thread runtime; latency cells on
+    // `client_threads` current-thread runtimes, one per load thread.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let clients: Vec<tokio::runtime::Runtime> = (0..args.client_threads.max(1))
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+        })
+        .collect();
+
+    let scratch = tempfile::Builder::new()
+        .prefix("underpass-bench-")
+        .tempdir()
+        .expect("tempdir");
+    let dir = scratch.path().to_path_buf();
+    if args.keep {
+        eprintln!("scratch folder (kept): {}", dir.display());
+    }
+    let overall = Instant::now();
+    eprintln!(
+        "starting PKI, echo backend, {}edge and connector in {}",
+        if plan.needs_relay() {
+            "two TCP relays, "
+        } else {
+            ""
+        },
+        dir.display()
+    );
+    let mut stack = Stack::start(&dir, args.backend_threads, plan.needs_relay());
+    if args.pause {
+        pause(&stack);
+    }
+
+    let rows = if plan.runs("latency") {
+        latency::latency_phase(&clients, &plan, &stack)
+    } else {
+        Vec::new()
+    };
+    // Small calls while large results stream on the same paths.
+    let mixed = if plan.runs("mixed") {
+        latency::mixed_phase(&clients, &plan, &stack)
+    } else {
+        Vec::new()
+    };
+    let (restarts, restart_error) = if plan.runs("restart") {
+        restart::restart_phase(&rt, &mut stack, &plan)
+    } else {
+        (Vec::new(), None)
+    };
+    let (sessions, session_error) = if plan.runs("sessions") {
+        sessions::run_phase(&rt, &mut stack, &plan, args.session_streams)
+    } else {
+        (Vec::new(), None)
+    };
+    let results = Results {
+        rows,
+        mixed,
+        restarts,
+        restart_error,
+        sessions,
+        session_error,
+    };
+
+    let mut out = report::tables(&plan, &results);
+    let targets = report::targets(&plan, &results);
+    out.push_str(&report::targets_table(&targets));
+    println!("{out}");
+    eprintln!("total {:.1} s", overall.elapsed().as_secs_f64());
+
+    if let Some(path) = &args.json {
+        let doc = report::json(&args, &plan, &results, &targets);
+        if let Err(e) = std::fs::write(
+            path,
+            serde_json::to_string_pretty(&doc).expect("JSON") + "\n",
+        ) {
+            eprintln!("cannot write {}: {e}", path.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    if args.keep {
+        let _ = scratch.keep();
+    }
+    if results.failed(&plan) {
+        eprintln!("underpass-bench: some measurements failed (see above)");
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// Prints the process ids and waits for Enter (to attach a profiler).
+fn pause(stack: &Stack) {
+    eprintln!(
+        "paused: edge pid {}, connector pid {}, backend pid {}, tunnel http://127.0.0.1:{}/mcp/{SERVICE}, direct http://{}/mcp — press Enter",
+        stack.edge.pid(),
+        stack.connector.pid(),
+        stack.backend.pid(),
+        stack.edge_setup.client_port,
+        stack.backend_addr
+    );
+    if let Some(r) = &stack.relay {
+        eprintln!(
+            "        relay1 pid {}, relay2 pid {}, relay http://{}/mcp",
+            r.relay1.pid(),
+            r.relay2.pid(),
+            r.addr
+        );
+    }
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}

@@ -1,0 +1,216 @@
+//! The stack under test: a throwaway PKI, the echo backend, an edge, a connector, and the
+//! reference relays, each a process of the release build.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use underpass_tests::{bin, free_port, write_connector_config, ConnectorPki, EdgeSetup, Pki, Proc};
+
+use crate::client::Target;
+
+/// The one service the stack serves.
+pub(crate) const SERVICE: &str = "echo";
+
+pub(crate) struct Stack {
+    pub(crate) dir: PathBuf,
+    pub(crate) edge_setup: EdgeSetup,
+    pub(crate) edge: Proc,
+    pub(crate) connector: Proc,
+    pub(crate) connector_config: PathBuf,
+    pub(crate) backend: Proc,
+    pub(crate) backend_addr: SocketAddr,
+    /// The reference path, when measured: two chained byte-copying relays.
+    pub(crate) relay: Option<Relay>,
+    pub(crate) restarts: usize,
+}
+
+/// `relay1` listens on `addr` and relays to `relay2`, which relays to the echo backend.
+pub(crate) struct Relay {
+    pub(crate) relay1: Proc,
+    pub(crate) relay2: Proc,
+    pub(crate) addr: SocketAddr,
+}
+
+/// A helper binary of this crate: next to this executable (the same build), else the
+/// workspace's release build.
+pub(crate) fn sibling_bin(name: &str) -> PathBuf {
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)));
+    match here {
+        Some(p) if p.exists() => p,
+        _ => bin(name),
+    }
+}
+
+/// Starts one `underpass-tcp-relay` on a free loopback port and waits until it listens.
+pub(crate) fn spawn_relay(dir: &Path, name: &str, to: SocketAddr) -> (Proc, SocketAddr) {
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut p = Proc::spawn(
+        name,
+        dir,
+        Command::new(sibling_bin("underpass-tcp-relay")).args([
+            "--listen",
+            &addr.to_string(),
+            "--to",
+            &to.to_string(),
+        ]),
+    );
+    p.wait_for_log("listening on", Duration::from_secs(20));
+    (p, addr)
+}
+
+/// `--tunnel-env`: extra environment of every edge and connector process.
+static TUNNEL_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Sets the extra environment of the edge and connector processes from `KEY=VALUE` pairs.
+pub(crate) fn set_tunnel_env(pairs: &[String]) {
+    let tunnel_env = pairs
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => panic!("--tunnel-env wants KEY=VALUE, got {kv:?}"),
+        })
+        .collect();
+    let _ = TUNNEL_ENV.set(tunnel_env);
+}
+
+pub(crate) fn tunnel_command(binary: &str, config: &Path) -> Command {
+    let mut cmd = Command::new(bin(binary));
+    cmd.arg("--config").arg(config).env("RUST_LOG", "info");
+    for (k, v) in TUNNEL_ENV.get().map(Vec::as_slice).unwrap_or_default() {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// An edge with `env` added to its environment.
+pub(crate) fn spawn_edge(dir: &Path, config: &Path, name: &str, env: &[(&str, &str)]) -> Proc {
+    Proc::spawn(
+        name,
+        dir,
+        tunnel_command("underpass-edge", config).envs(env.iter().copied()),
+    )
+}
+
+/// A connector with `env` added to its environment.
+pub(crate) fn spawn_connector(dir: &Path, config: &Path, name: &str, env: &[(&str, &str)]) -> Proc {
+    Proc::spawn(
+        name,
+        dir,
+        tunnel_command("underpass-connector", config).envs(env.iter().copied()),
+    )
+}
+
+impl Stack {
+    pub(crate) fn start(dir: &Path, backend_threads: usize, with_relay: bool) -> Stack {
+        let pki = Pki::init(&dir.join("pki"));
+        pki.issue("edge", "edge");
+        let (cert, key) = pki.issue("connector", "dc1");
+
+        let port = free_port();
+        let backend_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut backend = Proc::spawn(
+            "echo-backend",
+            dir,
+            Command::new(sibling_bin("underpass-echo-backend")).args([
+                "--listen",
+                &backend_addr.to_string(),
+                "--threads",
+                &backend_threads.to_string(),
+            ]),
+        );
+        backend.wait_for_log("listening on", Duration::from_secs(20));
+        // The far end of the chain first, so that every hop listens before anything connects.
+        let relay = with_relay.then(|| {
+            let (relay2, relay2_addr) = spawn_relay(dir, "relay2", backend_addr);
+            let (relay1, addr) = spawn_relay(dir, "relay1", relay2_addr);
+            Relay {
+                relay1,
+                relay2,
+                addr,
+            }
+        });
+
+        let edge_setup = EdgeSetup::write(
+            dir,
+            false,
+            &[(SERVICE, &["dc1"])],
+            "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+        );
+        // Every bench client is one principal (anonymous) from one address, holding up to
+        // 10,000 sessions and event streams: lift the per-caller caps the edge applies.
+        edge_setup.add_clients_keys(
+            "max_connections = 100000\nmax_connections_per_ip = 100000\n\
+             max_concurrent_per_principal = 100000\nmax_sessions_per_principal = 100000\n\
+             idle_timeout = \"1h\"",
+        );
+        let mut edge = spawn_edge(dir, &edge_setup.config, "edge", &[]);
+        edge.wait_for_log("tunnel listener up", Duration::from_secs(20));
+        let connector_config = write_connector_config(
+            dir,
+            "connector.toml",
+            "dc1",
+            edge_setup.tunnel_port,
+            ConnectorPki {
+                cert: &cert,
+                key: &key,
+                ca: &pki.ca(),
+            },
+            &[(SERVICE, &format!("http://{backend_addr}/mcp"))],
+        );
+        let connector = spawn_connector(dir, &connector_config, "connector", &[]);
+        edge_setup.wait_ready(SERVICE, Duration::from_secs(30));
+        Stack {
+            dir: dir.to_path_buf(),
+            edge_setup,
+            edge,
+            connector,
+            connector_config,
+            backend,
+            backend_addr,
+            relay,
+            restarts: 0,
+        }
+    }
+
+    /// New edge and connector processes (same config, same ports, same backend), with `env`
+    /// added to their environment.
+    pub(crate) fn fresh_tunnel(&mut self, env: &[(&str, &str)]) {
+        self.connector.stop();
+        self.edge.stop();
+        self.restarts += 1;
+        let mut edge = spawn_edge(
+            &self.dir,
+            &self.edge_setup.config,
+            &format!("edge-{}", self.restarts),
+            env,
+        );
+        edge.wait_for_log("tunnel listener up", Duration::from_secs(20));
+        self.edge = edge;
+        self.connector = spawn_connector(
+            &self.dir,
+            &self.connector_config,
+            &format!("connector-{}", self.restarts),
+            env,
+        );
+        self.edge_setup.wait_ready(SERVICE, Duration::from_secs(30));
+    }
+
+    pub(crate) fn direct(&self) -> Target {
+        Target::new(self.backend_addr, "/mcp")
+    }
+
+    pub(crate) fn relay(&self) -> Option<Target> {
+        self.relay.as_ref().map(|r| Target::new(r.addr, "/mcp"))
+    }
+
+    pub(crate) fn tunnel(&self) -> Target {
+        Target::new(
+            ([127, 0, 0, 1], self.edge_setup.client_port).into(),
+            &format!("/mcp/{SERVICE}"),
+        )
+    }
+}
