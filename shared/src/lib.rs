@@ -1,14 +1,15 @@
 //! Common ground of the Underpass edge, connector and PKI: identities, the tunnel wire
 //! protocol, TLS configuration and MCP message inspection.
 
-pub mod frame;
-pub mod identity;
 pub mod incident;
-pub mod jsonrpc;
-pub mod mcp;
-pub mod quic;
-pub mod tls;
-pub mod transport;
+
+// The modules that moved to their own crates, under their old paths while the edge, the
+// connector and the tests still import them from here.
+pub use underpass_mcp as mcp;
+pub use underpass_mcp::jsonrpc;
+pub use underpass_proto::{frame, identity};
+pub use underpass_transport as transport;
+pub use underpass_transport::{quic, tls};
 
 /// The daemons' tokio runtime. One worker (the default) gets a current-thread runtime: every
 /// task, the QUIC endpoint driver included, runs on one thread, so a request crosses no thread

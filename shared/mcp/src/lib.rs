@@ -36,6 +36,8 @@
 //!   (`-32020` HeaderMismatch, `-32021` MissingRequiredClientCapability, `-32022`
 //!   UnsupportedProtocolVersion).
 
+pub mod jsonrpc;
+
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;

@@ -1,0 +1,8 @@
+//! The Underpass tunnel protocol, free of I/O: the `underpass/1` frames, the identities
+//! (SPIFFE IDs and roles) both ends authenticate with, and the header names of the
+//! edge ↔ connector ↔ backend contract.
+
+#![forbid(unsafe_code)]
+
+pub mod frame;
+pub mod identity;
