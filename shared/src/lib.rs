@@ -7,7 +7,7 @@ pub mod incident;
 // connector and the tests still import them from here.
 pub use underpass_mcp as mcp;
 pub use underpass_mcp::jsonrpc;
-pub use underpass_proto::{frame, identity};
+pub use underpass_proto::{frame, headers, identity};
 pub use underpass_transport as transport;
 pub use underpass_transport::{quic, tls};
 

@@ -3,6 +3,19 @@
 //! are forwarded byte for byte, and the writer of new or modified events
 //! ([`SseEvent::to_bytes`]).
 
+use std::time::Duration;
+
+/// Interval of keep-alive comments on an event stream that has nothing to send: below
+/// common proxy and NAT idle timeouts.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The keep-alive comment: a stand-alone unit every parser skips.
+pub const KEEPALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+
+/// The response header (and value) that asks reverse proxies such as nginx not to buffer an
+/// event stream.
+pub const NO_BUFFERING_HEADER: (&str, &str) = ("x-accel-buffering", "no");
+
 /// The default limit of [`SseParser::new`]: 16 MiB per event.
 pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 

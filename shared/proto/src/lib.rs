@@ -5,4 +5,5 @@
 #![forbid(unsafe_code)]
 
 pub mod frame;
+pub mod headers;
 pub mod identity;

@@ -145,3 +145,12 @@ fn sse_unfinished_tail() {
     assert_eq!(p.finish(), b"data: a\ndata: b");
     assert!(p.finish().is_empty());
 }
+
+#[test]
+fn keepalive_is_a_standalone_comment() {
+    let mut p = SseParser::default();
+    let units = p.feed(KEEPALIVE_COMMENT).unwrap();
+    assert!(units.iter().all(|u| !u.is_dispatched()), "{units:?}");
+    let bytes: Vec<u8> = units.iter().flat_map(SseEvent::to_bytes).collect();
+    assert_eq!(bytes, KEEPALIVE_COMMENT);
+}
