@@ -16,6 +16,6 @@ pub use runtime::{runtime, shutdown_signal};
 // connector and the tests still import them from here.
 pub use underpass_mcp as mcp;
 pub use underpass_mcp::jsonrpc;
-pub use underpass_proto::{frame, headers, identity};
+pub use underpass_proto::{control, frame, headers, identity};
 pub use underpass_transport as transport;
 pub use underpass_transport::{quic, tls};

@@ -141,7 +141,7 @@ pub fn check_meta_version(header: Option<&str>, msg: &Message) -> Result<(), Hea
 /// Header names are case-insensitive; optional whitespace around values is ignored;
 /// values with characters outside visible ASCII/space/tab are rejected. Every failure is
 /// `-32020` with HTTP 400. `Mcp-Param-*` headers need the tool's schema: see
-/// [`validate_param_headers`].
+/// [`validate_param_headers`](crate::validate_param_headers).
 pub fn validate_modern_headers(headers: &[(&str, &str)], msg: &Message) -> Result<(), HeaderError> {
     // MCP-Protocol-Version
     let version = header_value(headers, HEADER_PROTOCOL_VERSION)?;

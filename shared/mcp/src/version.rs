@@ -58,7 +58,8 @@ impl Era {
 ///   `data.supported` = `supported` and `data.requested` echoing the value).
 ///
 /// A request whose `_meta` names a version must also match this header: see
-/// [`check_meta_version`] (run as part of [`validate_modern_headers`]).
+/// [`check_meta_version`](crate::check_meta_version) (run as part of
+/// [`validate_modern_headers`](crate::validate_modern_headers)).
 pub fn check_protocol_version(
     header: Option<&str>,
     supported: &[&str],

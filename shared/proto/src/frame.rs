@@ -4,15 +4,16 @@
 //! (a map with named fields, so fields can be added without breaking older peers).
 //!
 //! Streams:
-//! - **control**: the first bidirectional stream, opened by the connector. It sends
-//!   [`Control::Hello`]; the edge answers [`Control::Welcome`] or [`Control::Refused`].
+//! - **control**: the first bidirectional stream, opened by the connector: the handshake and
+//!   any later control message (see [`crate::control`]).
 //! - **exchange**: one bidirectional stream per client HTTP exchange, opened by the edge. It
 //!   writes a [`RequestHead`] frame followed by the raw request body up to FIN; the connector
 //!   answers with a [`ResponseHead`] frame followed by the raw response body up to FIN, streamed
 //!   as it arrives. A reset on either side cancels the exchange.
 //!
-//! Encoding and decoding are plain functions over bytes; [`read_frame`] and [`write_frame`] are
-//! thin async shells over them.
+//! Encoding and decoding are plain functions over bytes ([`encode`], [`decode`], and
+//! [`FrameBuffer`] for frames arriving in pieces); [`read_frame`] and [`write_frame`] are thin
+//! async shells over them.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// ALPN of tunnel connections; bumped with any incompatible change to this module.
 pub const ALPN: &[u8] = b"underpass/1";
-/// The protocol version carried in [`Control::Hello`].
+/// The protocol version carried in the control protocol's `Hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Hard cap on one frame (heads and control messages; bodies are not framed).
 pub const MAX_FRAME_LEN: usize = 256 * 1024;
@@ -29,7 +30,7 @@ const LEN_PREFIX: usize = 4;
 /// QUIC application error codes used when closing a connection or resetting a stream.
 pub mod codes {
     pub const NORMAL: u32 = 0;
-    /// The connector was refused (see the reason in [`super::Control::Refused`]).
+    /// The connector was refused (see the reason in the control protocol's `Refused`).
     pub const REFUSED: u32 = 1;
     /// The peer broke the protocol (bad frame, wrong stream order).
     pub const PROTOCOL: u32 = 2;
@@ -37,33 +38,6 @@ pub mod codes {
     pub const CANCELLED: u32 = 3;
     /// The identity was revoked or the edge is shutting down.
     pub const GOING_AWAY: u32 = 4;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Control {
-    Hello {
-        protocol: u32,
-        connector: String,
-        services: Vec<String>,
-        build: String,
-    },
-    Welcome {
-        edge: String,
-        limits: Limits,
-        /// Interval of QUIC keep-alives the connector should send, in milliseconds.
-        heartbeat_ms: u64,
-    },
-    Refused {
-        reason: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Largest request body the edge will forward.
-    pub max_request_body: u64,
-    /// Concurrent exchange streams the edge may open on this tunnel.
-    pub max_concurrent_exchanges: u64,
 }
 
 /// One HTTP header as it crosses the tunnel (value bytes kept exact).
@@ -143,6 +117,38 @@ pub fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)>, Fra
     Ok(Some((rmp_serde::from_slice(payload)?, LEN_PREFIX + len)))
 }
 
+/// Reassembles frames from the pieces a stream delivers them in: [`FrameBuffer::push`] what
+/// arrived, then take whole frames with [`FrameBuffer::next_frame`]. A frame announcing more than
+/// [`MAX_FRAME_LEN`] bytes is refused as soon as its length prefix is in, so the buffer never
+/// holds more than one frame's worth.
+#[derive(Debug, Default)]
+pub struct FrameBuffer {
+    buf: Vec<u8>,
+}
+
+impl FrameBuffer {
+    /// Appends bytes as they arrived.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame, or `Ok(None)` until more bytes arrive.
+    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+        match decode(&self.buf)? {
+            Some((msg, used)) => {
+                self.buf.drain(..used);
+                Ok(Some(msg))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Whether bytes of an unfinished frame are waiting (at the end of the stream: it was cut).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
 /// Reads exactly one frame. `Ok(None)` means the stream ended cleanly before any byte of it.
 pub async fn read_frame<T, R>(r: &mut R) -> Result<Option<T>, FrameError>
 where
@@ -214,13 +220,15 @@ mod tests {
         let mut bytes = (u32::MAX).to_be_bytes().to_vec();
         bytes.extend_from_slice(&[0; 8]);
         assert!(matches!(
-            decode::<Control>(&bytes),
+            decode::<RequestHead>(&bytes),
             Err(FrameError::TooLarge(_))
         ));
     }
 
     #[test]
     fn garbage_and_unknown_variants_are_errors() {
+        use crate::control::Control;
+
         let mut bytes = 3u32.to_be_bytes().to_vec();
         bytes.extend_from_slice(&[0xc1, 0xc1, 0xc1]);
         assert!(matches!(
@@ -236,27 +244,64 @@ mod tests {
         assert!(decode::<Control>(&bytes).is_err());
     }
 
+    #[test]
+    fn frame_buffer_reassembles_frames_split_anywhere() {
+        let one = encode(&head()).unwrap();
+        let two = encode(&ResponseHead {
+            status: 200,
+            headers: vec![],
+        })
+        .unwrap();
+        let wire = [one.as_slice(), two.as_slice()].concat();
+        for cut in 0..wire.len() {
+            let mut b = FrameBuffer::default();
+            let mut heads = Vec::new();
+            b.push(&wire[..cut]);
+            if let Some(h) = b.next_frame::<RequestHead>().unwrap() {
+                heads.push(h);
+            }
+            b.push(&wire[cut..]);
+            while heads.is_empty() {
+                heads.push(b.next_frame::<RequestHead>().unwrap().unwrap());
+            }
+            assert_eq!(heads, [head()], "cut at {cut}");
+            let resp: ResponseHead = b.next_frame().unwrap().unwrap();
+            assert_eq!(resp.status, 200);
+            assert!(b.next_frame::<ResponseHead>().unwrap().is_none() && b.is_empty());
+        }
+        let mut b = FrameBuffer::default();
+        b.push(&(MAX_FRAME_LEN as u32 + 1).to_be_bytes());
+        assert!(matches!(
+            b.next_frame::<RequestHead>(),
+            Err(FrameError::TooLarge(_))
+        ));
+    }
+
     #[tokio::test]
     async fn async_shells_match_pure_functions() {
-        let hello = Control::Hello {
-            protocol: PROTOCOL_VERSION,
-            connector: "dc1".into(),
-            services: vec!["everything".into()],
-            build: "test".into(),
+        let resp = ResponseHead {
+            status: 200,
+            headers: vec![("content-type".into(), b"text/event-stream".to_vec())],
         };
         let mut wire = Vec::new();
-        write_frame(&mut wire, &hello).await.unwrap();
+        write_frame(&mut wire, &resp).await.unwrap();
         write_frame(&mut wire, &head()).await.unwrap();
         let mut r = &wire[..];
-        assert_eq!(read_frame::<Control, _>(&mut r).await.unwrap(), Some(hello));
+        assert_eq!(
+            read_frame::<ResponseHead, _>(&mut r).await.unwrap(),
+            Some(resp)
+        );
         assert_eq!(
             read_frame::<RequestHead, _>(&mut r).await.unwrap(),
             Some(head())
         );
-        assert!(read_frame::<Control, _>(&mut r).await.unwrap().is_none());
+        assert!(read_frame::<ResponseHead, _>(&mut r)
+            .await
+            .unwrap()
+            .is_none());
         let mut cut = &wire[..6];
         assert!(matches!(
-            read_frame::<Control, _>(&mut cut).await,
+            read_frame::<ResponseHead, _>(&mut cut).await,
             Err(FrameError::Truncated)
         ));
     }
