@@ -5,7 +5,7 @@
 //!
 //! Streams:
 //! - **control**: the first bidirectional stream, opened by the connector: the handshake and
-//!   any later control message (see [`crate::control`]).
+//!   any later control message (the `control` module).
 //! - **exchange**: one bidirectional stream per client HTTP exchange, opened by the edge. It
 //!   writes a [`RequestHead`] frame followed by the raw request body up to FIN; the connector
 //!   answers with a [`ResponseHead`] frame followed by the raw response body up to FIN, streamed
