@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use underpass_pki::issue::HostSan;
 use underpass_pki::revoke::RevokeTarget;
-use underpass_shared::identity::{Role, DEFAULT_TRUST_DOMAIN};
+use underpass_proto::identity::{Role, DEFAULT_TRUST_DOMAIN};
 
 #[derive(Parser)]
 #[command(

@@ -1,12 +1,16 @@
-//! The connector side of tunnels: dial each edge, introduce ourselves, serve the exchange
-//! streams the edge opens, and when a tunnel drops, dial again with backoff.
+//! The connector side of tunnels: dial each edge, run the control protocol (a thin shell over
+//! [`ConnectorControl`]: introduce ourselves, then take whatever the edge sends later), serve
+//! the exchange streams the edge opens, and when a tunnel drops, dial again with backoff.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use underpass_shared::frame::{self, codes, Control, PROTOCOL_VERSION};
-use underpass_shared::transport::{TransportError, TunnelConn};
+use underpass_shared::control::{
+    self, ConnectorControl, ConnectorOutput, ControlError, Hello, Welcome,
+};
+use underpass_shared::frame::{self, codes, FrameError, PROTOCOL_VERSION};
+use underpass_shared::transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
 
 use crate::backends::Backends;
 use crate::exchange;
@@ -108,7 +112,7 @@ impl Dialer {
             .map_err(|e| DialError::Connect(format!("cannot open a UDP socket: {e}")))?;
         endpoint.set_default_client_config(self.client_config.clone());
 
-        let (conn, welcome_edge) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let (conn, welcome, ctl) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             let conn = endpoint
                 .connect(addr, &self.server_name)
                 .map_err(|e| DialError::Connect(e.to_string()))?
@@ -116,37 +120,52 @@ impl Dialer {
                 .map_err(|e| DialError::Connect(format!("handshake with {addr} failed: {e}")))?;
             // From here on the tunnel is used through the transport seam only.
             let conn = TunnelConn::Quic(conn);
-            let (mut send, mut recv) = conn
+            let (send, recv) = conn
                 .open_exchange()
                 .await
                 .map_err(|e| DialError::Connect(e.to_string()))?;
-            let hello = Control::Hello {
-                protocol: PROTOCOL_VERSION,
-                connector: self.connector.clone(),
-                services: self.services.clone(),
-                build: concat!("underpass-connector ", env!("CARGO_PKG_VERSION")).to_owned(),
+            let mut ctl = ControlStream {
+                machine: ConnectorControl::new(Hello {
+                    protocol: PROTOCOL_VERSION,
+                    connector: self.connector.clone(),
+                    services: self.services.clone(),
+                    build: concat!("underpass-connector ", env!("CARGO_PKG_VERSION")).to_owned(),
+                    capabilities: control::capabilities(),
+                }),
+                send,
+                recv,
+                open: true,
+                edge: self.edge.clone(),
             };
-            frame::write_frame(&mut send, &hello)
+            let hello = ctl
+                .machine
+                .start()
+                .map_err(|e| DialError::Connect(e.to_string()))?;
+            ctl.perform(hello)
                 .await
                 .map_err(|e| DialError::Connect(format!("cannot send Hello: {e}")))?;
-            match frame::read_frame::<Control, _>(&mut recv).await {
-                Ok(Some(Control::Welcome { edge, .. })) => {
-                    // The control stream stays open for later messages; nothing more arrives yet.
-                    tokio::spawn(async move {
-                        let _keep = send;
-                        while let Ok(Some(_)) = frame::read_frame::<Control, _>(&mut recv).await {}
-                    });
-                    Ok((conn, edge))
+            loop {
+                let outputs = ctl.receive().await.map_err(|e| {
+                    DialError::Connect(match e {
+                        ControlFailure::Protocol(ControlError::Ended(_)) => {
+                            match conn.close_reason() {
+                                Some(r) => format!("edge closed the tunnel: {r}"),
+                                None => "edge closed the control stream".into(),
+                            }
+                        }
+                        ControlFailure::Read(e) => match conn.close_reason() {
+                            Some(r) => format!("edge closed the tunnel: {r}"),
+                            None => format!("control stream failed: {e}"),
+                        },
+                        ControlFailure::Protocol(e) => e.to_string(),
+                    })
+                })?;
+                match ctl.perform(outputs).await {
+                    Ok(Verdict::Continue) => {}
+                    Ok(Verdict::Welcomed(welcome)) => return Ok((conn, welcome, ctl)),
+                    Ok(Verdict::Refused(reason)) => return Err(DialError::Refused(reason)),
+                    Err(e) => return Err(DialError::Connect(format!("control stream: {e}"))),
                 }
-                Ok(Some(Control::Refused { reason })) => Err(DialError::Refused(reason)),
-                Ok(Some(other)) => Err(DialError::Connect(format!(
-                    "unexpected control frame {other:?}"
-                ))),
-                Ok(None) => Err(DialError::Connect(match conn.close_reason() {
-                    Some(r) => format!("edge closed the tunnel: {r}"),
-                    None => "edge closed the control stream".into(),
-                })),
-                Err(e) => Err(DialError::Connect(format!("bad control frame: {e}"))),
             }
         })
         .await
@@ -156,7 +175,11 @@ impl Dialer {
             ))
         })??;
 
-        tracing::info!(edge = %self.edge, edge_name = %welcome_edge, services = ?self.services, "tunnel up");
+        // The control stream stays open for later messages, fed to the machine.
+        let control_conn = conn.clone();
+        tokio::spawn(async move { ctl.serve(&control_conn).await });
+
+        tracing::info!(edge = %self.edge, edge_name = %welcome.edge, services = ?self.services, "tunnel up");
         loop {
             let accepted = tokio::select! {
                 a = conn.accept_exchange() => a,
@@ -181,6 +204,100 @@ impl Dialer {
                 }
             }
         }
+    }
+}
+
+/// The connector's end of one tunnel's control stream: the protocol machine and the stream
+/// that feeds it.
+struct ControlStream {
+    machine: ConnectorControl,
+    send: ExchangeSend,
+    recv: ExchangeRecv,
+    /// Whether the edge's side of the stream may still deliver bytes.
+    open: bool,
+    /// The edge's address as configured, for the log.
+    edge: String,
+}
+
+/// Why reading the control stream stopped.
+enum ControlFailure {
+    /// The stream broke (reset, or the tunnel is gone).
+    Read(TransportError),
+    /// The edge broke the protocol, or ended the stream too early.
+    Protocol(ControlError),
+}
+
+/// What a batch of the machine's outputs came to.
+enum Verdict {
+    /// Nothing to decide.
+    Continue,
+    /// The edge welcomed us.
+    Welcomed(Welcome),
+    /// The edge refused us.
+    Refused(String),
+}
+
+impl ControlStream {
+    /// Waits for the next bytes of the control stream, or its end, and feeds the machine.
+    async fn receive(&mut self) -> Result<Vec<ConnectorOutput>, ControlFailure> {
+        match self.recv.read_chunk().await {
+            Ok(Some(chunk)) => self
+                .machine
+                .handle_bytes(&chunk)
+                .map_err(ControlFailure::Protocol),
+            Ok(None) => {
+                self.open = false;
+                self.machine.handle_end().map_err(ControlFailure::Protocol)
+            }
+            Err(e) => {
+                self.open = false;
+                Err(ControlFailure::Read(e))
+            }
+        }
+    }
+
+    /// Does what the machine's outputs say.
+    async fn perform(&mut self, outputs: Vec<ConnectorOutput>) -> Result<Verdict, FrameError> {
+        let mut verdict = Verdict::Continue;
+        for output in outputs {
+            match output {
+                ConnectorOutput::Send(msg) => frame::write_frame(&mut self.send, &msg).await?,
+                ConnectorOutput::Welcomed(welcome) => verdict = Verdict::Welcomed(welcome),
+                ConnectorOutput::Refused(reason) => return Ok(Verdict::Refused(reason)),
+                ConnectorOutput::Ignored(kind) => tracing::info!(
+                    edge = %self.edge,
+                    kind,
+                    "ignoring a control message of a type this connector does not know"
+                ),
+                // No optional message type exists yet; this is where the first will land.
+                ConnectorOutput::Message(msg) => {
+                    tracing::debug!(edge = %self.edge, kind = msg.kind(), "control message")
+                }
+            }
+        }
+        Ok(verdict)
+    }
+
+    /// After Welcome: feeds the machine whatever the edge sends, until the stream ends (the
+    /// tunnel going away ends it too). An edge breaking the protocol gets the tunnel closed
+    /// with [`codes::PROTOCOL`], and the connector dials again.
+    async fn serve(mut self, conn: &TunnelConn) {
+        while self.open {
+            let outputs = match self.receive().await {
+                Ok(outputs) => outputs,
+                Err(ControlFailure::Read(_)) => return,
+                Err(ControlFailure::Protocol(e)) => return self.protocol_failure(conn, e),
+            };
+            if let Err(e) = self.perform(outputs).await {
+                // The stream is broken; the tunnel's own fate follows from the connection.
+                return tracing::debug!(edge = %self.edge, "control stream failed: {e}");
+            }
+        }
+    }
+
+    fn protocol_failure(&self, conn: &TunnelConn, e: ControlError) {
+        tracing::warn!(edge = %self.edge, "closing tunnel: control protocol: {e}");
+        conn.close(codes::PROTOCOL, b"control protocol violation");
     }
 }
 

@@ -1,13 +1,17 @@
-//! The edge side of tunnels: accept connector connections, run the Hello/Welcome handshake,
-//! and keep the registry in step with which tunnels are alive.
+//! The edge side of tunnels: accept connector connections, run the control protocol (a thin
+//! shell over [`EdgeControl`]: the handshake, then whatever the connector sends later), and
+//! keep the registry in step with which tunnels are alive.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use underpass_pki::revocation::certificate_serial;
-use underpass_shared::frame::{self, codes, Control, Limits, PROTOCOL_VERSION};
+use underpass_shared::control::{
+    self, Control, ControlError, EdgeControl, EdgeOutput, Hello, Limits,
+};
+use underpass_shared::frame::{self, codes, FrameError};
 use underpass_shared::identity::SpiffeId;
-use underpass_shared::transport::TunnelConn;
+use underpass_shared::transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
 
 use crate::config::EdgeConfig;
 use crate::registry::Registry;
@@ -17,27 +21,19 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive interval announced to connectors (the one both ends' transport uses).
 const HEARTBEAT: Duration = underpass_shared::quic::KEEP_ALIVE;
 
-/// The decision on a connector's Hello: a plain function of the Hello, the cert identity and
-/// the config, so it can be tested without a socket.
+/// The decision on a connector's Hello (its protocol version already checked by
+/// [`EdgeControl`]): a plain function of the Hello, the cert identity and the config, so it can
+/// be tested without a socket.
 pub fn judge_hello(
     config: &EdgeConfig,
     cert_name: &str,
-    hello: &Control,
+    hello: &Hello,
 ) -> Result<Vec<String>, String> {
-    let Control::Hello {
-        protocol,
+    let Hello {
         connector,
         services,
         ..
-    } = hello
-    else {
-        return Err("expected Hello as the first control frame".into());
-    };
-    if *protocol != PROTOCOL_VERSION {
-        return Err(format!(
-            "tunnel protocol {protocol} is not supported; this edge speaks {PROTOCOL_VERSION}"
-        ));
-    }
+    } = hello;
     if connector != cert_name {
         return Err(format!(
             "connector calls itself {connector:?} but its certificate says {cert_name:?}; set `name = \"{cert_name}\"` in connector.toml"
@@ -94,53 +90,40 @@ async fn serve_tunnel(
     registry: &Registry,
     edge_name: &str,
 ) -> Result<(), String> {
-    let (mut send, hello, cert_name, cert_serial) =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            let leaf = conn
-                .peer_leaf()
-                .ok_or("connector presented no certificate")?;
-            let id = SpiffeId::from_certificate_der(&leaf).map_err(|e| e.to_string())?;
-            let serial = certificate_serial(&leaf).map_err(|e| e.to_string())?;
-            let (send, mut recv) = conn
-                .accept_exchange()
-                .await
-                .map_err(|e| format!("no control stream: {e}"))?;
-            let hello = frame::read_frame::<Control, _>(&mut recv)
-                .await
-                .map_err(|e| format!("bad Hello from {id}: {e}"))?
-                .ok_or_else(|| format!("{id} closed the control stream before Hello"))?;
-            Ok::<_, String>((send, hello, id.name, serial))
-        })
+    let (mut ctl, hello, cert_serial) = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&conn))
         .await
-        .map_err(|_| "connector did not complete its handshake in time".to_string())??;
+        .map_err(|_| "connector did not complete its handshake in time".to_string())?
+        .map_err(|e| match e {
+            HandshakeError::Failed(reason) => reason,
+            HandshakeError::Refused(reason) => {
+                conn.close(codes::REFUSED, reason.as_bytes());
+                reason
+            }
+        })?;
+    let cert_name = ctl.connector.clone();
 
     let services = match judge_hello(config, &cert_name, &hello) {
         Ok(services) => services,
         Err(reason) => {
-            let _ = frame::write_frame(
-                &mut send,
-                &Control::Refused {
-                    reason: reason.clone(),
-                },
-            )
-            .await;
-            let _ = send.finish();
-            // Give the Refused frame a moment to leave before closing.
-            let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+            let outputs = ctl
+                .machine
+                .refuse(reason.clone())
+                .map_err(|e| e.to_string())?;
+            let _ = ctl.perform(outputs).await;
             conn.close(codes::REFUSED, reason.as_bytes());
             return Err(reason);
         }
     };
 
-    let welcome = Control::Welcome {
-        edge: edge_name.to_owned(),
-        limits: Limits {
-            max_request_body: config.clients.max_request_body as u64,
-            max_concurrent_exchanges: 16_384,
-        },
-        heartbeat_ms: HEARTBEAT.as_millis() as u64,
+    let limits = Limits {
+        max_request_body: config.clients.max_request_body as u64,
+        max_concurrent_exchanges: 16_384,
     };
-    frame::write_frame(&mut send, &welcome)
+    let outputs = ctl
+        .machine
+        .accept(edge_name.to_owned(), limits, HEARTBEAT.as_millis() as u64)
+        .map_err(|e| e.to_string())?;
+    ctl.perform(outputs)
         .await
         .map_err(|e| format!("cannot send Welcome to {cert_name}: {e}"))?;
 
@@ -157,10 +140,176 @@ async fn serve_tunnel(
         ?services,
         "tunnel up"
     );
-    let reason = conn.closed().await;
+    let reason = ctl.serve(&conn).await;
     registry.remove(tunnel.id);
     tracing::info!(connector = %cert_name, "tunnel down: {reason}");
     Ok(())
+}
+
+/// How a handshake ended without a Hello to judge.
+enum HandshakeError {
+    /// The connector broke off or sent garbage: there is no one to answer.
+    Failed(String),
+    /// The edge refused the connector (the `Refused` has been sent): close with
+    /// [`codes::REFUSED`].
+    Refused(String),
+}
+
+/// Accepts the control stream and reads the connector's Hello (the certificate's identity and
+/// serial come along).
+async fn read_hello(conn: &TunnelConn) -> Result<(ControlStream, Hello, String), HandshakeError> {
+    let failed = HandshakeError::Failed;
+    let leaf = conn
+        .peer_leaf()
+        .ok_or_else(|| failed("connector presented no certificate".into()))?;
+    let id = SpiffeId::from_certificate_der(&leaf).map_err(|e| failed(e.to_string()))?;
+    let serial = certificate_serial(&leaf).map_err(|e| failed(e.to_string()))?;
+    let (send, recv) = conn
+        .accept_exchange()
+        .await
+        .map_err(|e| failed(format!("no control stream: {e}")))?;
+    let mut ctl = ControlStream {
+        machine: EdgeControl::new(control::capabilities()),
+        send,
+        recv,
+        open: true,
+        connector: id.name.clone(),
+    };
+    loop {
+        let outputs = ctl.receive().await.map_err(|e| {
+            failed(match e {
+                ControlFailure::Read(e) => format!("bad Hello from {id}: {e}"),
+                ControlFailure::Protocol(ControlError::Frame(e)) => {
+                    format!("bad Hello from {id}: {e}")
+                }
+                ControlFailure::Protocol(ControlError::Ended(_)) => {
+                    format!("{id} closed the control stream before Hello")
+                }
+                ControlFailure::Protocol(e) => format!("bad Hello from {id}: {e}"),
+            })
+        })?;
+        match ctl.perform(outputs).await {
+            Ok(Verdict::Continue) => {}
+            Ok(Verdict::Hello(hello)) => return Ok((ctl, hello, serial)),
+            Ok(Verdict::Refused(reason)) => return Err(HandshakeError::Refused(reason)),
+            Err(e) => return Err(failed(format!("cannot answer {id}: {e}"))),
+        }
+    }
+}
+
+/// The edge's end of one tunnel's control stream: the protocol machine and the stream that
+/// feeds it.
+struct ControlStream {
+    machine: EdgeControl,
+    send: ExchangeSend,
+    recv: ExchangeRecv,
+    /// Whether the connector's side of the stream may still deliver bytes.
+    open: bool,
+    /// The connector's name (from its certificate), for the log.
+    connector: String,
+}
+
+/// Why reading the control stream stopped.
+enum ControlFailure {
+    /// The stream broke (reset, or the tunnel is gone).
+    Read(TransportError),
+    /// The connector broke the protocol.
+    Protocol(ControlError),
+}
+
+/// What a batch of the machine's outputs came to.
+enum Verdict {
+    /// Nothing to decide.
+    Continue,
+    /// The connector's Hello, to judge.
+    Hello(Hello),
+    /// The connector is refused (the `Refused` has been sent): close the tunnel.
+    Refused(String),
+}
+
+impl ControlStream {
+    /// Waits for the next bytes of the control stream, or its end, and feeds the machine.
+    async fn receive(&mut self) -> Result<Vec<EdgeOutput>, ControlFailure> {
+        match self.recv.read_chunk().await {
+            Ok(Some(chunk)) => self
+                .machine
+                .handle_bytes(&chunk)
+                .map_err(ControlFailure::Protocol),
+            Ok(None) => {
+                self.open = false;
+                self.machine.handle_end().map_err(ControlFailure::Protocol)
+            }
+            Err(e) => {
+                self.open = false;
+                Err(ControlFailure::Read(e))
+            }
+        }
+    }
+
+    /// Does what the machine's outputs say.
+    async fn perform(&mut self, outputs: Vec<EdgeOutput>) -> Result<Verdict, FrameError> {
+        let mut verdict = Verdict::Continue;
+        for output in outputs {
+            match output {
+                EdgeOutput::Send(msg) => match frame::write_frame(&mut self.send, &msg).await {
+                    Ok(()) => {}
+                    // A refused connector is refused whether or not the message gets through.
+                    Err(_) if matches!(msg, Control::Refused(_)) => {}
+                    Err(e) => return Err(e),
+                },
+                EdgeOutput::Hello(hello) => verdict = Verdict::Hello(hello),
+                EdgeOutput::Refused(reason) => {
+                    let _ = self.send.finish();
+                    // Give the Refused frame a moment to leave before closing.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), self.send.stopped()).await;
+                    return Ok(Verdict::Refused(reason));
+                }
+                EdgeOutput::Ignored(kind) => tracing::info!(
+                    connector = %self.connector,
+                    kind,
+                    "ignoring a control message of a type this edge does not know"
+                ),
+                // No optional message type exists yet; this is where the first will land.
+                EdgeOutput::Message(msg) => tracing::debug!(
+                    connector = %self.connector,
+                    kind = msg.kind(),
+                    "control message"
+                ),
+            }
+        }
+        Ok(verdict)
+    }
+
+    /// After Welcome: feeds the machine whatever the connector sends, until the tunnel closes
+    /// (at once, with [`codes::PROTOCOL`], if the connector breaks the protocol). Returns why
+    /// the tunnel closed.
+    async fn serve(&mut self, conn: &TunnelConn) -> TransportError {
+        while self.open {
+            let received = tokio::select! {
+                reason = conn.closed() => return reason,
+                received = self.receive() => received,
+            };
+            match received {
+                Ok(outputs) => {
+                    if let Err(e) = self.perform(outputs).await {
+                        // The stream is broken; the tunnel's own fate follows from the
+                        // connection.
+                        tracing::debug!(connector = %self.connector, "control stream failed: {e}");
+                        self.open = false;
+                    }
+                }
+                Err(ControlFailure::Read(e)) => {
+                    tracing::debug!(connector = %self.connector, "control stream ended: {e}")
+                }
+                Err(ControlFailure::Protocol(e)) => {
+                    tracing::warn!(connector = %self.connector, "closing tunnel: control protocol: {e}");
+                    self.open = false;
+                    conn.close(codes::PROTOCOL, b"control protocol violation");
+                }
+            }
+        }
+        conn.closed().await
+    }
 }
 
 #[cfg(test)]
@@ -189,12 +338,13 @@ mod tests {
         .unwrap()
     }
 
-    fn hello(name: &str, services: &[&str]) -> Control {
-        Control::Hello {
-            protocol: PROTOCOL_VERSION,
+    fn hello(name: &str, services: &[&str]) -> Hello {
+        Hello {
+            protocol: frame::PROTOCOL_VERSION,
             connector: name.into(),
             services: services.iter().map(|s| s.to_string()).collect(),
             build: "t".into(),
+            capabilities: vec![],
         }
     }
 
@@ -209,12 +359,19 @@ mod tests {
         assert!(err.contains("\"files\""), "{err}");
         assert!(judge_hello(&c, "dc1", &hello("dc2", &["files"])).is_err());
         assert!(judge_hello(&c, "dc1", &hello("dc1", &[])).is_err());
+    }
+
+    #[test]
+    fn another_protocol_version_is_refused_before_judging() {
         let mut old = hello("dc1", &["everything"]);
-        if let Control::Hello { protocol, .. } = &mut old {
-            *protocol = 99;
-        }
-        assert!(judge_hello(&c, "dc1", &old)
-            .unwrap_err()
-            .contains("protocol 99"));
+        old.protocol = 99;
+        let mut machine = EdgeControl::new(control::capabilities());
+        let outputs = machine
+            .handle_bytes(&frame::encode(&Control::Hello(old)).unwrap())
+            .unwrap();
+        assert!(
+            matches!(outputs.last(), Some(EdgeOutput::Refused(r)) if r.contains("protocol 99")),
+            "{outputs:?}"
+        );
     }
 }

@@ -17,7 +17,7 @@ use rcgen::{
 use ring::rand::SecureRandom;
 use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
-use underpass_shared::identity::{validate_trust_domain, IdentityError};
+use underpass_proto::identity::{validate_trust_domain, IdentityError};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use underpass_shared::identity::IdentityError;
+use underpass_proto::identity::IdentityError;
 
 use crate::revocation::RevocationError;
 

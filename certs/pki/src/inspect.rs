@@ -12,7 +12,7 @@ use std::path::Path;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
-use underpass_shared::identity::{IdentityError, SpiffeId};
+use underpass_proto::identity::{IdentityError, SpiffeId};
 use x509_parser::extensions::GeneralName;
 
 use crate::{files, revocation, Error, REVOCATION_FILE};

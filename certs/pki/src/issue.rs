@@ -13,7 +13,7 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 use time::OffsetDateTime;
-use underpass_shared::identity::{validate_name, Role, SpiffeId};
+use underpass_proto::identity::{validate_name, Role, SpiffeId};
 
 use crate::ca::{self, CLOCK_SKEW, LEAF_VALIDITY};
 use crate::{files, revocation, Error};

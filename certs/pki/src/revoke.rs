@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use underpass_shared::identity::{validate_name, SpiffeId};
+use underpass_proto::identity::{validate_name, SpiffeId};
 
 use crate::files::PUBLIC_MODE;
 use crate::{inspect, revocation, Error, CA_CERT_FILE, REVOCATION_FILE};
@@ -152,7 +152,7 @@ fn find_by_serial(dir: &Path, serial: &str) -> Result<Option<(String, inspect::C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use underpass_shared::identity::Role;
+    use underpass_proto::identity::Role;
 
     #[test]
     fn by_name_then_by_serial_is_noop() {

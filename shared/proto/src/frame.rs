@@ -4,15 +4,16 @@
 //! (a map with named fields, so fields can be added without breaking older peers).
 //!
 //! Streams:
-//! - **control**: the first bidirectional stream, opened by the connector. It sends
-//!   [`Control::Hello`]; the edge answers [`Control::Welcome`] or [`Control::Refused`].
+//! - **control**: the first bidirectional stream, opened by the connector: the handshake and
+//!   any later control message (the `control` module).
 //! - **exchange**: one bidirectional stream per client HTTP exchange, opened by the edge. It
 //!   writes a [`RequestHead`] frame followed by the raw request body up to FIN; the connector
 //!   answers with a [`ResponseHead`] frame followed by the raw response body up to FIN, streamed
 //!   as it arrives. A reset on either side cancels the exchange.
 //!
-//! Encoding and decoding are plain functions over bytes; [`read_frame`] and [`write_frame`] are
-//! thin async shells over them.
+//! Encoding and decoding are plain functions over bytes ([`encode`], [`decode`], and
+//! [`FrameBuffer`] for frames arriving in pieces); [`read_frame`] and [`write_frame`] are thin
+//! async shells over them.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// ALPN of tunnel connections; bumped with any incompatible change to this module.
 pub const ALPN: &[u8] = b"underpass/1";
-/// The protocol version carried in [`Control::Hello`].
+/// The protocol version carried in the control protocol's `Hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Hard cap on one frame (heads and control messages; bodies are not framed).
 pub const MAX_FRAME_LEN: usize = 256 * 1024;
@@ -29,7 +30,7 @@ const LEN_PREFIX: usize = 4;
 /// QUIC application error codes used when closing a connection or resetting a stream.
 pub mod codes {
     pub const NORMAL: u32 = 0;
-    /// The connector was refused (see the reason in [`super::Control::Refused`]).
+    /// The connector was refused (see the reason in the control protocol's `Refused`).
     pub const REFUSED: u32 = 1;
     /// The peer broke the protocol (bad frame, wrong stream order).
     pub const PROTOCOL: u32 = 2;
@@ -37,33 +38,6 @@ pub mod codes {
     pub const CANCELLED: u32 = 3;
     /// The identity was revoked or the edge is shutting down.
     pub const GOING_AWAY: u32 = 4;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Control {
-    Hello {
-        protocol: u32,
-        connector: String,
-        services: Vec<String>,
-        build: String,
-    },
-    Welcome {
-        edge: String,
-        limits: Limits,
-        /// Interval of QUIC keep-alives the connector should send, in milliseconds.
-        heartbeat_ms: u64,
-    },
-    Refused {
-        reason: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Largest request body the edge will forward.
-    pub max_request_body: u64,
-    /// Concurrent exchange streams the edge may open on this tunnel.
-    pub max_concurrent_exchanges: u64,
 }
 
 /// One HTTP header as it crosses the tunnel (value bytes kept exact).
@@ -143,6 +117,38 @@ pub fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)>, Fra
     Ok(Some((rmp_serde::from_slice(payload)?, LEN_PREFIX + len)))
 }
 
+/// Reassembles frames from the pieces a stream delivers them in: [`FrameBuffer::push`] what
+/// arrived, then take whole frames with [`FrameBuffer::next_frame`]. A frame announcing more than
+/// [`MAX_FRAME_LEN`] bytes is refused as soon as its length prefix is in, so the buffer never
+/// holds more than one frame's worth.
+#[derive(Debug, Default)]
+pub struct FrameBuffer {
+    buf: Vec<u8>,
+}
+
+impl FrameBuffer {
+    /// Appends bytes as they arrived.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame, or `Ok(None)` until more bytes arrive.
+    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+        match decode(&self.buf)? {
+            Some((msg, used)) => {
+                self.buf.drain(..used);
+                Ok(Some(msg))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Whether bytes of an unfinished frame are waiting (at the end of the stream: it was cut).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
 /// Reads exactly one frame. `Ok(None)` means the stream ended cleanly before any byte of it.
 pub async fn read_frame<T, R>(r: &mut R) -> Result<Option<T>, FrameError>
 where
@@ -182,82 +188,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn head() -> RequestHead {
-        RequestHead {
-            service: "everything".into(),
-            method: "POST".into(),
-            query: String::new(),
-            headers: vec![("content-type".into(), b"application/json".to_vec())],
-            principal: "anonymous".into(),
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            request_id: "0af7651916cd43dd8448eb211c80319c".into(),
-            assertion: None,
-        }
-    }
-
-    #[test]
-    fn round_trip_and_partial_input() {
-        let bytes = encode(&head()).unwrap();
-        for cut in 0..bytes.len() {
-            assert!(decode::<RequestHead>(&bytes[..cut]).unwrap().is_none());
-        }
-        let (back, used) = decode::<RequestHead>(&bytes).unwrap().unwrap();
-        assert_eq!(back, head());
-        assert_eq!(used, bytes.len());
-    }
-
-    #[test]
-    fn oversized_prefix_is_refused_before_allocating() {
-        let mut bytes = (u32::MAX).to_be_bytes().to_vec();
-        bytes.extend_from_slice(&[0; 8]);
-        assert!(matches!(
-            decode::<Control>(&bytes),
-            Err(FrameError::TooLarge(_))
-        ));
-    }
-
-    #[test]
-    fn garbage_and_unknown_variants_are_errors() {
-        let mut bytes = 3u32.to_be_bytes().to_vec();
-        bytes.extend_from_slice(&[0xc1, 0xc1, 0xc1]);
-        assert!(matches!(
-            decode::<Control>(&bytes),
-            Err(FrameError::Decode(_))
-        ));
-
-        #[derive(Serialize)]
-        enum Future {
-            Teleport { to: String },
-        }
-        let bytes = encode(&Future::Teleport { to: "x".into() }).unwrap();
-        assert!(decode::<Control>(&bytes).is_err());
-    }
-
-    #[tokio::test]
-    async fn async_shells_match_pure_functions() {
-        let hello = Control::Hello {
-            protocol: PROTOCOL_VERSION,
-            connector: "dc1".into(),
-            services: vec!["everything".into()],
-            build: "test".into(),
-        };
-        let mut wire = Vec::new();
-        write_frame(&mut wire, &hello).await.unwrap();
-        write_frame(&mut wire, &head()).await.unwrap();
-        let mut r = &wire[..];
-        assert_eq!(read_frame::<Control, _>(&mut r).await.unwrap(), Some(hello));
-        assert_eq!(
-            read_frame::<RequestHead, _>(&mut r).await.unwrap(),
-            Some(head())
-        );
-        assert!(read_frame::<Control, _>(&mut r).await.unwrap().is_none());
-        let mut cut = &wire[..6];
-        assert!(matches!(
-            read_frame::<Control, _>(&mut cut).await,
-            Err(FrameError::Truncated)
-        ));
-    }
-}
+mod tests;

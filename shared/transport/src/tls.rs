@@ -17,8 +17,8 @@ use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureS
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-use crate::frame::ALPN;
-use crate::identity::{IdentityError, Role, SpiffeId};
+use underpass_proto::frame::ALPN;
+use underpass_proto::identity::{IdentityError, Role, SpiffeId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -62,7 +62,22 @@ pub fn error(id: Option<&Value>, code: i64, message: &str, data: Option<Value>) 
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::code::*;
+    use super::error as jsonrpc_error;
+
+    #[test]
+    fn jsonrpc_error_shape() {
+        assert_eq!(
+            jsonrpc_error(Some(&json!(1)), -32020, "m", None),
+            json!({"jsonrpc":"2.0","id":1,"error":{"code":-32020,"message":"m"}})
+        );
+        assert_eq!(
+            jsonrpc_error(None, -32700, "p", Some(json!({"a":1}))),
+            json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"p","data":{"a":1}}})
+        );
+    }
 
     #[test]
     fn gateway_codes_stay_outside_the_reserved_range() {

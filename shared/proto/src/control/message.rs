@@ -1,0 +1,176 @@
+//! The control messages and their decoding, which tells a message of an unknown type (from a
+//! newer peer) from a broken frame.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// The connector introduces itself: the first message on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The tunnel protocol version it speaks ([`crate::frame::PROTOCOL_VERSION`]).
+    pub protocol: u32,
+    /// Its name; the edge checks it against the name in its certificate.
+    pub connector: String,
+    /// The services it offers.
+    pub services: Vec<String>,
+    /// Its build, for the edge's logs.
+    pub build: String,
+    /// The optional control message types it understands (see the [module](super) docs).
+    /// Absent from older connectors' `Hello`, and left out when empty, so an older edge reads
+    /// exactly what it always did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+}
+
+/// The edge accepts the connector: the tunnel is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The edge's name.
+    pub edge: String,
+    /// What the edge will send down this tunnel.
+    pub limits: Limits,
+    /// Interval of QUIC keep-alives the connector should send, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// The optional control message types the edge understands, as in [`Hello`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+}
+
+/// The edge's limits on one tunnel, announced in [`Welcome`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest request body the edge will forward.
+    pub max_request_body: u64,
+    /// Concurrent exchange streams the edge may open on this tunnel.
+    pub max_concurrent_exchanges: u64,
+}
+
+/// The edge refuses the connector, and closes the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// Why, in words the connector's operator can act on.
+    pub reason: String,
+}
+
+/// A control message of a type this build knows.
+///
+/// Serialized externally tagged (`{"Hello": {...}}`), as the first builds wrote their
+/// `Control` enum; decode received frames as [`Received`], which also accepts types added
+/// after this build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    /// See [`Hello`].
+    Hello(Hello),
+    /// See [`Welcome`].
+    Welcome(Welcome),
+    /// See [`Refused`].
+    Refused(Refused),
+    /// Stands in, in unit tests, for the first optional message type (drain notices,
+    /// certificate renewal, ...): sent only to a peer that announced `"Probe"`.
+    #[cfg(test)]
+    Probe {
+        /// Anything.
+        note: String,
+    },
+}
+
+impl Control {
+    /// The message's type name: its tag on the wire, and its capability name when optional.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Control::Hello(_) => "Hello",
+            Control::Welcome(_) => "Welcome",
+            Control::Refused(_) => "Refused",
+            #[cfg(test)]
+            Control::Probe { .. } => "Probe",
+        }
+    }
+
+    /// Whether the message belongs to the base protocol, which every peer understands; any
+    /// other is sent only to a peer that announced it.
+    pub fn is_base(&self) -> bool {
+        matches!(
+            self,
+            Control::Hello(_) | Control::Welcome(_) | Control::Refused(_)
+        )
+    }
+}
+
+/// A control frame as received: a message of a known type, or the type name of one this
+/// build does not know (added by a newer peer), whose content was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A message this build understands.
+    Known(Control),
+    /// A well-formed message of an unknown type.
+    Unknown(String),
+}
+
+/// The type names this build decodes, in [`Control`]'s order.
+#[cfg(not(test))]
+const KNOWN: &[&str] = &["Hello", "Welcome", "Refused"];
+#[cfg(test)]
+const KNOWN: &[&str] = &["Hello", "Welcome", "Refused", "Probe"];
+
+impl<'de> Deserialize<'de> for Received {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ReceivedVisitor)
+    }
+}
+
+struct ReceivedVisitor;
+
+impl<'de> Visitor<'de> for ReceivedVisitor {
+    type Value = Received;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a control message: a map of one type name to its fields")
+    }
+
+    /// A message with content: `{type: fields}`.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Received, A::Error> {
+        let Some(kind) = map.next_key::<String>()? else {
+            return Err(de::Error::invalid_length(0, &self));
+        };
+        let received = match kind.as_str() {
+            "Hello" => Received::Known(Control::Hello(map.next_value()?)),
+            "Welcome" => Received::Known(Control::Welcome(map.next_value()?)),
+            "Refused" => Received::Known(Control::Refused(map.next_value()?)),
+            #[cfg(test)]
+            "Probe" => {
+                #[derive(Deserialize)]
+                struct Probe {
+                    note: String,
+                }
+                let Probe { note } = map.next_value()?;
+                Received::Known(Control::Probe { note })
+            }
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+                Received::Unknown(kind)
+            }
+        };
+        if map.next_key::<IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom("a control message has exactly one type"));
+        }
+        Ok(received)
+    }
+
+    /// A message without content (how MessagePack writes a unit variant): only a newer
+    /// peer's type can look like this.
+    fn visit_str<E: de::Error>(self, kind: &str) -> Result<Received, E> {
+        if KNOWN.contains(&kind) {
+            return Err(E::custom(format!("{kind} without its fields")));
+        }
+        Ok(Received::Unknown(kind.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, kind: String) -> Result<Received, E> {
+        self.visit_str(&kind)
+    }
+}
+
+#[cfg(test)]
+mod tests;

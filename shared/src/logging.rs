@@ -1,0 +1,12 @@
+//! The daemons' one logging set-up.
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): the daemons' one logging set-up.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+}
