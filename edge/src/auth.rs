@@ -338,30 +338,7 @@ fn config_error(msg: impl Into<String>) -> AuthError {
 // Identities and errors
 // ---------------------------------------------------------------------------------------------
 
-/// How a client authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMethod {
-    /// A client certificate chained to `client_ca`.
-    Cert,
-    /// A configured API key.
-    ApiKey,
-    /// A JWT from the configured issuer.
-    Jwt,
-    /// No credential (`anonymous = true`).
-    Anonymous,
-}
-
-impl fmt::Display for AuthMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AuthMethod::Cert => "cert",
-            AuthMethod::ApiKey => "apikey",
-            AuthMethod::Jwt => "jwt",
-            AuthMethod::Anonymous => "anonymous",
-        })
-    }
-}
+pub use underpass_audit::AuthMethod;
 
 /// Who a request comes from. Contains no credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

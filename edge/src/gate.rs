@@ -163,7 +163,7 @@ pub fn authenticate(
         .as_deref()
         .is_some_and(|s| state.revocations.is_revoked_serial(s));
     if revoked {
-        audit.outcome = "unauthenticated".into();
+        audit.outcome = underpass_audit::Outcome::Unauthenticated;
         return Err(Box::new(error_response(
             StatusCode::UNAUTHORIZED,
             code::UNAUTHENTICATED,
@@ -177,7 +177,7 @@ pub fn authenticate(
     ) {
         Ok(id) => id,
         Err(e) => {
-            audit.outcome = "unauthenticated".into();
+            audit.outcome = underpass_audit::Outcome::Unauthenticated;
             let path = format!("/mcp/{service}");
             let mut resp = error_response(e.status(), code::UNAUTHENTICATED, &e.message());
             // The caller checked the host (check_host_origin) before admission.
@@ -218,7 +218,7 @@ pub fn admit(
         let inspected = match mcp::parse(body) {
             Ok(i) => i,
             Err(e) => {
-                audit.outcome = "bad_request".into();
+                audit.outcome = underpass_audit::Outcome::BadRequest;
                 audit.jsonrpc_error = Some(e.code());
                 return Err(Box::new(json_response(
                     StatusCode::BAD_REQUEST,
@@ -229,7 +229,7 @@ pub fn admit(
         let learned = state.registry.versions(service);
         check_protocol(&parts.headers, &inspected, learned.as_deref(), audit)?;
         if let Some(id) = inspected.repeated_request_id() {
-            audit.outcome = "bad_request".into();
+            audit.outcome = underpass_audit::Outcome::BadRequest;
             audit.jsonrpc_error = Some(mcp::INVALID_REQUEST);
             let message = format!(
                 "request id {id} is used more than once in this batch: give each request its own id"
@@ -275,7 +275,7 @@ pub fn admit(
         None => {}
         Some(crate::judge::Refusal::Denied { index, rule }) => {
             audit.decision = Some(AuditDecision::Deny);
-            audit.outcome = "denied".into();
+            audit.outcome = underpass_audit::Outcome::Denied;
             audit.jsonrpc_error = Some(POLICY_DENIED);
             tracing::info!(principal = %identity.principal, service, rule = %rule, "denied by policy");
             return Err(Box::new(jsonrpc_refusal(
@@ -291,7 +291,7 @@ pub fn admit(
         }) => {
             let secs = retry.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u64;
             audit.decision = Some(AuditDecision::Deny);
-            audit.outcome = "rate_limited".into();
+            audit.outcome = underpass_audit::Outcome::RateLimited;
             audit.jsonrpc_error = Some(RATE_LIMITED);
             let mut resp = jsonrpc_refusal(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -375,7 +375,7 @@ fn check_protocol(
     };
     let id = parsed.messages.first().and_then(|m| m.id.as_ref());
     let refuse = |audit: &mut AuditRecord, status: u16, code: i64, body: Value| {
-        audit.outcome = "bad_request".into();
+        audit.outcome = underpass_audit::Outcome::BadRequest;
         audit.jsonrpc_error = Some(code);
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
         Box::new(json_response(status, &body))

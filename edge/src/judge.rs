@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use underpass_shared::mcp::Target as McpTarget;
 
+use crate::audit::CallAudit;
 use crate::audit::Decision as AuditDecision;
-use crate::audit_calls::CallAudit;
 use crate::policy::{Policy, Rate, RateLimiter, Target};
 
 /// One JSON-RPC message of the request, reduced to what policy needs.

@@ -76,7 +76,7 @@ pub async fn open(
     if let Err(r) = gate::check_host_origin(state, parts)
         .and_then(|()| gate::check_media(&Method::GET, &parts.headers))
     {
-        audit.outcome = "bad_request".into();
+        audit.outcome = underpass_audit::Outcome::BadRequest;
         return *r;
     }
     if !state.config.has_service(service) {
@@ -182,7 +182,7 @@ pub async fn post(
     if let Err(r) = gate::check_host_origin(state, parts)
         .and_then(|()| gate::check_media(&Method::POST, &parts.headers))
     {
-        audit.outcome = "bad_request".into();
+        audit.outcome = underpass_audit::Outcome::BadRequest;
         return *r;
     }
     let id = parts

@@ -1,10 +1,10 @@
 //! The Underpass edge: accepts MCP clients over HTTPS, authenticates them, applies policy,
 //! and relays each exchange down a QUIC tunnel to a connector that serves the service.
 
+pub use underpass_audit as audit;
+
 pub mod admin;
 pub mod assertion;
-pub mod audit;
-pub mod audit_calls;
 pub mod audited;
 pub mod auth;
 pub mod config;

@@ -120,7 +120,7 @@ fn main() -> ExitCode {
         }) => {
             return audit_verify(
                 &file,
-                &underpass_edge::audit::VerifyOptions {
+                &underpass_audit::VerifyOptions {
                     key,
                     checkpoints,
                     expect_min_seq,
@@ -140,8 +140,8 @@ fn main() -> ExitCode {
 /// Exit status of `audit verify` for an intact chain that records lost records.
 const EXIT_GAPS: u8 = 2;
 
-fn audit_verify(file: &std::path::Path, opts: &underpass_edge::audit::VerifyOptions) -> ExitCode {
-    let report = match underpass_edge::audit::verify_with(file, opts) {
+fn audit_verify(file: &std::path::Path, opts: &underpass_audit::VerifyOptions) -> ExitCode {
+    let report = match underpass_audit::verify_with(file, opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!(

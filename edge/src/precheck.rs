@@ -75,7 +75,7 @@ pub async fn before_body(
     let Some(slot) = state.limits.in_flight.try_acquire(&identity.principal, cap) else {
         audit.principal = Some(identity.principal.clone());
         audit.auth_method = Some(identity.method);
-        audit.outcome = "rate_limited".into();
+        audit.outcome = underpass_audit::Outcome::RateLimited;
         audit.jsonrpc_error = Some(code::RATE_LIMITED);
         let resp = over_cap(
             &format!(

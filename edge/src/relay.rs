@@ -177,7 +177,7 @@ async fn relay(
 ) -> Response<Body> {
     let config = &state.config;
     if let Err(refusal) = gate::check_host_origin(state, parts) {
-        audit.outcome = "forbidden".into();
+        audit.outcome = underpass_audit::Outcome::Forbidden;
         return *refusal;
     }
     if !config.has_service(service) {
@@ -191,7 +191,7 @@ async fn relay(
         return refusal; // before policy runs, so that its record carries no decision
     }
     if let Err(refusal) = gate::check_media(&parts.method, &parts.headers) {
-        audit.outcome = "bad_request".into();
+        audit.outcome = underpass_audit::Outcome::BadRequest;
         return *refusal;
     }
     let admitted = match gate::admit(state, conn, service, parts, &body, audit) {
@@ -267,7 +267,7 @@ async fn relay(
     let (resp_head, recv) = match exchange(&tunnel.conn, &head, body).await {
         Ok(r) => r,
         Err(e) => {
-            audit.outcome = "tunnel_error".into();
+            audit.outcome = underpass_audit::Outcome::TunnelError;
             let detail = format!("exchange with connector {:?} failed: {e}", tunnel.connector);
             return error_response(
                 StatusCode::BAD_GATEWAY,
@@ -279,9 +279,9 @@ async fn relay(
 
     let status = StatusCode::from_u16(resp_head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     if status.is_server_error() {
-        audit.outcome = "backend_error".into();
+        audit.outcome = underpass_audit::Outcome::BackendError;
     } else if status.is_client_error() {
-        audit.outcome = "error".into();
+        audit.outcome = underpass_audit::Outcome::Error;
     }
     let mut builder = Response::builder().status(status);
     let mut is_sse = false;
@@ -368,7 +368,7 @@ async fn relay(
         (Some(f), false) => match filter::collect_json(stream).await {
             Ok(raw) => full_body(f.filter_json(&raw).unwrap_or_else(|| Bytes::from(raw))),
             Err(e) => {
-                audit.outcome = "backend_error".into();
+                audit.outcome = underpass_audit::Outcome::BackendError;
                 return error_response(
                     StatusCode::BAD_GATEWAY,
                     code::UPSTREAM_FAILED,

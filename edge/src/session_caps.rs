@@ -46,7 +46,7 @@ pub fn reserve_for(
         return Ok(slot);
     }
     audit.decision = Some(AuditDecision::Deny);
-    audit.outcome = "rate_limited".into();
+    audit.outcome = underpass_audit::Outcome::RateLimited;
     audit.jsonrpc_error = Some(code::RATE_LIMITED);
     tracing::info!(
         principal,

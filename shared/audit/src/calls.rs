@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::audit::{AuditRecord, Decision};
+use crate::record::{AuditRecord, Decision};
 
 /// What the audit log says about one JSON-RPC message of a request.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,12 +56,13 @@ impl AuditRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Outcome;
     use serde_json::json;
 
     #[test]
     fn a_record_without_calls_is_one_line() {
         let r = AuditRecord {
-            outcome: "ok".into(),
+            outcome: Outcome::Ok,
             mcp_method: Some("ping".into()),
             ..AuditRecord::default()
         };
@@ -80,7 +81,7 @@ mod tests {
         };
         let r = AuditRecord {
             principal: Some("apikey:bot".into()),
-            outcome: "ok".into(),
+            outcome: Outcome::Ok,
             http_status: Some(200),
             trace_id: Some("t".into()),
             mcp_method: Some("ping".into()),
