@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use underpass_shared::identity::{validate_name, validate_trust_domain, DEFAULT_TRUST_DOMAIN};
 
-pub use crate::audit::AuditConfig;
 pub use crate::auth::{ApiKeyConfig, AuthConfig, JwtConfig};
+pub use underpass_audit::AuditConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -207,10 +207,10 @@ fn policy_check(
     prompt: Option<String>,
     arguments: Option<String>,
 ) -> anyhow::Result<()> {
-    use underpass_edge::policy::{Policy, PolicyStore, Target};
+    use underpass_edge::policy::{self, Target};
     let config = EdgeConfig::load(config)?;
     let file = config.policy.as_ref().and_then(|p| p.file.clone());
-    let policy: std::sync::Arc<Policy> = PolicyStore::load(file)?.get();
+    let policy = policy::load_store(file.as_ref())?.get();
     let target = match (&tool, &resource, &prompt) {
         (Some(t), _, _) => Target::Tool(t),
         (_, Some(r), _) => Target::Resource(r),

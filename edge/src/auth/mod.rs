@@ -25,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -36,6 +36,8 @@ use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+
+use crate::reload::Reloadable;
 
 /// Path prefix of RFC 9728 protected resource metadata documents.
 pub const PROTECTED_RESOURCE_WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -524,7 +526,7 @@ struct JwtVerifier {
     config: JwtConfig,
     groups_claim: String,
     validations: Vec<(JwtAlgorithm, Validation)>,
-    keys: RwLock<Arc<KeySet>>,
+    keys: Reloadable<KeySet>,
 }
 
 /// Usable verification keys by `kid`.
@@ -662,7 +664,7 @@ impl Authenticator {
             return;
         };
         let shown = path.display().to_string();
-        crate::watch::file(path, |_| match self.reload_jwks() {
+        crate::reload::watch_file(path, |_| match self.reload_jwks() {
             Ok(n) => tracing::info!(path = %shown, keys = n, "JWKS reloaded"),
             Err(e) => tracing::error!("JWKS not reloaded, keeping the previous keys: {e}"),
         })
@@ -871,19 +873,19 @@ impl JwtVerifier {
                 .unwrap_or_else(|| "groups".to_owned()),
             config: config.clone(),
             validations,
-            keys: RwLock::new(Arc::new(keys)),
+            keys: Reloadable::new(keys),
         })
     }
 
     fn reload(&self) -> Result<usize, AuthError> {
         let fresh = load_jwks(&self.config.jwks_file)?;
         let count = fresh.by_kid.values().map(Vec::len).sum();
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        self.keys.set(fresh);
         Ok(count)
     }
 
     fn current_keys(&self) -> Arc<KeySet> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.keys.get()
     }
 
     fn verify(&self, token: &str) -> Result<Identity, AuthError> {

@@ -13,8 +13,13 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use underpass_shared::jsonrpc::code;
 
-use crate::audit::{AuditRecord, Auditor, Outcome};
-use crate::relay::{error_response, route, Body, BodyError, ConnInfo, Route, State};
+use crate::app::App;
+use crate::http::body::{Body, BodyError};
+use crate::http::conn::ConnInfo;
+use crate::http::ids::{new_request_id, trace_id};
+use crate::http::respond::error_response;
+use crate::http::router::{route, Route};
+use underpass_audit::{AuditRecord, Auditor, Outcome};
 
 /// Longest request path an audit record keeps.
 const MAX_PATH: usize = 256;
@@ -38,8 +43,8 @@ pub fn request_record(conn: &ConnInfo, parts: &http::request::Parts) -> AuditRec
         path,
         source: conn.peer.map(|a| a.ip().to_canonical().to_string()),
         http_method: Some(parts.method.as_str().to_owned()),
-        trace_id: Some(crate::relay::trace_id(&parts.headers)),
-        request_id: Some(crate::relay::new_request_id()),
+        trace_id: Some(trace_id(&parts.headers)),
+        request_id: Some(new_request_id()),
         outcome: Outcome::Ok,
         ..AuditRecord::default()
     }
@@ -47,8 +52,8 @@ pub fn request_record(conn: &ConnInfo, parts: &http::request::Parts) -> AuditRec
 
 /// With `[audit] on_failure = "refuse"`, the 503 for a request that could not be audited
 /// now (records cannot be written, or the queue to the writer is full); `None` to go on.
-pub fn refuse_unaudited(state: &State, audit: &mut AuditRecord) -> Option<Response<Body>> {
-    let auditor = state.auditor.as_ref()?;
+pub fn refuse_unaudited(app: &App, audit: &mut AuditRecord) -> Option<Response<Body>> {
+    let auditor = app.auditor.as_ref()?;
     if auditor.accepting() {
         return None;
     }
@@ -62,6 +67,19 @@ pub fn refuse_unaudited(state: &State, audit: &mut AuditRecord) -> Option<Respon
     resp.headers_mut()
         .insert(http::header::RETRY_AFTER, http::HeaderValue::from(5u32));
     Some(resp)
+}
+
+/// The response, writing `audit` when its body ends (when an audit log is configured).
+pub fn audited(
+    app: &App,
+    resp: Response<Body>,
+    audit: AuditRecord,
+    started: Instant,
+) -> Response<Body> {
+    match &app.auditor {
+        Some(auditor) => wrap(resp, audit, started, auditor.clone()),
+        None => resp,
+    }
 }
 
 struct Audited {

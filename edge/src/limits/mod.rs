@@ -28,7 +28,7 @@ use http_body_util::BodyExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ClientsConfig;
-use crate::relay::{Body, BodyError};
+use crate::http::body::{Body, BodyError};
 
 pub fn default_max_connections() -> usize {
     8192

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use underpass_shared::mcp::Target as McpTarget;
 
-use crate::audit::CallAudit;
-use crate::audit::Decision as AuditDecision;
-use crate::policy::{Policy, Rate, RateLimiter, Target};
+use underpass_audit::{CallAudit, Decision as AuditDecision};
+
+use crate::limiter::RateLimiter;
+use crate::policy::{Policy, Rate, Target};
 
 /// One JSON-RPC message of the request, reduced to what policy needs.
 #[derive(Debug, Clone)]

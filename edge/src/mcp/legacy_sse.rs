@@ -7,7 +7,6 @@
 //! every message that comes back is pushed onto the client's event stream. Once the backend
 //! session is initialized, a backend GET stream carries server-initiated messages too.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,46 +19,27 @@ use underpass_shared::frame::RequestHead;
 use underpass_shared::jsonrpc::code;
 use underpass_shared::mcp::SseParser;
 
+use underpass_audit::{AuditRecord, Outcome};
+
+use crate::app::App;
 use crate::assertion::AssertionClaims;
-use crate::audit::AuditRecord;
-use crate::auth::Identity;
+use crate::bridges::Bridge;
 use crate::exchange::{exchange, response_stream};
-use crate::filter::{Applied, ListFilter};
-use crate::gate::{self, Admitted};
-use crate::registry::Tunnel;
-use crate::relay::{error_response, new_request_id, Body, ConnInfo, State};
+use crate::http::body::{full_body, Body, BodyError};
+use crate::http::conn::ConnInfo;
+use crate::http::headers::forwarding_headers;
+use crate::http::host::check_host_origin;
+use crate::http::ids::new_request_id;
+use crate::http::media::check_media;
+use crate::http::respond::{error_response, incident};
+use crate::mcp::admission::{self, Admitted};
+use crate::mcp::list_filter::{Applied, ListFilter};
+use crate::mcp::precheck::InFlight;
+use crate::mcp::sessions;
 
 /// Messages queued for a client that reads too slowly before the bridge gives up on it.
 const QUEUE: usize = 1024;
 const KEEPALIVE: Duration = Duration::from_secs(15);
-
-struct Bridge {
-    service: String,
-    identity: Identity,
-    tunnel: Arc<Tunnel>,
-    events: mpsc::Sender<Bytes>,
-    /// Forwarding headers from what the edge saw of the client's `GET` (peer address, scheme,
-    /// host), sent with every exchange of the bridge.
-    forwarded: Vec<(String, Vec<u8>)>,
-    /// The backend's `Mcp-Session-Id` and negotiated version, once `initialize` returned.
-    backend: Mutex<(Option<String>, Option<String>)>,
-    /// Counts against the principal's `[clients] max_sessions_per_principal`.
-    _slot: crate::registry::SessionSlot,
-}
-
-#[derive(Default)]
-pub struct Bridges {
-    map: Mutex<HashMap<String, Arc<Bridge>>>,
-}
-
-impl Bridges {
-    fn get(&self, id: &str) -> Option<Arc<Bridge>> {
-        self.map.lock().ok()?.get(id).cloned()
-    }
-    fn remove(&self, id: &str) -> Option<Arc<Bridge>> {
-        self.map.lock().ok()?.remove(id)
-    }
-}
 
 fn message_event(msg: &Value) -> Bytes {
     Bytes::from(format!("event: message\ndata: {msg}\n\n"))
@@ -67,34 +47,34 @@ fn message_event(msg: &Value) -> Bytes {
 
 /// `GET /mcp/{service}/sse`: opens the client's event stream.
 pub async fn open(
-    state: &Arc<State>,
+    app: &Arc<App>,
     conn: &ConnInfo,
     service: &str,
     parts: &http::request::Parts,
     audit: &mut AuditRecord,
 ) -> Response<Body> {
-    if let Err(r) = gate::check_host_origin(state, parts)
-        .and_then(|()| gate::check_media(&Method::GET, &parts.headers))
+    if let Err(r) = check_host_origin(&app.config.clients, parts)
+        .and_then(|()| check_media(&Method::GET, &parts.headers))
     {
-        audit.outcome = underpass_audit::Outcome::BadRequest;
+        audit.outcome = Outcome::BadRequest;
         return *r;
     }
-    if !state.config.has_service(service) {
+    if !app.config.has_service(service) {
         return error_response(
             StatusCode::NOT_FOUND,
             code::NOT_FOUND,
             &format!("unknown service {service:?}"),
         );
     }
-    let Admitted { identity, .. } = match gate::admit(state, conn, service, parts, b"", audit) {
+    let Admitted { identity, .. } = match admission::admit(app, conn, service, parts, b"", audit) {
         Ok(a) => a,
         Err(r) => return *r,
     };
-    let slot = match crate::session_caps::reserve_for(state, &identity.principal, audit) {
+    let slot = match sessions::reserve_for(app, &identity.principal, audit) {
         Ok(slot) => slot,
         Err(r) => return *r,
     };
-    let Some(tunnel) = state.registry.pick(service) else {
+    let Some(tunnel) = app.tunnels.pick(service) else {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             code::UNAVAILABLE,
@@ -108,17 +88,11 @@ pub async fn open(
         identity,
         tunnel,
         events: tx,
-        forwarded: crate::relay::forwarding_headers(
-            conn,
-            parts,
-            !state.config.clients.insecure_plaintext,
-        ),
+        forwarded: forwarding_headers(conn, parts, !app.config.clients.insecure_plaintext),
         backend: Mutex::new((None, None)),
         _slot: slot,
     });
-    if let Ok(mut map) = state.bridges.map.lock() {
-        map.insert(id.clone(), bridge);
-    }
+    app.bridges.insert(id.clone(), bridge);
     audit.session = Some(id.clone());
     let endpoint = Bytes::from(format!(
         "event: endpoint\ndata: /mcp/{service}/sse?sessionId={id}\n\n"
@@ -126,19 +100,19 @@ pub async fn open(
 
     // Ends the bridge (and the backend session) when the client's stream goes away.
     struct Closer {
-        state: Arc<State>,
+        app: Arc<App>,
         id: String,
     }
     impl Drop for Closer {
         fn drop(&mut self) {
-            if let Some(bridge) = self.state.bridges.remove(&self.id) {
-                let state = self.state.clone();
-                tokio::spawn(async move { end_backend_session(&state, &bridge).await });
+            if let Some(bridge) = self.app.bridges.remove(&self.id) {
+                let app = self.app.clone();
+                tokio::spawn(async move { end_backend_session(&app, &bridge).await });
             }
         }
     }
     let closer = Closer {
-        state: state.clone(),
+        app: app.clone(),
         id,
     };
     let events = futures_util::stream::unfold((rx, closer), |(mut rx, closer)| async move {
@@ -148,7 +122,7 @@ pub async fn open(
             Err(_) => Bytes::from_static(b": keep-alive\n\n"),
         };
         Some((
-            Ok::<_, crate::relay::BodyError>(hyper::body::Frame::data(next)),
+            Ok::<_, BodyError>(hyper::body::Frame::data(next)),
             (rx, closer),
         ))
     });
@@ -172,17 +146,17 @@ pub async fn open(
 
 /// `POST /mcp/{service}/sse?sessionId=…`: one client message.
 pub async fn post(
-    state: &Arc<State>,
+    app: &Arc<App>,
     conn: &ConnInfo,
     service: &str,
     parts: &http::request::Parts,
     body: Bytes,
     audit: &mut AuditRecord,
 ) -> Response<Body> {
-    if let Err(r) = gate::check_host_origin(state, parts)
-        .and_then(|()| gate::check_media(&Method::POST, &parts.headers))
+    if let Err(r) = check_host_origin(&app.config.clients, parts)
+        .and_then(|()| check_media(&Method::POST, &parts.headers))
     {
-        audit.outcome = underpass_audit::Outcome::BadRequest;
+        audit.outcome = Outcome::BadRequest;
         return *r;
     }
     let id = parts
@@ -192,7 +166,7 @@ pub async fn post(
         .split('&')
         .find_map(|kv| kv.strip_prefix("sessionId="))
         .unwrap_or("");
-    let Some(bridge) = state.bridges.get(id).filter(|b| b.service == service) else {
+    let Some(bridge) = app.bridges.get(id).filter(|b| b.service == service) else {
         return error_response(
             StatusCode::NOT_FOUND,
             code::NOT_FOUND,
@@ -200,7 +174,7 @@ pub async fn post(
         );
     };
     audit.session = Some(id.to_owned());
-    let admitted = match gate::admit(state, conn, service, parts, &body, audit) {
+    let admitted = match admission::admit(app, conn, service, parts, &body, audit) {
         Ok(a) => a,
         Err(r) => return *r,
     };
@@ -213,20 +187,20 @@ pub async fn post(
     }
     let trace_id = audit.trace_id.clone().unwrap_or_default();
     let request_id = audit.request_id.clone().unwrap_or_else(new_request_id);
-    let state = state.clone();
+    let app = app.clone();
     // The forward counts as the principal's request in flight until it is done.
-    let in_flight = parts.extensions.get::<crate::precheck::InFlight>().cloned();
+    let in_flight = parts.extensions.get::<InFlight>().cloned();
     tokio::spawn(async move {
-        forward(&state, &bridge, admitted, body, trace_id, request_id).await;
+        forward(&app, &bridge, admitted, body, trace_id, request_id).await;
         drop(in_flight);
     });
-    let mut resp = Response::new(crate::relay::full_body("Accepted"));
+    let mut resp = Response::new(full_body("Accepted"));
     *resp.status_mut() = StatusCode::ACCEPTED;
     resp
 }
 
 fn head(
-    state: &State,
+    app: &App,
     bridge: &Bridge,
     method: &str,
     trace_id: String,
@@ -247,7 +221,7 @@ fn head(
         headers.push(("mcp-protocol-version".into(), v.into_bytes()));
     }
     headers.extend(bridge.forwarded.iter().cloned());
-    let assertion = state
+    let assertion = app
         .signer
         .reusable(&AssertionClaims {
             service: &bridge.service,
@@ -271,7 +245,7 @@ fn head(
 
 /// Relays one client message and pushes what comes back onto the client's stream.
 async fn forward(
-    state: &Arc<State>,
+    app: &Arc<App>,
     bridge: &Arc<Bridge>,
     admitted: Admitted,
     body: Bytes,
@@ -291,7 +265,7 @@ async fn forward(
     let filter = ListFilter::for_request(
         &admitted.calls,
         admitted.policy.clone(),
-        state.policy.clone(),
+        app.security.policy.clone(),
         admitted.identity.principals(),
         &bridge.service,
     );
@@ -308,7 +282,7 @@ async fn forward(
     };
     let (resp_head, recv) = match exchange(
         &bridge.tunnel.conn,
-        &head(state, bridge, "POST", trace_id.clone(), edge_request_id),
+        &head(app, bridge, "POST", trace_id.clone(), edge_request_id),
         body,
     )
     .await
@@ -319,7 +293,7 @@ async fn forward(
                 "exchange with connector {:?} failed: {e}",
                 bridge.tunnel.connector
             );
-            return fail(crate::relay::incident(
+            return fail(incident(
                 "the tunnel to the connector failed",
                 &bridge.service,
                 &detail,
@@ -345,9 +319,9 @@ async fn forward(
         fail(format!("the backend answered HTTP {status}"));
     }
     if is_initialized {
-        let state = state.clone();
+        let app = app.clone();
         let bridge = bridge.clone();
-        tokio::spawn(async move { listen(&state, &bridge, trace_id).await });
+        tokio::spawn(async move { listen(&app, &bridge, trace_id).await });
     }
 }
 
@@ -422,8 +396,8 @@ async fn pump(
 }
 
 /// The backend's GET stream of server-initiated messages (if it offers one).
-async fn listen(state: &Arc<State>, bridge: &Arc<Bridge>, trace_id: String) {
-    let mut head = head(state, bridge, "GET", trace_id, new_request_id());
+async fn listen(app: &Arc<App>, bridge: &Arc<Bridge>, trace_id: String) {
+    let mut head = head(app, bridge, "GET", trace_id, new_request_id());
     // A GET has no body, and asks for an event stream only: one Accept, replacing the POST's.
     head.headers
         .retain(|(n, _)| n != "content-type" && n != "accept");
@@ -436,8 +410,8 @@ async fn listen(state: &Arc<State>, bridge: &Arc<Bridge>, trace_id: String) {
         // Server-initiated messages are filtered too (news about hidden resources).
         let filter = ListFilter::for_request(
             &[],
-            state.policy.get(),
-            state.policy.clone(),
+            app.security.policy.get(),
+            app.security.policy.clone(),
             bridge.identity.principals(),
             &bridge.service,
         );
@@ -445,14 +419,14 @@ async fn listen(state: &Arc<State>, bridge: &Arc<Bridge>, trace_id: String) {
     }
 }
 
-async fn end_backend_session(state: &Arc<State>, bridge: &Bridge) {
+async fn end_backend_session(app: &Arc<App>, bridge: &Bridge) {
     let has_session = bridge
         .backend
         .lock()
         .map(|b| b.0.is_some())
         .unwrap_or(false);
     if has_session {
-        let head = head(state, bridge, "DELETE", String::new(), new_request_id());
+        let head = head(app, bridge, "DELETE", String::new(), new_request_id());
         let _ = exchange(&bridge.tunnel.conn, &head, Bytes::new()).await;
     }
 }

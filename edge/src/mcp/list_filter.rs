@@ -21,9 +21,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use underpass_shared::mcp::{self, NotificationVerdict, SseParser, Target as McpTarget};
 
-use crate::gate::Call;
-use crate::policy::{Policy, PolicyStore, Target};
-use crate::relay::BodyError;
+use crate::http::body::BodyError;
+use crate::mcp::judge::Call;
+use crate::policy::{Policy, Target};
+use crate::reload::Reloadable;
 
 /// Largest JSON list response the edge will buffer to filter.
 const MAX_JSON_LIST: usize = 32 * 1024 * 1024;
@@ -45,7 +46,7 @@ pub struct ListFilter {
     /// The policy that admitted the request: lists are filtered by it.
     pub policy: Arc<Policy>,
     /// The policy in force: notifications are filtered by it when they arrive.
-    live: Arc<PolicyStore>,
+    live: Arc<Reloadable<Policy>>,
     pub principals: Vec<String>,
     pub service: String,
 }
@@ -85,7 +86,7 @@ impl ListFilter {
     pub fn for_request(
         calls: &[Call],
         policy: Arc<Policy>,
-        live: Arc<PolicyStore>,
+        live: Arc<Reloadable<Policy>>,
         principals: Vec<String>,
         service: &str,
     ) -> Option<Self> {
@@ -321,7 +322,7 @@ mod tests {
 
     fn filter(calls: &[Call]) -> ListFilter {
         let policy = Arc::new(Policy::parse(POLICY).unwrap_or_default());
-        let live = Arc::new(PolicyStore::fixed(policy.clone()));
+        let live = Arc::new(Reloadable::from_arc(policy.clone()));
         ListFilter::for_request(calls, policy, live, vec!["apikey:bot".into()], "s")
             .unwrap_or_else(|| panic!("a filter"))
     }
@@ -458,7 +459,7 @@ mod tests {
     #[test]
     fn allow_all_needs_no_filter() {
         let policy = Arc::new(Policy::allow_all());
-        let live = Arc::new(PolicyStore::fixed(policy.clone()));
+        let live = Arc::new(Reloadable::from_arc(policy.clone()));
         assert!(ListFilter::for_request(&[], policy, live, Vec::new(), "s").is_none());
         let f = filter(&[]);
         assert!(!f.has_lists());

@@ -1,6 +1,6 @@
 //! What the edge decides from a request's headers, before it reads the body:
 //! - who is calling: without valid credentials the answer is 401 (the same response, challenge
-//!   and audit line as [`gate::admit`] gives), and the body is drained, never held in memory;
+//!   and audit line as [`admission::admit`] gives), and the body is drained, never held in memory;
 //! - whether that principal may have one more request in flight
 //!   (`[clients] max_concurrent_per_principal`, 429 beyond);
 //! - which legacy session the request keeps from expiring.
@@ -17,10 +17,16 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use underpass_shared::jsonrpc::code;
 
-use crate::audit::AuditRecord;
-use crate::gate;
+use underpass_audit::{AuditRecord, Outcome};
+
+use crate::app::App;
+use crate::http::body::Body;
+use crate::http::conn::ConnInfo;
+use crate::http::headers::SESSION_HEADER;
+use crate::http::respond::{error_response, over_cap};
+use crate::http::router::{route, Route};
 use crate::limits::{self, BodyRefused, Busy, KeyGuard};
-use crate::relay::{self, error_response, Body, ConnInfo, Route, State};
+use crate::mcp::admission;
 
 /// A request in flight of one principal (shared with work spawned for the request, such as
 /// a 2024-11-05 bridge's forward; reachable from the request's extensions).
@@ -47,35 +53,35 @@ impl Held {
 /// Whether the request's route reads its body (the MCP endpoints); others drain it unread.
 pub fn reads_body(parts: &http::request::Parts) -> bool {
     matches!(
-        relay::route(parts.uri.path()),
+        route(parts.uri.path()),
         Route::Service(_) | Route::LegacySse(_)
     )
 }
 
 /// Authenticates an MCP request and takes its place among the principal's requests in
-/// flight; the identity goes into the request's extensions for [`gate::admit`], and what is
+/// flight; the identity goes into the request's extensions for [`admission::admit`], and what is
 /// known so far into `audit`. A refusal is a finished response, given after the body has been
 /// drained.
 pub async fn before_body(
-    state: &Arc<State>,
+    app: &Arc<App>,
     conn: &ConnInfo,
     parts: &mut http::request::Parts,
     body: &mut Incoming,
     audit: &mut AuditRecord,
 ) -> Result<Held, Response<Body>> {
-    let service = match relay::route(parts.uri.path()) {
+    let service = match route(parts.uri.path()) {
         Route::Service(s) | Route::LegacySse(s) => s.to_owned(),
         _ => return Ok(Held::default()),
     };
-    let identity = match gate::authenticate(state, conn, &service, parts, audit) {
+    let identity = match admission::authenticate(app, conn, &service, parts, audit) {
         Ok(identity) => identity,
         Err(refusal) => return Err(refuse(*refusal, body).await),
     };
-    let cap = state.config.clients.max_concurrent_per_principal;
-    let Some(slot) = state.limits.in_flight.try_acquire(&identity.principal, cap) else {
+    let cap = app.config.clients.max_concurrent_per_principal;
+    let Some(slot) = app.limits.in_flight.try_acquire(&identity.principal, cap) else {
         audit.principal = Some(identity.principal.clone());
         audit.auth_method = Some(identity.method);
-        audit.outcome = underpass_audit::Outcome::RateLimited;
+        audit.outcome = Outcome::RateLimited;
         audit.jsonrpc_error = Some(code::RATE_LIMITED);
         let resp = over_cap(
             &format!(
@@ -88,13 +94,9 @@ pub async fn before_body(
     };
     let session = parts
         .headers
-        .get(relay::SESSION_HEADER)
+        .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|id| {
-            state
-                .registry
-                .use_session(&service, id, &identity.principal)
-        });
+        .and_then(|id| app.tunnels.use_session(&service, id, &identity.principal));
     let in_flight = InFlight(Arc::new(slot));
     parts.extensions.insert(in_flight.clone());
     parts.extensions.insert(identity);
@@ -102,28 +104,6 @@ pub async fn before_body(
         _in_flight: Some(in_flight),
         _session: session,
     })
-}
-
-/// 429 with `Retry-After` for a per-caller cap (JSON-RPC `-31429`).
-pub fn over_cap(message: &str, retry_after_secs: u64) -> Response<Body> {
-    let body = underpass_shared::jsonrpc::error(
-        None,
-        code::RATE_LIMITED,
-        message,
-        Some(serde_json::json!({ "retryAfterSeconds": retry_after_secs })),
-    );
-    let mut resp = Response::new(relay::full_body(body.to_string()));
-    *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        http::header::RETRY_AFTER,
-        HeaderValue::from(retry_after_secs),
-    );
-    resp
 }
 
 async fn refuse(mut resp: Response<Body>, body: &mut Incoming) -> Response<Body> {
@@ -135,12 +115,12 @@ async fn refuse(mut resp: Response<Body>, body: &mut Incoming) -> Response<Body>
 
 /// Reads the request body within `[clients]` limits; Err is the finished refusal (413 too
 /// large, 503 over the edge's body budget, 408 too slow, 400 unreadable).
-pub async fn read_body(state: &State, body: &mut Incoming) -> Result<Bytes, Response<Body>> {
-    let clients = &state.config.clients;
+pub async fn read_body(app: &App, body: &mut Incoming) -> Result<Bytes, Response<Body>> {
+    let clients = &app.config.clients;
     let read = limits::read_body(
         body,
         clients.max_request_body,
-        &state.limits.bodies,
+        &app.limits.bodies,
         clients.body_timeout,
     )
     .await;

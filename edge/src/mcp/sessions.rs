@@ -12,41 +12,45 @@ use http::Method;
 use underpass_shared::frame::RequestHead;
 use underpass_shared::jsonrpc::code;
 
+use underpass_audit::{AuditRecord, Decision as AuditDecision, Outcome};
+
+use crate::app::App;
 use crate::assertion::AssertionClaims;
-use crate::audit::{AuditRecord, Decision as AuditDecision};
-use crate::gate::{Admitted, Refusal};
+use crate::http::headers::SESSION_HEADER;
+use crate::http::ids::new_request_id;
+use crate::http::respond::{over_cap, Refusal};
+use crate::mcp::admission::Admitted;
 use crate::registry::{ExpiredSession, SessionSlot};
-use crate::relay::State;
 
 /// For a POST that opens a session (an `initialize` without `Mcp-Session-Id`), a place in
 /// the principal's session count; 429 when the principal holds its cap already.
 pub fn reserve(
-    state: &State,
+    app: &App,
     parts: &http::request::Parts,
     admitted: &Admitted,
     audit: &mut AuditRecord,
 ) -> Result<Option<SessionSlot>, Refusal> {
     let opens_session = parts.method == Method::POST
-        && !parts.headers.contains_key(crate::relay::SESSION_HEADER)
+        && !parts.headers.contains_key(SESSION_HEADER)
         && admitted.calls.iter().any(|c| c.method == "initialize");
     if !opens_session {
         return Ok(None);
     }
-    reserve_for(state, &admitted.identity.principal, audit).map(Some)
+    reserve_for(app, &admitted.identity.principal, audit).map(Some)
 }
 
 /// A place in `principal`'s session count (also for a 2024-11-05 bridge), or the 429.
 pub fn reserve_for(
-    state: &State,
+    app: &App,
     principal: &str,
     audit: &mut AuditRecord,
 ) -> Result<SessionSlot, Refusal> {
-    let cap = state.config.clients.max_sessions_per_principal;
-    if let Some(slot) = state.registry.reserve_session(principal, cap) {
+    let cap = app.config.clients.max_sessions_per_principal;
+    if let Some(slot) = app.tunnels.reserve_session(principal, cap) {
         return Ok(slot);
     }
     audit.decision = Some(AuditDecision::Deny);
-    audit.outcome = underpass_audit::Outcome::RateLimited;
+    audit.outcome = Outcome::RateLimited;
     audit.jsonrpc_error = Some(code::RATE_LIMITED);
     tracing::info!(
         principal,
@@ -54,8 +58,8 @@ pub fn reserve_for(
         "session refused: the principal holds its cap"
     );
     let idle =
-        humantime_serde::re::humantime::format_duration(state.config.clients.session_idle_timeout);
-    Err(Box::new(crate::precheck::over_cap(
+        humantime_serde::re::humantime::format_duration(app.config.clients.session_idle_timeout);
+    Err(Box::new(over_cap(
         &format!(
             "too many open sessions for this caller: at most {cap} \
              ([clients] max_sessions_per_principal); end one with DELETE, or retry after \
@@ -66,14 +70,14 @@ pub fn reserve_for(
 }
 
 /// Forgets idle sessions, for as long as the edge runs.
-pub async fn expire_idle_sessions(state: Arc<State>) {
-    let idle = state.config.clients.session_idle_timeout;
+pub async fn expire_idle_sessions(app: Arc<App>) {
+    let idle = app.config.clients.session_idle_timeout;
     let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let expired = state.registry.expire_idle(idle);
+        let expired = app.tunnels.expire_idle(idle);
         if expired.is_empty() {
             continue;
         }
@@ -85,7 +89,7 @@ pub async fn expire_idle_sessions(state: Arc<State>) {
         futures_util::StreamExt::for_each_concurrent(
             futures_util::stream::iter(expired),
             32,
-            |session| end_at_backend(&state, session),
+            |session| end_at_backend(&app, session),
         )
         .await;
     }
@@ -93,11 +97,11 @@ pub async fn expire_idle_sessions(state: Arc<State>) {
 
 /// DELETE of an expired session down its tunnel, as its client would send it. Best effort:
 /// when the tunnel is gone, the connector already ended the session with it.
-async fn end_at_backend(state: &State, session: ExpiredSession) {
+async fn end_at_backend(app: &App, session: ExpiredSession) {
     let Some(tunnel) = session.tunnel else {
         return;
     };
-    let assertion = state
+    let assertion = app
         .signer
         .reusable(&AssertionClaims {
             service: &session.service,
@@ -112,13 +116,10 @@ async fn end_at_backend(state: &State, session: ExpiredSession) {
         service: session.service.clone(),
         method: Method::DELETE.as_str().to_owned(),
         query: String::new(),
-        headers: vec![(
-            crate::relay::SESSION_HEADER.to_owned(),
-            session.id.clone().into_bytes(),
-        )],
+        headers: vec![(SESSION_HEADER.to_owned(), session.id.clone().into_bytes())],
         principal: session.principal.clone(),
         trace_id: format!("{:032x}", rand::random::<u128>()),
-        request_id: crate::relay::new_request_id(),
+        request_id: new_request_id(),
         assertion,
     };
     let ended = tokio::time::timeout(
