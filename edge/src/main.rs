@@ -1,3 +1,8 @@
+//! `underpass-edge`: the CLI (run, --check, policy check, audit verify); the gateway is the
+//! library, the offline verifier the `underpass-audit` crate.
+
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -20,16 +20,11 @@ pub fn load_store(path: Option<&PathBuf>) -> Result<Reloadable<Policy>, PolicyEr
 /// Reloads `store` from `path` whenever the file changes and on SIGHUP, for as long as the
 /// edge runs.
 pub async fn watch_store(store: Arc<Reloadable<Policy>>, path: PathBuf) {
-    follow_file(
-        store,
-        path,
-        Policy::load,
-        |path, result| match result {
-            Ok(p) => {
-                tracing::info!(path = %path.display(), rules = p.rule_count(), "policy reloaded")
-            }
-            Err(e) => tracing::error!("policy not reloaded, keeping the previous one: {e}"),
-        },
-    )
+    follow_file(store, path, Policy::load, |path, result| match result {
+        Ok(p) => {
+            tracing::info!(path = %path.display(), rules = p.rule_count(), "policy reloaded")
+        }
+        Err(e) => tracing::error!("policy not reloaded, keeping the previous one: {e}"),
+    })
     .await
 }
