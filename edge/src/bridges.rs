@@ -1,4 +1,4 @@
-//! The table of open 2024-11-05 HTTP+SSE bridges (see [`crate::mcp::legacy_sse`]): a leaf,
+//! The table of open 2024-11-05 HTTP+SSE bridges (served by `mcp::legacy_sse`): a leaf,
 //! so that the application state can hold it without depending on the request path.
 
 use std::collections::HashMap;

@@ -134,10 +134,11 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     );
     tokio::spawn(auth.clone().watch());
     let policy_file = config.policy.as_ref().and_then(|p| p.file.clone());
-    let policy =
-        Arc::new(policy::load_store(policy_file.as_ref()).context("cannot load the policy")?);
+    let policy = Arc::new(
+        policy::store::load_store(policy_file.as_ref()).context("cannot load the policy")?,
+    );
     if let Some(path) = policy_file {
-        tokio::spawn(policy::watch_store(policy.clone(), path));
+        tokio::spawn(policy::store::watch_store(policy.clone(), path));
     }
     let auditor = match &config.audit {
         Some(a) => Some(Auditor::start(a).context("cannot open the audit log")?),
@@ -162,7 +163,11 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         signer,
         auditor: auditor.clone(),
         bridges: Default::default(),
-        limits: limits::Limits::new(&config.clients, max_connections),
+        limits: limits::Limits::new(
+            max_connections,
+            config.clients.max_connections_per_ip,
+            config.clients.max_buffered_body_bytes,
+        ),
     });
     tokio::spawn(mcp::sessions::expire_idle_sessions(app.clone()));
     if let Some(admin) = &config.admin {

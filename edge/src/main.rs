@@ -215,7 +215,7 @@ fn policy_check(
     use underpass_edge::policy::{self, Target};
     let config = EdgeConfig::load(config)?;
     let file = config.policy.as_ref().and_then(|p| p.file.clone());
-    let policy = policy::load_store(file.as_ref())?.get();
+    let policy = policy::store::load_store(file.as_ref())?.get();
     let target = match (&tool, &resource, &prompt) {
         (Some(t), _, _) => Target::Tool(t),
         (_, Some(r), _) => Target::Resource(r),

@@ -4,7 +4,9 @@ use http::HeaderValue;
 use percent_encoding::percent_decode_str;
 
 use crate::auth::error::AuthError;
-use crate::auth::MAX_TOKEN_LEN;
+
+/// Largest bearer token considered at all (bigger ones are refused before any parsing).
+const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// Whether the query string carries something that looks like a credential.
 pub(super) fn query_carries_token(query: &str) -> bool {

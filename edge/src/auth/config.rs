@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::api_key::parse_sha256_hex;
 use crate::auth::error::AuthError;
-use crate::auth::{MAX_LEEWAY_SECS, MAX_NAME_LEN};
+use crate::auth::identity::MAX_NAME_LEN;
+
+/// Largest accepted clock-skew allowance.
+const MAX_LEEWAY_SECS: u64 = 300;
 
 /// `[auth]`: how MCP clients prove who they are.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -13,7 +13,11 @@ use serde_json::Value;
 
 use crate::auth::config::{config_error, JwtAlgorithm};
 use crate::auth::error::AuthError;
-use crate::auth::{MAX_JWKS_FILE, MIN_RSA_MODULUS_BYTES};
+
+/// Largest JWKS file read.
+const MAX_JWKS_FILE: u64 = 1024 * 1024;
+/// Smallest RSA modulus accepted in the JWKS, in bytes (2048 bits).
+const MIN_RSA_MODULUS_BYTES: usize = 256;
 
 /// Usable verification keys by `kid`.
 #[derive(Default)]

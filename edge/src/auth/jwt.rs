@@ -16,8 +16,8 @@ use serde_json::{Map, Value};
 
 use crate::auth::config::{JwtAlgorithm, JwtConfig};
 use crate::auth::error::AuthError;
+use crate::auth::identity::{AuthMethod, Identity, MAX_NAME_LEN};
 use crate::auth::jwks::{load_jwks, KeySet};
-use crate::auth::{AuthMethod, Identity, MAX_NAME_LEN};
 use crate::reload::Reloadable;
 
 pub(super) struct JwtVerifier {

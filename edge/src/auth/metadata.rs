@@ -3,7 +3,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::auth::config::JwtConfig;
-use crate::auth::PROTECTED_RESOURCE_WELL_KNOWN;
+
+/// Path prefix of RFC 9728 protected resource metadata documents.
+pub const PROTECTED_RESOURCE_WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 /// The RFC 9728 protected resource metadata for the resource at `resource_url` (e.g.
 /// `https://edge.example.com/mcp/everything`).

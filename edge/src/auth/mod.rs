@@ -27,6 +27,7 @@ mod bearer;
 mod challenge;
 mod config;
 mod error;
+mod identity;
 mod jwks;
 mod jwt;
 mod metadata;
@@ -36,69 +37,18 @@ use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, StatusCode};
-use serde::Serialize;
 use serde_json::Value;
 
 pub use config::{ApiKeyConfig, AuthConfig, JwtAlgorithm, JwtConfig};
 pub use error::AuthError;
+pub use identity::{AuthMethod, Identity};
+pub use metadata::PROTECTED_RESOURCE_WELL_KNOWN;
 pub use metadata::{resource_metadata_url, resource_url};
-pub use underpass_audit::AuthMethod;
 
 use api_key::{parse_sha256_hex, ApiKey};
 use bearer::{bearer_token, looks_like_jwt, query_carries_token};
 use config::config_error;
 use jwt::JwtVerifier;
-
-/// Path prefix of RFC 9728 protected resource metadata documents.
-pub const PROTECTED_RESOURCE_WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
-
-/// Largest bearer token considered at all (bigger ones are refused before any parsing).
-const MAX_TOKEN_LEN: usize = 16 * 1024;
-/// Largest JWKS file read.
-const MAX_JWKS_FILE: u64 = 1024 * 1024;
-/// Largest accepted clock-skew allowance.
-const MAX_LEEWAY_SECS: u64 = 300;
-/// Longest subject, group or API key name accepted into a principal.
-const MAX_NAME_LEN: usize = 256;
-/// Smallest RSA modulus accepted in the JWKS, in bytes (2048 bits).
-const MIN_RSA_MODULUS_BYTES: usize = 256;
-
-/// Who a request comes from. Contains no credential.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Identity {
-    /// `client:<name>`, `apikey:<name>`, `jwt:<sub>` or `anonymous`.
-    pub principal: String,
-    /// `group:<g>` for each group of a JWT caller (empty otherwise).
-    pub groups: Vec<String>,
-    /// How the caller authenticated.
-    pub method: AuthMethod,
-    /// OAuth scopes granted to a JWT caller (empty otherwise).
-    pub scopes: Vec<String>,
-}
-
-impl Identity {
-    /// The principal `anonymous`.
-    pub fn anonymous() -> Self {
-        Identity {
-            principal: "anonymous".to_owned(),
-            groups: Vec::new(),
-            method: AuthMethod::Anonymous,
-            scopes: Vec::new(),
-        }
-    }
-
-    /// Every name policy rules may match for this caller: the principal, then its groups.
-    pub fn principals(&self) -> Vec<String> {
-        let mut all = Vec::with_capacity(1 + self.groups.len());
-        all.push(self.principal.clone());
-        all.extend(self.groups.iter().cloned());
-        all
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The authenticator
-// ---------------------------------------------------------------------------------------------
 
 /// Resolves requests to identities. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Authenticator {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::activity::Activity;
-use super::lock;
+use super::lock::lock;
 
 /// The address a per-source cap counts: IPv4 addresses one by one, IPv6 per /64 (one
 /// customer's allocation), IPv4-mapped IPv6 as IPv4.

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::lock;
+use super::lock::lock;
 
 /// Says when to log a repeated event: at most once per [`LogThrottle::EVERY`], with the
 /// number of events since the last line.

@@ -9,27 +9,27 @@
 //! - [`attach`]: keeps guards alive until a response body has been sent (or dropped);
 //! - [`raise_nofile_limit`]: the soft open-file limit raised to the hard one at start.
 //!
-//! The knobs are `[clients]` keys (`crate::config::ClientsConfig`); defaults are here.
+//! The knobs are `[clients]` keys (`ClientsConfig` in `config`, which validates them); their
+//! defaults are here. Nothing here reads the configuration itself.
 
 mod activity;
 mod body;
 mod conns;
 mod guard;
+mod lock;
 mod log_throttle;
 mod nofile;
 mod per_key;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
-
-use crate::config::ClientsConfig;
 
 pub use activity::{Activity, Busy};
 pub use body::{read_body, BodyBudget, BodyRefused};
 pub use conns::{drive, source_key, ConnSlot, ConnTable, Refused};
 pub use guard::attach;
 pub use log_throttle::LogThrottle;
-pub use nofile::{connection_cap, raise_nofile_limit};
+pub use nofile::{connection_cap, raise_nofile_limit, RESERVED_DESCRIPTORS};
 pub use per_key::{KeyGuard, PerKey};
 
 pub fn default_max_connections() -> usize {
@@ -72,52 +72,6 @@ pub fn default_session_idle_timeout() -> Duration {
     Duration::from_secs(3600)
 }
 
-/// Descriptors kept free of client connections: tunnels, audit files, watched files, admin.
-pub const RESERVED_DESCRIPTORS: u64 = 256;
-
-/// Checks the `[clients]` limits for values that would refuse everything or nothing.
-pub fn validate(c: &ClientsConfig) -> anyhow::Result<()> {
-    let positive = [
-        ("max_connections", c.max_connections),
-        ("max_connections_per_ip", c.max_connections_per_ip),
-        (
-            "max_concurrent_per_principal",
-            c.max_concurrent_per_principal,
-        ),
-        ("max_sessions_per_principal", c.max_sessions_per_principal),
-        (
-            "http2_max_concurrent_streams",
-            c.http2_max_concurrent_streams as usize,
-        ),
-    ];
-    for (key, value) in positive {
-        if value == 0 {
-            anyhow::bail!("[clients] {key} must be at least 1");
-        }
-    }
-    let durations = [
-        ("handshake_timeout", c.handshake_timeout),
-        ("header_timeout", c.header_timeout),
-        ("body_timeout", c.body_timeout),
-        ("idle_timeout", c.idle_timeout),
-        ("session_idle_timeout", c.session_idle_timeout),
-    ];
-    for (key, value) in durations {
-        if value.is_zero() {
-            anyhow::bail!("[clients] {key} must be longer than 0s");
-        }
-    }
-    if c.max_buffered_body_bytes < c.max_request_body {
-        anyhow::bail!(
-            "[clients] max_buffered_body_bytes ({}) is below max_request_body ({}): a body of \
-             the largest allowed size could never be accepted",
-            c.max_buffered_body_bytes,
-            c.max_request_body
-        );
-    }
-    Ok(())
-}
-
 /// The edge-wide limit state, built once from `[clients]`.
 pub struct Limits {
     pub conns: Arc<ConnTable>,
@@ -128,15 +82,17 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// `max_connections` is the already clamped cap (see [`connection_cap`]).
-    pub fn new(clients: &ClientsConfig, max_connections: usize) -> Limits {
+    /// `max_connections` is the already clamped cap (see [`connection_cap`]); the others are
+    /// `[clients] max_connections_per_ip` and `max_buffered_body_bytes`.
+    pub fn new(
+        max_connections: usize,
+        max_connections_per_ip: usize,
+        max_buffered_body_bytes: usize,
+    ) -> Limits {
         Limits {
-            conns: Arc::new(ConnTable::new(
-                max_connections,
-                clients.max_connections_per_ip,
-            )),
+            conns: Arc::new(ConnTable::new(max_connections, max_connections_per_ip)),
             in_flight: PerKey::default(),
-            bodies: BodyBudget::new(clients.max_buffered_body_bytes),
+            bodies: BodyBudget::new(max_buffered_body_bytes),
             refused_conns: LogThrottle::default(),
         }
     }
@@ -152,11 +108,8 @@ impl Limits {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update under these locks is a single insert, remove or increment: a panic
-    // elsewhere cannot leave them inconsistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+#[cfg(test)]
+use lock::lock;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The open-file limit: raised at start, and what it leaves for client connections.
 
-use super::RESERVED_DESCRIPTORS;
+/// Descriptors kept free of client connections: tunnels, audit files, watched files, admin.
+pub const RESERVED_DESCRIPTORS: u64 = 256;
 
 /// Raises the soft open-file limit to the hard one ([`underpass_shared::raise_fd_limit`]);
 /// returns the limit now in force (None: unlimited or unknown).

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
-use super::lock;
+use super::lock::lock;
 
 /// How many of something each key holds, with guards that give back on drop.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::policy::constraint::{Check, Constraint};
 use crate::policy::error::PolicyError;
 use crate::policy::glob::PathGlob;
-use crate::policy::{Scope, ALLOW_ALL, DEFAULT_DENY};
+use crate::policy::scope::{Scope, ALLOW_ALL, DEFAULT_DENY};
 
 /// `policy.toml`: two arrays of tables, both optional. An empty file denies everything.
 #[derive(Debug, Deserialize)]

@@ -49,7 +49,8 @@ mod error;
 mod file;
 pub mod glob;
 mod rate;
-mod store;
+mod scope;
+pub mod store;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -60,32 +61,11 @@ use serde_json::Value;
 pub use error::PolicyError;
 pub use glob::glob_match;
 pub use rate::{Rate, RateError};
-pub use store::{load_store, watch_store};
+pub use scope::{Target, ALLOW_ALL, DEFAULT_DENY};
 
 use constraint::Constraint;
 use file::{claim_name, constraint, location, scope, PolicyFile};
-
-/// The rule name reported when no allow rule matches.
-pub const DEFAULT_DENY: &str = "default deny";
-/// The rule name reported by a [`Policy::allow_all`] policy.
-pub const ALLOW_ALL: &str = "allow_all";
-
-fn any_match(patterns: &[String], text: &str) -> bool {
-    patterns.iter().any(|p| glob_match(p, text))
-}
-
-/// What a request touches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target<'a> {
-    /// `tools/call` of this tool.
-    Tool(&'a str),
-    /// A resource by URI (`resources/read`, `resources/subscribe`, …).
-    Resource(&'a str),
-    /// `prompts/get` of this prompt.
-    Prompt(&'a str),
-    /// Any other method of the service: `initialize`, `ping`, the list methods, notifications…
-    Service,
-}
+use scope::Scope;
 
 /// The outcome of [`Policy::decide`]. Its `Display` is what `policy check` prints:
 /// `allow (rule "eng-tools")`, `deny (rule "no-deletes")`,
@@ -107,38 +87,6 @@ impl fmt::Display for Decision {
             (true, rule) => write!(f, "allow (rule {rule:?})"),
             (false, rule) => write!(f, "deny (rule {rule:?})"),
         }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Scope {
-    name: String,
-    principals: Vec<String>,
-    services: Option<Vec<String>>,
-    tools: Option<Vec<String>>,
-    resources: Option<Vec<String>>,
-    prompts: Option<Vec<String>>,
-}
-
-impl Scope {
-    fn covers(&self, principals: &[String], service: &str) -> bool {
-        principals.iter().any(|p| any_match(&self.principals, p))
-            && self.services.as_ref().is_none_or(|s| any_match(s, service))
-    }
-
-    /// Whether the rule's kind lists name this (non-`Service`) target.
-    fn lists(&self, target: &Target) -> bool {
-        let (list, name) = match target {
-            Target::Tool(n) => (&self.tools, n),
-            Target::Resource(n) => (&self.resources, n),
-            Target::Prompt(n) => (&self.prompts, n),
-            Target::Service => return false,
-        };
-        list.as_ref().is_some_and(|l| any_match(l, name))
-    }
-
-    fn targetless(&self) -> bool {
-        self.tools.is_none() && self.resources.is_none() && self.prompts.is_none()
     }
 }
 

@@ -40,7 +40,6 @@
 
 #![forbid(unsafe_code)]
 
-mod calls;
 mod chain;
 mod config;
 mod error;
@@ -55,12 +54,11 @@ mod time;
 mod verify;
 mod writer;
 
-pub use calls::CallAudit;
 pub use chain::GENESIS;
 pub use config::{AuditConfig, OnFailure};
 pub use error::AuditError;
 pub use outcome::Outcome;
-pub use record::{Aggregate, AuditRecord, AuthMethod, ChainPoint, Decision, TrailEvent};
+pub use record::{Aggregate, AuditRecord, AuthMethod, CallAudit, ChainPoint, Decision, TrailEvent};
 pub use redact::redact_arguments;
 pub use sink::Auditor;
 pub use time::{format_time, now};
