@@ -1,12 +1,14 @@
 //! The Underpass edge: accepts MCP clients over HTTPS, authenticates them, applies policy,
 //! and relays each exchange down a tunnel to a connector that serves the service.
 //!
-//! Layers, each depending only on those below it: `http` (listener, routing, the one response
-//! renderer) calls `mcp` (admission, the Streamable HTTP relay, the 2024-11-05 bridge,
-//! response filters), which reads [`app::App`]: the state built here by [`run`] from
-//! `config`, `auth`, `policy`, `limiter`, `limits`, `registry`, `revocation`, `assertion` and
-//! the audit trail (crate `underpass-audit`). `tunnel` accepts connectors; `exchange` is the
-//! edge's side of one request down a tunnel; `reload` swaps what is re-read at run time.
+//! Dependencies point one way (no module cycles). At the bottom, the state [`app::App`]
+//! built here by [`run`] from `config`, `auth`, `policy`, `limiter`, `limits`, `registry`,
+//! `revocation`, `assertion`, `bridges` and the audit trail (crate `underpass-audit`), and the
+//! leaves of `http` (`body`, `respond`, `conn`, `headers`, `ids`, `host`, `media`, `router`).
+//! Above them `mcp` (admission, the Streamable HTTP relay, the 2024-11-05 bridge, response
+//! filters), and on top `http::dispatch` and `http::server`. `tunnel` accepts connectors;
+//! `exchange` is the edge's side of one request down a tunnel; `reload` swaps what is re-read
+//! at run time.
 
 #![forbid(unsafe_code)]
 
