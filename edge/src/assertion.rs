@@ -21,10 +21,12 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use rustls_pki_types::pem::{Error as PemError, PemObject};
+use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde::Serialize;
 use serde_json::{json, Value};
 use underpass_shared::identity::{validate_name, validate_trust_domain};
@@ -292,36 +294,28 @@ fn pkcs8_der(bytes: &[u8]) -> Result<Vec<u8>, AssertionError> {
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| AssertionError::Key("neither PEM nor DER".into()))?;
-    const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
-    const END: &str = "-----END PRIVATE KEY-----";
-    let Some(start) = text.find(BEGIN) else {
-        let hint = if text.contains("BEGIN EC PRIVATE KEY") {
-            "a SEC1 key: convert it with `openssl pkcs8 -topk8 -nocrypt`"
-        } else if text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
-            "an encrypted key: store it unencrypted (and protect the file)"
-        } else {
-            "no PRIVATE KEY PEM block"
-        };
-        return Err(AssertionError::Key(format!(
-            "expected PKCS#8, found {hint}"
-        )));
-    };
-    let body = &text[start + BEGIN.len()..];
-    let end = body
-        .find(END)
-        .ok_or_else(|| AssertionError::Key("unterminated PEM block".into()))?;
-    let b64: String = body[..end]
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    STANDARD
-        .decode(b64)
-        .map_err(|_| AssertionError::Key("PEM body is not base64".into()))
+    match PrivatePkcs8KeyDer::from_pem_slice(bytes) {
+        Ok(der) => Ok(der.secret_pkcs8_der().to_vec()),
+        Err(PemError::NoItemsFound) => {
+            let hint = if text.contains("BEGIN EC PRIVATE KEY") {
+                "a SEC1 key: convert it with `openssl pkcs8 -topk8 -nocrypt`"
+            } else if text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
+                "an encrypted key: store it unencrypted (and protect the file)"
+            } else {
+                "no PRIVATE KEY PEM block"
+            };
+            Err(AssertionError::Key(format!(
+                "expected PKCS#8, found {hint}"
+            )))
+        }
+        Err(e) => Err(AssertionError::Key(format!("bad PEM block: {e}"))),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
     use jsonwebtoken::jwk::JwkSet;
     use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
     use serde_json::Map;

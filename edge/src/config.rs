@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use underpass_shared::identity::{validate_name, validate_trust_domain, DEFAULT_TRUST_DOMAIN};
 
-pub use crate::audit::AuditConfig;
 pub use crate::auth::{ApiKeyConfig, AuthConfig, JwtConfig};
+pub use underpass_audit::AuditConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,7 +287,7 @@ impl EdgeConfig {
         } else if self.clients.cert.is_none() || self.clients.key.is_none() {
             bail!("[clients] needs cert and key (or insecure_plaintext = true on loopback)");
         }
-        crate::limits::validate(&self.clients)?;
+        validate_clients(&self.clients)?;
         let mut seen = std::collections::HashSet::new();
         for s in &self.services {
             validate_name(&s.name).with_context(|| "invalid [[services]] name")?;
@@ -312,6 +312,49 @@ impl EdgeConfig {
     pub fn has_service(&self, service: &str) -> bool {
         self.services.iter().any(|s| s.name == service)
     }
+}
+
+/// Checks the `[clients]` limits for values that would refuse everything or nothing.
+fn validate_clients(c: &ClientsConfig) -> anyhow::Result<()> {
+    let positive = [
+        ("max_connections", c.max_connections),
+        ("max_connections_per_ip", c.max_connections_per_ip),
+        (
+            "max_concurrent_per_principal",
+            c.max_concurrent_per_principal,
+        ),
+        ("max_sessions_per_principal", c.max_sessions_per_principal),
+        (
+            "http2_max_concurrent_streams",
+            c.http2_max_concurrent_streams as usize,
+        ),
+    ];
+    for (key, value) in positive {
+        if value == 0 {
+            anyhow::bail!("[clients] {key} must be at least 1");
+        }
+    }
+    let durations = [
+        ("handshake_timeout", c.handshake_timeout),
+        ("header_timeout", c.header_timeout),
+        ("body_timeout", c.body_timeout),
+        ("idle_timeout", c.idle_timeout),
+        ("session_idle_timeout", c.session_idle_timeout),
+    ];
+    for (key, value) in durations {
+        if value.is_zero() {
+            anyhow::bail!("[clients] {key} must be longer than 0s");
+        }
+    }
+    if c.max_buffered_body_bytes < c.max_request_body {
+        anyhow::bail!(
+            "[clients] max_buffered_body_bytes ({}) is below max_request_body ({}): a body of \
+             the largest allowed size could never be accepted",
+            c.max_buffered_body_bytes,
+            c.max_request_body
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

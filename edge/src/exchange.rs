@@ -10,7 +10,7 @@ use hyper::body::Frame;
 use underpass_shared::frame::{self, codes, FrameError, RequestHead, ResponseHead};
 use underpass_shared::transport::{ExchangeRecv, TransportError, TunnelConn};
 
-use crate::relay::BodyError;
+use crate::http::body::BodyError;
 
 /// Idle time after which an event stream gets an SSE comment, so that proxies and clients
 /// do not mistake a quiet stream for a dead one.

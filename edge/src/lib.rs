@@ -1,49 +1,50 @@
 //! The Underpass edge: accepts MCP clients over HTTPS, authenticates them, applies policy,
-//! and relays each exchange down a QUIC tunnel to a connector that serves the service.
+//! and relays each exchange down a tunnel to a connector that serves the service.
+//!
+//! Dependencies point one way (no module cycles). At the bottom, the state [`app::App`]
+//! built here by [`run`] from `config`, `auth`, `policy`, `limiter`, `limits`, `registry`,
+//! `revocation`, `assertion`, `bridges` and the audit trail (crate `underpass-audit`), and the
+//! leaves of `http` (`body`, `respond`, `conn`, `headers`, `ids`, `host`, `media`, `router`).
+//! Above them `mcp` (admission, the Streamable HTTP relay, the 2024-11-05 bridge, response
+//! filters), and on top `http::dispatch` and `http::server`. `tunnel` accepts connectors;
+//! `exchange` is the edge's side of one request down a tunnel; `reload` swaps what is re-read
+//! at run time.
+
+#![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod app;
 pub mod assertion;
-pub mod audit;
-pub mod audit_calls;
-pub mod audited;
 pub mod auth;
+pub mod bridges;
 pub mod config;
 pub mod exchange;
-pub mod filter;
-pub mod gate;
-pub mod glob;
-pub mod judge;
-pub mod legacy_sse;
+pub mod http;
+pub mod limiter;
 pub mod limits;
+pub mod mcp;
 pub mod policy;
-pub mod precheck;
 pub mod registry;
-pub mod relay;
+pub mod reload;
 pub mod revocation;
-pub mod session_caps;
 pub mod tunnel;
-pub mod watch;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use underpass_audit::Auditor;
 use underpass_shared::frame::codes;
 use underpass_shared::identity::Role;
 use underpass_shared::tls::{self, Credentials, PeerPolicy};
 
+use crate::app::{App, Security};
 use crate::assertion::AssertionSigner;
-use crate::audit::Auditor;
 use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
-use crate::policy::{PolicyStore, RateLimiter};
+use crate::limiter::RateLimiter;
 use crate::registry::Registry;
-use crate::relay::{ConnInfo, State};
 use crate::revocation::Revocations;
 
 /// Starts every listener and runs until SIGINT or SIGTERM.
@@ -94,7 +95,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         config.clients.max_connections_per_ip,
         nofile.map_or("unlimited".to_owned(), |n| n.to_string())
     );
-    let client_tls = client_tls(&config, &revocations)?;
+    let client_tls = http::server::client_tls(&config, &revocations)?;
     let listener = TcpListener::bind(config.clients.listen)
         .await
         .with_context(|| {
@@ -135,8 +136,12 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     );
     tokio::spawn(auth.clone().watch());
     let policy_file = config.policy.as_ref().and_then(|p| p.file.clone());
-    let policy = Arc::new(PolicyStore::load(policy_file).context("cannot load the policy")?);
-    tokio::spawn(policy.clone().watch());
+    let policy = Arc::new(
+        policy::store::load_store(policy_file.as_ref()).context("cannot load the policy")?,
+    );
+    if let Some(path) = policy_file {
+        tokio::spawn(policy::store::watch_store(policy.clone(), path));
+    }
     let auditor = match &config.audit {
         Some(a) => Some(Auditor::start(a).context("cannot open the audit log")?),
         None => None,
@@ -148,19 +153,25 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     )
     .context("cannot set up the identity assertion key")?;
     let jwks = signer.jwks();
-    let state = Arc::new(State {
+    let app = Arc::new(App {
         config: config.clone(),
-        registry: registry.clone(),
-        revocations,
-        auth,
-        policy,
-        limiter: RateLimiter::new(),
-        auditor: auditor.clone(),
+        security: Security {
+            auth,
+            policy,
+            limiter: RateLimiter::new(),
+            revocations: revocations.clone(),
+        },
+        tunnels: registry.clone(),
         signer,
+        auditor: auditor.clone(),
         bridges: Default::default(),
-        limits: limits::Limits::new(&config.clients, max_connections),
+        limits: limits::Limits::new(
+            max_connections,
+            config.clients.max_connections_per_ip,
+            config.clients.max_buffered_body_bytes,
+        ),
     });
-    tokio::spawn(session_caps::expire_idle_sessions(state.clone()));
+    tokio::spawn(mcp::sessions::expire_idle_sessions(app.clone()));
     if let Some(admin) = &config.admin {
         let listener = TcpListener::bind(admin.listen)
             .await
@@ -169,12 +180,12 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         tokio::spawn(admin::serve(
             listener,
             registry.clone(),
-            state.revocations.clone(),
+            revocations.clone(),
             jwks.clone(),
         ));
     }
 
-    let clients = tokio::spawn(serve_clients(listener, client_tls, state));
+    let clients = tokio::spawn(http::server::serve_clients(listener, client_tls, app));
 
     underpass_shared::shutdown_signal().await;
     tracing::info!("shutting down");
@@ -187,142 +198,4 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     Ok(())
-}
-
-fn client_tls(
-    config: &EdgeConfig,
-    revocations: &Arc<Revocations>,
-) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
-    if config.clients.insecure_plaintext {
-        tracing::warn!(
-            "[clients] insecure_plaintext = true: MCP clients connect without TLS (loopback only)"
-        );
-        return Ok(None);
-    }
-    let (Some(cert), Some(key)) = (&config.clients.cert, &config.clients.key) else {
-        anyhow::bail!("[clients] needs cert and key");
-    };
-    let chain = tls::load_certs(cert)?;
-    let key = tls::load_key(key)?;
-    let client_ca = match config.auth.as_ref().and_then(|a| a.client_ca.as_ref()) {
-        Some(path) => Some((
-            tls::load_roots(path).context("cannot load [auth] client_ca")?,
-            PeerPolicy {
-                role: Role::Client,
-                trust_domain: config.trust_domain.clone(),
-                revoked: Some(revocations.check()),
-            },
-        )),
-        None => None,
-    };
-    let crypto =
-        tls::https_server_crypto(chain, key, client_ca).context("bad [clients] TLS setup")?;
-    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(crypto))))
-}
-
-async fn serve_clients(
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    state: Arc<State>,
-) {
-    loop {
-        let (stream, remote) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                // Typically EMFILE: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        // Over a cap: closed at once, so the listener never wedges.
-        let slot = match state.limits.conns.admit(remote.ip()) {
-            Ok(slot) => slot,
-            Err(why) => {
-                drop(stream);
-                state.limits.log_refused(why);
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let tls = tls.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => {
-                    let info = ConnInfo {
-                        peer: Some(remote),
-                        ..ConnInfo::default()
-                    };
-                    serve_connection(stream, Arc::new(info), state, slot).await
-                }
-                Some(acceptor) => {
-                    let handshake = tokio::time::timeout(
-                        state.config.clients.handshake_timeout,
-                        acceptor.accept(stream),
-                    );
-                    let stream = match tokio::select! {
-                        r = handshake => r,
-                        () = slot.evicted() => return,
-                    } {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%remote, "client TLS handshake failed: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%remote, "client TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let mut info = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map(|leaf| ConnInfo::from_client_cert(leaf))
-                        .unwrap_or_default();
-                    info.peer = Some(remote);
-                    serve_connection(stream, Arc::new(info), state, slot).await
-                }
-            }
-        });
-    }
-}
-
-async fn serve_connection<S>(
-    stream: S,
-    conn: Arc<ConnInfo>,
-    state: Arc<State>,
-    slot: limits::ConnSlot,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let clients = &state.config.clients;
-    let idle = clients.idle_timeout;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(clients.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(clients.http2_keepalive_interval).filter(|d| !d.is_zero()))
-        .keep_alive_timeout(clients.http2_keepalive_timeout)
-        .max_concurrent_streams(clients.http2_max_concurrent_streams)
-        .max_header_list_size(clients.http2_max_header_list_size);
-    // Every request counts as in flight until its response body is done (idle timeout).
-    let activity = slot.activity().clone();
-    let service = service_fn(move |req| {
-        let busy = activity.begin();
-        let handled = relay::handle(state.clone(), conn.clone(), req);
-        async move { Ok::<_, Infallible>(limits::attach(handled.await?, busy)) }
-    });
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let shutdown = |c: std::pin::Pin<&mut _>| auto::Connection::graceful_shutdown(c);
-    if let Some(e) = limits::drive(conn, shutdown, &slot, idle).await {
-        tracing::debug!("client connection ended: {e}");
-    }
 }

@@ -1,3 +1,8 @@
+//! `underpass-edge`: the CLI (run, --check, policy check, audit verify); the gateway is the
+//! library, the offline verifier the `underpass-audit` crate.
+
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -120,7 +125,7 @@ fn main() -> ExitCode {
         }) => {
             return audit_verify(
                 &file,
-                &underpass_edge::audit::VerifyOptions {
+                &underpass_audit::VerifyOptions {
                     key,
                     checkpoints,
                     expect_min_seq,
@@ -140,8 +145,8 @@ fn main() -> ExitCode {
 /// Exit status of `audit verify` for an intact chain that records lost records.
 const EXIT_GAPS: u8 = 2;
 
-fn audit_verify(file: &std::path::Path, opts: &underpass_edge::audit::VerifyOptions) -> ExitCode {
-    let report = match underpass_edge::audit::verify_with(file, opts) {
+fn audit_verify(file: &std::path::Path, opts: &underpass_audit::VerifyOptions) -> ExitCode {
+    let report = match underpass_audit::verify_with(file, opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!(
@@ -207,10 +212,10 @@ fn policy_check(
     prompt: Option<String>,
     arguments: Option<String>,
 ) -> anyhow::Result<()> {
-    use underpass_edge::policy::{Policy, PolicyStore, Target};
+    use underpass_edge::policy::{self, Target};
     let config = EdgeConfig::load(config)?;
     let file = config.policy.as_ref().and_then(|p| p.file.clone());
-    let policy: std::sync::Arc<Policy> = PolicyStore::load(file)?.get();
+    let policy = policy::store::load_store(file.as_ref())?.get();
     let target = match (&tool, &resource, &prompt) {
         (Some(t), _, _) => Target::Tool(t),
         (_, Some(r), _) => Target::Resource(r),

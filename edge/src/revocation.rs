@@ -20,10 +20,11 @@ use underpass_shared::frame::codes;
 use underpass_shared::tls::RevocationCheck;
 
 use crate::registry::Registry;
+use crate::reload::{watch_file, Reloadable};
 
 pub struct Revocations {
     path: Option<PathBuf>,
-    serials: RwLock<Arc<HashSet<String>>>,
+    serials: Reloadable<HashSet<String>>,
     /// Whether the file has been read at least once: from then on its absence is a failure.
     seen_file: AtomicBool,
     /// Why the last reload failed (the last good list is in force meanwhile).
@@ -43,16 +44,13 @@ impl Revocations {
         Ok(Arc::new(Revocations {
             seen_file: AtomicBool::new(existing.is_some()),
             path,
-            serials: RwLock::new(Arc::new(serials)),
+            serials: Reloadable::new(serials),
             failure: RwLock::new(None),
         }))
     }
 
     fn current(&self) -> Arc<HashSet<String>> {
-        self.serials
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.serials.get()
     }
 
     pub fn is_revoked_serial(&self, serial: &str) -> bool {
@@ -125,7 +123,7 @@ impl Revocations {
         let changed = *self.current() != fresh;
         if changed {
             tracing::info!(path = %path.display(), revoked = fresh.len(), "revocation list reloaded");
-            *self.serials.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+            self.serials.set(fresh);
         }
         changed
     }
@@ -135,19 +133,30 @@ impl Revocations {
         let Some(path) = self.path.clone() else {
             return;
         };
-        crate::watch::file(path, |forced| {
-            if self.reload() || forced {
-                for tunnel in registry.tunnels() {
-                    if self.is_revoked_serial(&tunnel.cert_serial) {
-                        tracing::warn!(connector = %tunnel.connector, serial = %tunnel.cert_serial, "closing tunnel: certificate revoked");
-                        tunnel
-                            .conn
-                            .close(codes::GOING_AWAY, b"certificate revoked");
-                    }
-                }
+        tokio::spawn(self.clone().close_revoked(registry));
+        watch_file(path, |forced| {
+            if self.reload() {
+                // `set` woke the closer.
+            } else if forced {
+                // SIGHUP: look at every tunnel again even though the list did not change.
+                self.serials.notify();
             }
         })
         .await
+    }
+
+    /// Subscriber of the list: whenever it changes (or SIGHUP asks), closes the live tunnels
+    /// of connectors whose certificates it revokes.
+    async fn close_revoked(self: Arc<Self>, registry: Arc<Registry>) {
+        let mut changes = self.serials.subscribe();
+        while changes.changed().await.is_ok() {
+            for tunnel in registry.tunnels() {
+                if self.is_revoked_serial(&tunnel.cert_serial) {
+                    tracing::warn!(connector = %tunnel.connector, serial = %tunnel.cert_serial, "closing tunnel: certificate revoked");
+                    tunnel.conn.close(codes::GOING_AWAY, b"certificate revoked");
+                }
+            }
+        }
     }
 }
 

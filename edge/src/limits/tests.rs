@@ -1,4 +1,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame};
 
 use futures_util::stream;
 use futures_util::StreamExt as _;

@@ -1,0 +1,44 @@
+//! The application state every request handler reads, built once at start by
+//! [`crate::run`]: the configuration, what decides who may do what ([`Security`]), the live
+//! tunnels, and the edge's own services. A leaf of the request path: it depends on none of it.
+
+use std::sync::Arc;
+
+use underpass_audit::Auditor;
+
+use crate::assertion::AssertionSigner;
+use crate::auth::Authenticator;
+use crate::bridges::Bridges;
+use crate::config::EdgeConfig;
+use crate::limiter::RateLimiter;
+use crate::limits::Limits;
+use crate::policy::Policy;
+use crate::registry::Registry;
+use crate::reload::Reloadable;
+use crate::revocation::Revocations;
+
+/// Everything a request handler may need. Shared behind an `Arc`; every field is safe to read
+/// concurrently.
+pub struct App {
+    pub config: Arc<EdgeConfig>,
+    pub security: Security,
+    /// The live tunnels and the legacy sessions pinned to them.
+    pub tunnels: Arc<Registry>,
+    /// Signs the identity assertions backends receive instead of client credentials.
+    pub signer: AssertionSigner,
+    /// The audit trail, when `[audit]` is configured.
+    pub auditor: Option<Auditor>,
+    /// Open 2024-11-05 SSE bridges, by session id.
+    pub bridges: Bridges,
+    /// Client-side resource limits (connections, bodies, requests in flight).
+    pub limits: Limits,
+}
+
+/// Who is calling and what they may do: authentication, policy, rate limits, revocation.
+pub struct Security {
+    pub auth: Arc<Authenticator>,
+    /// The policy in force, swapped whole on reload.
+    pub policy: Arc<Reloadable<Policy>>,
+    pub limiter: RateLimiter,
+    pub revocations: Arc<Revocations>,
+}

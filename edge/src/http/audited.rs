@@ -1,0 +1,206 @@
+//! Writes a request's audit line when its response has been sent in full, cut short, or
+//! dropped: latency and bytes out then cover the whole exchange, streamed events included.
+//! Every answer of the client listener gets one, refusals included, and its `outcome`
+//! always agrees with the status the client got.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use underpass_shared::jsonrpc::code;
+
+use crate::app::App;
+use crate::http::body::{Body, BodyError};
+use crate::http::conn::ConnInfo;
+use crate::http::ids::{new_request_id, trace_id};
+use crate::http::respond::error_response;
+use crate::http::router::{route, Route};
+use underpass_audit::{AuditRecord, Auditor, Outcome};
+
+/// Longest request path an audit record keeps.
+const MAX_PATH: usize = 256;
+
+/// The audit line of a request, before anything is decided: who connected from where, the
+/// method, the trace id, and the service it names (or, when it names none, its path).
+pub fn request_record(conn: &ConnInfo, parts: &http::request::Parts) -> AuditRecord {
+    let path = parts.uri.path();
+    let (service, path) = match route(path) {
+        Route::Service(s) | Route::LegacySse(s) => (Some(s.to_owned()), None),
+        _ => {
+            let mut cut = path.len().min(MAX_PATH);
+            while !path.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            (None, Some(path[..cut].to_owned()))
+        }
+    };
+    AuditRecord {
+        service,
+        path,
+        source: conn.peer.map(|a| a.ip().to_canonical().to_string()),
+        http_method: Some(parts.method.as_str().to_owned()),
+        trace_id: Some(trace_id(&parts.headers)),
+        request_id: Some(new_request_id()),
+        outcome: Outcome::Ok,
+        ..AuditRecord::default()
+    }
+}
+
+/// With `[audit] on_failure = "refuse"`, the 503 for a request that could not be audited
+/// now (records cannot be written, or the queue to the writer is full); `None` to go on.
+pub fn refuse_unaudited(app: &App, audit: &mut AuditRecord) -> Option<Response<Body>> {
+    let auditor = app.auditor.as_ref()?;
+    if auditor.accepting() {
+        return None;
+    }
+    audit.outcome = Outcome::AuditUnavailable;
+    let mut resp = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code::UNAVAILABLE,
+        "the audit log cannot be written at the moment, and this edge refuses requests it \
+         cannot audit ([audit] on_failure = \"refuse\"); retry later",
+    );
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(5u32));
+    Some(resp)
+}
+
+/// The response, writing `audit` when its body ends (when an audit log is configured).
+pub fn audited(
+    app: &App,
+    resp: Response<Body>,
+    audit: AuditRecord,
+    started: Instant,
+) -> Response<Body> {
+    match &app.auditor {
+        Some(auditor) => wrap(resp, audit, started, auditor.clone()),
+        None => resp,
+    }
+}
+
+struct Audited {
+    inner: Body,
+    record: Option<AuditRecord>,
+    bytes_out: u64,
+    started: Instant,
+    auditor: Auditor,
+}
+
+pub fn wrap(
+    resp: Response<Body>,
+    mut record: AuditRecord,
+    started: Instant,
+    auditor: Auditor,
+) -> Response<Body> {
+    record.http_status = Some(resp.status().as_u16());
+    // A refusal whose handler said nothing more specific than "ok" still never reads "ok".
+    if record.outcome == Outcome::Ok {
+        if let Some(outcome) = Outcome::of_status(resp.status().as_u16()) {
+            record.outcome = outcome;
+        }
+    }
+    let (parts, inner) = resp.into_parts();
+    let body = Audited {
+        inner,
+        record: Some(record),
+        bytes_out: 0,
+        started,
+        auditor,
+    };
+    Response::from_parts(parts, UnsyncBoxBody::new(body))
+}
+
+impl Audited {
+    fn finish(&mut self, failed: bool) {
+        if let Some(mut record) = self.record.take() {
+            record.bytes_out = Some(self.bytes_out);
+            record.latency_us = Some(self.started.elapsed().as_micros() as u64);
+            if failed && record.outcome == Outcome::Ok {
+                record.outcome = Outcome::StreamError;
+            }
+            for line in record.into_lines() {
+                self.auditor.record(line);
+            }
+        }
+    }
+}
+
+impl HttpBody for Audited {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes_out += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.finish(true),
+            Poll::Ready(None) => self.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Audited {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away mid-response.
+        let cut_short = !self.inner.is_end_stream();
+        if cut_short {
+            if let Some(r) = self.record.as_mut() {
+                if r.outcome == Outcome::Ok {
+                    r.outcome = Outcome::ClientGone;
+                }
+            }
+        }
+        self.finish(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_names_the_service_or_else_the_path() {
+        let conn = ConnInfo {
+            peer: Some("[::ffff:10.1.2.3]:4242".parse().expect("addr")),
+            ..ConnInfo::default()
+        };
+        let parts = |uri: &str| {
+            http::Request::builder()
+                .method("PUT")
+                .uri(uri)
+                .body(())
+                .expect("request")
+                .into_parts()
+                .0
+        };
+        let r = request_record(&conn, &parts("/mcp/everything"));
+        assert_eq!(r.service.as_deref(), Some("everything"));
+        assert_eq!(r.path, None);
+        assert_eq!(r.source.as_deref(), Some("10.1.2.3"));
+        assert_eq!(r.http_method.as_deref(), Some("PUT"));
+        let r = request_record(&conn, &parts(&format!("/{}", "a".repeat(300))));
+        assert_eq!(r.service, None);
+        assert!(r.path.is_some_and(|p| p.len() <= MAX_PATH));
+    }
+}

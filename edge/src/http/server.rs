@@ -1,0 +1,156 @@
+//! The client listener: TLS set-up, the accept loop under the connection caps, and hyper's
+//! HTTP/1.1 and HTTP/2 serving of each connection.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use underpass_shared::identity::Role;
+use underpass_shared::tls::{self, PeerPolicy};
+
+use crate::app::App;
+use crate::config::EdgeConfig;
+use crate::http::conn::ConnInfo;
+use crate::http::dispatch;
+use crate::limits;
+use crate::revocation::Revocations;
+
+/// The TLS acceptor of the client listener (`None` with `insecure_plaintext`).
+pub fn client_tls(
+    config: &EdgeConfig,
+    revocations: &Arc<Revocations>,
+) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    if config.clients.insecure_plaintext {
+        tracing::warn!(
+            "[clients] insecure_plaintext = true: MCP clients connect without TLS (loopback only)"
+        );
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&config.clients.cert, &config.clients.key) else {
+        anyhow::bail!("[clients] needs cert and key");
+    };
+    let chain = tls::load_certs(cert)?;
+    let key = tls::load_key(key)?;
+    let client_ca = match config.auth.as_ref().and_then(|a| a.client_ca.as_ref()) {
+        Some(path) => Some((
+            tls::load_roots(path).context("cannot load [auth] client_ca")?,
+            PeerPolicy {
+                role: Role::Client,
+                trust_domain: config.trust_domain.clone(),
+                revoked: Some(revocations.check()),
+            },
+        )),
+        None => None,
+    };
+    let crypto =
+        tls::https_server_crypto(chain, key, client_ca).context("bad [clients] TLS setup")?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(crypto))))
+}
+
+pub async fn serve_clients(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Arc<App>,
+) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Over a cap: closed at once, so the listener never wedges.
+        let slot = match app.limits.conns.admit(remote.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                drop(stream);
+                app.limits.log_refused(why);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let tls = tls.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    let info = ConnInfo {
+                        peer: Some(remote),
+                        ..ConnInfo::default()
+                    };
+                    serve_connection(stream, Arc::new(info), app, slot).await
+                }
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        app.config.clients.handshake_timeout,
+                        acceptor.accept(stream),
+                    );
+                    let stream = match tokio::select! {
+                        r = handshake => r,
+                        () = slot.evicted() => return,
+                    } {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%remote, "client TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "client TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let mut info = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|leaf| ConnInfo::from_client_cert(leaf))
+                        .unwrap_or_default();
+                    info.peer = Some(remote);
+                    serve_connection(stream, Arc::new(info), app, slot).await
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<S>(stream: S, conn: Arc<ConnInfo>, app: Arc<App>, slot: limits::ConnSlot)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let clients = &app.config.clients;
+    let idle = clients.idle_timeout;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(clients.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(clients.http2_keepalive_interval).filter(|d| !d.is_zero()))
+        .keep_alive_timeout(clients.http2_keepalive_timeout)
+        .max_concurrent_streams(clients.http2_max_concurrent_streams)
+        .max_header_list_size(clients.http2_max_header_list_size);
+    // Every request counts as in flight until its response body is done (idle timeout).
+    let activity = slot.activity().clone();
+    let service = service_fn(move |req| {
+        let busy = activity.begin();
+        let handled = dispatch::handle(app.clone(), conn.clone(), req);
+        async move { Ok::<_, Infallible>(limits::attach(handled.await?, busy)) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let shutdown = |c: std::pin::Pin<&mut _>| auto::Connection::graceful_shutdown(c);
+    if let Some(e) = limits::drive(conn, shutdown, &slot, idle).await {
+        tracing::debug!("client connection ended: {e}");
+    }
+}

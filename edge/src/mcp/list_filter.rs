@@ -1,0 +1,467 @@
+//! Filters what a backend sends back down to what the caller's policy lets it see, in JSON and
+//! SSE bodies and on the 2024-11-05 bridge:
+//!
+//! * the answer to every `tools/list`, `resources/list`, `resources/templates/list` and
+//!   `prompts/list` of the request (matched by request id, so every list of a batch is
+//!   filtered, whatever the order of the answers);
+//! * notifications about resources the caller may not read: `notifications/resources/updated`
+//!   is dropped, `notifications/subscriptions/acknowledged` loses the URIs (on every event
+//!   stream: POST answers, GET streams, `subscriptions/listen`).
+//!
+//! Every other byte (other events, unknown fields, keep-alives) passes through unchanged.
+//! Lists are judged by the policy snapshot that admitted the request; notifications on a
+//! long-lived stream by the policy in force when they arrive.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use hyper::body::Frame;
+use serde::Deserialize;
+use serde_json::Value;
+use underpass_shared::mcp::{self, NotificationVerdict, SseParser, Target as McpTarget};
+
+use crate::http::body::BodyError;
+use crate::mcp::judge::Call;
+use crate::policy::{Policy, Target};
+use crate::reload::Reloadable;
+
+/// Largest JSON list response the edge will buffer to filter.
+const MAX_JSON_LIST: usize = 32 * 1024 * 1024;
+/// Largest single event of a filtered event stream: each event is read whole before it is
+/// forwarded (a client cannot use part of one anyway); a larger one ends the stream.
+const MAX_SSE_EVENT: usize = 64 * 1024 * 1024;
+
+const LIST_METHODS: [&str; 4] = [
+    "tools/list",
+    "resources/list",
+    "resources/templates/list",
+    "prompts/list",
+];
+
+/// What to filter: the list requests of this exchange, and who asked.
+pub struct ListFilter {
+    /// (request id, method) of every list request.
+    lists: Vec<(Value, String)>,
+    /// The policy that admitted the request: lists are filtered by it.
+    pub policy: Arc<Policy>,
+    /// The policy in force: notifications are filtered by it when they arrive.
+    live: Arc<Reloadable<Policy>>,
+    pub principals: Vec<String>,
+    pub service: String,
+}
+
+/// What the filter did to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Left alone.
+    Unchanged,
+    /// Rewritten in place.
+    Rewritten,
+    /// Not to be forwarded.
+    Drop,
+}
+
+/// The few top-level members of a message that decide whether to look closer (parsed without
+/// building the rest, which may be a large tool result).
+#[derive(Deserialize)]
+struct Peek {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    method: Option<String>,
+}
+
+fn policy_target(t: &McpTarget) -> Target<'_> {
+    match t {
+        McpTarget::Tool(n) => Target::Tool(n),
+        McpTarget::Resource(u) => Target::Resource(u),
+        McpTarget::Prompt(n) => Target::Prompt(n),
+    }
+}
+
+impl ListFilter {
+    /// A filter for the answers to `calls` (and any notification that comes with them), unless
+    /// the policy is allow-all.
+    pub fn for_request(
+        calls: &[Call],
+        policy: Arc<Policy>,
+        live: Arc<Reloadable<Policy>>,
+        principals: Vec<String>,
+        service: &str,
+    ) -> Option<Self> {
+        if policy.is_allow_all() {
+            return None;
+        }
+        let lists = calls
+            .iter()
+            .filter(|c| c.is_request && LIST_METHODS.contains(&c.method.as_str()))
+            .filter_map(|c| Some((c.id.clone()?, c.method.clone())))
+            .collect();
+        Some(ListFilter {
+            lists,
+            policy,
+            live,
+            principals,
+            service: service.to_owned(),
+        })
+    }
+
+    /// Whether the request lists something (a JSON answer must then be read whole).
+    pub fn has_lists(&self) -> bool {
+        !self.lists.is_empty()
+    }
+
+    /// Filters one message: a list answer to one of our requests, or a notification about
+    /// primitives.
+    pub fn apply(&self, msg: &mut Value) -> Applied {
+        if msg.get("result").is_some() {
+            let Some(id) = msg.get("id") else {
+                return Applied::Unchanged;
+            };
+            // Ids are unique within a request (the edge refuses repeats), but apply every
+            // list method of that id all the same: each touches only its own list.
+            let methods: Vec<String> = self
+                .lists
+                .iter()
+                .filter(|(i, _)| i == id)
+                .map(|(_, m)| m.clone())
+                .collect();
+            if methods.is_empty() {
+                return Applied::Unchanged;
+            }
+            for method in &methods {
+                let removed = mcp::filter_list_result(method, msg, |t| {
+                    self.policy
+                        .visible(&self.principals, &self.service, &policy_target(t))
+                });
+                tracing::debug!(method = %method, removed, "list filtered by policy");
+            }
+            return Applied::Rewritten;
+        }
+        let policy = self.live.get();
+        let verdict = mcp::filter_notification(msg, |t| {
+            policy.visible(&self.principals, &self.service, &policy_target(t))
+        });
+        match verdict {
+            NotificationVerdict::Unchanged => Applied::Unchanged,
+            NotificationVerdict::Rewritten => Applied::Rewritten,
+            NotificationVerdict::Drop => {
+                tracing::debug!("notification about a hidden resource dropped");
+                Applied::Drop
+            }
+        }
+    }
+
+    /// Filters the text of one SSE event's data: `None` = forward it unchanged,
+    /// `Some(None)` = drop the event, `Some(Some(text))` = forward `text` instead.
+    ///
+    /// Only events that can concern the filter are parsed in full: answers to our list
+    /// requests and notifications naming primitives.
+    pub fn apply_text(&self, data: &str) -> Option<Option<String>> {
+        match serde_json::from_str::<Peek>(data) {
+            Ok(peek) => {
+                let ours = peek
+                    .id
+                    .as_ref()
+                    .is_some_and(|id| self.lists.iter().any(|(i, _)| i == id));
+                let named = peek.method.as_deref().is_some_and(mcp::names_primitives);
+                if !ours && !named {
+                    return None;
+                }
+            }
+            // Not JSON (an empty priming event, a keep-alive payload): not a message.
+            Err(e) if !e.is_data() => return None,
+            // Anything else (an array, a member of an odd type …) gets the full look below.
+            Err(_) => {}
+        }
+        let mut msg = match mcp::parse_json_strict(data.as_bytes()) {
+            Ok(v) => v,
+            Err(mcp::McpError::Json(_)) => return None,
+            Err(e) => {
+                // A repeated `id` or `method`: no telling which one a client reads.
+                tracing::warn!("event from the backend dropped: {e}");
+                return Some(None);
+            }
+        };
+        let applied = match &mut msg {
+            Value::Array(items) => {
+                let before = items.len();
+                let mut rewritten = false;
+                items.retain_mut(|m| match self.apply(m) {
+                    Applied::Unchanged => true,
+                    Applied::Rewritten => {
+                        rewritten = true;
+                        true
+                    }
+                    Applied::Drop => false,
+                });
+                if items.len() != before || rewritten {
+                    Applied::Rewritten
+                } else {
+                    Applied::Unchanged
+                }
+            }
+            one => self.apply(one),
+        };
+        match applied {
+            Applied::Unchanged => None,
+            Applied::Rewritten => Some(Some(msg.to_string())),
+            Applied::Drop => Some(None),
+        }
+    }
+
+    /// Filters a whole JSON body (a response object, or a batch array).
+    pub fn filter_json(&self, body: &[u8]) -> Option<Bytes> {
+        let mut v: Value = serde_json::from_slice(body).ok()?;
+        let changed = match &mut v {
+            Value::Array(items) => {
+                let mut changed = false;
+                items.retain_mut(|m| match self.apply(m) {
+                    Applied::Unchanged => true,
+                    Applied::Rewritten => {
+                        changed = true;
+                        true
+                    }
+                    Applied::Drop => {
+                        changed = true;
+                        false
+                    }
+                });
+                changed
+            }
+            other => self.apply(other) == Applied::Rewritten,
+        };
+        changed.then(|| Bytes::from(v.to_string()))
+    }
+}
+
+type Chunks = std::pin::Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, BodyError>> + Send>>;
+
+/// Filters an SSE body event by event, passing every other event through byte for byte.
+pub fn filter_sse(inner: Chunks, filter: ListFilter) -> Chunks {
+    let state = (inner, SseParser::new(MAX_SSE_EVENT), filter, false);
+    futures_util::stream::unfold(state, |(mut inner, mut parser, filter, done)| async move {
+        if done {
+            return None;
+        }
+        match inner.next().await {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    return Some((
+                        Ok(Frame::data(Bytes::new())),
+                        (inner, parser, filter, false),
+                    ));
+                };
+                let events = match parser.feed(&data) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        return Some((
+                            Err(format!("event stream unreadable: {e}").into()),
+                            (inner, parser, filter, true),
+                        ));
+                    }
+                };
+                let mut out = Vec::with_capacity(data.len());
+                for mut event in events {
+                    match event.data().and_then(|d| filter.apply_text(d)) {
+                        None => {}
+                        Some(None) => continue,
+                        Some(Some(text)) => event.set_data(text),
+                    }
+                    out.extend_from_slice(&event.to_bytes());
+                }
+                Some((
+                    Ok(Frame::data(Bytes::from(out))),
+                    (inner, parser, filter, false),
+                ))
+            }
+            Some(Err(e)) => Some((Err(e), (inner, parser, filter, true))),
+            None => {
+                let rest = parser.finish();
+                if rest.is_empty() {
+                    None
+                } else {
+                    Some((
+                        Ok(Frame::data(Bytes::from(rest))),
+                        (inner, parser, filter, true),
+                    ))
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Reads a JSON body in full (bounded), for filtering.
+pub async fn collect_json(mut inner: Chunks) -> Result<Vec<u8>, BodyError> {
+    let mut buf = Vec::new();
+    while let Some(frame) = inner.next().await {
+        if let Ok(data) = frame?.into_data() {
+            if buf.len() + data.len() > MAX_JSON_LIST {
+                return Err("list response too large to filter".into());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const POLICY: &str = r#"
+        [[allow]]
+        principals = ["apikey:bot"]
+        tools = ["echo"]
+        resources = ["public://*"]
+        prompts = ["public-*"]
+    "#;
+
+    fn filter(calls: &[Call]) -> ListFilter {
+        let policy = Arc::new(Policy::parse(POLICY).unwrap_or_default());
+        let live = Arc::new(Reloadable::from_arc(policy.clone()));
+        ListFilter::for_request(calls, policy, live, vec!["apikey:bot".into()], "s")
+            .unwrap_or_else(|| panic!("a filter"))
+    }
+
+    fn list(id: u64, method: &str) -> Call {
+        Call {
+            id: Some(json!(id)),
+            method: method.into(),
+            target: None,
+            targets: Vec::new(),
+            arguments: None,
+            is_request: true,
+        }
+    }
+
+    fn answer(id: u64, result: Value) -> Value {
+        json!({"jsonrpc": "2.0", "id": id, "result": result})
+    }
+
+    fn names(v: &Value, list: &str, key: &str) -> Vec<String> {
+        v["result"][list]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e[key].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_list_of_a_batch_is_filtered_by_its_id() {
+        let f = filter(&[
+            list(1, "prompts/list"),
+            list(2, "tools/list"),
+            list(3, "resources/list"),
+            list(4, "resources/templates/list"),
+        ]);
+        let batch = json!([
+            answer(
+                4,
+                json!({"resourceTemplates": [{"uriTemplate": "public://t/{id}"}, {"uriTemplate": "secret://t/{id}"}]})
+            ),
+            answer(2, json!({"tools": [{"name": "echo"}, {"name": "rm"}]})),
+            answer(
+                3,
+                json!({"resources": [{"uri": "public://a"}, {"uri": "secret://x"}]})
+            ),
+            answer(
+                1,
+                json!({"prompts": [{"name": "public-p"}, {"name": "secret-p"}]})
+            ),
+            answer(9, json!({"tools": [{"name": "rm"}]})),
+        ]);
+        let out = f
+            .filter_json(batch.to_string().as_bytes())
+            .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(
+            names(&v[0], "resourceTemplates", "uriTemplate"),
+            ["public://t/{id}"]
+        );
+        assert_eq!(names(&v[1], "tools", "name"), ["echo"]);
+        assert_eq!(names(&v[2], "resources", "uri"), ["public://a"]);
+        assert_eq!(names(&v[3], "prompts", "name"), ["public-p"]);
+        // An answer to no list request of ours is not a list answer: left alone.
+        assert_eq!(names(&v[4], "tools", "name"), ["rm"]);
+    }
+
+    #[test]
+    fn sse_events_are_filtered_and_hidden_notifications_dropped() {
+        let f = filter(&[list(2, "tools/list")]);
+        let keep = |m: Value| f.apply_text(&m.to_string());
+        // Not ours: forwarded as is, without a full parse.
+        assert_eq!(keep(answer(1, json!({"tools": [{"name": "rm"}]}))), None);
+        assert_eq!(f.apply_text(""), None);
+        assert_eq!(f.apply_text("not json"), None);
+        // Our list: rewritten.
+        let Some(Some(text)) = keep(answer(
+            2,
+            json!({"tools": [{"name": "echo"}, {"name": "rm"}]}),
+        )) else {
+            panic!("the list answer must be rewritten");
+        };
+        assert_eq!(
+            names(
+                &serde_json::from_str(&text).unwrap_or_default(),
+                "tools",
+                "name"
+            ),
+            ["echo"]
+        );
+        // Notifications about resources.
+        let updated = |uri: &str| json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri": uri}});
+        assert_eq!(keep(updated("secret://x")), Some(None));
+        assert_eq!(keep(updated("public://a")), None);
+        // Escaped method names do not slip past the quick look.
+        let escaped = r#"{"jsonrpc":"2.0","method":"notifications\/resources\/updated","params":{"uri":"secret://x"}}"#;
+        assert_eq!(f.apply_text(escaped), Some(None));
+        // Nor do repeated keys (whichever a client would read).
+        for repeated in [
+            r#"{"jsonrpc":"2.0","method":"x","method":"notifications/resources/updated","params":{"uri":"secret://x"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/resources/updated","method":"x","params":{"uri":"secret://x"}}"#,
+        ] {
+            assert_eq!(f.apply_text(repeated), Some(None), "{repeated}");
+        }
+        // Several messages in one event are each judged.
+        let both = json!([updated("secret://x"), updated("public://a")]);
+        let Some(Some(text)) = keep(both) else {
+            panic!("the array must be rewritten");
+        };
+        assert!(
+            text.contains("public://a") && !text.contains("secret://x"),
+            "{text}"
+        );
+        let ack = json!({"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged",
+            "params":{"notifications":{"resourceSubscriptions":["public://a","secret://x"]}}});
+        let Some(Some(text)) = keep(ack) else {
+            panic!("the acknowledgement must be rewritten");
+        };
+        assert!(
+            text.contains("public://a") && !text.contains("secret://x"),
+            "{text}"
+        );
+        // Progress, logging, list_changed: untouched.
+        assert_eq!(
+            keep(
+                json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}})
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn allow_all_needs_no_filter() {
+        let policy = Arc::new(Policy::allow_all());
+        let live = Arc::new(Reloadable::from_arc(policy.clone()));
+        assert!(ListFilter::for_request(&[], policy, live, Vec::new(), "s").is_none());
+        let f = filter(&[]);
+        assert!(!f.has_lists());
+    }
+}

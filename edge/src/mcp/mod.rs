@@ -1,0 +1,11 @@
+//! The MCP endpoints: admission of each request (authentication, inspection, policy, rates),
+//! the Streamable HTTP relay, the 2024-11-05 SSE bridge, and the response filters.
+
+pub mod admission;
+pub mod discover;
+pub mod judge;
+pub mod legacy_sse;
+pub mod list_filter;
+pub mod precheck;
+pub mod sessions;
+pub mod streamable;

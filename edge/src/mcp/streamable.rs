@@ -1,0 +1,334 @@
+//! `/mcp/{service}`, the Streamable HTTP endpoint (both protocol eras): one client exchange,
+//! admitted at the edge, relayed on its own stream of a tunnel (a fresh pick, or the one its
+//! legacy session is pinned to), and the response streamed back as it arrives.
+//!
+//! [`serve`] is a pipeline of named steps; each either hands its result to the next or ends
+//! the request with a finished refusal (and says why in the audit record).
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::HeaderValue;
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use underpass_audit::{AuditRecord, Outcome};
+use underpass_shared::frame::{RequestHead, ResponseHead};
+use underpass_shared::jsonrpc::code;
+use underpass_shared::transport::ExchangeRecv;
+
+use crate::app::App;
+use crate::assertion::AssertionClaims;
+use crate::exchange::{exchange, response_stream};
+use crate::http::body::{full_body, Body, BodyError};
+use crate::http::conn::ConnInfo;
+use crate::http::headers::{response_headers, upstream_headers, SESSION_HEADER};
+use crate::http::host::check_host_origin;
+use crate::http::ids::new_request_id;
+use crate::http::media::check_media;
+use crate::http::respond::{error_response, incident, Refusal};
+use crate::mcp::admission::{self, Admitted};
+use crate::mcp::discover::discovered_versions;
+use crate::mcp::list_filter::{self, ListFilter};
+use crate::mcp::sessions;
+use crate::registry::{SessionLookup, Tunnel};
+
+type Chunks = futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BodyError>>;
+
+/// Serves one request to `/mcp/{service}`: the answer, or the refusal that ended it.
+pub async fn serve(
+    app: &App,
+    conn: &ConnInfo,
+    service: &str,
+    parts: &http::request::Parts,
+    body: Bytes,
+    audit: &mut AuditRecord,
+) -> Response<Body> {
+    match relay(app, conn, service, parts, body, audit).await {
+        Ok(resp) => resp,
+        Err(refusal) => *refusal,
+    }
+}
+
+async fn relay(
+    app: &App,
+    conn: &ConnInfo,
+    service: &str,
+    parts: &http::request::Parts,
+    body: Bytes,
+    audit: &mut AuditRecord,
+) -> Result<Response<Body>, Refusal> {
+    check_endpoint(app, service, parts, audit)?;
+    let admitted = admission::admit(app, conn, service, parts, &body, audit)?;
+    let mut session_slot = sessions::reserve(app, parts, &admitted, audit)?;
+    let session_id = session_id(parts)?;
+    let principal = admitted.identity.principal.as_str();
+    let tunnel = pick_tunnel(app, service, session_id.as_deref(), principal)?;
+    let head = request_head(
+        app,
+        conn,
+        service,
+        parts,
+        &admitted,
+        session_id.as_deref(),
+        audit,
+    );
+    let (resp_head, recv) = send(&tunnel, &head, body, service, audit).await?;
+
+    let status = upstream_status(&resp_head, audit);
+    let (headers, is_sse) = response_headers(resp_head.headers);
+    if status.is_success() {
+        if let (None, Some(id)) = (
+            &session_id,
+            headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()),
+        ) {
+            // The `initialize` that opened a session: pin it to this tunnel and principal.
+            app.tunnels
+                .open_session(service, id, tunnel.id, principal, session_slot.take());
+            audit.session = Some(id.to_owned());
+        }
+    }
+    if let (Some(id), true) = (
+        &session_id,
+        parts.method == Method::DELETE && status.is_success(),
+    ) {
+        app.tunnels.close_session(service, id);
+    }
+
+    let mut stream = response_stream(recv, is_sse);
+    if status.is_success() && admitted.calls.iter().any(|c| c.method == "server/discover") {
+        stream = learn_versions(app, service, stream, is_sse).await?;
+    }
+    let body = filter_body(app, service, &admitted, status, is_sse, stream, audit).await?;
+    Ok(response(status, headers, body))
+}
+
+/// Host and Origin, the service, the method and the media types: everything that can be
+/// refused before anyone is authenticated or judged.
+fn check_endpoint(
+    app: &App,
+    service: &str,
+    parts: &http::request::Parts,
+    audit: &mut AuditRecord,
+) -> Result<(), Refusal> {
+    if let Err(refusal) = check_host_origin(&app.config.clients, parts) {
+        audit.outcome = Outcome::Forbidden;
+        return Err(refusal);
+    }
+    if !app.config.has_service(service) {
+        return Err(Box::new(error_response(
+            StatusCode::NOT_FOUND,
+            code::NOT_FOUND,
+            &format!("unknown service {service:?}: this edge serves no such MCP service"),
+        )));
+    }
+    // Before policy runs, so that its record carries no decision.
+    method_allowed(&parts.method)?;
+    if let Err(refusal) = check_media(&parts.method, &parts.headers) {
+        audit.outcome = Outcome::BadRequest;
+        return Err(refusal);
+    }
+    Ok(())
+}
+
+/// 405 for a method an MCP endpoint does not take.
+fn method_allowed(method: &Method) -> Result<(), Refusal> {
+    if [Method::GET, Method::POST, Method::DELETE].contains(method) {
+        return Ok(());
+    }
+    let mut resp = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        code::INVALID_REQUEST,
+        "MCP endpoints accept GET, POST and DELETE",
+    );
+    resp.headers_mut().insert(
+        http::header::ALLOW,
+        HeaderValue::from_static("GET, POST, DELETE"),
+    );
+    Err(Box::new(resp))
+}
+
+/// The request's `Mcp-Session-Id`, if it carries one.
+fn session_id(parts: &http::request::Parts) -> Result<Option<String>, Refusal> {
+    match parts.headers.get(SESSION_HEADER).map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(id)) => Ok(Some(id.to_owned())),
+        Some(Err(_)) => Err(Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Mcp-Session-Id is not visible ASCII",
+        ))),
+    }
+}
+
+/// The tunnel the request goes down: its session's (a session belongs to the tunnel that
+/// answered its `initialize`, and to the principal that sent it), else any serving the
+/// service.
+fn pick_tunnel(
+    app: &App,
+    service: &str,
+    session_id: Option<&str>,
+    principal: &str,
+) -> Result<std::sync::Arc<Tunnel>, Refusal> {
+    let refusal = |status, code, message: &str| Box::new(error_response(status, code, message));
+    match session_id {
+        Some(id) => app
+            .tunnels
+            .session_tunnel(service, id, principal)
+            .map_err(|why| {
+                let msg = match why {
+                    SessionLookup::TunnelGone => {
+                        "session ended: its connector went away; initialize a new session"
+                    }
+                    SessionLookup::Unknown | SessionLookup::OtherPrincipal => {
+                        "session not found; initialize a new session"
+                    }
+                };
+                refusal(StatusCode::NOT_FOUND, code::NOT_FOUND, msg)
+            }),
+        None => app.tunnels.pick(service).ok_or_else(|| {
+            refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::UNAVAILABLE,
+                &format!(
+                    "service {service:?} is known but no connector serving it is online; retry later"
+                ),
+            )
+        }),
+    }
+}
+
+/// The head of the exchange: the client's forwardable headers and the edge's forwarding
+/// headers, the ids, and the identity assertion in place of the client's credentials.
+fn request_head(
+    app: &App,
+    conn: &ConnInfo,
+    service: &str,
+    parts: &http::request::Parts,
+    admitted: &Admitted,
+    session_id: Option<&str>,
+    audit: &AuditRecord,
+) -> RequestHead {
+    let principal = &admitted.identity.principal;
+    let assertion = app
+        .signer
+        .reusable(&AssertionClaims {
+            service,
+            principal,
+            groups: &admitted.identity.groups,
+            session_id,
+            trace_id: None,
+        })
+        .map_err(|e| tracing::error!("cannot sign identity assertion: {e}"))
+        .ok();
+    RequestHead {
+        service: service.to_owned(),
+        method: parts.method.as_str().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: upstream_headers(conn, parts, !app.config.clients.insecure_plaintext),
+        principal: principal.clone(),
+        trace_id: audit.trace_id.clone().unwrap_or_default(),
+        request_id: audit.request_id.clone().unwrap_or_else(new_request_id),
+        assertion,
+    }
+}
+
+/// The exchange itself; a tunnel failure is a 502 that names no topology (the details go to
+/// the log under the reference the client gets).
+async fn send(
+    tunnel: &Tunnel,
+    head: &RequestHead,
+    body: Bytes,
+    service: &str,
+    audit: &mut AuditRecord,
+) -> Result<(ResponseHead, ExchangeRecv), Refusal> {
+    exchange(&tunnel.conn, head, body).await.map_err(|e| {
+        audit.outcome = Outcome::TunnelError;
+        let detail = format!("exchange with connector {:?} failed: {e}", tunnel.connector);
+        Box::new(error_response(
+            StatusCode::BAD_GATEWAY,
+            code::UPSTREAM_FAILED,
+            &incident("the tunnel to the connector failed", service, &detail),
+        ))
+    })
+}
+
+/// The backend's status, and what it says about the outcome.
+fn upstream_status(head: &ResponseHead, audit: &mut AuditRecord) -> StatusCode {
+    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    if status.is_server_error() {
+        audit.outcome = Outcome::BackendError;
+    } else if status.is_client_error() {
+        audit.outcome = Outcome::Error;
+    }
+    status
+}
+
+/// Reads a `server/discover` answer whole (small and rare) to learn the versions the service
+/// supports, and passes it on unchanged.
+async fn learn_versions(
+    app: &App,
+    service: &str,
+    stream: Chunks,
+    is_sse: bool,
+) -> Result<Chunks, Refusal> {
+    match list_filter::collect_json(stream).await {
+        Ok(raw) => {
+            if let Some(v) = discovered_versions(&raw, is_sse) {
+                app.tunnels.learn_versions(service, v);
+            }
+            Ok(
+                futures_util::stream::once(async move { Ok(Frame::data(Bytes::from(raw))) })
+                    .boxed(),
+            )
+        }
+        Err(e) => Err(Box::new(error_response(
+            StatusCode::BAD_GATEWAY,
+            code::UPSTREAM_FAILED,
+            &incident("the discover response was unreadable", service, &e),
+        ))),
+    }
+}
+
+/// The body the client gets: the backend's stream as is, or with what the caller's policy
+/// hides filtered out of list answers and notifications.
+async fn filter_body(
+    app: &App,
+    service: &str,
+    admitted: &Admitted,
+    status: StatusCode,
+    is_sse: bool,
+    stream: Chunks,
+    audit: &mut AuditRecord,
+) -> Result<Body, Refusal> {
+    let list_filter = ListFilter::for_request(
+        &admitted.calls,
+        admitted.policy.clone(),
+        app.security.policy.clone(),
+        admitted.identity.principals(),
+        service,
+    )
+    .filter(|f| status.is_success() && (is_sse || f.has_lists()));
+    Ok(match (list_filter, is_sse) {
+        (None, _) => UnsyncBoxBody::new(StreamBody::new(stream)),
+        (Some(f), true) => UnsyncBoxBody::new(StreamBody::new(list_filter::filter_sse(stream, f))),
+        (Some(f), false) => match list_filter::collect_json(stream).await {
+            Ok(raw) => full_body(f.filter_json(&raw).unwrap_or_else(|| Bytes::from(raw))),
+            Err(e) => {
+                audit.outcome = Outcome::BackendError;
+                return Err(Box::new(error_response(
+                    StatusCode::BAD_GATEWAY,
+                    code::UPSTREAM_FAILED,
+                    &incident("the list response was unreadable", service, &e),
+                )));
+            }
+        },
+    })
+}
+
+fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
