@@ -1,6 +1,8 @@
 //! Runs the real `underpass-certs` binary in a temporary directory, the way operators and the
 //! outside tests do.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // integration tests stop at the first failure
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -53,7 +53,7 @@ pub fn error_parts(
     retry_after: Option<u64>,
 ) -> (Vec<(String, Vec<u8>)>, Bytes) {
     let data = retry_after.map(|secs| json!({ "retryAfterSeconds": secs }));
-    let body = Bytes::from(underpass_shared::jsonrpc::error(None, code, message, data).to_string());
+    let body = Bytes::from(underpass_mcp::jsonrpc::error(None, code, message, data).to_string());
     let mut headers = vec![("content-type".into(), b"application/json".to_vec())];
     if let Some(secs) = retry_after {
         headers.push(("retry-after".into(), secs.to_string().into_bytes()));

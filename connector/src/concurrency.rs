@@ -38,7 +38,7 @@ impl Refused {
     }
 
     pub fn rpc_code(&self) -> i64 {
-        use underpass_shared::jsonrpc::code;
+        use underpass_mcp::jsonrpc::code;
         match self {
             Refused::Service { .. } => code::UNAVAILABLE,
             Refused::Principal { .. } => code::RATE_LIMITED,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
-use underpass_shared::identity::{validate_name, validate_trust_domain, DEFAULT_TRUST_DOMAIN};
+use underpass_proto::identity::{validate_name, validate_trust_domain, DEFAULT_TRUST_DOMAIN};
 
 /// Default of `max_processes`.
 pub const DEFAULT_MAX_PROCESSES: usize = 32;

@@ -1,13 +1,13 @@
 //! Serving one exchange stream: read the request head and body from the tunnel, admit it
 //! under the service's caps, have the service's own backend (and nowhere else) answer it, and
 //! stream the answer back. Written against the transport seam
-//! (`underpass_shared::transport::{ExchangeSend, ExchangeRecv}`) only.
+//! (`underpass_transport::{ExchangeSend, ExchangeRecv}`) only.
 
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
-use underpass_shared::frame::{self, codes, RequestHead, ResponseHead};
-use underpass_shared::quic;
-use underpass_shared::transport::{ExchangeRecv, ExchangeSend};
+use underpass_proto::frame::{self, codes, RequestHead, ResponseHead};
+use underpass_transport::quic;
+use underpass_transport::{ExchangeRecv, ExchangeSend};
 
 use crate::answer::{error_parts, Answer};
 use crate::backends::{BackendError, Backends};
@@ -75,7 +75,7 @@ pub async fn serve_exchange(backends: &Backends, mut send: ExchangeSend, mut rec
     let mut ended = false;
     loop {
         // Whatever the backend has ready goes out in one write, and before the first one the
-        // stream learns whether it is a bulk transfer (see `underpass_shared::quic`).
+        // stream learns whether it is a bulk transfer (see `underpass_transport::quic`).
         let mut len: usize = batch.iter().map(Bytes::len).sum();
         while !ended && len as u64 <= quic::BULK_AFTER {
             match body.next().now_or_never() {

@@ -20,8 +20,8 @@ pub mod tunnel;
 use std::sync::Arc;
 
 use anyhow::Context;
-use underpass_shared::identity::Role;
-use underpass_shared::tls::{self, Credentials, PeerPolicy};
+use underpass_proto::identity::Role;
+use underpass_transport::tls::{self, Credentials, PeerPolicy};
 
 use crate::backends::Backends;
 use crate::config::ConnectorConfig;
@@ -50,7 +50,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     };
     let mut client_config =
         tls::tunnel_client_config(tls::tunnel_client_crypto(&creds, edge_policy)?)?;
-    let mut transport = underpass_shared::quic::tunnel_transport();
+    let mut transport = underpass_transport::quic::tunnel_transport();
     // A short initial RTT guess makes lost handshake packets retransmit sooner, so a restarted
     // edge is reached within about a second instead of several.
     transport.initial_rtt(std::time::Duration::from_millis(100));

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use underpass_shared::control::{
+use underpass_proto::control::{
     self, ConnectorControl, ConnectorOutput, ControlError, Hello, Welcome,
 };
-use underpass_shared::frame::{self, codes, FrameError, PROTOCOL_VERSION};
-use underpass_shared::transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
+use underpass_proto::frame::{self, codes, FrameError, PROTOCOL_VERSION};
+use underpass_transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
 
 use crate::backends::Backends;
 use crate::exchange;
@@ -103,10 +103,10 @@ impl Dialer {
 
     async fn connect_and_serve(&mut self) -> Result<TransportError, DialError> {
         let addr = resolve(&self.edge).await?;
-        let bind: SocketAddr = if addr.is_ipv6() {
-            "[::]:0".parse().expect("literal address")
+        let bind = if addr.is_ipv6() {
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
         } else {
-            "0.0.0.0:0".parse().expect("literal address")
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
         };
         let mut endpoint = quinn::Endpoint::client(bind)
             .map_err(|e| DialError::Connect(format!("cannot open a UDP socket: {e}")))?;

@@ -2,6 +2,8 @@
 //! `@modelcontextprotocol/server-everything` in `sse` mode (installed by
 //! `tests/peers/install.sh`), bridged to Streamable HTTP semantics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // integration tests stop at the first failure
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -271,7 +273,7 @@ async fn sse_lost_backend_fails_pending_requests_and_ends_the_session() {
     };
     assert_eq!(
         last["error"]["code"],
-        underpass_shared::jsonrpc::code::UPSTREAM_FAILED,
+        underpass_mcp::jsonrpc::code::UPSTREAM_FAILED,
         "{last}"
     );
     assert!(

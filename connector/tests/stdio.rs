@@ -1,6 +1,8 @@
 //! Stdio backends against the real `@modelcontextprotocol/server-everything` in stdio mode
 //! (installed by `tests/peers/install.sh`), plus a few deliberately broken servers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // integration tests stop at the first failure
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -196,7 +198,7 @@ async fn stdio_process_cap_answers_503() {
     );
     assert_eq!(
         v["error"]["code"],
-        underpass_shared::jsonrpc::code::UNAVAILABLE
+        underpass_mcp::jsonrpc::code::UNAVAILABLE
     );
     delete(&svc, &first).await;
     let again = open_session(&svc, PROTOCOL).await;
@@ -222,7 +224,7 @@ async fn stdio_per_principal_process_cap() {
     let v = json_body(resp).await;
     assert_eq!(
         v["error"]["code"],
-        underpass_shared::jsonrpc::code::RATE_LIMITED,
+        underpass_mcp::jsonrpc::code::RATE_LIMITED,
         "{v}"
     );
     assert_eq!(v["error"]["data"]["retryAfterSeconds"], 5, "{v}");

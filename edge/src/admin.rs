@@ -12,8 +12,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::registry::Registry;
 use crate::revocation::Revocations;
+use crate::tunnels::registry::Registry;
 
 /// Serves the admin endpoints; `jwks` is the public key set of the identity assertions.
 pub async fn serve(

@@ -13,9 +13,9 @@ use crate::config::EdgeConfig;
 use crate::limiter::RateLimiter;
 use crate::limits::Limits;
 use crate::policy::Policy;
-use crate::registry::Registry;
 use crate::reload::Reloadable;
 use crate::revocation::Revocations;
+use crate::tunnels::registry::Registry;
 
 /// Everything a request handler may need. Shared behind an `Arc`; every field is safe to read
 /// concurrently.

@@ -29,11 +29,9 @@ use rustls_pki_types::pem::{Error as PemError, PemObject};
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde::Serialize;
 use serde_json::{json, Value};
-use underpass_shared::identity::{validate_name, validate_trust_domain};
+use underpass_proto::identity::{validate_name, validate_trust_domain};
 
-/// The request header that carries the assertion to backends. The edge must drop any value a
-/// client sends under this name.
-pub const ASSERTION_HEADER: &str = "x-underpass-identity";
+pub use underpass_proto::headers::ASSERTION_HEADER;
 
 /// Lifetime of an assertion, in seconds.
 pub const ASSERTION_TTL_SECS: u64 = 60;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::auth::Identity;
-use crate::registry::{SessionSlot, Tunnel};
+use crate::tunnels::registry::{SessionSlot, Tunnel};
 
 /// One client event stream, pinned to a tunnel and bound to the principal that opened it.
 pub struct Bridge {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
-use underpass_shared::identity::{validate_name, validate_trust_domain, DEFAULT_TRUST_DOMAIN};
+use underpass_proto::identity::{validate_name, validate_trust_domain, DEFAULT_TRUST_DOMAIN};
 
 pub use crate::auth::{ApiKeyConfig, AuthConfig, JwtConfig};
 pub use underpass_audit::AuditConfig;

@@ -18,16 +18,14 @@ pub mod assertion;
 pub mod auth;
 pub mod bridges;
 pub mod config;
-pub mod exchange;
 pub mod http;
 pub mod limiter;
 pub mod limits;
 pub mod mcp;
 pub mod policy;
-pub mod registry;
 pub mod reload;
 pub mod revocation;
-pub mod tunnel;
+pub mod tunnels;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,17 +33,17 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use underpass_audit::Auditor;
-use underpass_shared::frame::codes;
-use underpass_shared::identity::Role;
-use underpass_shared::tls::{self, Credentials, PeerPolicy};
+use underpass_proto::frame::codes;
+use underpass_proto::identity::Role;
+use underpass_transport::tls::{self, Credentials, PeerPolicy};
 
 use crate::app::{App, Security};
 use crate::assertion::AssertionSigner;
 use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
 use crate::limiter::RateLimiter;
-use crate::registry::Registry;
 use crate::revocation::Revocations;
+use crate::tunnels::registry::Registry;
 
 /// Starts every listener and runs until SIGINT or SIGTERM.
 pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
@@ -72,8 +70,8 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     let quic_config =
         tls::tunnel_server_config(tls::tunnel_server_crypto(&tunnel_creds, connector_policy)?)?;
     // Stateless reset tokens derive from the tunnel key: after a crash and restart, connectors
-    // learn at their next packet that their tunnel is gone (see underpass_shared::quic).
-    let endpoint = underpass_shared::quic::server_endpoint(
+    // learn at their next packet that their tunnel is gone (see underpass_transport::quic).
+    let endpoint = underpass_transport::quic::server_endpoint(
         quic_config,
         config.tunnel.listen,
         tunnel_creds.key.secret_der(),
@@ -124,7 +122,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     }
 
     tokio::spawn(revocations.clone().watch(registry.clone()));
-    tokio::spawn(tunnel::accept_loop(
+    tokio::spawn(tunnels::accept::accept_loop(
         endpoint.clone(),
         config.clone(),
         registry.clone(),

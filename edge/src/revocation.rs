@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use underpass_pki::revocation::{certificate_serial, read_revocation_file};
-use underpass_shared::frame::codes;
-use underpass_shared::tls::RevocationCheck;
+use underpass_proto::frame::codes;
+use underpass_transport::tls::RevocationCheck;
 
-use crate::registry::Registry;
 use crate::reload::{watch_file, Reloadable};
+use crate::tunnels::registry::Registry;
 
 pub struct Revocations {
     path: Option<PathBuf>,

@@ -209,8 +209,8 @@ type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// Completes a TLS handshake with the edge (trusting the test CA) over `tcp`.
 fn tls_client(ca: &Path, tcp: TcpStream) -> std::io::Result<TlsStream> {
-    let roots = underpass_shared::tls::load_roots(ca).map_err(std::io::Error::other)?;
-    let config = rustls::ClientConfig::builder_with_provider(underpass_shared::tls::provider())
+    let roots = underpass_transport::tls::load_roots(ca).map_err(std::io::Error::other)?;
+    let config = rustls::ClientConfig::builder_with_provider(underpass_transport::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(std::io::Error::other)?
         .with_root_certificates(roots)

@@ -5,10 +5,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use underpass_shared::identity::Role;
-use underpass_shared::quic;
-use underpass_shared::tls::{self, Credentials, PeerPolicy};
+use underpass_proto::identity::Role;
 use underpass_tests::Pki;
+use underpass_transport::quic;
+use underpass_transport::tls::{self, Credentials, PeerPolicy};
 
 const BULK_STREAMS: usize = 8;
 const BULK_BYTES: usize = 2 * 1024 * 1024;

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use underpass_shared::identity::Role;
-use underpass_shared::tls::{self, Credentials, PeerPolicy};
+use underpass_proto::identity::Role;
 use underpass_tests::http;
 use underpass_tests::*;
+use underpass_transport::tls::{self, Credentials, PeerPolicy};
 
 const DEV: &str = "[auth]\nanonymous = true\n[policy]\nallow_all = true\n";
 

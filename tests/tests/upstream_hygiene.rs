@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use underpass_shared::jsonrpc::code;
+use underpass_mcp::jsonrpc::code;
 use underpass_tests::http::{self, mcp_post};
 use underpass_tests::recorder::Recorder;
 use underpass_tests::*;

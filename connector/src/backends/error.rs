@@ -1,6 +1,6 @@
 //! Why an exchange could not be forwarded to its backend.
 
-use underpass_shared::jsonrpc::code;
+use underpass_mcp::jsonrpc::code;
 
 use crate::concurrency::{self, Refused};
 

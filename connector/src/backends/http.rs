@@ -6,19 +6,13 @@ use futures_util::{StreamExt, TryStreamExt};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
-use underpass_shared::frame::RequestHead;
+use underpass_proto::frame::RequestHead;
 
 use super::error::BackendError;
 use crate::answer::Answer;
 use crate::http_client::{error_chain, HttpClient};
 
-/// The header carrying the edge-signed identity assertion to backends.
-pub const ASSERTION_HEADER: &str = "x-underpass-identity";
-
-/// The header carrying the edge's trace id of the request, for correlating logs.
-pub const TRACE_HEADER: &str = "x-underpass-trace-id";
-/// The edge's unique id of the request (also in its audit record as `request_id`).
-pub const REQUEST_ID_HEADER: &str = "x-underpass-request-id";
+pub use underpass_proto::headers::{ASSERTION_HEADER, REQUEST_ID_HEADER, TRACE_HEADER};
 
 /// One Streamable HTTP service: its URL and the shared client.
 pub struct HttpBackend {

@@ -14,7 +14,7 @@ pub mod stdio;
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use underpass_shared::frame::RequestHead;
+use underpass_proto::frame::RequestHead;
 
 pub use self::error::BackendError;
 use self::http::HttpBackend;

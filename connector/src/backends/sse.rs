@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use underpass_shared::mcp::{SseParser, DEFAULT_MAX_EVENT_SIZE};
+use underpass_mcp::{SseParser, DEFAULT_MAX_EVENT_SIZE};
 
 use crate::bridge::{one_line, BridgeError, End, Inbox, Link, LinkOpener, SessionBridge, WriteCmd};
 use crate::http_client::{error_chain, HttpClient};
@@ -300,9 +300,9 @@ fn error_for_request(line: &[u8], reference: &str) -> Option<Vec<u8>> {
     let id = msg
         .get("id")
         .filter(|id| id.is_string() || id.is_number())?;
-    let v = underpass_shared::jsonrpc::error(
+    let v = underpass_mcp::jsonrpc::error(
         Some(id),
-        underpass_shared::jsonrpc::code::UPSTREAM_FAILED,
+        underpass_mcp::jsonrpc::code::UPSTREAM_FAILED,
         &format!("the SSE MCP server did not accept the message (ref {reference})"),
         None,
     );

@@ -2,7 +2,7 @@
 //! one line each for the single pipe to the server.
 //!
 //! The classification is deliberately lenient (see [`kind_of`]) and is not
-//! `underpass_shared::mcp::parse`: the edge has already validated the client's body strictly
+//! `underpass_mcp::parse`: the edge has already validated the client's body strictly
 //! before it entered the tunnel, and the same classifier sorts what *servers* send, which the
 //! bridge passes through untouched rather than judges.
 

@@ -1,6 +1,6 @@
 //! Why the bridge could not serve an exchange; each maps to an HTTP status and a JSON-RPC error.
 
-use underpass_shared::jsonrpc::code;
+use underpass_mcp::jsonrpc::code;
 
 /// `Retry-After` of a refused `initialize`: sessions end by DELETE or idle timeout, so asking
 /// again at once rarely helps.

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use underpass_mcp::sse::{KEEPALIVE_COMMENT, KEEPALIVE_INTERVAL, NO_BUFFERING_HEADER};
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
@@ -20,8 +20,6 @@ use super::state::SessionState;
 use crate::answer::Answer;
 
 /// Interval of SSE keep-alive comments: below common proxy and NAT idle timeouts.
-const KEEPALIVE: Duration = Duration::from_secs(15);
-const KEEPALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
 /// Messages queued per HTTP stream before the server's reader waits for the client to read.
 const STREAM_QUEUE: usize = 256;
 
@@ -134,9 +132,9 @@ impl RequestStream {
         self.waiting
             .drain(..)
             .map(|(_, id)| {
-                let error = underpass_shared::jsonrpc::error(
+                let error = underpass_mcp::jsonrpc::error(
                     Some(&id),
-                    underpass_shared::jsonrpc::code::UPSTREAM_FAILED,
+                    underpass_mcp::jsonrpc::code::UPSTREAM_FAILED,
                     &message,
                     None,
                 );
@@ -275,7 +273,10 @@ impl Listener {
 }
 
 fn keepalive_timer() -> Interval {
-    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    let mut t = tokio::time::interval_at(
+        tokio::time::Instant::now() + KEEPALIVE_INTERVAL,
+        KEEPALIVE_INTERVAL,
+    );
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     t
 }
@@ -296,7 +297,10 @@ pub(super) fn sse_answer(
         headers: vec![
             ("content-type".into(), b"text/event-stream".to_vec()),
             ("cache-control".into(), b"no-cache".to_vec()),
-            ("x-accel-buffering".into(), b"no".to_vec()),
+            (
+                NO_BUFFERING_HEADER.0.into(),
+                NO_BUFFERING_HEADER.1.as_bytes().to_vec(),
+            ),
         ],
         body: body.boxed(),
     }

@@ -32,7 +32,7 @@ fn limits_default_to_a_fair_share() {
     assert_eq!(l, SessionLimits::default());
     assert_eq!(l.max_processes, 32);
     assert_eq!(l.max_processes_per_principal, 8);
-    assert_eq!(l.idle_timeout, std::time::Duration::from_secs(600));
+    assert_eq!(l.idle_timeout, Duration::from_secs(600));
     assert_eq!(
         c.service("files").unwrap().concurrency,
         Concurrency {
@@ -51,7 +51,7 @@ fn limits_default_to_a_fair_share() {
         (6, 1),
         "a quarter, at least one"
     );
-    assert_eq!(l.idle_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(l.idle_timeout, Duration::from_secs(30));
     assert_eq!(
         c.service("files").unwrap().concurrency,
         Concurrency {

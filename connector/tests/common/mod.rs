@@ -1,5 +1,8 @@
 //! Helpers shared by the connector's bridge tests (stdio and legacy SSE backends): both
 //! services answer the same `exchange`, so the requests and readings are the same.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// integration tests stop at the first failure
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use underpass_shared::jsonrpc::code;
+use underpass_mcp::jsonrpc::code;
 
 use crate::app::App;
 use crate::http::body::{Body, BodyError};

@@ -16,7 +16,7 @@ impl ConnInfo {
     /// What a verified client certificate says (its chain and role passed the TLS verifier).
     pub fn from_client_cert(leaf: &[u8]) -> ConnInfo {
         ConnInfo {
-            cert_principal: underpass_shared::identity::SpiffeId::from_certificate_der(leaf)
+            cert_principal: underpass_proto::identity::SpiffeId::from_certificate_der(leaf)
                 .ok()
                 .map(|id| format!("client:{}", id.name)),
             cert_serial: underpass_pki::revocation::certificate_serial(leaf).ok(),

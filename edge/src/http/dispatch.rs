@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use underpass_shared::jsonrpc::code;
+use underpass_mcp::jsonrpc::code;
 
 use crate::app::App;
 use crate::auth::PROTECTED_RESOURCE_WELL_KNOWN;

@@ -106,7 +106,9 @@ pub fn forwardable_request_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)
             !is_hop_by_hop(name)
                 && *name != http::header::AUTHORIZATION
                 && *name != http::header::COOKIE
-                && !name.as_str().starts_with("x-underpass-")
+                && !name
+                    .as_str()
+                    .starts_with(underpass_proto::headers::RESERVED_PREFIX)
                 && !FORWARDING_HEADERS.contains(&name.as_str())
                 && !connection_listed.iter().any(|c| c == name.as_str())
         })
@@ -137,7 +139,8 @@ pub fn response_headers(upstream: Vec<(String, Vec<u8>)>) -> (HeaderMap, bool) {
     }
     if is_sse {
         // Tell nginx-style proxies in front of us not to buffer the stream.
-        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        let (name, value) = underpass_mcp::sse::NO_BUFFERING_HEADER;
+        h.insert(name, HeaderValue::from_static(value));
         h.insert(
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),

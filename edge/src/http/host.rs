@@ -2,7 +2,7 @@
 //! checks against DNS rebinding, on every protocol.
 
 use http::StatusCode;
-use underpass_shared::jsonrpc::code;
+use underpass_mcp::jsonrpc::code;
 
 use crate::config::ClientsConfig;
 use crate::http::respond::{error_response, Refusal};

@@ -1,7 +1,7 @@
 //! Media types of MCP requests: what a POST carries and what a client accepts.
 
 use http::{HeaderMap, Method, StatusCode};
-use underpass_shared::jsonrpc::code;
+use underpass_mcp::jsonrpc::code;
 
 use crate::http::respond::{error_response, Refusal};
 

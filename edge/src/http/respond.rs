@@ -1,11 +1,11 @@
 //! The one renderer of the edge's own answers: JSON-RPC error bodies built with
-//! [`underpass_shared::jsonrpc::error`] (codes from [`underpass_shared::jsonrpc::code`]), with
+//! [`underpass_mcp::jsonrpc::error`] (codes from [`underpass_mcp::jsonrpc::code`]), with
 //! the status and headers that go with them. Every refusal the edge gives is made here.
 
 use http::header::HeaderValue;
 use http::{Response, StatusCode};
 use serde_json::Value;
-use underpass_shared::jsonrpc::{self, code};
+use underpass_mcp::jsonrpc::{self, code};
 
 use crate::http::body::{full_body, Body};
 

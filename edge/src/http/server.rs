@@ -10,8 +10,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use underpass_shared::identity::Role;
-use underpass_shared::tls::{self, PeerPolicy};
+use underpass_proto::identity::Role;
+use underpass_transport::tls::{self, PeerPolicy};
 
 use crate::app::App;
 use crate::config::EdgeConfig;

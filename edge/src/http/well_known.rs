@@ -3,7 +3,7 @@
 
 use http::header::HeaderValue;
 use http::{Response, StatusCode};
-use underpass_shared::jsonrpc::code;
+use underpass_mcp::jsonrpc::code;
 
 use crate::app::App;
 use crate::auth::PROTECTED_RESOURCE_WELL_KNOWN;

@@ -10,8 +10,8 @@ use std::time::Instant;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use underpass_audit::{AuditRecord, Decision as AuditDecision, Outcome};
-use underpass_shared::jsonrpc::code::{self, POLICY_DENIED, RATE_LIMITED};
-use underpass_shared::mcp::{self, Kind};
+use underpass_mcp::jsonrpc::code::{self, POLICY_DENIED, RATE_LIMITED};
+use underpass_mcp::{self as mcp, Kind};
 
 use crate::app::App;
 use crate::auth::Identity;

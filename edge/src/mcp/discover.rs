@@ -4,7 +4,7 @@
 /// `result.supportedVersions` of a `server/discover` response (JSON or SSE body).
 pub fn discovered_versions(raw: &[u8], is_sse: bool) -> Option<Vec<String>> {
     let messages: Vec<serde_json::Value> = if is_sse {
-        let mut parser = underpass_shared::mcp::SseParser::default();
+        let mut parser = underpass_mcp::SseParser::default();
         let mut events = parser.feed(raw).ok()?;
         events.extend(parser.feed(b"\n\n").ok()?); // dispatch an unterminated last event
         events

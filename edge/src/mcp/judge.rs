@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use underpass_shared::mcp::Target as McpTarget;
+use underpass_mcp::Target as McpTarget;
 
 use underpass_audit::{CallAudit, Decision as AuditDecision};
 

@@ -8,23 +8,22 @@
 //! session is initialized, a backend GET stream carries server-initiated messages too.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use underpass_mcp::sse::{KEEPALIVE_COMMENT, KEEPALIVE_INTERVAL, NO_BUFFERING_HEADER};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{Method, Response, StatusCode};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use underpass_shared::frame::RequestHead;
-use underpass_shared::jsonrpc::code;
-use underpass_shared::mcp::SseParser;
+use underpass_mcp::jsonrpc::code;
+use underpass_mcp::SseParser;
+use underpass_proto::frame::RequestHead;
 
 use underpass_audit::{AuditRecord, Outcome};
 
 use crate::app::App;
 use crate::assertion::AssertionClaims;
 use crate::bridges::Bridge;
-use crate::exchange::{exchange, response_stream};
 use crate::http::body::{full_body, Body, BodyError};
 use crate::http::conn::ConnInfo;
 use crate::http::headers::forwarding_headers;
@@ -36,10 +35,10 @@ use crate::mcp::admission::{self, Admitted};
 use crate::mcp::list_filter::{Applied, ListFilter};
 use crate::mcp::precheck::InFlight;
 use crate::mcp::sessions;
+use crate::tunnels::exchange::{exchange, response_stream};
 
 /// Messages queued for a client that reads too slowly before the bridge gives up on it.
 const QUEUE: usize = 1024;
-const KEEPALIVE: Duration = Duration::from_secs(15);
 
 fn message_event(msg: &Value) -> Bytes {
     Bytes::from(format!("event: message\ndata: {msg}\n\n"))
@@ -116,10 +115,10 @@ pub async fn open(
         id,
     };
     let events = futures_util::stream::unfold((rx, closer), |(mut rx, closer)| async move {
-        let next = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
+        let next = match tokio::time::timeout(KEEPALIVE_INTERVAL, rx.recv()).await {
             Ok(Some(event)) => event,
             Ok(None) => return None,
-            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+            Err(_) => Bytes::from_static(KEEPALIVE_COMMENT),
         };
         Some((
             Ok::<_, BodyError>(hyper::body::Frame::data(next)),
@@ -140,7 +139,8 @@ pub async fn open(
         http::header::CACHE_CONTROL,
         http::HeaderValue::from_static("no-cache"),
     );
-    h.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    let (name, value) = NO_BUFFERING_HEADER;
+    h.insert(name, http::HeaderValue::from_static(value));
     resp
 }
 
@@ -271,12 +271,7 @@ async fn forward(
     );
     let fail = |message: String| {
         if let Some(id) = &request_id {
-            let msg = underpass_shared::mcp::jsonrpc_error(
-                Some(id),
-                code::UPSTREAM_FAILED,
-                &message,
-                None,
-            );
+            let msg = underpass_mcp::jsonrpc_error(Some(id), code::UPSTREAM_FAILED, &message, None);
             let _ = bridge.events.try_send(message_event(&msg));
         }
     };
@@ -328,7 +323,7 @@ async fn forward(
 /// Pushes every JSON-RPC message of a response body onto the client's stream; returns how many.
 async fn pump(
     bridge: &Bridge,
-    recv: underpass_shared::transport::ExchangeRecv,
+    recv: underpass_transport::ExchangeRecv,
     is_sse: bool,
     filter: Option<&ListFilter>,
     learn_version: bool,

@@ -19,7 +19,7 @@ use futures_util::{Stream, StreamExt};
 use hyper::body::Frame;
 use serde::Deserialize;
 use serde_json::Value;
-use underpass_shared::mcp::{self, NotificationVerdict, SseParser, Target as McpTarget};
+use underpass_mcp::{self as mcp, NotificationVerdict, SseParser, Target as McpTarget};
 
 use crate::http::body::BodyError;
 use crate::mcp::judge::Call;

@@ -15,7 +15,7 @@ use http::header::HeaderValue;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use underpass_shared::jsonrpc::code;
+use underpass_mcp::jsonrpc::code;
 
 use underpass_audit::{AuditRecord, Outcome};
 

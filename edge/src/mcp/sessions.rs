@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
-use underpass_shared::frame::RequestHead;
-use underpass_shared::jsonrpc::code;
+use underpass_mcp::jsonrpc::code;
+use underpass_proto::frame::RequestHead;
 
 use underpass_audit::{AuditRecord, Decision as AuditDecision, Outcome};
 
@@ -20,7 +20,7 @@ use crate::http::headers::SESSION_HEADER;
 use crate::http::ids::new_request_id;
 use crate::http::respond::{over_cap, Refusal};
 use crate::mcp::admission::Admitted;
-use crate::registry::{ExpiredSession, SessionSlot};
+use crate::tunnels::registry::{ExpiredSession, SessionSlot};
 
 /// For a POST that opens a session (an `initialize` without `Mcp-Session-Id`), a place in
 /// the principal's session count; 429 when the principal holds its cap already.
@@ -124,7 +124,7 @@ async fn end_at_backend(app: &App, session: ExpiredSession) {
     };
     let ended = tokio::time::timeout(
         Duration::from_secs(10),
-        crate::exchange::exchange(&tunnel.conn, &head, Bytes::new()),
+        crate::tunnels::exchange::exchange(&tunnel.conn, &head, Bytes::new()),
     )
     .await;
     match ended {

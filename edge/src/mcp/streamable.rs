@@ -13,13 +13,12 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::StreamBody;
 use hyper::body::Frame;
 use underpass_audit::{AuditRecord, Outcome};
-use underpass_shared::frame::{RequestHead, ResponseHead};
-use underpass_shared::jsonrpc::code;
-use underpass_shared::transport::ExchangeRecv;
+use underpass_mcp::jsonrpc::code;
+use underpass_proto::frame::{RequestHead, ResponseHead};
+use underpass_transport::ExchangeRecv;
 
 use crate::app::App;
 use crate::assertion::AssertionClaims;
-use crate::exchange::{exchange, response_stream};
 use crate::http::body::{full_body, Body, BodyError};
 use crate::http::conn::ConnInfo;
 use crate::http::headers::{response_headers, upstream_headers, SESSION_HEADER};
@@ -31,7 +30,8 @@ use crate::mcp::admission::{self, Admitted};
 use crate::mcp::discover::discovered_versions;
 use crate::mcp::list_filter::{self, ListFilter};
 use crate::mcp::sessions;
-use crate::registry::{SessionLookup, Tunnel};
+use crate::tunnels::exchange::{exchange, response_stream};
+use crate::tunnels::registry::{SessionLookup, Tunnel};
 
 type Chunks = futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BodyError>>;
 

@@ -109,8 +109,8 @@ impl AllowRule {
         &self,
         principals: &[String],
         service: &str,
-        target: &Target,
-        args: Arguments,
+        target: &Target<'_>,
+        args: Arguments<'_>,
     ) -> bool {
         if !self.scope.covers(principals, service) {
             return false;
@@ -238,7 +238,7 @@ impl Policy {
         &self,
         principals: &[String],
         service: &str,
-        target: &Target,
+        target: &Target<'_>,
         arguments: Option<&Value>,
     ) -> Decision {
         if self.allow_all {
@@ -276,7 +276,7 @@ impl Policy {
     /// Whether a listed item (from `tools/list`, `resources/list`, `prompts/list`) should be
     /// shown to the caller: no deny rule matches it and some allow rule would allow it,
     /// ignoring argument constraints.
-    pub fn visible(&self, principals: &[String], service: &str, target: &Target) -> bool {
+    pub fn visible(&self, principals: &[String], service: &str, target: &Target<'_>) -> bool {
         self.allow_all
             || (self.denied_by(principals, service, target).is_none()
                 && self
@@ -289,14 +289,19 @@ impl Policy {
         &self,
         principals: &[String],
         service: &str,
-        target: &Target,
+        target: &Target<'_>,
         arguments: Option<&Value>,
     ) -> String {
         self.decide(principals, service, target, arguments)
             .to_string()
     }
 
-    fn denied_by(&self, principals: &[String], service: &str, target: &Target) -> Option<&Scope> {
+    fn denied_by(
+        &self,
+        principals: &[String],
+        service: &str,
+        target: &Target<'_>,
+    ) -> Option<&Scope> {
         self.deny
             .iter()
             .find(|d| d.covers(principals, service) && (d.targetless() || d.lists(target)))
@@ -306,8 +311,8 @@ impl Policy {
         &self,
         principals: &[String],
         service: &str,
-        target: &Target,
-        args: Arguments,
+        target: &Target<'_>,
+        args: Arguments<'_>,
     ) -> Option<&AllowRule> {
         let allows = |a: &&AllowRule| a.allows(principals, service, target, args);
         if *target == Target::Service {

@@ -38,7 +38,7 @@ impl Scope {
     }
 
     /// Whether the rule's kind lists name this (non-`Service`) target.
-    pub(super) fn lists(&self, target: &Target) -> bool {
+    pub(super) fn lists(&self, target: &Target<'_>) -> bool {
         let (list, name) = match target {
             Target::Tool(n) => (&self.tools, n),
             Target::Resource(n) => (&self.resources, n),

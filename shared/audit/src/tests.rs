@@ -97,8 +97,7 @@ fn setup(name: &str, n: u64) -> (TempDir, AuditConfig) {
 
 #[test]
 fn formats_rfc3339() {
-    let at =
-        |s: u64, ms: u64| format_time(UNIX_EPOCH + std::time::Duration::from_millis(s * 1000 + ms));
+    let at = |s: u64, ms: u64| format_time(UNIX_EPOCH + Duration::from_millis(s * 1000 + ms));
     assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
     assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
     assert_eq!(at(1_700_000_000, 123), "2023-11-14T22:13:20.123Z");

@@ -223,7 +223,7 @@ fn garbage_and_oversized_frames_are_fatal() {
     let mut c = established(&[], &[]);
     assert!(matches!(
         c.handle_bytes(&(MAX_FRAME_LEN as u32 + 1).to_be_bytes()),
-        Err(ControlError::Frame(frame::FrameError::TooLarge(_)))
+        Err(ControlError::Frame(FrameError::TooLarge(_)))
     ));
 }
 
@@ -241,7 +241,7 @@ fn the_end_of_the_stream() {
     c.handle_bytes(&[0, 0]).unwrap();
     assert!(matches!(
         c.handle_end(),
-        Err(ControlError::Frame(frame::FrameError::Truncated))
+        Err(ControlError::Frame(FrameError::Truncated))
     ));
 }
 

@@ -6,20 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use underpass_pki::revocation::certificate_serial;
-use underpass_shared::control::{
+use underpass_proto::control::{
     self, Control, ControlError, EdgeControl, EdgeOutput, Hello, Limits,
 };
-use underpass_shared::frame::{self, codes, FrameError};
-use underpass_shared::identity::SpiffeId;
-use underpass_shared::transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
+use underpass_proto::frame::{self, codes, FrameError};
+use underpass_proto::identity::SpiffeId;
+use underpass_transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
 
 use crate::config::EdgeConfig;
-use crate::registry::Registry;
+use crate::tunnels::registry::Registry;
 
 /// How long a connector has to complete QUIC + TLS and send its Hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive interval announced to connectors (the one both ends' transport uses).
-const HEARTBEAT: Duration = underpass_shared::quic::KEEP_ALIVE;
+const HEARTBEAT: Duration = underpass_transport::quic::KEEP_ALIVE;
 
 /// The decision on a connector's Hello (its protocol version already checked by
 /// [`EdgeControl`]): a plain function of the Hello, the cert identity and the config, so it can

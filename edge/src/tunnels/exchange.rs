@@ -1,20 +1,15 @@
 //! The edge's side of an `underpass/1` exchange: one request down a fresh stream of a tunnel,
 //! its response head and body back as they arrive. Written against the transport seam
-//! (`underpass_shared::transport`), so it serves every tunnel transport alike.
-
-use std::time::Duration;
+//! (`underpass_transport`), so it serves every tunnel transport alike.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use hyper::body::Frame;
-use underpass_shared::frame::{self, codes, FrameError, RequestHead, ResponseHead};
-use underpass_shared::transport::{ExchangeRecv, TransportError, TunnelConn};
+use underpass_mcp::sse::{KEEPALIVE_COMMENT, KEEPALIVE_INTERVAL};
+use underpass_proto::frame::{self, codes, FrameError, RequestHead, ResponseHead};
+use underpass_transport::{ExchangeRecv, TransportError, TunnelConn};
 
 use crate::http::body::BodyError;
-
-/// Idle time after which an event stream gets an SSE comment, so that proxies and clients
-/// do not mistake a quiet stream for a dead one.
-pub const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Why an exchange brought no response head.
 #[derive(Debug, thiserror::Error)]
@@ -75,11 +70,9 @@ pub fn response_stream(
             return None;
         }
         let read = if is_sse && s.at_event_boundary {
-            match tokio::time::timeout(SSE_KEEPALIVE, s.recv.read_chunk()).await {
+            match tokio::time::timeout(KEEPALIVE_INTERVAL, s.recv.read_chunk()).await {
                 Ok(r) => r,
-                Err(_) => {
-                    return Some((Ok(Frame::data(Bytes::from_static(b": keep-alive\n\n"))), s))
-                }
+                Err(_) => return Some((Ok(Frame::data(Bytes::from_static(KEEPALIVE_COMMENT))), s)),
             }
         } else {
             s.recv.read_chunk().await

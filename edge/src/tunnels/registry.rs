@@ -13,7 +13,7 @@ pub struct Tunnel {
     pub id: u64,
     pub connector: String,
     pub services: Vec<String>,
-    pub conn: underpass_shared::transport::TunnelConn,
+    pub conn: underpass_transport::TunnelConn,
     /// Canonical serial of the connector's certificate (for revocation).
     pub cert_serial: String,
 }
@@ -68,7 +68,7 @@ impl Registry {
         &self,
         connector: String,
         services: Vec<String>,
-        conn: underpass_shared::transport::TunnelConn,
+        conn: underpass_transport::TunnelConn,
         cert_serial: String,
     ) -> Arc<Tunnel> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
