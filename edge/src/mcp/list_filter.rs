@@ -211,7 +211,9 @@ impl ListFilter {
         }
     }
 
-    /// Filters a whole JSON body (a response object, or a batch array).
+    /// Filters a whole JSON body (a response object, or a batch array): `None` = forward it
+    /// unchanged, otherwise the body to forward instead (empty when the body was one message
+    /// that must not be forwarded).
     pub fn filter_json(&self, body: &[u8]) -> Option<Bytes> {
         let mut v: Value = serde_json::from_slice(body).ok()?;
         let changed = match &mut v {
@@ -230,7 +232,11 @@ impl ListFilter {
                 });
                 changed
             }
-            other => self.apply(other) == Applied::Rewritten,
+            other => match self.apply(other) {
+                Applied::Unchanged => false,
+                Applied::Rewritten => true,
+                Applied::Drop => return Some(Bytes::new()),
+            },
         };
         changed.then(|| Bytes::from(v.to_string()))
     }
@@ -453,6 +459,27 @@ mod tests {
                 json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}})
             ),
             None
+        );
+    }
+
+    /// Found by the `list_filter` fuzz target: a JSON body that was one notification about a
+    /// hidden resource was forwarded as it was (only batches lost such messages).
+    #[test]
+    fn a_json_body_about_a_hidden_resource_is_not_forwarded() {
+        let f = filter(&[list(2, "tools/list")]);
+        let updated = |uri: &str| json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri": uri}});
+        let out = f.filter_json(updated("secret://x").to_string().as_bytes());
+        assert_eq!(out.as_deref(), Some(&b""[..]));
+        assert_eq!(
+            f.filter_json(updated("public://a").to_string().as_bytes()),
+            None
+        );
+        let batch = json!([updated("secret://x"), updated("public://a")]).to_string();
+        let out = f.filter_json(batch.as_bytes()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("public://a") && !text.contains("secret://x"),
+            "{text}"
         );
     }
 
