@@ -159,21 +159,25 @@ impl ListFilter {
     /// Only events that can concern the filter are parsed in full: answers to our list
     /// requests and notifications naming primitives.
     pub fn apply_text(&self, data: &str) -> Option<Option<String>> {
-        match serde_json::from_str::<Peek>(data) {
-            Ok(peek) => {
-                let ours = peek
-                    .id
-                    .as_ref()
-                    .is_some_and(|id| self.lists.iter().any(|(i, _)| i == id));
-                let named = peek.method.as_deref().is_some_and(mcp::names_primitives);
-                if !ours && !named {
-                    return None;
+        // The quick look is for objects only: serde reads a struct from an array too (`[{…}]`
+        // as a `Peek` whose `id` is the whole message), which let a batch through unjudged.
+        if data.trim_start().starts_with('{') {
+            match serde_json::from_str::<Peek>(data) {
+                Ok(peek) => {
+                    let ours = peek
+                        .id
+                        .as_ref()
+                        .is_some_and(|id| self.lists.iter().any(|(i, _)| i == id));
+                    let named = peek.method.as_deref().is_some_and(mcp::names_primitives);
+                    if !ours && !named {
+                        return None;
+                    }
                 }
+                // Not JSON: not a message.
+                Err(e) if !e.is_data() => return None,
+                // A member of an odd type, a repeated one …: the full look below.
+                Err(_) => {}
             }
-            // Not JSON (an empty priming event, a keep-alive payload): not a message.
-            Err(e) if !e.is_data() => return None,
-            // Anything else (an array, a member of an odd type …) gets the full look below.
-            Err(_) => {}
         }
         let mut msg = match mcp::parse_json_strict(data.as_bytes()) {
             Ok(v) => v,
@@ -460,6 +464,29 @@ mod tests {
             ),
             None
         );
+    }
+
+    /// Found by the `list_filter` fuzz target: an event whose data was a batch of one list
+    /// answer (`[{…}]`, or `[{…}, "…"]`) passed the quick look as a message with an odd `id`,
+    /// so its hidden entries were forwarded.
+    #[test]
+    fn a_batch_in_an_event_is_filtered_however_short() {
+        let f = filter(&[list(2, "tools/list")]);
+        let tools = answer(2, json!({"tools": [{"name": "echo"}, {"name": "rm"}]}));
+        let updated = json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri": "secret://x"}});
+        for data in [
+            json!([tools]),
+            json!([tools, "x"]),
+            json!([updated]),
+            json!([updated, "notifications/resources/updated"]),
+        ] {
+            let text = format!(" \n{data}");
+            match f.apply_text(&text) {
+                Some(Some(out)) => assert!(!out.contains("rm") && !out.contains("secret"), "{out}"),
+                Some(None) => {}
+                None => panic!("forwarded unfiltered: {text}"),
+            }
+        }
     }
 
     /// Found by the `list_filter` fuzz target: a JSON body that was one notification about a
