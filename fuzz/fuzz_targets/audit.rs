@@ -133,7 +133,8 @@ fuzz_target!(|data: &[u8]| {
 fn tempfile_dir() -> std::path::PathBuf {
     static BASE: OnceLock<std::path::PathBuf> = OnceLock::new();
     let base = BASE.get_or_init(|| {
-        let base = std::env::temp_dir().join(format!("underpass-fuzz-audit-{}", std::process::id()));
+        let base =
+            std::env::temp_dir().join(format!("underpass-fuzz-audit-{}", std::process::id()));
         std::fs::create_dir_all(&base).expect("create the fuzz directory");
         base
     });

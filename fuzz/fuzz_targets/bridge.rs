@@ -14,7 +14,9 @@ use underpass_connector::bridge::fuzzing::RouterHarness;
 fn number(s: &[u8]) -> u64 {
     s.iter()
         .take_while(|b| b.is_ascii_digit())
-        .fold(0u64, |n, d| n.wrapping_mul(10).wrapping_add(u64::from(d - b'0')))
+        .fold(0u64, |n, d| {
+            n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
+        })
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -91,10 +91,15 @@ fn connector_run(pieces: &[&[u8]], end: bool) -> Vec<Said<ConnectorOutput>> {
     for piece in pieces {
         match connector.handle_bytes(piece) {
             Ok(outs) => {
-                let refused = outs.iter().any(|o| matches!(o, ConnectorOutput::Refused(_)));
+                let refused = outs
+                    .iter()
+                    .any(|o| matches!(o, ConnectorOutput::Refused(_)));
                 said.extend(outs.into_iter().map(Said::Out));
                 if refused {
-                    assert!(matches!(connector.handle_bytes(b"x"), Err(ControlError::Closed)));
+                    assert!(matches!(
+                        connector.handle_bytes(b"x"),
+                        Err(ControlError::Closed)
+                    ));
                     return said;
                 }
             }
@@ -111,7 +116,10 @@ fn connector_run(pieces: &[&[u8]], end: bool) -> Vec<Said<ConnectorOutput>> {
         }
     }
     if failed {
-        assert!(matches!(connector.handle_bytes(b"x"), Err(ControlError::Closed)));
+        assert!(matches!(
+            connector.handle_bytes(b"x"),
+            Err(ControlError::Closed)
+        ));
     }
     said
 }

@@ -72,7 +72,10 @@ where
     let (a, a_failed) = whole::<T>(data);
     let (b, b_failed) = pieces::<T>(data, sizes);
     assert_eq!(a, b, "frames differ when the bytes arrive in pieces");
-    assert_eq!(a_failed, b_failed, "an error depends on how the bytes arrived");
+    assert_eq!(
+        a_failed, b_failed,
+        "an error depends on how the bytes arrived"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -58,7 +58,11 @@ fn authenticator() -> &'static Authenticator {
 
 /// `header.claims.signature`, signed with the set's Ed25519 key.
 fn signed(header: &[u8], claims: &[u8]) -> String {
-    let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
     let sig = key().sign(input.as_bytes());
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
 }
@@ -71,10 +75,18 @@ fuzz_target!(|data: &[u8]| {
     let (value, query) = if m & 1 == 1 {
         let parts = sections(rest, b"\0");
         let claims = parts.get(1).copied().unwrap_or_default();
-        (format!("Bearer {}", signed(parts[0], claims)).into_bytes(), None)
+        (
+            format!("Bearer {}", signed(parts[0], claims)).into_bytes(),
+            None,
+        )
     } else {
         let parts = sections(rest, b"\0");
-        (parts[0].to_vec(), parts.get(1).map(|q| String::from_utf8_lossy(q).into_owned()))
+        (
+            parts[0].to_vec(),
+            parts
+                .get(1)
+                .map(|q| String::from_utf8_lossy(q).into_owned()),
+        )
     };
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_bytes(&value) {
@@ -94,7 +106,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => {
-            let _ = (e.to_string(), auth.challenge(&e, "https://edge.example/.well-known"));
+            let _ = (
+                e.to_string(),
+                auth.challenge(&e, "https://edge.example/.well-known"),
+            );
         }
     }
 });

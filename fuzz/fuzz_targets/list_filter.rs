@@ -46,7 +46,12 @@ fn keep(t: &Target) -> bool {
 const LISTS: [(&str, &str, &str, &str); 4] = [
     ("1", "tools/list", "tools", "name"),
     ("2", "resources/list", "resources", "uri"),
-    ("\"3\"", "resources/templates/list", "resourceTemplates", "uriTemplate"),
+    (
+        "\"3\"",
+        "resources/templates/list",
+        "resourceTemplates",
+        "uriTemplate",
+    ),
     ("4", "prompts/list", "prompts", "name"),
 ];
 
@@ -104,7 +109,10 @@ fn check_message(msg: &Value) {
         match msg.get("method").and_then(Value::as_str) {
             Some("notifications/resources/updated") => {
                 let uri = msg.pointer("/params/uri").and_then(Value::as_str);
-                assert!(uri.is_some_and(visible), "hidden resource update forwarded: {msg}");
+                assert!(
+                    uri.is_some_and(visible),
+                    "hidden resource update forwarded: {msg}"
+                );
             }
             Some("notifications/subscriptions/acknowledged") => {
                 if let Some(list) = msg
@@ -142,7 +150,9 @@ fuzz_target!(|data: &[u8]| {
         let before = v.clone();
         let removed = filter_list_result(method, &mut v, keep);
         let (_, _, member, key) = LISTS[usize::from(m & 3)];
-        if let Some(entries) = v.pointer(&format!("/result/{member}")).and_then(Value::as_array)
+        if let Some(entries) = v
+            .pointer(&format!("/result/{member}"))
+            .and_then(Value::as_array)
         {
             for e in entries {
                 assert!(e.get(key).and_then(Value::as_str).is_some_and(visible));

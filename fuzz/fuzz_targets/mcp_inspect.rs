@@ -16,7 +16,9 @@ use underpass_mcp::{
 fuzz_target!(|data: &[u8]| {
     let parts = sections(data, b"\0");
     let body = parts[0];
-    let header_text = parts.get(1).map(|h| String::from_utf8_lossy(h).into_owned());
+    let header_text = parts
+        .get(1)
+        .map(|h| String::from_utf8_lossy(h).into_owned());
     let headers: Vec<(&str, &str)> = header_text
         .as_deref()
         .unwrap_or("")
@@ -28,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|t| serde_json::from_slice::<serde_json::Value>(t).ok());
 
     let version = header_value(&headers, HEADER_PROTOCOL_VERSION);
-    for supported in [SUPPORTED_VERSIONS, &SUPPORTED_VERSIONS[..1], &SUPPORTED_VERSIONS[1..]] {
+    for supported in [
+        SUPPORTED_VERSIONS,
+        &SUPPORTED_VERSIONS[..1],
+        &SUPPORTED_VERSIONS[1..],
+    ] {
         match &version {
             Ok(v) => match check_protocol_version(*v, supported) {
                 Ok(_) => {}
@@ -62,7 +68,12 @@ fuzz_target!(|data: &[u8]| {
             Kind::Notification => assert!(msg.method.is_some() && msg.id.is_none()),
             Kind::Response => assert!(msg.method.is_none()),
         }
-        let _ = (msg.params(), msg.tool_arguments(), msg.targets(), msg.result());
+        let _ = (
+            msg.params(),
+            msg.tool_arguments(),
+            msg.targets(),
+            msg.result(),
+        );
         let _ = check_meta_version(version.as_ref().ok().copied().flatten(), msg);
         if let Err(e) = validate_modern_headers(&headers, msg) {
             assert_eq!(e.http_status(), 400);

@@ -57,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
                 let visible = policy.visible(principals, service, &target);
                 for a in &args {
                     let d = policy.decide(principals, service, &target, a.as_ref());
-                    assert_eq!(d.to_string(), policy.explain(principals, service, &target, a.as_ref()));
+                    assert_eq!(
+                        d.to_string(),
+                        policy.explain(principals, service, &target, a.as_ref())
+                    );
                     if d.allowed && target != Target::Service {
                         assert!(visible, "allowed but not visible: {d}");
                     }

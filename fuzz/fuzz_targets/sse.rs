@@ -42,7 +42,10 @@ fn run(max: usize, pieces: &[&[u8]]) -> (Vec<SseEvent>, Vec<u8>, bool) {
         match parser.feed(piece) {
             Ok(mut u) => units.append(&mut u),
             Err(_) => {
-                assert!(parser.feed(b"\n").is_err(), "a failed parser must stay failed");
+                assert!(
+                    parser.feed(b"\n").is_err(),
+                    "a failed parser must stay failed"
+                );
                 return (units, Vec::new(), true);
             }
         }
@@ -65,7 +68,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let (whole, whole_rest, whole_failed) = run(max, &[stream]);
     let (cut, cut_rest, cut_failed) = run(max, &chunks(stream, sizes));
-    assert_eq!(whole_failed, cut_failed, "the size limit depends on how the stream was cut");
+    assert_eq!(
+        whole_failed, cut_failed,
+        "the size limit depends on how the stream was cut"
+    );
     if whole_failed {
         return;
     }
@@ -84,7 +90,9 @@ fuzz_target!(|data: &[u8]| {
         let data = format!("{}!", unit.data().unwrap_or_default());
         copy.set_data(data.clone());
         let mut parser = SseParser::new(1 << 22);
-        let back = parser.feed(&copy.to_bytes()).expect("a written event parses");
+        let back = parser
+            .feed(&copy.to_bytes())
+            .expect("a written event parses");
         let dispatched: Vec<_> = back.iter().filter(|u| u.is_dispatched()).collect();
         assert_eq!(dispatched.len(), 1, "one written event parses as one event");
         assert_eq!(dispatched[0].data(), Some(data.as_str()));
