@@ -511,6 +511,17 @@ mod tests {
     }
 
     #[test]
+    fn numbers_of_a_rewritten_list_keep_their_exact_value() {
+        let f = filter(&[list(2, "tools/list")]);
+        let body = br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object","properties":{"x":{"type":"number","maximum":1.0369198862157576e+65,"minimum":0.1}}}},{"name":"rm"}]}}"#;
+        let out = f.filter_json(body).unwrap_or_default();
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("\"rm\""), "{text}");
+        assert!(text.contains("1.0369198862157576e+65"), "{text}");
+        assert!(text.contains("0.1"), "{text}");
+    }
+
+    #[test]
     fn allow_all_needs_no_filter() {
         let policy = Arc::new(Policy::allow_all());
         let live = Arc::new(Reloadable::from_arc(policy.clone()));
