@@ -115,10 +115,9 @@ impl ListFilter {
     /// Filters one message: a list answer to one of our requests, or a notification about
     /// primitives.
     pub fn apply(&self, msg: &mut Value) -> Applied {
-        if msg.get("result").is_some() {
-            let Some(id) = msg.get("id") else {
-                return Applied::Unchanged;
-            };
+        // A `result` without an `id` answers nothing; a client may read it as the notification
+        // its `method` names, so it is judged as one below.
+        if let (Some(_), Some(id)) = (msg.get("result"), msg.get("id")) {
             // Ids are unique within a request (the edge refuses repeats), but apply every
             // list method of that id all the same: each touches only its own list.
             let methods: Vec<String> = self
@@ -507,6 +506,47 @@ mod tests {
         assert!(
             text.contains("public://a") && !text.contains("secret://x"),
             "{text}"
+        );
+    }
+
+    /// Found by the list_filter fuzz target: a notification about a hidden resource that also
+    /// carried a `result` (and no `id`) was taken for an answer and forwarded.
+    #[test]
+    fn a_notification_with_a_result_member_is_still_judged() {
+        let f = filter(&[list(1, "tools/list")]);
+        let news = |uri: Value| {
+            json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/resources/updated",
+                "params": {"uri": uri},
+                "result": {"prompts": [{"name": "public-p"}]},
+            })
+        };
+        let hidden = news(json!("secret://x"));
+        assert_eq!(
+            f.filter_json(hidden.to_string().as_bytes()),
+            Some(Bytes::new())
+        );
+        assert_eq!(f.apply_text(&hidden.to_string()), Some(None));
+        let batch = json!([
+            answer(1, json!({"tools": [{"name": "echo"}, {"name": "rm"}]})),
+            news(json!(4)),
+            news(json!("public://a")),
+        ]);
+        let out = f
+            .filter_json(batch.to_string().as_bytes())
+            .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(names(&v[0], "tools", "name"), ["echo"]);
+        assert_eq!(v.as_array().map(Vec::len), Some(2), "{v}");
+        assert_eq!(v[1]["params"]["uri"], "public://a");
+        let events = f
+            .apply_text(&batch.to_string())
+            .flatten()
+            .unwrap_or_default();
+        assert!(
+            !events.contains("secret") && !events.contains("\"uri\":4") && !events.contains("rm"),
+            "{events}"
         );
     }
 
