@@ -162,10 +162,15 @@ impl ConnectorConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read connector config {}", path.display()))?;
-        let file: ConnectorFile = toml::from_str(&text)
-            .with_context(|| format!("invalid connector config {}", path.display()))?;
-        file.validate(path.parent().unwrap_or(Path::new(".")))
+        Self::from_toml(&text, path.parent().unwrap_or(Path::new(".")))
             .with_context(|| format!("connector config {} is not usable", path.display()))
+    }
+
+    /// Parses and validates the text of a `connector.toml`, resolving relative paths
+    /// against `base` (reads no file).
+    pub fn from_toml(text: &str, base: &Path) -> anyhow::Result<Self> {
+        let file: ConnectorFile = toml::from_str(text).context("invalid connector config")?;
+        file.validate(base)
     }
 
     /// File descriptors the configured caps may use at once: a backend connection per

@@ -20,6 +20,8 @@
 
 mod client_msg;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod link;
 mod router;
 mod session;

@@ -44,11 +44,17 @@ pub(super) fn load_jwks(path: &Path) -> Result<KeySet, AuthError> {
         return Err(file_error(&"file too large"));
     }
     let text = std::fs::read(path).map_err(|e| file_error(&e))?;
-    let doc: Value = serde_json::from_slice(&text).map_err(|e| file_error(&e))?;
+    parse_jwks(&text, path).map_err(|e| file_error(&e))
+}
+
+/// The usable keys of a JWKS document (the contents of `path`, named in log lines); see
+/// [`load_jwks`] for what is skipped and what is an error.
+pub(super) fn parse_jwks(text: &[u8], path: &Path) -> Result<KeySet, String> {
+    let doc: Value = serde_json::from_slice(text).map_err(|e| e.to_string())?;
     let keys = doc
         .get("keys")
         .and_then(Value::as_array)
-        .ok_or_else(|| file_error(&"no \"keys\" array"))?;
+        .ok_or("no \"keys\" array")?;
     let mut set = KeySet::default();
     for (i, jwk) in keys.iter().enumerate() {
         match parse_jwk(jwk) {
@@ -66,9 +72,7 @@ pub(super) fn load_jwks(path: &Path) -> Result<KeySet, AuthError> {
             "JWKS lists no keys: every JWT is refused until a key is added"
         );
     } else if set.by_kid.is_empty() {
-        return Err(file_error(
-            &"no usable key (RS256, ES256 or EdDSA signing keys with a kid)",
-        ));
+        return Err("no usable key (RS256, ES256 or EdDSA signing keys with a kid)".to_owned());
     }
     Ok(set)
 }

@@ -45,6 +45,19 @@ pub use identity::{AuthMethod, Identity};
 pub use metadata::PROTECTED_RESOURCE_WELL_KNOWN;
 pub use metadata::{resource_metadata_url, resource_url};
 
+/// Entry points for the fuzz targets in `fuzz/` (not part of the API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::path::Path;
+
+    /// Reads a JWKS document from bytes, as from a `jwks_file`: the number of usable keys, or
+    /// why the document is refused.
+    pub fn jwks_key_count(text: &[u8]) -> Result<usize, String> {
+        super::jwks::parse_jwks(text, Path::new("fuzz.jwks"))
+            .map(|set| set.by_kid.values().map(Vec::len).sum())
+    }
+}
+
 use api_key::{parse_sha256_hex, ApiKey};
 use bearer::{bearer_token, looks_like_jwt, query_carries_token};
 use config::config_error;

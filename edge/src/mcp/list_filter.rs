@@ -115,10 +115,9 @@ impl ListFilter {
     /// Filters one message: a list answer to one of our requests, or a notification about
     /// primitives.
     pub fn apply(&self, msg: &mut Value) -> Applied {
-        if msg.get("result").is_some() {
-            let Some(id) = msg.get("id") else {
-                return Applied::Unchanged;
-            };
+        // A `result` without an `id` answers nothing; a client may read it as the notification
+        // its `method` names, so it is judged as one below.
+        if let (Some(_), Some(id)) = (msg.get("result"), msg.get("id")) {
             // Ids are unique within a request (the edge refuses repeats), but apply every
             // list method of that id all the same: each touches only its own list.
             let methods: Vec<String> = self
@@ -159,21 +158,25 @@ impl ListFilter {
     /// Only events that can concern the filter are parsed in full: answers to our list
     /// requests and notifications naming primitives.
     pub fn apply_text(&self, data: &str) -> Option<Option<String>> {
-        match serde_json::from_str::<Peek>(data) {
-            Ok(peek) => {
-                let ours = peek
-                    .id
-                    .as_ref()
-                    .is_some_and(|id| self.lists.iter().any(|(i, _)| i == id));
-                let named = peek.method.as_deref().is_some_and(mcp::names_primitives);
-                if !ours && !named {
-                    return None;
+        // The quick look is for objects only: serde reads a struct from an array too (`[{…}]`
+        // as a `Peek` whose `id` is the whole message), which let a batch through unjudged.
+        if data.trim_start().starts_with('{') {
+            match serde_json::from_str::<Peek>(data) {
+                Ok(peek) => {
+                    let ours = peek
+                        .id
+                        .as_ref()
+                        .is_some_and(|id| self.lists.iter().any(|(i, _)| i == id));
+                    let named = peek.method.as_deref().is_some_and(mcp::names_primitives);
+                    if !ours && !named {
+                        return None;
+                    }
                 }
+                // Not JSON: not a message.
+                Err(e) if !e.is_data() => return None,
+                // A member of an odd type, a repeated one …: the full look below.
+                Err(_) => {}
             }
-            // Not JSON (an empty priming event, a keep-alive payload): not a message.
-            Err(e) if !e.is_data() => return None,
-            // Anything else (an array, a member of an odd type …) gets the full look below.
-            Err(_) => {}
         }
         let mut msg = match mcp::parse_json_strict(data.as_bytes()) {
             Ok(v) => v,
@@ -211,7 +214,9 @@ impl ListFilter {
         }
     }
 
-    /// Filters a whole JSON body (a response object, or a batch array).
+    /// Filters a whole JSON body (a response object, or a batch array): `None` = forward it
+    /// unchanged, otherwise the body to forward instead (empty when the body was one message
+    /// that must not be forwarded).
     pub fn filter_json(&self, body: &[u8]) -> Option<Bytes> {
         let mut v: Value = serde_json::from_slice(body).ok()?;
         let changed = match &mut v {
@@ -230,7 +235,11 @@ impl ListFilter {
                 });
                 changed
             }
-            other => self.apply(other) == Applied::Rewritten,
+            other => match self.apply(other) {
+                Applied::Unchanged => false,
+                Applied::Rewritten => true,
+                Applied::Drop => return Some(Bytes::new()),
+            },
         };
         changed.then(|| Bytes::from(v.to_string()))
     }
@@ -454,6 +463,102 @@ mod tests {
             ),
             None
         );
+    }
+
+    /// Found by the `list_filter` fuzz target: an event whose data was a batch of one list
+    /// answer (`[{…}]`, or `[{…}, "…"]`) passed the quick look as a message with an odd `id`,
+    /// so its hidden entries were forwarded.
+    #[test]
+    fn a_batch_in_an_event_is_filtered_however_short() {
+        let f = filter(&[list(2, "tools/list")]);
+        let tools = answer(2, json!({"tools": [{"name": "echo"}, {"name": "rm"}]}));
+        let updated = json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri": "secret://x"}});
+        for data in [
+            json!([tools]),
+            json!([tools, "x"]),
+            json!([updated]),
+            json!([updated, "notifications/resources/updated"]),
+        ] {
+            let text = format!(" \n{data}");
+            match f.apply_text(&text) {
+                Some(Some(out)) => assert!(!out.contains("rm") && !out.contains("secret"), "{out}"),
+                Some(None) => {}
+                None => panic!("forwarded unfiltered: {text}"),
+            }
+        }
+    }
+
+    /// Found by the `list_filter` fuzz target: a JSON body that was one notification about a
+    /// hidden resource was forwarded as it was (only batches lost such messages).
+    #[test]
+    fn a_json_body_about_a_hidden_resource_is_not_forwarded() {
+        let f = filter(&[list(2, "tools/list")]);
+        let updated = |uri: &str| json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri": uri}});
+        let out = f.filter_json(updated("secret://x").to_string().as_bytes());
+        assert_eq!(out.as_deref(), Some(&b""[..]));
+        assert_eq!(
+            f.filter_json(updated("public://a").to_string().as_bytes()),
+            None
+        );
+        let batch = json!([updated("secret://x"), updated("public://a")]).to_string();
+        let out = f.filter_json(batch.as_bytes()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("public://a") && !text.contains("secret://x"),
+            "{text}"
+        );
+    }
+
+    /// Found by the list_filter fuzz target: a notification about a hidden resource that also
+    /// carried a `result` (and no `id`) was taken for an answer and forwarded.
+    #[test]
+    fn a_notification_with_a_result_member_is_still_judged() {
+        let f = filter(&[list(1, "tools/list")]);
+        let news = |uri: Value| {
+            json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/resources/updated",
+                "params": {"uri": uri},
+                "result": {"prompts": [{"name": "public-p"}]},
+            })
+        };
+        let hidden = news(json!("secret://x"));
+        assert_eq!(
+            f.filter_json(hidden.to_string().as_bytes()),
+            Some(Bytes::new())
+        );
+        assert_eq!(f.apply_text(&hidden.to_string()), Some(None));
+        let batch = json!([
+            answer(1, json!({"tools": [{"name": "echo"}, {"name": "rm"}]})),
+            news(json!(4)),
+            news(json!("public://a")),
+        ]);
+        let out = f
+            .filter_json(batch.to_string().as_bytes())
+            .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(names(&v[0], "tools", "name"), ["echo"]);
+        assert_eq!(v.as_array().map(Vec::len), Some(2), "{v}");
+        assert_eq!(v[1]["params"]["uri"], "public://a");
+        let events = f
+            .apply_text(&batch.to_string())
+            .flatten()
+            .unwrap_or_default();
+        assert!(
+            !events.contains("secret") && !events.contains("\"uri\":4") && !events.contains("rm"),
+            "{events}"
+        );
+    }
+
+    #[test]
+    fn numbers_of_a_rewritten_list_keep_their_exact_value() {
+        let f = filter(&[list(2, "tools/list")]);
+        let body = br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object","properties":{"x":{"type":"number","maximum":1.0369198862157576e+65,"minimum":0.1}}}},{"name":"rm"}]}}"#;
+        let out = f.filter_json(body).unwrap_or_default();
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("\"rm\""), "{text}");
+        assert!(text.contains("1.0369198862157576e+65"), "{text}");
+        assert!(text.contains("0.1"), "{text}");
     }
 
     #[test]

@@ -192,6 +192,9 @@ fn match_segments(pattern: &[Segment], value: &[&str]) -> bool {
 }
 
 #[cfg(test)]
+mod prop_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -44,6 +44,8 @@ mod chain;
 mod config;
 mod error;
 mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 mod outcome;
 mod record;

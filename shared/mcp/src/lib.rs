@@ -50,6 +50,8 @@ pub mod sse;
 pub mod version;
 
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod test_util;
 #[cfg(test)]
 mod tests;

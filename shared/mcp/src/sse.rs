@@ -175,6 +175,8 @@ pub struct SseParser {
     block: SseEvent,
     /// The last byte seen was a `\r` ending a line: a leading `\n` belongs to it.
     after_cr: bool,
+    /// The size the unit ended by that `\r` was checked at: its `\n` adds one byte.
+    cr_unit_size: usize,
     first_line: bool,
     failed: bool,
 }
@@ -195,6 +197,7 @@ impl SseParser {
             block_raw: Vec::new(),
             block: SseEvent::default(),
             after_cr: false,
+            cr_unit_size: 0,
             first_line: true,
             failed: false,
         }
@@ -215,6 +218,11 @@ impl SseParser {
             if let Some((&first, tail)) = rest.split_first() {
                 self.after_cr = false;
                 if first == b'\n' {
+                    // Checked as if the `\r\n` had arrived whole, so the limit does not
+                    // depend on where the stream was cut.
+                    if self.cr_unit_size.saturating_add(1) > self.max_event_size {
+                        return Err(self.fail());
+                    }
                     rest = tail;
                     if self.block_raw.is_empty() {
                         out.push(SseEvent {
@@ -246,7 +254,10 @@ impl SseParser {
             } else {
                 1
             };
-            self.check_size(term_len)?;
+            let size = self.check_size(term_len)?;
+            if self.after_cr {
+                self.cr_unit_size = size;
+            }
             let term = &rest[pos..pos + term_len];
             self.end_line(term, &mut out);
             rest = &rest[pos + term_len..];
@@ -263,21 +274,27 @@ impl SseParser {
         rest
     }
 
-    fn check_size(&mut self, extra: usize) -> Result<(), SseError> {
+    /// The size of the unit being built plus `extra` bytes, or the error if that is over the
+    /// limit.
+    fn check_size(&mut self, extra: usize) -> Result<usize, SseError> {
         let size = self
             .block_raw
             .len()
             .saturating_add(self.line.len())
             .saturating_add(extra);
         if size > self.max_event_size {
-            self.failed = true;
-            self.line = Vec::new();
-            self.block_raw = Vec::new();
-            return Err(SseError::EventTooLarge {
-                max: self.max_event_size,
-            });
+            return Err(self.fail());
         }
-        Ok(())
+        Ok(size)
+    }
+
+    fn fail(&mut self) -> SseError {
+        self.failed = true;
+        self.line = Vec::new();
+        self.block_raw = Vec::new();
+        SseError::EventTooLarge {
+            max: self.max_event_size,
+        }
     }
 
     fn end_line(&mut self, term: &[u8], out: &mut Vec<SseEvent>) {

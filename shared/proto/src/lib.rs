@@ -8,3 +8,6 @@ pub mod control;
 pub mod frame;
 pub mod headers;
 pub mod identity;
+
+#[cfg(test)]
+mod prop_tests;

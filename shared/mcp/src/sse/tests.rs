@@ -154,3 +154,27 @@ fn keepalive_is_a_standalone_comment() {
     let bytes: Vec<u8> = units.iter().flat_map(SseEvent::to_bytes).collect();
     assert_eq!(bytes, KEEPALIVE_COMMENT);
 }
+
+/// Found by the `sse` fuzz target: a `\r\n` cut between its two bytes let an event one byte
+/// over the limit through, while the same stream in one piece was refused.
+#[test]
+fn sse_limit_does_not_depend_on_a_cut_crlf() {
+    for stream in [
+        &b"data: 12\r\n\r\n"[..],
+        b"data: 1234\r\n",
+        b":12345678\r\n",
+    ] {
+        let max = stream.len() - 1;
+        let mut whole = SseParser::new(max);
+        let whole_failed = whole.feed(stream).is_err();
+        for cut in 1..stream.len() {
+            let mut p = SseParser::new(max);
+            let failed = p.feed(&stream[..cut]).is_err() || p.feed(&stream[cut..]).is_err();
+            assert_eq!(failed, whole_failed, "{stream:?} cut at {cut}");
+        }
+        assert!(whole_failed, "{stream:?} is over {max} bytes");
+        // One byte more is allowed, in any cut.
+        let mut p = SseParser::new(max + 1);
+        assert!(p.feed(stream).is_ok());
+    }
+}
