@@ -262,7 +262,7 @@ pub(crate) fn tables(s: &Soak) -> String {
         let st = &s.settled;
         let _ = writeln!(
             out,
-            "Back to the idle tasks and fds: edge {}, connector {} (given {:.0} s; it pools idle backend connections for 60 s).",
+            "Back to the idle tasks and fds: edge {}, connector {} (given {:.0} s; it pools idle backend connections for 60–120 s).",
             st.edge_s.map_or("not within 10 s".into(), |t| format!("after {t:.1} s")),
             st.connector_s.map_or("not".into(), |t| format!("after {t:.1} s")),
             st.connector_window_s,
