@@ -29,6 +29,7 @@ use crate::tunnel::Dialer;
 
 /// Dials every configured edge and serves until SIGINT or SIGTERM.
 pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
+    underpass_shared::log_stats_on_usr1();
     let creds = Credentials::load(&config.cert, &config.key, &config.ca)
         .context("cannot load the connector certificate, key or CA")?;
     let id = creds

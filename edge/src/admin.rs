@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (the process is up) and `/readyz` (a tunnel is up, so
-//! client traffic can be served). Plain HTTP: bind it to a private interface.
+//! client traffic can be served; with the tasks and descriptors the edge holds). Plain HTTP:
+//! bind it to a private interface.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ fn answer(
         "/readyz" => {
             let services = registry.service_counts();
             let ready = registry.tunnel_count() > 0;
+            let held = underpass_shared::runtime_stats();
             (
                 if ready {
                     StatusCode::OK
@@ -69,6 +71,8 @@ fn answer(
                     "sessions": registry.session_count(),
                     "services": services,
                     "problems": problems(revocations),
+                    "tasks": held.tasks,
+                    "fds": held.fds,
                 }),
             )
         }

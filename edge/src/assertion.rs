@@ -102,7 +102,14 @@ pub struct AssertionSigner {
     header_b64: String,
     jwks: Value,
     /// Tokens being reused, keyed by everything they assert (see [`AssertionSigner::reusable`]).
-    reused: Mutex<HashMap<ReuseKey, (String, Instant)>>,
+    reused: Mutex<Reused>,
+}
+
+/// Tokens being reused, and when stale ones were last swept out.
+#[derive(Default)]
+struct Reused {
+    map: HashMap<ReuseKey, (String, Instant)>,
+    swept: Option<Instant>,
 }
 
 type ReuseKey = (String, String, Vec<String>, Option<String>);
@@ -196,7 +203,7 @@ impl AssertionSigner {
             kid,
             header_b64,
             jwks,
-            reused: Mutex::new(HashMap::new()),
+            reused: Mutex::new(Reused::default()),
         })
     }
 
@@ -206,16 +213,28 @@ impl AssertionSigner {
     /// every request. The trace id travels in its own header instead; `jti` then names the
     /// token, not the request.
     pub fn reusable(&self, claims: &AssertionClaims<'_>) -> Result<String, AssertionError> {
+        self.reusable_at(claims, Instant::now())
+    }
+
+    /// [`AssertionSigner::reusable`] at time `now`. Stale tokens are swept out once per
+    /// [`REUSE_FOR`]: one is kept per session, so waiting for [`REUSE_MAX`] would hold up to
+    /// that many dead sessions' tokens (megabytes) on an edge whose sessions come and go.
+    fn reusable_at(
+        &self,
+        claims: &AssertionClaims<'_>,
+        now: Instant,
+    ) -> Result<String, AssertionError> {
         let key: ReuseKey = (
             claims.service.to_owned(),
             claims.principal.to_owned(),
             claims.groups.to_vec(),
             claims.session_id.map(str::to_owned),
         );
-        let now = Instant::now();
-        let mut reused = self.reused.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((token, at)) = reused.get(&key) {
-            if now.duration_since(*at) < REUSE_FOR {
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) < REUSE_FOR;
+        let mut guard = self.reused.lock().unwrap_or_else(|e| e.into_inner());
+        let reused = &mut *guard;
+        if let Some((token, at)) = reused.map.get(&key) {
+            if fresh(at) {
                 return Ok(token.clone());
             }
         }
@@ -223,13 +242,15 @@ impl AssertionSigner {
             trace_id: None,
             ..*claims
         })?;
-        if reused.len() >= REUSE_MAX {
-            reused.retain(|_, (_, at)| now.duration_since(*at) < REUSE_FOR);
-            if reused.len() >= REUSE_MAX {
-                reused.clear();
+        let swept = *reused.swept.get_or_insert(now);
+        if now.saturating_duration_since(swept) >= REUSE_FOR || reused.map.len() >= REUSE_MAX {
+            reused.map.retain(|_, (_, at)| fresh(at));
+            reused.swept = Some(now);
+            if reused.map.len() >= REUSE_MAX {
+                reused.map.clear();
             }
         }
-        reused.insert(key, (token.clone(), now));
+        reused.map.insert(key, (token.clone(), now));
         Ok(token)
     }
 
@@ -350,6 +371,37 @@ mod tests {
         v.validate_nbf = true;
         v.leeway = 0;
         decode::<Map<String, Value>>(token, &key, &v).map(|d| d.claims)
+    }
+
+    /// Regression (soak: the edge grew ~0.6 KiB per legacy session opened and deleted, up to
+    /// REUSE_MAX sessions' worth): the tokens of sessions long gone are swept out.
+    #[test]
+    fn stale_reused_tokens_are_swept_out() {
+        let s = signer();
+        let groups: Vec<String> = Vec::new();
+        let t0 = Instant::now();
+        let ids: Vec<String> = (0..100).map(|i| format!("gone-{i}")).collect();
+        for id in &ids {
+            let c = AssertionClaims {
+                session_id: Some(id),
+                ..claims(&groups)
+            };
+            s.reusable_at(&c, t0).unwrap();
+        }
+        // Within its reuse window a token is handed out again; after it, a new one.
+        let first = s.reusable_at(&claims(&groups), t0).unwrap();
+        let half = t0 + REUSE_FOR / 2;
+        assert_eq!(s.reusable_at(&claims(&groups), half).unwrap(), first);
+        assert_eq!(s.reused.lock().unwrap().map.len(), 101);
+
+        let later = t0 + REUSE_FOR + Duration::from_secs(1);
+        let again = s.reusable_at(&claims(&groups), later).unwrap();
+        assert_ne!(again, first);
+        assert_eq!(
+            s.reused.lock().unwrap().map.len(),
+            1,
+            "the 100 dead sessions' tokens are still held"
+        );
     }
 
     #[test]

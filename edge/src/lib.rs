@@ -47,6 +47,7 @@ use crate::tunnels::registry::Registry;
 
 /// Starts every listener and runs until SIGINT or SIGTERM.
 pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
+    underpass_shared::log_stats_on_usr1();
     let config = Arc::new(config);
     let registry = Arc::new(Registry::default());
 

@@ -1,5 +1,5 @@
-//! The plumbing the Underpass daemons share: their runtime, logging, shutdown signal,
-//! open-file limit and incident references.
+//! The plumbing the Underpass daemons share: their runtime (and its figures), logging,
+//! shutdown signal, open-file limit and incident references.
 
 #![forbid(unsafe_code)]
 
@@ -10,4 +10,4 @@ mod runtime;
 
 pub use fd_limit::{raise_fd_limit, FdLimit};
 pub use logging::init_logging;
-pub use runtime::{runtime, shutdown_signal};
+pub use runtime::{log_stats_on_usr1, runtime, runtime_stats, shutdown_signal, RuntimeStats};

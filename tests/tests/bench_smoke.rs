@@ -146,3 +146,99 @@ fn bench_smoke_run_writes_every_figure() {
         "a restart after SIGKILL is timed too: {v}"
     );
 }
+
+/// A few seconds of the soak (`--soak`): every kind of load runs, the connector is restarted
+/// and the policy reloaded, and every figure over time is reported. No threshold on the
+/// figures: the instrument must work; whether something grows is read from a long run.
+#[test]
+fn bench_soak_smoke_reports_every_figure_over_time() {
+    let scratch = tempfile::tempdir().unwrap();
+    let json_path = scratch.path().join("soak.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_underpass-bench"))
+        .args(["--soak", "6s", "--json"])
+        .arg(&json_path)
+        .output()
+        .expect("run underpass-bench --soak");
+    // A failed soak (an operation failing outside a connector restart, a reload the edge did
+    // not log, a figure a process did not report, a session left behind) exits non-zero.
+    assert!(
+        out.status.success(),
+        "underpass-bench --soak failed:\n{}",
+        show(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("## Soak"), "no soak table:\n{stdout}");
+    assert!(
+        stdout.contains("drift per hour"),
+        "no drift table:\n{stdout}"
+    );
+
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("JSON written"))
+            .expect("valid JSON");
+    let soak = &v["soak"];
+    assert_eq!(soak["failures"].as_array().map(Vec::len), Some(0), "{soak}");
+
+    // A row per interval (6 s in rows of 1.2 s), each with both processes' figures.
+    let rows = soak["intervals"].as_array().expect("interval rows");
+    assert!(rows.len() >= 4, "{soak}");
+    for r in rows {
+        for process in ["edge", "connector"] {
+            let f = &r["sample"][process];
+            for key in ["rss_kib", "fds", "threads", "tasks"] {
+                assert!(
+                    f[key].as_u64().is_some_and(|n| n > 0),
+                    "{process} {key} missing in {r}"
+                );
+            }
+        }
+        assert!(r["sample"]["edge_sessions"].is_u64(), "{r}");
+        assert!(r["operations"]["small_modern"]["ok"].is_u64(), "{r}");
+    }
+    let samples = soak["samples"].as_array().expect("samples");
+    assert!(samples.len() > rows.len(), "samples between rows: {soak}");
+
+    // Every kind of load ran, and none failed outside a connector restart.
+    for kind in [
+        "small_legacy",
+        "small_modern",
+        "large",
+        "session",
+        "stream",
+        "denied",
+        "delete",
+    ] {
+        let k = &soak["totals"][kind];
+        assert!(k["ok"].as_u64().is_some_and(|n| n > 0), "no {kind}: {soak}");
+        assert_eq!(k["errors"].as_u64(), Some(0), "{kind} failed: {k}");
+        assert!(k["latency"]["p99_us"].is_number(), "{kind}: {k}");
+    }
+
+    // The connector was restarted (a new process, sampled too) and the policy reloaded.
+    let restarts = soak["restarts"].as_array().expect("restarts");
+    assert!(!restarts.is_empty(), "{soak}");
+    let pids: std::collections::BTreeSet<u64> = samples
+        .iter()
+        .filter_map(|s| s["connector"]["pid"].as_u64())
+        .collect();
+    assert!(pids.len() >= 2, "one connector sampled throughout: {soak}");
+    let reloads = soak["reloads"].as_u64().unwrap_or(0);
+    assert!(reloads > 0, "{soak}");
+    assert!(soak["reloads_seen"].as_u64() >= Some(reloads), "{soak}");
+
+    // The drift of each figure of both processes, per hour.
+    for process in ["edge", "connector"] {
+        for figure in ["rss_mib", "fds", "threads", "tasks"] {
+            assert!(
+                soak["drift"][process][figure]["per_hour"].is_number(),
+                "no {process} {figure} drift: {soak}"
+            );
+        }
+    }
+    // Every client deleted its sessions: the edge holds none afterwards.
+    assert_eq!(
+        soak["idle_after"]["edge_sessions"].as_u64(),
+        Some(0),
+        "{soak}"
+    );
+}

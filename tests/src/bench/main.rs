@@ -17,13 +17,18 @@
 //! relay 2 → echo backend): the floor that any two-process tunnel pays on this machine for two
 //! extra TCP hops and process wake-ups. It is reported beside the tunnel, never as a target.
 //!
+//! With `--soak DURATION` it runs a soak instead of these phases: a mixed load held that long
+//! (small calls, large results, event streams, session churn, policy reloads, connector
+//! restarts) with memory, descriptors, threads, tasks and latency reported over time.
+//!
 //! Prints markdown tables; `--json FILE` writes every figure. Loopback only; every loop is
 //! bounded by a deadline.
 //!
 //! Modules: `plan` (command line, what to measure), `stack` (the processes under test),
 //! `client` (MCP over HTTP/1.1), `hist` (latency histogram), `procfs` (process figures),
 //! `latency` (latency, throughput and mixed cells), `restart` (edge restarts), `sessions`
-//! (idle sessions), `report` (tables, targets, JSON). This file runs the phases in order.
+//! (idle sessions), `report` (tables, targets, JSON), `soak` (the soak). This file runs the
+//! phases in order.
 #![forbid(unsafe_code)]
 
 mod client;
@@ -34,13 +39,14 @@ mod procfs;
 mod report;
 mod restart;
 mod sessions;
+mod soak;
 mod stack;
 
 use std::time::Instant;
 
 use clap::Parser;
 
-use crate::plan::{Args, Plan};
+use crate::plan::{Args, Plan, SoakPlan};
 use crate::report::Results;
 use crate::stack::{Stack, SERVICE};
 
@@ -73,6 +79,35 @@ fn main() -> std::process::ExitCode {
         eprintln!("scratch folder (kept): {}", dir.display());
     }
     let overall = Instant::now();
+    if let Some(duration) = args.soak {
+        let plan = SoakPlan::from(&args, duration);
+        let (tables, doc, failed) = soak::run(&plan, &clients, &dir, args.backend_threads);
+        println!("{tables}");
+        eprintln!("total {:.1} s", overall.elapsed().as_secs_f64());
+        let doc = serde_json::json!({
+            "machine": report::machine(),
+            "config": {
+                "mode": "soak",
+                "command": std::env::args().collect::<Vec<_>>().join(" "),
+                "client_threads": args.client_threads,
+                "backend_threads": args.backend_threads,
+                "tunnel_env": args.tunnel_env,
+            },
+            "soak": doc,
+        });
+        let written = write_json(args.json.as_deref(), &doc);
+        if args.keep {
+            let _ = scratch.keep();
+        }
+        if failed {
+            eprintln!("underpass-bench: the soak failed (see Failures above)");
+        }
+        return if failed || !written {
+            std::process::ExitCode::FAILURE
+        } else {
+            std::process::ExitCode::SUCCESS
+        };
+    }
     eprintln!(
         "starting PKI, echo backend, {}edge and connector in {}",
         if plan.needs_relay() {
@@ -123,15 +158,9 @@ fn main() -> std::process::ExitCode {
     println!("{out}");
     eprintln!("total {:.1} s", overall.elapsed().as_secs_f64());
 
-    if let Some(path) = &args.json {
-        let doc = report::json(&args, &plan, &results, &targets);
-        if let Err(e) = std::fs::write(
-            path,
-            serde_json::to_string_pretty(&doc).expect("JSON") + "\n",
-        ) {
-            eprintln!("cannot write {}: {e}", path.display());
-            return std::process::ExitCode::FAILURE;
-        }
+    let doc = report::json(&args, &plan, &results, &targets);
+    if !write_json(args.json.as_deref(), &doc) {
+        return std::process::ExitCode::FAILURE;
     }
     if args.keep {
         let _ = scratch.keep();
@@ -141,6 +170,21 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// Writes `doc` to `path` (if given); false when it cannot.
+fn write_json(path: Option<&std::path::Path>, doc: &serde_json::Value) -> bool {
+    let Some(path) = path else { return true };
+    match std::fs::write(
+        path,
+        serde_json::to_string_pretty(doc).expect("JSON") + "\n",
+    ) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("cannot write {}: {e}", path.display());
+            false
+        }
+    }
 }
 
 /// Prints the process ids and waits for Enter (to attach a profiler).

@@ -79,6 +79,58 @@ pub(crate) struct Args {
     /// Print the process ids and wait for Enter before the latency phase (to attach a profiler).
     #[arg(long)]
     pub(crate) pause: bool,
+    /// Soak instead of the phases: hold a mixed load this long ("30m", "5m", "90s") and report
+    /// memory, descriptors, threads, tasks and latency over time (see README, Soak).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) soak: Option<Duration>,
+    /// Soak: one table row per interval (default: a fifth of the run, at most 1m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) soak_interval: Option<Duration>,
+    /// Soak: how often process figures are sampled (default: a sixth of the interval).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) soak_sample: Option<Duration>,
+    /// Soak: rewrite the policy file and SIGHUP the edge this often (default: half the
+    /// interval; 0s = never).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) soak_reload_every: Option<Duration>,
+    /// Soak: restart the connector (SIGTERM, start again) this often (default: two intervals;
+    /// 0s = never).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) soak_restart_every: Option<Duration>,
+    /// Soak: small `tools/call`s per second, both eras together.
+    #[arg(long, default_value_t = 200.0)]
+    pub(crate) soak_rate: f64,
+    /// Soak: 1 MiB results per second, both eras together.
+    #[arg(long, default_value_t = 4.0)]
+    pub(crate) soak_large_rate: f64,
+    /// Soak: legacy GET event streams held open at once (each for up to 10 s, then closed and
+    /// its session deleted).
+    #[arg(long, default_value_t = 8)]
+    pub(crate) soak_streams: usize,
+    /// Soak: sessions opened and deleted per second (initialize, a call, a denied call,
+    /// DELETE; a new connection each).
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) soak_churn_rate: f64,
+}
+
+/// A duration as the configs write it: `30m`, `90s`, `1h`, `1500ms`, or bare seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: a number and a unit (ms, s, m, h), e.g. 30m"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("{s:?}: unknown unit {other:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
 pub(crate) struct Plan {
@@ -159,6 +211,50 @@ impl Plan {
     }
 }
 
+/// What a soak drives and how often it looks (see `soak`).
+#[derive(Debug, Clone)]
+pub(crate) struct SoakPlan {
+    pub(crate) duration: Duration,
+    pub(crate) interval: Duration,
+    pub(crate) sample: Duration,
+    /// Zero: never.
+    pub(crate) reload_every: Duration,
+    /// Zero: never.
+    pub(crate) restart_every: Duration,
+    pub(crate) small_rate: f64,
+    pub(crate) large_rate: f64,
+    pub(crate) streams: usize,
+    /// The longest an event stream is held (each holds for a random half to all of it).
+    pub(crate) stream_hold: Duration,
+    pub(crate) churn_rate: f64,
+}
+
+impl SoakPlan {
+    pub(crate) fn from(a: &Args, duration: Duration) -> SoakPlan {
+        let interval = a
+            .soak_interval
+            .unwrap_or_else(|| (duration / 5).min(Duration::from_secs(60)))
+            .max(Duration::from_millis(200));
+        // The interval is a whole number of samples, so that each row ends on a sample.
+        let sample = a.soak_sample.unwrap_or(interval / 6);
+        let per = (interval.as_secs_f64() / sample.as_secs_f64().max(0.05))
+            .ceil()
+            .max(1.0);
+        SoakPlan {
+            duration,
+            interval,
+            sample: interval.div_f64(per),
+            reload_every: a.soak_reload_every.unwrap_or(interval / 2),
+            restart_every: a.soak_restart_every.unwrap_or(interval * 2),
+            small_rate: a.soak_rate.max(0.0),
+            large_rate: a.soak_large_rate.max(0.0),
+            streams: a.soak_streams,
+            stream_hold: (interval / 2).min(Duration::from_secs(10)),
+            churn_rate: a.soak_churn_rate.max(0.0),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Era {
     Legacy,
@@ -171,5 +267,23 @@ impl Era {
             Era::Legacy => "legacy",
             Era::Modern => "modern",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_the_configs_write_them() {
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("-1s").is_err());
     }
 }

@@ -1,16 +1,32 @@
-//! Process figures from /proc: resident memory, CPU time and context switches.
+//! Process figures from /proc: resident memory, threads, open descriptors, CPU time and
+//! context switches.
 
-/// VmRSS of a process in KiB.
-pub(crate) fn rss_kib(pid: u32) -> u64 {
+/// A number field of /proc/<pid>/status (`VmRSS:`, `Threads:`), 0 when unreadable.
+fn status_field(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// VmRSS of a process in KiB.
+pub(crate) fn rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmRSS:")
+}
+
+/// Threads of a process.
+pub(crate) fn threads(pid: u32) -> u64 {
+    status_field(pid, "Threads:")
+}
+
+/// Open file descriptors of a process (0 when unreadable).
+pub(crate) fn fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
 
 /// CPU time (ns; utime + stime of /proc/<pid>/stat, which keeps the time of exited threads)

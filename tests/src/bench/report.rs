@@ -427,6 +427,13 @@ pub(crate) fn targets_table(targets: &[Value]) -> String {
     out
 }
 
+/// The machine the figures were measured on.
+pub(crate) fn machine() -> Value {
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    })
+}
+
 /// Every figure as one JSON document.
 pub(crate) fn json(args: &Args, plan: &Plan, res: &Results, targets: &[Value]) -> Value {
     let binaries: Vec<Value> = ["underpass-edge", "underpass-connector"]
@@ -441,9 +448,7 @@ pub(crate) fn json(args: &Args, plan: &Plan, res: &Results, targets: &[Value]) -
         })
         .collect();
     json!({
-        "machine": {
-            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        },
+        "machine": machine(),
         "config": {
             "mode": if args.smoke { "smoke" } else if args.quick { "quick" } else { "full" },
             "duration_s": plan.duration.as_secs_f64(),

@@ -104,8 +104,28 @@ pub(crate) fn spawn_connector(dir: &Path, config: &Path, name: &str, env: &[(&st
     )
 }
 
+/// The benchmark's edge: anonymous clients, everything allowed.
+const BENCH_EDGE: &str = "[auth]\nanonymous = true\n[policy]\nallow_all = true\n";
+/// Every bench client is one principal (anonymous) from one address, holding up to 10,000
+/// sessions and event streams: lift the per-caller caps the edge applies.
+const BENCH_CLIENTS: &str = "max_connections = 100000\nmax_connections_per_ip = 100000\n\
+     max_concurrent_per_principal = 100000\nmax_sessions_per_principal = 100000\n\
+     idle_timeout = \"1h\"";
+
 impl Stack {
     pub(crate) fn start(dir: &Path, backend_threads: usize, with_relay: bool) -> Stack {
+        Self::start_with(dir, backend_threads, with_relay, BENCH_EDGE, BENCH_CLIENTS)
+    }
+
+    /// A stack whose edge gets `edge_extra` (as [`EdgeSetup::write`] takes it) and, when not
+    /// empty, `clients_keys` in its `[clients]` table; files the edge reads must be in `dir`.
+    pub(crate) fn start_with(
+        dir: &Path,
+        backend_threads: usize,
+        with_relay: bool,
+        edge_extra: &str,
+        clients_keys: &str,
+    ) -> Stack {
         let pki = Pki::init(&dir.join("pki"));
         pki.issue("edge", "edge");
         let (cert, key) = pki.issue("connector", "dc1");
@@ -134,19 +154,10 @@ impl Stack {
             }
         });
 
-        let edge_setup = EdgeSetup::write(
-            dir,
-            false,
-            &[(SERVICE, &["dc1"])],
-            "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
-        );
-        // Every bench client is one principal (anonymous) from one address, holding up to
-        // 10,000 sessions and event streams: lift the per-caller caps the edge applies.
-        edge_setup.add_clients_keys(
-            "max_connections = 100000\nmax_connections_per_ip = 100000\n\
-             max_concurrent_per_principal = 100000\nmax_sessions_per_principal = 100000\n\
-             idle_timeout = \"1h\"",
-        );
+        let edge_setup = EdgeSetup::write(dir, false, &[(SERVICE, &["dc1"])], edge_extra);
+        if !clients_keys.is_empty() {
+            edge_setup.add_clients_keys(clients_keys);
+        }
         let mut edge = spawn_edge(dir, &edge_setup.config, "edge", &[]);
         edge.wait_for_log("tunnel listener up", Duration::from_secs(20));
         let connector_config = write_connector_config(
