@@ -68,7 +68,7 @@ impl NetNs {
         // A /30 in 10.213.0.0/16 that no interface uses yet.
         let mut block = (pid.wrapping_mul(7).wrapping_add(n * 13)) % 16_384;
         let (host_addr, ns_addr) = loop {
-            let base = 10u32 << 24 | 213 << 16 | block * 4;
+            let base = (10u32 << 24) | (213 << 16) | (block * 4);
             let host = Ipv4Addr::from(base + 1);
             if !taken.contains(&format!(" {host}/")) {
                 break (host, Ipv4Addr::from(base + 2));
