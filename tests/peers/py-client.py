@@ -5,7 +5,16 @@
     target/peers/venv/bin/python py-client.py <url> [smoke] [--message=TEXT] [--resource=URI]
         [--duration=S] [--steps=N] [--mode=auto|legacy|2026-07-28] [--no-terminate]
 
+    target/peers/venv/bin/python py-client.py <url> loop [--calls=N] [--for-ms=D]
+        [--stop-file=PATH] [--timeout-ms=T] [--interval-ms=M] [--tool=echo|sleep] [--sleep-ms=MS]
+        [--mode=...]
+
 Prints ONE JSON object on stdout and exits 0; on failure prints the error on stderr and exits 1.
+`loop` (for the fault injection tests) makes N tool calls instead (fewer if D ms pass or PATH
+appears first), prints one JSON line per call, {"i", "ok", "ms", "kind": "ok" | "error" |
+"timeout", "error"?}, then a summary line, and exits 0: every call is bounded by T ms (the
+SDK's read timeout, and a harness deadline of T + 2 s around connecting and calling); after a
+failed call the next one connects afresh.
 --mode: `auto` (default; probes `server/discover`, falls back to `initialize` on a legacy server),
 `legacy` (initialize handshake only), or `2026-07-28` (stateless modern era, no probe).
 Environment:
@@ -30,13 +39,15 @@ from mcp import Client
 from mcp.types import Implementation
 from mcp.client.streamable_http import streamable_http_client
 
-USAGE = ("usage: py-client.py <url> [smoke] [--message=TEXT] [--resource=URI] [--duration=S] [--steps=N] "
-         "[--mode=auto|legacy|2026-07-28] [--no-terminate]")
+USAGE = ("usage: py-client.py <url> [smoke|loop] [--message=TEXT] [--resource=URI] [--duration=S] [--steps=N] "
+         "[--mode=auto|legacy|2026-07-28] [--no-terminate] [--calls=N] [--timeout-ms=T] [--interval-ms=M] "
+         "[--tool=echo|sleep] [--sleep-ms=MS] [--for-ms=D] [--stop-file=PATH]")
 
 
 def parse_args(argv: list[str]) -> tuple[str, str, dict]:
     opts = {"message": "hello from py-client", "resource": None, "duration": 2, "steps": 4,
-            "mode": "auto", "terminate": True}
+            "mode": "auto", "terminate": True, "calls": 50, "timeout-ms": 20000,
+            "interval-ms": 20, "tool": "echo", "sleep-ms": 100, "for-ms": 0, "stop-file": None}
     pos = []
     for a in argv:
         if not a.startswith("--"):
@@ -53,6 +64,12 @@ def parse_args(argv: list[str]) -> tuple[str, str, dict]:
             opts["mode"] = v
         elif k == "no-terminate":
             opts["terminate"] = False
+        elif k in ("calls", "timeout-ms", "interval-ms", "sleep-ms", "for-ms"):
+            opts[k] = int(v)
+        elif k == "tool":
+            opts["tool"] = v
+        elif k == "stop-file":
+            opts["stop-file"] = v
         else:
             raise SystemExit(f"py-client: unknown option --{k}\n{USAGE}")
     if not pos:
@@ -161,6 +178,81 @@ async def smoke(url: str, opts: dict) -> dict:
     return out
 
 
+async def loop(url: str, opts: dict) -> dict:
+    """Bounded loop of tool calls for the fault injection tests (see the module doc). A
+    session lives in one `async with` (the SDK's task groups must be left where they were
+    entered); a failed call ends it and the next call connects afresh."""
+    import math
+
+    timeout = opts["timeout-ms"] / 1000
+    summary = {"ok": 0, "error": 0, "timeout": 0}
+    begun = anyio.current_time()
+    until = begun + opts["for-ms"] / 1000 if opts["for-ms"] > 0 else math.inf
+    i = 0
+
+    def more() -> bool:
+        stopped = opts["stop-file"] is not None and os.path.exists(opts["stop-file"])
+        return i < opts["calls"] and anyio.current_time() < until and not stopped
+
+    def emit(line: dict, started: float) -> None:
+        line["ms"] = int((anyio.current_time() - started) * 1000)
+        summary[line["kind"]] += 1
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+
+    while more():
+        line: dict = {"i": i}
+        started = anyio.current_time()
+        try:
+            # Bounds connecting; lifted once connected (each call has its own deadline).
+            with anyio.CancelScope(deadline=started + timeout + 2) as scope:
+                async with httpx2.AsyncClient(
+                        headers=extra_headers(), verify=tls_verify(),
+                        timeout=httpx2.Timeout(timeout, read=timeout)) as http:
+                    transport = streamable_http_client(url, http_client=http, terminate_on_close=False)
+                    async with Client(transport, mode=opts["mode"], cache=None, read_timeout_seconds=timeout,
+                                      client_info=Implementation(name="underpass-py-client",
+                                                                 version="0.1.0")) as client:
+                        scope.deadline = math.inf
+                        try:
+                            while True:
+                                if opts["tool"] == "sleep":
+                                    args, want = {"ms": opts["sleep-ms"]}, f"slept {opts['sleep-ms']} ms"
+                                else:
+                                    args, want = {"message": f"py {i}"}, f"echo: py {i}"
+                                with anyio.fail_after(timeout + 2):
+                                    r = await client.call_tool(opts["tool"], args, read_timeout_seconds=timeout)
+                                if r.is_error:
+                                    raise RuntimeError(f"isError: {text_of(r)}")
+                                if text_of(r) != want:
+                                    raise RuntimeError(f"unexpected result: {text_of(r)[:200]}")
+                                line.update(ok=True, kind="ok")
+                                emit(line, started)
+                                i += 1
+                                if not more():
+                                    break
+                                await anyio.sleep(opts["interval-ms"] / 1000)
+                                line, started = {"i": i}, anyio.current_time()
+                        except BaseException:
+                            scope.deadline = anyio.current_time() + 5  # bounds the teardown
+                            raise
+            if scope.cancelled_caught:
+                line.update(ok=False, kind="timeout", error="no end within the deadline")
+                emit(line, started)
+                i += 1
+        except BaseException as e:  # noqa: BLE001 - every way a call can end is reported
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            found = leaves(e)
+            text = "; ".join(f"{type(x).__name__}: {x}" for x in found)
+            timed_out = any(isinstance(x, TimeoutError) for x in found) or "timed out" in text.lower()
+            line.update(ok=False, kind="timeout" if timed_out else "error", error=text[:300])
+            emit(line, started)
+            i += 1
+            await anyio.sleep(max(opts["interval-ms"], 50) / 1000)
+    return {"client": "python-sdk", "summary": summary}
+
+
 def leaves(e: BaseException) -> list[BaseException]:
     """The innermost exceptions of an (Base)ExceptionGroup tree, for a readable last line."""
     if isinstance(e, BaseExceptionGroup):
@@ -171,9 +263,12 @@ def leaves(e: BaseException) -> list[BaseException]:
 def main() -> int:
     url, scenario, opts = parse_args(sys.argv[1:])
     try:
-        if scenario != "smoke":
-            raise ValueError(f"unknown scenario '{scenario}' (known: smoke)")
-        out = anyio.run(smoke, url, opts)
+        if scenario == "smoke":
+            out = anyio.run(smoke, url, opts)
+        elif scenario == "loop":
+            out = anyio.run(loop, url, opts)
+        else:
+            raise ValueError(f"unknown scenario '{scenario}' (known: smoke, loop)")
     except BaseException as e:  # noqa: BLE001 - report anything, incl. ExceptionGroup
         if isinstance(e, SystemExit):
             raise

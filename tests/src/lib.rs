@@ -6,7 +6,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod faults;
 pub mod http;
+pub mod load;
+pub mod netns;
 pub mod recorder;
 
 use std::collections::{BTreeSet, HashMap};
@@ -148,6 +151,12 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("{} did not exit; log:\n{}", self.name, self.log_text());
+    }
+
+    /// SIGKILL, and waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM, then SIGKILL if it lingers.

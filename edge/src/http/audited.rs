@@ -1,8 +1,10 @@
 //! Writes a request's audit line when its response has been sent in full, cut short, or
 //! dropped: latency and bytes out then cover the whole exchange, streamed events included.
 //! Every answer of the client listener gets one, refusals included, and its `outcome`
-//! always agrees with the status the client got.
+//! always agrees with the status the client got. A request whose client went away before
+//! there was an answer at all (a backend still working) gets one too: [`PendingRecord`].
 
+use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -47,6 +49,66 @@ pub fn request_record(conn: &ConnInfo, parts: &http::request::Parts) -> AuditRec
         request_id: Some(new_request_id()),
         outcome: Outcome::Ok,
         ..AuditRecord::default()
+    }
+}
+
+/// A request's audit record while its handler works on an answer. Handed over with the
+/// answer ([`PendingRecord::take`], then [`audited`]); if the handler is dropped first (the
+/// client hung up while the request was still in the edge: its body being read, or its
+/// exchange waiting for a backend that has not answered), the record is written on drop,
+/// with outcome `client_gone` and no status, since the client got none.
+pub struct PendingRecord {
+    record: AuditRecord,
+    auditor: Option<Auditor>,
+    started: Instant,
+    handed_over: bool,
+}
+
+impl PendingRecord {
+    pub fn new(app: &App, record: AuditRecord, started: Instant) -> Self {
+        PendingRecord {
+            record,
+            auditor: app.auditor.clone(),
+            started,
+            handed_over: false,
+        }
+    }
+
+    /// The record, to go with the answer.
+    pub fn take(mut self) -> AuditRecord {
+        self.handed_over = true;
+        std::mem::take(&mut self.record)
+    }
+}
+
+impl Deref for PendingRecord {
+    type Target = AuditRecord;
+
+    fn deref(&self) -> &AuditRecord {
+        &self.record
+    }
+}
+
+impl DerefMut for PendingRecord {
+    fn deref_mut(&mut self) -> &mut AuditRecord {
+        &mut self.record
+    }
+}
+
+impl Drop for PendingRecord {
+    fn drop(&mut self) {
+        let Some(auditor) = self.auditor.as_ref().filter(|_| !self.handed_over) else {
+            return;
+        };
+        let mut record = std::mem::take(&mut self.record);
+        record.outcome = Outcome::ClientGone;
+        record.http_status = None;
+        record.jsonrpc_error = None;
+        record.bytes_out = Some(0);
+        record.latency_us = Some(self.started.elapsed().as_micros() as u64);
+        for line in record.into_lines() {
+            auditor.record(line);
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use underpass_mcp::jsonrpc::code;
 
 use crate::app::App;
 use crate::auth::PROTECTED_RESOURCE_WELL_KNOWN;
-use crate::http::audited::{audited, refuse_unaudited, request_record};
+use crate::http::audited::{audited, refuse_unaudited, request_record, PendingRecord};
 use crate::http::body::Body;
 use crate::http::conn::ConnInfo;
 use crate::http::headers::SESSION_HEADER;
@@ -32,16 +32,17 @@ pub async fn handle(
     // decision: answering early and leaving it unread makes HTTP/2 reset the stream, which
     // some clients report as a transport error. Refusals drain the body without keeping it.
     let (mut parts, mut body) = req.into_parts();
-    // Every answer gets an audit record, refusals included.
-    let mut audit = request_record(&conn, &parts);
+    // Every answer gets an audit record, refusals included; a request whose client hangs up
+    // before there is an answer gets one when this future is dropped.
+    let mut audit = PendingRecord::new(&app, request_record(&conn, &parts), started);
     let held = match precheck::before_body(&app, &conn, &mut parts, &mut body, &mut audit).await {
         Ok(held) => held,
-        Err(refusal) => return Ok(audited(&app, refusal, audit, started)),
+        Err(refusal) => return Ok(audited(&app, refusal, audit.take(), started)),
     };
     let body = if precheck::reads_body(&parts) {
         match precheck::read_body(&app, &mut body).await {
             Ok(body) => body,
-            Err(refusal) => return Ok(held.attach(audited(&app, refusal, audit, started))),
+            Err(refusal) => return Ok(held.attach(audited(&app, refusal, audit.take(), started))),
         }
     } else {
         precheck::drain(&mut body).await;
@@ -50,7 +51,7 @@ pub async fn handle(
     audit.bytes_in = Some(body.len() as u64);
     if let Some(rest) = parts.uri.path().strip_prefix(PROTECTED_RESOURCE_WELL_KNOWN) {
         let resp = protected_resource_metadata(&app, &parts, rest);
-        return Ok(audited(&app, resp, audit, started));
+        return Ok(audited(&app, resp, audit.take(), started));
     }
     let resp = match route(parts.uri.path()) {
         Route::Service(service) => {
@@ -89,5 +90,5 @@ pub async fn handle(
             "no such endpoint; MCP services are served at /mcp/{service}",
         ),
     };
-    Ok(held.attach(audited(&app, resp, audit, started)))
+    Ok(held.attach(audited(&app, resp, audit.take(), started)))
 }

@@ -81,9 +81,13 @@ impl Window {
 }
 
 /// A refusal: a 4xx answer that no rule allowed (unauthenticated, not found, denied, rate
-/// limited, bad request…). Allowed requests and the writer's own lines are never summarized.
+/// limited, bad request…), or a request abandoned by its client before any rule allowed it
+/// (no answer, `client_gone`: otherwise hanging up early would be a way around the summary).
+/// Allowed requests and the writer's own lines are never summarized.
 pub(crate) fn is_refusal(record: &AuditRecord) -> bool {
-    record.http_status.is_some_and(|s| (400..500).contains(&s))
+    let refused = record.http_status.is_some_and(|s| (400..500).contains(&s));
+    let abandoned = record.http_status.is_none() && record.outcome == Outcome::ClientGone;
+    (refused || abandoned)
         && record.decision != Some(Decision::Allow)
         && record.trail.is_none()
         && record.aggregate.is_none()

@@ -818,6 +818,22 @@ fn refusals_are_summarized_per_source_and_outcome() {
         .keys()
         .any(|k| k.source.as_deref() == Some("*")));
 
+    // A request abandoned before any rule allowed it counts like a refusal; one abandoned
+    // after an allow (a backend still working) is always written.
+    let abandoned = |decision: Option<Decision>| AuditRecord {
+        source: Some("10.0.0.9".into()),
+        outcome: Outcome::ClientGone,
+        decision,
+        ..AuditRecord::default()
+    };
+    let passed = (0..5)
+        .filter(|_| sampler.admit(abandoned(None)).is_some())
+        .count();
+    assert_eq!(passed, 2);
+    for _ in 0..5 {
+        assert!(sampler.admit(abandoned(Some(Decision::Allow))).is_some());
+    }
+
     config.refusals_per_source = 0;
     assert!(Sampler::new(&config).is_none(), "0 = every refusal in full");
 }
