@@ -8,6 +8,8 @@
 
 pub mod http;
 pub mod recorder;
+pub mod rogue;
+pub mod vitals;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
