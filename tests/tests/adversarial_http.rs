@@ -221,11 +221,20 @@ fn oversized_and_too_many_headers_get_431_on_http1_and_http2() {
         .unwrap();
     assert_eq!(r.status, 431, "HTTP/2, 101 header fields: {}", r.text());
     assert_eq!(r.json()["error"]["code"], -32600, "{}", r.text());
-    let audited = s.audit_lines();
-    assert!(
-        audited
+    // The audit writer runs behind the answer: wait for the line (bounded).
+    let audited_431 = |lines: &[Value]| {
+        lines
             .iter()
-            .any(|l| l["http_status"] == 431 && l["outcome"] == "too_large"),
+            .any(|l| l["http_status"] == 431 && l["outcome"] == "too_large")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut audited = s.audit_lines();
+    while !audited_431(&audited) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        audited = s.audit_lines();
+    }
+    assert!(
+        audited_431(&audited),
         "the 431 is not in the audit log: {audited:?}"
     );
     let r = s.post_h2(ALICE, "/mcp/rec", &[], body.as_bytes()).unwrap();
