@@ -120,7 +120,7 @@ impl Site {
             head.push_str("\r\n");
         }
         head.push_str("\r\n");
-        http::raw(&self.addr(), &head, body).unwrap_or_else(|e| {
+        send_and_read(&self.addr(), head.into_bytes(), body).unwrap_or_else(|e| {
             panic!(
                 "no answer to POST {path}: {e}\nedge log:\n{}",
                 self.d.edge.log_text()
@@ -163,6 +163,32 @@ impl Site {
     fn seen_total(&self) -> usize {
         self.rec.seen().len() + self.secret.seen().len()
     }
+}
+
+/// Sends `head` and `body` from another thread while reading the answer: an edge that
+/// answers early (431, 413) and closes may make the rest of the write fail (broken pipe),
+/// which must not hide its answer.
+fn send_and_read(addr: &str, head: Vec<u8>, body: &[u8]) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut writer = stream.try_clone()?;
+    let mut bytes = head;
+    bytes.extend_from_slice(body);
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(&bytes);
+    });
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if raw.is_empty() => return Err(e),
+            Err(_) => break,
+        }
+    }
+    let _ = sender.join();
+    http::parse(&raw)
 }
 
 #[test]
