@@ -120,7 +120,8 @@ pub struct ClientsConfig {
     /// Concurrent HTTP/2 streams per connection.
     #[serde(default = "crate::limits::default_max_streams")]
     pub http2_max_concurrent_streams: u32,
-    /// Largest HTTP/2 header list, in bytes.
+    /// Largest HTTP/2 header list, and largest HTTP/1.1 request head, in bytes (431 beyond);
+    /// 8 KiB to 128 KiB (a request head crosses the tunnel in one 256 KiB frame).
     #[serde(default = "crate::limits::default_max_header_list")]
     pub http2_max_header_list_size: u32,
     /// Total bytes of request bodies held by the edge at once, all clients together (503
@@ -315,6 +316,11 @@ impl EdgeConfig {
 }
 
 /// Checks the `[clients]` limits for values that would refuse everything or nothing.
+/// Bounds of `http2_max_header_list_size`: hyper's smallest HTTP/1.1 read buffer, and a
+/// head that fits the tunnel's head frame with room for the edge's own headers.
+const MIN_HEADER_BYTES: u32 = 8192;
+const MAX_HEADER_BYTES: u32 = 128 * 1024;
+
 fn validate_clients(c: &ClientsConfig) -> anyhow::Result<()> {
     let positive = [
         ("max_connections", c.max_connections),
@@ -345,6 +351,12 @@ fn validate_clients(c: &ClientsConfig) -> anyhow::Result<()> {
         if value.is_zero() {
             anyhow::bail!("[clients] {key} must be longer than 0s");
         }
+    }
+    if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&c.http2_max_header_list_size) {
+        anyhow::bail!(
+            "[clients] http2_max_header_list_size must be between {MIN_HEADER_BYTES} and \
+             {MAX_HEADER_BYTES} bytes (a request head crosses the tunnel in one frame)"
+        );
     }
     if c.max_buffered_body_bytes < c.max_request_body {
         anyhow::bail!(
@@ -446,6 +458,14 @@ mod tests {
                 "idle_timeout must be longer than 0s",
             ),
             ("max_buffered_body_bytes = 1024", "below max_request_body"),
+            (
+                "http2_max_header_list_size = 4096",
+                "http2_max_header_list_size must be between 8192 and 131072",
+            ),
+            (
+                "http2_max_header_list_size = 262144",
+                "http2_max_header_list_size must be between 8192 and 131072",
+            ),
         ] {
             let text = BASE.replace(
                 "insecure_plaintext = true",

@@ -11,6 +11,8 @@ pub mod http;
 pub mod load;
 pub mod netns;
 pub mod recorder;
+pub mod rogue;
+pub mod vitals;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;

@@ -6,6 +6,7 @@
 use serde_json::json;
 use underpass_tests::http::{self, h2_request, mcp_post};
 use underpass_tests::recorder::Recorder;
+use underpass_tests::vitals::{assert_survived, Vitals};
 use underpass_tests::*;
 
 const KEY: &str = "host-test-key";
@@ -46,6 +47,7 @@ fn http2_authority_is_checked_like_http1_host() {
     let port = d.edge_setup.client_port;
     let url = d.edge_setup.url("rec");
     let own = format!("127.0.0.1:{port}");
+    let vitals = Vitals::of(d.edge.pid());
 
     // HTTP/1.1: the edge's own Host is served, a foreign one refused (as before).
     let auth = [("Authorization", "Bearer host-test-key")];
@@ -98,6 +100,20 @@ fn http2_authority_is_checked_like_http1_host() {
     )
     .unwrap();
     assert_eq!(raw.status, 400, "{}", raw.text());
+
+    assert_survived(
+        &vitals,
+        "forged Host and :authority",
+        || {
+            let r = h2_request("POST", &url, None, &POST_HEADERS, &ping())
+                .map_err(|e| e.to_string())?;
+            match r.status {
+                200 => Ok(()),
+                s => Err(format!("status {s}: {}", r.text())),
+            }
+        },
+        || d.edge.log_text(),
+    );
 }
 
 #[test]

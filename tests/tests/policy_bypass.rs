@@ -20,6 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use underpass_tests::http::{self, mcp_post};
+use underpass_tests::vitals::{assert_survived, Vitals};
 use underpass_tests::*;
 
 const KEY: &str = "up_policy_bypass_key_0123456789";
@@ -843,6 +844,7 @@ arguments = [{ pointer = "/path", path = "/srv/docs/**" }]
 "#;
     let d = deploy("chatty", &chatty.url, policy);
     let url = d.edge_setup.url("chatty");
+    let vitals = Vitals::of(d.edge.pid());
     let call = |tool: &str, path: &str| {
         rpc(
             1,
@@ -875,6 +877,15 @@ arguments = [{ pointer = "/path", path = "/srv/docs/**" }]
     }
     assert_eq!(chatty.count("tools/call", "echo"), 1);
     assert_eq!(chatty.count("tools/call", "get-secret"), 3);
+    assert_survived(
+        &vitals,
+        "path traversal in arguments",
+        || match post(&url, None, &call("echo", "/srv/docs/b.txt")).status {
+            200 => Ok(()),
+            s => Err(format!("status {s}")),
+        },
+        || d.edge.log_text(),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -904,6 +915,7 @@ rate = "4/min"
 "#;
     let d = deploy("chatty", &chatty.url, policy);
     let url = d.edge_setup.url("chatty");
+    let vitals = Vitals::of(d.edge.pid());
     let call = |tool: &str| rpc(1, "tools/call", json!({"name": tool, "arguments": {}}));
 
     // The service's own methods (initialize, lists, ping) are limited by the rule that grants
@@ -930,6 +942,15 @@ rate = "4/min"
     }
     assert_eq!((secret_ok, echo_ok), (2, 8));
     assert_eq!(chatty.count("tools/call", "get-secret"), 2);
+    assert_survived(
+        &vitals,
+        "rate bypass by interleaving",
+        || match post(&url, None, &call("echo")).status {
+            200 => Ok(()),
+            s => Err(format!("status {s}")),
+        },
+        || d.edge.log_text(),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -667,6 +667,8 @@ fn sessions_are_capped_per_principal_and_forgotten_when_idle() {
         "{message}"
     );
     assert!(r.header("retry-after").is_some());
+    // Alice at her cap holds nobody else's places.
+    assert_eq!(initialize(&s, BOB).status, 200);
     // The 2024-11-05 SSE endpoint counts too.
     let sse = http::request(
         "GET",

@@ -247,6 +247,8 @@ fn policy_filters_lists_denies_at_the_edge_and_rate_limits() {
     }
     let r = limited.expect("rate limit never tripped");
     assert_eq!(r.json()["error"]["code"], -31429, "{}", r.text());
+    // The bot's exhausted rate is its own: bob is served meanwhile.
+    assert_eq!(call(&s, &jwt, tool_call("echo")).status, 200);
     let retry: u64 = r
         .header("retry-after")
         .expect("Retry-After")

@@ -15,7 +15,7 @@ use crate::auth::PROTECTED_RESOURCE_WELL_KNOWN;
 use crate::http::audited::{audited, refuse_unaudited, request_record, PendingRecord};
 use crate::http::body::Body;
 use crate::http::conn::ConnInfo;
-use crate::http::headers::SESSION_HEADER;
+use crate::http::headers::{MAX_HEADER_FIELDS, SESSION_HEADER};
 use crate::http::respond::error_response;
 use crate::http::router::{route, Route};
 use crate::http::well_known::protected_resource_metadata;
@@ -35,6 +35,15 @@ pub async fn handle(
     // Every answer gets an audit record, refusals included; a request whose client hangs up
     // before there is an answer gets one when this future is dropped.
     let mut audit = PendingRecord::new(&app, request_record(&conn, &parts), started);
+    if parts.headers.len() > MAX_HEADER_FIELDS {
+        let resp = error_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            code::INVALID_REQUEST,
+            &format!("more than {MAX_HEADER_FIELDS} header fields"),
+        );
+        precheck::drain(&mut body).await;
+        return Ok(audited(&app, resp, audit.take(), started));
+    }
     let held = match precheck::before_body(&app, &conn, &mut parts, &mut body, &mut audit).await {
         Ok(held) => held,
         Err(refusal) => return Ok(audited(&app, refusal, audit.take(), started)),

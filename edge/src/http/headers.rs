@@ -9,6 +9,10 @@ use crate::http::conn::ConnInfo;
 /// The legacy session header (`Mcp-Session-Id`).
 pub const SESSION_HEADER: &str = "mcp-session-id";
 
+/// Most header fields a request may carry (431 beyond): hyper's own limit on HTTP/1.1,
+/// applied to HTTP/2 as well, whose header list is bounded only in bytes.
+pub const MAX_HEADER_FIELDS: usize = 100;
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     use http::header::*;
     [

@@ -14,9 +14,18 @@ pub fn check_host_origin(
     parts: &http::request::Parts,
 ) -> Result<(), Refusal> {
     let authority = check_host(clients, parts)?;
-    let Some(origin) = parts.headers.get(http::header::ORIGIN) else {
+    let mut origins = parts.headers.get_all(http::header::ORIGIN).iter();
+    let Some(origin) = origins.next() else {
         return Ok(());
     };
+    // One Origin per request (RFC 6454 §7): a second one would go unchecked.
+    if origins.next().is_some() {
+        return Err(Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "more than one Origin header",
+        )));
+    }
     let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
     let same_origin =
         origin == format!("https://{authority}") || origin == format!("http://{authority}");

@@ -132,7 +132,11 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(clients.header_timeout);
+        .header_read_timeout(clients.header_timeout)
+        // The request head (line and headers) within the same bound as an HTTP/2 header
+        // list (431 beyond): hyper's default (~400 KB) let heads through that the tunnel's
+        // 256 KiB head frame cannot carry.
+        .max_buf_size(clients.http2_max_header_list_size as usize);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -87,11 +87,16 @@ pub fn admit(
     audit: &mut AuditRecord,
 ) -> Result<Admitted, Refusal> {
     let identity = identify(app, conn, service, parts, audit)?;
-    let (calls, batch) = inspect(app, service, parts, body, audit)?;
+    let (mut calls, batch) = inspect(app, service, parts, body, audit)?;
     record_first_call(app, &calls, audit);
     let policy = app.security.policy.get();
     decide(app, &identity, service, &calls, batch, &policy, audit)?;
     audit.decision = Some(AuditDecision::Allow);
+    // Arguments were needed to judge and to audit, and no longer: a parsed tree is many
+    // times its JSON (≈ 16× for an array of small numbers), and the exchange may last long.
+    for call in &mut calls {
+        call.arguments = None;
+    }
     Ok(Admitted {
         identity,
         calls,
@@ -310,9 +315,14 @@ fn calls_of(inspected: mcp::Inspected) -> Vec<Call> {
     inspected
         .messages
         .into_iter()
-        .map(|m| Call {
+        .map(|mut m| Call {
             is_request: m.kind == Kind::Request,
-            arguments: m.tool_arguments().cloned(),
+            // Moved out, not copied: the message is dropped right after.
+            arguments: if m.tool_arguments().is_some() {
+                m.value.pointer_mut("/params/arguments").map(Value::take)
+            } else {
+                None
+            },
             targets: m.targets(),
             id: m.id,
             method: m.method.unwrap_or_default(),

@@ -328,7 +328,7 @@ async fn pump(
     filter: Option<&ListFilter>,
     learn_version: bool,
 ) -> usize {
-    let mut stream = response_stream(recv, is_sse);
+    let mut stream = response_stream(recv, is_sse, &bridge.tunnel.connector);
     let mut parser = SseParser::default();
     let mut json = Vec::new();
     let mut count = 0;

@@ -95,7 +95,7 @@ async fn relay(
         app.tunnels.close_session(service, id);
     }
 
-    let mut stream = response_stream(recv, is_sse);
+    let mut stream = response_stream(recv, is_sse, &tunnel.connector);
     if status.is_success() && admitted.calls.iter().any(|c| c.method == "server/discover") {
         stream = learn_versions(app, service, stream, is_sse).await?;
     }

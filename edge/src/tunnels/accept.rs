@@ -2,8 +2,9 @@
 //! shell over [`EdgeControl`]: the handshake, then whatever the connector sends later), and
 //! keep the registry in step with which tunnels are alive.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use underpass_pki::revocation::certificate_serial;
 use underpass_proto::control::{
@@ -14,6 +15,7 @@ use underpass_proto::identity::SpiffeId;
 use underpass_transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
 
 use crate::config::EdgeConfig;
+use crate::tunnels::budget::{ControlBudget, CONTROL_BURST, CONTROL_MESSAGES_PER_SEC};
 use crate::tunnels::registry::Registry;
 
 /// How long a connector has to complete QUIC + TLS and send its Hello.
@@ -94,7 +96,10 @@ async fn serve_tunnel(
         .await
         .map_err(|_| "connector did not complete its handshake in time".to_string())?
         .map_err(|e| match e {
-            HandshakeError::Failed(reason) => reason,
+            HandshakeError::Failed(reason) => {
+                conn.close(codes::PROTOCOL, b"bad handshake");
+                reason
+            }
             HandshakeError::Refused(reason) => {
                 conn.close(codes::REFUSED, reason.as_bytes());
                 reason
@@ -174,6 +179,8 @@ async fn read_hello(conn: &TunnelConn) -> Result<(ControlStream, Hello, String),
         recv,
         open: true,
         connector: id.name.clone(),
+        budget: ControlBudget::new(Instant::now()),
+        ignored: BTreeSet::new(),
     };
     loop {
         let outputs = ctl.receive().await.map_err(|e| {
@@ -186,6 +193,7 @@ async fn read_hello(conn: &TunnelConn) -> Result<(ControlStream, Hello, String),
                     format!("{id} closed the control stream before Hello")
                 }
                 ControlFailure::Protocol(e) => format!("bad Hello from {id}: {e}"),
+                ControlFailure::Flood => format!("{id} {FLOOD}"),
             })
         })?;
         match ctl.perform(outputs).await {
@@ -207,6 +215,24 @@ struct ControlStream {
     open: bool,
     /// The connector's name (from its certificate), for the log.
     connector: String,
+    /// The control messages it may still send.
+    budget: ControlBudget,
+    /// Unknown message types already logged at info (the rest go to debug).
+    ignored: BTreeSet<String>,
+}
+
+/// What a connector over its [`ControlBudget`] did, for the log.
+const FLOOD: &str = "sent control messages faster than the edge takes them";
+
+/// Unknown control message types logged at info per tunnel (the first few; then debug).
+const IGNORED_KINDS_LOGGED: usize = 8;
+
+/// At most `max` characters of a name a peer chose, printable ones only (for the log).
+fn printable(s: &str, max: usize) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(max)
+        .collect()
 }
 
 /// Why reading the control stream stopped.
@@ -215,6 +241,8 @@ enum ControlFailure {
     Read(TransportError),
     /// The connector broke the protocol.
     Protocol(ControlError),
+    /// The connector sent more control messages than its [`ControlBudget`] allows.
+    Flood,
 }
 
 /// What a batch of the machine's outputs came to.
@@ -231,10 +259,21 @@ impl ControlStream {
     /// Waits for the next bytes of the control stream, or its end, and feeds the machine.
     async fn receive(&mut self) -> Result<Vec<EdgeOutput>, ControlFailure> {
         match self.recv.read_chunk().await {
-            Ok(Some(chunk)) => self
-                .machine
-                .handle_bytes(&chunk)
-                .map_err(ControlFailure::Protocol),
+            Ok(Some(chunk)) => {
+                let outputs = self
+                    .machine
+                    .handle_bytes(&chunk)
+                    .map_err(ControlFailure::Protocol)?;
+                let messages = outputs
+                    .iter()
+                    .filter(|o| matches!(o, EdgeOutput::Ignored(_) | EdgeOutput::Message(_)))
+                    .count();
+                if !self.budget.take(messages, Instant::now()) {
+                    self.open = false;
+                    return Err(ControlFailure::Flood);
+                }
+                Ok(outputs)
+            }
             Ok(None) => {
                 self.open = false;
                 self.machine.handle_end().map_err(ControlFailure::Protocol)
@@ -264,11 +303,20 @@ impl ControlStream {
                     let _ = tokio::time::timeout(Duration::from_secs(1), self.send.stopped()).await;
                     return Ok(Verdict::Refused(reason));
                 }
-                EdgeOutput::Ignored(kind) => tracing::info!(
-                    connector = %self.connector,
-                    kind,
-                    "ignoring a control message of a type this edge does not know"
-                ),
+                EdgeOutput::Ignored(kind) => {
+                    let kind = printable(&kind, 64);
+                    if self.ignored.len() < IGNORED_KINDS_LOGGED
+                        && self.ignored.insert(kind.clone())
+                    {
+                        tracing::info!(
+                            connector = %self.connector,
+                            kind,
+                            "ignoring control messages of a type this edge does not know"
+                        )
+                    } else {
+                        tracing::debug!(connector = %self.connector, kind, "ignored control message")
+                    }
+                }
                 // No optional message type exists yet; this is where the first will land.
                 EdgeOutput::Message(msg) => tracing::debug!(
                     connector = %self.connector,
@@ -281,13 +329,24 @@ impl ControlStream {
     }
 
     /// After Welcome: feeds the machine whatever the connector sends, until the tunnel closes
-    /// (at once, with [`codes::PROTOCOL`], if the connector breaks the protocol). Returns why
-    /// the tunnel closed.
+    /// (at once, with [`codes::PROTOCOL`], if the connector breaks the protocol, floods the
+    /// control stream, or opens a stream of its own: only the edge opens exchange streams).
+    /// Returns why the tunnel closed.
     async fn serve(&mut self, conn: &TunnelConn) -> TransportError {
-        while self.open {
+        loop {
             let received = tokio::select! {
                 reason = conn.closed() => return reason,
-                received = self.receive() => received,
+                opened = conn.accept_exchange() => {
+                    if opened.is_ok() {
+                        tracing::warn!(
+                            connector = %self.connector,
+                            "closing tunnel: the connector opened a stream; only the edge opens exchange streams"
+                        );
+                        conn.close(codes::PROTOCOL, b"unexpected stream from the connector");
+                    }
+                    return conn.closed().await;
+                }
+                received = self.receive(), if self.open => received,
             };
             match received {
                 Ok(outputs) => {
@@ -306,9 +365,16 @@ impl ControlStream {
                     self.open = false;
                     conn.close(codes::PROTOCOL, b"control protocol violation");
                 }
+                Err(ControlFailure::Flood) => {
+                    tracing::warn!(
+                        connector = %self.connector,
+                        "closing tunnel: the connector {FLOOD} (more than {CONTROL_BURST} at once \
+                         or {CONTROL_MESSAGES_PER_SEC} per second)"
+                    );
+                    conn.close(codes::PROTOCOL, b"control message flood");
+                }
             }
         }
-        conn.closed().await
     }
 }
 

@@ -1,7 +1,9 @@
 //! The edge's side of the tunnels: accepting connectors ([`accept`]: transport listener,
 //! control handshake), which tunnels serve which service and which legacy session is pinned
-//! where ([`registry`]), and one client exchange down a tunnel ([`exchange`]).
+//! where ([`registry`]), one client exchange down a tunnel ([`exchange`]), and how much a
+//! connector may send on its control stream ([`budget`]).
 
 pub mod accept;
+pub mod budget;
 pub mod exchange;
 pub mod registry;

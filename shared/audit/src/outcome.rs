@@ -94,7 +94,7 @@ impl Outcome {
             403 => Outcome::Forbidden,
             404 => Outcome::NotFound,
             405 => Outcome::MethodNotAllowed,
-            413 => Outcome::TooLarge,
+            413 | 431 => Outcome::TooLarge,
             429 => Outcome::RateLimited,
             501 => Outcome::NotImplemented,
             502 => Outcome::BackendError,
@@ -161,5 +161,6 @@ mod tests {
         for status in [200u16, 202, 204, 304] {
             assert_eq!(Outcome::of_status(status), None, "{status}");
         }
+        assert_eq!(Outcome::of_status(431), Some(Outcome::TooLarge));
     }
 }

@@ -13,6 +13,11 @@ use crate::jsonrpc::error as jsonrpc_error;
 /// `inputSchema` that [`crate::tool_param_headers`] walks).
 pub const MAX_DEPTH: usize = 100;
 
+/// Most messages in one batch [`crate::parse`] accepts. Every message of a batch is judged,
+/// audited (a line each) and checked against the others' ids, so an unbounded batch turns one
+/// 4 MiB body into ~90,000 audit lines and a quadratic id check; clients batch a handful.
+pub const MAX_BATCH: usize = 100;
+
 /// Longest header or body value quoted back in an error message.
 const QUOTE_LIMIT: usize = 128;
 
@@ -42,6 +47,9 @@ pub enum McpError {
     /// A batch (JSON array) without any message.
     #[error("invalid request: empty batch")]
     EmptyBatch,
+    /// A batch of more than [`MAX_BATCH`] messages.
+    #[error("invalid request: a batch of {0} messages; at most {MAX_BATCH} are accepted")]
+    BatchTooLarge(usize),
     /// Valid JSON, but not a JSON-RPC 2.0 message.
     #[error("invalid request: {message}")]
     InvalidMessage {
@@ -65,7 +73,9 @@ impl McpError {
     pub fn code(&self) -> i64 {
         match self {
             McpError::Json(_) | McpError::DuplicateKey(_) | McpError::TooDeep => PARSE_ERROR,
-            McpError::EmptyBatch | McpError::InvalidMessage { .. } => INVALID_REQUEST,
+            McpError::EmptyBatch | McpError::BatchTooLarge(_) | McpError::InvalidMessage { .. } => {
+                INVALID_REQUEST
+            }
             McpError::InvalidParams { .. } => INVALID_PARAMS,
         }
     }

@@ -57,7 +57,7 @@ mod test_util;
 mod tests;
 
 // The inspection API, flat: what the edge imports (`underpass_mcp::parse`, ...).
-pub use error::{HeaderError, McpError, VersionError, MAX_DEPTH};
+pub use error::{HeaderError, McpError, VersionError, MAX_BATCH, MAX_DEPTH};
 pub use headers::{
     check_meta_version, header_value, validate_modern_headers, HEADER_METHOD, HEADER_NAME,
     HEADER_PARAM_PREFIX, HEADER_PROTOCOL_VERSION,

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::McpError;
+use crate::error::{McpError, MAX_BATCH};
 use crate::json::parse_json_strict;
 
 /// The `_meta` key carrying a modern request's protocol version.
@@ -144,8 +144,9 @@ impl Message {
     }
 }
 
-/// Parses and validates a JSON-RPC body: one message, or a non-empty batch (a JSON array,
-/// 2025-03-26 only — the caller decides whether batches are acceptable in its era).
+/// Parses and validates a JSON-RPC body: one message, or a batch (a JSON array, 2025-03-26
+/// only — the caller decides whether batches are acceptable in its era) of 1 to
+/// [`MAX_BATCH`] messages.
 ///
 /// JSON is parsed with [`parse_json_strict`]. Each message must be an object with
 /// `"jsonrpc": "2.0"`, and be exactly one of: a request (`method` string, `id` string or
@@ -160,6 +161,9 @@ pub fn parse(body: &[u8]) -> Result<Inspected, McpError> {
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(McpError::EmptyBatch);
+            }
+            if items.len() > MAX_BATCH {
+                return Err(McpError::BatchTooLarge(items.len()));
             }
             let messages = items
                 .into_iter()

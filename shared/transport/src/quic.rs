@@ -51,6 +51,20 @@ pub fn tunnel_transport() -> quinn::TransportConfig {
     t
 }
 
+/// Streams a connector may have open toward the edge at once: its control stream, and one
+/// more, so that a stream it has no business opening reaches the edge (which closes the
+/// tunnel for it) instead of queueing unseen with its data in the edge's buffers.
+pub const CONNECTOR_OPENED_STREAMS: u32 = 2;
+
+/// The edge's transport settings: [`tunnel_transport`], except that the connector, which
+/// opens only the control stream, may open at most [`CONNECTOR_OPENED_STREAMS`] streams (the
+/// edge's own exchange streams are bounded by the connector's settings).
+pub fn edge_transport() -> quinn::TransportConfig {
+    let mut t = tunnel_transport();
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(CONNECTOR_OPENED_STREAMS));
+    t
+}
+
 /// A value derived from `secret` for one `purpose`: HMAC-SHA256 of the purpose under the
 /// secret, so it reveals nothing about the secret and differs from any other use of it.
 fn derive(secret: &[u8], purpose: &str) -> ring::hmac::Tag {

@@ -331,7 +331,7 @@ pub fn tunnel_server_config(crypto: rustls::ServerConfig) -> Result<quinn::Serve
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(Arc::new(crate::quic::tunnel_transport()));
+    config.transport_config(Arc::new(crate::quic::edge_transport()));
     Ok(config)
 }
 

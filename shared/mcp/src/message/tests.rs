@@ -89,6 +89,21 @@ fn batch() {
 }
 
 #[test]
+fn a_batch_holds_at_most_max_batch_messages() {
+    let batch = |n: usize| {
+        let msgs: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#))
+            .collect();
+        format!("[{}]", msgs.join(","))
+    };
+    assert_eq!(p(&batch(MAX_BATCH)).unwrap().messages.len(), MAX_BATCH);
+    let e = p(&batch(MAX_BATCH + 1)).unwrap_err();
+    assert_eq!(e, McpError::BatchTooLarge(MAX_BATCH + 1));
+    assert_eq!(e.code(), INVALID_REQUEST);
+    assert!(e.to_string().contains("at most 100"), "{e}");
+}
+
+#[test]
 fn targets() {
     let t = |s: &str| one(s).target;
     assert_eq!(
