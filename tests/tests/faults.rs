@@ -105,7 +105,7 @@ fn assert_no_hang_and_all_audited(
     s: &Stack,
     calls: &[Call],
     sdk: &[(String, Vec<SdkCall>)],
-    edge_killed: bool,
+    edge_restarts: &[Duration],
 ) {
     let hung: Vec<&Call> = calls.iter().filter(|c| !c.outcome.is_clear()).collect();
     assert!(
@@ -134,7 +134,23 @@ fn assert_no_hang_and_all_audited(
                 .is_some_and(|id| missing.iter().any(|m| m == id))
         })
         .collect();
-    if !edge_killed {
+    // The edge hands a record to its audit writer when the answer has gone out, and the
+    // writer appends it a moment later: a SIGKILL in between loses it. So each kill may lose,
+    // per client (one call at a time each), the call it had in flight and the last call it
+    // saw succeed before the edge was back. Nothing more: this is what a kill may cost, and the
+    // test holds the edge to it.
+    let lost_at_kill = |c: &Call| {
+        matches!(c.outcome, Outcome::Broken(_))
+            || edge_restarts.iter().any(|&back| {
+                calls
+                    .iter()
+                    .filter(|o| o.worker == c.worker && o.outcome == Outcome::Ok)
+                    .filter(|o| o.end() <= back)
+                    .max_by_key(|o| o.end())
+                    .is_some_and(|last| last.trace_id == c.trace_id)
+            })
+    };
+    if edge_restarts.is_empty() {
         assert!(
             missing.is_empty(),
             "{} request(s) reached the backend but are not in the audit log: \
@@ -142,16 +158,14 @@ fn assert_no_hang_and_all_audited(
             missing.len()
         );
     } else {
-        // A SIGKILLed edge writes nothing more: the exchanges it had in flight (their record
-        // is written when the answer ends) are the only ones allowed to be missing. Each of
-        // ours must be a call the kill broke; the SDK clients' ones at most their errors.
         let mut from_sdk = 0;
         for r in &missing_records {
             let trace = r["trace_id"].as_str().unwrap_or("");
             match calls.iter().find(|c| c.trace_id == trace) {
                 Some(c) => assert!(
-                    matches!(c.outcome, Outcome::Broken(_)),
-                    "a call the kill did not break is missing from the audit log: {c:?}"
+                    lost_at_kill(c),
+                    "a call neither in flight at a kill nor its client's last one before it \
+                     is missing from the audit log: {c:?}"
                 ),
                 None => from_sdk += 1,
             }
@@ -160,13 +174,15 @@ fn assert_no_hang_and_all_audited(
             .iter()
             .map(|(_, c)| c.iter().filter(|c| !c.ok).count())
             .sum();
+        // Each SDK loop: per kill, its failed calls and its last completed one at most.
+        let sdk_allowance = sdk_errors + sdk.len() * edge_restarts.len();
         assert!(
-            from_sdk <= sdk_errors,
-            "{from_sdk} SDK requests unaudited, only {sdk_errors} SDK calls failed: \
-             {missing_records:#?}"
+            from_sdk <= sdk_allowance,
+            "{from_sdk} SDK requests unaudited, more than the {sdk_errors} SDK calls that \
+             failed plus one per loop and kill: {missing_records:#?}"
         );
         println!(
-            "  in flight at a kill, so unaudited: {} ({from_sdk} from the SDK clients)",
+            "  in flight at a kill or just ended before it, so unaudited: {} ({from_sdk} from the SDK clients)",
             missing.len()
         );
     }
@@ -181,6 +197,7 @@ fn assert_no_hang_and_all_audited(
     let unrecorded: Vec<&Call> = calls
         .iter()
         .filter(|c| c.outcome == Outcome::Ok && !ok_traces.contains(c.trace_id.as_str()))
+        .filter(|c| edge_restarts.is_empty() || !lost_at_kill(c))
         .collect();
     assert!(
         unrecorded.is_empty(),
@@ -227,7 +244,7 @@ fn sigkill_under_load(target: Target, name: &str) {
     let sdk = sdk_loops(&s, &url);
     load.wait_ok_after(Duration::ZERO, DEADLINE)
         .expect("no call served before the first fault");
-    let (mut first, mut steady) = (Vec::new(), Vec::new());
+    let (mut first, mut steady, mut edge_restarts) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=3 {
         std::thread::sleep(rng.between(Duration::from_millis(200), Duration::from_millis(1200)));
         let killed = load.now();
@@ -238,6 +255,9 @@ fn sigkill_under_load(target: Target, name: &str) {
         }
         std::thread::sleep(rng.between(Duration::ZERO, Duration::from_millis(300)));
         let restarted = load.now();
+        if target == Target::Edge {
+            edge_restarts.push(restarted);
+        }
         match target {
             Target::Edge => s.d.edge = start_edge(&s, &format!("edge-{round}")),
             Target::Connector => {
@@ -267,7 +287,7 @@ fn sigkill_under_load(target: Target, name: &str) {
     println!("{name}: calls: {}", summarize(&calls));
     print_sdk(&sdk);
     println!("{name}: first call served after the restart: {first:?}; last failure: {steady:?}");
-    assert_no_hang_and_all_audited(&s, &calls, &sdk, target == Target::Edge);
+    assert_no_hang_and_all_audited(&s, &calls, &sdk, &edge_restarts);
     let (code, out) = audit_verify(&audit_path(&s));
     assert_eq!(code, 0, "audit verify after three kills:\n{out}");
 }
