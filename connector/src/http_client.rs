@@ -7,17 +7,27 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// The connector's HTTP client to backends (a connection pool; cheap to clone).
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// How long an unused backend connection stays pooled.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub fn http_client() -> HttpClient {
+    pooled_client(POOL_IDLE_TIMEOUT)
+}
+
+fn pooled_client(idle_timeout: Duration) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    // Without a timer the pool never reaps: an idle connection would be closed only when a
+    // later request happened to check it out, so a burst's connections stayed open for good.
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(idle_timeout)
         .build(connector)
 }
 
@@ -31,4 +41,49 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A backend connection left idle is closed once the idle timeout has passed, with no
+    /// further request to notice it.
+    #[tokio::test]
+    async fn idle_backend_connections_are_closed_after_the_idle_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.unwrap();
+                assert!(n > 0, "client closed before sending its request");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            // The connection is now idle in the client's pool: wait for the client to close it.
+            sock.read(&mut buf).await.unwrap()
+        });
+        let client = pooled_client(Duration::from_millis(200));
+        let req = http::Request::get(format!("http://{addr}/"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        drop(
+            http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap(),
+        );
+        let closed = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the idle connection is still open 10 s after a 200 ms idle timeout")
+            .unwrap();
+        assert_eq!(closed, 0, "the client sent more instead of closing");
+    }
 }
