@@ -291,6 +291,19 @@ fn deep_and_wide_json_within_the_body_limit_is_answered_and_bounded() {
     // Wide batches: more than 100 messages are refused whole (one audit line, nothing
     // judged or forwarded), up to ~4 MiB of notifications included; the other principal is
     // served at once (the audit log keeps up: no gap, no 503).
+    // The two deep refusals' lines first (the audit writer appends a moment after the answer),
+    // so that the count below starts from a settled log.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deep_lines = || {
+        s.audit_lines()
+            .iter()
+            .filter(|l| l["jsonrpc_error"] == -32700)
+            .count()
+    };
+    while deep_lines() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(deep_lines(), 2, "each deep refusal has its audit line");
     let lines_before = s.audit_lines().len();
     for n in [101usize, 90_000] {
         let msgs: Vec<String> = (0..n)
