@@ -494,6 +494,30 @@ pub struct SdkCall {
     pub ms: u64,
 }
 
+/// The TypeScript (2025-11-25) and Python (2024-11-05 bridge) SDK clients calling `url` in a
+/// steady loop (up to 5000 calls or 2 minutes, each with `deadline`), until their `finish`.
+pub fn steady_sdk_loops(
+    peers: &crate::Peers,
+    dir: &std::path::Path,
+    url: &str,
+    deadline: Duration,
+) -> Vec<SdkLoop> {
+    let common = [
+        "loop".to_owned(),
+        "--calls=5000".to_owned(),
+        "--for-ms=120000".to_owned(),
+        format!("--timeout-ms={}", deadline.as_millis()),
+        "--interval-ms=25".to_owned(),
+    ];
+    let args: Vec<&str> = common.iter().map(String::as_str).collect();
+    let mut py_args = args.clone();
+    py_args.push("--mode=legacy");
+    vec![
+        SdkLoop::start("ts-loop", dir, &mut crate::ts_client(peers, url, &args)),
+        SdkLoop::start("py-loop", dir, &mut crate::py_client(peers, url, &py_args)),
+    ]
+}
+
 impl SdkLoop {
     /// Starts `cmd` (an SDK client aimed at the edge, with its `loop` arguments; a
     /// `--stop-file` is added).

@@ -13,7 +13,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use underpass_tests::faults::{audit_by_request, audit_verify, ms, unaudited, FaultBackend, Rng};
-use underpass_tests::load::{summarize, Call, Load, Outcome, Plan, SdkCall, SdkLoop};
+use underpass_tests::load::{
+    steady_sdk_loops, summarize, Call, Load, Outcome, Plan, SdkCall, SdkLoop,
+};
 use underpass_tests::*;
 
 const EDGE_EXTRA: &str = "[auth]\nanonymous = true\n[policy]\nallow_all = true\n\
@@ -66,28 +68,6 @@ fn start_edge(s: &Stack, name: &str) -> Proc {
 
 fn start_connector_named(s: &Stack, name: &str) -> Proc {
     start_connector(s.d.path(), name, &s.d.connector_config)
-}
-
-/// The SDK clients' loops against `url`, until [`finish_sdk`].
-fn sdk_loops(s: &Stack, url: &str) -> Vec<SdkLoop> {
-    let common = [
-        "loop".to_owned(),
-        "--calls=5000".to_owned(),
-        "--for-ms=120000".to_owned(),
-        format!("--timeout-ms={}", DEADLINE.as_millis()),
-        "--interval-ms=25".to_owned(),
-    ];
-    let args: Vec<&str> = common.iter().map(String::as_str).collect();
-    let mut py_args = args.clone();
-    py_args.push("--mode=legacy");
-    vec![
-        SdkLoop::start("ts-loop", s.d.path(), &mut ts_client(&s.peers, url, &args)),
-        SdkLoop::start(
-            "py-loop",
-            s.d.path(),
-            &mut py_client(&s.peers, url, &py_args),
-        ),
-    ]
 }
 
 fn finish_sdk(loops: Vec<SdkLoop>) -> Vec<(String, Vec<SdkCall>)> {
@@ -241,7 +221,7 @@ fn sigkill_under_load(target: Target, name: &str) {
     let mut plan = Plan::new(&url);
     plan.workers = 3;
     let load = Load::start(&plan, &mut rng);
-    let sdk = sdk_loops(&s, &url);
+    let sdk = steady_sdk_loops(&s.peers, s.d.path(), &url, DEADLINE);
     load.wait_ok_after(Duration::ZERO, DEADLINE)
         .expect("no call served before the first fault");
     let (mut first, mut steady, mut edge_restarts) = (Vec::new(), Vec::new(), Vec::new());

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use underpass_tests::faults::{audit_by_request, audit_verify, ms, unaudited, FaultBackend, Rng};
-use underpass_tests::load::{summarize, Call, Load, Outcome, Plan, SdkCall, SdkLoop};
+use underpass_tests::load::{steady_sdk_loops, summarize, Call, Load, Outcome, Plan, SdkCall};
 use underpass_tests::netns::NetNs;
 use underpass_tests::*;
 
@@ -105,31 +105,6 @@ fn start_in_ns(ns: &NetNs, dir: &std::path::Path, name: &str, config: &std::path
     )
 }
 
-fn sdk_loops(n: &Net, url: &str) -> Vec<SdkLoop> {
-    let common = [
-        "loop".to_owned(),
-        "--calls=5000".to_owned(),
-        "--for-ms=120000".to_owned(),
-        format!("--timeout-ms={}", DEADLINE.as_millis()),
-        "--interval-ms=25".to_owned(),
-    ];
-    let args: Vec<&str> = common.iter().map(String::as_str).collect();
-    let mut py_args = args.clone();
-    py_args.push("--mode=legacy");
-    vec![
-        SdkLoop::start(
-            "ts-loop",
-            n.dir.path(),
-            &mut ts_client(&n.peers, url, &args),
-        ),
-        SdkLoop::start(
-            "py-loop",
-            n.dir.path(),
-            &mut py_client(&n.peers, url, &py_args),
-        ),
-    ]
-}
-
 /// p50 and p99 of the successful calls that started in `from..to`.
 fn percentiles(calls: &[Call], from: Duration, to: Duration) -> (String, String, usize) {
     let mut lat: Vec<Duration> = calls
@@ -192,7 +167,7 @@ fn packet_loss_on_the_tunnel() {
     let mut plan = Plan::new(&url);
     plan.workers = 3;
     let load = Load::start(&plan, &mut rng);
-    let sdk = sdk_loops(&n, &url);
+    let sdk = steady_sdk_loops(&n.peers, n.dir.path(), &url, DEADLINE);
     load.wait_ok_after(Duration::ZERO, DEADLINE)
         .expect("no call served before the first fault");
     std::thread::sleep(Duration::from_secs(2));
@@ -253,7 +228,7 @@ fn partitions_of_the_tunnel() {
     let mut plan = Plan::new(&url);
     plan.workers = 3;
     let load = Load::start(&plan, &mut rng);
-    let sdk = sdk_loops(&n, &url);
+    let sdk = steady_sdk_loops(&n.peers, n.dir.path(), &url, DEADLINE);
     load.wait_ok_after(Duration::ZERO, DEADLINE)
         .expect("no call served before the first fault");
     // A short partition (below the tunnel's 10 s idle timeout), then one longer than it.
