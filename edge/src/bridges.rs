@@ -12,6 +12,8 @@ use crate::tunnels::registry::{SessionSlot, Tunnel};
 
 /// One client event stream, pinned to a tunnel and bound to the principal that opened it.
 pub struct Bridge {
+    /// The `sessionId` the client was given.
+    pub id: String,
     pub service: String,
     pub identity: Identity,
     pub tunnel: Arc<Tunnel>,

@@ -317,14 +317,21 @@ fn deep_and_wide_json_within_the_body_limit_is_answered_and_bounded() {
         assert!(r.text().contains("at most 100"), "{}", r.text());
         s.serves(BOB).unwrap();
     }
+    // Each call: a `dispatched` line before it goes down the tunnel, one with its outcome.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while s.audit_lines().len() < lines_before + 4 && std::time::Instant::now() < deadline {
+    while s.audit_lines().len() < lines_before + 6 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+    let new_lines = s.audit_lines().split_off(lines_before);
+    let dispatched = new_lines
+        .iter()
+        .filter(|l| l["outcome"] == "dispatched")
+        .count();
     assert_eq!(
-        s.audit_lines().len(),
-        lines_before + 4,
-        "two refused batches and two calls make four audit lines"
+        (new_lines.len(), dispatched),
+        (6, 2),
+        "two refused batches and two calls make six audit lines, two of them dispatched: \
+         {new_lines:#?}"
     );
 
     // Wide arguments within the limit are valid MCP: judged and forwarded. Held by the

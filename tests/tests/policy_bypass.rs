@@ -705,7 +705,8 @@ fn every_call_of_a_batch_gets_its_own_audit_record() {
     assert_eq!(r.json()["id"], 21, "{}", r.text());
 
     let lines = audit_lines(&mut d);
-    let of_batch = |id: u64| -> Vec<Value> {
+    // A batch's lines, `dispatched` (written before it went down the tunnel) or with outcomes.
+    let of_batch = |id: u64, dispatched: bool| -> Vec<Value> {
         let trace = lines
             .iter()
             .find(|l| l["rpc_id"] == id)
@@ -713,11 +714,26 @@ fn every_call_of_a_batch_gets_its_own_audit_record() {
             .clone();
         lines
             .iter()
-            .filter(|l| l["trace_id"] == trace)
+            .filter(|l| l["trace_id"] == trace && (l["outcome"] == "dispatched") == dispatched)
             .cloned()
             .collect()
     };
-    let ok = of_batch(11);
+    let ok = of_batch(11, false);
+    let ahead = of_batch(11, true);
+    assert_eq!(ahead.len(), 3, "a dispatched line per message: {ahead:#?}");
+    for (a, l) in ahead.iter().zip(&ok) {
+        for field in [
+            "mcp_method",
+            "target",
+            "rpc_id",
+            "decision",
+            "rule",
+            "request_id",
+        ] {
+            assert_eq!(a[field], l[field], "{field}: {a} / {l}");
+        }
+        assert!(a.get("http_status").is_none(), "{a}");
+    }
     let calls: Vec<(Value, Value, Value, Value)> = ok
         .iter()
         .map(|l| {
@@ -755,8 +771,12 @@ fn every_call_of_a_batch_gets_its_own_audit_record() {
         assert_eq!(l["outcome"], "ok", "{l}");
         assert_eq!(l["http_status"], 200, "{l}");
     }
-    let refused = of_batch(21);
+    let refused = of_batch(21, false);
     assert_eq!(refused.len(), 3, "{refused:#?}");
+    assert!(
+        of_batch(21, true).is_empty(),
+        "a refused batch is never dispatched"
+    );
     for l in &refused {
         assert_eq!(l["decision"], "deny", "{l}");
         assert_eq!(l["outcome"], "denied", "{l}");

@@ -21,7 +21,8 @@ use crate::http::conn::ConnInfo;
 use crate::http::ids::{new_request_id, trace_id};
 use crate::http::respond::error_response;
 use crate::http::router::{route, Route};
-use underpass_audit::{AuditRecord, Auditor, Outcome};
+use underpass_audit::{AuditRecord, Auditor, Decision, Outcome};
+use underpass_proto::frame::RequestHead;
 
 /// Longest request path an audit record keeps.
 const MAX_PATH: usize = 256;
@@ -119,6 +120,70 @@ pub fn refuse_unaudited(app: &App, audit: &mut AuditRecord) -> Option<Response<B
     if auditor.accepting() {
         return None;
     }
+    Some(unaudited(audit))
+}
+
+/// With `[audit] write_ahead` (the default), the request's `dispatched` lines go on the log
+/// before it goes down a tunnel, so that an edge killed while a backend works on it still
+/// leaves a record. The 503 to answer instead when they could not be written and the edge
+/// refuses what it cannot audit; `None` to go on.
+pub async fn write_ahead(app: &App, audit: &mut AuditRecord) -> Option<Response<Body>> {
+    let auditor = app.auditor.as_ref()?;
+    if auditor.write_ahead(audit).await {
+        return None;
+    }
+    Some(unaudited(audit))
+}
+
+/// The audit of an exchange the edge starts itself on a client's behalf (the `DELETE` that
+/// ends an expired session at its backend; the 2024-11-05 bridge's `GET` stream and its
+/// `DELETE`): lines like a client request's, written ahead the same way, with the principal
+/// it acts for and no `source`.
+pub struct OnBehalf {
+    record: AuditRecord,
+    started: Instant,
+}
+
+impl OnBehalf {
+    pub fn new(head: &RequestHead, session: &str) -> Self {
+        OnBehalf {
+            record: AuditRecord {
+                principal: Some(head.principal.clone()),
+                service: Some(head.service.clone()),
+                http_method: Some(head.method.clone()),
+                session: Some(session.to_owned()),
+                trace_id: Some(head.trace_id.clone()).filter(|t| !t.is_empty()),
+                request_id: Some(head.request_id.clone()),
+                decision: Some(Decision::Allow),
+                rule: Some("edge".into()),
+                ..AuditRecord::default()
+            },
+            started: Instant::now(),
+        }
+    }
+
+    /// The `dispatched` line; false when it could not be written and the edge refuses what
+    /// it cannot audit: then the exchange must not be sent.
+    pub async fn ahead(&mut self, app: &App) -> bool {
+        write_ahead(app, &mut self.record).await.is_none()
+    }
+
+    /// The line with the outcome: the backend's status, or `None` when the exchange failed.
+    pub fn finish(mut self, app: &App, status: Option<u16>) {
+        let Some(auditor) = &app.auditor else {
+            return;
+        };
+        self.record.http_status = status;
+        self.record.outcome = match status {
+            Some(s) => Outcome::of_status(s).unwrap_or(Outcome::Ok),
+            None => Outcome::TunnelError,
+        };
+        self.record.latency_us = Some(self.started.elapsed().as_micros() as u64);
+        auditor.record(self.record);
+    }
+}
+
+fn unaudited(audit: &mut AuditRecord) -> Response<Body> {
     audit.outcome = Outcome::AuditUnavailable;
     let mut resp = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -128,7 +193,7 @@ pub fn refuse_unaudited(app: &App, audit: &mut AuditRecord) -> Option<Response<B
     );
     resp.headers_mut()
         .insert(http::header::RETRY_AFTER, http::HeaderValue::from(5u32));
-    Some(resp)
+    resp
 }
 
 /// The response, writing `audit` when its body ends (when an audit log is configured).

@@ -24,6 +24,7 @@ use underpass_audit::{AuditRecord, Outcome};
 use crate::app::App;
 use crate::assertion::AssertionClaims;
 use crate::bridges::Bridge;
+use crate::http::audited::{write_ahead, OnBehalf};
 use crate::http::body::{full_body, Body, BodyError};
 use crate::http::conn::ConnInfo;
 use crate::http::headers::forwarding_headers;
@@ -83,6 +84,7 @@ pub async fn open(
     let id = format!("{:032x}", rand::random::<u128>());
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
     let bridge = Arc::new(Bridge {
+        id: id.clone(),
         service: service.to_owned(),
         identity,
         tunnel,
@@ -184,6 +186,9 @@ pub async fn post(
             code::NOT_FOUND,
             "unknown sessionId; open the event stream with GET first",
         );
+    }
+    if let Some(refusal) = write_ahead(app, audit).await {
+        return refusal;
     }
     let trace_id = audit.trace_id.clone().unwrap_or_default();
     let request_id = audit.request_id.clone().unwrap_or_else(new_request_id);
@@ -398,7 +403,13 @@ async fn listen(app: &Arc<App>, bridge: &Arc<Bridge>, trace_id: String) {
         .retain(|(n, _)| n != "content-type" && n != "accept");
     head.headers
         .push(("accept".into(), b"text/event-stream".to_vec()));
-    let Ok((resp_head, recv)) = exchange(&bridge.tunnel.conn, &head, Bytes::new()).await else {
+    let mut audit = OnBehalf::new(&head, &bridge.id);
+    if !audit.ahead(app).await {
+        return;
+    }
+    let exchanged = exchange(&bridge.tunnel.conn, &head, Bytes::new()).await;
+    audit.finish(app, exchanged.as_ref().ok().map(|(h, _)| h.status));
+    let Ok((resp_head, recv)) = exchanged else {
         return;
     };
     if resp_head.status == 200 {
@@ -422,6 +433,10 @@ async fn end_backend_session(app: &Arc<App>, bridge: &Bridge) {
         .unwrap_or(false);
     if has_session {
         let head = head(app, bridge, "DELETE", String::new(), new_request_id());
-        let _ = exchange(&bridge.tunnel.conn, &head, Bytes::new()).await;
+        let mut audit = OnBehalf::new(&head, &bridge.id);
+        if audit.ahead(app).await {
+            let ended = exchange(&bridge.tunnel.conn, &head, Bytes::new()).await;
+            audit.finish(app, ended.ok().map(|(h, _)| h.status));
+        }
     }
 }

@@ -16,6 +16,7 @@ use underpass_audit::{AuditRecord, Decision as AuditDecision, Outcome};
 
 use crate::app::App;
 use crate::assertion::AssertionClaims;
+use crate::http::audited::OnBehalf;
 use crate::http::headers::SESSION_HEADER;
 use crate::http::ids::new_request_id;
 use crate::http::respond::{over_cap, Refusal};
@@ -122,11 +123,20 @@ async fn end_at_backend(app: &App, session: ExpiredSession) {
         request_id: new_request_id(),
         assertion,
     };
+    let mut audit = OnBehalf::new(&head, &session.id);
+    if !audit.ahead(app).await {
+        return;
+    }
     let ended = tokio::time::timeout(
         Duration::from_secs(10),
         crate::tunnels::exchange::exchange(&tunnel.conn, &head, Bytes::new()),
     )
     .await;
+    let status = match &ended {
+        Ok(Ok((resp, _))) => Some(resp.status),
+        _ => None,
+    };
+    audit.finish(app, status);
     match ended {
         Ok(Ok((resp, _))) => tracing::debug!(
             service = %session.service,

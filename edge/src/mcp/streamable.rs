@@ -19,6 +19,7 @@ use underpass_transport::ExchangeRecv;
 
 use crate::app::App;
 use crate::assertion::AssertionClaims;
+use crate::http::audited::write_ahead;
 use crate::http::body::{full_body, Body, BodyError};
 use crate::http::conn::ConnInfo;
 use crate::http::headers::{response_headers, upstream_headers, SESSION_HEADER};
@@ -73,10 +74,16 @@ async fn relay(
         session_id.as_deref(),
         audit,
     );
+    if let Some(refusal) = write_ahead(app, audit).await {
+        return Err(Box::new(refusal));
+    }
     let (resp_head, recv) = send(&tunnel, &head, body, service, audit).await?;
 
     let status = upstream_status(&resp_head, audit);
     let (headers, is_sse) = response_headers(resp_head.headers);
+    if status.is_success() && admitted.calls.iter().any(|c| c.is_request) {
+        answer_is_mcp(&headers, is_sse, service, audit)?;
+    }
     if status.is_success() {
         if let (None, Some(id)) = (
             &session_id,
@@ -262,6 +269,36 @@ fn upstream_status(head: &ResponseHead, audit: &mut AuditRecord) -> StatusCode {
         audit.outcome = Outcome::Error;
     }
     status
+}
+
+/// A success answer to requests must be JSON or an event stream (the streamable HTTP
+/// transport): anything else, such as an HTML page from a proxy in front of the backend, is a
+/// 502 that says so instead of a body no client can read.
+fn answer_is_mcp(
+    headers: &HeaderMap,
+    is_sse: bool,
+    service: &str,
+    audit: &mut AuditRecord,
+) -> Result<(), Refusal> {
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase())
+        .unwrap_or_default();
+    if is_sse || content_type.starts_with("application/json") {
+        return Ok(());
+    }
+    audit.outcome = Outcome::BackendError;
+    let mut shown = content_type;
+    shown.truncate(64);
+    Err(Box::new(error_response(
+        StatusCode::BAD_GATEWAY,
+        code::UPSTREAM_FAILED,
+        &incident(
+            "the backend answered with neither JSON nor an event stream",
+            service,
+            &format!("backend answered requests with content type {shown:?}"),
+        ),
+    )))
 }
 
 /// Reads a `server/discover` answer whole (small and rare) to learn the versions the service

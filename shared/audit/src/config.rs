@@ -18,6 +18,13 @@ pub struct AuditConfig {
     /// and at shutdown). Default 1: every record. 0 = only when idle and at shutdown.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// Before a request goes down a tunnel, write a `dispatched` line for each of its
+    /// messages and wait until it is in the file (written, not synced): an edge killed while
+    /// a backend works on a call still leaves a record of it. When that line cannot be
+    /// written, `on_failure` decides (`"refuse"`: the request is answered 503 and never
+    /// sent). Default true; false writes only the line with the outcome, after the answer.
+    #[serde(default = "default_write_ahead")]
+    pub write_ahead: bool,
     /// Record the (redacted) arguments of tool calls, resource reads and prompt requests.
     /// Default false: arguments may carry personal or secret data.
     #[serde(default)]
@@ -80,6 +87,10 @@ pub(crate) fn default_refusal_window_secs() -> u64 {
     60
 }
 
+pub(crate) fn default_write_ahead() -> bool {
+    true
+}
+
 pub(crate) fn default_checkpoint_every() -> u64 {
     1
 }
@@ -91,6 +102,7 @@ impl AuditConfig {
             file: file.into(),
             max_bytes: default_max_bytes(),
             checkpoint_every: default_checkpoint_every(),
+            write_ahead: default_write_ahead(),
             log_arguments: false,
             signing_key: None,
             on_failure: OnFailure::default(),

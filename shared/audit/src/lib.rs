@@ -2,8 +2,9 @@
 //! checkpoints, the writer and its non-blocking handle, and the offline verifier. It knows
 //! nothing of HTTP or of the gateway, so `audit verify` needs none of them.
 //!
-//! The trail: one JSON line per client request, hash-chained and
-//! anchored by signed checkpoints.
+//! The trail: one JSON line per client request (per JSON-RPC message of it), plus, with
+//! `write_ahead`, a `dispatched` line of each written before it goes down a tunnel;
+//! hash-chained and anchored by signed checkpoints.
 //!
 //! # On-disk format
 //!

@@ -46,6 +46,10 @@ pub enum Outcome {
     StreamError,
     /// The client went away before the response was sent in full.
     ClientGone,
+    /// Written ahead (`[audit] write_ahead`): the request is about to go down a tunnel to a
+    /// backend. Not an outcome: the line with the outcome follows, with the same
+    /// `request_id`, unless the edge died first.
+    Dispatched,
     /// Writer's line: records were lost.
     AuditGap,
     /// Writer's line: the log file was removed or replaced and reopened.
@@ -75,6 +79,7 @@ impl Outcome {
             Outcome::AuditUnavailable => "audit_unavailable",
             Outcome::StreamError => "stream_error",
             Outcome::ClientGone => "client_gone",
+            Outcome::Dispatched => "dispatched",
             Outcome::AuditGap => "audit_gap",
             Outcome::AuditReopened => "audit_reopened",
             Outcome::AuditRetention => "audit_retention",
@@ -114,7 +119,7 @@ impl fmt::Display for Outcome {
 mod tests {
     use super::*;
 
-    const ALL: [Outcome; 20] = [
+    const ALL: [Outcome; 21] = [
         Outcome::Ok,
         Outcome::Error,
         Outcome::Denied,
@@ -132,6 +137,7 @@ mod tests {
         Outcome::AuditUnavailable,
         Outcome::StreamError,
         Outcome::ClientGone,
+        Outcome::Dispatched,
         Outcome::AuditGap,
         Outcome::AuditReopened,
         Outcome::AuditRetention,

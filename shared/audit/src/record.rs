@@ -208,6 +208,21 @@ pub struct CallAudit {
 }
 
 impl AuditRecord {
+    /// The write-ahead lines of a request about to go down a tunnel: its lines as they stand
+    /// (who, what, which rule allowed it), with outcome `dispatched` and nothing yet about an
+    /// answer.
+    pub fn dispatched_lines(&self) -> Vec<AuditRecord> {
+        AuditRecord {
+            outcome: Outcome::Dispatched,
+            http_status: None,
+            jsonrpc_error: None,
+            latency_us: None,
+            bytes_out: None,
+            ..self.clone()
+        }
+        .into_lines()
+    }
+
     /// The lines to write for this record: itself when it carries no per-call entries,
     /// otherwise one line per entry (with `batch_index`/`batch_size` when `batch` is set).
     pub fn into_lines(mut self) -> Vec<AuditRecord> {

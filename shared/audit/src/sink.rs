@@ -25,6 +25,8 @@ pub(crate) const TICK: Duration = Duration::from_secs(1);
 
 pub(crate) enum Msg {
     Record(Box<AuditRecord>),
+    /// Write-ahead lines; the reply says whether every one of them was written.
+    Ahead(Vec<AuditRecord>, oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<Result<(), AuditError>>),
 }
 
@@ -50,6 +52,7 @@ pub struct Auditor {
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
     log_arguments: bool,
+    write_ahead: bool,
 }
 
 pub(crate) fn count_drop(dropped: &AtomicU64, why: &str) {
@@ -98,6 +101,7 @@ impl Auditor {
             tx,
             shared,
             log_arguments: config.log_arguments,
+            write_ahead: config.write_ahead,
         };
         (auditor, PendingWriter { writer, rx })
     }
@@ -122,6 +126,33 @@ impl Auditor {
                 count_drop(&self.shared.dropped, "writer stopped")
             }
         }
+    }
+
+    /// With `write_ahead` on, puts the `dispatched` lines of `record` (a request about to go
+    /// down a tunnel) on the log and waits until the writer has written them. True to go on:
+    /// written, write-ahead off, or not written with `on_failure = "continue"` (the loss is
+    /// counted into a gap record like any other). False when they could not be written and
+    /// the request must be refused (`"refuse"`).
+    pub async fn write_ahead(&self, record: &AuditRecord) -> bool {
+        if !self.write_ahead {
+            return true;
+        }
+        let lines = record.dispatched_lines();
+        let count = lines.len() as u64;
+        let (reply, written) = oneshot::channel();
+        let written = match self.tx.try_send(Msg::Ahead(lines, reply)) {
+            Ok(()) => written.await.unwrap_or(false),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                count_drop(&self.shared.dropped, "queue full");
+                lock(&self.shared.queue_lost).add(count, "queue full", SystemTime::now());
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                count_drop(&self.shared.dropped, "writer stopped");
+                false
+            }
+        };
+        written || self.shared.on_failure == OnFailure::Continue
     }
 
     /// Whether records are being written: nothing lost since the last gap record, and room
@@ -225,14 +256,20 @@ impl Writer {
             }
             match msg {
                 None => {}
-                Some(Msg::Record(rec)) => self.write(&rec),
+                Some(Msg::Record(rec)) => {
+                    self.write(&rec);
+                }
+                Some(Msg::Ahead(lines, reply)) => self.write_ahead(&lines, reply),
                 Some(Msg::Shutdown(reply)) => {
                     // Refuse further records (senders see them as dropped), write what is
                     // already queued, then seal.
                     rx.close();
                     while let Ok(msg) = rx.try_recv() {
                         match msg {
-                            Msg::Record(rec) => self.write(&rec),
+                            Msg::Record(rec) => {
+                                self.write(&rec);
+                            }
+                            Msg::Ahead(lines, reply) => self.write_ahead(&lines, reply),
                             Msg::Shutdown(other) => {
                                 let _ = other.send(Ok(()));
                             }
@@ -253,10 +290,20 @@ impl Writer {
         self.log.note_lost(tally);
     }
 
-    fn write(&mut self, rec: &AuditRecord) {
+    fn write_ahead(&mut self, lines: &[AuditRecord], reply: oneshot::Sender<bool>) {
+        let mut all = true;
+        for line in lines {
+            all &= self.write(line);
+        }
+        let _ = reply.send(all);
+    }
+
+    /// Appends one record; false when it could not be written (it is counted as lost).
+    fn write(&mut self, rec: &AuditRecord) -> bool {
         let was_healthy = self.log.is_healthy();
         self.take_queue_losses();
-        if let Err(e) = self.log.append(rec) {
+        let result = self.log.append(rec);
+        if let Err(e) = &result {
             count_drop(&self.shared.dropped, "write failed");
             if was_healthy {
                 let refusing = if self.shared.on_failure == OnFailure::Refuse {
@@ -272,6 +319,7 @@ impl Writer {
         self.shared
             .healthy
             .store(self.log.is_healthy(), Ordering::Relaxed);
+        result.is_ok()
     }
 
     fn tick(&mut self, all: bool) {

@@ -665,6 +665,97 @@ async fn records_dropped_from_a_full_queue_count_into_the_gap() {
     assert!(r.gaps[0].reasons.iter().any(|x| x == "queue full"));
 }
 
+#[tokio::test]
+async fn write_ahead_lines_are_in_the_file_when_it_returns() {
+    let dir = TempDir::new("ahead");
+    let config = AuditConfig::new(dir.log());
+    assert!(config.write_ahead, "the default");
+    let auditor = Auditor::start(&config).expect("start");
+    let mut request = record(7);
+    request.request_id = Some("r-7".into());
+    request.http_status = Some(200);
+    request.batch_size = Some(2);
+    request.calls = vec![
+        CallAudit {
+            method: "tools/call".into(),
+            target: Some("echo".into()),
+            rpc_id: Some(serde_json::json!(1)),
+            ..CallAudit::default()
+        },
+        CallAudit {
+            method: "ping".into(),
+            rpc_id: Some(serde_json::json!(2)),
+            ..CallAudit::default()
+        },
+    ];
+    assert!(auditor.write_ahead(&request).await);
+    // No waiting: the lines are in the file (as after a SIGKILL of the edge right now).
+    let l: Vec<Value> = lines(&dir.log())
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(l.len(), 2, "one line per message of the batch");
+    for (i, line) in l.iter().enumerate() {
+        assert_eq!(line["outcome"], "dispatched");
+        assert_eq!(line["request_id"], "r-7");
+        assert_eq!(line["batch_index"], i);
+        assert!(line.get("http_status").is_none(), "no answer yet: {line}");
+    }
+    assert_eq!(l[0]["target"], "echo");
+    auditor.shutdown().await.expect("shutdown");
+    let r = verify(&dir.log(), None).expect("verify");
+    assert_eq!((r.records, r.unsigned_tail), (2, 0));
+}
+
+#[tokio::test]
+async fn write_ahead_that_fails_refuses_or_goes_on_as_on_failure_says() {
+    for on_failure in [OnFailure::Refuse, OnFailure::Continue] {
+        let dir = TempDir::new("ahead-fail");
+        let mut config = AuditConfig::new(dir.log());
+        config.on_failure = on_failure;
+        let log = AuditLog::open(&config).expect("open");
+        let fail = log.fail_writes.clone();
+        let auditor = Auditor::spawn(log, &config, 64).expect("start");
+        fail.store(true, Ordering::Relaxed);
+        assert_eq!(
+            auditor.write_ahead(&record(0)).await,
+            on_failure == OnFailure::Continue,
+            "{on_failure:?}"
+        );
+        assert_eq!(auditor.dropped(), 1);
+        fail.store(false, Ordering::Relaxed);
+        assert!(auditor.write_ahead(&record(1)).await, "{on_failure:?}");
+        auditor.shutdown().await.expect("shutdown");
+        let r = verify(&dir.log(), None).expect("verify");
+        assert_eq!((r.records, r.lost()), (2, 1), "the gap, then record 1");
+    }
+    // Off: nothing is written ahead.
+    let dir = TempDir::new("ahead-off");
+    let mut config = AuditConfig::new(dir.log());
+    config.write_ahead = false;
+    let auditor = Auditor::start(&config).expect("start");
+    assert!(auditor.write_ahead(&record(0)).await);
+    auditor.shutdown().await.expect("shutdown");
+    assert!(lines(&dir.log()).is_empty());
+}
+
+#[tokio::test]
+async fn write_ahead_with_a_full_queue_is_counted_into_the_gap() {
+    let dir = TempDir::new("ahead-queue");
+    let config = AuditConfig::new(dir.log());
+    let log = AuditLog::open(&config).expect("open");
+    let (auditor, writer) = Auditor::unstarted(log, &config, 1);
+    auditor.record(record(0));
+    assert!(
+        !auditor.write_ahead(&record(1)).await,
+        "refuse: the queue is full"
+    );
+    writer.start(&config.file).expect("start");
+    auditor.shutdown().await.expect("shutdown");
+    let r = verify(&dir.log(), None).expect("verify");
+    assert_eq!((r.records, r.lost()), (2, 1), "the gap, then record 0");
+}
+
 #[test]
 fn a_removed_or_renamed_log_is_reopened_and_the_chain_goes_on() {
     let dir = TempDir::new("reopen");
