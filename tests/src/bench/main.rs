@@ -117,7 +117,12 @@ fn main() -> std::process::ExitCode {
         },
         dir.display()
     );
-    let mut stack = Stack::start(&dir, args.backend_threads, plan.needs_relay());
+    let mut stack = Stack::start(
+        &dir,
+        args.backend_threads,
+        plan.needs_relay(),
+        args.audit.edge_table(),
+    );
     if args.pause {
         pause(&stack);
     }

@@ -76,6 +76,12 @@ pub(crate) struct Args {
     /// `TOKIO_WORKER_THREADS=1` or `LD_PRELOAD=...` (repeatable; for experiments).
     #[arg(long, value_name = "KEY=VALUE")]
     pub(crate) tunnel_env: Vec<String>,
+    /// The edge's audit log: none (the default, as the figures in README), `after` (a line
+    /// with the outcome after each answer, `write_ahead = false`) or `ahead` (also a
+    /// `dispatched` line before each request goes down the tunnel, the default of a configured
+    /// `[audit]`). Both write a signed checkpoint per line, as configured by default.
+    #[arg(long, value_enum, default_value_t = AuditMode::None)]
+    pub(crate) audit: AuditMode,
     /// Print the process ids and wait for Enter before the latency phase (to attach a profiler).
     #[arg(long)]
     pub(crate) pause: bool,
@@ -111,6 +117,25 @@ pub(crate) struct Args {
     /// DELETE; a new connection each).
     #[arg(long, default_value_t = 10.0)]
     pub(crate) soak_churn_rate: f64,
+}
+
+/// `--audit`: what the benchmark's edge writes to its audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AuditMode {
+    None,
+    After,
+    Ahead,
+}
+
+impl AuditMode {
+    /// The `[audit]` table for the edge's config.
+    pub(crate) fn edge_table(self) -> &'static str {
+        match self {
+            AuditMode::None => "",
+            AuditMode::After => "[audit]\nfile = \"audit.jsonl\"\nwrite_ahead = false\n",
+            AuditMode::Ahead => "[audit]\nfile = \"audit.jsonl\"\nwrite_ahead = true\n",
+        }
+    }
 }
 
 /// A duration as the configs write it: `30m`, `90s`, `1h`, `1500ms`, or bare seconds.

@@ -113,8 +113,15 @@ const BENCH_CLIENTS: &str = "max_connections = 100000\nmax_connections_per_ip = 
      idle_timeout = \"1h\"";
 
 impl Stack {
-    pub(crate) fn start(dir: &Path, backend_threads: usize, with_relay: bool) -> Stack {
-        Self::start_with(dir, backend_threads, with_relay, BENCH_EDGE, BENCH_CLIENTS)
+    /// The benchmark's stack; `audit` is the edge's `[audit]` table (or empty).
+    pub(crate) fn start(
+        dir: &Path,
+        backend_threads: usize,
+        with_relay: bool,
+        audit: &str,
+    ) -> Stack {
+        let edge = format!("{BENCH_EDGE}{audit}");
+        Self::start_with(dir, backend_threads, with_relay, &edge, BENCH_CLIENTS)
     }
 
     /// A stack whose edge gets `edge_extra` (as [`EdgeSetup::write`] takes it) and, when not
