@@ -707,6 +707,26 @@ async fn write_ahead_lines_are_in_the_file_when_it_returns() {
     assert_eq!((r.records, r.unsigned_tail), (2, 0));
 }
 
+#[test]
+fn a_dispatched_line_is_vouched_for_by_the_next_checkpoint_not_its_own() {
+    let dir = TempDir::new("ahead-checkpoint");
+    let config = AuditConfig::new(dir.log());
+    assert_eq!(config.checkpoint_every, 1);
+    let mut log = AuditLog::open(&config).expect("open");
+    let mut dispatched = record(0);
+    dispatched.outcome = Outcome::Dispatched;
+    // The trail's first line is checkpointed whatever it is.
+    log.append(&dispatched).expect("append");
+    let r = verify(&dir.log(), None).expect("verify");
+    assert_eq!((r.records, r.checkpoints, r.unsigned_tail), (1, 1, 0));
+    log.append(&dispatched).expect("append");
+    let r = verify(&dir.log(), None).expect("verify");
+    assert_eq!((r.records, r.checkpoints, r.unsigned_tail), (2, 1, 1));
+    log.append(&record(0)).expect("append");
+    let r = verify(&dir.log(), None).expect("verify");
+    assert_eq!((r.records, r.checkpoints, r.unsigned_tail), (3, 2, 0));
+}
+
 #[tokio::test]
 async fn write_ahead_that_fails_refuses_or_goes_on_as_on_failure_says() {
     for on_failure in [OnFailure::Refuse, OnFailure::Continue] {

@@ -389,10 +389,15 @@ impl AuditLog {
             // Retention may have written a line into the fresh file: seal against it.
             (line, hash) = self.seal_next(record)?;
         }
-        self.write_sealed(&line, hash)
+        // A `dispatched` line is vouched for by the next checkpoint written for a line with an
+        // outcome (normally its own, moments later), not by one of its own: it would double
+        // the signing work per request. The first line of a trail always gets one, so that a
+        // trail cut short right after it still verifies.
+        let counts = record.outcome != Outcome::Dispatched || self.checkpoints_size == 0;
+        self.write_sealed(&line, hash, counts)
     }
 
-    fn write_sealed(&mut self, line: &str, hash: String) -> Result<u64, AuditError> {
+    fn write_sealed(&mut self, line: &str, hash: String, counts: bool) -> Result<u64, AuditError> {
         if let Err(e) = self.write_log(line.as_bytes()) {
             // Best effort: never leave half a line that would block the next start.
             let _ = self.file.set_len(self.size);
@@ -403,7 +408,7 @@ impl AuditLog {
         self.head = hash;
         self.next_seq += 1;
         self.since_checkpoint += 1;
-        if self.checkpoint_every > 0 && self.since_checkpoint >= self.checkpoint_every {
+        if counts && self.checkpoint_every > 0 && self.since_checkpoint >= self.checkpoint_every {
             // The record is written; a checkpoint that fails is retried with the next one.
             if let Err(e) = self.checkpoint() {
                 self.checkpoint_failed(&e.to_string());
@@ -459,7 +464,7 @@ impl AuditLog {
                 ..AuditRecord::default()
             };
             let (line, hash) = self.seal_next(&note)?;
-            self.write_sealed(&line, hash)?;
+            self.write_sealed(&line, hash, true)?;
         }
         if let Some(why) = replaced(&self.checkpoints_path, &self.checkpoints) {
             let file = open_append(&self.checkpoints_path)?;
@@ -561,7 +566,7 @@ impl AuditLog {
             ..AuditRecord::default()
         };
         let (line, hash) = self.seal_next(&note)?;
-        self.write_sealed(&line, hash)?;
+        self.write_sealed(&line, hash, true)?;
         for (_, victim) in victims {
             fs::remove_file(victim).map_err(io_err("delete", victim))?;
             tracing::info!("audit retention: deleted {}", victim.display());
