@@ -26,7 +26,7 @@ tools = ["echo"]
 
 struct Setup {
     d: Deployment,
-    _backend: Recorder,
+    backend: Recorder,
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -50,10 +50,7 @@ fn setup_with(audit_keys: &str, prepare: impl FnOnce(&Path)) -> Setup {
         std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
         prepare(dir);
     });
-    Setup {
-        d,
-        _backend: backend,
-    }
+    Setup { d, backend }
 }
 
 fn setup(audit_keys: &str) -> Setup {
@@ -135,10 +132,16 @@ fn every_answer_has_a_record_whose_outcome_matches_its_status() {
     assert_eq!(r.status, 401, "{}", r.text());
 
     s.d.edge.stop();
-    let recs = records(&log_path(&s));
-    let text: Vec<String> = recs.iter().map(Value::to_string).collect();
+    let all = records(&log_path(&s));
+    let text: Vec<String> = all.iter().map(Value::to_string).collect();
     let text = text.join("\n");
+    // The one call that went down the tunnel also has its `dispatched` line, written before.
+    let (dispatched, recs): (Vec<Value>, Vec<Value>) = all
+        .iter()
+        .cloned()
+        .partition(|r| r["outcome"] == "dispatched");
     assert_eq!(recs.len(), 8, "one record per answer:\n{text}");
+    assert_eq!(dispatched.len(), 1, "{text}");
     let find = |status: u16, key: &str, value: &str| -> &Value {
         recs.iter()
             .find(|r| r["http_status"] == status && r[key] == value)
@@ -151,6 +154,8 @@ fn every_answer_has_a_record_whose_outcome_matches_its_status() {
         (&json!("ok"), &json!("allow"), &json!("apikey:ci-bot")),
         "{ok}"
     );
+    assert_eq!(dispatched[0]["request_id"], ok["request_id"], "{text}");
+    assert!(dispatched[0]["seq"].as_u64() < ok["seq"].as_u64(), "{text}");
     let put = find(405, "service", "rec");
     assert_eq!(put["outcome"], "method_not_allowed", "{put}");
     assert_eq!(put["http_method"], "PUT", "{put}");
@@ -293,14 +298,13 @@ fn refuse_mode_answers_503_while_the_log_cannot_be_written_and_verify_reports_th
     let mut s = setup_with("", |dir| {
         std::os::unix::fs::symlink("/dev/full", dir.join("audit.jsonl")).unwrap();
     });
-    assert_eq!(call(&s).status, 200, "served before any write failed");
-    let refused = poll(
-        "a 503 while the log is full",
-        Duration::from_secs(10),
-        || {
-            let r = call(&s);
-            (r.status == 503).then_some(r)
-        },
+    // The call's `dispatched` line cannot be written, so the call is refused at once and
+    // never sent (with `write_ahead = false` it would be served, and its record lost).
+    let refused = call(&s);
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        s.backend.seen().is_empty(),
+        "a call the log could not record was sent"
     );
     let v = refused.json();
     assert_eq!(v["error"]["code"], -31503, "{v}");
@@ -321,9 +325,8 @@ fn refuse_mode_answers_503_while_the_log_cannot_be_written_and_verify_reports_th
         .iter()
         .find(|r| r["outcome"] == "audit_gap")
         .unwrap_or_else(|| panic!("no gap record: {recs:?}"));
-    // At least the record of the first call (the 503s' own may land before or after the
-    // log is writable again).
-    assert!(gap["trail"]["lost"].as_u64().unwrap() >= 1, "{gap}");
+    // At least the first call's `dispatched` line and its 503's record.
+    assert!(gap["trail"]["lost"].as_u64().unwrap() >= 2, "{gap}");
     let out = verify(&log_path(&s), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(

@@ -386,8 +386,21 @@ fn audit_log_of_real_traffic_verifies_and_every_tampering_is_detected() {
     let log = s.d.path().join("audit.jsonl");
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 5, "{text}");
-    let denied: Value = serde_json::from_str(lines[2]).unwrap();
+    let records: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // One line per answer, and a `dispatched` line, written before, for each of the three calls
+    // that went down the tunnel (the denied one and the 401 never did).
+    let dispatched = records
+        .iter()
+        .filter(|r| r["outcome"] == "dispatched")
+        .count();
+    assert_eq!((lines.len(), dispatched), (8, 3), "{text}");
+    let denied = records
+        .iter()
+        .find(|r| r["target"] == "delete-everything")
+        .unwrap_or_else(|| panic!("no line for the denied call: {text}"));
     assert_eq!(denied["decision"], "deny", "{denied}");
     assert_eq!(denied["rule"], "no-deletes");
     assert_eq!(denied["principal"], "jwt:bob");
