@@ -12,6 +12,7 @@ pub mod load;
 pub mod netns;
 pub mod recorder;
 pub mod rogue;
+pub mod tls_client;
 pub mod vitals;
 
 use std::collections::{BTreeSet, HashMap};

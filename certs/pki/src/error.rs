@@ -55,6 +55,12 @@ pub enum Error {
     #[error("{}: the CA certificate expired at {at}: create a new CA", .path.display())]
     CaExpired { path: PathBuf, at: String },
 
+    #[error("a certificate valid from {not_before} to {not_after} would never be valid")]
+    EmptyValidity {
+        not_before: String,
+        not_after: String,
+    },
+
     #[error("could not generate a certificate")]
     Generate(#[from] rcgen::Error),
 

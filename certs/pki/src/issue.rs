@@ -39,11 +39,44 @@ pub struct Issued {
     pub hosts: Vec<HostSan>,
 }
 
-/// Issues `dir/<name>.crt` and `dir/<name>.key` for `role`, signed by the CA in `dir`.
+/// When a certificate is valid: from `not_before` to `not_after` (whole seconds; a
+/// certificate cannot hold more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// A new leaf's window: from [`CLOCK_SKEW`] before `now` to [`LEAF_VALIDITY`] after it.
+    pub fn leaf_from(now: OffsetDateTime) -> Validity {
+        Validity {
+            not_before: now - CLOCK_SKEW,
+            not_after: now + LEAF_VALIDITY,
+        }
+    }
+}
+
+/// Issues `dir/<name>.crt` and `dir/<name>.key` for `role`, signed by the CA in `dir`, valid
+/// from now (less [`CLOCK_SKEW`]) for [`LEAF_VALIDITY`].
 ///
 /// `sans` (edges only) are host names or IP addresses; empty means
 /// [`DEFAULT_EDGE_SANS`]. Refuses to overwrite either file.
 pub fn issue(dir: &Path, role: Role, name: &str, sans: &[String]) -> Result<Issued, Error> {
+    issue_with(dir, role, name, sans, Validity::leaf_from(ca::now()))
+}
+
+/// Like [`issue`], valid for the window `validity` instead: already expired, or not yet valid,
+/// if that is what is asked (tests of how peers refuse such certificates use it; the command
+/// line offers no such option). The end is cut to the CA's own `not_after`, as for [`issue`];
+/// a window that ends before it starts is refused.
+pub fn issue_with(
+    dir: &Path,
+    role: Role,
+    name: &str,
+    sans: &[String],
+    validity: Validity,
+) -> Result<Issued, Error> {
     validate_name(name)?;
     if name == "ca" {
         return Err(Error::ReservedName);
@@ -86,7 +119,22 @@ pub fn issue(dir: &Path, role: Role, name: &str, sans: &[String]) -> Result<Issu
             HostSan::Ip(ip) => SanType::IpAddress(*ip),
         });
     }
-    let now = ca::now();
+    let not_before = validity
+        .not_before
+        .replace_nanosecond(0)
+        .unwrap_or(validity.not_before);
+    // A leaf outliving its CA would only fail later, and more confusingly.
+    let not_after = validity
+        .not_after
+        .replace_nanosecond(0)
+        .unwrap_or(validity.not_after)
+        .min(ca.not_after);
+    if not_after <= not_before {
+        return Err(Error::EmptyValidity {
+            not_before: crate::rfc3339(not_before),
+            not_after: crate::rfc3339(not_after),
+        });
+    }
     let serial = ca::random_serial()?;
 
     let mut params = CertificateParams::default();
@@ -99,9 +147,8 @@ pub fn issue(dir: &Path, role: Role, name: &str, sans: &[String]) -> Result<Issu
         Role::Connector | Role::Client => ExtendedKeyUsagePurpose::ClientAuth,
     }];
     params.use_authority_key_identifier_extension = true;
-    params.not_before = now - CLOCK_SKEW;
-    // A leaf outliving its CA would only fail later, and more confusingly.
-    params.not_after = (now + LEAF_VALIDITY).min(ca.not_after);
+    params.not_before = not_before;
+    params.not_after = not_after;
     params.serial_number = Some(serial.clone());
 
     let key = KeyPair::generate()?;
@@ -282,5 +329,70 @@ mod tests {
                 HostSan::Ip([10, 0, 0, 1].into())
             ]
         );
+    }
+
+    #[test]
+    fn explicit_validity_windows() {
+        let dir = pki();
+        let now = ca::now();
+        // Expired yesterday: issued as asked, and inspect reads the same window back.
+        let expired = Validity {
+            not_before: now - time::Duration::days(2),
+            not_after: now - time::Duration::days(1),
+        };
+        let issued =
+            issue_with(dir.path(), Role::Client, "old", &[], expired).expect("expired leaf");
+        let info = crate::inspect::inspect_file(&issued.cert_path).expect("inspect");
+        assert_eq!(
+            (info.not_before, info.not_after),
+            (expired.not_before, expired.not_after)
+        );
+        assert_eq!(issued.not_after, expired.not_after);
+
+        // Not valid before tomorrow.
+        let future = Validity {
+            not_before: now + time::Duration::days(1),
+            not_after: now + time::Duration::days(2),
+        };
+        let issued = issue_with(dir.path(), Role::Edge, "later", &[], future).expect("future");
+        let info = crate::inspect::inspect_file(&issued.cert_path).expect("inspect");
+        assert_eq!(info.not_before, future.not_before);
+
+        // Never past the CA's own end.
+        let long = Validity {
+            not_before: now,
+            not_after: now + ca::CA_VALIDITY + time::Duration::days(365),
+        };
+        let issued = issue_with(dir.path(), Role::Connector, "long", &[], long).expect("long");
+        assert!(issued.not_after < long.not_after);
+        assert!(issued.not_after <= now + ca::CA_VALIDITY);
+
+        // A window that ends before (or when) it starts: refused, nothing written.
+        for (name, window) in [
+            (
+                "backwards",
+                Validity {
+                    not_before: now,
+                    not_after: now - time::Duration::days(1),
+                },
+            ),
+            (
+                "empty",
+                Validity {
+                    not_before: now,
+                    not_after: now,
+                },
+            ),
+        ] {
+            let err = issue_with(dir.path(), Role::Client, name, &[], window).expect_err(name);
+            assert!(matches!(err, Error::EmptyValidity { .. }), "{name}: {err}");
+            assert!(!dir.path().join(format!("{name}.crt")).exists(), "{name}");
+            assert!(!dir.path().join(format!("{name}.key")).exists(), "{name}");
+        }
+
+        // `issue` is `issue_with` and the default window.
+        let issued = issue(dir.path(), Role::Client, "now", &[]).expect("default");
+        let info = crate::inspect::inspect_file(&issued.cert_path).expect("inspect");
+        assert_eq!(info.not_after - info.not_before, LEAF_VALIDITY + CLOCK_SKEW);
     }
 }

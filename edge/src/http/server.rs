@@ -98,6 +98,12 @@ pub async fn serve_clients(
                         () = slot.evicted() => return,
                     } {
                         Ok(Ok(s)) => s,
+                        Ok(Err(e)) if refused_certificate(&e) => {
+                            // An authentication failure: the operator of a client whose
+                            // certificate expired or was revoked needs to see why.
+                            tracing::info!(%remote, "client certificate refused: {e}");
+                            return;
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%remote, "client TLS handshake failed: {e}");
                             return;
@@ -120,6 +126,17 @@ pub async fn serve_clients(
             }
         });
     }
+}
+
+/// Whether a failed handshake is the edge refusing the certificate the client presented (a
+/// foreign CA, the wrong role, revoked, expired), rather than noise (scanners, timeouts,
+/// clients that give up).
+fn refused_certificate(e: &std::io::Error) -> bool {
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(_))
+    )
 }
 
 async fn serve_connection<S>(stream: S, conn: Arc<ConnInfo>, app: Arc<App>, slot: limits::ConnSlot)

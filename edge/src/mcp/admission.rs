@@ -32,7 +32,8 @@ pub struct Admitted {
 }
 
 /// Who is calling, from the connection and the headers alone: 401 (with the
-/// `WWW-Authenticate` challenge) for a revoked client certificate or bad credentials.
+/// `WWW-Authenticate` challenge) for a revoked or expired client certificate or bad
+/// credentials.
 pub fn authenticate(
     app: &App,
     conn: &ConnInfo,
@@ -50,6 +51,14 @@ pub fn authenticate(
             StatusCode::UNAUTHORIZED,
             code::UNAUTHENTICATED,
             "client certificate revoked",
+        )));
+    }
+    if conn.cert_expired_at(std::time::SystemTime::now()) {
+        audit.outcome = Outcome::Unauthenticated;
+        return Err(Box::new(error_response(
+            StatusCode::UNAUTHORIZED,
+            code::UNAUTHENTICATED,
+            "client certificate expired",
         )));
     }
     let identity = match app.security.auth.authenticate(

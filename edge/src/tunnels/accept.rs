@@ -145,10 +145,44 @@ async fn serve_tunnel(
         ?services,
         "tunnel up"
     );
-    let reason = ctl.serve(&conn).await;
+    // The handshake checked the certificate once; the tunnel must not outlive it.
+    let not_after = conn
+        .peer_leaf()
+        .and_then(|leaf| underpass_pki::inspect::inspect_der(&leaf).ok())
+        .map(|info| info.not_after.unix_timestamp());
+    let serve = ctl.serve(&conn);
+    tokio::pin!(serve);
+    let reason = tokio::select! {
+        reason = &mut serve => reason,
+        () = until_expired(not_after) => {
+            tracing::warn!(connector = %cert_name, "closing tunnel: certificate expired");
+            conn.close(codes::GOING_AWAY, b"certificate expired");
+            serve.await
+        }
+    };
     registry.remove(tunnel.id);
     tracing::info!(connector = %cert_name, "tunnel down: {reason}");
     Ok(())
+}
+
+/// Returns once the wall clock is past `not_after` (Unix seconds; never without one). Checks
+/// the clock again at least daily, so a clock that jumps is followed.
+async fn until_expired(not_after: Option<i64>) {
+    let Some(end) = not_after else {
+        return std::future::pending().await;
+    };
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        // Expired means past `not_after`, as webpki has it.
+        let left = end.saturating_add(1).saturating_sub(now);
+        if left <= 0 {
+            return;
+        }
+        let left = Duration::from_secs(u64::try_from(left).unwrap_or(u64::MAX));
+        tokio::time::sleep(left.min(Duration::from_secs(24 * 3600))).await;
+    }
 }
 
 /// How a handshake ended without a Hello to judge.
