@@ -37,8 +37,20 @@ const HEADER_LEN: usize = 1 + KEY_ID_LEN;
 pub const MAX_BACKEND_ID: usize = 512;
 /// Longest service or connector name sealed (they are validated names, far shorter).
 const MAX_NAME: usize = 255;
-/// Longest sealed id opened (characters); anything longer is refused before decoding.
-pub const MAX_SEALED_LEN: usize = 1024;
+/// Longest sealed id opened (characters): the longest id [`Sealer::seal`] writes; anything
+/// longer is refused before decoding.
+pub const MAX_SEALED_LEN: usize = (HEADER_LEN
+    + NONCE_LEN
+    + 1
+    + MAX_NAME
+    + PRINCIPAL_HASH_LEN
+    + 1
+    + MAX_NAME
+    + 2
+    + MAX_BACKEND_ID
+    + TAG_LEN)
+    .div_ceil(3)
+    * 4;
 const HKDF_SALT: &[u8] = b"underpass/sessions/v1";
 
 /// What a sealed id says.
