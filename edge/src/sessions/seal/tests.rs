@@ -139,7 +139,11 @@ fn what_cannot_be_sealed_is_refused() {
             &longest,
         ))
         .unwrap();
-    assert!(id.len() <= MAX_SEALED_LEN, "{} > {MAX_SEALED_LEN}", id.len());
+    assert!(
+        id.len() <= MAX_SEALED_LEN,
+        "{} > {MAX_SEALED_LEN}",
+        id.len()
+    );
     assert_eq!(
         s.open(&id, &"s".repeat(255), "alice").unwrap().backend_id,
         longest
