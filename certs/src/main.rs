@@ -48,6 +48,12 @@ enum Command {
         #[arg(long, requires = "serial")]
         force: bool,
     },
+    /// Write a new session key (32 random bytes, mode 0600) for the edge's `[sessions] keys`.
+    SessionKey {
+        /// The file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +147,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("serial:    {}", issued.serial);
             println!("not-after: {}", underpass_pki::rfc3339(issued.not_after));
+        }
+        Command::SessionKey { out } => {
+            underpass_pki::session_key::create(&out)?;
+            println!(
+                "wrote session key {} (32 random bytes, mode 0600): list it in edge.toml \
+                 [sessions] keys, the same file on every edge",
+                out.display()
+            );
         }
         Command::Inspect { file } => {
             print!("{}", underpass_pki::inspect::inspect_file(&file)?);

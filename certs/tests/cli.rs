@@ -434,3 +434,21 @@ fn leaves_chain_to_the_ca() {
     let name = ServerName::try_from("example.com").expect("server name");
     assert!(edge.verify_is_valid_for_subject_name(&name).is_err());
 }
+
+#[test]
+fn session_key_is_32_random_bytes_owner_only_never_overwritten() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let a = t.path().join("sessions.key");
+    let b = t.path().join("old.key");
+    let out = ok(&["session-key", "--out", s(&a)]);
+    assert!(out.contains("[sessions] keys"), "{out}");
+    ok(&["session-key", "--out", s(&b)]);
+    let ka = std::fs::read(&a).unwrap();
+    assert_eq!(ka.len(), 32);
+    assert_ne!(ka, std::fs::read(&b).unwrap(), "random, not fixed");
+    let mode = std::fs::metadata(&a).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let err = fails(&["session-key", "--out", s(&a)]);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read(&a).unwrap(), ka, "the existing key is kept");
+}

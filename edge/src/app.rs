@@ -15,6 +15,7 @@ use crate::limits::Limits;
 use crate::policy::Policy;
 use crate::reload::Reloadable;
 use crate::revocation::Revocations;
+use crate::sessions::Sealer;
 use crate::tunnels::registry::Registry;
 
 /// Everything a request handler may need. Shared behind an `Arc`; every field is safe to read
@@ -26,6 +27,8 @@ pub struct App {
     pub tunnels: Arc<Registry>,
     /// Signs the identity assertions backends receive instead of client credentials.
     pub signer: AssertionSigner,
+    /// Seals and opens the legacy session ids clients hold (`[sessions] keys`).
+    pub sealer: Sealer,
     /// The audit trail, when `[audit]` is configured.
     pub auditor: Option<Auditor>,
     /// Open 2024-11-05 SSE bridges, by session id.

@@ -44,6 +44,10 @@ pub struct EdgeConfig {
     /// The identity assertions backends receive instead of client credentials.
     #[serde(default)]
     pub assertion: AssertionConfig,
+    /// Keys that seal legacy session ids (`Mcp-Session-Id`), the same on every edge so that
+    /// any of them continues a session. Absent: a random key of this process (its sessions
+    /// do not survive it).
+    pub sessions: Option<SessionsConfig>,
 }
 
 fn default_worker_threads() -> usize {
@@ -185,6 +189,16 @@ pub struct PolicyConfig {
     pub allow_all: bool,
 }
 
+/// `[sessions]`: the keys that seal legacy session ids.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Files of 32 random bytes each (`underpass-certs session-key --out FILE`). The first
+    /// seals new session ids, every one opens them: to rotate, put a new key first and keep
+    /// the old one until the sessions it sealed are gone.
+    pub keys: Vec<PathBuf>,
+}
+
 /// Key of the identity assertions the edge signs for backends.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,6 +258,9 @@ impl EdgeConfig {
         {
             fix(p);
         }
+        for p in self.sessions.iter_mut().flat_map(|s| s.keys.iter_mut()) {
+            fix(p);
+        }
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -289,6 +306,12 @@ impl EdgeConfig {
             bail!("[clients] needs cert and key (or insecure_plaintext = true on loopback)");
         }
         validate_clients(&self.clients)?;
+        if self.sessions.as_ref().is_some_and(|s| s.keys.is_empty()) {
+            bail!(
+                "[sessions] keys is empty: list at least one key file \
+                 (`underpass-certs session-key --out FILE`), or remove [sessions]"
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         for s in &self.services {
             validate_name(&s.name).with_context(|| "invalid [[services]] name")?;
@@ -475,6 +498,29 @@ mod tests {
             let err = c.validate().unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn sessions_keys_are_paths_resolved_against_the_config() {
+        let dev = "[auth]\nanonymous = true\n[policy]\nallow_all = true";
+        let c = parse(&format!(
+            "[sessions]\nkeys = [\"sessions.key\", \"/keys/old.key\"]\n{dev}"
+        ))
+        .unwrap();
+        let keys = c.sessions.unwrap().keys;
+        assert_eq!(
+            keys,
+            vec![
+                PathBuf::from("/etc/underpass/sessions.key"),
+                PathBuf::from("/keys/old.key")
+            ]
+        );
+        assert!(parse(dev).unwrap().sessions.is_none());
+        let err = parse(&format!("[sessions]\nkeys = []\n{dev}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[sessions] keys is empty"), "{err}");
+        assert!(parse(&format!("[sessions]\nkeys = [\"k\"]\nkey = \"x\"\n{dev}")).is_err());
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod mcp;
 pub mod policy;
 pub mod reload;
 pub mod revocation;
+pub mod sessions;
 pub mod tunnels;
 
 use std::sync::Arc;
@@ -50,6 +51,18 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     underpass_shared::log_stats_on_usr1();
     let config = Arc::new(config);
     let registry = Arc::new(Registry::default());
+    let sealer = sessions::load(config.sessions.as_ref().map(|s| s.keys.as_slice()))?;
+    if sealer.is_shared() {
+        tracing::info!(
+            key_ids = ?sealer.key_ids(),
+            "legacy session ids sealed with [sessions] keys (the first seals, all open): any edge with these keys continues a session"
+        );
+    } else {
+        tracing::warn!(
+            "no [sessions] keys: legacy session ids are sealed with a random key of this process; \
+             sessions do not survive this edge and no other edge can continue them"
+        );
+    }
 
     let tunnel_creds =
         Credentials::load(&config.tunnel.cert, &config.tunnel.key, &config.tunnel.ca)
@@ -162,6 +175,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         },
         tunnels: registry.clone(),
         signer,
+        sealer,
         auditor: auditor.clone(),
         bridges: Default::default(),
         limits: limits::Limits::new(

@@ -93,9 +93,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => match cli.config {
-            Some(path) if cli.check => {
-                EdgeConfig::load(&path).map(|_| println!("{}: ok", path.display()))
-            }
+            Some(path) if cli.check => EdgeConfig::load(&path).and_then(|config| {
+                let keys = config.sessions.as_ref().map(|s| s.keys.as_slice());
+                underpass_edge::sessions::load(keys)?;
+                println!("{}: ok", path.display());
+                Ok(())
+            }),
             Some(path) => run(&path),
             None => Err(anyhow::anyhow!("--config edge.toml is required")),
         },

@@ -355,7 +355,51 @@ def bridge():
         + js(TOOLS_LIST) + "\nS " + js({"jsonrpc": "2.0", "id": 1, "result": {}}))
 
 
+def hkdf_sha256(salt, ikm, info, length):
+    import hashlib
+    import hmac
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    out, t, i = b"", b"", 1
+    while len(out) < length:
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        out += t
+        i += 1
+    return out[:length]
+
+
+def sealed_id(secret, service, principal, connector, backend_id, nonce):
+    """A sealed session id exactly as the edge writes it (edge/src/sessions/seal.rs)."""
+    import hashlib
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    salt = b"underpass/sessions/v1"
+    key_id = hkdf_sha256(salt, secret, b"key id", 4)
+    key = hkdf_sha256(salt, secret, b"aead", 32)
+    header = b"\x01" + key_id
+    plain = (bytes([len(service)]) + service.encode()
+             + hashlib.sha256(principal.encode()).digest()[:16]
+             + bytes([len(connector)]) + connector.encode()
+             + struct.pack(">H", len(backend_id)) + backend_id.encode())
+    sealed = ChaCha20Poly1305(key).encrypt(nonce, plain, header)
+    return b64u(header + nonce + sealed)
+
+
+def session_id():
+    put("session_id", "structured", b"\x01everything\0client:alice\0dc1\0f3a9c0de-7b1e-4c55-9a0e-2d4c1b7e8f60")
+    put("session_id", "structured-empty-id", b"\x07svc\0\0dc1\0")
+    put("session_id", "garbage", b"\x00not-a-session")
+    put("session_id", "padded", b"\x00AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==")
+    try:
+        for name, secret in [("sealed-key1", bytes([7] * 32)), ("sealed-key2", bytes([8] * 32)),
+                             ("sealed-foreign", bytes([9] * 32))]:
+            sid = sealed_id(secret, "everything", "client:alice", "dc1", "backend-session-1",
+                            bytes(range(12)))
+            put("session_id", name, b"\x00" + sid.encode())
+    except ImportError:
+        print("python cryptography missing: sealed session id seeds not rewritten", file=sys.stderr)
+
+
 if __name__ == "__main__":
-    for fn in [frames, control, mcp, sse, lists, audit, policy, config, jwks, jwt, bridge]:
+    for fn in [frames, control, mcp, sse, lists, audit, policy, config, jwks, jwt, bridge,
+               session_id]:
         fn()
     print("seeds written to", CORPUS, file=sys.stderr)

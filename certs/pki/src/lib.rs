@@ -23,6 +23,7 @@ pub mod inspect;
 pub mod issue;
 pub mod revocation;
 pub mod revoke;
+pub mod session_key;
 
 pub use error::Error;
 

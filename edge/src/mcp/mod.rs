@@ -7,5 +7,6 @@ pub mod judge;
 pub mod legacy_sse;
 pub mod list_filter;
 pub mod precheck;
+pub mod session_id;
 pub mod sessions;
 pub mod streamable;

@@ -27,6 +27,7 @@ use crate::http::respond::{error_response, over_cap};
 use crate::http::router::{route, Route};
 use crate::limits::{self, BodyRefused, Busy, KeyGuard};
 use crate::mcp::admission;
+use crate::mcp::session_id;
 
 /// A request in flight of one principal (shared with work spawned for the request, such as
 /// a 2024-11-05 bridge's forward; reachable from the request's extensions).
@@ -96,7 +97,8 @@ pub async fn before_body(
         .headers
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|id| app.tunnels.use_session(&service, id, &identity.principal));
+        .and_then(|id| session_id::open(app, &service, &identity.principal, id).ok())
+        .and_then(|s| app.tunnels.use_session(&s.key, &identity.principal));
     let in_flight = InFlight(Arc::new(slot));
     parts.extensions.insert(in_flight.clone());
     parts.extensions.insert(identity);

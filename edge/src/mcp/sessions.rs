@@ -2,7 +2,9 @@
 //! `[clients] max_sessions_per_principal` of them (`Mcp-Session-Id` sessions and 2024-11-05
 //! SSE bridges together; the `initialize` beyond is refused with 429 before it reaches a
 //! backend), and a session with no request for `[clients] session_idle_timeout` is forgotten
-//! and ended at its backend with a DELETE down its tunnel.
+//! and ended at its backend with a DELETE down its tunnel, unless the edges share
+//! `[sessions] keys`: then another edge may be serving the session right now (its client's
+//! connection moved), so the edge only forgets it (and gives its place back).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,11 +84,22 @@ pub async fn expire_idle_sessions(app: Arc<App>) {
         if expired.is_empty() {
             continue;
         }
+        let idle_for = humantime_serde::re::humantime::format_duration(idle);
+        if app.sealer.is_shared() {
+            tracing::info!(
+                count = expired.len(),
+                "forgot legacy sessions idle here for {idle_for} ([clients] session_idle_timeout); \
+                 not ending them at their backends: with [sessions] keys another edge may serve them"
+            );
+            continue;
+        }
         tracing::info!(
             count = expired.len(),
-            "forgot legacy sessions idle for {} ([clients] session_idle_timeout); ending them at their backends",
-            humantime_serde::re::humantime::format_duration(idle)
+            "forgot legacy sessions idle for {idle_for} ([clients] session_idle_timeout); ending them at their backends"
         );
+        for session in &expired {
+            app.tunnels.mark_ended(&session.key);
+        }
         futures_util::StreamExt::for_each_concurrent(
             futures_util::stream::iter(expired),
             32,
@@ -105,25 +118,28 @@ async fn end_at_backend(app: &App, session: ExpiredSession) {
     let assertion = app
         .signer
         .reusable(&AssertionClaims {
-            service: &session.service,
+            service: &session.key.service,
             principal: &session.principal,
             groups: &[],
-            session_id: Some(&session.id),
+            session_id: Some(&session.key.id),
             trace_id: None,
         })
         .map_err(|e| tracing::error!("cannot sign identity assertion: {e}"))
         .ok();
     let head = RequestHead {
-        service: session.service.clone(),
+        service: session.key.service.clone(),
         method: Method::DELETE.as_str().to_owned(),
         query: String::new(),
-        headers: vec![(SESSION_HEADER.to_owned(), session.id.clone().into_bytes())],
+        headers: vec![(
+            SESSION_HEADER.to_owned(),
+            session.key.id.clone().into_bytes(),
+        )],
         principal: session.principal.clone(),
         trace_id: format!("{:032x}", rand::random::<u128>()),
         request_id: new_request_id(),
         assertion,
     };
-    let mut audit = OnBehalf::new(&head, &session.id);
+    let mut audit = OnBehalf::new(&head, &session.key.id);
     if !audit.ahead(app).await {
         return;
     }
@@ -139,13 +155,15 @@ async fn end_at_backend(app: &App, session: ExpiredSession) {
     audit.finish(app, status);
     match ended {
         Ok(Ok((resp, _))) => tracing::debug!(
-            service = %session.service,
+            service = %session.key.service,
             status = resp.status,
             "expired session ended at the backend"
         ),
         Ok(Err(e)) => {
-            tracing::debug!(service = %session.service, "cannot end expired session: {e}")
+            tracing::debug!(service = %session.key.service, "cannot end expired session: {e}")
         }
-        Err(_) => tracing::debug!(service = %session.service, "ending expired session timed out"),
+        Err(_) => {
+            tracing::debug!(service = %session.key.service, "ending expired session timed out")
+        }
     }
 }

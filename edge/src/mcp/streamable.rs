@@ -1,6 +1,6 @@
 //! `/mcp/{service}`, the Streamable HTTP endpoint (both protocol eras): one client exchange,
-//! admitted at the edge, relayed on its own stream of a tunnel (a fresh pick, or the one its
-//! legacy session is pinned to), and the response streamed back as it arrives.
+//! admitted at the edge, relayed on its own stream of a tunnel (a fresh pick, or one of the
+//! connector its sealed legacy session names), and the response streamed back as it arrives.
 //!
 //! [`serve`] is a pipeline of named steps; each either hands its result to the next or ends
 //! the request with a finished refusal (and says why in the audit record).
@@ -30,9 +30,10 @@ use crate::http::respond::{error_response, incident, Refusal};
 use crate::mcp::admission::{self, Admitted};
 use crate::mcp::discover::discovered_versions;
 use crate::mcp::list_filter::{self, ListFilter};
+use crate::mcp::session_id::{self, ClientSession};
 use crate::mcp::sessions;
 use crate::tunnels::exchange::{exchange, response_stream};
-use crate::tunnels::registry::{SessionLookup, Tunnel};
+use crate::tunnels::registry::{SessionKey, SessionLookup, SessionSlot, Tunnel};
 
 type Chunks = futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BodyError>>;
 
@@ -61,17 +62,17 @@ async fn relay(
 ) -> Result<Response<Body>, Refusal> {
     check_endpoint(app, service, parts, audit)?;
     let admitted = admission::admit(app, conn, service, parts, &body, audit)?;
-    let mut session_slot = sessions::reserve(app, parts, &admitted, audit)?;
-    let session_id = session_id(parts)?;
     let principal = admitted.identity.principal.as_str();
-    let tunnel = pick_tunnel(app, service, session_id.as_deref(), principal)?;
+    let session = client_session(app, service, principal, parts)?;
+    let session_slot = sessions::reserve(app, parts, &admitted, audit)?;
+    let tunnel = pick_tunnel(app, service, session.as_ref().map(|s| &s.key), principal)?;
     let head = request_head(
         app,
         conn,
         service,
         parts,
         &admitted,
-        session_id.as_deref(),
+        session.as_ref().map(|s| s.key.id.as_str()),
         audit,
     );
     if let Some(refusal) = write_ahead(app, audit).await {
@@ -80,34 +81,88 @@ async fn relay(
     let (resp_head, recv) = send(&tunnel, &head, body, service, audit).await?;
 
     let status = upstream_status(&resp_head, audit);
-    let (headers, is_sse) = response_headers(resp_head.headers);
+    let (mut headers, is_sse) = response_headers(resp_head.headers);
+    let answered = session_id::seal_answer(
+        app,
+        &mut headers,
+        service,
+        principal,
+        &tunnel.connector,
+        session.as_ref(),
+    )?;
     if status.is_success() && admitted.calls.iter().any(|c| c.is_request) {
         answer_is_mcp(&headers, is_sse, service, audit)?;
     }
-    if status.is_success() {
-        if let (None, Some(id)) = (
-            &session_id,
-            headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()),
-        ) {
-            // The `initialize` that opened a session: pin it to this tunnel and principal.
-            app.tunnels
-                .open_session(service, id, tunnel.id, principal, session_slot.take());
-            audit.session = Some(id.to_owned());
+    let tracked = track_session(
+        app,
+        parts,
+        principal,
+        status,
+        session.as_ref(),
+        answered,
+        session_slot,
+    );
+    let adopted = match tracked {
+        Tracked::Opened(sealed) => {
+            audit.session = Some(sealed);
+            None
         }
-    }
-    if let (Some(id), true) = (
-        &session_id,
-        parts.method == Method::DELETE && status.is_success(),
-    ) {
-        app.tunnels.close_session(service, id);
-    }
+        Tracked::Adopted(busy) => Some(busy),
+        Tracked::Nothing => None,
+    };
 
     let mut stream = response_stream(recv, is_sse, &tunnel.connector);
     if status.is_success() && admitted.calls.iter().any(|c| c.method == "server/discover") {
         stream = learn_versions(app, service, stream, is_sse).await?;
     }
     let body = filter_body(app, service, &admitted, status, is_sse, stream, audit).await?;
-    Ok(response(status, headers, body))
+    let resp = response(status, headers, body);
+    Ok(match adopted {
+        Some(busy) => crate::limits::attach(resp, busy),
+        None => resp,
+    })
+}
+
+/// What the edge learned of a legacy session from an answer.
+enum Tracked {
+    /// An `initialize` opened one: its sealed id, as the client got it.
+    Opened(String),
+    /// A session this edge did not know was adopted: the request in flight on it.
+    Adopted(crate::limits::Busy),
+    Nothing,
+}
+
+/// Keeps the session table in step with the backend: an `initialize` answered with a session
+/// id opens one (in the place `slot` reserved for it), a successful DELETE or a 404 ends one,
+/// and a session this edge did not know that its backend serves is adopted (counted and
+/// expired here from now on).
+fn track_session(
+    app: &App,
+    parts: &http::request::Parts,
+    principal: &str,
+    status: StatusCode,
+    asked: Option<&ClientSession>,
+    answered: Option<ClientSession>,
+    slot: Option<SessionSlot>,
+) -> Tracked {
+    match (asked, answered) {
+        (None, Some(opened)) if status.is_success() => {
+            app.tunnels.open_session(opened.key, principal, slot);
+            Tracked::Opened(opened.sealed)
+        }
+        (Some(s), _)
+            if (parts.method == Method::DELETE && status.is_success())
+                || status == StatusCode::NOT_FOUND =>
+        {
+            app.tunnels.close_session(&s.key);
+            Tracked::Nothing
+        }
+        (Some(s), _) if status.is_success() => app
+            .tunnels
+            .adopt_session(&s.key, principal)
+            .map_or(Tracked::Nothing, Tracked::Adopted),
+        _ => Tracked::Nothing,
+    }
 }
 
 /// Host and Origin, the service, the method and the media types: everything that can be
@@ -155,11 +210,19 @@ fn method_allowed(method: &Method) -> Result<(), Refusal> {
     Err(Box::new(resp))
 }
 
-/// The request's `Mcp-Session-Id`, if it carries one.
-fn session_id(parts: &http::request::Parts) -> Result<Option<String>, Refusal> {
+/// The session the request names by its sealed `Mcp-Session-Id`, if it carries one; 404
+/// when the id does not open for this service and principal.
+fn client_session(
+    app: &App,
+    service: &str,
+    principal: &str,
+    parts: &http::request::Parts,
+) -> Result<Option<ClientSession>, Refusal> {
     match parts.headers.get(SESSION_HEADER).map(|v| v.to_str()) {
         None => Ok(None),
-        Some(Ok(id)) => Ok(Some(id.to_owned())),
+        Some(Ok(id)) => session_id::open(app, service, principal, id)
+            .map(Some)
+            .map_err(|why| session_id::not_found(service, why)),
         Some(Err(_)) => Err(Box::new(error_response(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
@@ -168,31 +231,28 @@ fn session_id(parts: &http::request::Parts) -> Result<Option<String>, Refusal> {
     }
 }
 
-/// The tunnel the request goes down: its session's (a session belongs to the tunnel that
-/// answered its `initialize`, and to the principal that sent it), else any serving the
-/// service.
+/// The tunnel the request goes down: one of its session's connector (a session belongs to
+/// the connector that answered its `initialize`, and to the principal that sent it), else
+/// any serving the service.
 fn pick_tunnel(
     app: &App,
     service: &str,
-    session_id: Option<&str>,
+    session: Option<&SessionKey>,
     principal: &str,
 ) -> Result<std::sync::Arc<Tunnel>, Refusal> {
     let refusal = |status, code, message: &str| Box::new(error_response(status, code, message));
-    match session_id {
-        Some(id) => app
-            .tunnels
-            .session_tunnel(service, id, principal)
-            .map_err(|why| {
-                let msg = match why {
-                    SessionLookup::TunnelGone => {
-                        "session ended: its connector went away; initialize a new session"
-                    }
-                    SessionLookup::Unknown | SessionLookup::OtherPrincipal => {
-                        "session not found; initialize a new session"
-                    }
-                };
-                refusal(StatusCode::NOT_FOUND, code::NOT_FOUND, msg)
-            }),
+    match session {
+        Some(key) => app.tunnels.session_tunnel(key, principal).map_err(|why| {
+            let msg = match why {
+                SessionLookup::TunnelGone => {
+                    "session ended: its connector is not connected to this edge; initialize a new session"
+                }
+                SessionLookup::OtherPrincipal | SessionLookup::Ended => {
+                    "session not found; initialize a new session"
+                }
+            };
+            refusal(StatusCode::NOT_FOUND, code::NOT_FOUND, msg)
+        }),
         None => app.tunnels.pick(service).ok_or_else(|| {
             refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -228,11 +288,17 @@ fn request_head(
         })
         .map_err(|e| tracing::error!("cannot sign identity assertion: {e}"))
         .ok();
+    let mut headers = upstream_headers(conn, parts, !app.config.clients.insecure_plaintext);
+    if let Some(id) = session_id {
+        // Down the tunnel the session is the backend's own id, never the sealed one.
+        headers.retain(|(name, _)| name != SESSION_HEADER);
+        headers.push((SESSION_HEADER.to_owned(), id.as_bytes().to_vec()));
+    }
     RequestHead {
         service: service.to_owned(),
         method: parts.method.as_str().to_owned(),
         query: parts.uri.query().unwrap_or("").to_owned(),
-        headers: upstream_headers(conn, parts, !app.config.clients.insecure_plaintext),
+        headers,
         principal: principal.clone(),
         trace_id: audit.trace_id.clone().unwrap_or_default(),
         request_id: audit.request_id.clone().unwrap_or_else(new_request_id),

@@ -1,9 +1,10 @@
-//! Which connectors are online and which services each one serves; which legacy MCP session
-//! is pinned to which connector.
+//! Which connectors are online and which services each one serves; which legacy MCP sessions
+//! this edge serves, and for which connector.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::limits::{Activity, Busy, KeyGuard, PerKey};
 
@@ -18,11 +19,20 @@ pub struct Tunnel {
     pub cert_serial: String,
 }
 
-/// A legacy (`Mcp-Session-Id`) session: the tunnel that answered its `initialize`, and the
-/// principal that opened it.
+/// A legacy session as the edge knows it: its service, the connector that serves it (any of
+/// that connector's tunnels) and the backend's own session id. The client holds it sealed
+/// (`crate::sessions`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    pub service: String,
+    pub connector: String,
+    pub id: String,
+}
+
+/// A legacy (`Mcp-Session-Id`) session this edge opened or adopted: the principal that
+/// opened it.
 #[derive(Debug, Clone)]
 pub struct Session {
-    pub tunnel_id: u64,
     pub principal: String,
     /// Requests in flight on the session and when the last one ended (idle expiry).
     activity: Arc<Activity>,
@@ -35,8 +45,7 @@ pub type SessionSlot = KeyGuard<String>;
 
 /// A session the edge forgot because it was idle too long.
 pub struct ExpiredSession {
-    pub service: String,
-    pub id: String,
+    pub key: SessionKey,
     pub principal: String,
     /// Its tunnel, if still up (to end the session at the backend).
     pub tunnel: Option<Arc<Tunnel>>,
@@ -47,19 +56,28 @@ pub struct Registry {
     next_id: AtomicU64,
     round_robin: AtomicUsize,
     tunnels: RwLock<HashMap<u64, Arc<Tunnel>>>,
-    /// Keyed by (service, session id).
-    sessions: RwLock<HashMap<(String, String), Session>>,
+    sessions: RwLock<HashMap<SessionKey, Session>>,
     /// Protocol versions each service's backend announced in `server/discover`.
     versions: RwLock<HashMap<String, Vec<String>>>,
     /// Sessions (and 2024-11-05 bridges) held per principal.
     session_slots: PerKey<String>,
+    /// Sessions seen ending here (DELETE, the backend's 404, idle expiry with a DELETE), and
+    /// when: their still valid sealed ids get 404 from the edge itself, as before sealing
+    /// (some backends answer an ended session with 400). Pruned by [`Registry::expire_idle`],
+    /// at most [`MAX_ENDED`].
+    ended: Mutex<HashMap<SessionKey, Instant>>,
 }
+
+/// Most ended sessions remembered; beyond, the older half is forgotten (their ids then reach
+/// the backend, which refuses them itself).
+const MAX_ENDED: usize = 16 * 1024;
 
 /// Why no tunnel could be chosen for a session.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SessionLookup {
-    Unknown,
     OtherPrincipal,
+    /// Ended through this edge.
+    Ended,
     TunnelGone,
 }
 
@@ -83,10 +101,12 @@ impl Registry {
         tunnel
     }
 
-    /// Forgets a tunnel and every session pinned to it (their clients get 404 and start anew).
+    /// Forgets a tunnel, and the sessions of its connector once none of its tunnels is left
+    /// (their places given back; a later request re-adopts a session whose connector is back).
     pub fn remove(&self, id: u64) {
-        write(&self.tunnels).remove(&id);
-        write(&self.sessions).retain(|_, s| s.tunnel_id != id);
+        let mut tunnels = write(&self.tunnels);
+        tunnels.remove(&id);
+        write(&self.sessions).retain(|k, _| tunnels.values().any(|t| t.connector == k.connector));
     }
 
     /// A tunnel serving `service`, spreading load round-robin.
@@ -104,45 +124,74 @@ impl Registry {
         Some(candidates[n % candidates.len()].clone())
     }
 
+    /// The tunnel a request of session `key` goes down: one of its connector's (a session
+    /// opened on another edge too: the sealed id vouches for it).
     pub fn session_tunnel(
         &self,
-        service: &str,
-        session_id: &str,
+        key: &SessionKey,
         principal: &str,
     ) -> Result<Arc<Tunnel>, SessionLookup> {
-        let session = read(&self.sessions)
-            .get(&(service.to_owned(), session_id.to_owned()))
-            .cloned()
-            .ok_or(SessionLookup::Unknown)?;
-        if session.principal != principal {
+        if read(&self.sessions)
+            .get(key)
+            .is_some_and(|s| s.principal != principal)
+        {
             return Err(SessionLookup::OtherPrincipal);
         }
-        read(&self.tunnels)
-            .get(&session.tunnel_id)
-            .cloned()
+        if lock(&self.ended).contains_key(key) {
+            return Err(SessionLookup::Ended);
+        }
+        self.connector_tunnel(&key.service, &key.connector)
             .ok_or(SessionLookup::TunnelGone)
+    }
+
+    /// A live tunnel of `connector` serving `service`, spreading load round-robin.
+    pub fn connector_tunnel(&self, service: &str, connector: &str) -> Option<Arc<Tunnel>> {
+        let tunnels = read(&self.tunnels);
+        let mut candidates: Vec<&Arc<Tunnel>> = tunnels
+            .values()
+            .filter(|t| t.connector == connector && t.services.iter().any(|s| s == service))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        candidates.sort_by_key(|t| t.id);
+        let n = self.round_robin.fetch_add(1, Ordering::Relaxed);
+        Some(candidates[n % candidates.len()].clone())
     }
 
     /// Records a session the backend opened; `slot` is its reserved place in the
     /// principal's count (see [`Registry::reserve_session`]), taken now if absent.
-    pub fn open_session(
-        &self,
-        service: &str,
-        session_id: &str,
-        tunnel_id: u64,
-        principal: &str,
-        slot: Option<SessionSlot>,
-    ) {
+    pub fn open_session(&self, key: SessionKey, principal: &str, slot: Option<SessionSlot>) {
         let slot = slot.unwrap_or_else(|| self.session_slots.acquire(&principal.to_owned()));
+        // A backend may hand out an id again.
+        lock(&self.ended).remove(&key);
         write(&self.sessions).insert(
-            (service.to_owned(), session_id.to_owned()),
+            key,
             Session {
-                tunnel_id,
                 principal: principal.to_owned(),
                 activity: Arc::default(),
                 _slot: Arc::new(slot),
             },
         );
+    }
+
+    /// Adopts a session this edge did not know (opened on another edge, or forgotten here
+    /// while its connector was away) once its backend answered a request of it: from now on
+    /// it counts against its principal and expires here. Returns the request in flight on
+    /// it when adopted, `None` when the session was known already.
+    pub fn adopt_session(&self, key: &SessionKey, principal: &str) -> Option<Busy> {
+        let mut sessions = write(&self.sessions);
+        if sessions.contains_key(key) {
+            return None;
+        }
+        let session = Session {
+            principal: principal.to_owned(),
+            activity: Arc::default(),
+            _slot: Arc::new(self.session_slots.acquire(&principal.to_owned())),
+        };
+        let busy = session.activity.begin();
+        sessions.insert(key.clone(), session);
+        Some(busy)
     }
 
     /// A place for one more session of `principal`, unless it holds `cap` already.
@@ -152,35 +201,49 @@ impl Registry {
 
     /// Marks a request in flight on a session of `principal` until the guard drops (a
     /// session is idle while it has none).
-    pub fn use_session(&self, service: &str, session_id: &str, principal: &str) -> Option<Busy> {
+    pub fn use_session(&self, key: &SessionKey, principal: &str) -> Option<Busy> {
         let sessions = read(&self.sessions);
-        let session = sessions.get(&(service.to_owned(), session_id.to_owned()))?;
+        let session = sessions.get(key)?;
         (session.principal == principal).then(|| session.activity.begin())
     }
 
-    /// Forgets every session with no request for `idle` and returns them.
-    pub fn expire_idle(&self, idle: std::time::Duration) -> Vec<ExpiredSession> {
+    /// Forgets every session with no request for `idle` and returns them (and ended
+    /// sessions remembered for longer than `idle`).
+    pub fn expire_idle(&self, idle: Duration) -> Vec<ExpiredSession> {
+        lock(&self.ended).retain(|_, at| at.elapsed() < idle);
         let mut gone = Vec::new();
         write(&self.sessions).retain(|key, s| {
             let keep = s.activity.idle_for().is_none_or(|d| d < idle);
             if !keep {
-                gone.push((key.clone(), s.tunnel_id, s.principal.clone()));
+                gone.push((key.clone(), s.principal.clone()));
             }
             keep
         });
-        let tunnels = read(&self.tunnels);
         gone.into_iter()
-            .map(|((service, id), tunnel_id, principal)| ExpiredSession {
-                service,
-                id,
+            .map(|(key, principal)| ExpiredSession {
+                tunnel: self.connector_tunnel(&key.service, &key.connector),
+                key,
                 principal,
-                tunnel: tunnels.get(&tunnel_id).cloned(),
             })
             .collect()
     }
 
-    pub fn close_session(&self, service: &str, session_id: &str) {
-        write(&self.sessions).remove(&(service.to_owned(), session_id.to_owned()));
+    /// Forgets a session that ended (and remembers that it did).
+    pub fn close_session(&self, key: &SessionKey) {
+        write(&self.sessions).remove(key);
+        self.mark_ended(key);
+    }
+
+    /// Remembers that a session ended: its id gets 404 here from now on.
+    pub fn mark_ended(&self, key: &SessionKey) {
+        let mut ended = lock(&self.ended);
+        if ended.len() >= MAX_ENDED {
+            let mut times: Vec<Instant> = ended.values().copied().collect();
+            let (_, median, _) = times.select_nth_unstable(MAX_ENDED / 2);
+            let median = *median;
+            ended.retain(|_, at| *at > median);
+        }
+        ended.insert(key.clone(), Instant::now());
     }
 
     pub fn learn_versions(&self, service: &str, versions: Vec<String>) {
@@ -224,6 +287,9 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
+fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[cfg(test)]
 mod tests {
@@ -231,26 +297,34 @@ mod tests {
 
     use super::*;
 
+    fn key(id: &str) -> SessionKey {
+        SessionKey {
+            service: "svc".into(),
+            connector: "dc1".into(),
+            id: id.into(),
+        }
+    }
+
     #[test]
     fn sessions_count_against_their_principal_and_expire_only_when_idle() {
         let r = Registry::default();
         let slot = r.reserve_session("alice", 2).expect("room");
-        r.open_session("svc", "s1", 7, "alice", Some(slot));
-        r.open_session("svc", "s2", 7, "alice", None);
+        r.open_session(key("s1"), "alice", Some(slot));
+        r.open_session(key("s2"), "alice", None);
         assert!(
             r.reserve_session("alice", 2).is_none(),
             "alice is at her cap"
         );
         assert!(r.reserve_session("bob", 2).is_some(), "bob has his own");
-        r.close_session("svc", "s2");
+        r.close_session(&key("s2"));
         assert!(
             r.reserve_session("alice", 2).is_some(),
             "a closed session gives back"
         );
 
         // A request in flight keeps the session; another principal's does not count.
-        let busy = r.use_session("svc", "s1", "alice").expect("known session");
-        assert!(r.use_session("svc", "s1", "mallory").is_none());
+        let busy = r.use_session(&key("s1"), "alice").expect("known session");
+        assert!(r.use_session(&key("s1"), "mallory").is_none());
         std::thread::sleep(Duration::from_millis(30));
         assert!(r.expire_idle(Duration::from_millis(10)).is_empty());
         drop(busy);
@@ -258,15 +332,71 @@ mod tests {
         let gone = r.expire_idle(Duration::from_millis(10));
         assert_eq!(gone.len(), 1);
         assert_eq!(
-            (gone[0].id.as_str(), gone[0].principal.as_str()),
+            (gone[0].key.id.as_str(), gone[0].principal.as_str()),
             ("s1", "alice")
         );
-        assert!(gone[0].tunnel.is_none(), "tunnel 7 is not up");
+        assert!(gone[0].tunnel.is_none(), "no tunnel of dc1 is up");
         assert_eq!(r.session_count(), 0);
         let both = (r.reserve_session("alice", 2), r.reserve_session("alice", 2));
         assert!(
             both.0.is_some() && both.1.is_some(),
             "expiry gave the places back"
+        );
+    }
+
+    #[test]
+    fn a_session_from_another_edge_is_adopted_once_and_counted() {
+        let r = Registry::default();
+        assert_eq!(
+            r.session_tunnel(&key("far"), "alice").map(|t| t.id),
+            Err(SessionLookup::TunnelGone),
+            "no tunnel of its connector here"
+        );
+        let busy = r.adopt_session(&key("far"), "alice").expect("adopted");
+        assert!(r.adopt_session(&key("far"), "alice").is_none(), "known now");
+        assert_eq!(r.session_count(), 1);
+        assert!(r.reserve_session("alice", 1).is_none(), "it counts");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(
+            r.expire_idle(Duration::from_millis(10)).is_empty(),
+            "in use"
+        );
+        drop(busy);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(r.expire_idle(Duration::from_millis(10)).len(), 1);
+        assert!(
+            r.reserve_session("alice", 1).is_some(),
+            "expiry gave it back"
+        );
+        // A session ended here is refused here, until it is reopened or long forgotten.
+        r.close_session(&key("far"));
+        assert_eq!(
+            r.session_tunnel(&key("far"), "alice").map(|t| t.id),
+            Err(SessionLookup::Ended)
+        );
+        r.open_session(key("far"), "alice", None);
+        assert_eq!(
+            r.session_tunnel(&key("far"), "alice").map(|t| t.id),
+            Err(SessionLookup::TunnelGone),
+            "reopened (a backend may hand out an id again)"
+        );
+        r.mark_ended(&key("old"));
+        std::thread::sleep(Duration::from_millis(30));
+        r.expire_idle(Duration::from_millis(10));
+        assert_eq!(
+            r.session_tunnel(&key("old"), "alice").map(|t| t.id),
+            Err(SessionLookup::TunnelGone),
+            "pruned after the idle timeout"
+        );
+        for i in 0..MAX_ENDED + 10 {
+            r.mark_ended(&key(&format!("x{i}")));
+        }
+        assert!(lock(&r.ended).len() <= MAX_ENDED, "bounded");
+        // Another principal never reaches a known session.
+        r.open_session(key("mine"), "alice", None);
+        assert_eq!(
+            r.session_tunnel(&key("mine"), "mallory").map(|t| t.id),
+            Err(SessionLookup::OtherPrincipal)
         );
     }
 }
