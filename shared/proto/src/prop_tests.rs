@@ -73,6 +73,22 @@ fn cuts(len: usize, raw: &[usize]) -> Vec<usize> {
     c
 }
 
+/// Feeds `stream` to a [`FrameBuffer`] in the pieces `raw_cuts` make, taking every whole frame
+/// as it completes; returns the frames and whether the buffer ended empty.
+fn reassemble<T: serde::de::DeserializeOwned>(stream: &[u8], raw_cuts: &[usize]) -> (Vec<T>, bool) {
+    let mut buf = FrameBuffer::default();
+    let mut got = Vec::new();
+    let mut from = 0;
+    for to in cuts(stream.len(), raw_cuts) {
+        buf.push(&stream[from..to]);
+        from = to;
+        while let Some(frame) = buf.next_frame::<T>().unwrap() {
+            got.push(frame);
+        }
+    }
+    (got, buf.is_empty())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -107,17 +123,8 @@ proptest! {
         raw_cuts in prop::collection::vec(any::<usize>(), 0..12),
     ) {
         let stream: Vec<u8> = heads.iter().flat_map(|h| encode(h).unwrap()).collect();
-        let mut buf = FrameBuffer::default();
-        let mut got = Vec::new();
-        let mut from = 0;
-        for to in cuts(stream.len(), &raw_cuts) {
-            buf.push(&stream[from..to]);
-            from = to;
-            while let Some(h) = buf.next_frame::<RequestHead>().unwrap() {
-                got.push(h);
-            }
-        }
-        prop_assert!(buf.is_empty());
+        let (got, empty) = reassemble::<RequestHead>(&stream, &raw_cuts);
+        prop_assert!(empty);
         prop_assert_eq!(got, heads);
     }
 
@@ -127,17 +134,8 @@ proptest! {
         raw_cuts in prop::collection::vec(any::<usize>(), 0..12),
     ) {
         let stream: Vec<u8> = msgs.iter().flat_map(|m| encode(m).unwrap()).collect();
-        let mut buf = FrameBuffer::default();
-        let mut got = Vec::new();
-        let mut from = 0;
-        for to in cuts(stream.len(), &raw_cuts) {
-            buf.push(&stream[from..to]);
-            from = to;
-            while let Some(r) = buf.next_frame::<Received>().unwrap() {
-                got.push(r);
-            }
-        }
-        prop_assert!(buf.is_empty());
+        let (got, empty) = reassemble::<Received>(&stream, &raw_cuts);
+        prop_assert!(empty);
         prop_assert_eq!(got, msgs.into_iter().map(Received::Known).collect::<Vec<_>>());
     }
 }
