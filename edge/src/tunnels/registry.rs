@@ -16,6 +16,8 @@ pub struct Tunnel {
     pub conn: underpass_transport::TunnelConn,
     /// Canonical serial of the connector's certificate (for revocation).
     pub cert_serial: String,
+    /// When the tunnel came up (shown in `/readyz`).
+    pub since: std::time::SystemTime,
 }
 
 /// A legacy (`Mcp-Session-Id`) session: the tunnel that answered its `initialize`, and the
@@ -23,6 +25,9 @@ pub struct Tunnel {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub tunnel_id: u64,
+    /// The connector of that tunnel: the session follows it to its other tunnels (see
+    /// [`follow`]).
+    pub connector: String,
     pub principal: String,
     /// Requests in flight on the session and when the last one ended (idle expiry).
     activity: Arc<Activity>,
@@ -78,24 +83,33 @@ impl Registry {
             services,
             conn,
             cert_serial,
+            since: std::time::SystemTime::now(),
         });
         write(&self.tunnels).insert(id, tunnel.clone());
         tunnel
     }
 
-    /// Forgets a tunnel and every session pinned to it (their clients get 404 and start anew).
+    /// Forgets a tunnel and every session pinned to it whose connector has no other tunnel
+    /// here (their clients get 404 and start anew); the others follow their connector.
     pub fn remove(&self, id: u64) {
-        write(&self.tunnels).remove(&id);
-        write(&self.sessions).retain(|_, s| s.tunnel_id != id);
+        let connected: std::collections::HashSet<String> = {
+            let mut tunnels = write(&self.tunnels);
+            tunnels.remove(&id);
+            tunnels.values().map(|t| t.connector.clone()).collect()
+        };
+        write(&self.sessions).retain(|_, s| s.tunnel_id != id || connected.contains(&s.connector));
     }
 
-    /// A tunnel serving `service`, spreading load round-robin.
+    /// A tunnel serving `service`, spreading load round-robin (a connector's TCP tunnel is
+    /// passed over while it has a QUIC one: see [`super::prefer`]).
     pub fn pick(&self, service: &str) -> Option<Arc<Tunnel>> {
         let tunnels = read(&self.tunnels);
-        let mut candidates: Vec<&Arc<Tunnel>> = tunnels
+        let candidates: Vec<&Arc<Tunnel>> = tunnels
             .values()
             .filter(|t| t.services.iter().any(|s| s == service))
             .collect();
+        let mut candidates =
+            super::prefer::preferred(candidates, |t| (t.connector.as_str(), t.conn.transport()));
         if candidates.is_empty() {
             return None;
         }
@@ -117,9 +131,7 @@ impl Registry {
         if session.principal != principal {
             return Err(SessionLookup::OtherPrincipal);
         }
-        read(&self.tunnels)
-            .get(&session.tunnel_id)
-            .cloned()
+        follow(&read(&self.tunnels), session.tunnel_id, &session.connector)
             .ok_or(SessionLookup::TunnelGone)
     }
 
@@ -134,10 +146,15 @@ impl Registry {
         slot: Option<SessionSlot>,
     ) {
         let slot = slot.unwrap_or_else(|| self.session_slots.acquire(&principal.to_owned()));
+        let connector = read(&self.tunnels)
+            .get(&tunnel_id)
+            .map(|t| t.connector.clone())
+            .unwrap_or_default();
         write(&self.sessions).insert(
             (service.to_owned(), session_id.to_owned()),
             Session {
                 tunnel_id,
+                connector,
                 principal: principal.to_owned(),
                 activity: Arc::default(),
                 _slot: Arc::new(slot),
@@ -214,6 +231,27 @@ impl Registry {
     pub fn session_count(&self) -> usize {
         read(&self.sessions).len()
     }
+}
+
+/// The tunnel a session opened on tunnel `tunnel_id` of `connector` goes to: that one while it
+/// is up and preferred ([`super::prefer`]); otherwise the connector's newest preferred tunnel
+/// (it moved from TCP back to QUIC, or lost one of its tunnels): the session lives at the
+/// connector's backend, which every tunnel of the connector reaches.
+fn follow(
+    tunnels: &HashMap<u64, Arc<Tunnel>>,
+    tunnel_id: u64,
+    connector: &str,
+) -> Option<Arc<Tunnel>> {
+    let mut own: Vec<&Arc<Tunnel>> = tunnels
+        .values()
+        .filter(|t| t.connector == connector)
+        .collect();
+    own.sort_by_key(|t| t.id);
+    let own = super::prefer::preferred(own, |t| (t.connector.as_str(), t.conn.transport()));
+    own.iter()
+        .find(|t| t.id == tunnel_id)
+        .or(own.last())
+        .map(|t| Arc::clone(t))
 }
 
 // A poisoned lock only means another thread panicked mid-update of a map whose every update
