@@ -42,11 +42,27 @@ pub struct ConnectorConfig {
     pub edges: Vec<String>,
     /// Name checked against the edge certificate (`edge_server_name`).
     pub edge_server_name: Option<String>,
+    /// How tunnels are carried (`transport`): QUIC, TLS over TCP, or QUIC with TCP fallback.
+    pub transport: TunnelTransport,
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
     /// The services this connector serves (`[[services]]`), in file order.
     pub services: Vec<ServiceConfig>,
+}
+
+/// The value of `transport`: how this connector carries its tunnels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelTransport {
+    /// QUIC; when no QUIC tunnel is up within about 2 s (UDP blocked), TLS over TCP, with
+    /// QUIC re-probed in the background and preferred again once it works.
+    #[default]
+    Auto,
+    /// QUIC over UDP only.
+    Quic,
+    /// TLS 1.3 over TCP only (the edge's `[tunnel] listen` port over TCP).
+    Tcp,
 }
 
 /// One validated `[[services]]` entry.
@@ -211,10 +227,15 @@ struct ConnectorFile {
     /// With 1, every task runs on one thread (a current-thread runtime).
     #[serde(default = "default_worker_threads")]
     worker_threads: usize,
-    /// Edge tunnel addresses (`host:port`, UDP) to dial. The connector keeps a tunnel to each.
+    /// Edge tunnel addresses (`host:port`: UDP for QUIC, TCP for the fallback) to dial. The
+    /// connector keeps a tunnel to each.
     edges: Vec<String>,
     /// Name checked against the edge certificate; defaults to the host part of each edge.
     edge_server_name: Option<String>,
+    /// How tunnels are carried: `auto` (default: QUIC, falling back to TLS over TCP when UDP
+    /// is blocked, QUIC re-probed every 30–60 s), `quic`, or `tcp`.
+    #[serde(default)]
+    transport: TunnelTransport,
     /// This connector's certificate (PEM chain) with a `connector` identity.
     cert: PathBuf,
     key: PathBuf,
@@ -310,6 +331,7 @@ impl ConnectorFile {
             worker_threads: self.worker_threads,
             edges: self.edges,
             edge_server_name: self.edge_server_name,
+            transport: self.transport,
             cert: resolve(self.cert),
             key: resolve(self.key),
             ca: resolve(self.ca),

@@ -1,8 +1,8 @@
-//! The Underpass connector: runs inside the private network, dials out to edges over QUIC with
-//! mutual TLS, and serves only the services its own config names. It listens on no port.
+//! The Underpass connector: runs inside the private network, dials out to edges over QUIC (or
+//! TLS over TCP where UDP is blocked) with mutual TLS, and serves only the services its own config names. It listens on no port.
 //!
 //! Modules, from the tunnel down: [`tunnel`] (dial each edge, Hello/Welcome, accept exchange
-//! streams), [`exchange`] (serve one exchange stream), [`backends`] (one backend per service:
+//! streams), [`carrier`] (QUIC or TCP, the `auto` fallback and re-probe), [`exchange`] (serve one exchange stream), [`backends`] (one backend per service:
 //! Streamable HTTP, legacy SSE, stdio), [`bridge`] (the session bridge the SSE and stdio
 //! backends share), [`concurrency`] (caps on exchanges in flight), and the leaves
 //! [`config`], [`answer`] and [`http_client`].
@@ -11,6 +11,7 @@
 pub mod answer;
 pub mod backends;
 pub mod bridge;
+pub mod carrier;
 pub mod concurrency;
 pub mod config;
 pub mod exchange;
@@ -24,6 +25,7 @@ use underpass_proto::identity::Role;
 use underpass_transport::tls::{self, Credentials, PeerPolicy};
 
 use crate::backends::Backends;
+use crate::carrier::Carriers;
 use crate::config::ConnectorConfig;
 use crate::tunnel::Dialer;
 
@@ -49,8 +51,9 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
         trust_domain: config.trust_domain.clone(),
         revoked: None,
     };
-    let mut client_config =
-        tls::tunnel_client_config(tls::tunnel_client_crypto(&creds, edge_policy)?)?;
+    let tunnel_crypto = tls::tunnel_client_crypto(&creds, edge_policy)?;
+    let tcp_connector = underpass_transport::tcp::client_crypto(tunnel_crypto.clone());
+    let mut client_config = tls::tunnel_client_config(tunnel_crypto)?;
     let mut transport = underpass_transport::quic::tunnel_transport();
     // A short initial RTT guess makes lost handshake packets retransmit sooner, so a restarted
     // edge is reached within about a second instead of several.
@@ -60,6 +63,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     check_fd_limit(&config);
     let backends = Arc::new(Backends::new(&config));
     let services: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
+    let carriers = Carriers::new(config.transport, client_config, tcp_connector);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut dialers = tokio::task::JoinSet::new();
     for edge in &config.edges {
@@ -67,14 +71,14 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
             .edge_server_name
             .clone()
             .unwrap_or_else(|| tunnel::host_of(edge).to_owned());
-        tracing::info!(%edge, %server_name, identity = %id, ?services, "dialing edge");
+        tracing::info!(%edge, %server_name, identity = %id, ?services, transport = ?config.transport, "dialing edge");
         dialers.spawn(
             Dialer {
                 edge: edge.clone(),
                 server_name,
                 connector: config.name.clone(),
                 services: services.clone(),
-                client_config: client_config.clone(),
+                carriers: carriers.clone(),
                 backends: backends.clone(),
                 shutdown: shutdown_rx.clone(),
             }

@@ -1,8 +1,10 @@
-//! The connector side of tunnels: dial each edge, run the control protocol (a thin shell over
+//! The connector side of tunnels: dial each edge (over the carrier `transport` says: see
+//! [`crate::carrier`]), run the control protocol (a thin shell over
 //! [`ConnectorControl`]: introduce ourselves, then take whatever the edge sends later), serve
 //! the exchange streams the edge opens, and when a tunnel drops, dial again with backoff.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +15,11 @@ use underpass_proto::frame::{self, codes, FrameError, PROTOCOL_VERSION};
 use underpass_transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
 
 use crate::backends::Backends;
+use crate::carrier::{Carrier, Carriers, FALLBACK_AFTER};
+use crate::config::TunnelTransport;
 use crate::exchange;
 
-/// Time allowed for QUIC + TLS and the Hello/Welcome exchange.
+/// Time allowed for QUIC + TLS (or TCP + TLS) and the Hello/Welcome exchange.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A tunnel that lived this long was healthy: start the backoff from scratch afterwards.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
@@ -55,7 +59,8 @@ pub struct Dialer {
     pub server_name: String,
     pub connector: String,
     pub services: Vec<String>,
-    pub client_config: quinn::ClientConfig,
+    /// Both carriers' client configs and the configured `transport`.
+    pub carriers: Carriers,
     pub backends: Arc<Backends>,
     /// Flips to `true` when the connector shuts down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -101,25 +106,101 @@ impl Dialer {
         }
     }
 
+    /// Dials the edge, serves the tunnel until it closes; in `auto` mode, while on TCP,
+    /// re-probes QUIC and moves the tunnel back to it (the TCP tunnel drains in the
+    /// background).
     async fn connect_and_serve(&mut self) -> Result<TransportError, DialError> {
         let addr = resolve(&self.edge).await?;
-        let bind = if addr.is_ipv6() {
-            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
-        } else {
-            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
-        };
-        let mut endpoint = quinn::Endpoint::client(bind)
-            .map_err(|e| DialError::Connect(format!("cannot open a UDP socket: {e}")))?;
-        endpoint.set_default_client_config(self.client_config.clone());
+        let mut shutdown = self.shutdown.clone();
+        let mut current = self.establish_any(addr).await?;
+        loop {
+            let inflight = Arc::new(AtomicUsize::new(0));
+            let probing =
+                self.carriers.mode == TunnelTransport::Auto && current.conn.transport() == "tcp";
+            let reprobe = async {
+                if !probing {
+                    return std::future::pending().await;
+                }
+                let mut delay = self.carriers.first_reprobe_delay();
+                loop {
+                    tokio::time::sleep(delay).await;
+                    delay = self.carriers.reprobe_delay();
+                    match self.establish(addr, Carrier::Quic).await {
+                        Ok(quic) => return quic,
+                        Err(e) => {
+                            tracing::debug!(edge = %self.edge, "QUIC still unreachable: {e}")
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                reason = serve_exchanges(&current.conn, &self.backends, &inflight) => {
+                    if let Some(endpoint) = &current.endpoint {
+                        endpoint.close(0u32.into(), b"");
+                    }
+                    return Ok(reason);
+                }
+                _ = shutdown.changed() => {
+                    // Tell the edge at once, so it stops routing here instead of waiting for
+                    // the idle timeout.
+                    current.conn.close(codes::GOING_AWAY, b"connector shutting down");
+                    if let Some(endpoint) = &current.endpoint {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle())
+                            .await;
+                    }
+                    return Ok(quinn::ConnectionError::LocallyClosed.into());
+                }
+                quic = reprobe => {
+                    tracing::info!(
+                        edge = %self.edge,
+                        transport = "quic",
+                        "QUIC reachable again: new exchanges go to the QUIC tunnel, the TCP tunnel drains"
+                    );
+                    let old = std::mem::replace(&mut current, quic);
+                    tokio::spawn(drain(
+                        old,
+                        self.backends.clone(),
+                        inflight,
+                        self.edge.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+            }
+        }
+    }
 
-        let (conn, welcome, ctl) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            let conn = endpoint
-                .connect(addr, &self.server_name)
-                .map_err(|e| DialError::Connect(e.to_string()))?
+    /// A tunnel over the configured transport: `auto` tries QUIC for [`FALLBACK_AFTER`],
+    /// then TCP (an edge's refusal is final either way).
+    async fn establish_any(&self, addr: SocketAddr) -> Result<Established, DialError> {
+        let first = self.carriers.first();
+        if self.carriers.mode != TunnelTransport::Auto {
+            return self.establish(addr, first).await;
+        }
+        let why = match tokio::time::timeout(FALLBACK_AFTER, self.establish(addr, first)).await {
+            Ok(Ok(tunnel)) => return Ok(tunnel),
+            Ok(Err(DialError::Refused(reason))) => return Err(DialError::Refused(reason)),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no QUIC tunnel within {FALLBACK_AFTER:?} (UDP blocked?)"),
+        };
+        tracing::warn!(edge = %self.edge, "{why}; falling back to TLS over TCP");
+        self.establish(addr, Carrier::Tcp).await
+    }
+
+    /// Dials `addr` over `carrier` and introduces this connector (Hello, Welcome); the control
+    /// stream is then served in the background.
+    async fn establish(
+        &self,
+        addr: SocketAddr,
+        carrier: Carrier,
+    ) -> Result<Established, DialError> {
+        let (dialed, welcome, ctl) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            let dialed = self
+                .carriers
+                .dial(carrier, addr, &self.server_name)
                 .await
-                .map_err(|e| DialError::Connect(format!("handshake with {addr} failed: {e}")))?;
+                .map_err(DialError::Connect)?;
             // From here on the tunnel is used through the transport seam only.
-            let conn = TunnelConn::Quic(conn);
+            let conn = &dialed.conn;
             let (send, recv) = conn
                 .open_exchange()
                 .await
@@ -162,7 +243,7 @@ impl Dialer {
                 })?;
                 match ctl.perform(outputs).await {
                     Ok(Verdict::Continue) => {}
-                    Ok(Verdict::Welcomed(welcome)) => return Ok((conn, welcome, ctl)),
+                    Ok(Verdict::Welcomed(welcome)) => return Ok((dialed, welcome, ctl)),
                     Ok(Verdict::Refused(reason)) => return Err(DialError::Refused(reason)),
                     Err(e) => return Err(DialError::Connect(format!("control stream: {e}"))),
                 }
@@ -176,34 +257,115 @@ impl Dialer {
         })??;
 
         // The control stream stays open for later messages, fed to the machine.
-        let control_conn = conn.clone();
+        let control_conn = dialed.conn.clone();
         tokio::spawn(async move { ctl.serve(&control_conn).await });
 
-        tracing::info!(edge = %self.edge, edge_name = %welcome.edge, services = ?self.services, "tunnel up");
+        tracing::info!(
+            edge = %self.edge,
+            edge_name = %welcome.edge,
+            transport = dialed.conn.transport(),
+            services = ?self.services,
+            "tunnel up"
+        );
+        Ok(Established {
+            conn: dialed.conn,
+            endpoint: dialed.endpoint,
+        })
+    }
+}
+
+/// A tunnel past its handshake.
+struct Established {
+    conn: TunnelConn,
+    /// The QUIC endpoint of a QUIC tunnel.
+    endpoint: Option<quinn::Endpoint>,
+}
+
+/// Serves every exchange stream the edge opens on `conn`, counting those in flight, until the
+/// tunnel closes; returns why.
+async fn serve_exchanges(
+    conn: &TunnelConn,
+    backends: &Arc<Backends>,
+    inflight: &Arc<AtomicUsize>,
+) -> TransportError {
+    loop {
+        match conn.accept_exchange().await {
+            Ok((send, recv)) => {
+                let backends = backends.clone();
+                let inflight = InFlight::enter(inflight);
+                tokio::spawn(async move {
+                    exchange::serve_exchange(&backends, send, recv).await;
+                    drop(inflight);
+                });
+            }
+            Err(reason) => return reason,
+        }
+    }
+}
+
+/// One exchange in flight on a tunnel (for draining).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A tunnel that has had no exchange in flight for this long is drained: the edge, which
+/// passes over a connector's TCP tunnel once its QUIC one is up, sends nothing more.
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
+/// A draining tunnel is closed after this even with exchanges in flight (a long-lived event
+/// stream; its client reconnects, over QUIC).
+const DRAIN_GRACE: Duration = Duration::from_secs(30);
+
+/// Lets the TCP tunnel `old` finish its exchanges in flight (serving any that still arrive),
+/// then closes it.
+async fn drain(
+    old: Established,
+    backends: Arc<Backends>,
+    inflight: Arc<AtomicUsize>,
+    edge: String,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let conn = old.conn.clone();
+    let quiet = async {
+        let started = Instant::now();
+        let mut quiet_since: Option<Instant> = None;
         loop {
-            let accepted = tokio::select! {
-                a = conn.accept_exchange() => a,
-                _ = self.shutdown.changed() => {
-                    // Tell the edge at once, so it stops routing here instead of waiting for
-                    // the idle timeout.
-                    conn.close(codes::GOING_AWAY, b"connector shutting down");
-                    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
-                    return Ok(quinn::ConnectionError::LocallyClosed.into());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if inflight.load(Ordering::SeqCst) == 0 {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= DRAIN_QUIET {
+                    return "drained";
                 }
-            };
-            match accepted {
-                Ok((send, recv)) => {
-                    let backends = self.backends.clone();
-                    tokio::spawn(
-                        async move { exchange::serve_exchange(&backends, send, recv).await },
-                    );
-                }
-                Err(reason) => {
-                    endpoint.close(0u32.into(), b"");
-                    return Ok(reason);
-                }
+            } else {
+                quiet_since = None;
+            }
+            if started.elapsed() >= DRAIN_GRACE {
+                return "drain grace over, exchanges still in flight were cut";
             }
         }
+    };
+    tokio::select! {
+        reason = serve_exchanges(&conn, &backends, &inflight) => {
+            tracing::info!(%edge, transport = conn.transport(), "draining tunnel closed: {reason}");
+        }
+        why = quiet => {
+            tracing::info!(%edge, transport = conn.transport(), "old tunnel closed: {why}");
+            conn.close(codes::NORMAL, b"moved to QUIC");
+        }
+        _ = shutdown.changed() => conn.close(codes::GOING_AWAY, b"connector shutting down"),
+    }
+    if let Some(endpoint) = old.endpoint {
+        endpoint.close(0u32.into(), b"");
     }
 }
 

@@ -3,6 +3,7 @@
 //! bind it to a private interface.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,10 +17,12 @@ use tokio::net::TcpListener;
 use crate::revocation::Revocations;
 use crate::tunnels::registry::Registry;
 
-/// Serves the admin endpoints; `jwks` is the public key set of the identity assertions.
+/// Serves the admin endpoints; `edge_addr` is the tunnel listener's address, `jwks` the public
+/// key set of the identity assertions.
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
+    edge_addr: SocketAddr,
     revocations: Arc<Revocations>,
     jwks: serde_json::Value,
 ) {
@@ -37,7 +40,9 @@ pub async fn serve(
                 let registry = registry.clone();
                 let revocations = revocations.clone();
                 let jwks = jwks.clone();
-                async move { Ok::<_, Infallible>(answer(&registry, &revocations, &jwks, &req)) }
+                async move {
+                    Ok::<_, Infallible>(answer(&registry, edge_addr, &revocations, &jwks, &req))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -48,6 +53,7 @@ pub async fn serve(
 
 fn answer(
     registry: &Registry,
+    edge_addr: SocketAddr,
     revocations: &Revocations,
     jwks: &serde_json::Value,
     req: &Request<Incoming>,
@@ -70,6 +76,7 @@ fn answer(
                     "tunnels": registry.tunnel_count(),
                     "sessions": registry.session_count(),
                     "services": services,
+                    "connectors": connectors(registry, edge_addr),
                     "problems": problems(revocations),
                     "tasks": held.tasks,
                     "fds": held.fds,
@@ -88,6 +95,25 @@ fn answer(
         http::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// One entry per live tunnel: which connector, over which transport, to which edge address,
+/// since when (RFC 3339) and from where.
+fn connectors(registry: &Registry, edge_addr: SocketAddr) -> Vec<serde_json::Value> {
+    let mut tunnels = registry.tunnels();
+    tunnels.sort_by_key(|t| t.id);
+    tunnels
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.connector,
+                "transport": t.conn.transport(),
+                "edge_addr": edge_addr.to_string(),
+                "since": humantime_serde::re::humantime::format_rfc3339_seconds(t.since).to_string(),
+                "remote": t.conn.remote_addr().to_string(),
+            })
+        })
+        .collect()
 }
 
 /// What an operator must look at although the edge serves: each entry names the component and

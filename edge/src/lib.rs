@@ -81,8 +81,9 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         trust_domain: config.trust_domain.clone(),
         revoked: Some(revocations.check()),
     };
-    let quic_config =
-        tls::tunnel_server_config(tls::tunnel_server_crypto(&tunnel_creds, connector_policy)?)?;
+    let tunnel_crypto = tls::tunnel_server_crypto(&tunnel_creds, connector_policy)?;
+    let tcp_acceptor = underpass_transport::tcp::server_crypto(tunnel_crypto.clone());
+    let quic_config = tls::tunnel_server_config(tunnel_crypto)?;
     // Stateless reset tokens derive from the tunnel key: after a crash and restart, connectors
     // learn at their next packet that their tunnel is gone (see underpass_transport::quic).
     let endpoint = underpass_transport::quic::server_endpoint(
@@ -91,7 +92,12 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         tunnel_creds.key.secret_der(),
     )
     .with_context(|| format!("cannot listen for tunnels on udp/{}", config.tunnel.listen))?;
-    tracing::info!(addr = %config.tunnel.listen, identity = %edge_id, "tunnel listener up (QUIC)");
+    // The fallback carrier on the same port number over TCP, for connectors whose UDP is
+    // blocked (underpass_transport::tcp).
+    let tcp_tunnels = TcpListener::bind(config.tunnel.listen)
+        .await
+        .with_context(|| format!("cannot listen for tunnels on tcp/{}", config.tunnel.listen))?;
+    tracing::info!(addr = %config.tunnel.listen, identity = %edge_id, "tunnel listener up (QUIC over UDP, TLS over TCP)");
 
     let nofile = limits::raise_nofile_limit();
     let max_connections = limits::connection_cap(config.clients.max_connections, nofile);
@@ -138,6 +144,13 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     tokio::spawn(revocations.clone().watch(registry.clone()));
     tokio::spawn(tunnels::accept::accept_loop(
         endpoint.clone(),
+        config.clone(),
+        registry.clone(),
+        edge_id.name.clone(),
+    ));
+    tokio::spawn(tunnels::tcp::accept_loop(
+        tcp_tunnels,
+        tcp_acceptor,
         config.clone(),
         registry.clone(),
         edge_id.name.clone(),
@@ -193,6 +206,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         tokio::spawn(admin::serve(
             listener,
             registry.clone(),
+            config.tunnel.listen,
             revocations.clone(),
             jwks.clone(),
         ));

@@ -202,3 +202,19 @@ fn descriptor_budget_counts_pipes_and_connections() {
     .unwrap();
     assert_eq!(c.descriptor_budget(), 10 + (10 + 4) + (10 + 4 * 3));
 }
+
+#[test]
+fn tunnel_transport_defaults_to_auto_and_names_its_choices() {
+    let svc = "[[services]]\nname = \"s\"\nurl = \"http://127.0.0.1:1/mcp\"";
+    assert_eq!(parse(svc).unwrap().transport, TunnelTransport::Auto);
+    for (word, want) in [
+        ("auto", TunnelTransport::Auto),
+        ("quic", TunnelTransport::Quic),
+        ("tcp", TunnelTransport::Tcp),
+    ] {
+        let c = parse(&format!("transport = \"{word}\"\n{svc}")).unwrap();
+        assert_eq!(c.transport, want);
+    }
+    let err = parse(&format!("transport = \"udp\"\n{svc}")).unwrap_err();
+    assert!(err.to_string().contains("udp"), "{err}");
+}

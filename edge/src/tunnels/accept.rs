@@ -18,8 +18,8 @@ use crate::config::EdgeConfig;
 use crate::tunnels::budget::{ControlBudget, CONTROL_BURST, CONTROL_MESSAGES_PER_SEC};
 use crate::tunnels::registry::Registry;
 
-/// How long a connector has to complete QUIC + TLS and send its Hello.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connector has to complete QUIC + TLS (or TCP + TLS) and send its Hello.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive interval announced to connectors (the one both ends' transport uses).
 const HEARTBEAT: Duration = underpass_transport::quic::KEEP_ALIVE;
 
@@ -86,7 +86,7 @@ pub async fn accept_loop(
 
 /// Runs one authenticated tunnel (any transport): the Hello/Welcome handshake on the control
 /// stream, then keeps the tunnel in the registry until it closes.
-async fn serve_tunnel(
+pub(crate) async fn serve_tunnel(
     conn: TunnelConn,
     config: &EdgeConfig,
     registry: &Registry,
@@ -206,7 +206,7 @@ async fn read_hello(conn: &TunnelConn) -> Result<(ControlStream, Hello, String),
     let (send, recv) = conn
         .accept_exchange()
         .await
-        .map_err(|e| failed(format!("no control stream: {e}")))?;
+        .map_err(|e| failed(format!("no control stream from {id}: {e}")))?;
     let mut ctl = ControlStream {
         machine: EdgeControl::new(control::capabilities()),
         send,

@@ -17,6 +17,8 @@ pub struct Tunnel {
     pub conn: underpass_transport::TunnelConn,
     /// Canonical serial of the connector's certificate (for revocation).
     pub cert_serial: String,
+    /// When the tunnel came up (shown in `/readyz`).
+    pub since: std::time::SystemTime,
 }
 
 /// A legacy session as the edge knows it: its service, the connector that serves it (any of
@@ -96,6 +98,7 @@ impl Registry {
             services,
             conn,
             cert_serial,
+            since: std::time::SystemTime::now(),
         });
         write(&self.tunnels).insert(id, tunnel.clone());
         tunnel
@@ -109,13 +112,16 @@ impl Registry {
         write(&self.sessions).retain(|k, _| tunnels.values().any(|t| t.connector == k.connector));
     }
 
-    /// A tunnel serving `service`, spreading load round-robin.
+    /// A tunnel serving `service`, spreading load round-robin (a connector's TCP tunnel is
+    /// passed over while it has a QUIC one: see [`super::prefer`]).
     pub fn pick(&self, service: &str) -> Option<Arc<Tunnel>> {
         let tunnels = read(&self.tunnels);
-        let mut candidates: Vec<&Arc<Tunnel>> = tunnels
+        let candidates: Vec<&Arc<Tunnel>> = tunnels
             .values()
             .filter(|t| t.services.iter().any(|s| s == service))
             .collect();
+        let mut candidates =
+            super::prefer::preferred(candidates, |t| (t.connector.as_str(), t.conn.transport()));
         if candidates.is_empty() {
             return None;
         }
@@ -144,13 +150,16 @@ impl Registry {
             .ok_or(SessionLookup::TunnelGone)
     }
 
-    /// A live tunnel of `connector` serving `service`, spreading load round-robin.
+    /// A live tunnel of `connector` serving `service`, spreading load round-robin (its TCP
+    /// tunnel is passed over while it has a QUIC one: see [`super::prefer`]).
     pub fn connector_tunnel(&self, service: &str, connector: &str) -> Option<Arc<Tunnel>> {
         let tunnels = read(&self.tunnels);
-        let mut candidates: Vec<&Arc<Tunnel>> = tunnels
+        let candidates: Vec<&Arc<Tunnel>> = tunnels
             .values()
             .filter(|t| t.connector == connector && t.services.iter().any(|s| s == service))
             .collect();
+        let mut candidates =
+            super::prefer::preferred(candidates, |t| (t.connector.as_str(), t.conn.transport()));
         if candidates.is_empty() {
             return None;
         }

@@ -1,10 +1,11 @@
 //! The Underpass tunnel transport: TLS configuration (rustls, ring, TLS 1.3, role-checking
-//! verifiers), the QUIC settings and stream scheduling, and the seam the rest of the code uses
-//! tunnels through ([`TunnelConn`], [`ExchangeSend`], [`ExchangeRecv`]).
+//! verifiers), the QUIC settings and stream scheduling, the fallback carrier over TCP
+//! ([`tcp`]), and the seam the rest of the code uses tunnels through ([`TunnelConn`], [`ExchangeSend`], [`ExchangeRecv`]).
 
 #![forbid(unsafe_code)]
 
 pub mod quic;
+pub mod tcp;
 pub mod tls;
 mod tunnel;
 

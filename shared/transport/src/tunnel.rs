@@ -3,9 +3,9 @@
 //! ([`ExchangeSend`], [`ExchangeRecv`]).
 //!
 //! Everything above this module (frames, the control protocol, the edge's exchange, the
-//! connector's `serve_exchange`) is written against these types only. QUIC is the one
-//! transport today; a fallback over TLS on TCP becomes another variant of each enum, and the
-//! code above does not change. Enum dispatch rather than a trait: the registry stores tunnels
+//! connector's `serve_exchange`) is written against these types only. Two carriers: QUIC,
+//! and the fallback over TLS on TCP ([`crate::tcp`], HTTP/2 streams); each is a variant of
+//! each enum, and the code above does not tell them apart. Enum dispatch rather than a trait: the registry stores tunnels
 //! of any transport side by side, and no generic parameter spreads through the relay code.
 //!
 //! The fast path stays zero-copy: bodies cross as [`Bytes`] chunks (`read_chunk`,
@@ -41,6 +41,20 @@ pub enum TransportError {
     /// A body longer than the reader's limit.
     #[error("exchange body over {0} bytes")]
     TooLong(usize),
+    /// The peer reset the exchange with an application code (TCP carrier; QUIC reports it
+    /// as [`TransportError::Read`]).
+    #[error("exchange read failed: reset by peer: code {0}")]
+    Reset(u32),
+    /// The peer no longer reads the exchange (TCP carrier; QUIC reports it as
+    /// [`TransportError::Write`]).
+    #[error("exchange write failed: stopped by peer: code {0}")]
+    Stopped(u32),
+    /// The TCP tunnel is gone (closed by either side, timed out, connection lost).
+    #[error("tunnel lost: {0}")]
+    Tunnel(String),
+    /// An exchange stream of the TCP carrier failed otherwise.
+    #[error("exchange failed: {0}")]
+    Stream(String),
 }
 
 /// One tunnel: a connection to the peer over which exchanges run.
@@ -48,13 +62,16 @@ pub enum TransportError {
 pub enum TunnelConn {
     /// QUIC (RFC 9000), the tunnel's native transport.
     Quic(quinn::Connection),
+    /// TLS 1.3 over TCP, exchanges as HTTP/2 streams: the fallback for networks that drop UDP.
+    Tcp(crate::tcp::TcpTunnel),
 }
 
 impl TunnelConn {
-    /// Name of the transport, as shown in logs and readiness (`"quic"`).
+    /// Name of the transport, as shown in logs and readiness (`"quic"`, `"tcp"`).
     pub fn transport(&self) -> &'static str {
         match self {
             TunnelConn::Quic(_) => "quic",
+            TunnelConn::Tcp(_) => "tcp",
         }
     }
 
@@ -64,6 +81,10 @@ impl TunnelConn {
             TunnelConn::Quic(c) => {
                 let (send, recv) = c.open_bi().await?;
                 Ok((ExchangeSend::Quic(send), ExchangeRecv::Quic(recv)))
+            }
+            TunnelConn::Tcp(c) => {
+                let (send, recv) = c.open_exchange().await?;
+                Ok((ExchangeSend::Tcp(send), ExchangeRecv::Tcp(recv)))
             }
         }
     }
@@ -75,6 +96,10 @@ impl TunnelConn {
                 let (send, recv) = c.accept_bi().await?;
                 Ok((ExchangeSend::Quic(send), ExchangeRecv::Quic(recv)))
             }
+            TunnelConn::Tcp(c) => {
+                let (send, recv) = c.accept_exchange().await?;
+                Ok((ExchangeSend::Tcp(send), ExchangeRecv::Tcp(recv)))
+            }
         }
     }
 
@@ -82,6 +107,7 @@ impl TunnelConn {
     pub fn peer_leaf(&self) -> Option<CertificateDer<'static>> {
         match self {
             TunnelConn::Quic(c) => crate::tls::peer_leaf(c),
+            TunnelConn::Tcp(c) => c.peer_leaf(),
         }
     }
 
@@ -89,6 +115,7 @@ impl TunnelConn {
     pub fn remote_addr(&self) -> SocketAddr {
         match self {
             TunnelConn::Quic(c) => c.remote_address(),
+            TunnelConn::Tcp(c) => c.remote_addr(),
         }
     }
 
@@ -96,6 +123,7 @@ impl TunnelConn {
     pub fn close(&self, code: u32, reason: &[u8]) {
         match self {
             TunnelConn::Quic(c) => c.close(code.into(), reason),
+            TunnelConn::Tcp(c) => c.close(code, reason),
         }
     }
 
@@ -103,6 +131,7 @@ impl TunnelConn {
     pub async fn closed(&self) -> TransportError {
         match self {
             TunnelConn::Quic(c) => TransportError::Connection(c.closed().await),
+            TunnelConn::Tcp(c) => c.closed().await,
         }
     }
 
@@ -110,6 +139,7 @@ impl TunnelConn {
     pub fn close_reason(&self) -> Option<TransportError> {
         match self {
             TunnelConn::Quic(c) => c.close_reason().map(TransportError::Connection),
+            TunnelConn::Tcp(c) => c.close_reason(),
         }
     }
 }
@@ -119,6 +149,8 @@ impl TunnelConn {
 pub enum ExchangeSend {
     /// A QUIC bidirectional stream's send side.
     Quic(quinn::SendStream),
+    /// An HTTP/2 stream's send side (TCP carrier).
+    Tcp(crate::tcp::TcpSend),
 }
 
 impl ExchangeSend {
@@ -126,6 +158,7 @@ impl ExchangeSend {
     pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {
         match self {
             ExchangeSend::Quic(s) => Ok(s.write_all(buf).await?),
+            ExchangeSend::Tcp(s) => s.write_chunks(&mut [Bytes::copy_from_slice(buf)]).await,
         }
     }
 
@@ -133,6 +166,7 @@ impl ExchangeSend {
     pub async fn write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<(), TransportError> {
         match self {
             ExchangeSend::Quic(s) => Ok(s.write_all_chunks(chunks).await?),
+            ExchangeSend::Tcp(s) => s.write_chunks(chunks).await,
         }
     }
 
@@ -140,6 +174,7 @@ impl ExchangeSend {
     pub fn finish(&mut self) -> Result<(), TransportError> {
         match self {
             ExchangeSend::Quic(s) => Ok(s.finish()?),
+            ExchangeSend::Tcp(s) => s.finish(),
         }
     }
 
@@ -150,18 +185,23 @@ impl ExchangeSend {
             ExchangeSend::Quic(s) => {
                 let _ = s.reset(code.into());
             }
+            ExchangeSend::Tcp(s) => s.reset(code),
         }
     }
 
     /// Resolves when the peer stops reading (it cancelled the exchange) or has read it all.
     /// Independent of `self`: await it while writing.
     pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
-        let stopped = match self {
-            ExchangeSend::Quic(s) => s.stopped(),
+        let stopped: Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>> = match self {
+            ExchangeSend::Quic(s) => {
+                let stopped = s.stopped();
+                Box::pin(async move {
+                    let _ = stopped.await;
+                })
+            }
+            ExchangeSend::Tcp(s) => Box::pin(s.stopped()),
         };
-        async move {
-            let _ = stopped.await;
-        }
+        stopped
     }
 
     /// Call before writing `n` bytes: lets the transport schedule a stream that has become a
@@ -169,6 +209,10 @@ impl ExchangeSend {
     pub fn note_write(&self, demotion: &mut Demotion, n: usize) {
         match self {
             ExchangeSend::Quic(s) => crate::quic::record_write(s, demotion, n),
+            // HTTP/2 streams share the connection as h2 schedules them.
+            ExchangeSend::Tcp(_) => {
+                let _ = demotion.record(n);
+            }
         }
     }
 }
@@ -181,18 +225,21 @@ impl AsyncWrite for ExchangeSend {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ExchangeSend::Quic(s) => AsyncWrite::poll_write(Pin::new(s), cx, buf),
+            ExchangeSend::Tcp(s) => s.poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ExchangeSend::Quic(s) => AsyncWrite::poll_flush(Pin::new(s), cx),
+            ExchangeSend::Tcp(_) => Poll::Ready(Ok(())),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ExchangeSend::Quic(s) => AsyncWrite::poll_shutdown(Pin::new(s), cx),
+            ExchangeSend::Tcp(s) => s.poll_shutdown(),
         }
     }
 }
@@ -202,6 +249,8 @@ impl AsyncWrite for ExchangeSend {
 pub enum ExchangeRecv {
     /// A QUIC bidirectional stream's receive side.
     Quic(quinn::RecvStream),
+    /// An HTTP/2 stream's receive side (TCP carrier).
+    Tcp(crate::tcp::TcpRecv),
 }
 
 impl ExchangeRecv {
@@ -209,6 +258,7 @@ impl ExchangeRecv {
     pub async fn read_chunk(&mut self) -> Result<Option<Bytes>, TransportError> {
         match self {
             ExchangeRecv::Quic(r) => Ok(r.read_chunk(usize::MAX, true).await?.map(|c| c.bytes)),
+            ExchangeRecv::Tcp(r) => r.read_chunk().await,
         }
     }
 
@@ -219,6 +269,7 @@ impl ExchangeRecv {
                 quinn::ReadToEndError::Read(e) => TransportError::Read(e),
                 quinn::ReadToEndError::TooLong => TransportError::TooLong(limit),
             }),
+            ExchangeRecv::Tcp(r) => r.read_to_end(limit).await,
         }
     }
 
@@ -229,6 +280,7 @@ impl ExchangeRecv {
             ExchangeRecv::Quic(r) => {
                 let _ = r.stop(code.into());
             }
+            ExchangeRecv::Tcp(r) => r.stop(code),
         }
     }
 }
@@ -241,6 +293,7 @@ impl AsyncRead for ExchangeRecv {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ExchangeRecv::Quic(r) => AsyncRead::poll_read(Pin::new(r), cx, buf),
+            ExchangeRecv::Tcp(r) => r.poll_read(cx, buf),
         }
     }
 }

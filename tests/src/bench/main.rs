@@ -54,6 +54,7 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let plan = Plan::from(&args);
     stack::set_tunnel_env(&args.tunnel_env);
+    stack::set_transport(&args.transport);
     // Control work (restarts, sessions) runs on a small multi-thread runtime; latency cells on
     // `client_threads` current-thread runtimes, one per load thread.
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -76,6 +76,10 @@ pub(crate) struct Args {
     /// `TOKIO_WORKER_THREADS=1` or `LD_PRELOAD=...` (repeatable; for experiments).
     #[arg(long, value_name = "KEY=VALUE")]
     pub(crate) tunnel_env: Vec<String>,
+    /// The connector's `transport`: `quic` (default), `tcp` (the fallback carrier, TLS over
+    /// TCP with HTTP/2 streams) or `auto`. Run the bench once per transport to compare them.
+    #[arg(long, default_value = "quic", value_parser = ["quic", "tcp", "auto"])]
+    pub(crate) transport: String,
     /// The edge's audit log: none (the default, as the figures in README), `after` (a line
     /// with the outcome after each answer, `write_ahead = false`) or `ahead` (also a
     /// `dispatched` line before each request goes down the tunnel, the default of a configured

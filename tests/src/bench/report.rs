@@ -457,6 +457,7 @@ pub(crate) fn json(args: &Args, plan: &Plan, res: &Results, targets: &[Value]) -
             "backend_threads": args.backend_threads,
             "command": std::env::args().collect::<Vec<_>>().join(" "),
             "tunnel_env": args.tunnel_env,
+            "transport": args.transport,
             "binaries": binaries,
         },
         "latency": res.rows.iter().filter(|r| r.path != "relay").map(Row::json).collect::<Vec<_>>(),

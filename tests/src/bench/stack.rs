@@ -77,6 +77,14 @@ pub(crate) fn set_tunnel_env(pairs: &[String]) {
     let _ = TUNNEL_ENV.set(tunnel_env);
 }
 
+/// `--transport`: the connector's `transport` key.
+static TRANSPORT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the `transport` every benchmark connector is configured with.
+pub(crate) fn set_transport(transport: &str) {
+    let _ = TRANSPORT.set(transport.to_owned());
+}
+
 pub(crate) fn tunnel_command(binary: &str, config: &Path) -> Command {
     let mut cmd = Command::new(bin(binary));
     cmd.arg("--config").arg(config).env("RUST_LOG", "info");
@@ -179,6 +187,14 @@ impl Stack {
             },
             &[(SERVICE, &format!("http://{backend_addr}/mcp"))],
         );
+        if let Some(transport) = TRANSPORT.get() {
+            let text = std::fs::read_to_string(&connector_config).expect("connector.toml");
+            std::fs::write(
+                &connector_config,
+                format!("transport = \"{transport}\"\n{text}"),
+            )
+            .expect("write connector.toml");
+        }
         let connector = spawn_connector(dir, &connector_config, "connector", &[]);
         edge_setup.wait_ready(SERVICE, Duration::from_secs(30));
         Stack {
