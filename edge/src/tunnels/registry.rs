@@ -2,10 +2,11 @@
 //! is pinned to which connector.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::limits::{Activity, Busy, KeyGuard, PerKey};
+use crate::tunnels::spread::{self, Load};
 
 /// One live tunnel.
 #[derive(Debug)]
@@ -16,6 +17,14 @@ pub struct Tunnel {
     pub conn: underpass_transport::TunnelConn,
     /// Canonical serial of the connector's certificate (for revocation).
     pub cert_serial: String,
+    /// Exchanges in flight on it (see [`spread`]).
+    pub load: Load,
+}
+
+impl Tunnel {
+    pub fn serves(&self, service: &str) -> bool {
+        self.services.iter().any(|s| s == service)
+    }
 }
 
 /// A legacy (`Mcp-Session-Id`) session: the tunnel that answered its `initialize`, and the
@@ -45,7 +54,6 @@ pub struct ExpiredSession {
 #[derive(Default)]
 pub struct Registry {
     next_id: AtomicU64,
-    round_robin: AtomicUsize,
     tunnels: RwLock<HashMap<u64, Arc<Tunnel>>>,
     /// Keyed by (service, session id).
     sessions: RwLock<HashMap<(String, String), Session>>,
@@ -78,6 +86,7 @@ impl Registry {
             services,
             conn,
             cert_serial,
+            load: Load::default(),
         });
         write(&self.tunnels).insert(id, tunnel.clone());
         tunnel
@@ -89,19 +98,34 @@ impl Registry {
         write(&self.sessions).retain(|_, s| s.tunnel_id != id);
     }
 
-    /// A tunnel serving `service`, spreading load round-robin.
+    /// A live tunnel serving `service`, by power of two choices on exchanges in flight (see
+    /// [`spread`]).
     pub fn pick(&self, service: &str) -> Option<Arc<Tunnel>> {
+        self.pick_where(service, |_| true)
+    }
+
+    /// Like [`Registry::pick`], among the tunnels `allowed` accepts. A tunnel whose connection
+    /// is already closed (not yet removed) is never picked.
+    pub fn pick_where(
+        &self,
+        service: &str,
+        allowed: impl Fn(&Tunnel) -> bool,
+    ) -> Option<Arc<Tunnel>> {
         let tunnels = read(&self.tunnels);
-        let mut candidates: Vec<&Arc<Tunnel>> = tunnels
+        let candidates: Vec<&Arc<Tunnel>> = tunnels
             .values()
-            .filter(|t| t.services.iter().any(|s| s == service))
+            .filter(|t| t.serves(service) && allowed(t) && t.conn.close_reason().is_none())
             .collect();
-        if candidates.is_empty() {
-            return None;
-        }
-        candidates.sort_by_key(|t| t.id);
-        let n = self.round_robin.fetch_add(1, Ordering::Relaxed);
-        Some(candidates[n % candidates.len()].clone())
+        let loads: Vec<usize> = candidates.iter().map(|t| t.load.outstanding()).collect();
+        spread::choose(&loads, rand::random()).map(|i| candidates[i].clone())
+    }
+
+    /// Another tunnel for an exchange that failed on `failed`: of another connector when one
+    /// serves `service` (the failed tunnel's connector may be gone altogether), else another
+    /// tunnel of the same connector.
+    pub fn pick_other(&self, service: &str, failed: &Tunnel) -> Option<Arc<Tunnel>> {
+        self.pick_where(service, |t| t.connector != failed.connector)
+            .or_else(|| self.pick_where(service, |t| t.id != failed.id))
     }
 
     pub fn session_tunnel(
