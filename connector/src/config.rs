@@ -28,6 +28,10 @@ pub const DEFAULT_MAX_PROCESSES: usize = 32;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
 /// Default of `max_concurrent`.
 pub const DEFAULT_MAX_CONCURRENT: usize = 1024;
+/// Default of `tunnels_per_edge`.
+pub const DEFAULT_TUNNELS_PER_EDGE: usize = 2;
+/// Most tunnels per edge address `tunnels_per_edge` may ask for.
+pub const MAX_TUNNELS_PER_EDGE: usize = 16;
 
 /// A validated `connector.toml`.
 #[derive(Debug, Clone)]
@@ -44,6 +48,8 @@ pub struct ConnectorConfig {
     pub edge_server_name: Option<String>,
     /// How tunnels are carried (`transport`): QUIC, TLS over TCP, or QUIC with TCP fallback.
     pub transport: TunnelTransport,
+    /// Tunnels kept to every address of every edge (`tunnels_per_edge`, 1..=16).
+    pub tunnels_per_edge: usize,
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
@@ -227,8 +233,9 @@ struct ConnectorFile {
     /// With 1, every task runs on one thread (a current-thread runtime).
     #[serde(default = "default_worker_threads")]
     worker_threads: usize,
-    /// Edge tunnel addresses (`host:port`: UDP for QUIC, TCP for the fallback) to dial. The
-    /// connector keeps a tunnel to each.
+    /// Edge tunnel addresses (`host:port`: UDP for QUIC, TCP for the fallback) to dial. A
+    /// name is resolved to every address it has (A and AAAA), again whenever a tunnel to it
+    /// is dialed anew and every 30 s, and each address is dialed.
     edges: Vec<String>,
     /// Name checked against the edge certificate; defaults to the host part of each edge.
     edge_server_name: Option<String>,
@@ -236,6 +243,11 @@ struct ConnectorFile {
     /// is blocked, QUIC re-probed every 30–60 s), `quic`, or `tcp`.
     #[serde(default)]
     transport: TunnelTransport,
+    /// Tunnels kept to every address of every edge, each reconnecting on its own with
+    /// jittered backoff. Default 2: losing one tunnel (its UDP path, a stuck stream) leaves
+    /// the other serving while it redials. 1..=16.
+    #[serde(default = "default_tunnels_per_edge")]
+    tunnels_per_edge: usize,
     /// This connector's certificate (PEM chain) with a `connector` identity.
     cert: PathBuf,
     key: PathBuf,
@@ -247,6 +259,10 @@ struct ConnectorFile {
 
 fn default_worker_threads() -> usize {
     1
+}
+
+fn default_tunnels_per_edge() -> usize {
+    DEFAULT_TUNNELS_PER_EDGE
 }
 
 fn default_trust_domain() -> String {
@@ -315,6 +331,12 @@ impl ConnectorFile {
         if self.services.is_empty() {
             bail!("no [[services]]: a connector must serve at least one service");
         }
+        if !(1..=MAX_TUNNELS_PER_EDGE).contains(&self.tunnels_per_edge) {
+            bail!(
+                "`tunnels_per_edge = {}` is out of bounds: 1 to {MAX_TUNNELS_PER_EDGE}",
+                self.tunnels_per_edge
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         let mut services = Vec::with_capacity(self.services.len());
         for s in self.services {
@@ -332,6 +354,7 @@ impl ConnectorFile {
             edges: self.edges,
             edge_server_name: self.edge_server_name,
             transport: self.transport,
+            tunnels_per_edge: self.tunnels_per_edge,
             cert: resolve(self.cert),
             key: resolve(self.key),
             ca: resolve(self.ca),

@@ -1,8 +1,10 @@
 //! The Underpass connector: runs inside the private network, dials out to edges over QUIC (or
 //! TLS over TCP where UDP is blocked) with mutual TLS, and serves only the services its own config names. It listens on no port.
 //!
-//! Modules, from the tunnel down: [`tunnel`] (dial each edge, Hello/Welcome, accept exchange
-//! streams), [`carrier`] (QUIC or TCP, the `auto` fallback and re-probe), [`exchange`] (serve one exchange stream), [`backends`] (one backend per service:
+//! Modules, from the tunnel down: [`fanout`] (every address of every edge,
+//! `tunnels_per_edge` tunnels to each), [`tunnel`] (dial one address, Hello/Welcome, accept
+//! exchange streams), [`carrier`] (QUIC or TCP, the `auto` fallback and re-probe),
+//! [`exchange`] (serve one exchange stream), [`backends`] (one backend per service:
 //! Streamable HTTP, legacy SSE, stdio), [`bridge`] (the session bridge the SSE and stdio
 //! backends share), [`concurrency`] (caps on exchanges in flight), and the leaves
 //! [`config`], [`answer`] and [`http_client`].
@@ -15,6 +17,7 @@ pub mod carrier;
 pub mod concurrency;
 pub mod config;
 pub mod exchange;
+pub mod fanout;
 pub mod http_client;
 pub mod tunnel;
 
@@ -27,7 +30,7 @@ use underpass_transport::tls::{self, Credentials, PeerPolicy};
 use crate::backends::Backends;
 use crate::carrier::Carriers;
 use crate::config::ConnectorConfig;
-use crate::tunnel::Dialer;
+use crate::fanout::EdgeDialers;
 
 /// Dials every configured edge and serves until SIGINT or SIGTERM.
 pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
@@ -71,11 +74,20 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
             .edge_server_name
             .clone()
             .unwrap_or_else(|| tunnel::host_of(edge).to_owned());
-        tracing::info!(%edge, %server_name, identity = %id, ?services, transport = ?config.transport, "dialing edge");
+        tracing::info!(
+            %edge,
+            %server_name,
+            identity = %id,
+            ?services,
+            transport = ?config.transport,
+            tunnels_per_address = config.tunnels_per_edge,
+            "serving through edge"
+        );
         dialers.spawn(
-            Dialer {
+            EdgeDialers {
                 edge: edge.clone(),
                 server_name,
+                per_address: config.tunnels_per_edge,
                 connector: config.name.clone(),
                 services: services.clone(),
                 carriers: carriers.clone(),
@@ -88,7 +100,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     underpass_shared::shutdown_signal().await;
     tracing::info!("shutting down: closing tunnels");
     let _ = shutdown_tx.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(4), async {
         while dialers.join_next().await.is_some() {}
     })
     .await;

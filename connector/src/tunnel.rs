@@ -2,6 +2,7 @@
 //! [`crate::carrier`]), run the control protocol (a thin shell over
 //! [`ConnectorControl`]: introduce ourselves, then take whatever the edge sends later), serve
 //! the exchange streams the edge opens, and when a tunnel drops, dial again with backoff.
+//! A [`Dialer`] keeps one tunnel to one address; [`crate::fanout`] runs several per edge.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,7 +56,12 @@ impl Backoff {
 }
 
 pub struct Dialer {
+    /// The edge as configured (`host:port`), for the log.
     pub edge: String,
+    /// The address of it this dialer keeps a tunnel to.
+    pub addr: SocketAddr,
+    /// Which of the tunnels to this address it is (from 1), for the log.
+    pub slot: usize,
     pub server_name: String,
     pub connector: String,
     pub services: Vec<String>,
@@ -64,12 +70,15 @@ pub struct Dialer {
     pub backends: Arc<Backends>,
     /// Flips to `true` when the connector shuts down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// `true` while the edge's name no longer resolves to `addr`: the dialer does not dial
+    /// again (a tunnel that is up stays up until it ends).
+    pub retired: tokio::sync::watch::Receiver<bool>,
+    /// Poked whenever a tunnel ends or a dial fails: the edge's name is resolved again.
+    pub resolve_again: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum DialError {
-    #[error("cannot resolve {0}: {1}")]
-    Resolve(String, String),
     #[error("{0}")]
     Connect(String),
     #[error("edge refused this connector: {0}")]
@@ -77,31 +86,36 @@ enum DialError {
 }
 
 impl Dialer {
-    /// Keeps a tunnel to one edge up until shutdown.
+    /// Keeps a tunnel to one address of an edge up until shutdown, or until the address is
+    /// retired.
     pub async fn run(mut self) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        while !*self.shutdown.borrow() {
+        while !*self.shutdown.borrow() && !*self.retired.borrow() {
             let started = Instant::now();
-            let delay = match self.connect_and_serve().await {
+            let result = self.connect_and_serve().await;
+            self.resolve_again.notify_one();
+            let (edge, addr, slot) = (&self.edge, self.addr, self.slot);
+            let delay = match result {
                 Ok(reason) => {
-                    tracing::warn!(edge = %self.edge, "tunnel closed: {reason}; reconnecting");
+                    tracing::warn!(%edge, %addr, slot, "tunnel closed: {reason}; reconnecting");
                     if started.elapsed() >= HEALTHY_AFTER {
                         backoff.reset();
                     }
                     backoff.next_delay()
                 }
                 Err(DialError::Refused(reason)) => {
-                    tracing::error!(edge = %self.edge, "edge refused this connector: {reason}");
+                    tracing::error!(%edge, %addr, "edge refused this connector: {reason}");
                     REFUSED_BACKOFF
                 }
                 Err(e) => {
-                    tracing::warn!(edge = %self.edge, "cannot reach edge: {e}");
+                    tracing::warn!(%edge, %addr, slot, "cannot reach edge: {e}");
                     backoff.next_delay()
                 }
             };
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.shutdown.changed() => {}
+                changed = self.retired.changed() => if changed.is_err() { return },
             }
         }
     }
@@ -110,7 +124,7 @@ impl Dialer {
     /// re-probes QUIC and moves the tunnel back to it (the TCP tunnel drains in the
     /// background).
     async fn connect_and_serve(&mut self) -> Result<TransportError, DialError> {
-        let addr = resolve(&self.edge).await?;
+        let addr = self.addr;
         let mut shutdown = self.shutdown.clone();
         let mut current = self.establish_any(addr).await?;
         loop {
@@ -262,6 +276,8 @@ impl Dialer {
 
         tracing::info!(
             edge = %self.edge,
+            addr = %self.addr,
+            slot = self.slot,
             edge_name = %welcome.edge,
             transport = dialed.conn.transport(),
             services = ?self.services,
@@ -461,14 +477,6 @@ impl ControlStream {
         tracing::warn!(edge = %self.edge, "closing tunnel: control protocol: {e}");
         conn.close(codes::PROTOCOL, b"control protocol violation");
     }
-}
-
-async fn resolve(edge: &str) -> Result<SocketAddr, DialError> {
-    tokio::net::lookup_host(edge)
-        .await
-        .map_err(|e| DialError::Resolve(edge.to_owned(), e.to_string()))?
-        .next()
-        .ok_or_else(|| DialError::Resolve(edge.to_owned(), "no address".into()))
 }
 
 /// The host part of `host:port`, for checking the edge certificate when no name is configured.

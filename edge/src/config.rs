@@ -177,6 +177,13 @@ pub struct ServiceConfig {
     pub name: String,
     /// Names of the connectors allowed to serve it.
     pub connectors: Vec<String>,
+    /// Tools whose `tools/call` is safe to send twice (they change nothing): when the tunnel
+    /// carrying such a call is lost before any answer came back, the edge sends it once more
+    /// on another tunnel. `server/discover`, `initialize`, the `*/list` methods,
+    /// `resources/read` and `prompts/get` are retried that way without being listed; nothing
+    /// else ever is. Default: none.
+    #[serde(default)]
+    pub retry_tools: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -335,6 +342,14 @@ impl EdgeConfig {
 
     pub fn has_service(&self, service: &str) -> bool {
         self.services.iter().any(|s| s.name == service)
+    }
+
+    /// The `retry_tools` of `service` (empty for an unknown one).
+    pub fn retry_tools(&self, service: &str) -> &[String] {
+        self.services
+            .iter()
+            .find(|s| s.name == service)
+            .map_or(&[], |s| s.retry_tools.as_slice())
     }
 }
 

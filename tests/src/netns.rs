@@ -199,6 +199,25 @@ impl NetNs {
         ));
     }
 
+    /// Counts the UDP packets to and from `port` both ways, dropping none (replacing any
+    /// earlier rule); [`NetNs::counted`] reads the count.
+    pub fn count_udp(&self, port: u16) {
+        self.nft(&format!(
+            "flush chain inet {TABLE} in\nflush chain inet {TABLE} out\n\
+             add rule inet {TABLE} in udp sport {port} counter\n\
+             add rule inet {TABLE} out udp dport {port} counter\n"
+        ));
+    }
+
+    /// Packets the rules in force have counted so far, all rules together.
+    pub fn counted(&self) -> u64 {
+        self.ruleset()
+            .split("counter packets ")
+            .skip(1)
+            .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// The rules in force with their counters (packets and bytes dropped so far).
     pub fn ruleset(&self) -> String {
         run(&[

@@ -218,3 +218,24 @@ fn tunnel_transport_defaults_to_auto_and_names_its_choices() {
     let err = parse(&format!("transport = \"udp\"\n{svc}")).unwrap_err();
     assert!(err.to_string().contains("udp"), "{err}");
 }
+
+#[test]
+fn tunnels_per_edge_defaults_to_two_and_is_bounded() {
+    let with = |line: &str| {
+        let file: ConnectorFile = toml::from_str(&format!(
+            "name = \"dc1\"\nedges = [\"edge.example:7844\"]\ncert = \"c\"\nkey = \"k\"\nca = \"a\"\n{line}\n[[services]]\nname = \"s\"\nurl = \"http://127.0.0.1:1/mcp\"\n"
+        ))?;
+        file.validate(Path::new("/etc/up"))
+    };
+    assert_eq!(with("").unwrap().tunnels_per_edge, 2);
+    assert_eq!(with("tunnels_per_edge = 1").unwrap().tunnels_per_edge, 1);
+    assert_eq!(with("tunnels_per_edge = 16").unwrap().tunnels_per_edge, 16);
+    for bad in ["0", "17", "100000"] {
+        let err = with(&format!("tunnels_per_edge = {bad}")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("tunnels_per_edge"),
+            "{bad}: {err:#}"
+        );
+    }
+    assert!(with("tunnels_per_edge = -1").is_err());
+}

@@ -1,6 +1,8 @@
 //! `/mcp/{service}`, the Streamable HTTP endpoint (both protocol eras): one client exchange,
 //! admitted at the edge, relayed on its own stream of a tunnel (a fresh pick, or one of the
-//! connector its sealed legacy session names), and the response streamed back as it arrives.
+//! connector its sealed legacy session names; once more on another when that tunnel is lost
+//! and the request is safe to repeat, see [`failover`]), and the response streamed back as it
+//! arrives.
 //!
 //! [`serve`] is a pipeline of named steps; each either hands its result to the next or ends
 //! the request with a finished refusal (and says why in the audit record).
@@ -15,11 +17,9 @@ use hyper::body::Frame;
 use underpass_audit::{AuditRecord, Outcome};
 use underpass_mcp::jsonrpc::code;
 use underpass_proto::frame::{RequestHead, ResponseHead};
-use underpass_transport::ExchangeRecv;
 
 use crate::app::App;
 use crate::assertion::AssertionClaims;
-use crate::http::audited::write_ahead;
 use crate::http::body::{full_body, Body, BodyError};
 use crate::http::conn::ConnInfo;
 use crate::http::headers::{response_headers, upstream_headers, SESSION_HEADER};
@@ -29,10 +29,11 @@ use crate::http::media::check_media;
 use crate::http::respond::{error_response, incident, Refusal};
 use crate::mcp::admission::{self, Admitted};
 use crate::mcp::discover::discovered_versions;
+use crate::mcp::failover::{self, Sent};
 use crate::mcp::list_filter::{self, ListFilter};
 use crate::mcp::session_id::{self, ClientSession};
 use crate::mcp::sessions;
-use crate::tunnels::exchange::{exchange, response_stream};
+use crate::tunnels::exchange::response_stream;
 use crate::tunnels::registry::{SessionKey, SessionLookup, SessionSlot, Tunnel};
 
 type Chunks = futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BodyError>>;
@@ -75,10 +76,18 @@ async fn relay(
         session.as_ref().map(|s| s.key.id.as_str()),
         audit,
     );
-    if let Some(refusal) = write_ahead(app, audit).await {
-        return Err(Box::new(refusal));
-    }
-    let (resp_head, recv) = send(&tunnel, &head, body, service, audit).await?;
+    let retry = failover::may_retry(
+        &parts.method,
+        session.is_some(),
+        &admitted.calls,
+        app.config.retry_tools(service),
+    );
+    let Sent {
+        tunnel,
+        head: resp_head,
+        recv,
+        in_flight,
+    } = failover::send(app, service, tunnel, &head, body, retry, audit).await?;
 
     let status = upstream_status(&resp_head, audit);
     let (mut headers, is_sse) = response_headers(resp_head.headers);
@@ -111,7 +120,13 @@ async fn relay(
         Tracked::Nothing => None,
     };
 
-    let mut stream = response_stream(recv, is_sse, &tunnel.connector);
+    // The exchange counts in its tunnel's load until its answer has been relayed.
+    let mut stream = response_stream(recv, is_sse, &tunnel.connector)
+        .map(move |chunk| {
+            let _counted = &in_flight;
+            chunk
+        })
+        .boxed();
     if status.is_success() && admitted.calls.iter().any(|c| c.method == "server/discover") {
         stream = learn_versions(app, service, stream, is_sse).await?;
     }
@@ -304,26 +319,6 @@ fn request_head(
         request_id: audit.request_id.clone().unwrap_or_else(new_request_id),
         assertion,
     }
-}
-
-/// The exchange itself; a tunnel failure is a 502 that names no topology (the details go to
-/// the log under the reference the client gets).
-async fn send(
-    tunnel: &Tunnel,
-    head: &RequestHead,
-    body: Bytes,
-    service: &str,
-    audit: &mut AuditRecord,
-) -> Result<(ResponseHead, ExchangeRecv), Refusal> {
-    exchange(&tunnel.conn, head, body).await.map_err(|e| {
-        audit.outcome = Outcome::TunnelError;
-        let detail = format!("exchange with connector {:?} failed: {e}", tunnel.connector);
-        Box::new(error_response(
-            StatusCode::BAD_GATEWAY,
-            code::UPSTREAM_FAILED,
-            &incident("the tunnel to the connector failed", service, &detail),
-        ))
-    })
 }
 
 /// The backend's status, and what it says about the outcome.

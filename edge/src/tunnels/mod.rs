@@ -1,11 +1,14 @@
 //! The edge's side of the tunnels: accepting connectors ([`accept`]: QUIC listener, control
-//! handshake; [`tcp`]: the TCP fallback carrier's listener, into the same handshake), which tunnels serve which service and which legacy session is pinned
-//! where ([`registry`]; [`prefer`]: a connector back on QUIC gets no new exchanges over TCP), one client exchange down a tunnel ([`exchange`]), and how much a
-//! connector may send on its control stream ([`budget`]).
+//! handshake; [`tcp`]: the TCP fallback carrier's listener, into the same handshake), which
+//! tunnels serve which service and which legacy session goes where ([`registry`]; [`prefer`]:
+//! a connector back on QUIC gets no new exchanges over TCP; [`spread`]: new exchanges go by
+//! power of two choices on exchanges in flight), one client exchange down a tunnel
+//! ([`exchange`]), and how much a connector may send on its control stream ([`budget`]).
 
 pub mod accept;
 pub mod budget;
 pub mod exchange;
 pub mod prefer;
 pub mod registry;
+pub mod spread;
 pub mod tcp;

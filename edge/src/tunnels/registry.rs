@@ -2,11 +2,12 @@
 //! this edge serves, and for which connector.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::limits::{Activity, Busy, KeyGuard, PerKey};
+use crate::tunnels::spread::{self, Load};
 
 /// One live tunnel.
 #[derive(Debug)]
@@ -19,6 +20,14 @@ pub struct Tunnel {
     pub cert_serial: String,
     /// When the tunnel came up (shown in `/readyz`).
     pub since: std::time::SystemTime,
+    /// Exchanges in flight on it (see [`spread`]).
+    pub load: Load,
+}
+
+impl Tunnel {
+    pub fn serves(&self, service: &str) -> bool {
+        self.services.iter().any(|s| s == service)
+    }
 }
 
 /// A legacy session as the edge knows it: its service, the connector that serves it (any of
@@ -56,7 +65,6 @@ pub struct ExpiredSession {
 #[derive(Default)]
 pub struct Registry {
     next_id: AtomicU64,
-    round_robin: AtomicUsize,
     tunnels: RwLock<HashMap<u64, Arc<Tunnel>>>,
     sessions: RwLock<HashMap<SessionKey, Session>>,
     /// Protocol versions each service's backend announced in `server/discover`.
@@ -99,6 +107,7 @@ impl Registry {
             conn,
             cert_serial,
             since: std::time::SystemTime::now(),
+            load: Load::default(),
         });
         write(&self.tunnels).insert(id, tunnel.clone());
         tunnel
@@ -112,22 +121,37 @@ impl Registry {
         write(&self.sessions).retain(|k, _| tunnels.values().any(|t| t.connector == k.connector));
     }
 
-    /// A tunnel serving `service`, spreading load round-robin (a connector's TCP tunnel is
-    /// passed over while it has a QUIC one: see [`super::prefer`]).
+    /// A live tunnel serving `service`, by power of two choices on exchanges in flight (see
+    /// [`spread`]); a connector's TCP tunnel is passed over while it has a QUIC one (see
+    /// [`super::prefer`]).
     pub fn pick(&self, service: &str) -> Option<Arc<Tunnel>> {
+        self.pick_where(service, |_| true)
+    }
+
+    /// Like [`Registry::pick`], among the tunnels `allowed` accepts. A tunnel whose connection
+    /// is already closed (not yet removed) is never picked.
+    pub fn pick_where(
+        &self,
+        service: &str,
+        allowed: impl Fn(&Tunnel) -> bool,
+    ) -> Option<Arc<Tunnel>> {
         let tunnels = read(&self.tunnels);
         let candidates: Vec<&Arc<Tunnel>> = tunnels
             .values()
-            .filter(|t| t.services.iter().any(|s| s == service))
+            .filter(|t| t.serves(service) && allowed(t) && t.conn.close_reason().is_none())
             .collect();
-        let mut candidates =
+        let candidates =
             super::prefer::preferred(candidates, |t| (t.connector.as_str(), t.conn.transport()));
-        if candidates.is_empty() {
-            return None;
-        }
-        candidates.sort_by_key(|t| t.id);
-        let n = self.round_robin.fetch_add(1, Ordering::Relaxed);
-        Some(candidates[n % candidates.len()].clone())
+        let loads: Vec<usize> = candidates.iter().map(|t| t.load.outstanding()).collect();
+        spread::choose(&loads, rand::random()).map(|i| candidates[i].clone())
+    }
+
+    /// Another tunnel for an exchange that failed on `failed`: of another connector when one
+    /// serves `service` (the failed tunnel's connector may be gone altogether), else another
+    /// tunnel of the same connector.
+    pub fn pick_other(&self, service: &str, failed: &Tunnel) -> Option<Arc<Tunnel>> {
+        self.pick_where(service, |t| t.connector != failed.connector)
+            .or_else(|| self.pick_where(service, |t| t.id != failed.id))
     }
 
     /// The tunnel a request of session `key` goes down: one of its connector's (a session
@@ -150,22 +174,9 @@ impl Registry {
             .ok_or(SessionLookup::TunnelGone)
     }
 
-    /// A live tunnel of `connector` serving `service`, spreading load round-robin (its TCP
-    /// tunnel is passed over while it has a QUIC one: see [`super::prefer`]).
+    /// A live tunnel of `connector` serving `service` (spread as [`Registry::pick`] does).
     pub fn connector_tunnel(&self, service: &str, connector: &str) -> Option<Arc<Tunnel>> {
-        let tunnels = read(&self.tunnels);
-        let candidates: Vec<&Arc<Tunnel>> = tunnels
-            .values()
-            .filter(|t| t.connector == connector && t.services.iter().any(|s| s == service))
-            .collect();
-        let mut candidates =
-            super::prefer::preferred(candidates, |t| (t.connector.as_str(), t.conn.transport()));
-        if candidates.is_empty() {
-            return None;
-        }
-        candidates.sort_by_key(|t| t.id);
-        let n = self.round_robin.fetch_add(1, Ordering::Relaxed);
-        Some(candidates[n % candidates.len()].clone())
+        self.pick_where(service, |t| t.connector == connector)
     }
 
     /// Records a session the backend opened; `slot` is its reserved place in the

@@ -106,6 +106,12 @@ pub struct AuditRecord {
     /// In a batch: how many messages it holds (each has a line of its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u32>,
+    /// Set when the edge sent the request again on another tunnel (`1`: once, the most it
+    /// does) because the first attempt's tunnel was lost before any answer came back; only
+    /// for requests safe to repeat. Each attempt has its own `dispatched` line (the second
+    /// with `retried: 1`), and the outcome line says how it ended after the retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried: Option<u32>,
     /// One entry per JSON-RPC message of the request, each written as a line of its own
     /// (see [`AuditRecord::into_lines`]); never serialized itself.
     #[serde(skip)]

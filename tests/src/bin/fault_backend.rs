@@ -7,6 +7,7 @@
 //! - `ok`: a small stateless MCP server (2025-11-25, JSON answers, no sessions): `initialize`,
 //!   notifications (202), `ping`, `tools/list`, `tools/call` of `echo {message}` and
 //!   `sleep {ms}` (answers after `ms`, at most a minute); GET and DELETE get 405;
+//! - `slow`: as `ok`, each answer 200 ms late (a backend under load, for the spreading test);
 //! - `stall`: reads the request and never answers (until the peer hangs up);
 //! - `close`: reads the request and closes the connection without a byte;
 //! - `cut`: sends the head of a 4 KiB JSON answer and 100 bytes of its body, then closes;
@@ -39,6 +40,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 16 * 1024 * 1024;
+/// How late the `slow` mode answers.
+const SLOW: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -181,6 +184,10 @@ async fn connection(mut stream: TcpStream, recorder: &Recorder) -> std::io::Resu
         }));
         let keep = match mode.as_str() {
             "ok" => answer_ok(&mut stream, &req, &msg).await?,
+            "slow" => {
+                tokio::time::sleep(SLOW).await;
+                answer_ok(&mut stream, &req, &msg).await?
+            }
             "stall" => {
                 wait_for_hangup(&mut stream).await;
                 recorder.write(
