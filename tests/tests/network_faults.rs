@@ -73,7 +73,12 @@ fn net() -> Net {
     let text = std::fs::read_to_string(&connector_config).expect("connector.toml");
     let text = text.replace(
         &format!("edges = [\"127.0.0.1:{}\"]", setup.tunnel_port),
-        &format!("edges = [\"{}:{}\"]", ns.host_addr, setup.tunnel_port),
+        // The faults here are on UDP only: pinned to QUIC, the connector cannot dodge them by
+        // falling back to TCP (tcp_fallback.rs covers the fallback).
+        &format!(
+            "edges = [\"{}:{}\"]\ntransport = \"quic\"",
+            ns.host_addr, setup.tunnel_port
+        ),
     );
     std::fs::write(&connector_config, text).expect("write connector.toml");
     let backend = FaultBackend::start_at(dir.path(), port, &ns.prefix());

@@ -104,7 +104,12 @@ fn transport_tcp_carries_sdk_calls() {
         connector,
         connector_config,
     };
-    assert_eq!(tunnels(&d.edge_setup), [("dc1".into(), "tcp".into())]);
+    // Two tunnels (`tunnels_per_edge` by default), both on TCP.
+    wait_tunnels(
+        &d.edge_setup,
+        &[("dc1", "tcp"), ("dc1", "tcp")],
+        Duration::from_secs(10),
+    );
     let url = d.edge_setup.url("everything");
     let v = run_client(
         &d,
@@ -119,11 +124,11 @@ fn transport_tcp_carries_sdk_calls() {
     let log = d.connector.log_text();
     let up: Vec<&str> = log.lines().filter(|l| l.contains("tunnel up")).collect();
     assert!(
-        up.len() == 1 && up[0].contains("\"tcp\""),
+        up.len() == 2 && up.iter().all(|l| l.contains("transport=\"tcp\"")),
         "the connector log does not say the tunnel is on tcp:\n{log}"
     );
     assert!(
-        !log.contains("\"quic\""),
+        !log.contains("transport=\"quic\""),
         "transport = \"tcp\" tried QUIC:\n{log}"
     );
 }
@@ -221,7 +226,11 @@ fn udp_blocked_falls_back_to_tcp_and_returns_to_quic_without_failing_a_call() {
     n.ns.set_loss(n.setup.tunnel_port, 100);
     n.connector = Some(start_connector_in_ns(&n, 2));
     // The bar: a tunnel carries traffic within 5 s of the connector starting.
-    let up = wait_tunnels(&n.setup, &[("dc1", "tcp")], Duration::from_secs(5));
+    let up = wait_tunnels(
+        &n.setup,
+        &[("dc1", "tcp"), ("dc1", "tcp")],
+        Duration::from_secs(5),
+    );
     println!(
         "udp blocked: tunnel on tcp {} after the connector started",
         ms(up)
@@ -239,7 +248,11 @@ fn udp_blocked_falls_back_to_tcp_and_returns_to_quic_without_failing_a_call() {
 
     // Lift the rule: the next re-probe (every 2–4 s here) finds QUIC, the TCP tunnel drains.
     n.ns.set_loss(n.setup.tunnel_port, 0);
-    let back = wait_tunnels(&n.setup, &[("dc1", "quic")], Duration::from_secs(30));
+    let back = wait_tunnels(
+        &n.setup,
+        &[("dc1", "quic"), ("dc1", "quic")],
+        Duration::from_secs(30),
+    );
     println!(
         "udp unblocked: tunnel back on quic alone {} after the rule was lifted",
         ms(back)
@@ -438,6 +451,10 @@ fn bad_input_on_the_tcp_tunnel_port_is_refused_and_logged() {
     prepend(&connector_config, "transport = \"tcp\"");
     let _connector = start_connector(dir.path(), "connector", &connector_config);
     setup.wait_ready("everything", Duration::from_secs(30));
-    assert_eq!(tunnels(&setup), [("dc1".into(), "tcp".into())]);
+    wait_tunnels(
+        &setup,
+        &[("dc1", "tcp"), ("dc1", "tcp")],
+        Duration::from_secs(10),
+    );
     assert!(edge.alive());
 }
