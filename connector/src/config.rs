@@ -50,6 +50,8 @@ pub struct ConnectorConfig {
     pub transport: TunnelTransport,
     /// Tunnels kept to every address of every edge (`tunnels_per_edge`, 1..=16).
     pub tunnels_per_edge: usize,
+    /// On SIGTERM, how long exchanges in flight may take to finish (`drain_grace`).
+    pub drain_grace: Duration,
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
@@ -248,6 +250,11 @@ struct ConnectorFile {
     /// the other serving while it redials. 1..=16.
     #[serde(default = "default_tunnels_per_edge")]
     tunnels_per_edge: usize,
+    /// On SIGTERM the connector tells its edges it is draining (they send it nothing new),
+    /// lets the exchanges in flight finish for at most this long, then closes its tunnels and
+    /// exits. Default 30 s, at most 1 h.
+    #[serde(default = "default_drain_grace", with = "humantime_serde")]
+    drain_grace: Duration,
     /// This connector's certificate (PEM chain) with a `connector` identity.
     cert: PathBuf,
     key: PathBuf,
@@ -263,6 +270,10 @@ fn default_worker_threads() -> usize {
 
 fn default_tunnels_per_edge() -> usize {
     DEFAULT_TUNNELS_PER_EDGE
+}
+
+fn default_drain_grace() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_trust_domain() -> String {
@@ -337,6 +348,9 @@ impl ConnectorFile {
                 self.tunnels_per_edge
             );
         }
+        if self.drain_grace > Duration::from_secs(3600) {
+            bail!("`drain_grace` must be at most 1h (it delays every shutdown by up to that long)");
+        }
         let mut seen = std::collections::HashSet::new();
         let mut services = Vec::with_capacity(self.services.len());
         for s in self.services {
@@ -355,6 +369,7 @@ impl ConnectorFile {
             edge_server_name: self.edge_server_name,
             transport: self.transport,
             tunnels_per_edge: self.tunnels_per_edge,
+            drain_grace: self.drain_grace,
             cert: resolve(self.cert),
             key: resolve(self.key),
             ca: resolve(self.ca),

@@ -36,6 +36,8 @@ pub struct EdgeDialers {
     pub carriers: crate::carrier::Carriers,
     pub backends: Arc<Backends>,
     pub shutdown: watch::Receiver<bool>,
+    /// `drain_grace`, for each dialer.
+    pub drain_grace: Duration,
 }
 
 /// The dialers of one address.
@@ -178,6 +180,7 @@ impl EdgeDialers {
                     carriers: self.carriers.clone(),
                     backends: self.backends.clone(),
                     shutdown: self.shutdown.clone(),
+                    drain_grace: self.drain_grace,
                     retired: a.retire.subscribe(),
                     resolve_again: resolve_again.clone(),
                 };

@@ -22,6 +22,7 @@ pub mod http_client;
 pub mod tunnel;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use underpass_proto::identity::Role;
@@ -60,7 +61,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     let mut transport = underpass_transport::quic::tunnel_transport();
     // A short initial RTT guess makes lost handshake packets retransmit sooner, so a restarted
     // edge is reached within about a second instead of several.
-    transport.initial_rtt(std::time::Duration::from_millis(100));
+    transport.initial_rtt(Duration::from_millis(100));
     client_config.transport_config(Arc::new(transport));
 
     check_fd_limit(&config);
@@ -93,17 +94,26 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
                 carriers: carriers.clone(),
                 backends: backends.clone(),
                 shutdown: shutdown_rx.clone(),
+                drain_grace: config.drain_grace,
             }
             .run(),
         );
     }
     underpass_shared::shutdown_signal().await;
-    tracing::info!("shutting down: closing tunnels");
+    tracing::info!(
+        grace = ?config.drain_grace,
+        "draining: edges told to send nothing new; the exchanges in flight finish, then the \
+         tunnels close (a second signal exits at once)"
+    );
     let _ = shutdown_tx.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(4), async {
+    // Each tunnel closes itself once drained; the margin covers closing and a last dial.
+    let drained = tokio::time::timeout(config.drain_grace + Duration::from_secs(4), async {
         while dialers.join_next().await.is_some() {}
-    })
-    .await;
+    });
+    tokio::select! {
+        _ = drained => {}
+        () = underpass_shared::shutdown_signal() => tracing::info!("second signal: exiting now"),
+    }
     backends.shutdown().await;
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use underpass_proto::control::{
-    self, ConnectorControl, ConnectorOutput, ControlError, Hello, Welcome,
+    self, ConnectorControl, ConnectorOutput, Control, ControlError, Draining, Hello, Welcome,
 };
 use underpass_proto::frame::{self, codes, FrameError, PROTOCOL_VERSION};
 use underpass_transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
@@ -68,8 +68,10 @@ pub struct Dialer {
     /// Both carriers' client configs and the configured `transport`.
     pub carriers: Carriers,
     pub backends: Arc<Backends>,
-    /// Flips to `true` when the connector shuts down.
+    /// Flips to `true` when the connector shuts down: it drains (see [`Dialer::drain_out`]).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// How long exchanges in flight may take to finish once it does (`drain_grace`).
+    pub drain_grace: Duration,
     /// `true` while the edge's name no longer resolves to `addr`: the dialer does not dial
     /// again (a tunnel that is up stays up until it ends).
     pub retired: tokio::sync::watch::Receiver<bool>,
@@ -125,9 +127,10 @@ impl Dialer {
     /// background).
     async fn connect_and_serve(&mut self) -> Result<TransportError, DialError> {
         let addr = self.addr;
-        let mut shutdown = self.shutdown.clone();
+        let shutdown = self.shutdown.clone();
         let mut current = self.establish_any(addr).await?;
         loop {
+            let mut stop = shutdown.clone();
             let inflight = Arc::new(AtomicUsize::new(0));
             let probing =
                 self.carriers.mode == TunnelTransport::Auto && current.conn.transport() == "tcp";
@@ -154,14 +157,8 @@ impl Dialer {
                     }
                     return Ok(reason);
                 }
-                _ = shutdown.changed() => {
-                    // Tell the edge at once, so it stops routing here instead of waiting for
-                    // the idle timeout.
-                    current.conn.close(codes::GOING_AWAY, b"connector shutting down");
-                    if let Some(endpoint) = &current.endpoint {
-                        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle())
-                            .await;
-                    }
+                () = stopping(&mut stop) => {
+                    self.drain_out(&current, &inflight).await;
                     return Ok(quinn::ConnectionError::LocallyClosed.into());
                 }
                 quic = reprobe => {
@@ -180,6 +177,34 @@ impl Dialer {
                     ));
                 }
             }
+        }
+    }
+
+    /// The connector is shutting down: its control task has told the edge (`Draining`), which
+    /// sends no new exchanges here while another tunnel can take them. Serves what is in
+    /// flight (and any exchange the edge had already sent off) until nothing was in flight for
+    /// [`DRAIN_QUIET`] or `drain_grace` is over, then closes the tunnel.
+    async fn drain_out(&self, current: &Established, inflight: &Arc<AtomicUsize>) {
+        let started = Instant::now();
+        let why = tokio::select! {
+            why = until_quiet(inflight, self.drain_grace) => why,
+            reason = serve_exchanges(&current.conn, &self.backends, inflight) => {
+                tracing::info!(edge = %self.edge, addr = %self.addr, "tunnel closed while draining: {reason}");
+                return;
+            }
+        };
+        tracing::info!(
+            edge = %self.edge,
+            addr = %self.addr,
+            slot = self.slot,
+            after = ?started.elapsed(),
+            "drained ({why}): closing the tunnel"
+        );
+        current
+            .conn
+            .close(codes::GOING_AWAY, b"connector shutting down");
+        if let Some(endpoint) = &current.endpoint {
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         }
     }
 
@@ -272,7 +297,8 @@ impl Dialer {
 
         // The control stream stays open for later messages, fed to the machine.
         let control_conn = dialed.conn.clone();
-        tokio::spawn(async move { ctl.serve(&control_conn).await });
+        let (shutdown, grace) = (self.shutdown.clone(), self.drain_grace);
+        tokio::spawn(async move { ctl.serve(&control_conn, shutdown, grace).await });
 
         tracing::info!(
             edge = %self.edge,
@@ -342,6 +368,32 @@ const DRAIN_QUIET: Duration = Duration::from_secs(1);
 /// stream; its client reconnects, over QUIC).
 const DRAIN_GRACE: Duration = Duration::from_secs(30);
 
+/// Returns once the connector is shutting down (at once if it is).
+async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    // An error means the sender is gone: the connector is exiting anyway.
+    let _ = shutdown.wait_for(|down| *down).await;
+}
+
+/// Returns once nothing was in flight for [`DRAIN_QUIET`] (`"drained"`), or after `grace`.
+async fn until_quiet(inflight: &AtomicUsize, grace: Duration) -> &'static str {
+    let started = Instant::now();
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if inflight.load(Ordering::SeqCst) == 0 {
+            let since = *quiet_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= DRAIN_QUIET {
+                return "drained";
+            }
+        } else {
+            quiet_since = None;
+        }
+        if started.elapsed() >= grace {
+            return "drain grace over, exchanges still in flight were cut";
+        }
+    }
+}
+
 /// Lets the TCP tunnel `old` finish its exchanges in flight (serving any that still arrive),
 /// then closes it.
 async fn drain(
@@ -352,24 +404,7 @@ async fn drain(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let conn = old.conn.clone();
-    let quiet = async {
-        let started = Instant::now();
-        let mut quiet_since: Option<Instant> = None;
-        loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if inflight.load(Ordering::SeqCst) == 0 {
-                let since = *quiet_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= DRAIN_QUIET {
-                    return "drained";
-                }
-            } else {
-                quiet_since = None;
-            }
-            if started.elapsed() >= DRAIN_GRACE {
-                return "drain grace over, exchanges still in flight were cut";
-            }
-        }
-    };
+    let quiet = until_quiet(&inflight, DRAIN_GRACE);
     tokio::select! {
         reason = serve_exchanges(&conn, &backends, &inflight) => {
             tracing::info!(%edge, transport = conn.transport(), "draining tunnel closed: {reason}");
@@ -447,7 +482,12 @@ impl ControlStream {
                     kind,
                     "ignoring a control message of a type this connector does not know"
                 ),
-                // No optional message type exists yet; this is where the first will land.
+                ConnectorOutput::Message(Control::Draining(drain)) => tracing::info!(
+                    edge = %self.edge,
+                    grace_ms = drain.grace_ms,
+                    "edge draining: it closes this tunnel once its clients are served; the \
+                     other tunnels carry on"
+                ),
                 ConnectorOutput::Message(msg) => {
                     tracing::debug!(edge = %self.edge, kind = msg.kind(), "control message")
                 }
@@ -459,9 +499,23 @@ impl ControlStream {
     /// After Welcome: feeds the machine whatever the edge sends, until the stream ends (the
     /// tunnel going away ends it too). An edge breaking the protocol gets the tunnel closed
     /// with [`codes::PROTOCOL`], and the connector dials again.
-    async fn serve(mut self, conn: &TunnelConn) {
+    async fn serve(
+        mut self,
+        conn: &TunnelConn,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        grace: Duration,
+    ) {
+        let mut told = false;
         while self.open {
-            let outputs = match self.receive().await {
+            let received = tokio::select! {
+                received = self.receive() => received,
+                () = stopping(&mut shutdown), if !told => {
+                    told = true;
+                    self.announce_drain(grace).await;
+                    continue;
+                }
+            };
+            let outputs = match received {
                 Ok(outputs) => outputs,
                 Err(ControlFailure::Read(_)) => return,
                 Err(ControlFailure::Protocol(e)) => return self.protocol_failure(conn, e),
@@ -470,6 +524,22 @@ impl ControlStream {
                 // The stream is broken; the tunnel's own fate follows from the connection.
                 return tracing::debug!(edge = %self.edge, "control stream failed: {e}");
             }
+        }
+    }
+
+    /// Tells the edge this connector is draining, so it sends no new exchanges here (an
+    /// older edge that does not understand `Draining` learns when the tunnel closes).
+    async fn announce_drain(&mut self, grace: Duration) {
+        let message = Control::Draining(Draining {
+            grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+        });
+        match self.machine.send(message) {
+            Ok(outputs) => {
+                if let Err(e) = self.perform(outputs).await {
+                    tracing::debug!(edge = %self.edge, "cannot announce the drain: {e}");
+                }
+            }
+            Err(e) => tracing::info!(edge = %self.edge, "drain not announced: {e}"),
         }
     }
 

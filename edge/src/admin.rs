@@ -1,4 +1,5 @@
-//! The admin listener: `/healthz` (the process is up) and `/readyz` (a tunnel is up, so
+//! The admin listener: `/healthz` (the process is up) and `/readyz` (a tunnel is up and the
+//! edge is not draining, so
 //! client traffic can be served; with the tasks and descriptors the edge holds). Plain HTTP:
 //! bind it to a private interface.
 
@@ -14,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::drain::Drain;
 use crate::revocation::Revocations;
 use crate::tunnels::registry::Registry;
 
@@ -25,6 +27,7 @@ pub async fn serve(
     edge_addr: SocketAddr,
     revocations: Arc<Revocations>,
     jwks: serde_json::Value,
+    drain: Drain,
 ) {
     let jwks = Arc::new(jwks);
     loop {
@@ -35,13 +38,22 @@ pub async fn serve(
         let registry = registry.clone();
         let revocations = revocations.clone();
         let jwks = jwks.clone();
+        let drain = drain.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let registry = registry.clone();
                 let revocations = revocations.clone();
                 let jwks = jwks.clone();
+                let draining = drain.is_draining();
                 async move {
-                    Ok::<_, Infallible>(answer(&registry, edge_addr, &revocations, &jwks, &req))
+                    Ok::<_, Infallible>(answer(
+                        &registry,
+                        edge_addr,
+                        &revocations,
+                        &jwks,
+                        draining,
+                        &req,
+                    ))
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -56,6 +68,7 @@ fn answer(
     edge_addr: SocketAddr,
     revocations: &Revocations,
     jwks: &serde_json::Value,
+    draining: bool,
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let (status, body) = match req.uri().path() {
@@ -63,7 +76,14 @@ fn answer(
         "/healthz" => (StatusCode::OK, serde_json::json!({"status": "ok"})),
         "/readyz" => {
             let services = registry.service_counts();
-            let ready = registry.tunnel_count() > 0;
+            // Draining: not ready from the first moment, so a load balancer sends no new
+            // clients here while the ones in flight finish.
+            let ready = registry.tunnel_count() > 0 && !draining;
+            let status = match (draining, ready) {
+                (true, _) => "draining",
+                (false, true) => "ready",
+                (false, false) => "no connector online",
+            };
             let held = underpass_shared::runtime_stats();
             (
                 if ready {
@@ -72,7 +92,7 @@ fn answer(
                     StatusCode::SERVICE_UNAVAILABLE
                 },
                 serde_json::json!({
-                    "status": if ready { "ready" } else { "no connector online" },
+                    "status": status,
                     "tunnels": registry.tunnel_count(),
                     "sessions": registry.session_count(),
                     "services": services,

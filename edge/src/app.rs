@@ -35,6 +35,8 @@ pub struct App {
     pub bridges: Bridges,
     /// Client-side resource limits (connections, bodies, requests in flight).
     pub limits: Limits,
+    /// Up once SIGTERM arrived: the edge is draining.
+    pub drain: crate::drain::Drain,
 }
 
 /// Who is calling and what they may do: authentication, policy, rate limits, revocation.

@@ -24,6 +24,11 @@ pub struct EdgeConfig {
     /// With 1, every task runs on one thread (a current-thread runtime).
     #[serde(default = "default_worker_threads")]
     pub worker_threads: usize,
+    /// On SIGTERM, how long in-flight requests and open event streams may take to finish
+    /// before the edge closes its tunnels and exits (`/readyz` is 503 and no new client
+    /// connection is accepted from the first moment). At most 1 hour.
+    #[serde(default = "default_drain_grace", with = "humantime_serde")]
+    pub drain_grace: std::time::Duration,
     /// File of revoked certificate serials (one per line, as `underpass-certs revoke` writes).
     pub revocation_list: Option<PathBuf>,
     /// The HTTPS listener for MCP clients.
@@ -52,6 +57,10 @@ pub struct EdgeConfig {
 
 fn default_worker_threads() -> usize {
     1
+}
+
+fn default_drain_grace() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 fn default_trust_domain() -> String {
@@ -272,6 +281,9 @@ impl EdgeConfig {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         validate_trust_domain(&self.trust_domain)?;
+        if self.drain_grace > std::time::Duration::from_secs(3600) {
+            bail!("drain_grace must be at most 1h (it delays every shutdown by up to that long)");
+        }
         match (&self.auth, &self.policy) {
             (None, None) => bail!(
                 "neither [auth] nor [policy] is configured, so nothing would be protected; \

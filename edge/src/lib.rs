@@ -18,6 +18,7 @@ pub mod assertion;
 pub mod auth;
 pub mod bridges;
 pub mod config;
+pub mod drain;
 pub mod http;
 pub mod limiter;
 pub mod limits;
@@ -42,6 +43,7 @@ use crate::app::{App, Security};
 use crate::assertion::AssertionSigner;
 use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
+use crate::drain::Drain;
 use crate::limiter::RateLimiter;
 use crate::revocation::Revocations;
 use crate::tunnels::registry::Registry;
@@ -51,6 +53,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     underpass_shared::log_stats_on_usr1();
     let config = Arc::new(config);
     let registry = Arc::new(Registry::default());
+    let drain = Drain::new(config.drain_grace);
     let sealer = sessions::load(config.sessions.as_ref().map(|s| s.keys.as_slice()))?;
     if sealer.is_shared() {
         tracing::info!(
@@ -147,6 +150,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         config.clone(),
         registry.clone(),
         edge_id.name.clone(),
+        drain.clone(),
     ));
     tokio::spawn(tunnels::tcp::accept_loop(
         tcp_tunnels,
@@ -154,6 +158,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         config.clone(),
         registry.clone(),
         edge_id.name.clone(),
+        drain.clone(),
     ));
     let auth = Arc::new(
         Authenticator::new(config.auth.as_ref().context("[auth] is required")?)
@@ -196,6 +201,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
             config.clients.max_connections_per_ip,
             config.clients.max_buffered_body_bytes,
         ),
+        drain: drain.clone(),
     });
     tokio::spawn(mcp::sessions::expire_idle_sessions(app.clone()));
     if let Some(admin) = &config.admin {
@@ -209,14 +215,33 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
             config.tunnel.listen,
             revocations.clone(),
             jwks.clone(),
+            drain.clone(),
         ));
     }
 
-    let clients = tokio::spawn(http::server::serve_clients(listener, client_tls, app));
+    tokio::spawn(http::server::serve_clients(
+        listener,
+        client_tls,
+        app.clone(),
+    ));
 
     underpass_shared::shutdown_signal().await;
-    tracing::info!("shutting down");
-    clients.abort();
+    tracing::info!(
+        grace = ?config.drain_grace,
+        "draining: /readyz is 503, no new client connections, connectors told; waiting for \
+         the requests and streams in flight (a second signal exits at once)"
+    );
+    drain.start();
+    let started = tokio::time::Instant::now();
+    let why = tokio::select! {
+        why = clients_gone(&app, drain.grace()) => why,
+        () = underpass_shared::shutdown_signal() => "a second signal",
+    };
+    tracing::info!(
+        after = ?started.elapsed(),
+        "drain over ({why}): closing the tunnels"
+    );
+    registry.close_all(codes::GOING_AWAY, b"edge shutting down");
     endpoint.close(codes::GOING_AWAY.into(), b"edge shutting down");
     if let Some(auditor) = auditor {
         if let Err(e) = auditor.shutdown().await {
@@ -225,4 +250,17 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     Ok(())
+}
+
+/// Returns once no client connection is left open (each closes as soon as it is between
+/// requests), or `grace` is over; says which.
+async fn clients_gone(app: &App, grace: Duration) -> &'static str {
+    let deadline = tokio::time::Instant::now() + grace;
+    while app.limits.conns.open() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return "drain_grace over; the connections left are cut";
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    "every client connection closed"
 }

@@ -58,7 +58,13 @@ pub async fn serve_clients(
     app: Arc<App>,
 ) {
     loop {
-        let (stream, remote) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            // Draining: the listener closes (new connections are refused, so a load balancer
+            // tries another edge at once); the connections already open finish.
+            () = app.drain.started() => return,
+        };
+        let (stream, remote) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning.
@@ -145,6 +151,7 @@ where
 {
     let clients = &app.config.clients;
     let idle = clients.idle_timeout;
+    let drain = app.drain.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -171,7 +178,7 @@ where
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let shutdown = |c: std::pin::Pin<&mut _>| auto::Connection::graceful_shutdown(c);
-    if let Some(e) = limits::drive(conn, shutdown, &slot, idle).await {
+    if let Some(e) = limits::drive(conn, shutdown, &slot, idle, &drain).await {
         tracing::debug!("client connection ended: {e}");
     }
 }

@@ -179,6 +179,7 @@ pub async fn drive<F, E>(
     graceful_shutdown: impl FnOnce(Pin<&mut F>),
     slot: &ConnSlot,
     idle: Duration,
+    drain: &crate::drain::Drain,
 ) -> Option<E>
 where
     F: std::future::Future<Output = Result<(), E>>,
@@ -190,6 +191,12 @@ where
         r = conn.as_mut() => return r.err(),
         () = slot.activity.idle(idle) => "idle",
         () = slot.evicted() => "evicted to make room",
+        () = drain.started() => {
+            match until_between_requests(conn.as_mut(), &slot.activity).await {
+                Some(r) => return r.err(),
+                None => "edge draining",
+            }
+        }
     };
     tracing::debug!("closing client connection: {why}");
     graceful_shutdown(conn.as_mut());
@@ -204,3 +211,33 @@ where
         }
     }
 }
+
+/// While the edge drains, when to close a client connection (driving it meanwhile; `Some` if
+/// it ended by itself): at once if a request is in flight (HTTP/1.1 then answers it with
+/// `Connection: close`, HTTP/2 sends GOAWAY, and the request finishes), else at its next
+/// request, or once it has been idle [`DRAIN_IDLE`]. Closing an idle HTTP/1.1 connection at
+/// once would race a request the client is sending on it right then, which would fail;
+/// waiting for the next request (or a client's own keep-alive expiry) avoids most of those.
+async fn until_between_requests<F, E>(
+    mut conn: Pin<&mut F>,
+    activity: &Activity,
+) -> Option<Result<(), E>>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    loop {
+        match activity.idle_for() {
+            None => return None,
+            Some(idle) if idle >= DRAIN_IDLE => return None,
+            Some(_) => {}
+        }
+        tokio::select! {
+            r = conn.as_mut() => return Some(r),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+}
+
+/// How long an idle client connection is kept while the edge drains, waiting for the client's
+/// next request (answered, then the connection closes).
+const DRAIN_IDLE: Duration = Duration::from_secs(2);

@@ -74,6 +74,7 @@ pub async fn open(
         Ok(slot) => slot,
         Err(r) => return *r,
     };
+    app.tunnels.settle(service, None).await;
     let Some(tunnel) = app.tunnels.pick(service) else {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -66,7 +66,12 @@ async fn relay(
     let principal = admitted.identity.principal.as_str();
     let session = client_session(app, service, principal, parts)?;
     let session_slot = sessions::reserve(app, parts, &admitted, audit)?;
-    let tunnel = pick_tunnel(app, service, session.as_ref().map(|s| &s.key), principal)?;
+    let session_key = session.as_ref().map(|s| &s.key);
+    // A connector in a rolling restart is waited for (a few seconds at most), not failed.
+    app.tunnels
+        .settle(service, session_key.map(|k| k.connector.as_str()))
+        .await;
+    let tunnel = pick_tunnel(app, service, session_key, principal)?;
     let head = request_head(
         app,
         conn,

@@ -8,15 +8,16 @@ use std::time::{Duration, Instant};
 
 use underpass_pki::revocation::certificate_serial;
 use underpass_proto::control::{
-    self, Control, ControlError, EdgeControl, EdgeOutput, Hello, Limits,
+    self, Control, ControlError, Draining, EdgeControl, EdgeOutput, Hello, Limits,
 };
 use underpass_proto::frame::{self, codes, FrameError};
 use underpass_proto::identity::SpiffeId;
 use underpass_transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
 
 use crate::config::EdgeConfig;
+use crate::drain::Drain;
 use crate::tunnels::budget::{ControlBudget, CONTROL_BURST, CONTROL_MESSAGES_PER_SEC};
-use crate::tunnels::registry::Registry;
+use crate::tunnels::registry::{Registry, Tunnel};
 
 /// How long a connector has to complete QUIC + TLS (or TCP + TLS) and send its Hello.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,11 +63,13 @@ pub async fn accept_loop(
     config: Arc<EdgeConfig>,
     registry: Arc<Registry>,
     edge_name: String,
+    drain: Drain,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let config = config.clone();
         let registry = registry.clone();
         let edge_name = edge_name.clone();
+        let drain = drain.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await;
@@ -77,7 +80,7 @@ pub async fn accept_loop(
                 }
                 Err(_) => return tracing::warn!(%remote, "tunnel refused: handshake timed out"),
             };
-            if let Err(e) = serve_tunnel(conn, &config, &registry, &edge_name).await {
+            if let Err(e) = serve_tunnel(conn, &config, &registry, &edge_name, &drain).await {
                 tracing::warn!(%remote, "tunnel refused: {e}");
             }
         });
@@ -91,6 +94,7 @@ pub(crate) async fn serve_tunnel(
     config: &EdgeConfig,
     registry: &Registry,
     edge_name: &str,
+    drain: &Drain,
 ) -> Result<(), String> {
     let (mut ctl, hello, cert_serial) = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&conn))
         .await
@@ -150,7 +154,8 @@ pub(crate) async fn serve_tunnel(
         .peer_leaf()
         .and_then(|leaf| underpass_pki::inspect::inspect_der(&leaf).ok())
         .map(|info| info.not_after.unix_timestamp());
-    let serve = ctl.serve(&conn);
+    ctl.tunnel = Some(tunnel.clone());
+    let serve = ctl.serve(&conn, drain);
     tokio::pin!(serve);
     let reason = tokio::select! {
         reason = &mut serve => reason,
@@ -215,6 +220,7 @@ async fn read_hello(conn: &TunnelConn) -> Result<(ControlStream, Hello, String),
         connector: id.name.clone(),
         budget: ControlBudget::new(Instant::now()),
         ignored: BTreeSet::new(),
+        tunnel: None,
     };
     loop {
         let outputs = ctl.receive().await.map_err(|e| {
@@ -253,6 +259,8 @@ struct ControlStream {
     budget: ControlBudget,
     /// Unknown message types already logged at info (the rest go to debug).
     ignored: BTreeSet<String>,
+    /// The tunnel in the registry, once the connector is welcomed.
+    tunnel: Option<Arc<Tunnel>>,
 }
 
 /// What a connector over its [`ControlBudget`] did, for the log.
@@ -351,7 +359,17 @@ impl ControlStream {
                         tracing::debug!(connector = %self.connector, kind, "ignored control message")
                     }
                 }
-                // No optional message type exists yet; this is where the first will land.
+                EdgeOutput::Message(Control::Draining(drain)) => {
+                    if let Some(tunnel) = &self.tunnel {
+                        tunnel.start_draining();
+                    }
+                    tracing::info!(
+                        connector = %self.connector,
+                        grace_ms = drain.grace_ms,
+                        "connector draining: no new exchanges go to this tunnel while another \
+                         can take them; those in flight finish"
+                    );
+                }
                 EdgeOutput::Message(msg) => tracing::debug!(
                     connector = %self.connector,
                     kind = msg.kind(),
@@ -366,10 +384,16 @@ impl ControlStream {
     /// (at once, with [`codes::PROTOCOL`], if the connector breaks the protocol, floods the
     /// control stream, or opens a stream of its own: only the edge opens exchange streams).
     /// Returns why the tunnel closed.
-    async fn serve(&mut self, conn: &TunnelConn) -> TransportError {
+    async fn serve(&mut self, conn: &TunnelConn, drain: &Drain) -> TransportError {
+        let mut told = false;
         loop {
             let received = tokio::select! {
                 reason = conn.closed() => return reason,
+                () = drain.started(), if !told => {
+                    told = true;
+                    self.announce_drain(drain).await;
+                    continue;
+                }
                 opened = conn.accept_exchange() => {
                     if opened.is_ok() {
                         tracing::warn!(
@@ -408,6 +432,24 @@ impl ControlStream {
                     conn.close(codes::PROTOCOL, b"control message flood");
                 }
             }
+        }
+    }
+}
+
+impl ControlStream {
+    /// Tells the connector this edge is draining (if it understands `Draining`; an older one
+    /// learns when the tunnel closes).
+    async fn announce_drain(&mut self, drain: &Drain) {
+        let message = Control::Draining(Draining {
+            grace_ms: u64::try_from(drain.grace().as_millis()).unwrap_or(u64::MAX),
+        });
+        match self.machine.send(message) {
+            Ok(outputs) => {
+                if let Err(e) = self.perform(outputs).await {
+                    tracing::debug!(connector = %self.connector, "cannot announce the drain: {e}");
+                }
+            }
+            Err(e) => tracing::debug!(connector = %self.connector, "drain not announced: {e}"),
         }
     }
 }

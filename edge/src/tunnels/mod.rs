@@ -3,10 +3,13 @@
 //! tunnels serve which service and which legacy session goes where ([`registry`]; [`prefer`]:
 //! a connector back on QUIC gets no new exchanges over TCP; [`spread`]: new exchanges go by
 //! power of two choices on exchanges in flight), one client exchange down a tunnel
-//! ([`exchange`]), and how much a connector may send on its control stream ([`budget`]).
+//! ([`exchange`]), how much a connector may send on its control stream ([`budget`]), and
+//! which connectors drained lately, so that requests wait for them to come back
+//! ([`drained`]).
 
 pub mod accept;
 pub mod budget;
+pub mod drained;
 pub mod exchange;
 pub mod prefer;
 pub mod registry;

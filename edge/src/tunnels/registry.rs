@@ -2,11 +2,12 @@
 //! this edge serves, and for which connector.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::limits::{Activity, Busy, KeyGuard, PerKey};
+use crate::tunnels::drained::{self, Drained};
 use crate::tunnels::spread::{self, Load};
 
 /// One live tunnel.
@@ -22,11 +23,27 @@ pub struct Tunnel {
     pub since: std::time::SystemTime,
     /// Exchanges in flight on it (see [`spread`]).
     pub load: Load,
+    /// Its connector announced a drain: it gets no new exchanges while another tunnel can
+    /// take them.
+    draining: AtomicBool,
 }
 
 impl Tunnel {
     pub fn serves(&self, service: &str) -> bool {
         self.services.iter().any(|s| s == service)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Open and not draining: may take new exchanges.
+    fn fresh(&self) -> bool {
+        !self.is_draining() && self.conn.close_reason().is_none()
     }
 }
 
@@ -76,6 +93,10 @@ pub struct Registry {
     /// (some backends answer an ended session with 400). Pruned by [`Registry::expire_idle`],
     /// at most [`MAX_ENDED`].
     ended: Mutex<HashMap<SessionKey, Instant>>,
+    /// Connectors whose draining tunnels closed lately (see [`Registry::settle`]).
+    drained: Mutex<Drained>,
+    /// Woken whenever a tunnel comes up.
+    added: tokio::sync::Notify,
 }
 
 /// Most ended sessions remembered; beyond, the older half is forgotten (their ids then reach
@@ -108,8 +129,10 @@ impl Registry {
             cert_serial,
             since: std::time::SystemTime::now(),
             load: Load::default(),
+            draining: AtomicBool::new(false),
         });
         write(&self.tunnels).insert(id, tunnel.clone());
+        self.added.notify_waiters();
         tunnel
     }
 
@@ -117,7 +140,9 @@ impl Registry {
     /// (their places given back; a later request re-adopts a session whose connector is back).
     pub fn remove(&self, id: u64) {
         let mut tunnels = write(&self.tunnels);
-        tunnels.remove(&id);
+        if let Some(gone) = tunnels.remove(&id).filter(|t| t.is_draining()) {
+            lock(&self.drained).record(&gone.connector, &gone.services, Instant::now());
+        }
         write(&self.sessions).retain(|k, _| tunnels.values().any(|t| t.connector == k.connector));
     }
 
@@ -129,7 +154,8 @@ impl Registry {
     }
 
     /// Like [`Registry::pick`], among the tunnels `allowed` accepts. A tunnel whose connection
-    /// is already closed (not yet removed) is never picked.
+    /// is already closed (not yet removed) is never picked; a draining one only when no other
+    /// is left.
     pub fn pick_where(
         &self,
         service: &str,
@@ -140,6 +166,7 @@ impl Registry {
             .values()
             .filter(|t| t.serves(service) && allowed(t) && t.conn.close_reason().is_none())
             .collect();
+        let candidates = super::prefer::fresh_first(candidates, |t| t.is_draining());
         let candidates =
             super::prefer::preferred(candidates, |t| (t.connector.as_str(), t.conn.transport()));
         let loads: Vec<usize> = candidates.iter().map(|t| t.load.outstanding()).collect();
@@ -177,6 +204,57 @@ impl Registry {
     /// A live tunnel of `connector` serving `service` (spread as [`Registry::pick`] does).
     pub fn connector_tunnel(&self, service: &str, connector: &str) -> Option<Arc<Tunnel>> {
         self.pick_where(service, |t| t.connector == connector)
+    }
+
+    /// Waits (at most [`drained::HOLD`]) while the tunnels that could take a request for
+    /// `service` (of `connector`, for a session) are all draining, or went away draining
+    /// lately, until a fresh one comes up: a connector being restarted in a rolling update
+    /// is back within that, and the request goes on as if nothing happened. Returns at once
+    /// otherwise (no connector at all is a 503 at once, as ever).
+    pub async fn settle(&self, service: &str, connector: Option<&str>) {
+        let deadline = tokio::time::Instant::now() + drained::HOLD;
+        loop {
+            let added = self.added.notified();
+            tokio::pin!(added);
+            // Registered before looking, so a tunnel added in between is not missed.
+            added.as_mut().enable();
+            if !self.awaiting_return(service, connector) {
+                return;
+            }
+            // Also looks again now and then: a draining tunnel may just have closed.
+            let next = deadline.min(tokio::time::Instant::now() + Duration::from_millis(100));
+            tokio::select! {
+                () = added => {}
+                () = tokio::time::sleep_until(next) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+        }
+    }
+
+    /// No fresh tunnel for `service` (of `connector`), but a draining one, or one that
+    /// drained lately.
+    fn awaiting_return(&self, service: &str, connector: Option<&str>) -> bool {
+        let tunnels = read(&self.tunnels);
+        let mut matching = tunnels
+            .values()
+            .filter(|t| t.serves(service) && connector.is_none_or(|c| t.connector == c));
+        let mut draining = false;
+        if matching.any(|t| {
+            draining |= t.is_draining();
+            t.fresh()
+        }) {
+            return false;
+        }
+        draining || lock(&self.drained).expected_back(service, connector, Instant::now())
+    }
+
+    /// Closes every tunnel (the edge is shutting down).
+    pub fn close_all(&self, code: u32, reason: &[u8]) {
+        for tunnel in read(&self.tunnels).values() {
+            tunnel.conn.close(code, reason);
+        }
     }
 
     /// Records a session the backend opened; `slot` is its reserved place in the

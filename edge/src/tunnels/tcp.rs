@@ -15,6 +15,7 @@ use underpass_transport::tcp::{self, Refusal};
 use underpass_transport::TunnelConn;
 
 use crate::config::EdgeConfig;
+use crate::drain::Drain;
 use crate::limits::LogThrottle;
 use crate::tunnels::accept::{self, HANDSHAKE_TIMEOUT};
 use crate::tunnels::registry::Registry;
@@ -29,6 +30,7 @@ pub async fn accept_loop(
     config: Arc<EdgeConfig>,
     registry: Arc<Registry>,
     edge_name: String,
+    drain: Drain,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let over_cap = Arc::new(LogThrottle::default());
@@ -50,11 +52,12 @@ pub async fn accept_loop(
             }
             continue;
         };
-        let (acceptor, config, registry, edge_name) = (
+        let (acceptor, config, registry, edge_name, drain) = (
             acceptor.clone(),
             config.clone(),
             registry.clone(),
             edge_name.clone(),
+            drain.clone(),
         );
         tokio::spawn(async move {
             let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp::accept(stream, &acceptor))
@@ -67,7 +70,8 @@ pub async fn accept_loop(
                     return tracing::warn!(%remote, transport = "tcp", "tunnel refused: {refusal}")
                 }
             };
-            if let Err(e) = accept::serve_tunnel(conn, &config, &registry, &edge_name).await {
+            if let Err(e) = accept::serve_tunnel(conn, &config, &registry, &edge_name, &drain).await
+            {
                 tracing::warn!(%remote, transport = "tcp", "tunnel refused: {e}");
             }
         });

@@ -4,9 +4,11 @@
 
 #![forbid(unsafe_code)]
 
+mod error;
 pub mod quic;
 pub mod tcp;
 pub mod tls;
 mod tunnel;
 
-pub use tunnel::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
+pub use error::TransportError;
+pub use tunnel::{ExchangeRecv, ExchangeSend, TunnelConn};

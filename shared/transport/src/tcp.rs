@@ -46,8 +46,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use stream::{TcpRecv, TcpSend};
 
+use crate::error::TransportError;
 use crate::quic::{IDLE_TIMEOUT, KEEP_ALIVE};
-use crate::tunnel::TransportError;
 
 /// ALPN of the TCP carrier.
 pub const ALPN: &[u8] = b"underpass/1+tcp";

@@ -54,6 +54,17 @@ pub struct Refused {
     pub reason: String,
 }
 
+/// The sender is draining (it got SIGTERM): from a connector, the edge sends it no new
+/// exchanges (those in flight finish); from an edge, the connector learns its tunnel will be
+/// closed once the edge's clients are gone. Optional: sent only to a peer that announced
+/// `"Draining"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Draining {
+    /// How long the sender waits at most for its work in flight before it closes, in
+    /// milliseconds.
+    pub grace_ms: u64,
+}
+
 /// A control message of a type this build knows.
 ///
 /// Serialized externally tagged (`{"Hello": {...}}`), as the first builds wrote their
@@ -67,6 +78,8 @@ pub enum Control {
     Welcome(Welcome),
     /// See [`Refused`].
     Refused(Refused),
+    /// See [`Draining`].
+    Draining(Draining),
     /// Stands in, in unit tests, for the first optional message type (drain notices,
     /// certificate renewal, ...): sent only to a peer that announced `"Probe"`.
     #[cfg(test)]
@@ -83,6 +96,7 @@ impl Control {
             Control::Hello(_) => "Hello",
             Control::Welcome(_) => "Welcome",
             Control::Refused(_) => "Refused",
+            Control::Draining(_) => "Draining",
             #[cfg(test)]
             Control::Probe { .. } => "Probe",
         }
@@ -110,9 +124,9 @@ pub enum Received {
 
 /// The type names this build decodes, in [`Control`]'s order.
 #[cfg(not(test))]
-const KNOWN: &[&str] = &["Hello", "Welcome", "Refused"];
+const KNOWN: &[&str] = &["Hello", "Welcome", "Refused", "Draining"];
 #[cfg(test)]
-const KNOWN: &[&str] = &["Hello", "Welcome", "Refused", "Probe"];
+const KNOWN: &[&str] = &["Hello", "Welcome", "Refused", "Draining", "Probe"];
 
 impl<'de> Deserialize<'de> for Received {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -138,6 +152,7 @@ impl<'de> Visitor<'de> for ReceivedVisitor {
             "Hello" => Received::Known(Control::Hello(map.next_value()?)),
             "Welcome" => Received::Known(Control::Welcome(map.next_value()?)),
             "Refused" => Received::Known(Control::Refused(map.next_value()?)),
+            "Draining" => Received::Known(Control::Draining(map.next_value()?)),
             #[cfg(test)]
             "Probe" => {
                 #[derive(Deserialize)]

@@ -41,14 +41,13 @@ mod message;
 
 pub use connector::{ConnectorControl, ConnectorOutput};
 pub use edge::{EdgeControl, EdgeOutput};
-pub use message::{Control, Hello, Limits, Received, Refused, Welcome};
+pub use message::{Control, Draining, Hello, Limits, Received, Refused, Welcome};
 
 use crate::frame::FrameError;
 
 /// The optional control messages this build understands, announced in its `Hello` or
-/// `Welcome`. None yet: drain notices, certificate renewal, health and metrics will be the
-/// first.
-pub const CAPABILITIES: &[&str] = &[];
+/// `Welcome`: [`Draining`] (either side, on SIGTERM).
+pub const CAPABILITIES: &[&str] = &["Draining"];
 
 /// Why a control machine stopped, or refused a call. Every error but [`ControlError::State`]
 /// and [`ControlError::PeerDidNotAnnounce`] (refused calls, which change nothing) ends the

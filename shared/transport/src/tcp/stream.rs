@@ -26,7 +26,7 @@ use bytes::Bytes;
 use h2::Reason;
 use tokio::io::ReadBuf;
 
-use crate::tunnel::TransportError;
+use crate::error::TransportError;
 
 /// Application codes travel as `RST_STREAM` / `GOAWAY` reasons offset by this, outside the
 /// range HTTP/2 defines for its own errors (0x0–0xd), so neither is mistaken for the other.

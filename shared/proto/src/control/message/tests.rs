@@ -258,10 +258,17 @@ fn kinds_and_base() {
     let probe = Control::Probe { note: "n".into() };
     assert_eq!(probe.kind(), "Probe");
     assert!(!probe.is_base());
+    let draining = Control::Draining(Draining { grace_ms: 30_000 });
+    assert_eq!(draining.kind(), "Draining");
+    assert!(
+        !draining.is_base(),
+        "an older peer must never be sent Draining"
+    );
+    assert!(crate::control::CAPABILITIES.contains(&"Draining"));
     // Every known kind decodes from what it encodes to.
-    for msg in [hello(&["Probe"]), welcome(&[]), refused(), probe] {
+    for msg in [hello(&["Probe"]), welcome(&[]), refused(), draining, probe] {
         let bytes = frame::encode(&msg).unwrap();
         assert_eq!(received(&bytes).unwrap(), Received::Known(msg));
     }
-    assert_eq!(KNOWN.len(), 4);
+    assert_eq!(KNOWN.len(), 5);
 }
