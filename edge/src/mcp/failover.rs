@@ -35,7 +35,7 @@ use crate::app::App;
 use crate::http::audited::write_ahead;
 use crate::http::respond::{error_response, incident, Refusal};
 use crate::mcp::judge::Call;
-use crate::tunnels::exchange::{exchange, ExchangeError};
+use crate::tunnels::exchange::{exchange_then, ExchangeError, OnHangUp};
 use crate::tunnels::registry::Tunnel;
 use crate::tunnels::spread::InFlight;
 
@@ -99,11 +99,11 @@ pub async fn send(
     tunnel: Arc<Tunnel>,
     head: &RequestHead,
     body: Bytes,
-    retry: bool,
+    how: How,
     audit: &mut AuditRecord,
 ) -> Result<Sent, Refusal> {
-    let spare = retry.then(|| body.clone());
-    let first = attempt(app, tunnel, head, body, audit).await?;
+    let spare = how.retry.then(|| body.clone());
+    let first = attempt(app, tunnel, head, body, how.on_hang_up, audit).await?;
     let (failed, error) = match first {
         Ok(sent) => return Ok(sent),
         Err(failure) => failure,
@@ -123,10 +123,18 @@ pub async fn send(
         "tunnel lost before an answer: sending the request once more on another tunnel: {error}"
     );
     audit.retried = Some(1);
-    match attempt(app, other, head, body, audit).await? {
+    match attempt(app, other, head, body, how.on_hang_up, audit).await? {
         Ok(sent) => Ok(sent),
         Err((failed, error)) => Err(failed_exchange(service, &failed, &error, audit)),
     }
+}
+
+/// How a request is sent: whether it may be sent once more ([`may_retry`]), and what
+/// becomes of it if its client leaves before the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct How {
+    pub retry: bool,
+    pub on_hang_up: OnHangUp,
 }
 
 type Attempt = Result<Sent, (Arc<Tunnel>, ExchangeError)>;
@@ -138,21 +146,24 @@ async fn attempt(
     tunnel: Arc<Tunnel>,
     head: &RequestHead,
     body: Bytes,
+    on_hang_up: OnHangUp,
     audit: &mut AuditRecord,
 ) -> Result<Attempt, Refusal> {
     if let Some(refusal) = write_ahead(app, audit).await {
         return Err(Box::new(refusal));
     }
     let in_flight = tunnel.load.begin();
-    Ok(match exchange(&tunnel.conn, head, body).await {
-        Ok((head, recv)) => Ok(Sent {
-            tunnel,
-            head,
-            recv,
-            in_flight,
-        }),
-        Err(e) => Err((tunnel, e)),
-    })
+    Ok(
+        match exchange_then(&tunnel.conn, head, body, on_hang_up).await {
+            Ok((head, recv)) => Ok(Sent {
+                tunnel,
+                head,
+                recv,
+                in_flight,
+            }),
+            Err(e) => Err((tunnel, e)),
+        },
+    )
 }
 
 fn failed_exchange(

@@ -36,7 +36,7 @@ use crate::mcp::admission::{self, Admitted};
 use crate::mcp::list_filter::{Applied, ListFilter};
 use crate::mcp::precheck::InFlight;
 use crate::mcp::sessions;
-use crate::tunnels::exchange::{exchange, response_stream};
+use crate::tunnels::exchange::{exchange, response_stream, OnHangUp};
 
 /// Messages queued for a client that reads too slowly before the bridge gives up on it.
 const QUEUE: usize = 1024;
@@ -334,7 +334,7 @@ async fn pump(
     filter: Option<&ListFilter>,
     learn_version: bool,
 ) -> usize {
-    let mut stream = response_stream(recv, is_sse, &bridge.tunnel.connector);
+    let mut stream = response_stream(recv, is_sse, &bridge.tunnel.connector, OnHangUp::Cancel);
     let mut parser = SseParser::default();
     let mut json = Vec::new();
     let mut count = 0;

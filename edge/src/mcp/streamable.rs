@@ -29,11 +29,11 @@ use crate::http::media::check_media;
 use crate::http::respond::{error_response, incident, Refusal};
 use crate::mcp::admission::{self, Admitted};
 use crate::mcp::discover::discovered_versions;
-use crate::mcp::failover::{self, Sent};
+use crate::mcp::failover::{self, How, Sent};
 use crate::mcp::list_filter::{self, ListFilter};
 use crate::mcp::session_id::{self, ClientSession};
 use crate::mcp::sessions;
-use crate::tunnels::exchange::response_stream;
+use crate::tunnels::exchange::{response_stream, OnHangUp};
 use crate::tunnels::registry::{SessionKey, SessionLookup, SessionSlot, Tunnel};
 
 type Chunks = futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BodyError>>;
@@ -87,12 +87,25 @@ async fn relay(
         &admitted.calls,
         app.config.retry_tools(service),
     );
+    let hang_up = on_hang_up(parts, session.is_some());
     let Sent {
         tunnel,
         head: resp_head,
         recv,
         in_flight,
-    } = failover::send(app, service, tunnel, &head, body, retry, audit).await?;
+    } = failover::send(
+        app,
+        service,
+        tunnel,
+        &head,
+        body,
+        How {
+            retry,
+            on_hang_up: hang_up,
+        },
+        audit,
+    )
+    .await?;
 
     let status = upstream_status(&resp_head, audit);
     let (mut headers, is_sse) = response_headers(resp_head.headers);
@@ -126,12 +139,17 @@ async fn relay(
     };
 
     // The exchange counts in its tunnel's load until its answer has been relayed.
-    let mut stream = response_stream(recv, is_sse, &tunnel.connector)
-        .map(move |chunk| {
-            let _counted = &in_flight;
-            chunk
-        })
-        .boxed();
+    let mut stream = response_stream(
+        recv,
+        is_sse,
+        &tunnel.connector,
+        on_hang_up(parts, session.is_some()),
+    )
+    .map(move |chunk| {
+        let _counted = &in_flight;
+        chunk
+    })
+    .boxed();
     if status.is_success() && admitted.calls.iter().any(|c| c.method == "server/discover") {
         stream = learn_versions(app, service, stream, is_sse).await?;
     }
@@ -254,6 +272,25 @@ fn client_session(
 /// The tunnel the request goes down: one of its session's connector (a session belongs to
 /// the connector that answered its `initialize`, and to the principal that sent it), else
 /// any serving the service.
+/// What a client leaving before its answer ended means, by protocol era. A 2026-07-28
+/// request is cancelled: closing the response stream is how its client cancels. In a legacy
+/// (2025-11-25 and earlier) session a disconnect is not a cancellation, so a POST's request
+/// runs on at the backend; the client cancels it with `notifications/cancelled` in the
+/// session. A legacy request outside a session is cancelled as before: nothing could cancel
+/// it later, and a client that gave up leaves no work behind. A GET event stream just ends.
+fn on_hang_up(parts: &http::request::Parts, in_session: bool) -> OnHangUp {
+    let modern = parts
+        .headers
+        .get(underpass_mcp::HEADER_PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| underpass_mcp::Era::of(v.trim()) == underpass_mcp::Era::Modern);
+    if parts.method == Method::POST && in_session && !modern {
+        OnHangUp::RunOn
+    } else {
+        OnHangUp::Cancel
+    }
+}
+
 fn pick_tunnel(
     app: &App,
     service: &str,

@@ -6,7 +6,11 @@
 //! as a separate connector service (`http://127.0.0.1:P/<mode>/mcp`):
 //! - `ok`: a small stateless MCP server (2025-11-25, JSON answers, no sessions): `initialize`,
 //!   notifications (202), `ping`, `tools/list`, `tools/call` of `echo {message}` and
-//!   `sleep {ms}` (answers after `ms`, at most a minute); GET and DELETE get 405;
+//!   `sleep {ms}` (answers after `ms`, at most a minute; records `{"event":"slept"}` when it
+//!   ran to its end, `{"event":"peer_closed"}` when the connector hung up first); GET and
+//!   DELETE get 405;
+//! - `session`: as `ok`, but `initialize` answers with an `Mcp-Session-Id` (a legacy session,
+//!   nominal: later requests are answered whatever id they carry);
 //! - `slow`: as `ok`, each answer 200 ms late (a backend under load, for the spreading test);
 //! - `stall`: reads the request and never answers (until the peer hangs up);
 //! - `close`: reads the request and closes the connection without a byte;
@@ -183,10 +187,10 @@ async fn connection(mut stream: TcpStream, recorder: &Recorder) -> std::io::Resu
             "request_id": request_id,
         }));
         let keep = match mode.as_str() {
-            "ok" => answer_ok(&mut stream, &req, &msg).await?,
+            "ok" | "session" => answer_ok(&mut stream, &req, &msg, recorder).await?,
             "slow" => {
                 tokio::time::sleep(SLOW).await;
-                answer_ok(&mut stream, &req, &msg).await?
+                answer_ok(&mut stream, &req, &msg, recorder).await?
             }
             "stall" => {
                 wait_for_hangup(&mut stream).await;
@@ -362,6 +366,16 @@ async fn respond(
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<()> {
+    respond_with(stream, status, content_type, &[], body).await
+}
+
+async fn respond_with(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
         202 => "Accepted",
@@ -376,6 +390,9 @@ async fn respond(
     if !content_type.is_empty() {
         out.push_str(&format!("Content-Type: {content_type}\r\n"));
     }
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(body);
@@ -384,7 +401,12 @@ async fn respond(
 
 /// The `ok` mode: a small, correct, stateless MCP server. Returns whether to keep the
 /// connection.
-async fn answer_ok(stream: &mut TcpStream, req: &Request, msg: &Value) -> std::io::Result<bool> {
+async fn answer_ok(
+    stream: &mut TcpStream,
+    req: &Request,
+    msg: &Value,
+    recorder: &Recorder,
+) -> std::io::Result<bool> {
     if req.method != "POST" {
         respond(stream, 405, "text/plain", b"POST only").await?;
         return Ok(true);
@@ -423,7 +445,19 @@ async fn answer_ok(stream: &mut TcpStream, req: &Request, msg: &Value) -> std::i
                 }
                 "sleep" => {
                     let ms = args["ms"].as_u64().unwrap_or(0).min(60_000);
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let request_id = req.header("x-underpass-request-id");
+                    // A connector that gives up on the request closes the connection: that is
+                    // how this backend sees a cancellation.
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                        () = wait_for_hangup(stream) => {
+                            let mode = req.path.trim_start_matches('/').split('/').next();
+                            recorder.write(&json!({
+                                "event": "peer_closed", "mode": mode, "request_id": request_id}));
+                            return Ok(false);
+                        }
+                    }
+                    recorder.write(&json!({"event": "slept", "ms": ms, "request_id": request_id}));
                     json!({"content": [{"type": "text", "text": format!("slept {ms} ms")}]})
                 }
                 other => {
@@ -442,6 +476,15 @@ async fn answer_ok(stream: &mut TcpStream, req: &Request, msg: &Value) -> std::i
         }
     };
     let body = json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+    if method == "initialize" && req.path.starts_with("/session/") {
+        // The `session` mode: as `ok`, but `initialize` opens a (nominal) legacy session.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let session = format!("fb-{}-{n}", std::process::id());
+        let headers = [("Mcp-Session-Id", session.as_str())];
+        respond_with(stream, 200, "application/json", &headers, body.as_bytes()).await?;
+        return Ok(true);
+    }
     respond(stream, 200, "application/json", body.as_bytes()).await?;
     Ok(true)
 }
