@@ -170,6 +170,18 @@ pub struct TunnelConfig {
     pub key: PathBuf,
     /// The deployment CA that connector certificates must chain to.
     pub ca: PathBuf,
+    /// Exchanges in flight at once on one tunnel. A tunnel at its cap gets no new exchange;
+    /// when every tunnel that could take a request is, the client gets 503 with
+    /// `Retry-After` instead of a queue. 1 to 16384 (QUIC's stream limit); default 4096.
+    #[serde(default = "default_max_exchanges_per_tunnel")]
+    pub max_exchanges_per_tunnel: usize,
+}
+
+/// Highest `max_exchanges_per_tunnel`: the streams a connector lets the edge open at once.
+pub const MAX_EXCHANGES_PER_TUNNEL: usize = 16_384;
+
+fn default_max_exchanges_per_tunnel() -> usize {
+    4096
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -281,6 +293,12 @@ impl EdgeConfig {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         validate_trust_domain(&self.trust_domain)?;
+        if !(1..=MAX_EXCHANGES_PER_TUNNEL).contains(&self.tunnel.max_exchanges_per_tunnel) {
+            bail!(
+                "[tunnel] max_exchanges_per_tunnel must be between 1 and \
+                 {MAX_EXCHANGES_PER_TUNNEL}"
+            );
+        }
         if self.drain_grace > std::time::Duration::from_secs(3600) {
             bail!("drain_grace must be at most 1h (it delays every shutdown by up to that long)");
         }

@@ -52,7 +52,9 @@ use crate::tunnels::registry::Registry;
 pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     underpass_shared::log_stats_on_usr1();
     let config = Arc::new(config);
-    let registry = Arc::new(Registry::default());
+    let registry = Arc::new(Registry::with_exchange_cap(
+        config.tunnel.max_exchanges_per_tunnel,
+    ));
     let drain = Drain::new(config.drain_grace);
     let sealer = sessions::load(config.sessions.as_ref().map(|s| s.keys.as_slice()))?;
     if sealer.is_shared() {

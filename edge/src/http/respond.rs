@@ -55,6 +55,23 @@ pub fn over_cap(message: &str, retry_after_secs: u64) -> Response<Body> {
     resp
 }
 
+/// 503 with `Retry-After` for a shared cap that is full (JSON-RPC `-31503`): every tunnel
+/// that could carry the request has its most exchanges in flight.
+pub fn busy(message: &str, retry_after_secs: u64) -> Response<Body> {
+    let mut resp = jsonrpc_refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        code::UNAVAILABLE,
+        message,
+        Some(serde_json::json!({ "retryAfterSeconds": retry_after_secs })),
+    );
+    resp.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from(retry_after_secs),
+    );
+    resp
+}
+
 /// Logs `detail` (which may name connectors, backends and addresses) under a fresh reference
 /// and returns what the client reads: `what` and that reference, nothing of the topology.
 pub(crate) fn incident(what: &str, service: &str, detail: &dyn std::fmt::Display) -> String {

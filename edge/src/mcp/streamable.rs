@@ -26,7 +26,7 @@ use crate::http::headers::{response_headers, upstream_headers, SESSION_HEADER};
 use crate::http::host::check_host_origin;
 use crate::http::ids::new_request_id;
 use crate::http::media::check_media;
-use crate::http::respond::{error_response, incident, Refusal};
+use crate::http::respond::{busy, error_response, incident, Refusal};
 use crate::mcp::admission::{self, Admitted};
 use crate::mcp::discover::discovered_versions;
 use crate::mcp::failover::{self, How, Sent};
@@ -298,12 +298,28 @@ fn pick_tunnel(
     principal: &str,
 ) -> Result<std::sync::Arc<Tunnel>, Refusal> {
     let refusal = |status, code, message: &str| Box::new(error_response(status, code, message));
+    // Nothing to pick although live tunnels serve it: they are all at their cap.
+    let connector = session.map(|k| k.connector.as_str());
+    let all_busy = || {
+        app.tunnels.serving(service, connector).then(|| {
+            Box::new(busy(
+                &format!(
+                    "every tunnel serving {service:?} has {} exchanges in flight; retry shortly",
+                    app.config.tunnel.max_exchanges_per_tunnel
+                ),
+                1,
+            ))
+        })
+    };
     match session {
         Some(key) => app.tunnels.session_tunnel(key, principal).map_err(|why| {
             let msg = match why {
-                SessionLookup::TunnelGone => {
-                    "session ended: its connector is not connected to this edge; initialize a new session"
-                }
+                SessionLookup::TunnelGone => match all_busy() {
+                    Some(busy) => return busy,
+                    None => {
+                        "session ended: its connector is not connected to this edge; initialize a new session"
+                    }
+                },
                 SessionLookup::OtherPrincipal | SessionLookup::Ended => {
                     "session not found; initialize a new session"
                 }
@@ -311,13 +327,15 @@ fn pick_tunnel(
             refusal(StatusCode::NOT_FOUND, code::NOT_FOUND, msg)
         }),
         None => app.tunnels.pick(service).ok_or_else(|| {
-            refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                code::UNAVAILABLE,
-                &format!(
-                    "service {service:?} is known but no connector serving it is online; retry later"
-                ),
-            )
+            all_busy().unwrap_or_else(|| {
+                refusal(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code::UNAVAILABLE,
+                    &format!(
+                        "service {service:?} is known but no connector serving it is online; retry later"
+                    ),
+                )
+            })
         }),
     }
 }

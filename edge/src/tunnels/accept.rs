@@ -126,7 +126,7 @@ pub(crate) async fn serve_tunnel(
 
     let limits = Limits {
         max_request_body: config.clients.max_request_body as u64,
-        max_concurrent_exchanges: 16_384,
+        max_concurrent_exchanges: config.tunnel.max_exchanges_per_tunnel as u64,
     };
     let outputs = ctl
         .machine

@@ -97,6 +97,8 @@ pub struct Registry {
     drained: Mutex<Drained>,
     /// Woken whenever a tunnel comes up.
     added: tokio::sync::Notify,
+    /// `[tunnel] max_exchanges_per_tunnel` (0: no cap, as in unit tests).
+    exchange_cap: usize,
 }
 
 /// Most ended sessions remembered; beyond, the older half is forgotten (their ids then reach
@@ -113,6 +115,14 @@ pub enum SessionLookup {
 }
 
 impl Registry {
+    /// An empty registry whose tunnels take at most `exchange_cap` exchanges at once.
+    pub fn with_exchange_cap(exchange_cap: usize) -> Self {
+        Registry {
+            exchange_cap,
+            ..Registry::default()
+        }
+    }
+
     pub fn add(
         &self,
         connector: String,
@@ -165,6 +175,7 @@ impl Registry {
         let candidates: Vec<&Arc<Tunnel>> = tunnels
             .values()
             .filter(|t| t.serves(service) && allowed(t) && t.conn.close_reason().is_none())
+            .filter(|t| self.exchange_cap == 0 || t.load.outstanding() < self.exchange_cap)
             .collect();
         let candidates = super::prefer::fresh_first(candidates, |t| t.is_draining());
         let candidates =
@@ -248,6 +259,16 @@ impl Registry {
             return false;
         }
         draining || lock(&self.drained).expected_back(service, connector, Instant::now())
+    }
+
+    /// Whether a live tunnel serves `service` (of `connector`): when none can be picked,
+    /// tells "all at their cap" (503, retry shortly) from "none online".
+    pub fn serving(&self, service: &str, connector: Option<&str>) -> bool {
+        read(&self.tunnels).values().any(|t| {
+            t.serves(service)
+                && connector.is_none_or(|c| t.connector == c)
+                && t.conn.close_reason().is_none()
+        })
     }
 
     /// Closes every tunnel (the edge is shutting down).
