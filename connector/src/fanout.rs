@@ -20,8 +20,8 @@ use crate::tunnel::{Backoff, Dialer};
 pub const RESOLVE_EVERY: Duration = Duration::from_secs(30);
 /// Least time between two lookups of one name prompted by tunnels ending.
 const RESOLVE_AT_MOST_EVERY: Duration = Duration::from_secs(1);
-/// Longest wait for the dialers to close their tunnels at shutdown.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
+/// Time for the dialers to close their tunnels at shutdown, beyond `drain_grace`.
+const CLOSE_MARGIN: Duration = Duration::from_secs(3);
 
 /// The dialers of one configured edge.
 pub struct EdgeDialers {
@@ -121,19 +121,22 @@ impl EdgeDialers {
                             }
                         }
                     }
-                    _ = self.shutdown.changed() => {
-                        let _ = tokio::time::timeout(SHUTDOWN_WAIT, async {
-                            while dialers.join_next().await.is_some() {}
-                        })
-                        .await;
-                        return;
-                    }
+                    _ = self.shutdown.changed() => return self.wind_down(dialers).await,
                 }
             }
             if *self.shutdown.borrow() {
-                return;
+                return self.wind_down(dialers).await;
             }
         }
+    }
+
+    /// At shutdown: waits while every dialer drains and closes its tunnel (dropping the set
+    /// would abort them, leaving their tunnels for the edge to find dead by timeout).
+    async fn wind_down(&self, mut dialers: JoinSet<SocketAddr>) {
+        let _ = tokio::time::timeout(self.drain_grace + CLOSE_MARGIN, async {
+            while dialers.join_next().await.is_some() {}
+        })
+        .await;
     }
 
     fn apply(

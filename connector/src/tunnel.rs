@@ -95,6 +95,9 @@ impl Dialer {
         while !*self.shutdown.borrow() && !*self.retired.borrow() {
             let started = Instant::now();
             let result = self.connect_and_serve().await;
+            if *self.shutdown.borrow() {
+                return; // drained and closed (logged by `drain_out`): no reconnecting
+            }
             self.resolve_again.notify_one();
             let (edge, addr, slot) = (&self.edge, self.addr, self.slot);
             let delay = match result {

@@ -8,6 +8,7 @@
 
 pub mod faults;
 pub mod http;
+pub mod lb;
 pub mod load;
 pub mod netns;
 pub mod recorder;

@@ -99,6 +99,8 @@ pub struct Registry {
     added: tokio::sync::Notify,
     /// `[tunnel] max_exchanges_per_tunnel` (0: no cap, as in unit tests).
     exchange_cap: usize,
+    /// When this edge started: for a moment after, connectors are still dialing in.
+    started: Option<Instant>,
 }
 
 /// Most ended sessions remembered; beyond, the older half is forgotten (their ids then reach
@@ -119,6 +121,7 @@ impl Registry {
     pub fn with_exchange_cap(exchange_cap: usize) -> Self {
         Registry {
             exchange_cap,
+            started: Some(Instant::now()),
             ..Registry::default()
         }
     }
@@ -245,7 +248,7 @@ impl Registry {
     }
 
     /// No fresh tunnel for `service` (of `connector`), but a draining one, or one that
-    /// drained lately.
+    /// drained lately, or (for a session) this edge has only just started.
     fn awaiting_return(&self, service: &str, connector: Option<&str>) -> bool {
         let tunnels = read(&self.tunnels);
         let mut matching = tunnels
@@ -258,7 +261,13 @@ impl Registry {
         }) {
             return false;
         }
-        draining || lock(&self.drained).expected_back(service, connector, Instant::now())
+        // A session's connector not seen yet by an edge that just started (a rolling
+        // restart): it is dialing in.
+        let starting =
+            connector.is_some() && self.started.is_some_and(|at| at.elapsed() < drained::HOLD);
+        draining
+            || starting
+            || lock(&self.drained).expected_back(service, connector, Instant::now())
     }
 
     /// Whether a live tunnel serves `service` (of `connector`): when none can be picked,
