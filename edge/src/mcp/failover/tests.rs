@@ -43,9 +43,24 @@ fn tool_calls_only_when_the_operator_lists_the_tool() {
     let listed = tools(&["search", "echo"]);
     let search = call("tools/call", Some("search"), true);
     let delete = call("tools/call", Some("delete_everything"), true);
-    assert!(may_retry(&Method::POST, false, &[search.clone()], &listed));
-    assert!(!may_retry(&Method::POST, false, &[delete.clone()], &listed));
-    assert!(!may_retry(&Method::POST, false, &[search.clone()], &[]));
+    assert!(may_retry(
+        &Method::POST,
+        false,
+        std::slice::from_ref(&search),
+        &listed
+    ));
+    assert!(!may_retry(
+        &Method::POST,
+        false,
+        std::slice::from_ref(&delete),
+        &listed
+    ));
+    assert!(!may_retry(
+        &Method::POST,
+        false,
+        std::slice::from_ref(&search),
+        &[]
+    ));
     // A name that merely looks alike is not listed.
     let searcher = call("tools/call", Some("search2"), true);
     assert!(!may_retry(&Method::POST, false, &[searcher], &listed));
