@@ -192,7 +192,8 @@ fn legacy_sessions_stay_pinned_to_their_connector() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let r = http::get(&edge_setup.admin("/readyz")).unwrap();
-        if r.json()["services"]["demo"] == 2 {
+        // Two tunnels per connector (`tunnels_per_edge` by default).
+        if r.json()["services"]["demo"] == 4 {
             break;
         }
         assert!(
