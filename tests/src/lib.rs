@@ -75,11 +75,19 @@ impl Peers {
 
 /// A loopback port that was free a moment ago (TCP and UDP both).
 pub fn free_port() -> u16 {
+    // Each port once per test process: tests run in parallel threads, and a port handed out
+    // but not yet bound (an edge binds its tunnel port over UDP and TCP) is free to the
+    // kernel, which may offer it again.
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = tcp.local_addr().expect("local addr").port();
         if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+            let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+            if !handed_out.contains(&port) {
+                handed_out.push(port);
+                return port;
+            }
         }
     }
 }
