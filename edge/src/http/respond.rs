@@ -41,27 +41,37 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 
 /// 429 with `Retry-After` for a per-caller cap (JSON-RPC `-31429`).
 pub fn over_cap(message: &str, retry_after_secs: u64) -> Response<Body> {
-    let mut resp = jsonrpc_refusal(
+    retry_later(
         StatusCode::TOO_MANY_REQUESTS,
-        None,
         code::RATE_LIMITED,
         message,
-        Some(serde_json::json!({ "retryAfterSeconds": retry_after_secs })),
-    );
-    resp.headers_mut().insert(
-        http::header::RETRY_AFTER,
-        HeaderValue::from(retry_after_secs),
-    );
-    resp
+        retry_after_secs,
+    )
 }
 
 /// 503 with `Retry-After` for a shared cap that is full (JSON-RPC `-31503`): every tunnel
 /// that could carry the request has its most exchanges in flight.
 pub fn busy(message: &str, retry_after_secs: u64) -> Response<Body> {
-    let mut resp = jsonrpc_refusal(
+    retry_later(
         StatusCode::SERVICE_UNAVAILABLE,
-        None,
         code::UNAVAILABLE,
+        message,
+        retry_after_secs,
+    )
+}
+
+/// A refusal that says when to come back: the `Retry-After` header and the same figure as
+/// `retryAfterSeconds` in the error's data.
+fn retry_later(
+    status: StatusCode,
+    code: i64,
+    message: &str,
+    retry_after_secs: u64,
+) -> Response<Body> {
+    let mut resp = jsonrpc_refusal(
+        status,
+        None,
+        code,
         message,
         Some(serde_json::json!({ "retryAfterSeconds": retry_after_secs })),
     );
