@@ -301,6 +301,20 @@ impl EdgeSetup {
         }
     }
 
+    /// Moves the tunnel listener from loopback to `host` (an IP, `[::]` for every IPv6 and
+    /// IPv4 address), same port.
+    pub fn set_tunnel_host(&self, host: &str) {
+        let port = self.tunnel_port;
+        let text = std::fs::read_to_string(&self.config).expect("read edge.toml");
+        let from = format!("[tunnel]\nlisten = \"127.0.0.1:{port}\"");
+        assert!(
+            text.contains(&from),
+            "edge.toml has no loopback tunnel listener"
+        );
+        let text = text.replacen(&from, &format!("[tunnel]\nlisten = \"{host}:{port}\""), 1);
+        std::fs::write(&self.config, text).expect("write edge.toml");
+    }
+
     /// Adds `lines` (TOML `key = value` lines) to the `[clients]` table of the written config.
     pub fn add_clients_keys(&self, lines: &str) {
         let text = std::fs::read_to_string(&self.config).expect("read edge.toml");
@@ -332,6 +346,28 @@ impl EdgeSetup {
 
     pub fn admin(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// The live tunnels `/readyz` lists, as (connector, transport) pairs in its order; empty
+    /// when the edge does not answer.
+    pub fn tunnels(&self) -> Vec<(String, String)> {
+        let Ok(r) = http::get(&self.admin("/readyz")) else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        v["connectors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| {
+                        (
+                            c["name"].as_str().unwrap_or("").to_owned(),
+                            c["transport"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Waits until `/readyz` reports a tunnel serving `service`.
@@ -395,6 +431,29 @@ pub fn write_connector_config(
     let path = dir.join(file);
     std::fs::write(&path, toml).expect("write connector config");
     path
+}
+
+/// Adds top-level `lines` (e.g. `transport = "tcp"`) to a config file.
+pub fn prepend_top_level(config: &Path, lines: &str) {
+    let text = std::fs::read_to_string(config).expect("read config");
+    std::fs::write(config, format!("{lines}\n{text}")).expect("write config");
+}
+
+/// Replaces the `edges` a connector config written by [`write_connector_config`] dials.
+pub fn set_connector_edges(config: &Path, edges: &[String]) {
+    let text = std::fs::read_to_string(config).expect("read connector config");
+    let list: Vec<String> = edges.iter().map(|e| format!("\"{e}\"")).collect();
+    let text: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("edges = [") {
+                format!("edges = [{}]", list.join(", "))
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(config, text.join("\n") + "\n").expect("write connector config");
 }
 
 pub fn start_connector(dir: &Path, name: &str, config: &Path) -> Proc {

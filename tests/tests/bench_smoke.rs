@@ -145,6 +145,33 @@ fn bench_smoke_run_writes_every_figure() {
             .is_some_and(|ms| ms > 0.0),
         "a restart after SIGKILL is timed too: {v}"
     );
+
+    // Failover: a connector SIGKILLed beside another; its loss detected, nothing failing after.
+    let failover = v["failover"].as_array().expect("failover runs");
+    assert!(!failover.is_empty(), "{v}");
+    for r in failover {
+        assert!(r["detect_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{r}");
+        assert!(r["calls"].as_u64().is_some_and(|n| n > 0), "{r}");
+        assert_eq!(r["failed_started_after_settled"], 0, "{r}");
+    }
+    // Recovery (root: the suite runs as root): cold start on a UDP-blocked network, then
+    // drops and lifts under load; no call fails across a return to QUIC.
+    assert!(v["recovery_error"].is_null(), "{v}");
+    let recovery = v["recovery"].as_array().expect("recovery runs");
+    assert!(recovery.len() >= 3, "{v}");
+    assert!(
+        recovery[0]["first_call_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0),
+        "{v}"
+    );
+    for r in &recovery[1..] {
+        for key in ["drop_to_tcp_ms", "lift_to_quic_ms"] {
+            assert!(r[key].as_f64().is_some_and(|ms| ms > 0.0), "{key}: {r}");
+        }
+        assert_eq!(r["after_lift"]["failed"], 0, "{r}");
+        assert!(r["while_dropped"]["calls"].as_u64() > Some(0), "{r}");
+    }
 }
 
 /// A few seconds of the soak (`--soak`): every kind of load runs, the connector is restarted

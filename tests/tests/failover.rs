@@ -85,7 +85,7 @@ fn ha(services: &[(&str, &str)], specs: &[Spec<'_>]) -> Ha {
             },
             &backends_of,
         );
-        prepend(&config, spec.tunnels);
+        prepend_top_level(&config, spec.tunnels);
         connectors.push(start_connector(dir.path(), spec.name, &config));
         backends.push(backend);
     }
@@ -97,12 +97,6 @@ fn ha(services: &[(&str, &str)], specs: &[Spec<'_>]) -> Ha {
         peers,
         dir,
     }
-}
-
-/// Puts top-level `lines` at the head of a config file.
-fn prepend(config: &Path, lines: &str) {
-    let text = std::fs::read_to_string(config).expect("config");
-    std::fs::write(config, format!("{lines}\n{text}")).expect("write config");
 }
 
 /// `/readyz` as JSON (Null when it does not answer).
@@ -389,6 +383,67 @@ fn sigkill_of_one_of_two_connectors_under_load() {
 /// New calls avoid a connector whose backend is slow: dc1 answers every call 200 ms late,
 /// dc2 at once; with one tunnel each, the calls counted at each backend show where they went
 /// (a blind round robin sends half to each).
+/// An event stream under way when its connector dies ends with the JSON-RPC error answering
+/// the request (after the events already relayed), not as a broken stream the client has to
+/// make sense of.
+#[test]
+fn an_event_stream_cut_by_a_dead_connector_ends_with_the_error_answer() {
+    let mut h = ha(
+        &[("stalls", "")],
+        &[Spec {
+            name: "dc1",
+            mode: "sse-stall",
+            tunnels: "",
+        }],
+    );
+    h.setup.wait_ready("stalls", Duration::from_secs(30));
+    let url = h.setup.url("stalls");
+    let call = serde_json::json!({
+        "jsonrpc": "2.0", "id": 41, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "x"}, "_meta": {"progressToken": 1}}
+    });
+    let answer = std::thread::spawn(move || {
+        http::mcp_post(&url, &[("MCP-Protocol-Version", "2025-11-25")], &call)
+    });
+    // The progress event has passed the edge once the backend recorded the request.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.backends[0].records().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the call never reached the backend"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Instant::now();
+    h.connectors[0].kill();
+    let reply = answer.join().expect("client thread").expect("an answer");
+    println!(
+        "event stream cut by SIGKILL of its connector: ended {} after the kill",
+        ms(killed.elapsed())
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let messages = http::messages(&reply);
+    assert_eq!(
+        messages.len(),
+        2,
+        "the progress event, then the error answer: {}",
+        reply.text()
+    );
+    assert_eq!(
+        messages[0]["method"], "notifications/progress",
+        "{messages:?}"
+    );
+    assert_eq!(messages[1]["id"], 41, "{messages:?}");
+    assert_eq!(messages[1]["error"]["code"], -31502, "{messages:?}");
+    assert!(
+        messages[1]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("may or may not have run")),
+        "{messages:?}"
+    );
+}
+
 #[test]
 fn new_calls_go_mostly_to_the_faster_connector() {
     let mut rng = Rng::from_env("new_calls_go_mostly_to_the_faster_connector");
@@ -469,12 +524,7 @@ fn tunnels_to_every_address_of_an_edge() {
     let (cert, key) = pki.issue("connector", "dc1");
     let setup = EdgeSetup::write(dir.path(), false, &[("ok", &["dc1"])], EDGE_EXTRA);
     let port = setup.tunnel_port;
-    let text = std::fs::read_to_string(&setup.config).expect("edge.toml");
-    let text = text.replace(
-        &format!("[tunnel]\nlisten = \"127.0.0.1:{port}\""),
-        &format!("[tunnel]\nlisten = \"[::]:{port}\""),
-    );
-    std::fs::write(&setup.config, text).expect("write edge.toml");
+    setup.set_tunnel_host("[::]");
     let _edge = setup.start(dir.path());
     let backend = FaultBackend::start(dir.path());
     let config = write_connector_config(
@@ -489,13 +539,8 @@ fn tunnels_to_every_address_of_an_edge() {
         },
         &[("ok", &backend.url("ok"))],
     );
-    let text = std::fs::read_to_string(&config).expect("connector.toml");
     let name = "edge.underpass.test";
-    std::fs::write(
-        &config,
-        text.replace(&format!("127.0.0.1:{port}"), &format!("{name}:{port}")),
-    )
-    .expect("write connector.toml");
+    set_connector_edges(&config, &[format!("{name}:{port}")]);
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, format!("127.0.0.1 {name}\n::1 {name}\n")).expect("hosts");
     let resolved = in_own_hosts(&hosts, &mut Command::new("getent"), &["ahosts", name]);

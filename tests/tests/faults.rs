@@ -21,7 +21,7 @@ use underpass_tests::*;
 const EDGE_EXTRA: &str = "[auth]\nanonymous = true\n[policy]\nallow_all = true\n\
                           [audit]\nfile = \"audit.jsonl\"\n";
 
-/// Per-call deadline: far above the tunnel's 2 s idle timeout (the longest a call may wait to
+/// Per-call deadline: far above the tunnel's 1.8 s idle timeout (the longest a call may wait to
 /// learn that its tunnel died), well below "hung".
 const DEADLINE: Duration = Duration::from_secs(25);
 

@@ -196,14 +196,10 @@ fn a_sealed_session_continues_on_any_edge_with_the_keys() {
         },
         &services,
     );
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        &format!("edges = [\"127.0.0.1:{}\"]", a.setup.tunnel_port),
-        &format!(
-            "edges = [\"127.0.0.1:{}\", \"127.0.0.1:{}\", \"127.0.0.1:{}\"]",
-            a.setup.tunnel_port, b.setup.tunnel_port, r.setup.tunnel_port
-        ),
+    set_connector_edges(
+        &config,
+        &[&a, &b, &r].map(|e| format!("127.0.0.1:{}", e.setup.tunnel_port)),
     );
-    std::fs::write(&config, text).unwrap();
     let _connector = start_connector(d, "connector", &config);
     for e in [&a, &b, &r] {
         for s in SERVICES {

@@ -18,27 +18,6 @@ use underpass_tests::netns::NetNs;
 use underpass_tests::*;
 use underpass_transport::tls::{self, Credentials, PeerPolicy};
 
-/// The `connectors` entries of the edge's `/readyz`: (name, transport).
-fn tunnels(setup: &EdgeSetup) -> Vec<(String, String)> {
-    let Ok(r) = http::get(&setup.admin("/readyz")) else {
-        return Vec::new();
-    };
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-    v["connectors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|c| {
-                    (
-                        c["name"].as_str().unwrap_or("").to_owned(),
-                        c["transport"].as_str().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Waits (at most `timeout`) until `/readyz` lists exactly `want`; returns how long it took.
 fn wait_tunnels(setup: &EdgeSetup, want: &[(&str, &str)], timeout: Duration) -> Duration {
     let start = Instant::now();
@@ -47,7 +26,7 @@ fn wait_tunnels(setup: &EdgeSetup, want: &[(&str, &str)], timeout: Duration) -> 
         .map(|(n, t)| (n.to_string(), t.to_string()))
         .collect();
     loop {
-        let seen = tunnels(setup);
+        let seen = setup.tunnels();
         if seen == want {
             return start.elapsed();
         }
@@ -57,12 +36,6 @@ fn wait_tunnels(setup: &EdgeSetup, want: &[(&str, &str)], timeout: Duration) -> 
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Adds top-level `lines` to a connector config.
-fn prepend(config: &std::path::Path, lines: &str) {
-    let text = std::fs::read_to_string(config).expect("connector.toml");
-    std::fs::write(config, format!("{lines}\n{text}")).expect("write connector.toml");
 }
 
 #[test]
@@ -93,7 +66,7 @@ fn transport_tcp_carries_sdk_calls() {
         },
         &[("everything", &backend_url)],
     );
-    prepend(&connector_config, "transport = \"tcp\"");
+    prepend_top_level(&connector_config, "transport = \"tcp\"");
     let connector = start_connector(dir.path(), "connector", &connector_config);
     edge_setup.wait_ready("everything", Duration::from_secs(30));
     let d = Deployment {
@@ -160,15 +133,7 @@ fn net() -> Net {
         &[("ok", &["dc1"])],
         "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
     );
-    let text = std::fs::read_to_string(&setup.config).expect("edge.toml");
-    let text = text.replace(
-        &format!("[tunnel]\nlisten = \"127.0.0.1:{}\"", setup.tunnel_port),
-        &format!(
-            "[tunnel]\nlisten = \"{}:{}\"",
-            ns.host_addr, setup.tunnel_port
-        ),
-    );
-    std::fs::write(&setup.config, text).expect("write edge.toml");
+    setup.set_tunnel_host(&ns.host_addr.to_string());
     let edge = setup.start(dir.path());
     let port = free_port();
     let connector_config = write_connector_config(
@@ -183,12 +148,10 @@ fn net() -> Net {
         },
         &[("ok", &FaultBackend::url_at(port, "ok"))],
     );
-    let text = std::fs::read_to_string(&connector_config).expect("connector.toml");
-    let text = text.replace(
-        &format!("edges = [\"127.0.0.1:{}\"]", setup.tunnel_port),
-        &format!("edges = [\"{}:{}\"]", ns.host_addr, setup.tunnel_port),
+    set_connector_edges(
+        &connector_config,
+        &[format!("{}:{}", ns.host_addr, setup.tunnel_port)],
     );
-    std::fs::write(&connector_config, text).expect("write connector.toml");
     let backend = FaultBackend::start_at(dir.path(), port, &ns.prefix());
     Net {
         backend,
@@ -448,7 +411,7 @@ fn bad_input_on_the_tcp_tunnel_port_is_refused_and_logged() {
         },
         &[("everything", &backend_url)],
     );
-    prepend(&connector_config, "transport = \"tcp\"");
+    prepend_top_level(&connector_config, "transport = \"tcp\"");
     let _connector = start_connector(dir.path(), "connector", &connector_config);
     setup.wait_ready("everything", Duration::from_secs(30));
     wait_tunnels(

@@ -334,7 +334,13 @@ async fn pump(
     filter: Option<&ListFilter>,
     learn_version: bool,
 ) -> usize {
-    let mut stream = response_stream(recv, is_sse, &bridge.tunnel.connector, OnHangUp::Cancel);
+    let mut stream = response_stream(
+        recv,
+        is_sse,
+        &bridge.tunnel.connector,
+        OnHangUp::Cancel,
+        None,
+    );
     let mut parser = SseParser::default();
     let mut json = Vec::new();
     let mut count = 0;

@@ -144,6 +144,7 @@ async fn relay(
         is_sse,
         &tunnel.connector,
         on_hang_up(parts, session.is_some()),
+        lost_mid_answer(&admitted.calls),
     )
     .map(move |chunk| {
         let _counted = &in_flight;
@@ -159,6 +160,25 @@ async fn relay(
         Some(busy) => crate::limits::attach(resp, busy),
         None => resp,
     })
+}
+
+/// The SSE event that ends an event stream whose tunnel failed mid-answer: the error
+/// answering the one request of the POST (none for a POST of notifications or responses only).
+fn lost_mid_answer(calls: &[crate::mcp::judge::Call]) -> Option<Bytes> {
+    let mut requests = calls.iter().filter(|c| c.is_request);
+    let (Some(request), None) = (requests.next(), requests.next()) else {
+        return None;
+    };
+    let error = underpass_mcp::jsonrpc::error(
+        request.id.as_ref(),
+        code::UPSTREAM_FAILED,
+        "the tunnel to the backend failed before the answer was complete; the request may \
+         or may not have run",
+        None,
+    );
+    Some(Bytes::from(
+        underpass_mcp::sse::SseEvent::new(&error.to_string()).to_bytes(),
+    ))
 }
 
 /// What the edge learned of a legacy session from an answer.

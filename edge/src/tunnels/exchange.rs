@@ -107,14 +107,17 @@ static RUNNING_ON: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 
 /// The response body: chunks from the tunnel as they arrive, plus SSE keep-alive comments
 /// between events when the stream is idle. A stream that fails (the connector reset it, the
-/// tunnel went down) ends the body with an error, logged with the `connector`'s name. If the
-/// body is dropped before its end (the client went away), `on_hang_up` says what becomes of
-/// the exchange.
+/// tunnel went down) is logged with the `connector`'s name; an event stream that fails
+/// between two events ends with `last_words` (an SSE event: the JSON-RPC error answering the
+/// request, so the client is not left waiting), any other fails the body. If the body is
+/// dropped before its end (the client went away), `on_hang_up` says what becomes of the
+/// exchange.
 pub fn response_stream(
     recv: ExchangeRecv,
     is_sse: bool,
     connector: &str,
     on_hang_up: OnHangUp,
+    last_words: Option<Bytes>,
 ) -> futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BodyError>> {
     let connector = connector.to_owned();
     let init = Relay {
@@ -123,6 +126,7 @@ pub fn response_stream(
         done: false,
         on_hang_up,
         connector: connector.clone(),
+        last_words,
     };
     futures_util::stream::unfold(init, move |mut s| {
         let connector = connector.clone();
@@ -155,7 +159,14 @@ pub fn response_stream(
                 Err(e) => {
                     s.done = true;
                     tracing::warn!(%connector, "tunnel stream failed mid-response: {e}");
-                    Some((Err(format!("tunnel stream failed: {e}").into()), s))
+                    match s
+                        .last_words
+                        .take()
+                        .filter(|_| is_sse && s.at_event_boundary)
+                    {
+                        Some(event) => Some((Ok(Frame::data(event)), s)),
+                        None => Some((Err(format!("tunnel stream failed: {e}").into()), s)),
+                    }
                 }
             }
         }
@@ -172,6 +183,8 @@ struct Relay {
     done: bool,
     on_hang_up: OnHangUp,
     connector: String,
+    /// What ends an event stream that failed between events.
+    last_words: Option<Bytes>,
 }
 
 impl Drop for Relay {

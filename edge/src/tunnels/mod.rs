@@ -4,12 +4,12 @@
 //! a connector back on QUIC gets no new exchanges over TCP; [`spread`]: new exchanges go by
 //! power of two choices on exchanges in flight), one client exchange down a tunnel
 //! ([`exchange`]), how much a connector may send on its control stream ([`budget`]), and
-//! which connectors drained lately, so that requests wait for them to come back
-//! ([`drained`]).
+//! which connectors left lately (drained or lost), so that requests wait for them to come
+//! back ([`departed`]).
 
 pub mod accept;
 pub mod budget;
-pub mod drained;
+pub mod departed;
 pub mod exchange;
 pub mod prefer;
 pub mod registry;

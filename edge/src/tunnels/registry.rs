@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::limits::{Activity, Busy, KeyGuard, PerKey};
-use crate::tunnels::drained::{self, Drained};
+use crate::tunnels::departed::{self, Departed};
 use crate::tunnels::spread::{self, Load};
 
 /// One live tunnel.
@@ -93,8 +93,8 @@ pub struct Registry {
     /// (some backends answer an ended session with 400). Pruned by [`Registry::expire_idle`],
     /// at most [`MAX_ENDED`].
     ended: Mutex<HashMap<SessionKey, Instant>>,
-    /// Connectors whose draining tunnels closed lately (see [`Registry::settle`]).
-    drained: Mutex<Drained>,
+    /// Connectors whose tunnels closed lately (see [`Registry::settle`]).
+    departed: Mutex<Departed>,
     /// Woken whenever a tunnel comes up.
     added: tokio::sync::Notify,
     /// `[tunnel] max_exchanges_per_tunnel` (0: no cap, as in unit tests).
@@ -153,8 +153,8 @@ impl Registry {
     /// (their places given back; a later request re-adopts a session whose connector is back).
     pub fn remove(&self, id: u64) {
         let mut tunnels = write(&self.tunnels);
-        if let Some(gone) = tunnels.remove(&id).filter(|t| t.is_draining()) {
-            lock(&self.drained).record(&gone.connector, &gone.services, Instant::now());
+        if let Some(gone) = tunnels.remove(&id) {
+            lock(&self.departed).record(&gone.connector, &gone.services, Instant::now());
         }
         write(&self.sessions).retain(|k, _| tunnels.values().any(|t| t.connector == k.connector));
     }
@@ -220,13 +220,13 @@ impl Registry {
         self.pick_where(service, |t| t.connector == connector)
     }
 
-    /// Waits (at most [`drained::HOLD`]) while the tunnels that could take a request for
-    /// `service` (of `connector`, for a session) are all draining, or went away draining
-    /// lately, until a fresh one comes up: a connector being restarted in a rolling update
-    /// is back within that, and the request goes on as if nothing happened. Returns at once
-    /// otherwise (no connector at all is a 503 at once, as ever).
+    /// Waits (at most [`departed::HOLD`]) while the tunnels that could take a request for
+    /// `service` (of `connector`, for a session) are all draining, or went away lately, until
+    /// a fresh one comes up: a connector being restarted in a rolling update, or moving from
+    /// a broken QUIC path to TCP, is back within that, and the request goes on as if nothing
+    /// happened. Returns at once otherwise (no connector seen lately is a 503 at once).
     pub async fn settle(&self, service: &str, connector: Option<&str>) {
-        let deadline = tokio::time::Instant::now() + drained::HOLD;
+        let deadline = tokio::time::Instant::now() + departed::HOLD;
         loop {
             let added = self.added.notified();
             tokio::pin!(added);
@@ -247,8 +247,8 @@ impl Registry {
         }
     }
 
-    /// No fresh tunnel for `service` (of `connector`), but a draining one, or one that
-    /// drained lately, or (for a session) this edge has only just started.
+    /// No fresh tunnel for `service` (of `connector`), but a draining one, or one that closed
+    /// lately, or (for a session) this edge has only just started.
     fn awaiting_return(&self, service: &str, connector: Option<&str>) -> bool {
         let tunnels = read(&self.tunnels);
         let mut matching = tunnels
@@ -264,10 +264,10 @@ impl Registry {
         // A session's connector not seen yet by an edge that just started (a rolling
         // restart): it is dialing in.
         let starting =
-            connector.is_some() && self.started.is_some_and(|at| at.elapsed() < drained::HOLD);
+            connector.is_some() && self.started.is_some_and(|at| at.elapsed() < departed::HOLD);
         draining
             || starting
-            || lock(&self.drained).expected_back(service, connector, Instant::now())
+            || lock(&self.departed).expected_back(service, connector, Instant::now())
     }
 
     /// Whether a live tunnel serves `service` (of `connector`): when none can be picked,

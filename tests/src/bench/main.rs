@@ -10,7 +10,12 @@
 //! - resident memory of edge and connector with many idle legacy sessions;
 //! - time from SIGTERM of the edge until a `tools/call` through the restarted edge succeeds,
 //!   and the same after SIGKILL (a crash: the edge says no goodbye, so the connector learns of
-//!   the restart from the new edge's stateless reset).
+//!   the restart from the new edge's stateless reset);
+//! - failover: one of two connectors SIGKILLed under a steady trickle of calls (detection time,
+//!   failed calls);
+//! - transport recovery (root): UDP to the edge dropped and restored with nftables, a
+//!   connector with `transport = "auto"` in a network namespace (first call on a UDP-blocked
+//!   network, QUIC → TCP and back, failed calls).
 //!
 //! A third, **reference** path (`relay`, 100-byte results only) goes through two chained
 //! `underpass-tcp-relay` processes that do nothing but copy bytes (load generator → relay 1 →
@@ -27,20 +32,25 @@
 //! Modules: `plan` (command line, what to measure), `stack` (the processes under test),
 //! `client` (MCP over HTTP/1.1), `hist` (latency histogram), `procfs` (process figures),
 //! `latency` (latency, throughput and mixed cells), `restart` (edge restarts), `sessions`
-//! (idle sessions), `report` (tables, targets, JSON), `soak` (the soak). This file runs the
+//! (idle sessions), `steady` (a trickle of calls timed against events), `failover` (a
+//! connector killed), `recovery` (transport switches), `report` (tables, targets, JSON),
+//! `soak` (the soak). This file runs the
 //! phases in order.
 #![forbid(unsafe_code)]
 
 mod client;
+mod failover;
 mod hist;
 mod latency;
 mod plan;
 mod procfs;
+mod recovery;
 mod report;
 mod restart;
 mod sessions;
 mod soak;
 mod stack;
+mod steady;
 
 use std::time::Instant;
 
@@ -139,6 +149,11 @@ fn main() -> std::process::ExitCode {
     } else {
         Vec::new()
     };
+    let (failover, failover_error) = if plan.runs("failover") {
+        failover::failover_phase(&rt, &mut stack, &plan)
+    } else {
+        (Vec::new(), None)
+    };
     let (restarts, restart_error) = if plan.runs("restart") {
         restart::restart_phase(&rt, &mut stack, &plan)
     } else {
@@ -149,6 +164,12 @@ fn main() -> std::process::ExitCode {
     } else {
         (Vec::new(), None)
     };
+    // Its own edge, connector and backend, in and beside a network namespace.
+    let (recovery, recovery_error) = if plan.runs("recovery") {
+        recovery::recovery_phase(&rt, &plan, &dir, args.backend_threads, plan.reprobe_secs)
+    } else {
+        (Vec::new(), None)
+    };
     let results = Results {
         rows,
         mixed,
@@ -156,6 +177,11 @@ fn main() -> std::process::ExitCode {
         restart_error,
         sessions,
         session_error,
+        failover,
+        failover_error,
+        recovery,
+        recovery_error,
+        reprobe_secs: plan.reprobe_secs,
     };
 
     let mut out = report::tables(&plan, &results);

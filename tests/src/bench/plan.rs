@@ -47,8 +47,9 @@ pub(crate) struct Args {
     /// Edge restarts to time per signal, SIGTERM then SIGKILL (default 3; --quick and --smoke 1).
     #[arg(long)]
     pub(crate) restarts: Option<usize>,
-    /// Phases to run: latency, mixed (small calls while 1 MiB results stream), restart,
-    /// sessions (default all).
+    /// Phases to run: latency, mixed (small calls while 1 MiB results stream), failover (a
+    /// connector SIGKILLed), restart, sessions, recovery (UDP dropped and restored; needs root)
+    /// (default all).
     #[arg(long, value_delimiter = ',')]
     pub(crate) phases: Option<Vec<String>>,
     /// Load-generator threads, each with its own current-thread runtime and a share of the
@@ -72,6 +73,10 @@ pub(crate) struct Args {
     /// syscall and allocation counts; the mixed phase always runs for the duration).
     #[arg(long)]
     pub(crate) requests: Option<u64>,
+    /// The recovery phase: the connector re-probes QUIC every N–2N s (default: its own
+    /// 30–60 s; --smoke 1).
+    #[arg(long)]
+    pub(crate) reprobe_secs: Option<u64>,
     /// Extra environment for the edge and connector processes only, e.g.
     /// `TOKIO_WORKER_THREADS=1` or `LD_PRELOAD=...` (repeatable; for experiments).
     #[arg(long, value_name = "KEY=VALUE")]
@@ -174,6 +179,7 @@ pub(crate) struct Plan {
     pub(crate) paths: Vec<&'static str>,
     pub(crate) requests: Option<u64>,
     pub(crate) fresh_for_sessions: bool,
+    pub(crate) reprobe_secs: Option<u64>,
 }
 
 impl Plan {
@@ -205,9 +211,11 @@ impl Plan {
             sessions: a.sessions.clone().unwrap_or(s),
             restarts: a.restarts.unwrap_or(r),
             phases: a.phases.clone().unwrap_or_else(|| {
-                ["latency", "mixed", "restart", "sessions"]
-                    .map(String::from)
-                    .to_vec()
+                [
+                    "latency", "mixed", "failover", "restart", "sessions", "recovery",
+                ]
+                .map(String::from)
+                .to_vec()
             }),
             paths: a
                 .paths
@@ -223,6 +231,7 @@ impl Plan {
                 .collect(),
             requests: a.requests,
             fresh_for_sessions: !a.smoke,
+            reprobe_secs: a.reprobe_secs.or(a.smoke.then_some(1)),
         }
     }
     pub(crate) fn runs(&self, phase: &str) -> bool {

@@ -79,6 +79,12 @@ pub(crate) struct Results {
     pub(crate) restart_error: Option<String>,
     pub(crate) sessions: Vec<SessionRow>,
     pub(crate) session_error: Option<String>,
+    pub(crate) failover: Vec<Value>,
+    pub(crate) failover_error: Option<String>,
+    pub(crate) recovery: Vec<Value>,
+    pub(crate) recovery_error: Option<String>,
+    /// `--reprobe-secs` as the recovery phase used it.
+    pub(crate) reprobe_secs: Option<u64>,
 }
 
 impl Results {
@@ -111,11 +117,23 @@ impl Results {
         median(&ms)
     }
 
+    /// Median of `key` over `runs`.
+    fn median_of(runs: &[Value], key: &str) -> Option<f64> {
+        median(
+            &runs
+                .iter()
+                .filter_map(|v| v[key].as_f64())
+                .collect::<Vec<_>>(),
+        )
+    }
+
     /// Whether a measurement the plan asked for failed.
     pub(crate) fn failed(&self, plan: &Plan) -> bool {
         self.rows.iter().chain(&self.mixed).any(|r| r.hist.n == 0)
             || (plan.runs("restart") && self.restart_error.is_some())
             || (plan.runs("sessions") && self.session_error.is_some())
+            || (plan.runs("failover") && self.failover_error.is_some())
+            || (plan.runs("recovery") && self.recovery_error.is_some())
     }
 }
 
@@ -271,6 +289,12 @@ pub(crate) fn tables(plan: &Plan, res: &Results) -> String {
             );
         }
     }
+    if !res.failover.is_empty() {
+        out.push_str(&crate::failover::table(&res.failover));
+    }
+    if !res.recovery.is_empty() {
+        out.push_str(&crate::recovery::table(&res.recovery, res.reprobe_secs));
+    }
     out
 }
 
@@ -391,13 +415,33 @@ pub(crate) fn targets(plan: &Plan, res: &Results) -> Vec<Value> {
         None,
         true,
     );
+    if plan.runs("failover") {
+        target(
+            "connector SIGKILL detected by the edge (median, issue 13)",
+            Results::median_of(&res.failover, "detect_ms"),
+            "ms",
+            Some(2000.0),
+            true,
+        );
+    }
+    if plan.runs("recovery") {
+        target(
+            "first call with UDP dropped, from connector start (issue 13)",
+            res.recovery
+                .first()
+                .and_then(|v| v["first_call_ms"].as_f64()),
+            "ms",
+            Some(5000.0),
+            true,
+        );
+    }
     targets
 }
 
 /// The targets as a markdown table.
 pub(crate) fn targets_table(targets: &[Value]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "\n## Targets (issue 5)\n");
+    let _ = writeln!(out, "\n## Targets (issues 5 and 13)\n");
     let _ = writeln!(out, "| target | measured | limit | met |");
     let _ = writeln!(out, "|---|---:|---:|---|");
     for t in targets {
@@ -483,6 +527,11 @@ pub(crate) fn json(args: &Args, plan: &Plan, res: &Results, targets: &[Value]) -
         "kill_restart_to_ready_ms": res.restart_median("SIGKILL"),
         "restarts": res.restarts,
         "restart_error": res.restart_error,
+        "failover": res.failover,
+        "failover_error": res.failover_error,
+        "recovery": res.recovery,
+        "recovery_error": res.recovery_error,
+        "reprobe_secs": res.reprobe_secs,
         "targets": targets.iter().filter(|t| !t["limit"].is_null()).collect::<Vec<_>>(),
     })
 }

@@ -21,6 +21,7 @@ pub(crate) struct Stack {
     pub(crate) connector_config: PathBuf,
     pub(crate) backend: Proc,
     pub(crate) backend_addr: SocketAddr,
+    pub(crate) pki: Pki,
     /// The reference path, when measured: two chained byte-copying relays.
     pub(crate) relay: Option<Relay>,
     pub(crate) restarts: usize,
@@ -62,6 +63,36 @@ pub(crate) fn spawn_relay(dir: &Path, name: &str, to: SocketAddr) -> (Proc, Sock
     (p, addr)
 }
 
+/// Writes `<name>.toml`: connector `name` serving [`SERVICE`] from the echo backend, with
+/// the `--transport` chosen.
+fn connector_config(
+    dir: &Path,
+    pki: &Pki,
+    name: &str,
+    (cert, key): (&Path, &Path),
+    tunnel_port: u16,
+    backend_addr: SocketAddr,
+) -> PathBuf {
+    let config = write_connector_config(
+        dir,
+        &format!("{name}.toml"),
+        name,
+        tunnel_port,
+        ConnectorPki {
+            cert,
+            key,
+            ca: &pki.ca(),
+        },
+        &[(SERVICE, &format!("http://{backend_addr}/mcp"))],
+    );
+    if let Some(transport) = TRANSPORT.get() {
+        let text = std::fs::read_to_string(&config).expect("connector config");
+        std::fs::write(&config, format!("transport = \"{transport}\"\n{text}"))
+            .expect("write connector config");
+    }
+    config
+}
+
 /// `--tunnel-env`: extra environment of every edge and connector process.
 static TUNNEL_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
 
@@ -86,7 +117,19 @@ pub(crate) fn set_transport(transport: &str) {
 }
 
 pub(crate) fn tunnel_command(binary: &str, config: &Path) -> Command {
-    let mut cmd = Command::new(bin(binary));
+    tunnel_command_in(&[], binary, config)
+}
+
+/// [`tunnel_command`] run through `prefix` (e.g. `ip netns exec NAME`), when not empty.
+pub(crate) fn tunnel_command_in(prefix: &[String], binary: &str, config: &Path) -> Command {
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin(binary));
+            c
+        }
+        None => Command::new(bin(binary)),
+    };
     cmd.arg("--config").arg(config).env("RUST_LOG", "info");
     for (k, v) in TUNNEL_ENV.get().map(Vec::as_slice).unwrap_or_default() {
         cmd.env(k, v);
@@ -113,10 +156,11 @@ pub(crate) fn spawn_connector(dir: &Path, config: &Path, name: &str, env: &[(&st
 }
 
 /// The benchmark's edge: anonymous clients, everything allowed.
-const BENCH_EDGE: &str = "[auth]\nanonymous = true\n[policy]\nallow_all = true\n";
+pub(crate) const BENCH_EDGE: &str = "[auth]\nanonymous = true\n[policy]\nallow_all = true\n";
 /// Every bench client is one principal (anonymous) from one address, holding up to 10,000
 /// sessions and event streams: lift the per-caller caps the edge applies.
-const BENCH_CLIENTS: &str = "max_connections = 100000\nmax_connections_per_ip = 100000\n\
+pub(crate) const BENCH_CLIENTS: &str =
+    "max_connections = 100000\nmax_connections_per_ip = 100000\n\
      max_concurrent_per_principal = 100000\nmax_sessions_per_principal = 100000\n\
      idle_timeout = \"1h\"";
 
@@ -169,32 +213,21 @@ impl Stack {
             }
         });
 
-        let edge_setup = EdgeSetup::write(dir, false, &[(SERVICE, &["dc1"])], edge_extra);
+        // `dc2` is the second connector of the failover phase (started only there).
+        let edge_setup = EdgeSetup::write(dir, false, &[(SERVICE, &["dc1", "dc2"])], edge_extra);
         if !clients_keys.is_empty() {
             edge_setup.add_clients_keys(clients_keys);
         }
         let mut edge = spawn_edge(dir, &edge_setup.config, "edge", &[]);
         edge.wait_for_log("tunnel listener up", Duration::from_secs(20));
-        let connector_config = write_connector_config(
+        let connector_config = connector_config(
             dir,
-            "connector.toml",
+            &pki,
             "dc1",
+            (&cert, &key),
             edge_setup.tunnel_port,
-            ConnectorPki {
-                cert: &cert,
-                key: &key,
-                ca: &pki.ca(),
-            },
-            &[(SERVICE, &format!("http://{backend_addr}/mcp"))],
+            backend_addr,
         );
-        if let Some(transport) = TRANSPORT.get() {
-            let text = std::fs::read_to_string(&connector_config).expect("connector.toml");
-            std::fs::write(
-                &connector_config,
-                format!("transport = \"{transport}\"\n{text}"),
-            )
-            .expect("write connector.toml");
-        }
         let connector = spawn_connector(dir, &connector_config, "connector", &[]);
         edge_setup.wait_ready(SERVICE, Duration::from_secs(30));
         Stack {
@@ -205,6 +238,7 @@ impl Stack {
             connector_config,
             backend,
             backend_addr,
+            pki,
             relay,
             restarts: 0,
         }
@@ -231,6 +265,21 @@ impl Stack {
             env,
         );
         self.edge_setup.wait_ready(SERVICE, Duration::from_secs(30));
+    }
+
+    /// A second connector, `dc2`, serving the same backend; returns it and its config.
+    pub(crate) fn spawn_second_connector(&self) -> (Proc, PathBuf) {
+        let (cert, key) = self.pki.issue("connector", "dc2");
+        let config = connector_config(
+            &self.dir,
+            &self.pki,
+            "dc2",
+            (&cert, &key),
+            self.edge_setup.tunnel_port,
+            self.backend_addr,
+        );
+        let p = spawn_connector(&self.dir, &config, "connector-dc2", &[]);
+        (p, config)
     }
 
     pub(crate) fn direct(&self) -> Target {

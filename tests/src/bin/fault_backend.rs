@@ -18,6 +18,8 @@
 //! - `garbage`: answers 4 KiB of bytes that are not HTTP, then closes;
 //! - `truncated`: a complete HTTP answer (`application/json`) whose JSON is cut in the middle;
 //! - `wrongtype`: a complete HTTP answer with `Content-Type: text/html`;
+//! - `sse-stall`: `200 text/event-stream`, one `notifications/progress` event, then nothing
+//!   (until the peer hangs up): an answer under way when its tunnel dies;
 //! - `junk-sse`: `200 text/event-stream`, then junk (events that are not JSON, lines without a
 //!   field, bytes that are not UTF-8) every 20 ms, without end, until the peer hangs up.
 //!
@@ -240,6 +242,13 @@ async fn connection(mut stream: TcpStream, recorder: &Recorder) -> std::io::Resu
                 )
                 .await?;
                 true
+            }
+            "sse-stall" => {
+                progress_then_stall(&mut stream).await;
+                recorder.write(
+                    &json!({"event": "peer_closed", "mode": mode, "request_id": request_id}),
+                );
+                false
             }
             "junk-sse" => {
                 junk_events(&mut stream).await;
@@ -504,6 +513,21 @@ async fn wait_for_hangup(stream: &mut TcpStream) {
 }
 
 /// An event stream of junk, without end, until the peer hangs up (or an hour passes).
+/// `sse-stall`: an event stream with one progress notification, then silence until the peer
+/// hangs up.
+async fn progress_then_stall(stream: &mut TcpStream) {
+    let event = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n";
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        event.len()
+    );
+    let first = [head.as_bytes(), event, b"\r\n"].concat();
+    if stream.write_all(&first).await.is_ok() {
+        wait_for_hangup(stream).await;
+    }
+}
+
 async fn junk_events(stream: &mut TcpStream) {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
                 Transfer-Encoding: chunked\r\n\r\n";

@@ -1,26 +1,29 @@
-//! Connectors that drained lately: a connector that announced a drain and then closed its
-//! tunnels is most likely being restarted (a rolling update), so for a short while
-//! ([`HOLD`]) a request that only it can serve waits for it to come back instead of failing
-//! (see [`super::registry::Registry::settle`]). Pure: times are passed in.
+//! Connectors that left lately. One that announced a drain and then closed its tunnels is most
+//! likely being restarted (a rolling update); one whose tunnel was lost (a crash with a
+//! supervisor, a network change moving it from QUIC to TCP) redials at once. Either way, for
+//! a short while ([`HOLD`]) a request that only it can serve waits for it to come back
+//! instead of failing at once (see [`super::registry::Registry::settle`]). Pure: times are
+//! passed in.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// How long a request waits for a drained connector (or a draining service) to come back.
-/// Covers a connector's quiet period (1 s), its restart and its first dial.
+/// How long a request waits for a departed connector (or a draining service) to come back.
+/// Covers a connector's quiet period (1 s), its restart and its first dial; and the fallback
+/// from a broken QUIC path to TCP (2 s of QUIC attempts, then the TCP handshake).
 pub const HOLD: Duration = Duration::from_secs(5);
 
 /// Most connectors remembered (the oldest are forgotten first).
 const MAX_REMEMBERED: usize = 1024;
 
-/// Connector name → (when its last draining tunnel closed, the services it served).
+/// Connector name → (when its last tunnel closed, the services it served).
 #[derive(Debug, Default)]
-pub struct Drained {
+pub struct Departed {
     gone: HashMap<String, (Instant, Vec<String>)>,
 }
 
-impl Drained {
-    /// A draining tunnel of `connector` serving `services` closed at `now`.
+impl Departed {
+    /// A tunnel of `connector` serving `services` closed at `now`.
     pub fn record(&mut self, connector: &str, services: &[String], now: Instant) {
         self.gone
             .retain(|_, (at, _)| now.saturating_duration_since(*at) < HOLD);
@@ -38,8 +41,8 @@ impl Drained {
             .insert(connector.to_owned(), (now, services.to_vec()));
     }
 
-    /// Whether a connector (`connector`, or any) serving `service` drained less than
-    /// [`HOLD`] before `now`.
+    /// Whether a connector (`connector`, or any) serving `service` left less than [`HOLD`]
+    /// before `now`.
     pub fn expected_back(&self, service: &str, connector: Option<&str>, now: Instant) -> bool {
         self.gone.iter().any(|(name, (at, services))| {
             now.saturating_duration_since(*at) < HOLD
@@ -54,9 +57,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_drained_connector_is_expected_back_for_a_while_for_its_services_only() {
+    fn a_departed_connector_is_expected_back_for_a_while_for_its_services_only() {
         let t0 = Instant::now();
-        let mut d = Drained::default();
+        let mut d = Departed::default();
         assert!(!d.expected_back("ok", None, t0));
         d.record("dc1", &["ok".into()], t0);
         assert!(d.expected_back("ok", None, t0));
@@ -69,7 +72,7 @@ mod tests {
     #[test]
     fn memory_is_bounded() {
         let t0 = Instant::now();
-        let mut d = Drained::default();
+        let mut d = Departed::default();
         for i in 0..(MAX_REMEMBERED + 10) {
             d.record(&format!("dc{i}"), &["ok".into()], t0);
         }
