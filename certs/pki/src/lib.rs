@@ -32,6 +32,8 @@ pub mod token;
 pub mod ttl;
 
 pub use error::Error;
+/// The `time` crate this library's signatures use.
+pub use time;
 
 /// File name of the CA certificate inside a PKI directory.
 pub const CA_CERT_FILE: &str = "ca.crt";

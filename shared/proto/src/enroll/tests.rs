@@ -60,7 +60,8 @@ fn optional_fields_default() {
 fn malformed_tokens() {
     let payload = claims().to_payload().expect("payload");
     let good = encode_token(&payload, b"sig");
-    let cases: Vec<(String, fn(&TokenError) -> bool)> = vec![
+    type Case = (String, fn(&TokenError) -> bool);
+    let cases: Vec<Case> = vec![
         ("x".repeat(MAX_TOKEN_LEN + 1), |e| {
             matches!(e, TokenError::TooLong(_))
         }),
