@@ -255,6 +255,36 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<LoadedIssuer, Error> {
     })
 }
 
+/// Checks that `iss` is signed by the CA certificate `ca_der` (read from `ca_path`, named in
+/// errors) and shares its trust domain: `token create` runs it, and an edge can at start-up.
+pub fn check_issued_by(iss: &LoadedIssuer, ca_der: &[u8], ca_path: &Path) -> Result<(), Error> {
+    let bad = |reason: String| Error::BadIssuer {
+        path: ca_path.to_path_buf(),
+        reason,
+    };
+    let (_, ca_x509) = x509_parser::parse_x509_certificate(ca_der)
+        .map_err(|e| bad(format!("not a certificate: {e}")))?;
+    let (_, iss_x509) = x509_parser::parse_x509_certificate(&iss.cert_der)
+        .map_err(|e| bad(format!("issuer is not a certificate: {e}")))?;
+    if iss_x509
+        .verify_signature(Some(ca_x509.public_key()))
+        .is_err()
+    {
+        return Err(bad(
+            "the issuer was not signed by this CA (create one with `underpass-certs issuer`)"
+                .into(),
+        ));
+    }
+    let td = ca::trust_domain_of(&ca_x509).map_err(|e| bad(e.to_string()))?;
+    if td != iss.trust_domain {
+        return Err(bad(format!(
+            "the issuer is for trust domain {}, the CA for {td}",
+            iss.trust_domain
+        )));
+    }
+    Ok(())
+}
+
 /// First 8 bytes of SHA-256 of a SubjectPublicKeyInfo (DER).
 pub fn key_id(spki_der: &[u8]) -> [u8; 8] {
     let digest = ring::digest::digest(&ring::digest::SHA256, spki_der);

@@ -67,37 +67,8 @@ pub fn create(dir: &Path, req: &NewToken<'_>) -> Result<CreatedToken, Error> {
         other => other?,
     };
     let iss = issuer::load_dir(dir)?;
-    check_issued_by(&iss, &ca_der, &ca_path)?;
+    issuer::check_issued_by(&iss, &ca_der, &ca_path)?;
     sign(&iss, &ca_der, req, ca::now())
-}
-
-/// Checks that `iss` is signed by the CA certificate `ca_der` and shares its trust domain.
-pub fn check_issued_by(iss: &LoadedIssuer, ca_der: &[u8], ca_path: &Path) -> Result<(), Error> {
-    let bad = |reason: String| Error::BadIssuer {
-        path: ca_path.to_path_buf(),
-        reason,
-    };
-    let (_, ca_x509) = x509_parser::parse_x509_certificate(ca_der)
-        .map_err(|e| bad(format!("not a certificate: {e}")))?;
-    let (_, iss_x509) = x509_parser::parse_x509_certificate(&iss.cert_der)
-        .map_err(|e| bad(format!("issuer is not a certificate: {e}")))?;
-    if iss_x509
-        .verify_signature(Some(ca_x509.public_key()))
-        .is_err()
-    {
-        return Err(bad(
-            "the issuer was not signed by this CA (create one with `underpass-certs issuer`)"
-                .into(),
-        ));
-    }
-    let td = ca::trust_domain_of(&ca_x509).map_err(|e| bad(e.to_string()))?;
-    if td != iss.trust_domain {
-        return Err(bad(format!(
-            "the issuer is for trust domain {}, the CA for {td}",
-            iss.trust_domain
-        )));
-    }
-    Ok(())
 }
 
 /// Signs a token with `iss`, pinning the CA certificate `ca_der`, valid from `now` for

@@ -254,3 +254,18 @@ fn leaf_profile_chain_and_ttl() {
     let err = issue_connector(&iss, "Bad/Name", csr_pem.as_bytes(), DAY, now).expect_err("name");
     assert!(matches!(err, CsrRefusal::Name(_)), "{err}");
 }
+
+#[test]
+fn issued_by_its_own_ca_only() {
+    let a = pki(1);
+    let b = pki(1);
+    let iss = load_dir(a.path()).expect("load");
+    let ca_path = a.path().join(crate::CA_CERT_FILE);
+    check_issued_by(&iss, &root_der(a.path()), &ca_path).expect("own CA");
+    let err = check_issued_by(&iss, &root_der(b.path()), &ca_path).expect_err("other CA");
+    assert!(err.to_string().contains("not signed by this CA"), "{err}");
+    let other_td = tempfile::tempdir().expect("tempdir");
+    ca::init(other_td.path(), "other.test").expect("init");
+    let err = check_issued_by(&iss, &root_der(other_td.path()), &ca_path).expect_err("td");
+    assert!(err.to_string().contains("not signed by this CA"), "{err}");
+}
