@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ca;
+pub mod chain;
 pub mod csr;
 mod error;
 pub mod files;
