@@ -48,6 +48,23 @@ enum Command {
         #[arg(long, requires = "serial")]
         force: bool,
     },
+    /// Create the connector issuer DIR/issuer.crt + DIR/issuer.key (an intermediate CA that may
+    /// issue connector identities only), signed by the CA in DIR.
+    Issuer {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Lifetime (e.g. 90d, 365d); at most the CA's remaining life.
+        #[arg(long, default_value = "365d")]
+        ttl: String,
+        /// Archive the current issuer (issuer-<serial>.crt/.key) and create a new one.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// One-time enrollment tokens for connectors.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Write a new session key (32 random bytes, mode 0600) for the edge's `[sessions] keys`.
     SessionKey {
         /// The file to create (never overwritten).
@@ -85,6 +102,34 @@ struct IssueArgs {
     /// Certificate name (also its file name); `-x` is passed on to be reported as invalid.
     #[arg(long, allow_hyphen_values = true)]
     name: String,
+    /// Lifetime (e.g. 2m, 24h, 30d; at least 1m, at most the CA's remaining life). Default 90d.
+    #[arg(long)]
+    ttl: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a one-time enrollment token (on stdout, alone) for `underpass-connector enroll`.
+    Create {
+        /// PKI directory holding ca.crt, issuer.crt and issuer.key (ca.key is not needed).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The connector name the token enrolls.
+        #[arg(long, allow_hyphen_values = true)]
+        connector: String,
+        /// HOST:PORT of an edge's tunnel port (TCP), repeatable; tried in order.
+        #[arg(long = "edge", value_name = "HOST:PORT", required = true)]
+        edges: Vec<String>,
+        /// How long the token may be redeemed (at most 7d).
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        /// Services for the suggested connector configuration (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<String>,
+        /// Name to check the edge certificate against when HOST is not in it.
+        #[arg(long)]
+        server_name: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -108,6 +153,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// A token's end (unix seconds) as RFC 3339.
+fn time_of(unix: i64) -> String {
+    underpass_pki::time::OffsetDateTime::from_unix_timestamp(unix)
+        .map_or_else(|_| unix.to_string(), underpass_pki::rfc3339)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { dir, trust_domain } => {
@@ -127,7 +178,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 IssueKind::Connector { common } => (Role::Connector, common, Vec::new()),
                 IssueKind::Client { common } => (Role::Client, common, Vec::new()),
             };
-            let issued = underpass_pki::issue::issue(&common.dir, role, &common.name, &sans)?;
+            let issued = match &common.ttl {
+                Some(ttl) => underpass_pki::issue::issue_for(
+                    &common.dir,
+                    role,
+                    &common.name,
+                    &sans,
+                    underpass_pki::ttl::parse(ttl)?,
+                )?,
+                None => underpass_pki::issue::issue(&common.dir, role, &common.name, &sans)?,
+            };
             println!(
                 "issued {}: {} and {}",
                 issued.identity,
@@ -147,6 +207,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("serial:    {}", issued.serial);
             println!("not-after: {}", underpass_pki::rfc3339(issued.not_after));
+        }
+        Command::Issuer { dir, ttl, rotate } => {
+            let ttl = underpass_pki::ttl::parse(&ttl)?;
+            let s = underpass_pki::issuer::create(&dir, ttl, rotate)?;
+            if let Some((cert, key)) = &s.archived {
+                println!(
+                    "archived the previous issuer as {} and {}",
+                    cert.display(),
+                    key.display()
+                );
+            }
+            println!(
+                "created the connector issuer for trust domain {}: {} and {}",
+                s.trust_domain,
+                s.cert_path.display(),
+                s.key_path.display()
+            );
+            println!("serial:    {}", s.serial);
+            println!("not-after: {}", underpass_pki::rfc3339(s.not_after));
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    dir,
+                    connector,
+                    edges,
+                    ttl,
+                    services,
+                    server_name,
+                },
+        } => {
+            let services: Vec<String> = services
+                .into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            let created = underpass_pki::token::create(
+                &dir,
+                &underpass_pki::token::NewToken {
+                    connector: &connector,
+                    edges: &edges,
+                    server_name: server_name.as_deref(),
+                    ttl: underpass_pki::ttl::parse(&ttl)?,
+                    services: &services,
+                },
+            )?;
+            let until = time_of(created.claims.not_after);
+            eprintln!(
+                "token for connector {} (id {}), valid until {until}, single use: \
+                 underpass-connector enroll --token <TOKEN> --dir <DIR>",
+                created.claims.connector,
+                created.claims.id_hex()
+            );
+            println!("{}", created.token);
         }
         Command::SessionKey { out } => {
             underpass_pki::session_key::create(&out)?;

@@ -398,8 +398,39 @@ def session_id():
         print("python cryptography missing: sealed session id seeds not rewritten", file=sys.stderr)
 
 
+# A P-256 request for spiffe://underpass.local/connector/dc1 (openssl req -newkey ec).
+CSR_PEM = """-----BEGIN CERTIFICATE REQUEST-----
+MIIBDjCBtAIBADAOMQwwCgYDVQQDDANkYzEwWTATBgcqhkjOPQIBBggqhkjOPQMB
+BwNCAATcBQL/IHZ0JT+a+nORz0P3EEK44P/HGenEwrCTo391MpjDVk2jVq1idudj
+hjnVSpkl/Ji0JxFPtxcCgTnaBPXgoEQwQgYJKoZIhvcNAQkOMTUwMzAxBgNVHREE
+KjAohiZzcGlmZmU6Ly91bmRlcnBhc3MubG9jYWwvY29ubmVjdG9yL2RjMTAKBggq
+hkjOPQQDAgNJADBGAiEAhemRoTMMYFoTKzBil/eHNECT501/NWlx1Ku/hcMCsYsC
+IQC6LNE06yfvsHURfpKAOtlMmlW4m+WVbqPF3vw7l272lg==
+-----END CERTIFICATE REQUEST-----
+"""
+
+
+def enroll():
+    claims = {"id": bytes(range(16)), "trust_domain": "underpass.local", "connector": "dc1",
+              "edges": ["127.0.0.1:7443", "[::1]:7443"], "server_name": "localhost",
+              "ca_sha256": bytes(range(32)), "issuer_kid": bytes(range(8)),
+              "not_after": 1800000000, "services": ["billing", "crm"]}
+    token = "upt1." + b64u(mp(claims)) + "." + b64u(b"0E\x02\x21" + bytes(range(69)))
+    put("enroll", "token", b"\x00" + token.encode())
+    put("enroll", "token-garbage", b"\x00upt1.AAAA.BBBB")
+    put("enroll", "request", b"\x01" + frame({"token": token, "csr_pem": CSR_PEM}))
+    put("enroll", "answer-issued", b"\x01" + frame({"Issued": {
+        "chain_pem": "-----BEGIN CERTIFICATE-----\n", "ca_pem": "", "connector": "dc1",
+        "trust_domain": "underpass.local", "not_after": 1800000000}}))
+    put("enroll", "answer-refused", b"\x01" + frame({"Refused": {"code": "TokenUsed",
+                                                                 "reason": "used"}}))
+    put("enroll", "csr-pem", b"\x02" + CSR_PEM.encode())
+    der = base64.b64decode("".join(CSR_PEM.strip().splitlines()[1:-1]))
+    put("enroll", "csr-der", b"\x02" + der)
+
+
 if __name__ == "__main__":
     for fn in [frames, control, mcp, sse, lists, audit, policy, config, jwks, jwt, bridge,
-               session_id]:
+               session_id, enroll]:
         fn()
     print("seeds written to", CORPUS, file=sys.stderr)

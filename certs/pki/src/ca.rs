@@ -46,7 +46,20 @@ pub struct CaSummary {
 
 /// Creates `dir` if needed and a new CA in it: `ca.crt` (mode 0644) and `ca.key` (0600).
 /// Refuses if either file exists.
+///
+/// The CA's path length is 1: it signs leaves and the connector issuer (`issuer` module), which
+/// signs leaves. CAs made before the issuer existed have path length 0; rustls/webpki ignore
+/// a trust anchor's path length, so they keep working with an issuer.
 pub fn init(dir: &Path, trust_domain: &str) -> Result<CaSummary, Error> {
+    init_with_path_len(dir, trust_domain, 1)
+}
+
+/// [`init`] with an explicit path length (tests pin that old, path-length-0 CAs still work).
+pub(crate) fn init_with_path_len(
+    dir: &Path,
+    trust_domain: &str,
+    path_len: u8,
+) -> Result<CaSummary, Error> {
     validate_trust_domain(trust_domain)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let cert_path = dir.join(CA_CERT_FILE);
@@ -61,7 +74,7 @@ pub fn init(dir: &Path, trust_domain: &str) -> Result<CaSummary, Error> {
 
     let mut params = CertificateParams::default();
     params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
     params.not_before = now - CLOCK_SKEW;
@@ -233,7 +246,7 @@ mod tests {
         let bc = x509.basic_constraints().expect("bc").expect("present");
         assert!(bc.critical);
         assert!(bc.value.ca);
-        assert_eq!(bc.value.path_len_constraint, Some(0));
+        assert_eq!(bc.value.path_len_constraint, Some(1));
         let ku = x509.key_usage().expect("ku").expect("present").value;
         assert!(ku.key_cert_sign() && ku.crl_sign());
         assert_eq!(x509.subject().to_string(), "CN=Underpass CA example.test");

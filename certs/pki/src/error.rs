@@ -85,6 +85,43 @@ pub enum Error {
 
     #[error(transparent)]
     Revocation(#[from] RevocationError),
+
+    #[error("invalid --ttl {value:?}: {reason}")]
+    BadTtl { value: String, reason: String },
+
+    #[error("--ttl {ttl} is too short: at least {min}")]
+    TtlTooShort { ttl: String, min: String },
+
+    #[error(
+        "--ttl {ttl} would end at {end}, after the signing CA's own end ({ca_end}): use a \
+         shorter --ttl"
+    )]
+    TtlBeyondCa {
+        ttl: String,
+        end: String,
+        ca_end: String,
+    },
+
+    #[error(
+        "{} already exists: pass --rotate to archive the current issuer and create a new one",
+        .path.display()
+    )]
+    IssuerExists { path: PathBuf },
+
+    #[error("{}: the issuer certificate expired at {at}: run `underpass-certs issuer --rotate`", .path.display())]
+    IssuerExpired { path: PathBuf, at: String },
+
+    #[error("{}: {reason}", .path.display())]
+    BadIssuer { path: PathBuf, reason: String },
+
+    #[error("the issuer expires at {at}, before the token would ({token_end}): rotate the issuer or use a shorter --ttl")]
+    IssuerEndsFirst { at: String, token_end: String },
+
+    #[error(transparent)]
+    Token(#[from] underpass_proto::enroll::TokenError),
+
+    #[error("could not sign: {0}")]
+    Sign(String),
 }
 
 impl Error {

@@ -66,6 +66,31 @@ pub fn issue(dir: &Path, role: Role, name: &str, sans: &[String]) -> Result<Issu
     issue_with(dir, role, name, sans, Validity::leaf_from(ca::now()))
 }
 
+/// Like [`issue`], valid for `ttl` from now (`--ttl`): from [`CLOCK_SKEW`] before now to
+/// `now + ttl`. Refuses a `ttl` under [`crate::ttl::MIN_CERT_TTL`] or one that would outlive
+/// the CA, with an error saying so (rather than silently cutting it).
+pub fn issue_for(
+    dir: &Path,
+    role: Role,
+    name: &str,
+    sans: &[String],
+    ttl: std::time::Duration,
+) -> Result<Issued, Error> {
+    let ca = ca::load(dir)?;
+    let now = ca::now();
+    let not_after = crate::ttl::check_cert_ttl(ttl, now, ca.not_after)?;
+    issue_with(
+        dir,
+        role,
+        name,
+        sans,
+        Validity {
+            not_before: now - CLOCK_SKEW,
+            not_after,
+        },
+    )
+}
+
 /// Like [`issue`], valid for the window `validity` instead: already expired, or not yet valid,
 /// if that is what is asked (tests of how peers refuse such certificates use it; the command
 /// line offers no such option). The end is cut to the CA's own `not_after`, as for [`issue`];
@@ -394,5 +419,43 @@ mod tests {
         let issued = issue(dir.path(), Role::Client, "now", &[]).expect("default");
         let info = crate::inspect::inspect_file(&issued.cert_path).expect("inspect");
         assert_eq!(info.not_after - info.not_before, LEAF_VALIDITY + CLOCK_SKEW);
+    }
+
+    #[test]
+    fn ttl_windows_and_bounds() {
+        let dir = pki();
+        let issued = issue_for(
+            dir.path(),
+            Role::Client,
+            "short",
+            &[],
+            std::time::Duration::from_secs(120),
+        )
+        .expect("2m");
+        let info = crate::inspect::inspect_file(&issued.cert_path).expect("inspect");
+        assert_eq!(
+            info.not_after - info.not_before,
+            time::Duration::minutes(2) + CLOCK_SKEW
+        );
+        let err = issue_for(
+            dir.path(),
+            Role::Client,
+            "tiny",
+            &[],
+            std::time::Duration::from_secs(30),
+        )
+        .expect_err("too short");
+        assert!(matches!(err, Error::TtlTooShort { .. }), "{err}");
+        let err = issue_for(
+            dir.path(),
+            Role::Edge,
+            "forever",
+            &[],
+            std::time::Duration::from_secs(3651 * 86_400),
+        )
+        .expect_err("beyond CA");
+        assert!(matches!(err, Error::TtlBeyondCa { .. }), "{err}");
+        assert!(!dir.path().join("tiny.crt").exists());
+        assert!(!dir.path().join("forever.key").exists());
     }
 }

@@ -12,20 +12,29 @@
 //! |---|---|
 //! | `ca.crt`, `ca.key` | the CA certificate and its PKCS#8 key (mode 0600) |
 //! | `<name>.crt`, `<name>.key` | a leaf certificate and its key (mode 0600) |
+//! | `issuer.crt`, `issuer.key` | the connector issuer (intermediate CA) and its key (0600) |
+//! | `issuer-<serial>.crt`, `.key` | an issuer archived by `issuer --rotate` |
 //! | `revoked.txt` | `<serial-hex> <identity-or-"-"> <RFC 3339 time>`, one line per revocation |
 
 #![forbid(unsafe_code)]
 
 pub mod ca;
+pub mod chain;
+pub mod csr;
 mod error;
 pub mod files;
 pub mod inspect;
 pub mod issue;
+pub mod issuer;
 pub mod revocation;
 pub mod revoke;
 pub mod session_key;
+pub mod token;
+pub mod ttl;
 
 pub use error::Error;
+/// The `time` crate this library's signatures use.
+pub use time;
 
 /// File name of the CA certificate inside a PKI directory.
 pub const CA_CERT_FILE: &str = "ca.crt";

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod enroll;
 pub mod frame;
 pub mod headers;
 pub mod identity;
