@@ -53,6 +53,9 @@ pub struct EdgeConfig {
     /// any of them continues a session. Absent: a random key of this process (its sessions
     /// do not survive it).
     pub sessions: Option<SessionsConfig>,
+    /// One-time enrollment of connectors (`underpass-connector enroll`), served on the
+    /// `[tunnel] listen` port over TCP; off when absent.
+    pub enrollment: Option<EnrollmentConfig>,
 }
 
 fn default_worker_threads() -> usize {
@@ -227,6 +230,42 @@ pub struct SessionsConfig {
     pub keys: Vec<PathBuf>,
 }
 
+/// `[enrollment]`: the connector-only issuer this edge signs enrolled (and renewed) connector
+/// certificates with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentConfig {
+    /// The issuer certificate (`underpass-certs issuer --dir DIR` writes `DIR/issuer.crt`);
+    /// it must chain to a root of `[tunnel] ca`.
+    pub issuer_cert: PathBuf,
+    /// Its key (`DIR/issuer.key`). It can mint connector identities only.
+    pub issuer_key: PathBuf,
+    /// Lifetime of the connector certificates this edge issues: 60s to 30d.
+    #[serde(default = "default_cert_ttl", with = "humantime_serde")]
+    pub cert_ttl: std::time::Duration,
+    /// The record of redeemed tokens (one line per token, appended before a certificate is
+    /// issued, locked while it is read and written). Edges that share this file refuse a
+    /// token any of them redeemed; edges with a file each accept a token once each. Default:
+    /// `used-tokens.txt` beside `issuer_key`.
+    pub used_tokens: Option<PathBuf>,
+}
+
+fn default_cert_ttl() -> std::time::Duration {
+    std::time::Duration::from_secs(24 * 3600)
+}
+
+impl EnrollmentConfig {
+    /// `used_tokens`, or its default.
+    pub fn used_tokens_path(&self) -> PathBuf {
+        self.used_tokens.clone().unwrap_or_else(|| {
+            self.issuer_key
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("used-tokens.txt")
+        })
+    }
+}
+
 /// Key of the identity assertions the edge signs for backends.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -289,10 +328,28 @@ impl EdgeConfig {
         for p in self.sessions.iter_mut().flat_map(|s| s.keys.iter_mut()) {
             fix(p);
         }
+        if let Some(e) = self.enrollment.as_mut() {
+            for p in [
+                Some(&mut e.issuer_cert),
+                Some(&mut e.issuer_key),
+                e.used_tokens.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                fix(p);
+            }
+        }
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
         validate_trust_domain(&self.trust_domain)?;
+        if let Some(e) = &self.enrollment {
+            let ttl = e.cert_ttl.as_secs();
+            if !(60..=30 * 86_400).contains(&ttl) {
+                bail!("[enrollment] cert_ttl must be between 60s and 30d");
+            }
+        }
         if !(1..=MAX_EXCHANGES_PER_TUNNEL).contains(&self.tunnel.max_exchanges_per_tunnel) {
             bail!(
                 "[tunnel] max_exchanges_per_tunnel must be between 1 and \

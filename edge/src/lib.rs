@@ -19,6 +19,7 @@ pub mod auth;
 pub mod bridges;
 pub mod config;
 pub mod drain;
+pub mod enroll;
 pub mod http;
 pub mod limiter;
 pub mod limits;

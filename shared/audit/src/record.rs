@@ -112,6 +112,9 @@ pub struct AuditRecord {
     /// with `retried: 1`), and the outcome line says how it ended after the retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retried: Option<u32>,
+    /// Serial of a certificate the edge issued for the request (a connector's enrollment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued: Option<String>,
     /// One entry per JSON-RPC message of the request, each written as a line of its own
     /// (see [`AuditRecord::into_lines`]); never serialized itself.
     #[serde(skip)]
