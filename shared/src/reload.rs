@@ -9,7 +9,8 @@
 //! closes revoked tunnels that way). What to do with a broken source is the owner's call:
 //! every owner here keeps the last good value.
 //!
-//! The source is [`watch_file`]: the file's modification time polled every second (robust
+//! The source is [`watch_file`] (or [`watch_files`] for files read together): the file's
+//! modification time polled every second (robust
 //! across ConfigMap symlink swaps and network file systems), and SIGHUP.
 
 use std::path::{Path, PathBuf};
@@ -69,9 +70,17 @@ fn mtime(path: &Path) -> Option<SystemTime> {
 
 /// Runs forever, calling `reload(forced)` whenever `path`'s modification time changes
 /// (`forced = false`) or the process receives SIGHUP (`forced = true`).
-pub async fn watch_file(path: PathBuf, mut reload: impl FnMut(bool)) {
+pub async fn watch_file(path: PathBuf, reload: impl FnMut(bool)) {
+    watch_files(vec![path], reload).await
+}
+
+/// [`watch_file`] over several files read together (a certificate and its key, a CA bundle):
+/// one call per poll in which any of them changed. A pair written one file at a time may be
+/// seen half replaced (the reader refuses it and keeps the last good value); the second file's
+/// change then calls again.
+pub async fn watch_files(paths: Vec<PathBuf>, mut reload: impl FnMut(bool)) {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut seen = mtime(&path);
+    let mut seen: Vec<Option<SystemTime>> = paths.iter().map(|p| mtime(p)).collect();
     loop {
         let hup_fired = async {
             match hup.as_mut() {
@@ -83,7 +92,7 @@ pub async fn watch_file(path: PathBuf, mut reload: impl FnMut(bool)) {
             _ = tokio::time::sleep(POLL) => false,
             fired = hup_fired => fired,
         };
-        let now = mtime(&path);
+        let now: Vec<Option<SystemTime>> = paths.iter().map(|p| mtime(p)).collect();
         if forced || now != seen {
             seen = now;
             reload(forced);
@@ -126,5 +135,31 @@ mod tests {
         r.notify();
         assert!(changes.has_changed().unwrap_or(false));
         assert_eq!(*r.get(), 2, "notify keeps the value");
+    }
+
+    #[tokio::test]
+    async fn a_change_to_any_watched_file_calls_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("a.crt"), dir.path().join("a.key"));
+        std::fs::write(&cert, "1").unwrap();
+        std::fs::write(&key, "1").unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = tokio::spawn(watch_files(
+            vec![cert.clone(), key.clone()],
+            move |forced| {
+                let _ = tx.send(forced);
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let later = SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&key)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(got.unwrap(), Some(false));
+        watcher.abort();
     }
 }

@@ -45,7 +45,11 @@ fn ca_params(cn: &str, pathlen: u8) -> CertificateParams {
 }
 
 fn root(cn: &str) -> Ca {
-    let params = ca_params(cn, 1);
+    root_with_pathlen(cn, 1)
+}
+
+fn root_with_pathlen(cn: &str, pathlen: u8) -> Ca {
+    let params = ca_params(cn, pathlen);
     let key = KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
     Ca {
@@ -204,6 +208,28 @@ fn connector_leaf_under_the_intermediate_is_accepted_other_roles_are_refused() {
         verify_client(&tunnel, &leaf(&ca, None, Role::Connector, "dc1")),
         "accepted"
     );
+}
+
+#[test]
+fn a_pathlen_0_root_of_an_older_deployment_still_accepts_leaves_of_its_issuer() {
+    // webpki treats a root as a bare trust anchor and does not check its path length: CAs
+    // made before the issuer existed (pathlen 0) keep working. Pinned so a change is noticed.
+    let ca = root_with_pathlen("Underpass CA", 0);
+    let issuer = intermediate(&ca, true);
+    let tunnel =
+        verify::client_verifier(roots(&[&ca]), policy(Role::Connector), false, false).unwrap();
+    let connector = leaf(&issuer, Some(&issuer), Role::Connector, "dc1");
+    assert_eq!(verify_client(&tunnel, &connector), "accepted");
+}
+
+#[test]
+fn fixed_roots_are_sent_as_hints_reloading_ones_are_not() {
+    let ca = root("Underpass CA");
+    let fixed = verify::client_verifier(roots(&[&ca]), policy(Role::Client), true, true).unwrap();
+    assert_eq!(fixed.root_hint_subjects().len(), 1);
+    let live = verify::client_verifier(roots(&[&ca]), policy(Role::Client), true, false).unwrap();
+    assert!(live.root_hint_subjects().is_empty());
+    assert!(!live.client_auth_mandatory() && live.offer_client_auth());
 }
 
 #[test]
