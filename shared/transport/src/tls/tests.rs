@@ -558,3 +558,67 @@ fn der_contents_strips_short_and_long_sequence_headers() {
     assert_eq!(der_contents(&long), &[7u8; 200][..]);
     assert_eq!(der_contents(&[0x31, 1, 1]), &[0x31, 1, 1]);
 }
+
+#[tokio::test]
+async fn quic_endpoint_built_once_serves_the_reloaded_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("edge.crt"), dir.path().join("edge.key"));
+    let ca = root("Underpass CA");
+    let edge1 = leaf(&ca, None, Role::Edge, "edge");
+    edge1.write(&crt, &key);
+    let edge_cert = Arc::new(ReloadingCert::load(&crt, &key).unwrap());
+    let dc1 = leaf(&ca, None, Role::Connector, "dc1");
+    let s = setup(
+        edge_cert.clone(),
+        roots(&[&ca]),
+        dc1.reloading(),
+        roots(&[&ca]),
+    );
+    let server_config = tunnel_server_config(Arc::unwrap_or_clone(s.server.clone())).unwrap();
+    let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    client.set_default_client_config(
+        tunnel_client_config(Arc::unwrap_or_clone(s.client.clone())).unwrap(),
+    );
+    let accepting = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Some(incoming) = server.accept().await {
+                if let Ok(conn) = incoming.await {
+                    conns.push(conn);
+                }
+            }
+        })
+    };
+    let connect = || async {
+        let conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.connect(addr, "localhost").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let leaf = peer_leaf(&conn).unwrap();
+        (conn, leaf)
+    };
+    let (first, seen) = connect().await;
+    assert_eq!(&seen, edge1.der());
+
+    let edge2 = leaf(&ca, None, Role::Edge, "edge");
+    edge2.write(&crt, &key);
+    edge_cert.reload(&crt, &key).unwrap();
+    let (_second, seen) = connect().await;
+    assert_eq!(
+        &seen,
+        edge2.der(),
+        "a new handshake sees the new certificate"
+    );
+    assert!(
+        first.close_reason().is_none(),
+        "the live connection is untouched"
+    );
+    assert_eq!(peer_leaf(&first).as_ref(), Some(edge1.der()));
+    accepting.abort();
+}
