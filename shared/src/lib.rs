@@ -1,11 +1,13 @@
 //! The plumbing the Underpass daemons share: their runtime (and its figures), logging,
-//! shutdown signal, open-file limit and incident references.
+//! shutdown signal, open-file limit, incident references and the hot-reload primitive
+//! ([`reload`]).
 
 #![forbid(unsafe_code)]
 
 mod fd_limit;
 pub mod incident;
 mod logging;
+pub mod reload;
 mod runtime;
 
 pub use fd_limit::{raise_fd_limit, FdLimit};

@@ -3,22 +3,30 @@
 //! Certificates are verified with webpki against the deployment CA, and then the peer's
 //! SPIFFE identity must carry the expected role in the expected trust domain: the handshake
 //! itself fails for an edge certificate presented as a connector, or a client certificate
-//! presented as either.
+//! presented as either. A certificate that an intermediate (the online connector issuer) signed
+//! must be a connector identity, and revocation covers the presented intermediates too.
+//!
+//! Certificates and roots can be replaced while running ([`ReloadingCert`],
+//! [`ReloadingRoots`]): a config is built once, every new handshake reads the values in force,
+//! and live connections keep what they negotiated.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use underpass_proto::frame::ALPN;
 use underpass_proto::identity::{IdentityError, Role, SpiffeId};
+
+mod reloading;
+#[cfg(test)]
+mod tests;
+mod verify;
+
+pub use reloading::{ReloadingCert, ReloadingRoots, RootsSnapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -34,9 +42,20 @@ pub enum TlsError {
     Verifier(String),
     #[error("QUIC does not accept this TLS configuration: {0}")]
     Quic(String),
+    /// The certificate and the private key do not belong together.
+    #[error("certificate {cert} does not match private key {key}: {reason}")]
+    KeyMismatch {
+        cert: String,
+        key: String,
+        reason: String,
+    },
+    /// A replacement certificate carries another identity than the one required.
+    #[error("certificate {path} has the wrong identity: {reason}")]
+    Identity { path: String, reason: String },
 }
 
-/// Decides whether an end-entity certificate has been revoked.
+/// Decides whether a certificate has been revoked. Called for the end entity and for every
+/// intermediate the peer presents.
 pub type RevocationCheck = Arc<dyn Fn(&CertificateDer<'_>) -> bool + Send + Sync>;
 
 /// The one crypto provider of Underpass.
@@ -127,133 +146,81 @@ impl std::fmt::Debug for PeerPolicy {
     }
 }
 
+/// Why [`PeerPolicy::check`] refused a chain that webpki accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The online issuer (an intermediate) can only mint connector identities: a leaf of any
+    /// other role under it means a misused or stolen issuer key.
+    #[error("an intermediate may issue connector identities only; refused {0}")]
+    IntermediateIssued(SpiffeId),
+    #[error("cannot read the certificate's issuer: {0}")]
+    Issuer(String),
+}
+
 impl PeerPolicy {
-    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<SpiffeId, rustls::Error> {
-        let other = |e: IdentityError| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-                Arc::new(e),
-            )))
-        };
-        let id = SpiffeId::from_certificate_der(end_entity).map_err(other)?;
-        id.expect(self.role, &self.trust_domain).map_err(other)?;
-        if self.revoked.as_ref().is_some_and(|f| f(end_entity)) {
-            return Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::Revoked,
-            ));
+    /// The checks after webpki's chain validation: the issuer rule (a leaf not signed directly
+    /// by a root, i.e. whose issuer DN is none of `root_subjects`, must be a connector), role
+    /// and trust domain, then revocation of the end entity and of every presented
+    /// intermediate (so revoking an issuer refuses all its leaves).
+    ///
+    /// `root_subjects` are the roots' subject names as DER contents (without the SEQUENCE
+    /// header), as in [`rustls_pki_types::TrustAnchor::subject`]. Sound because webpki only
+    /// tries an issuer whose subject equals the leaf's issuer DN: a leaf signed by an
+    /// intermediate key cannot pass as signed by a root.
+    pub fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        root_subjects: &[Vec<u8>],
+    ) -> Result<SpiffeId, rustls::Error> {
+        let id = SpiffeId::from_certificate_der(end_entity).map_err(invalid)?;
+        if id.role != Role::Connector && !issued_by_root(end_entity, root_subjects)? {
+            return Err(invalid(PolicyError::IntermediateIssued(id)));
+        }
+        id.expect(self.role, &self.trust_domain).map_err(invalid)?;
+        if let Some(revoked) = &self.revoked {
+            if std::iter::once(end_entity)
+                .chain(intermediates)
+                .any(|cert| revoked(cert))
+            {
+                return Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Revoked,
+                ));
+            }
         }
         Ok(id)
     }
 }
 
-/// Client-certificate verifier: webpki chain check, then role, trust domain and revocation.
-#[derive(Debug)]
-struct RoleClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    policy: PeerPolicy,
+fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(e),
+    )))
 }
 
-impl ClientCertVerifier for RoleClientVerifier {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        self.policy.check(end_entity)?;
-        Ok(ClientCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+/// Whether the leaf's issuer DN is one of the roots' subjects.
+fn issued_by_root(
+    leaf: &CertificateDer<'_>,
+    root_subjects: &[Vec<u8>],
+) -> Result<bool, rustls::Error> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| invalid(PolicyError::Issuer(e.to_string())))?;
+    let issuer = der_contents(cert.issuer().as_raw());
+    Ok(root_subjects.iter().any(|s| s.as_slice() == issuer))
 }
 
-/// Server-certificate verifier: webpki chain and name check, then role and trust domain.
-#[derive(Debug)]
-struct RoleServerVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    policy: PeerPolicy,
-}
-
-impl ServerCertVerifier for RoleServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        self.policy.check(end_entity)?;
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-fn client_verifier(
-    roots: Arc<RootCertStore>,
-    policy: PeerPolicy,
-    optional: bool,
-) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
-    if optional {
-        builder = builder.allow_unauthenticated();
-    }
-    let inner = builder
-        .build()
-        .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    Ok(Arc::new(RoleClientVerifier { inner, policy }))
+/// The contents of a DER SEQUENCE (what webpki keeps as a trust anchor's subject); anything
+/// else is returned unchanged (and then matches no root).
+fn der_contents(tlv: &[u8]) -> &[u8] {
+    let (Some(&0x30), Some(&first)) = (tlv.first(), tlv.get(1)) else {
+        return tlv;
+    };
+    let header = if first < 0x80 {
+        2
+    } else {
+        2 + usize::from(first & 0x7f)
+    };
+    tlv.get(header..).unwrap_or(tlv)
 }
 
 /// rustls server config for the edge's tunnel listener: connectors must authenticate.
@@ -261,11 +228,30 @@ pub fn tunnel_server_crypto(
     creds: &Credentials,
     connector_policy: PeerPolicy,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let verifier = client_verifier(creds.roots.clone(), connector_policy, false)?;
+    let (cert, roots) = fixed(creds)?;
+    let verifier = verify::client_verifier(roots, connector_policy, false, true)?;
+    tunnel_server(cert, verifier)
+}
+
+/// [`tunnel_server_crypto`] whose certificate and CA bundle can be replaced while running:
+/// each new handshake uses the values in force, live tunnels are untouched.
+pub fn tunnel_server_crypto_reloading(
+    cert: Arc<ReloadingCert>,
+    roots: Arc<ReloadingRoots>,
+    connector_policy: PeerPolicy,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let verifier = verify::client_verifier(roots, connector_policy, false, false)?;
+    tunnel_server(cert, verifier)
+}
+
+fn tunnel_server(
+    cert: Arc<ReloadingCert>,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<rustls::ServerConfig, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(creds.chain.clone(), creds.key.clone_key())?;
+        .with_cert_resolver(cert);
     config.alpn_protocols = vec![ALPN.to_vec()];
     // 0-RTT stays off: tool calls are not idempotent and must not be replayable.
     config.max_early_data_size = 0;
@@ -278,18 +264,23 @@ pub fn tunnel_client_crypto(
     creds: &Credentials,
     edge_policy: PeerPolicy,
 ) -> Result<rustls::ClientConfig, TlsError> {
-    let inner = WebPkiServerVerifier::builder_with_provider(creds.roots.clone(), provider())
-        .build()
-        .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    let verifier = Arc::new(RoleServerVerifier {
-        inner,
-        policy: edge_policy,
-    });
+    let (cert, roots) = fixed(creds)?;
+    tunnel_client_crypto_reloading(cert, roots, edge_policy)
+}
+
+/// [`tunnel_client_crypto`] whose certificate and CA bundle can be replaced while running
+/// (renewal, CA rotation): each new handshake uses the values in force.
+pub fn tunnel_client_crypto_reloading(
+    cert: Arc<ReloadingCert>,
+    roots: Arc<ReloadingRoots>,
+    edge_policy: PeerPolicy,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let verifier = verify::server_verifier(roots, edge_policy)?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous() // only to install our verifier, which wraps webpki's own
         .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(creds.chain.clone(), creds.key.clone_key())?;
+        .with_client_cert_resolver(cert);
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.enable_early_data = false;
     config.resumption = rustls::client::Resumption::disabled();
@@ -303,21 +294,49 @@ pub fn https_server_crypto(
     key: PrivateKeyDer<'static>,
     client_ca: Option<(Arc<RootCertStore>, PeerPolicy)>,
 ) -> Result<rustls::ServerConfig, TlsError> {
+    let cert = Arc::new(ReloadingCert::from_der(chain, key)?);
+    let client_ca = client_ca.map(|(roots, policy)| (Arc::new(ReloadingRoots::new(roots)), policy));
+    https_server(cert, client_ca, true)
+}
+
+/// [`https_server_crypto`] whose certificate and client CA bundle can be replaced while
+/// running. The client CA names are not sent as hints (they may change; TLS 1.3 needs none).
+pub fn https_server_crypto_reloading(
+    cert: Arc<ReloadingCert>,
+    client_ca: Option<(Arc<ReloadingRoots>, PeerPolicy)>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    https_server(cert, client_ca, false)
+}
+
+fn https_server(
+    cert: Arc<ReloadingCert>,
+    client_ca: Option<(Arc<ReloadingRoots>, PeerPolicy)>,
+    hints: bool,
+) -> Result<rustls::ServerConfig, TlsError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?;
     let verifies_clients = client_ca.is_some();
     let builder = match client_ca {
         Some((roots, policy)) => {
-            builder.with_client_cert_verifier(client_verifier(roots, policy, true)?)
+            builder.with_client_cert_verifier(verify::client_verifier(roots, policy, true, hints)?)
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(chain, key)?;
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     if verifies_clients {
         no_resumption(&mut config);
     }
     Ok(config)
+}
+
+/// Fixed credentials in the reloading types (never reloaded): one code path for both.
+fn fixed(creds: &Credentials) -> Result<(Arc<ReloadingCert>, Arc<ReloadingRoots>), TlsError> {
+    let cert = ReloadingCert::from_der(creds.chain.clone(), creds.key.clone_key())?;
+    Ok((
+        Arc::new(cert),
+        Arc::new(ReloadingRoots::new(creds.roots.clone())),
+    ))
 }
 
 /// A resumed TLS 1.3 session skips certificate verification, and with it the role and
