@@ -16,6 +16,7 @@ pub mod bridge;
 pub mod carrier;
 pub mod concurrency;
 pub mod config;
+pub mod enroll;
 pub mod exchange;
 pub mod fanout;
 pub mod http_client;

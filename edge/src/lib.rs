@@ -155,14 +155,6 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         edge_id.name.clone(),
         drain.clone(),
     ));
-    tokio::spawn(tunnels::tcp::accept_loop(
-        tcp_tunnels,
-        tcp_acceptor,
-        config.clone(),
-        registry.clone(),
-        edge_id.name.clone(),
-        drain.clone(),
-    ));
     let auth = Arc::new(
         Authenticator::new(config.auth.as_ref().context("[auth] is required")?)
             .context("cannot set up [auth]")?,
@@ -179,6 +171,42 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         Some(a) => Some(Auditor::start(a).context("cannot open the audit log")?),
         None => None,
     };
+    let enrollment = match &config.enrollment {
+        Some(e) => {
+            let service = enroll::Enrollment::open(
+                e,
+                &config.tunnel.ca,
+                &config.trust_domain,
+                auditor.clone(),
+            )
+            .context("cannot set up [enrollment]")?;
+            let crypto = tls::enroll_server_crypto(
+                &config.tunnel.cert,
+                &config.tunnel.key,
+                &config.tunnel.ca,
+            )?;
+            tracing::info!(
+                addr = %config.tunnel.listen,
+                cert_ttl = ?e.cert_ttl,
+                "enrollment served (tcp, ALPN underpass-enroll/1)"
+            );
+            Some((Arc::new(service), Arc::new(crypto)))
+        }
+        None => None,
+    };
+    let tcp_port = underpass_transport::tcp::PortConfigs {
+        tunnel: tcp_acceptor.config().clone(),
+        enroll: enrollment.as_ref().map(|(_, crypto)| crypto.clone()),
+    };
+    tokio::spawn(tunnels::tcp::accept_loop(
+        tcp_tunnels,
+        tcp_port,
+        enrollment.map(|(service, _)| service),
+        config.clone(),
+        registry.clone(),
+        edge_id.name.clone(),
+        drain.clone(),
+    ));
     let signer = AssertionSigner::new(
         &config.trust_domain,
         &edge_id.name,

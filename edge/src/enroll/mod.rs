@@ -43,17 +43,20 @@ pub const PER_IP_PER_MINUTE: u32 = 20;
 /// Source addresses remembered for the rate (beyond, the oldest windows are dropped).
 const MAX_SOURCES: usize = 4096;
 
-/// A refusal: its code and the reason in words.
+/// A refusal: its code, the reason in words, and the token's claims once its signature was
+/// checked (for the audit line: who tried).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     pub code: EnrollCode,
     pub reason: String,
+    pub claims: Option<Box<TokenClaims>>,
 }
 
 fn refused(code: EnrollCode, reason: impl std::fmt::Display) -> Refused {
     Refused {
         code,
         reason: reason.to_string(),
+        claims: None,
     }
 }
 
@@ -130,6 +133,21 @@ impl Enrollment {
     pub fn decide(&self, req: &EnrollRequest, now: OffsetDateTime) -> Result<Enrolled, Refused> {
         let claims = token::verify(&req.token, &self.issuer, &self.ca_sha256, now)
             .map_err(|e| refused(e.code(), e))?;
+        let leaf = self.redeem(&claims, req, now).map_err(|mut r| {
+            r.claims = Some(Box::new(claims.clone()));
+            r
+        })?;
+        Ok(Enrolled { claims, leaf })
+    }
+
+    /// The steps after the token's signature: the request checked, the token burnt, the
+    /// certificate issued.
+    fn redeem(
+        &self,
+        claims: &TokenClaims,
+        req: &EnrollRequest,
+        now: OffsetDateTime,
+    ) -> Result<IssuedLeaf, Refused> {
         let identity = underpass_proto::identity::SpiffeId::new(
             &claims.trust_domain,
             underpass_proto::identity::Role::Connector,
@@ -150,15 +168,14 @@ impl Enrollment {
                     )
                 }
             })?;
-        let leaf = issuer::issue_connector(
+        issuer::issue_connector(
             &self.issuer,
             &claims.connector,
             req.csr_pem.as_bytes(),
             self.cert_ttl,
             now,
         )
-        .map_err(|e| refused(csr_code(&e), e))?;
-        Ok(Enrolled { claims, leaf })
+        .map_err(|e| refused(csr_code(&e), e))
     }
 
     /// Serves one enrollment connection (TLS done): reads the request, answers, audits.
@@ -259,6 +276,10 @@ impl Enrollment {
                 record.outcome = Outcome::Ok;
             }
             Err(r) => {
+                if let Some(claims) = &r.claims {
+                    record.principal = Some(format!("connector:{}", claims.connector));
+                    record.target = Some(format!("token:{}", claims.id_hex()));
+                }
                 record.rule = Some(format!("{:?}", r.code));
                 record.outcome = refusal_outcome(r.code);
             }

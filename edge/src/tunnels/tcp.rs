@@ -6,16 +6,20 @@
 //! tunnel goes through [`accept::serve_tunnel`], the one path every transport takes (Hello,
 //! `judge_hello`, registry). Whatever a peer sends, the outcome is one refused connection and a
 //! log line with the reason; the listener goes on.
+//!
+//! With `[enrollment]`, a connection whose ClientHello offers only the enrollment ALPN is
+//! handed to the enrollment service instead (no client certificate; see [`crate::enroll`]).
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use underpass_transport::tcp::{self, Refusal};
+use underpass_transport::tcp::{self, Accepted, PortConfigs, Refusal};
 use underpass_transport::TunnelConn;
 
 use crate::config::EdgeConfig;
 use crate::drain::Drain;
+use crate::enroll::Enrollment;
 use crate::limits::LogThrottle;
 use crate::tunnels::accept::{self, HANDSHAKE_TIMEOUT};
 use crate::tunnels::registry::Registry;
@@ -26,7 +30,8 @@ const MAX_HANDSHAKES: usize = 256;
 
 pub async fn accept_loop(
     listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    configs: PortConfigs,
+    enrollment: Option<Arc<Enrollment>>,
     config: Arc<EdgeConfig>,
     registry: Arc<Registry>,
     edge_name: String,
@@ -52,20 +57,28 @@ pub async fn accept_loop(
             }
             continue;
         };
-        let (acceptor, config, registry, edge_name, drain) = (
-            acceptor.clone(),
+        let (configs, enrollment, config, registry, edge_name, drain) = (
+            configs.clone(),
+            enrollment.clone(),
             config.clone(),
             registry.clone(),
             edge_name.clone(),
             drain.clone(),
         );
         tokio::spawn(async move {
-            let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp::accept(stream, &acceptor))
-                .await
-                .unwrap_or_else(|_| Err(Refusal::Handshake("timed out".into())));
+            let accepted =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp::accept_port(stream, &configs))
+                    .await
+                    .unwrap_or_else(|_| Err(Refusal::Handshake("timed out".into())));
             drop(permit);
             let conn = match accepted {
-                Ok(tunnel) => TunnelConn::Tcp(tunnel),
+                Ok(Accepted::Tunnel(tunnel)) => TunnelConn::Tcp(tunnel),
+                Ok(Accepted::Enroll(tls)) => {
+                    if let Some(service) = enrollment {
+                        service.serve(tls, remote).await;
+                    }
+                    return;
+                }
                 Err(refusal) => {
                     return tracing::warn!(%remote, transport = "tcp", "tunnel refused: {refusal}")
                 }

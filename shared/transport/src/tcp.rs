@@ -100,16 +100,84 @@ pub enum Refusal {
     Io(String),
 }
 
+/// What a TLS connection on the TCP tunnel port is for.
+pub enum Accepted {
+    /// A connector's tunnel, TLS and HTTP/2 up.
+    Tunnel(TcpTunnel),
+    /// A connector enrolling (ALPN `underpass-enroll/1`, no client certificate): the TLS
+    /// stream, for the enrollment service.
+    Enroll(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// The TLS configs of the TCP tunnel port: the tunnel's (client certificate required, ALPN
+/// [`ALPN`]; see [`server_crypto`]) and, when the edge enrolls connectors, the enrollment
+/// endpoint's (`crate::tls::enroll_server_crypto`).
+#[derive(Clone)]
+pub struct PortConfigs {
+    pub tunnel: Arc<rustls::ServerConfig>,
+    pub enroll: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// The edge's side: completes TLS on an accepted TCP connection (the verifier checks the
 /// connector's certificate, role and revocation), checks the ALPN, and starts HTTP/2 as the
 /// client. Anything else on the port is refused with the reason; a plain HTTP request gets a
 /// 400 saying the port speaks TLS.
 pub async fn accept(
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     acceptor: &tokio_rustls::TlsAcceptor,
 ) -> Result<TcpTunnel, Refusal> {
+    let configs = PortConfigs {
+        tunnel: acceptor.config().clone(),
+        enroll: None,
+    };
+    match accept_port(tcp, &configs).await? {
+        Accepted::Tunnel(t) => Ok(t),
+        Accepted::Enroll(_) => Err(Refusal::Alpn(
+            String::from_utf8_lossy(underpass_proto::enroll::ALPN).into_owned(),
+        )),
+    }
+}
+
+/// [`accept`] on a port that may also serve enrollment: the config is chosen from the
+/// ClientHello, before the handshake. A hello offering the enrollment ALPN and not the
+/// tunnel's gets the enrollment config (no client certificate asked); any other the tunnel's.
+pub async fn accept_port(mut tcp: TcpStream, configs: &PortConfigs) -> Result<Accepted, Refusal> {
     let remote = tcp.peer_addr().map_err(|e| Refusal::Io(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
+    screen(&mut tcp).await?;
+    let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+        .await
+        .map_err(|e| Refusal::Handshake(e.to_string()))?;
+    let enroll = configs.enroll.as_ref().filter(|_| {
+        let offered: Vec<&[u8]> = start
+            .client_hello()
+            .alpn()
+            .map(Iterator::collect)
+            .unwrap_or_default();
+        offered.contains(&underpass_proto::enroll::ALPN) && !offered.contains(&ALPN)
+    });
+    if let Some(config) = enroll {
+        let tls = start
+            .into_stream(config.clone())
+            .await
+            .map_err(|e| Refusal::Handshake(e.to_string()))?;
+        return match tls.get_ref().1.alpn_protocol() {
+            Some(underpass_proto::enroll::ALPN) => Ok(Accepted::Enroll(Box::new(tls))),
+            other => Err(Refusal::Alpn(
+                String::from_utf8_lossy(other.unwrap_or_default()).into_owned(),
+            )),
+        };
+    }
+    let tls = start
+        .into_stream(configs.tunnel.clone())
+        .await
+        .map_err(|e| Refusal::Handshake(e.to_string()))?;
+    start_edge_side(tls, remote).await.map(Accepted::Tunnel)
+}
+
+/// Refuses what is not TLS before any handshake: a plain HTTP request gets a 400 saying the
+/// port speaks TLS only; other bytes are dropped.
+async fn screen(tcp: &mut TcpStream) -> Result<(), Refusal> {
     let mut first = [0u8; 1];
     let n = tcp
         .peek(&mut first)
@@ -119,31 +187,35 @@ pub async fn accept(
         return Err(Refusal::Io("closed before the handshake".into()));
     }
     // A TLS record of type handshake (22) starts every ClientHello.
-    if first[0] != 22 {
-        if first[0].is_ascii_uppercase() {
-            const BODY: &str = "This is an Underpass tunnel port: TLS only\n";
-            let answer = format!(
-                "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain\r\n\
-                 content-length: {}\r\n\r\n{BODY}",
-                BODY.len()
-            );
-            let _ = tcp.write_all(answer.as_bytes()).await;
-            let _ = tcp.shutdown().await;
-            // Read what the peer sent (closing with unread bytes would reset the connection,
-            // and the peer might not see the answer), for a moment at most.
-            let mut sink = [0u8; 4096];
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
-            })
-            .await;
-            return Err(Refusal::PlainHttp);
-        }
+    if first[0] == 22 {
+        return Ok(());
+    }
+    if !first[0].is_ascii_uppercase() {
         return Err(Refusal::NotTls);
     }
-    let tls = acceptor
-        .accept(tcp)
-        .await
-        .map_err(|e| Refusal::Handshake(e.to_string()))?;
+    const BODY: &str = "This is an Underpass tunnel port: TLS only\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain\r\n\
+         content-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tcp.write_all(answer.as_bytes()).await;
+    let _ = tcp.shutdown().await;
+    // Read what the peer sent (closing with unread bytes would reset the connection, and the
+    // peer might not see the answer), for a moment at most.
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    Err(Refusal::PlainHttp)
+}
+
+/// The tunnel over a completed TLS connection: ALPN checked, HTTP/2 started as the client.
+async fn start_edge_side(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    remote: SocketAddr,
+) -> Result<TcpTunnel, Refusal> {
     let (_, session) = tls.get_ref();
     match session.alpn_protocol() {
         Some(ALPN) => {}

@@ -21,11 +21,13 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use underpass_proto::frame::ALPN;
 use underpass_proto::identity::{IdentityError, Role, SpiffeId};
 
+mod enroll;
 mod reloading;
 #[cfg(test)]
 mod tests;
 mod verify;
 
+pub use enroll::{enroll_client_crypto, enroll_server_crypto, PinMismatch};
 pub use reloading::{ReloadingCert, ReloadingRoots, RootsSnapshot};
 
 #[derive(Debug, thiserror::Error)]
