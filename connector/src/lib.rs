@@ -16,6 +16,7 @@ pub mod bridge;
 pub mod carrier;
 pub mod concurrency;
 pub mod config;
+pub mod credentials;
 pub mod enroll;
 pub mod exchange;
 pub mod fanout;
@@ -25,9 +26,8 @@ pub mod tunnel;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use underpass_proto::identity::Role;
-use underpass_transport::tls::{self, Credentials, PeerPolicy};
+use underpass_transport::tls::{self, PeerPolicy};
 
 use crate::backends::Backends;
 use crate::carrier::Carriers;
@@ -37,26 +37,16 @@ use crate::fanout::EdgeDialers;
 /// Dials every configured edge and serves until SIGINT or SIGTERM.
 pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     underpass_shared::log_stats_on_usr1();
-    let creds = Credentials::load(&config.cert, &config.key, &config.ca)
-        .context("cannot load the connector certificate, key or CA")?;
-    let id = creds
-        .identity()
-        .context("the connector certificate has no Underpass identity")?;
-    id.expect(Role::Connector, &config.trust_domain)
-        .context("`cert` must be a connector certificate of this trust domain")?;
-    if id.name != config.name {
-        anyhow::bail!(
-            "`name = {:?}` does not match the certificate's identity {id}; set name = {:?}",
-            config.name,
-            id.name
-        );
-    }
+    let creds = Arc::new(credentials::Credentials::load(&config)?);
+    let shared_config = Arc::new(config.clone());
+    creds.watch(&shared_config);
     let edge_policy = PeerPolicy {
         role: Role::Edge,
         trust_domain: config.trust_domain.clone(),
         revoked: None,
     };
-    let tunnel_crypto = tls::tunnel_client_crypto(&creds, edge_policy)?;
+    let tunnel_crypto =
+        tls::tunnel_client_crypto_reloading(creds.cert.clone(), creds.roots.clone(), edge_policy)?;
     let tcp_connector = underpass_transport::tcp::client_crypto(tunnel_crypto.clone());
     let mut client_config = tls::tunnel_client_config(tunnel_crypto)?;
     let mut transport = underpass_transport::quic::tunnel_transport();
@@ -79,7 +69,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
         tracing::info!(
             %edge,
             %server_name,
-            identity = %id,
+            identity = %creds.identity,
             ?services,
             transport = ?config.transport,
             tunnels_per_address = config.tunnels_per_edge,
