@@ -21,6 +21,7 @@ pub mod enroll;
 pub mod exchange;
 pub mod fanout;
 pub mod http_client;
+pub mod renew;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -60,6 +61,13 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     let services: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
     let carriers = Carriers::new(config.transport, client_config, tcp_connector);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let renewals = Arc::new(renew::Renewals::default());
+    tokio::spawn(renew::run(
+        creds.clone(),
+        shared_config.clone(),
+        renewals.clone(),
+        shutdown_rx.clone(),
+    ));
     let mut dialers = tokio::task::JoinSet::new();
     for edge in &config.edges {
         let server_name = config
@@ -84,6 +92,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
                 services: services.clone(),
                 carriers: carriers.clone(),
                 backends: backends.clone(),
+                renewals: renewals.clone(),
                 shutdown: shutdown_rx.clone(),
                 drain_grace: config.drain_grace,
             }

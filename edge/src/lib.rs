@@ -151,13 +151,6 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     }
 
     tokio::spawn(revocations.clone().watch(registry.clone()));
-    tokio::spawn(tunnels::accept::accept_loop(
-        endpoint.clone(),
-        config.clone(),
-        registry.clone(),
-        edge_id.name.clone(),
-        drain.clone(),
-    ));
     let auth = Arc::new(
         Authenticator::new(config.auth.as_ref().context("[auth] is required")?)
             .context("cannot set up [auth]")?,
@@ -201,10 +194,19 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         tunnel: tcp_acceptor.config().clone(),
         enroll: enrollment.as_ref().map(|(_, crypto)| crypto.clone()),
     };
+    let renewals = enrollment.as_ref().map(|(service, _)| service.clone());
+    tokio::spawn(tunnels::accept::accept_loop(
+        endpoint.clone(),
+        config.clone(),
+        registry.clone(),
+        edge_id.name.clone(),
+        drain.clone(),
+        renewals.clone(),
+    ));
     tokio::spawn(tunnels::tcp::accept_loop(
         tcp_tunnels,
         tcp_port,
-        enrollment.map(|(service, _)| service),
+        renewals,
         config.clone(),
         registry.clone(),
         edge_id.name.clone(),

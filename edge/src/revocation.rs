@@ -151,7 +151,7 @@ impl Revocations {
         let mut changes = self.serials.subscribe();
         while changes.changed().await.is_ok() {
             for tunnel in registry.tunnels() {
-                if self.is_revoked_serial(&tunnel.cert_serial) {
+                if tunnel.serials().iter().any(|s| self.is_revoked_serial(s)) {
                     tracing::warn!(connector = %tunnel.connector, serial = %tunnel.cert_serial, "closing tunnel: certificate revoked");
                     tunnel.conn.close(codes::GOING_AWAY, b"certificate revoked");
                 }

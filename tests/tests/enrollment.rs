@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use underpass_tests::faults::{audit_verify, read_jsonl, FaultBackend};
+use underpass_tests::faults::{audit_verify, read_jsonl, FaultBackend, Rng};
+use underpass_tests::load::{summarize, Load, Outcome, Plan};
 use underpass_tests::*;
 
 const EDGE_EXTRA: &str = "[auth]\nanonymous = true\n[policy]\nallow_all = true\n\
@@ -317,4 +318,89 @@ fn hostile_peers_on_the_enrollment_port() {
     );
     let _connector = start_connector(dir.path(), "connector", &config);
     setup.wait_ready("ok", Duration::from_secs(30));
+}
+
+/// A connector enrolled with 60-second certificates renews them over its tunnel (at two thirds
+/// of their life) again and again under steady calls: no call fails, no tunnel closes, the
+/// files hold a new key and certificate each time, and each renewal is on the audit log.
+#[test]
+fn a_short_lived_certificate_renews_under_traffic() {
+    let mut rng = Rng::from_env("a_short_lived_certificate_renews");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki"));
+    pki.issue("edge", "edge");
+    assert!(certs(&["issuer", "--dir", &pki.dir.to_string_lossy()])
+        .status
+        .success());
+    let extra = EDGE_EXTRA.replace("cert_ttl = \"1h\"", "cert_ttl = \"60s\"");
+    let setup = EdgeSetup::write(dir.path(), false, &[("ok", &["dc1"])], &extra);
+    let mut edge = setup.start(dir.path());
+    let t = token(&pki.dir, "dc1", setup.tunnel_port, "15m");
+    let home = dir.path().join("dc1-home");
+    let out = enroll(&t, &home);
+    assert!(out.status.success(), "{}", show(&out));
+    let serial = |path: &std::path::Path| {
+        underpass_pki::revocation::certificate_serial(
+            &underpass_pki::inspect::read_certificate(path).unwrap(),
+        )
+        .unwrap()
+    };
+    let first = serial(&home.join("dc1.crt"));
+    let first_key = std::fs::read(home.join("dc1.key")).unwrap();
+
+    let backend = FaultBackend::start(dir.path());
+    let config = write_connector_config(
+        dir.path(),
+        "connector.toml",
+        "dc1",
+        setup.tunnel_port,
+        ConnectorPki {
+            cert: &home.join("dc1.crt"),
+            key: &home.join("dc1.key"),
+            ca: &home.join("ca.crt"),
+        },
+        &[("ok", &backend.url("ok"))],
+    );
+    let mut connector = start_connector(dir.path(), "connector", &config);
+    setup.wait_ready("ok", Duration::from_secs(30));
+    let mut plan = Plan::new(&setup.url("ok"));
+    plan.workers = 2;
+    let load = Load::start(&plan, &mut rng);
+    // Renewals at about 40 s and 80 s after issuance; the first certificate ends at 60 s.
+    connector.wait_for_log_count("certificate renewed", 2, Duration::from_secs(150));
+    std::thread::sleep(Duration::from_secs(3));
+    let calls = load.finish();
+    println!("calls across two renewals: {}", summarize(&calls));
+    let failed: Vec<_> = calls.iter().filter(|c| c.outcome != Outcome::Ok).collect();
+    assert!(failed.is_empty(), "calls failed: {failed:#?}");
+    let log = connector.log_text();
+    assert!(!log.contains("tunnel closed"), "a tunnel closed:\n{log}");
+    assert!(
+        !edge.log_text().contains("certificate expired"),
+        "{}",
+        edge.log_text()
+    );
+    assert_ne!(
+        serial(&home.join("dc1.crt")),
+        first,
+        "the certificate file was not replaced"
+    );
+    assert_ne!(
+        std::fs::read(home.join("dc1.key")).unwrap(),
+        first_key,
+        "no new key"
+    );
+    let mode = std::fs::metadata(home.join("dc1.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    edge.stop();
+    let renewals: Vec<_> = read_jsonl(&dir.path().join("audit.jsonl"))
+        .into_iter()
+        .filter(|l| l["mcp_method"] == "underpass/renew" && l["issued"].is_string())
+        .collect();
+    assert!(renewals.len() >= 2, "{renewals:#?}");
+    assert!(renewals.iter().all(|l| l["principal"] == "connector:dc1"));
 }
