@@ -225,7 +225,7 @@ impl RevocationList {
 }
 
 /// Parses an RFC 3339 time (`2026-11-23T19:00:00Z`, in UTC, fractions of a second allowed) into Unix
-/// seconds, or `now` (the current time).
+/// seconds (rounded up to a whole second), or `now` (the current time).
 pub fn parse_time(text: &str) -> Result<i64, RevocationError> {
     let bad = || RevocationError::BadTime(text.to_owned());
     let t = if text == "now" {
@@ -233,7 +233,10 @@ pub fn parse_time(text: &str) -> Result<i64, RevocationError> {
     } else {
         humantime::parse_rfc3339(text).map_err(|_| bad())?
     };
-    let secs = t.duration_since(UNIX_EPOCH).map_err(|_| bad())?.as_secs();
+    let since = t.duration_since(UNIX_EPOCH).map_err(|_| bad())?;
+    // Rounded up: certificates carry whole seconds, and "before now" must catch one issued
+    // earlier in this very second.
+    let secs = since.as_secs() + u64::from(since.subsec_nanos() > 0);
     i64::try_from(secs).map_err(|_| bad())
 }
 
@@ -440,16 +443,13 @@ mod tests {
     fn certificates_by_rule() {
         let dir = tempfile::tempdir().expect("tempdir");
         crate::ca::init(dir.path(), "underpass.local").expect("init");
-        let issued =
-            crate::issue::issue(dir.path(), Role::Connector, "dc1", &[]).expect("issue");
+        let issued = crate::issue::issue(dir.path(), Role::Connector, "dc1", &[]).expect("issue");
         let der = crate::inspect::read_certificate(&issued.cert_path).expect("read");
         let now = parse_time("now").expect("now");
         let list = |before: i64, subject: &str| {
             read_revocation_list(&format!(
                 "before {} {subject}\n",
-                crate::rfc3339(
-                    time::OffsetDateTime::from_unix_timestamp(before).expect("time")
-                )
+                crate::rfc3339(time::OffsetDateTime::from_unix_timestamp(before).expect("time"))
             ))
             .expect("list")
         };
@@ -461,8 +461,8 @@ mod tests {
         assert!(!RevocationList::default().is_revoked(&der));
         assert!(RevocationList::default().is_revoked(b"garbage"));
         // The CA has no SPIFFE leaf identity: only its serial can revoke it.
-        let ca = crate::inspect::read_certificate(&dir.path().join(crate::CA_CERT_FILE))
-            .expect("ca");
+        let ca =
+            crate::inspect::read_certificate(&dir.path().join(crate::CA_CERT_FILE)).expect("ca");
         assert!(!list(now + 60, "spiffe://underpass.local/connector/*").is_revoked(&ca));
     }
 }

@@ -292,19 +292,30 @@ mod tests {
             "before 2026-11-23T19:00:00Z spiffe://underpass.local/connector/dc1\n\
              before 2026-11-23T19:00:00Z spiffe://underpass.local/connector/*\n"
         );
-        let err = revoke_before(dir.path(), &RuleTarget::Connector("Bad Name".into()), before)
-            .expect_err("bad name");
+        let err = revoke_before(
+            dir.path(),
+            &RuleTarget::Connector("Bad Name".into()),
+            before,
+        )
+        .expect_err("bad name");
         assert!(matches!(err, Error::Identity(_)), "{err}");
         let empty = tempfile::tempdir().expect("tempdir");
-        assert!(revoke_before(empty.path(), &target, before).is_err(), "no CA");
+        assert!(
+            revoke_before(empty.path(), &target, before).is_err(),
+            "no CA"
+        );
     }
 
     #[test]
     fn the_issuer_can_be_revoked() {
         let dir = tempfile::tempdir().expect("tempdir");
         crate::ca::init(dir.path(), "underpass.local").expect("init");
-        let issuer = crate::issuer::create(dir.path(), std::time::Duration::from_secs(30 * 86_400), false)
-            .expect("issuer");
+        let issuer = crate::issuer::create(
+            dir.path(),
+            std::time::Duration::from_secs(30 * 86_400),
+            false,
+        )
+        .expect("issuer");
         let r = revoke(dir.path(), &RevokeTarget::Name("issuer".into()), false).expect("revoke");
         assert_eq!(r.serial, issuer.serial);
         let list = revocation::read_revocation_file(&r.list_path).expect("list");
