@@ -34,7 +34,9 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use underpass_proto::identity::{validate_trust_domain, Role, SpiffeId};
 
@@ -294,6 +296,127 @@ pub fn read_revocation_file(path: &Path) -> Result<RevocationList, RevocationErr
     read_revocation_list(&text)
 }
 
+/// The fail-closed reading of a configured revocation list file, shared by the edge and the
+/// connector (each adds its own logging and hot-swapping around it):
+///
+/// - at start, a configured but unreadable or malformed list is an error; one that does not
+///   exist yet revokes nothing (`revoke` creates it);
+/// - once the file has been read, a list that turns unreadable, malformed or missing is never
+///   taken as "nothing is revoked": the caller keeps its last good list, and
+///   [`ListSource::failure`] says why until a good list is back.
+#[derive(Debug)]
+pub struct ListSource {
+    path: PathBuf,
+    /// Whether the file has been read at least once: from then on its absence is a failure.
+    seen_file: AtomicBool,
+    reload_failures: AtomicU64,
+    health: Mutex<Health>,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    /// Why the last reload failed (the last good list is in force meanwhile).
+    failure: Option<String>,
+    /// When the current run of failures began.
+    stale_since: Option<Instant>,
+}
+
+/// The outcome of [`ListSource::reload`].
+#[derive(Debug)]
+pub enum Reloaded {
+    /// The file was read; `changed` holds the new list if it differs from the one in force,
+    /// `recovered` says a failure has just ended.
+    Read {
+        changed: Option<RevocationList>,
+        recovered: bool,
+    },
+    /// The file could not be used: keep the list in force. `why` is for the log.
+    Failed { why: String },
+}
+
+/// Counters for monitoring (`/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListStats {
+    /// Failed reloads since start.
+    pub reload_failures: u64,
+    /// How long the list in force has not matched the file (a run of failed reloads), if it
+    /// does not.
+    pub stale_for: Option<Duration>,
+}
+
+impl ListSource {
+    /// Reads the list once (see the type's documentation for a missing file).
+    pub fn load(path: PathBuf) -> Result<(Self, RevocationList), RevocationError> {
+        let exists = path.exists();
+        let list = if exists {
+            read_revocation_file(&path)?
+        } else {
+            RevocationList::default()
+        };
+        let source = ListSource {
+            path,
+            seen_file: AtomicBool::new(exists),
+            reload_failures: AtomicU64::new(0),
+            health: Mutex::new(Health::default()),
+        };
+        Ok((source, list))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-reads the file; `current` is the list in force (kept on failure).
+    pub fn reload(&self, current: &RevocationList) -> Reloaded {
+        let read = if self.path.exists() {
+            read_revocation_file(&self.path).map_err(|e| e.to_string())
+        } else if self.seen_file.load(Ordering::Relaxed) {
+            Err("the file is gone".to_owned())
+        } else {
+            Ok(RevocationList::default())
+        };
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        match read {
+            Ok(fresh) => {
+                if self.path.exists() {
+                    self.seen_file.store(true, Ordering::Relaxed);
+                }
+                let recovered = health.failure.take().is_some();
+                health.stale_since = None;
+                let changed = (fresh != *current).then_some(fresh);
+                Reloaded::Read { changed, recovered }
+            }
+            Err(why) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                health.stale_since.get_or_insert_with(Instant::now);
+                health.failure = Some(format!(
+                    "{} not reloaded ({why}); the last good list ({}) is in force",
+                    self.path.display(),
+                    current.summary()
+                ));
+                Reloaded::Failed { why }
+            }
+        }
+    }
+
+    /// Why the list in force is not the file's current content, and for how long, if it is not
+    /// (for `/readyz`).
+    pub fn failure(&self) -> Option<String> {
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let failure = health.failure.clone()?;
+        let age = health.stale_since.map_or(0, |t| t.elapsed().as_secs());
+        Some(format!("{failure} (stale for {age}s)"))
+    }
+
+    pub fn stats(&self) -> ListStats {
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        ListStats {
+            reload_failures: self.reload_failures.load(Ordering::Relaxed),
+            stale_for: health.stale_since.map(|t| t.elapsed()),
+        }
+    }
+}
+
 fn strip_leading_zeros(hex: &str) -> String {
     let trimmed = hex.trim_start_matches('0');
     if trimmed.is_empty() {
@@ -464,5 +587,53 @@ mod tests {
         let ca =
             crate::inspect::read_certificate(&dir.path().join(crate::CA_CERT_FILE)).expect("ca");
         assert!(!list(now + 60, "spiffe://underpass.local/connector/*").is_revoked(&ca));
+    }
+
+    #[test]
+    fn list_source_fails_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("revoked.txt");
+        let (source, mut list) = ListSource::load(path.clone()).expect("absent is fine");
+        assert!(list.is_empty());
+        assert!(matches!(
+            source.reload(&list),
+            Reloaded::Read {
+                changed: None,
+                recovered: false
+            }
+        ));
+        std::fs::write(&path, "ab - -\n").expect("write");
+        match source.reload(&list) {
+            Reloaded::Read {
+                changed: Some(fresh),
+                ..
+            } => list = fresh,
+            other => panic!("{other:?}"),
+        }
+        for broken in ["gone", "garbage"] {
+            let _ = std::fs::remove_file(&path);
+            if broken == "garbage" {
+                std::fs::write(&path, "before x\n").expect("write");
+            }
+            assert!(matches!(source.reload(&list), Reloaded::Failed { .. }));
+            let failure = source.failure().expect("reported");
+            assert!(failure.contains("last good list (1 serials)"), "{failure}");
+            assert!(failure.contains("stale for"), "{failure}");
+        }
+        assert_eq!(source.stats().reload_failures, 2);
+        assert!(source.stats().stale_for.is_some());
+        std::fs::write(&path, "ab\n").expect("write");
+        assert!(matches!(
+            source.reload(&list),
+            Reloaded::Read {
+                changed: None,
+                recovered: true
+            }
+        ));
+        assert_eq!(source.failure(), None);
+        assert_eq!(source.stats().stale_for, None);
+
+        std::fs::write(&path, "garbage\n").expect("write");
+        assert!(ListSource::load(path).is_err(), "unreadable at start");
     }
 }
