@@ -35,6 +35,8 @@ pub struct EdgeDialers {
     /// Both carriers' client configs and the configured `transport`.
     pub carriers: crate::carrier::Carriers,
     pub backends: Arc<Backends>,
+    /// Certificate renewals waiting for a tunnel to carry them.
+    pub renewals: Arc<crate::renew::Renewals>,
     pub shutdown: watch::Receiver<bool>,
     /// `drain_grace`, for each dialer.
     pub drain_grace: Duration,
@@ -182,6 +184,7 @@ impl EdgeDialers {
                     services: self.services.clone(),
                     carriers: self.carriers.clone(),
                     backends: self.backends.clone(),
+                    renewals: self.renewals.clone(),
                     shutdown: self.shutdown.clone(),
                     drain_grace: self.drain_grace,
                     retired: a.retire.subscribe(),

@@ -16,18 +16,19 @@ pub mod bridge;
 pub mod carrier;
 pub mod concurrency;
 pub mod config;
+pub mod credentials;
 pub mod enroll;
 pub mod exchange;
 pub mod fanout;
 pub mod http_client;
+pub mod renew;
 pub mod tunnel;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use underpass_proto::identity::Role;
-use underpass_transport::tls::{self, Credentials, PeerPolicy};
+use underpass_transport::tls::{self, PeerPolicy};
 
 use crate::backends::Backends;
 use crate::carrier::Carriers;
@@ -37,26 +38,16 @@ use crate::fanout::EdgeDialers;
 /// Dials every configured edge and serves until SIGINT or SIGTERM.
 pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     underpass_shared::log_stats_on_usr1();
-    let creds = Credentials::load(&config.cert, &config.key, &config.ca)
-        .context("cannot load the connector certificate, key or CA")?;
-    let id = creds
-        .identity()
-        .context("the connector certificate has no Underpass identity")?;
-    id.expect(Role::Connector, &config.trust_domain)
-        .context("`cert` must be a connector certificate of this trust domain")?;
-    if id.name != config.name {
-        anyhow::bail!(
-            "`name = {:?}` does not match the certificate's identity {id}; set name = {:?}",
-            config.name,
-            id.name
-        );
-    }
+    let creds = Arc::new(credentials::Credentials::load(&config)?);
+    let shared_config = Arc::new(config.clone());
+    creds.watch(&shared_config);
     let edge_policy = PeerPolicy {
         role: Role::Edge,
         trust_domain: config.trust_domain.clone(),
         revoked: None,
     };
-    let tunnel_crypto = tls::tunnel_client_crypto(&creds, edge_policy)?;
+    let tunnel_crypto =
+        tls::tunnel_client_crypto_reloading(creds.cert.clone(), creds.roots.clone(), edge_policy)?;
     let tcp_connector = underpass_transport::tcp::client_crypto(tunnel_crypto.clone());
     let mut client_config = tls::tunnel_client_config(tunnel_crypto)?;
     let mut transport = underpass_transport::quic::tunnel_transport();
@@ -70,6 +61,13 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     let services: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
     let carriers = Carriers::new(config.transport, client_config, tcp_connector);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let renewals = Arc::new(renew::Renewals::default());
+    tokio::spawn(renew::run(
+        creds.clone(),
+        shared_config.clone(),
+        renewals.clone(),
+        shutdown_rx.clone(),
+    ));
     let mut dialers = tokio::task::JoinSet::new();
     for edge in &config.edges {
         let server_name = config
@@ -79,7 +77,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
         tracing::info!(
             %edge,
             %server_name,
-            identity = %id,
+            identity = %creds.identity,
             ?services,
             transport = ?config.transport,
             tunnels_per_address = config.tunnels_per_edge,
@@ -94,6 +92,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
                 services: services.clone(),
                 carriers: carriers.clone(),
                 backends: backends.clone(),
+                renewals: renewals.clone(),
                 shutdown: shutdown_rx.clone(),
                 drain_grace: config.drain_grace,
             }

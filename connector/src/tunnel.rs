@@ -68,6 +68,8 @@ pub struct Dialer {
     /// Both carriers' client configs and the configured `transport`.
     pub carriers: Carriers,
     pub backends: Arc<Backends>,
+    /// Certificate renewals waiting for a tunnel to carry them (see [`crate::renew`]).
+    pub renewals: Arc<crate::renew::Renewals>,
     /// Flips to `true` when the connector shuts down: it drains (see [`Dialer::drain_out`]).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// How long exchanges in flight may take to finish once it does (`drain_grace`).
@@ -259,6 +261,9 @@ impl Dialer {
                 recv,
                 open: true,
                 edge: self.edge.clone(),
+                renewals: self.renewals.clone(),
+                pending: None,
+                next_id: 0,
             };
             let hello = ctl
                 .machine
@@ -433,6 +438,11 @@ struct ControlStream {
     open: bool,
     /// The edge's address as configured, for the log.
     edge: String,
+    /// Renewal requests to carry (taken only if the edge announced `Renew`).
+    renewals: Arc<crate::renew::Renewals>,
+    /// The renewal sent and waiting for its answer: (id, who waits).
+    pending: Option<(u64, tokio::sync::oneshot::Sender<crate::renew::Answer>)>,
+    next_id: u64,
 }
 
 /// Why reading the control stream stopped.
@@ -491,6 +501,12 @@ impl ControlStream {
                     "edge draining: it closes this tunnel once its clients are served; the \
                      other tunnels carry on"
                 ),
+                ConnectorOutput::Message(Control::Renewed(r)) => {
+                    self.answer(r.id, Ok((r.chain_pem, r.ca_pem)))
+                }
+                ConnectorOutput::Message(Control::RenewRefused(r)) => {
+                    self.answer(r.id, Err(r.reason))
+                }
                 ConnectorOutput::Message(msg) => {
                     tracing::debug!(edge = %self.edge, kind = msg.kind(), "control message")
                 }
@@ -509,9 +525,19 @@ impl ControlStream {
         grace: Duration,
     ) {
         let mut told = false;
+        let renews = self
+            .machine
+            .peer_capabilities()
+            .iter()
+            .any(|c| c == "Renew");
+        let renewals = self.renewals.clone();
         while self.open {
             let received = tokio::select! {
                 received = self.receive() => received,
+                Some(job) = renewals.next(), if renews && self.pending.is_none() && !told => {
+                    self.send_renewal(job).await;
+                    continue;
+                }
                 () = stopping(&mut shutdown), if !told => {
                     told = true;
                     self.announce_drain(grace).await;
@@ -526,6 +552,39 @@ impl ControlStream {
             if let Err(e) = self.perform(outputs).await {
                 // The stream is broken; the tunnel's own fate follows from the connection.
                 return tracing::debug!(edge = %self.edge, "control stream failed: {e}");
+            }
+        }
+    }
+
+    /// Sends a renewal request on this control stream; its answer goes to the job's waiter.
+    async fn send_renewal(&mut self, job: crate::renew::Job) {
+        self.next_id += 1;
+        let id = self.next_id;
+        let message = Control::Renew(control::Renew {
+            id,
+            csr_pem: job.csr_pem,
+        });
+        let sent = match self.machine.send(message) {
+            Ok(outputs) => self.perform(outputs).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match sent {
+            Ok(_) => self.pending = Some((id, job.reply)),
+            Err(e) => {
+                let _ = job.reply.send(Err(format!("cannot send the request: {e}")));
+            }
+        }
+    }
+
+    /// Hands a renewal answer to its waiter (an answer to no request is ignored).
+    fn answer(&mut self, id: u64, answer: crate::renew::Answer) {
+        match self.pending.take() {
+            Some((pending, reply)) if pending == id => {
+                let _ = reply.send(answer);
+            }
+            other => {
+                self.pending = other;
+                tracing::debug!(edge = %self.edge, id, "renewal answer to no request: ignored");
             }
         }
     }

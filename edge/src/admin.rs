@@ -15,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::certs::Problems;
 use crate::drain::Drain;
 use crate::revocation::Revocations;
 use crate::tunnels::registry::Registry;
@@ -26,6 +27,7 @@ pub async fn serve(
     registry: Arc<Registry>,
     edge_addr: SocketAddr,
     revocations: Arc<Revocations>,
+    problems: Arc<Problems>,
     jwks: serde_json::Value,
     drain: Drain,
 ) {
@@ -37,12 +39,14 @@ pub async fn serve(
         };
         let registry = registry.clone();
         let revocations = revocations.clone();
+        let problems = problems.clone();
         let jwks = jwks.clone();
         let drain = drain.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let registry = registry.clone();
                 let revocations = revocations.clone();
+                let problems = problems.clone();
                 let jwks = jwks.clone();
                 let draining = drain.is_draining();
                 async move {
@@ -50,6 +54,7 @@ pub async fn serve(
                         &registry,
                         edge_addr,
                         &revocations,
+                        &problems,
                         &jwks,
                         draining,
                         &req,
@@ -67,6 +72,7 @@ fn answer(
     registry: &Registry,
     edge_addr: SocketAddr,
     revocations: &Revocations,
+    problems: &Problems,
     jwks: &serde_json::Value,
     draining: bool,
     req: &Request<Incoming>,
@@ -97,7 +103,7 @@ fn answer(
                     "sessions": registry.session_count(),
                     "services": services,
                     "connectors": connectors(registry, edge_addr),
-                    "problems": problems(revocations),
+                    "problems": problems_of(revocations, problems),
                     "tasks": held.tasks,
                     "fds": held.fds,
                 }),
@@ -138,10 +144,12 @@ fn connectors(registry: &Registry, edge_addr: SocketAddr) -> Vec<serde_json::Val
 
 /// What an operator must look at although the edge serves: each entry names the component and
 /// what is wrong with it.
-fn problems(revocations: &Revocations) -> Vec<serde_json::Value> {
+fn problems_of(revocations: &Revocations, problems: &Problems) -> Vec<serde_json::Value> {
     revocations
         .failure()
-        .map(|detail| serde_json::json!({"component": "revocation_list", "detail": detail}))
+        .map(|detail| ("revocation_list", detail))
         .into_iter()
+        .chain(problems.list())
+        .map(|(component, detail)| serde_json::json!({"component": component, "detail": detail}))
         .collect()
 }

@@ -17,6 +17,7 @@ pub mod app;
 pub mod assertion;
 pub mod auth;
 pub mod bridges;
+pub mod certs;
 pub mod config;
 pub mod drain;
 pub mod enroll;
@@ -38,7 +39,7 @@ use tokio::net::TcpListener;
 use underpass_audit::Auditor;
 use underpass_proto::frame::codes;
 use underpass_proto::identity::Role;
-use underpass_transport::tls::{self, Credentials, PeerPolicy};
+use underpass_transport::tls::{self, PeerPolicy};
 
 use crate::app::{App, Security};
 use crate::assertion::AssertionSigner;
@@ -70,15 +71,11 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         );
     }
 
-    let tunnel_creds =
-        Credentials::load(&config.tunnel.cert, &config.tunnel.key, &config.tunnel.ca)
-            .context("cannot load the [tunnel] certificate, key or CA")?;
-    let edge_id = tunnel_creds
+    let certs = certs::Certs::load(&config)?;
+    let edge_id = certs
+        .tunnel_cert
         .identity()
         .context("the [tunnel] certificate has no Underpass identity")?;
-    edge_id
-        .expect(Role::Edge, &config.trust_domain)
-        .context("the [tunnel] certificate must be an edge certificate of this trust domain")?;
 
     let revocations = Revocations::load(config.revocation_list.clone())
         .context("cannot read the revocation_list")?;
@@ -87,15 +84,20 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         trust_domain: config.trust_domain.clone(),
         revoked: Some(revocations.check()),
     };
-    let tunnel_crypto = tls::tunnel_server_crypto(&tunnel_creds, connector_policy)?;
+    let tunnel_crypto = tls::tunnel_server_crypto_reloading(
+        certs.tunnel_cert.clone(),
+        certs.tunnel_roots.clone(),
+        connector_policy,
+    )?;
     let tcp_acceptor = underpass_transport::tcp::server_crypto(tunnel_crypto.clone());
     let quic_config = tls::tunnel_server_config(tunnel_crypto)?;
     // Stateless reset tokens derive from the tunnel key: after a crash and restart, connectors
     // learn at their next packet that their tunnel is gone (see underpass_transport::quic).
+    let reset_key = tls::load_key(&config.tunnel.key)?;
     let endpoint = underpass_transport::quic::server_endpoint(
         quic_config,
         config.tunnel.listen,
-        tunnel_creds.key.secret_der(),
+        reset_key.secret_der(),
     )
     .with_context(|| format!("cannot listen for tunnels on udp/{}", config.tunnel.listen))?;
     // The fallback carrier on the same port number over TCP, for connectors whose UDP is
@@ -119,7 +121,8 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         config.clients.max_connections_per_ip,
         nofile.map_or("unlimited".to_owned(), |n| n.to_string())
     );
-    let client_tls = http::server::client_tls(&config, &revocations)?;
+    let client_tls = http::server::client_tls(&config, &certs, &revocations)?;
+    certs.watch(&config);
     let listener = TcpListener::bind(config.clients.listen)
         .await
         .with_context(|| {
@@ -148,13 +151,6 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     }
 
     tokio::spawn(revocations.clone().watch(registry.clone()));
-    tokio::spawn(tunnels::accept::accept_loop(
-        endpoint.clone(),
-        config.clone(),
-        registry.clone(),
-        edge_id.name.clone(),
-        drain.clone(),
-    ));
     let auth = Arc::new(
         Authenticator::new(config.auth.as_ref().context("[auth] is required")?)
             .context("cannot set up [auth]")?,
@@ -198,10 +194,19 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         tunnel: tcp_acceptor.config().clone(),
         enroll: enrollment.as_ref().map(|(_, crypto)| crypto.clone()),
     };
+    let renewals = enrollment.as_ref().map(|(service, _)| service.clone());
+    tokio::spawn(tunnels::accept::accept_loop(
+        endpoint.clone(),
+        config.clone(),
+        registry.clone(),
+        edge_id.name.clone(),
+        drain.clone(),
+        renewals.clone(),
+    ));
     tokio::spawn(tunnels::tcp::accept_loop(
         tcp_tunnels,
         tcp_port,
-        enrollment.map(|(service, _)| service),
+        renewals,
         config.clone(),
         registry.clone(),
         edge_id.name.clone(),
@@ -245,6 +250,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
             registry.clone(),
             config.tunnel.listen,
             revocations.clone(),
+            certs.problems.clone(),
             jwks.clone(),
             drain.clone(),
         ));

@@ -137,13 +137,15 @@ impl Revocations {
         .await
     }
 
-    /// Whether a live tunnel's connector certificate is revoked: by its leaf (serial and rules)
-    /// when the transport still has it, else by the serial recorded at accept time.
+    /// Whether a live tunnel's connector certificate is revoked: its handshake leaf by serial
+    /// and rules (when the transport still has it), and every serial the tunnel has held
+    /// (handshake and renewals) by serial.
     fn tunnel_revoked(&self, list: &RevocationList, tunnel: &Tunnel) -> bool {
-        match tunnel.conn.peer_leaf() {
-            Some(leaf) => list.is_revoked(leaf.as_ref()),
-            None => list.is_revoked_serial(&tunnel.cert_serial),
-        }
+        tunnel
+            .conn
+            .peer_leaf()
+            .is_some_and(|leaf| list.is_revoked(leaf.as_ref()))
+            || tunnel.serials().iter().any(|s| list.is_revoked_serial(s))
     }
 
     /// Subscriber of the list: whenever it changes (or SIGHUP asks), closes the live tunnels

@@ -81,6 +81,32 @@ impl TlsClient {
         })
     }
 
+    /// Completes a handshake with `127.0.0.1:port` and returns the serial (lowercase hex) of
+    /// the certificate the server presented.
+    pub fn server_serial(&self, port: u16) -> Result<String, Refusal> {
+        let mut session = self.connect(port)?;
+        while session.tls.conn.is_handshaking() {
+            session
+                .tls
+                .conn
+                .complete_io(&mut session.tls.sock)
+                .map_err(refusal)?;
+        }
+        let leaf = session
+            .tls
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .ok_or_else(|| Refusal {
+                alert: None,
+                error: "no server certificate".into(),
+            })?;
+        underpass_pki::revocation::certificate_serial(leaf.as_ref()).map_err(|e| Refusal {
+            alert: None,
+            error: e.to_string(),
+        })
+    }
+
     /// POSTs `body` to `path` with `headers` on a connection of its own
     /// (`Connection: close`), and reads the whole answer. `Err` when no HTTP answer came:
     /// the handshake was refused, or the connection ended without one.

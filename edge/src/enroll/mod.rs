@@ -178,6 +178,57 @@ impl Enrollment {
         .map_err(|e| refused(csr_code(&e), e))
     }
 
+    /// A renewal over a live tunnel of connector `name` (the identity its handshake proved):
+    /// the request must be for that identity; audited as `underpass/renew`.
+    pub fn renew(
+        &self,
+        name: &str,
+        csr_pem: &str,
+        remote: SocketAddr,
+    ) -> Result<IssuedLeaf, Refused> {
+        let started = Instant::now();
+        let result = issuer::issue_connector(
+            &self.issuer,
+            name,
+            csr_pem.as_bytes(),
+            self.cert_ttl,
+            OffsetDateTime::now_utc(),
+        )
+        .map_err(|e| refused(csr_code(&e), e));
+        match &result {
+            Ok(leaf) => tracing::info!(
+                connector = %name,
+                serial = %leaf.serial,
+                not_after = %leaf.not_after,
+                "connector certificate renewed"
+            ),
+            Err(r) => tracing::warn!(connector = %name, "renewal refused: {}", r.reason),
+        }
+        if let Some(auditor) = &self.auditor {
+            let mut record = AuditRecord {
+                mcp_method: Some("underpass/renew".into()),
+                principal: Some(format!("connector:{name}")),
+                source: Some(remote.ip().to_string()),
+                latency_us: Some(started.elapsed().as_micros().try_into().unwrap_or(u64::MAX)),
+                ..AuditRecord::default()
+            };
+            match &result {
+                Ok(leaf) => record.issued = Some(leaf.serial.clone()),
+                Err(r) => {
+                    record.rule = Some(format!("{:?}", r.code));
+                    record.outcome = refusal_outcome(r.code);
+                }
+            }
+            auditor.record(record);
+        }
+        result
+    }
+
+    /// The CA bundle connectors are given (the `[tunnel] ca` file as read at start).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
     /// Serves one enrollment connection (TLS done): reads the request, answers, audits.
     pub async fn serve<S>(&self, mut stream: S, remote: SocketAddr)
     where

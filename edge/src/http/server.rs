@@ -23,6 +23,7 @@ use crate::revocation::Revocations;
 /// The TLS acceptor of the client listener (`None` with `insecure_plaintext`).
 pub fn client_tls(
     config: &EdgeConfig,
+    certs: &crate::certs::Certs,
     revocations: &Arc<Revocations>,
 ) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
     if config.clients.insecure_plaintext {
@@ -31,24 +32,21 @@ pub fn client_tls(
         );
         return Ok(None);
     }
-    let (Some(cert), Some(key)) = (&config.clients.cert, &config.clients.key) else {
+    let Some(cert) = &certs.client_cert else {
         anyhow::bail!("[clients] needs cert and key");
     };
-    let chain = tls::load_certs(cert)?;
-    let key = tls::load_key(key)?;
-    let client_ca = match config.auth.as_ref().and_then(|a| a.client_ca.as_ref()) {
-        Some(path) => Some((
-            tls::load_roots(path).context("cannot load [auth] client_ca")?,
+    let client_ca = certs.client_roots.as_ref().map(|roots| {
+        (
+            roots.clone(),
             PeerPolicy {
                 role: Role::Client,
                 trust_domain: config.trust_domain.clone(),
                 revoked: Some(revocations.check()),
             },
-        )),
-        None => None,
-    };
-    let crypto =
-        tls::https_server_crypto(chain, key, client_ca).context("bad [clients] TLS setup")?;
+        )
+    });
+    let crypto = tls::https_server_crypto_reloading(cert.clone(), client_ca)
+        .context("bad [clients] TLS setup")?;
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(crypto))))
 }
 

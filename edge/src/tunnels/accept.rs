@@ -16,6 +16,7 @@ use underpass_transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn
 
 use crate::config::EdgeConfig;
 use crate::drain::Drain;
+use crate::enroll::Enrollment;
 use crate::tunnels::budget::{ControlBudget, CONTROL_BURST, CONTROL_MESSAGES_PER_SEC};
 use crate::tunnels::registry::{Registry, Tunnel};
 
@@ -64,12 +65,14 @@ pub async fn accept_loop(
     registry: Arc<Registry>,
     edge_name: String,
     drain: Drain,
+    renewals: Option<Arc<Enrollment>>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let config = config.clone();
         let registry = registry.clone();
         let edge_name = edge_name.clone();
         let drain = drain.clone();
+        let renewals = renewals.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await;
@@ -80,7 +83,8 @@ pub async fn accept_loop(
                 }
                 Err(_) => return tracing::warn!(%remote, "tunnel refused: handshake timed out"),
             };
-            if let Err(e) = serve_tunnel(conn, &config, &registry, &edge_name, &drain).await {
+            let served = serve_tunnel(conn, &config, &registry, &edge_name, &drain, renewals).await;
+            if let Err(e) = served {
                 tracing::warn!(%remote, "tunnel refused: {e}");
             }
         });
@@ -92,23 +96,25 @@ pub async fn accept_loop(
 pub(crate) async fn serve_tunnel(
     conn: TunnelConn,
     config: &EdgeConfig,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     edge_name: &str,
     drain: &Drain,
+    renewals: Option<Arc<Enrollment>>,
 ) -> Result<(), String> {
-    let (mut ctl, hello, cert_serial) = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&conn))
-        .await
-        .map_err(|_| "connector did not complete its handshake in time".to_string())?
-        .map_err(|e| match e {
-            HandshakeError::Failed(reason) => {
-                conn.close(codes::PROTOCOL, b"bad handshake");
-                reason
-            }
-            HandshakeError::Refused(reason) => {
-                conn.close(codes::REFUSED, reason.as_bytes());
-                reason
-            }
-        })?;
+    let (mut ctl, hello, cert_serial) =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&conn, renewals))
+            .await
+            .map_err(|_| "connector did not complete its handshake in time".to_string())?
+            .map_err(|e| match e {
+                HandshakeError::Failed(reason) => {
+                    conn.close(codes::PROTOCOL, b"bad handshake");
+                    reason
+                }
+                HandshakeError::Refused(reason) => {
+                    conn.close(codes::REFUSED, reason.as_bytes());
+                    reason
+                }
+            })?;
     let cert_name = ctl.connector.clone();
 
     let services = match judge_hello(config, &cert_name, &hello) {
@@ -149,17 +155,20 @@ pub(crate) async fn serve_tunnel(
         ?services,
         "tunnel up"
     );
-    // The handshake checked the certificate once; the tunnel must not outlive it.
+    // The handshake checked the certificate once; the tunnel must not outlive it (nor a
+    // renewed one, see `Tunnel::renewed`).
     let not_after = conn
         .peer_leaf()
         .and_then(|leaf| underpass_pki::inspect::inspect_der(&leaf).ok())
         .map(|info| info.not_after.unix_timestamp());
+    let expires = tunnel.expires(not_after);
     ctl.tunnel = Some(tunnel.clone());
+    ctl.registry = Some(registry.clone());
     let serve = ctl.serve(&conn, drain);
     tokio::pin!(serve);
     let reason = tokio::select! {
         reason = &mut serve => reason,
-        () = until_expired(not_after) => {
+        () = until_expired(expires) => {
             tracing::warn!(connector = %cert_name, "closing tunnel: certificate expired");
             conn.close(codes::GOING_AWAY, b"certificate expired");
             serve.await
@@ -170,13 +179,17 @@ pub(crate) async fn serve_tunnel(
     Ok(())
 }
 
-/// Returns once the wall clock is past `not_after` (Unix seconds; never without one). Checks
-/// the clock again at least daily, so a clock that jumps is followed.
-async fn until_expired(not_after: Option<i64>) {
-    let Some(end) = not_after else {
-        return std::future::pending().await;
-    };
+/// Returns once the wall clock is past the end `expires` says (Unix seconds; never without
+/// one), following it when a renewal moves it. Checks the clock again at least daily, so a
+/// clock that jumps is followed.
+async fn until_expired(mut expires: tokio::sync::watch::Receiver<Option<i64>>) {
     loop {
+        let Some(end) = *expires.borrow_and_update() else {
+            if expires.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            continue;
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -186,7 +199,14 @@ async fn until_expired(not_after: Option<i64>) {
             return;
         }
         let left = Duration::from_secs(u64::try_from(left).unwrap_or(u64::MAX));
-        tokio::time::sleep(left.min(Duration::from_secs(24 * 3600))).await;
+        tokio::select! {
+            () = tokio::time::sleep(left.min(Duration::from_secs(24 * 3600))) => {}
+            changed = expires.changed() => if changed.is_err() {
+                // No renewal can come any more: the end stands.
+                tokio::time::sleep(left).await;
+                return;
+            },
+        }
     }
 }
 
@@ -201,7 +221,10 @@ enum HandshakeError {
 
 /// Accepts the control stream and reads the connector's Hello (the certificate's identity and
 /// serial come along).
-async fn read_hello(conn: &TunnelConn) -> Result<(ControlStream, Hello, String), HandshakeError> {
+async fn read_hello(
+    conn: &TunnelConn,
+    renewals: Option<Arc<Enrollment>>,
+) -> Result<(ControlStream, Hello, String), HandshakeError> {
     let failed = HandshakeError::Failed;
     let leaf = conn
         .peer_leaf()
@@ -213,7 +236,13 @@ async fn read_hello(conn: &TunnelConn) -> Result<(ControlStream, Hello, String),
         .await
         .map_err(|e| failed(format!("no control stream from {id}: {e}")))?;
     let mut ctl = ControlStream {
-        machine: EdgeControl::new(control::capabilities()),
+        // `Renew` is announced only by an edge that can issue.
+        machine: EdgeControl::new(
+            control::capabilities()
+                .into_iter()
+                .filter(|c| c != "Renew" || renewals.is_some())
+                .collect(),
+        ),
         send,
         recv,
         open: true,
@@ -221,6 +250,8 @@ async fn read_hello(conn: &TunnelConn) -> Result<(ControlStream, Hello, String),
         budget: ControlBudget::new(Instant::now()),
         ignored: BTreeSet::new(),
         tunnel: None,
+        registry: None,
+        renewals,
     };
     loop {
         let outputs = ctl.receive().await.map_err(|e| {
@@ -261,6 +292,10 @@ struct ControlStream {
     ignored: BTreeSet<String>,
     /// The tunnel in the registry, once the connector is welcomed.
     tunnel: Option<Arc<Tunnel>>,
+    /// The registry the tunnel is in, once welcomed (renewals extend its connector's tunnels).
+    registry: Option<Arc<Registry>>,
+    /// The issuer that renews connector certificates (`[enrollment]`), if this edge has one.
+    renewals: Option<Arc<Enrollment>>,
 }
 
 /// What a connector over its [`ControlBudget`] did, for the log.
@@ -370,6 +405,7 @@ impl ControlStream {
                          can take them; those in flight finish"
                     );
                 }
+                EdgeOutput::Message(Control::Renew(renew)) => self.renew(renew).await?,
                 EdgeOutput::Message(msg) => tracing::debug!(
                     connector = %self.connector,
                     kind = msg.kind(),
@@ -437,6 +473,43 @@ impl ControlStream {
 }
 
 impl ControlStream {
+    /// Answers a renewal: a certificate for this tunnel's connector (the name its handshake
+    /// certificate proved) and the new end of this tunnel and of its connector's other tunnels
+    /// that presented the same certificate.
+    async fn renew(&mut self, renew: control::Renew) -> Result<(), FrameError> {
+        let (Some(issuer), Some(tunnel)) = (&self.renewals, &self.tunnel) else {
+            return Ok(()); // `Renew` was not announced: nothing to answer
+        };
+        let answer =
+            match issuer.renew(&tunnel.connector, &renew.csr_pem, tunnel.conn.remote_addr()) {
+                Ok(leaf) => {
+                    if let Some(registry) = &self.registry {
+                        registry.renewed(tunnel, &leaf.serial, leaf.not_after.unix_timestamp());
+                    }
+                    Control::Renewed(control::Renewed {
+                        id: renew.id,
+                        chain_pem: leaf.chain_pem,
+                        ca_pem: issuer.ca_pem().to_owned(),
+                    })
+                }
+                Err(refused) => Control::RenewRefused(control::RenewRefused {
+                    id: renew.id,
+                    reason: refused.reason,
+                }),
+            };
+        match self.machine.send(answer) {
+            Ok(outputs) => {
+                for output in outputs {
+                    if let EdgeOutput::Send(msg) = output {
+                        frame::write_frame(&mut self.send, &msg).await?;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(connector = %self.connector, "renewal not answered: {e}"),
+        }
+        Ok(())
+    }
+
     /// Tells the connector this edge is draining (if it understands `Draining`; an older one
     /// learns when the tunnel closes).
     async fn announce_drain(&mut self, drain: &Drain) {

@@ -26,11 +26,37 @@ pub struct Tunnel {
     /// Its connector announced a drain: it gets no new exchanges while another tunnel can
     /// take them.
     draining: AtomicBool,
+    /// Serials of certificates issued to its connector while it ran (renewals), newest last.
+    renewed: Mutex<Vec<String>>,
+    /// End of the newest certificate of its connector (Unix seconds): the tunnel closes then.
+    expires: tokio::sync::watch::Sender<Option<i64>>,
 }
 
 impl Tunnel {
     pub fn serves(&self, service: &str) -> bool {
         self.services.iter().any(|s| s == service)
+    }
+
+    /// Every certificate serial this tunnel's connector holds or held: the handshake's and
+    /// those issued by renewal (revoking any of them closes the tunnel).
+    pub fn serials(&self) -> Vec<String> {
+        let mut all = vec![self.cert_serial.clone()];
+        all.extend(lock(&self.renewed).iter().cloned());
+        all
+    }
+
+    /// Sets the end of the handshake's certificate and watches it (renewals move it).
+    pub fn expires(&self, not_after: Option<i64>) -> tokio::sync::watch::Receiver<Option<i64>> {
+        self.expires.send_replace(not_after);
+        self.expires.subscribe()
+    }
+
+    /// A certificate with `serial`, valid until `not_after`, was issued to this tunnel's
+    /// connector: the tunnel now lives until then.
+    fn extend(&self, serial: &str, not_after: i64) {
+        lock(&self.renewed).push(serial.to_owned());
+        self.expires
+            .send_modify(|end| *end = Some(end.map_or(not_after, |e| e.max(not_after))));
     }
 
     pub fn start_draining(&self) {
@@ -143,10 +169,24 @@ impl Registry {
             since: std::time::SystemTime::now(),
             load: Load::default(),
             draining: AtomicBool::new(false),
+            renewed: Mutex::new(Vec::new()),
+            expires: tokio::sync::watch::Sender::new(None),
         });
         write(&self.tunnels).insert(id, tunnel.clone());
         self.added.notify_waiters();
         tunnel
+    }
+
+    /// A certificate (`serial`, until `not_after`) was issued by renewal to the connector of
+    /// `on`: `on` and every tunnel of that connector that proved a certificate `on` proved
+    /// (the same key holder) live until then.
+    pub fn renewed(&self, on: &Tunnel, serial: &str, not_after: i64) {
+        let proved = on.serials();
+        for t in read(&self.tunnels).values() {
+            if t.connector == on.connector && t.serials().iter().any(|s| proved.contains(s)) {
+                t.extend(serial, not_after);
+            }
+        }
     }
 
     /// Forgets a tunnel, and the sessions of its connector once none of its tunnels is left

@@ -83,7 +83,9 @@ pub async fn accept_loop(
                     return tracing::warn!(%remote, transport = "tcp", "tunnel refused: {refusal}")
                 }
             };
-            if let Err(e) = accept::serve_tunnel(conn, &config, &registry, &edge_name, &drain).await
+            let renewals = enrollment.clone();
+            if let Err(e) =
+                accept::serve_tunnel(conn, &config, &registry, &edge_name, &drain, renewals).await
             {
                 tracing::warn!(%remote, transport = "tcp", "tunnel refused: {e}");
             }

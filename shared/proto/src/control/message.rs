@@ -65,6 +65,32 @@ pub struct Draining {
     pub grace_ms: u64,
 }
 
+/// Connector → edge: a certificate request (PEM; only its public key is used) for this
+/// tunnel's connector identity, made with a new key, to renew before the certificate ends.
+/// Optional: sent only to an edge that announced `"Renew"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renew {
+    /// Chosen by the connector; the answer carries it back.
+    pub id: u64,
+    pub csr_pem: String,
+}
+
+/// Edge → connector: the renewed certificate (PEM, then its issuer) and the edge's CA bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewed {
+    pub id: u64,
+    pub chain_pem: String,
+    pub ca_pem: String,
+}
+
+/// Edge → connector: no renewal, and why (this edge does not issue, the connector is revoked,
+/// the request is refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewRefused {
+    pub id: u64,
+    pub reason: String,
+}
+
 /// A control message of a type this build knows.
 ///
 /// Serialized externally tagged (`{"Hello": {...}}`), as the first builds wrote their
@@ -80,6 +106,12 @@ pub enum Control {
     Refused(Refused),
     /// See [`Draining`].
     Draining(Draining),
+    /// See [`Renew`].
+    Renew(Renew),
+    /// See [`Renewed`].
+    Renewed(Renewed),
+    /// See [`RenewRefused`].
+    RenewRefused(RenewRefused),
     /// Stands in, in unit tests, for the first optional message type (drain notices,
     /// certificate renewal, ...): sent only to a peer that announced `"Probe"`.
     #[cfg(test)]
@@ -97,6 +129,9 @@ impl Control {
             Control::Welcome(_) => "Welcome",
             Control::Refused(_) => "Refused",
             Control::Draining(_) => "Draining",
+            Control::Renew(_) => "Renew",
+            Control::Renewed(_) => "Renewed",
+            Control::RenewRefused(_) => "RenewRefused",
             #[cfg(test)]
             Control::Probe { .. } => "Probe",
         }
@@ -124,9 +159,26 @@ pub enum Received {
 
 /// The type names this build decodes, in [`Control`]'s order.
 #[cfg(not(test))]
-const KNOWN: &[&str] = &["Hello", "Welcome", "Refused", "Draining"];
+const KNOWN: &[&str] = &[
+    "Hello",
+    "Welcome",
+    "Refused",
+    "Draining",
+    "Renew",
+    "Renewed",
+    "RenewRefused",
+];
 #[cfg(test)]
-const KNOWN: &[&str] = &["Hello", "Welcome", "Refused", "Draining", "Probe"];
+const KNOWN: &[&str] = &[
+    "Hello",
+    "Welcome",
+    "Refused",
+    "Draining",
+    "Renew",
+    "Renewed",
+    "RenewRefused",
+    "Probe",
+];
 
 impl<'de> Deserialize<'de> for Received {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -153,6 +205,9 @@ impl<'de> Visitor<'de> for ReceivedVisitor {
             "Welcome" => Received::Known(Control::Welcome(map.next_value()?)),
             "Refused" => Received::Known(Control::Refused(map.next_value()?)),
             "Draining" => Received::Known(Control::Draining(map.next_value()?)),
+            "Renew" => Received::Known(Control::Renew(map.next_value()?)),
+            "Renewed" => Received::Known(Control::Renewed(map.next_value()?)),
+            "RenewRefused" => Received::Known(Control::RenewRefused(map.next_value()?)),
             #[cfg(test)]
             "Probe" => {
                 #[derive(Deserialize)]

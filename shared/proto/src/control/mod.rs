@@ -41,13 +41,16 @@ mod message;
 
 pub use connector::{ConnectorControl, ConnectorOutput};
 pub use edge::{EdgeControl, EdgeOutput};
-pub use message::{Control, Draining, Hello, Limits, Received, Refused, Welcome};
+pub use message::{
+    Control, Draining, Hello, Limits, Received, Refused, Renew, RenewRefused, Renewed, Welcome,
+};
 
 use crate::frame::FrameError;
 
 /// The optional control messages this build understands, announced in its `Hello` or
-/// `Welcome`: [`Draining`] (either side, on SIGTERM).
-pub const CAPABILITIES: &[&str] = &["Draining"];
+/// `Welcome`: [`Draining`] (either side, on SIGTERM); [`Renew`] (connector → edge) answered by
+/// [`Renewed`] or [`RenewRefused`].
+pub const CAPABILITIES: &[&str] = &["Draining", "Renew", "Renewed", "RenewRefused"];
 
 /// Why a control machine stopped, or refused a call. Every error but [`ControlError::State`]
 /// and [`ControlError::PeerDidNotAnnounce`] (refused calls, which change nothing) ends the

@@ -265,10 +265,40 @@ fn kinds_and_base() {
         "an older peer must never be sent Draining"
     );
     assert!(crate::control::CAPABILITIES.contains(&"Draining"));
+    let renew = Control::Renew(Renew {
+        id: 7,
+        csr_pem: "csr".into(),
+    });
+    let renewed = Control::Renewed(Renewed {
+        id: 7,
+        chain_pem: "chain".into(),
+        ca_pem: "ca".into(),
+    });
+    let renew_refused = Control::RenewRefused(RenewRefused {
+        id: 7,
+        reason: "no".into(),
+    });
+    for msg in [&renew, &renewed, &renew_refused] {
+        assert!(
+            !msg.is_base(),
+            "an older peer must never be sent {}",
+            msg.kind()
+        );
+        assert!(crate::control::CAPABILITIES.contains(&msg.kind()));
+    }
     // Every known kind decodes from what it encodes to.
-    for msg in [hello(&["Probe"]), welcome(&[]), refused(), draining, probe] {
+    for msg in [
+        hello(&["Probe"]),
+        welcome(&[]),
+        refused(),
+        draining,
+        renew,
+        renewed,
+        renew_refused,
+        probe,
+    ] {
         let bytes = frame::encode(&msg).unwrap();
         assert_eq!(received(&bytes).unwrap(), Received::Known(msg));
     }
-    assert_eq!(KNOWN.len(), 5);
+    assert_eq!(KNOWN.len(), 8);
 }
