@@ -89,6 +89,15 @@ impl Revocations {
         self.reload();
     }
 
+    /// Before issuing a certificate by renewal over `tunnel`: re-reads the list at once (a
+    /// `revoke` the one-second poll has not seen yet counts) and says whether every
+    /// certificate the tunnel holds is still good. Without it, a connector revoked by
+    /// `before now` could renew within that second and get a certificate the rule misses.
+    pub fn may_renew(&self, tunnel: &Tunnel) -> bool {
+        self.reload_now();
+        !self.tunnel_revoked(&self.current(), tunnel)
+    }
+
     /// Re-reads the file; on error keeps the previous list and says why (see the module
     /// documentation). Returns whether the list in force changed.
     fn reload(&self) -> bool {
