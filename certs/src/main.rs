@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use underpass_pki::issue::HostSan;
-use underpass_pki::revoke::RevokeTarget;
+use underpass_pki::revoke::{RevokeTarget, RuleTarget};
 use underpass_proto::identity::{Role, DEFAULT_TRUST_DOMAIN};
 
 #[derive(Parser)]
@@ -38,7 +38,16 @@ enum Command {
     },
     /// Show a certificate's identity, serial and validity.
     Inspect { file: PathBuf },
-    /// Add a certificate to DIR/revoked.txt.
+    /// Add a certificate, or a bulk rule, to DIR/revoked.txt.
+    ///
+    /// `--name N` / `--serial S` revoke one certificate (the connector issuer too: `--name
+    /// issuer` refuses every chain it signed; only the root CA cannot be revoked).
+    /// `--connector N --before T` / `--all-connectors --before T` append the rule
+    /// `before T spiffe://<td>/connector/N` (or `.../connector/*`): every certificate of that
+    /// connector (of every connector) issued before T is revoked, ones issued later are not
+    /// (incident response: revoke, then re-issue or re-enroll). Edges and connectors reading
+    /// the list pick it up within about a second.
+    #[command(verbatim_doc_comment)]
     Revoke {
         #[arg(long)]
         dir: PathBuf,
@@ -47,6 +56,10 @@ enum Command {
         /// Revoke a serial even if no certificate in DIR has it.
         #[arg(long, requires = "serial")]
         force: bool,
+        /// With --connector / --all-connectors: revoke what was issued before this time
+        /// (RFC 3339 in UTC, e.g. 2026-11-23T19:00:00Z, or `now`). Default: now.
+        #[arg(long, value_name = "RFC3339|now")]
+        before: Option<String>,
     },
     /// Create the connector issuer DIR/issuer.crt + DIR/issuer.key (an intermediate CA that may
     /// issue connector identities only), signed by the CA in DIR.
@@ -141,6 +154,12 @@ struct TargetArgs {
     /// Revoke by serial number (hex; ':' separators and leading zeros allowed).
     #[arg(long)]
     serial: Option<String>,
+    /// Revoke every certificate of connector NAME issued before --before (a rule).
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME")]
+    connector: Option<String>,
+    /// Revoke every connector certificate issued before --before (a rule).
+    #[arg(long)]
+    all_connectors: bool,
 }
 
 fn main() -> ExitCode {
@@ -273,38 +292,80 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect { file } => {
             print!("{}", underpass_pki::inspect::inspect_file(&file)?);
         }
-        Command::Revoke { dir, target, force } => {
-            let target = match (target.name, target.serial) {
-                (Some(name), _) => RevokeTarget::Name(name),
-                (None, Some(serial)) => RevokeTarget::Serial(serial),
-                (None, None) => anyhow::bail!("give --name or --serial"),
-            };
-            let r = underpass_pki::revoke::revoke(&dir, &target, force)?;
-            let who = r
-                .identity
-                .as_ref()
-                .map_or_else(|| "unknown identity".to_owned(), ToString::to_string);
-            if r.already_listed {
-                println!(
-                    "already revoked: {} ({who}) is listed in {}; nothing to do",
-                    r.serial,
-                    r.list_path.display()
-                );
-            } else {
-                if r.unknown_forced {
-                    println!(
-                        "note: no certificate in {} has serial {}; revoking it anyway (--force)",
-                        dir.display(),
-                        r.serial
-                    );
-                }
-                println!(
-                    "revoked {} ({who}): added to {}",
-                    r.serial,
-                    r.list_path.display()
-                );
-            }
+        Command::Revoke {
+            dir,
+            target,
+            force,
+            before,
+        } => revoke(&dir, target, force, before.as_deref())?,
+    }
+    Ok(())
+}
+
+/// `revoke`: one certificate (`--name`, `--serial`) or a bulk rule (`--connector`,
+/// `--all-connectors`).
+fn revoke(
+    dir: &std::path::Path,
+    target: TargetArgs,
+    force: bool,
+    before: Option<&str>,
+) -> anyhow::Result<()> {
+    let rule_target = match (target.connector, target.all_connectors) {
+        (Some(name), _) => Some(RuleTarget::Connector(name)),
+        (None, true) => Some(RuleTarget::AllConnectors),
+        (None, false) => None,
+    };
+    if let Some(rule_target) = rule_target {
+        let before = underpass_pki::revocation::parse_time(before.unwrap_or("now"))?;
+        let r = underpass_pki::revoke::revoke_before(dir, &rule_target, before)?;
+        let line = r.rule.to_line();
+        if r.already_listed {
+            println!(
+                "already listed in {}: {line}; nothing to do",
+                r.list_path.display()
+            );
+        } else {
+            println!(
+                "revoked every certificate of {} issued before {}: added `{line}` to {}",
+                r.rule.subject,
+                line.split_whitespace().nth(1).unwrap_or_default(),
+                r.list_path.display()
+            );
         }
+        return Ok(());
+    }
+    if before.is_some() {
+        anyhow::bail!("--before goes with --connector or --all-connectors");
+    }
+    let target = match (target.name, target.serial) {
+        (Some(name), _) => RevokeTarget::Name(name),
+        (None, Some(serial)) => RevokeTarget::Serial(serial),
+        (None, None) => anyhow::bail!("give --name, --serial, --connector or --all-connectors"),
+    };
+    let r = underpass_pki::revoke::revoke(dir, &target, force)?;
+    let who = r
+        .identity
+        .as_ref()
+        .map_or_else(|| "unknown identity".to_owned(), ToString::to_string);
+    if r.already_listed {
+        println!(
+            "already revoked: {} ({who}) is listed in {}; nothing to do",
+            r.serial,
+            r.list_path.display()
+        );
+    } else {
+        if r.unknown_forced {
+            println!(
+                "note: no certificate in {} has serial {}; revoking it anyway (--force)",
+                dir.display(),
+                r.serial
+            );
+        }
+        println!(
+            "revoked {} ({who}): added to {}",
+            r.serial,
+            r.list_path.display()
+        );
     }
     Ok(())
 }

@@ -257,7 +257,7 @@ fn revoke_by_name_and_serial() {
 
     // The library reads back exactly what inspect printed.
     let set = underpass_pki::revocation::read_revocation_list(&text).expect("list");
-    assert!(set.contains(&dc1_serial) && set.contains(&alice_serial));
+    assert!(set.is_revoked_serial(&dc1_serial) && set.is_revoked_serial(&alice_serial));
 
     // Inspect notices the revocation.
     let out = ok(&["inspect", s(&pki.path("dc1.crt"))]);
@@ -290,6 +290,117 @@ fn revoke_by_name_and_serial() {
     // Exactly one of --name / --serial (a usage error from clap, exit 2).
     let out = certs(&["revoke", "--dir", pki.d()]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn revoke_rules_and_the_issuer() {
+    let pki = Pki::new();
+    ok(&["issue", "connector", "--dir", pki.d(), "--name", "dc1"]);
+    let list = pki.path("revoked.txt");
+    let t = "2026-11-23T19:00:00Z";
+
+    let out = ok(&[
+        "revoke",
+        "--dir",
+        pki.d(),
+        "--connector",
+        "dc1",
+        "--before",
+        t,
+    ]);
+    assert!(out.contains("revoked every certificate of spiffe://underpass.local/connector/dc1 issued before 2026-11-23T19:00:00Z"), "{out}");
+    let out = ok(&[
+        "revoke",
+        "--dir",
+        pki.d(),
+        "--connector",
+        "dc1",
+        "--before",
+        t,
+    ]);
+    assert!(out.contains("nothing to do"), "{out}");
+    ok(&[
+        "revoke",
+        "--dir",
+        pki.d(),
+        "--all-connectors",
+        "--before",
+        t,
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&list).expect("list"),
+        format!(
+            "before {t} spiffe://underpass.local/connector/dc1\n\
+             before {t} spiffe://underpass.local/connector/*\n"
+        )
+    );
+    // dc1 was issued after T: still good.
+    let out = ok(&["inspect", s(&pki.path("dc1.crt"))]);
+    assert_eq!(field(&out, "status:"), "valid");
+
+    // `--before now` (also the default) catches it.
+    ok(&["revoke", "--dir", pki.d(), "--connector", "dc1"]);
+    let out = ok(&["inspect", s(&pki.path("dc1.crt"))]);
+    assert_eq!(field(&out, "status:"), "revoked");
+    // A re-issued certificate is not caught (issued after T, with T = now a second ago at
+    // most: wait out the one-second precision first).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::remove_file(pki.path("dc1.crt")).expect("rm");
+    std::fs::remove_file(pki.path("dc1.key")).expect("rm");
+    ok(&["issue", "connector", "--dir", pki.d(), "--name", "dc1"]);
+    let out = ok(&["inspect", s(&pki.path("dc1.crt"))]);
+    assert_eq!(field(&out, "status:"), "valid");
+
+    let err = fails(&[
+        "revoke",
+        "--dir",
+        pki.d(),
+        "--connector",
+        "dc1",
+        "--before",
+        "yesterday",
+    ]);
+    assert!(err.contains("invalid time"), "{err}");
+    let err = fails(&["revoke", "--dir", pki.d(), "--connector", "Bad Name"]);
+    assert!(err.contains("Bad Name"), "{err}");
+    let err = fails(&[
+        "revoke",
+        "--dir",
+        pki.d(),
+        "--name",
+        "dc1",
+        "--before",
+        "now",
+    ]);
+    assert!(err.contains("--before goes with"), "{err}");
+    // Two targets at once: a usage error.
+    let out = certs(&[
+        "revoke",
+        "--dir",
+        pki.d(),
+        "--connector",
+        "dc1",
+        "--all-connectors",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // The issuer may be revoked; the root may not.
+    ok(&["issuer", "--dir", pki.d(), "--ttl", "30d"]);
+    let out = ok(&["revoke", "--dir", pki.d(), "--name", "issuer"]);
+    assert!(out.contains("revoked "), "{out}");
+    let out = ok(&["inspect", s(&pki.path("issuer.crt"))]);
+    assert_eq!(field(&out, "status:"), "revoked");
+    let err = fails(&["revoke", "--dir", pki.d(), "--name", "ca"]);
+    assert!(err.contains("refusing to revoke the CA"), "{err}");
+    let ca_serial = field(&ok(&["inspect", s(&pki.path("ca.crt"))]), "serial:");
+    let err = fails(&["revoke", "--dir", pki.d(), "--serial", &ca_serial]);
+    assert!(err.contains("refusing to revoke the CA"), "{err}");
+
+    let help = ok(&["revoke", "--help"]);
+    assert!(
+        help.contains("--all-connectors") && help.contains("before T"),
+        "{help}"
+    );
 }
 
 fn sans(der: &[u8]) -> Vec<String> {

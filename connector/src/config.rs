@@ -55,6 +55,8 @@ pub struct ConnectorConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
+    /// Revocation list checked against edge certificates (`revocation_list`), resolved.
+    pub revocation_list: Option<PathBuf>,
     /// The services this connector serves (`[[services]]`), in file order.
     pub services: Vec<ServiceConfig>,
 }
@@ -260,6 +262,12 @@ struct ConnectorFile {
     key: PathBuf,
     /// The deployment CA that edge certificates must chain to.
     ca: PathBuf,
+    /// Optional revocation list (`revoked.txt` as `underpass-certs revoke` writes it: serials
+    /// and `before <time> <identity>` rules) checked against the edge's certificate and its
+    /// intermediates; relative to this file. Re-read on change and on SIGHUP; fails closed
+    /// (unreadable at start: the connector does not start; unreadable later: the last good
+    /// list stays in force, logged as an error). A revoked edge's tunnels are closed.
+    revocation_list: Option<PathBuf>,
     /// The MCP servers this connector serves. Nothing else is reachable through it.
     services: Vec<ServiceFile>,
 }
@@ -373,6 +381,7 @@ impl ConnectorFile {
             cert: resolve(self.cert),
             key: resolve(self.key),
             ca: resolve(self.ca),
+            revocation_list: self.revocation_list.map(resolve),
             services,
         })
     }

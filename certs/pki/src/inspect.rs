@@ -107,7 +107,7 @@ pub fn read_certificate(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 /// Inspects a certificate file; also marks it revoked if a `revoked.txt` in the same folder
-/// lists its serial (an unreadable list is ignored here: inspect is a diagnostic).
+/// revokes it (by serial or by a rule; an unreadable list is ignored here: inspect is a diagnostic).
 pub fn inspect_file(path: &Path) -> Result<CertInfo, Error> {
     let der = read_certificate(path)?;
     let mut info = inspect_der(&der).map_err(|e| Error::BadCertificate {
@@ -119,7 +119,7 @@ pub fn inspect_file(path: &Path) -> Result<CertInfo, Error> {
         .map(|p| p.join(REVOCATION_FILE))
         .unwrap_or_else(|| REVOCATION_FILE.into());
     if let Ok(revoked) = revocation::read_revocation_file(&list) {
-        info.revoked = revoked.contains(&info.serial);
+        info.revoked = revoked.is_revoked(&der);
     }
     Ok(info)
 }

@@ -5,9 +5,10 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use underpass_proto::identity::{validate_name, SpiffeId};
+use underpass_proto::identity::{validate_name, Role, SpiffeId};
 
 use crate::files::PUBLIC_MODE;
+use crate::revocation::{Rule, RuleSubject};
 use crate::{inspect, revocation, Error, CA_CERT_FILE, REVOCATION_FILE};
 
 /// Which certificate to revoke.
@@ -33,11 +34,61 @@ pub struct Revoked {
     pub list_path: PathBuf,
 }
 
+/// Whose certificates a bulk rule revokes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleTarget {
+    /// The connector with this name.
+    Connector(String),
+    /// Every connector of the CA's trust domain.
+    AllConnectors,
+}
+
+/// What [`revoke_before`] did.
+#[derive(Debug, Clone)]
+pub struct RuleAdded {
+    pub rule: Rule,
+    /// True if the list already held this exact rule (nothing was written).
+    pub already_listed: bool,
+    pub list_path: PathBuf,
+}
+
+/// Appends the bulk rule `before <T> <subject>` to `dir/revoked.txt`: every certificate of the
+/// target issued before `before` (Unix seconds) is revoked, later ones are not (see
+/// [`crate::revocation`]). The trust domain is the CA's (`dir/ca.crt`).
+pub fn revoke_before(dir: &Path, target: &RuleTarget, before: i64) -> Result<RuleAdded, Error> {
+    let ca_path = dir.join(CA_CERT_FILE);
+    let ca = inspect::read_certificate(&ca_path)?;
+    let trust_domain = crate::ca::ca_trust_domain(&ca).map_err(|e| Error::BadCertificate {
+        path: ca_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let subject = match target {
+        RuleTarget::Connector(name) => {
+            RuleSubject::Identity(SpiffeId::new(&trust_domain, Role::Connector, name)?)
+        }
+        RuleTarget::AllConnectors => RuleSubject::AllConnectors { trust_domain },
+    };
+    let rule = Rule { before, subject };
+    let list_path = dir.join(REVOCATION_FILE);
+    let (existing, listed) = read_existing(&list_path)?;
+    let already_listed = listed.rules.contains(&rule);
+    if !already_listed {
+        append_line(&list_path, &existing, &rule.to_line())?;
+    }
+    Ok(RuleAdded {
+        rule,
+        already_listed,
+        list_path,
+    })
+}
+
 /// Adds a certificate to `dir/revoked.txt` (created with mode 0644 if missing).
 ///
 /// A serial is looked up among the `*.crt` files of `dir` so the line can name the identity;
 /// a serial found nowhere is refused unless `force` is set (a typo would otherwise revoke
-/// nothing while looking like it worked). The CA itself cannot be revoked this way.
+/// nothing while looking like it worked). The self-signed root cannot be revoked this way
+/// (nothing would verify any more); the connector issuer (`--name issuer`) can: the edge then
+/// refuses every chain it presents.
 pub fn revoke(dir: &Path, target: &RevokeTarget, force: bool) -> Result<Revoked, Error> {
     let (serial, identity, unknown_forced) = match target {
         RevokeTarget::Name(name) => {
@@ -56,7 +107,7 @@ pub fn revoke(dir: &Path, target: &RevokeTarget, force: bool) -> Result<Revoked,
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-            if info.ca_trust_domain.is_some() {
+            if is_root(&info) {
                 return Err(Error::RevokeCa);
             }
             (info.serial, info.identity, false)
@@ -65,7 +116,7 @@ pub fn revoke(dir: &Path, target: &RevokeTarget, force: bool) -> Result<Revoked,
             let serial = revocation::parse_serial(text)?;
             match find_by_serial(dir, &serial)? {
                 Some((file, _)) if file == CA_CERT_FILE => return Err(Error::RevokeCa),
-                Some((_, info)) if info.ca_trust_domain.is_some() => return Err(Error::RevokeCa),
+                Some((_, info)) if is_root(&info) => return Err(Error::RevokeCa),
                 Some((_, info)) => (serial, info.identity, false),
                 None if force => (serial, None, true),
                 None => {
@@ -79,30 +130,14 @@ pub fn revoke(dir: &Path, target: &RevokeTarget, force: bool) -> Result<Revoked,
     };
 
     let list_path = dir.join(REVOCATION_FILE);
-    let existing = match std::fs::read_to_string(&list_path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Error::io(&list_path, e)),
-    };
-    let listed =
-        revocation::read_revocation_list(&existing).map_err(|e| Error::BadCertificate {
-            path: list_path.clone(),
-            reason: format!("unreadable revocation list: {e}"),
-        })?;
-    let already_listed = listed.contains(&serial);
+    let (existing, listed) = read_existing(&list_path)?;
+    let already_listed = listed.is_revoked_serial(&serial);
     if !already_listed {
-        let mut line = String::new();
-        if !existing.is_empty() && !existing.ends_with('\n') {
-            line.push('\n');
-        }
         let who = identity
             .as_ref()
             .map_or_else(|| "-".to_owned(), SpiffeId::to_string);
-        line.push_str(&format!(
-            "{serial} {who} {}\n",
-            crate::rfc3339(crate::ca::now())
-        ));
-        append(&list_path, line.as_bytes())?;
+        let line = format!("{serial} {who} {}", crate::rfc3339(crate::ca::now()));
+        append_line(&list_path, &existing, &line)?;
     }
     Ok(Revoked {
         serial,
@@ -111,6 +146,38 @@ pub fn revoke(dir: &Path, target: &RevokeTarget, force: bool) -> Result<Revoked,
         unknown_forced,
         list_path,
     })
+}
+
+/// A self-signed CA certificate (the root): subject and issuer are the same name.
+fn is_root(info: &inspect::CertInfo) -> bool {
+    info.ca_trust_domain.is_some() && info.subject == info.issuer
+}
+
+/// The list's text (empty if the file does not exist yet) and its parse; a list that does not
+/// parse is refused rather than appended to.
+fn read_existing(list_path: &Path) -> Result<(String, revocation::RevocationList), Error> {
+    let existing = match std::fs::read_to_string(list_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(list_path, e)),
+    };
+    let listed =
+        revocation::read_revocation_list(&existing).map_err(|e| Error::BadCertificate {
+            path: list_path.to_path_buf(),
+            reason: format!("unreadable revocation list: {e}"),
+        })?;
+    Ok((existing, listed))
+}
+
+/// Appends `line` (plus a newline, and one before it if the file lacks its last).
+fn append_line(list_path: &Path, existing: &str, line: &str) -> Result<(), Error> {
+    let mut text = String::new();
+    if !existing.is_empty() && !existing.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(line);
+    text.push('\n');
+    append(list_path, text.as_bytes())
 }
 
 /// One `write` in append mode, so concurrent revocations cannot interleave within a line.
@@ -152,7 +219,6 @@ fn find_by_serial(dir: &Path, serial: &str) -> Result<Option<(String, inspect::C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use underpass_proto::identity::Role;
 
     #[test]
     fn by_name_then_by_serial_is_noop() {
@@ -180,7 +246,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&r.list_path).expect("read"), text);
         assert!(revocation::read_revocation_file(&r.list_path)
             .expect("list")
-            .contains(&issued.serial));
+            .is_revoked_serial(&issued.serial));
     }
 
     #[test]
@@ -206,5 +272,54 @@ mod tests {
         assert!(r.unknown_forced);
         let text = std::fs::read_to_string(&r.list_path).expect("read");
         assert!(text.starts_with("abcd - "), "{text}");
+    }
+
+    #[test]
+    fn rules_are_appended_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::ca::init(dir.path(), "underpass.local").expect("init");
+        let before = 1_795_460_400;
+        let target = RuleTarget::Connector("dc1".into());
+        let r = revoke_before(dir.path(), &target, before).expect("rule");
+        assert!(!r.already_listed);
+        let r = revoke_before(dir.path(), &target, before).expect("again");
+        assert!(r.already_listed);
+        let r = revoke_before(dir.path(), &RuleTarget::AllConnectors, before).expect("all");
+        assert!(!r.already_listed);
+        let text = std::fs::read_to_string(&r.list_path).expect("read");
+        assert_eq!(
+            text,
+            "before 2026-11-23T19:00:00Z spiffe://underpass.local/connector/dc1\n\
+             before 2026-11-23T19:00:00Z spiffe://underpass.local/connector/*\n"
+        );
+        let err = revoke_before(
+            dir.path(),
+            &RuleTarget::Connector("Bad Name".into()),
+            before,
+        )
+        .expect_err("bad name");
+        assert!(matches!(err, Error::Identity(_)), "{err}");
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert!(
+            revoke_before(empty.path(), &target, before).is_err(),
+            "no CA"
+        );
+    }
+
+    #[test]
+    fn the_issuer_can_be_revoked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::ca::init(dir.path(), "underpass.local").expect("init");
+        let issuer = crate::issuer::create(
+            dir.path(),
+            std::time::Duration::from_secs(30 * 86_400),
+            false,
+        )
+        .expect("issuer");
+        let r = revoke(dir.path(), &RevokeTarget::Name("issuer".into()), false).expect("revoke");
+        assert_eq!(r.serial, issuer.serial);
+        let list = revocation::read_revocation_file(&r.list_path).expect("list");
+        let der = inspect::read_certificate(&issuer.cert_path).expect("read");
+        assert!(list.is_revoked(&der));
     }
 }

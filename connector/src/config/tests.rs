@@ -239,3 +239,19 @@ fn tunnels_per_edge_defaults_to_two_and_is_bounded() {
     }
     assert!(with("tunnels_per_edge = -1").is_err());
 }
+
+#[test]
+fn revocation_list_is_optional_and_relative_to_the_file() {
+    let svc = "[[services]]\nname = \"s\"\nurl = \"http://127.0.0.1:1/mcp\"";
+    assert_eq!(parse(svc).unwrap().revocation_list, None);
+    let c = parse(&format!("revocation_list = \"pki/revoked.txt\"\n{svc}")).unwrap();
+    assert_eq!(
+        c.revocation_list.as_deref(),
+        Some(Path::new("/etc/up/pki/revoked.txt"))
+    );
+    let c = parse(&format!("revocation_list = \"/var/revoked.txt\"\n{svc}")).unwrap();
+    assert_eq!(
+        c.revocation_list.as_deref(),
+        Some(Path::new("/var/revoked.txt"))
+    );
+}
