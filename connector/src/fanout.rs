@@ -37,6 +37,8 @@ pub struct EdgeDialers {
     pub backends: Arc<Backends>,
     /// Certificate renewals waiting for a tunnel to carry them.
     pub renewals: Arc<crate::renew::Renewals>,
+    /// The edges' certificates revoked (`revocation_list`).
+    pub revocations: Arc<crate::revocation::EdgeRevocations>,
     pub shutdown: watch::Receiver<bool>,
     /// `drain_grace`, for each dialer.
     pub drain_grace: Duration,
@@ -185,6 +187,7 @@ impl EdgeDialers {
                     carriers: self.carriers.clone(),
                     backends: self.backends.clone(),
                     renewals: self.renewals.clone(),
+                    revocations: self.revocations.clone(),
                     shutdown: self.shutdown.clone(),
                     drain_grace: self.drain_grace,
                     retired: a.retire.subscribe(),

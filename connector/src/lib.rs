@@ -22,6 +22,7 @@ pub mod exchange;
 pub mod fanout;
 pub mod http_client;
 pub mod renew;
+pub mod revocation;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -41,10 +42,13 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     let creds = Arc::new(credentials::Credentials::load(&config)?);
     let shared_config = Arc::new(config.clone());
     creds.watch(&shared_config);
+    let revocations = revocation::EdgeRevocations::load(config.revocation_list.clone())
+        .map_err(|e| anyhow::anyhow!("cannot read the revocation_list: {e}"))?;
+    tokio::spawn(revocations.clone().watch());
     let edge_policy = PeerPolicy {
         role: Role::Edge,
         trust_domain: config.trust_domain.clone(),
-        revoked: None,
+        revoked: Some(revocations.check()),
     };
     let tunnel_crypto =
         tls::tunnel_client_crypto_reloading(creds.cert.clone(), creds.roots.clone(), edge_policy)?;
@@ -93,6 +97,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
                 carriers: carriers.clone(),
                 backends: backends.clone(),
                 renewals: renewals.clone(),
+                revocations: revocations.clone(),
                 shutdown: shutdown_rx.clone(),
                 drain_grace: config.drain_grace,
             }

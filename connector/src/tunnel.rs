@@ -70,6 +70,8 @@ pub struct Dialer {
     pub backends: Arc<Backends>,
     /// Certificate renewals waiting for a tunnel to carry them (see [`crate::renew`]).
     pub renewals: Arc<crate::renew::Renewals>,
+    /// The edges' certificates revoked: a tunnel to an edge revoked while it runs is closed.
+    pub revocations: Arc<crate::revocation::EdgeRevocations>,
     /// Flips to `true` when the connector shuts down: it drains (see [`Dialer::drain_out`]).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// How long exchanges in flight may take to finish once it does (`drain_grace`).
@@ -307,6 +309,7 @@ impl Dialer {
         let control_conn = dialed.conn.clone();
         let (shutdown, grace) = (self.shutdown.clone(), self.drain_grace);
         tokio::spawn(async move { ctl.serve(&control_conn, shutdown, grace).await });
+        tokio::spawn(self.revocations.clone().guard(dialed.conn.clone()));
 
         tracing::info!(
             edge = %self.edge,

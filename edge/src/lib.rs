@@ -174,6 +174,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
                 &config.tunnel.ca,
                 &config.trust_domain,
                 auditor.clone(),
+                revocations.clone(),
             )
             .context("cannot set up [enrollment]")?;
             let crypto = tls::enroll_server_crypto(

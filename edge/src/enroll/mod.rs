@@ -16,7 +16,7 @@ pub mod used;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -31,6 +31,8 @@ use underpass_proto::enroll::{
 use underpass_proto::frame;
 
 use crate::config::EnrollmentConfig;
+use crate::revocation::Revocations;
+use crate::tunnels::registry::Tunnel;
 use used::{UsedError, UsedTokens};
 
 /// Enrollments served at once; more connections are closed at once.
@@ -80,6 +82,9 @@ pub struct Enrollment {
     per_ip: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     at_once: tokio::sync::Semaphore,
     auditor: Option<Auditor>,
+    /// Read again before every issuance: a revoked issuer issues nothing, a revoked
+    /// connector renews nothing.
+    revocations: Arc<Revocations>,
 }
 
 impl Enrollment {
@@ -90,6 +95,7 @@ impl Enrollment {
         tunnel_ca: &Path,
         trust_domain: &str,
         auditor: Option<Auditor>,
+        revocations: Arc<Revocations>,
     ) -> anyhow::Result<Enrollment> {
         let issuer = issuer::load(&config.issuer_cert, &config.issuer_key)
             .context("[enrollment] issuer_cert / issuer_key")?;
@@ -124,6 +130,7 @@ impl Enrollment {
             per_ip: Mutex::new(HashMap::new()),
             at_once: tokio::sync::Semaphore::new(MAX_AT_ONCE),
             auditor,
+            revocations,
         })
     }
 
@@ -156,6 +163,7 @@ impl Enrollment {
         .map_err(|e| refused(EnrollCode::Malformed, e))?;
         underpass_pki::csr::check_request(req.csr_pem.as_bytes(), &identity)
             .map_err(|e| refused(csr_code(&e), e))?;
+        self.issuer_usable()?;
         self.used
             .consume(&claims.id_hex(), claims.not_after, &claims.connector)
             .map_err(|e| match e {
@@ -178,23 +186,42 @@ impl Enrollment {
         .map_err(|e| refused(csr_code(&e), e))
     }
 
-    /// A renewal over a live tunnel of connector `name` (the identity its handshake proved):
-    /// the request must be for that identity; audited as `underpass/renew`.
-    pub fn renew(
-        &self,
-        name: &str,
-        csr_pem: &str,
-        remote: SocketAddr,
-    ) -> Result<IssuedLeaf, Refused> {
+    /// Refuses while the issuer itself is revoked (the list read again first).
+    fn issuer_usable(&self) -> Result<(), Refused> {
+        self.revocations.reload_now();
+        if self.revocations.is_revoked(&self.issuer.cert_der) {
+            return Err(refused(
+                EnrollCode::Disabled,
+                "this edge's issuer is revoked: it issues nothing until it is replaced",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A renewal over `tunnel` (for the identity its handshake proved): refused if any
+    /// certificate the tunnel holds is revoked (the list read again first); the request
+    /// must be for that identity; audited as `underpass/renew`.
+    pub fn renew(&self, tunnel: &Tunnel, csr_pem: &str) -> Result<IssuedLeaf, Refused> {
         let started = Instant::now();
-        let result = issuer::issue_connector(
-            &self.issuer,
-            name,
-            csr_pem.as_bytes(),
-            self.cert_ttl,
-            OffsetDateTime::now_utc(),
-        )
-        .map_err(|e| refused(csr_code(&e), e));
+        let name = tunnel.connector.as_str();
+        let remote = tunnel.conn.remote_addr();
+        let result = if self.revocations.may_renew(tunnel) {
+            self.issuer_usable().and_then(|()| {
+                issuer::issue_connector(
+                    &self.issuer,
+                    name,
+                    csr_pem.as_bytes(),
+                    self.cert_ttl,
+                    OffsetDateTime::now_utc(),
+                )
+                .map_err(|e| refused(csr_code(&e), e))
+            })
+        } else {
+            Err(refused(
+                EnrollCode::TokenInvalid,
+                "this connector's certificate is revoked: it renews nothing",
+            ))
+        };
         match &result {
             Ok(leaf) => tracing::info!(
                 connector = %name,

@@ -19,7 +19,9 @@ fn fixture() -> Fixture {
         cert_ttl: Duration::from_secs(3600),
         used_tokens: None,
     };
-    let enrollment = Enrollment::open(&config, &dir.path().join("ca.crt"), TD, None).unwrap();
+    let revocations = Revocations::load(Some(dir.path().join("revoked.txt"))).unwrap();
+    let enrollment =
+        Enrollment::open(&config, &dir.path().join("ca.crt"), TD, None, revocations).unwrap();
     Fixture { dir, enrollment }
 }
 

@@ -480,23 +480,22 @@ impl ControlStream {
         let (Some(issuer), Some(tunnel)) = (&self.renewals, &self.tunnel) else {
             return Ok(()); // `Renew` was not announced: nothing to answer
         };
-        let answer =
-            match issuer.renew(&tunnel.connector, &renew.csr_pem, tunnel.conn.remote_addr()) {
-                Ok(leaf) => {
-                    if let Some(registry) = &self.registry {
-                        registry.renewed(tunnel, &leaf.serial, leaf.not_after.unix_timestamp());
-                    }
-                    Control::Renewed(control::Renewed {
-                        id: renew.id,
-                        chain_pem: leaf.chain_pem,
-                        ca_pem: issuer.ca_pem().to_owned(),
-                    })
+        let answer = match issuer.renew(tunnel, &renew.csr_pem) {
+            Ok(leaf) => {
+                if let Some(registry) = &self.registry {
+                    registry.renewed(tunnel, &leaf.serial, leaf.not_after.unix_timestamp());
                 }
-                Err(refused) => Control::RenewRefused(control::RenewRefused {
+                Control::Renewed(control::Renewed {
                     id: renew.id,
-                    reason: refused.reason,
-                }),
-            };
+                    chain_pem: leaf.chain_pem,
+                    ca_pem: issuer.ca_pem().to_owned(),
+                })
+            }
+            Err(refused) => Control::RenewRefused(control::RenewRefused {
+                id: renew.id,
+                reason: refused.reason,
+            }),
+        };
         match self.machine.send(answer) {
             Ok(outputs) => {
                 for output in outputs {
