@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use underpass_pki::files::{self, KEY_MODE, PUBLIC_MODE};
 use underpass_pki::time::OffsetDateTime;
@@ -144,22 +144,14 @@ async fn ask(
         .map_err(|e| anyhow::anyhow!("TLS with the edge failed: {}", tls_failure(&e)))?;
     frame::write_frame(&mut tls, request).await?;
     tls.flush().await?;
-    let mut prefix = [0u8; 4];
-    tls.read_exact(&mut prefix)
-        .await
-        .context("the edge closed without answering")?;
-    let len = u32::from_be_bytes(prefix) as usize;
-    if len > MAX_ANSWER_LEN {
-        bail!("the edge's answer announces {len} bytes (at most {MAX_ANSWER_LEN})");
-    }
-    let mut buf = prefix.to_vec();
-    buf.resize(4 + len, 0);
-    tls.read_exact(&mut buf[4..])
-        .await
-        .context("the edge's answer was cut")?;
-    match frame::decode::<EnrollAnswer>(&buf)? {
-        Some((answer, _)) => Ok(answer),
-        None => bail!("the edge's answer was cut"),
+    match frame::read_frame_within::<EnrollAnswer, _>(&mut tls, MAX_ANSWER_LEN).await {
+        Ok(Some(answer)) => Ok(answer),
+        Ok(None) => bail!("the edge closed without answering"),
+        Err(frame::FrameError::TooLarge { len, max }) => {
+            bail!("the edge's answer announces {len} bytes (at most {max})")
+        }
+        Err(frame::FrameError::Truncated) => bail!("the edge's answer was cut"),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -141,10 +141,9 @@ async fn renew_once(
         underpass_pki::csr::new(&creds.identity.name, &creds.identity.trust_domain)?;
     let (chain_pem, ca_pem) = renewals.ask(csr_pem).await?;
     // The chain must lead to a CA this connector already trusts.
-    let trusted = std::fs::read_to_string(&config.ca)
-        .with_context(|| format!("cannot read {}", config.ca.display()))?;
+    let trusted = underpass_transport::tls::load_certs(&config.ca)?;
     let now = OffsetDateTime::now_utc();
-    let checked = pem_certificates(&trusted)
+    let checked = trusted
         .iter()
         .map(|root| underpass_pki::token::fingerprint(root))
         .find_map(|pin| {
@@ -182,12 +181,4 @@ fn replace(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
-}
-
-fn pem_certificates(pem: &str) -> Vec<Vec<u8>> {
-    use rustls_pki_types::pem::PemObject as _;
-    rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
-        .filter_map(Result::ok)
-        .map(|c| c.to_vec())
-        .collect()
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use underpass_audit::{AuditRecord, Auditor, Outcome};
 use underpass_pki::issuer::{self, IssuedLeaf, LoadedIssuer};
 use underpass_pki::time::OffsetDateTime;
@@ -106,7 +106,7 @@ impl Enrollment {
         );
         let ca_pem = std::fs::read_to_string(tunnel_ca)
             .with_context(|| format!("cannot read [tunnel] ca {}", tunnel_ca.display()))?;
-        let root = pem_certificates(&ca_pem)
+        let root = underpass_transport::tls::load_certs(tunnel_ca)?
             .into_iter()
             .find(|der| issuer::check_issued_by(&issuer, der, tunnel_ca).is_ok())
             .with_context(|| {
@@ -400,41 +400,24 @@ fn csr_code(e: &underpass_pki::csr::CsrRefusal) -> EnrollCode {
 /// Reads the one request frame: its length prefix is checked against `MAX_REQUEST_LEN`
 /// before any of the body is read.
 async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<EnrollRequest, Refused> {
-    let mut prefix = [0u8; 4];
-    stream
-        .read_exact(&mut prefix)
-        .await
-        .map_err(|e| refused(EnrollCode::Malformed, format!("no request: {e}")))?;
-    let len = u32::from_be_bytes(prefix) as usize;
-    if len > MAX_REQUEST_LEN {
-        return Err(refused(
+    match frame::read_frame_within::<EnrollRequest, _>(stream, MAX_REQUEST_LEN).await {
+        Ok(Some(req)) => Ok(req),
+        Ok(None) => Err(refused(
+            EnrollCode::Malformed,
+            "no request: the stream ended",
+        )),
+        Err(frame::FrameError::TooLarge { len, max }) => Err(refused(
             EnrollCode::TooLarge,
-            format!("a request of {len} bytes (at most {MAX_REQUEST_LEN})"),
-        ));
-    }
-    let mut buf = prefix.to_vec();
-    buf.resize(4 + len, 0);
-    stream
-        .read_exact(&mut buf[4..])
-        .await
-        .map_err(|e| refused(EnrollCode::Malformed, format!("the request was cut: {e}")))?;
-    match frame::decode::<EnrollRequest>(&buf) {
-        Ok(Some((req, _))) => Ok(req),
-        Ok(None) => Err(refused(EnrollCode::Malformed, "the request was cut")),
+            format!("a request of {len} bytes (at most {max})"),
+        )),
+        Err(frame::FrameError::Truncated) => {
+            Err(refused(EnrollCode::Malformed, "the request was cut"))
+        }
         Err(e) => Err(refused(
             EnrollCode::Malformed,
             format!("not a request: {e}"),
         )),
     }
-}
-
-/// The DER of every certificate in a PEM bundle.
-fn pem_certificates(pem: &str) -> Vec<Vec<u8>> {
-    use rustls_pki_types::pem::PemObject as _;
-    rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
-        .filter_map(Result::ok)
-        .map(|c| c.to_vec())
-        .collect()
 }
 
 #[cfg(test)]

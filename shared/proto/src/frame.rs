@@ -77,8 +77,8 @@ pub struct ResponseHead {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME_LEN}-byte limit")]
-    TooLarge(usize),
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
     #[error("stream ended inside a frame")]
     Truncated,
     #[error("undecodable frame (peer speaks another protocol version?): {0}")]
@@ -95,7 +95,10 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     rmp_serde::encode::write_named(&mut buf, msg)?;
     let len = buf.len() - LEN_PREFIX;
     if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(len));
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME_LEN,
+        });
     }
     buf[..LEN_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(buf)
@@ -109,7 +112,10 @@ pub fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)>, Fra
     };
     let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
     if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(len));
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME_LEN,
+        });
     }
     let Some(payload) = buf.get(LEN_PREFIX..LEN_PREFIX + len) else {
         return Ok(None);
@@ -155,6 +161,17 @@ where
     T: DeserializeOwned,
     R: AsyncRead + Unpin,
 {
+    read_frame_within(r, MAX_FRAME_LEN).await
+}
+
+/// [`read_frame`] with a limit of `max` bytes (at most [`MAX_FRAME_LEN`]), checked on the
+/// length prefix before any of the body is read.
+pub async fn read_frame_within<T, R>(r: &mut R, max: usize) -> Result<Option<T>, FrameError>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    let max = max.min(MAX_FRAME_LEN);
     let mut prefix = [0u8; LEN_PREFIX];
     let mut got = 0;
     while got < LEN_PREFIX {
@@ -165,8 +182,8 @@ where
         }
     }
     let len = u32::from_be_bytes(prefix) as usize;
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(len));
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
     }
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload)

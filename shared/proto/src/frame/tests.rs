@@ -30,7 +30,7 @@ fn oversized_prefix_is_refused_before_allocating() {
     bytes.extend_from_slice(&[0; 8]);
     assert!(matches!(
         decode::<RequestHead>(&bytes),
-        Err(FrameError::TooLarge(_))
+        Err(FrameError::TooLarge { .. })
     ));
 }
 
@@ -82,7 +82,7 @@ fn frame_buffer_reassembles_frames_split_anywhere() {
     b.push(&(MAX_FRAME_LEN as u32 + 1).to_be_bytes());
     assert!(matches!(
         b.next_frame::<RequestHead>(),
-        Err(FrameError::TooLarge(_))
+        Err(FrameError::TooLarge { .. })
     ));
 }
 

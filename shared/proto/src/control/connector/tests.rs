@@ -223,7 +223,7 @@ fn garbage_and_oversized_frames_are_fatal() {
     let mut c = established(&[], &[]);
     assert!(matches!(
         c.handle_bytes(&(MAX_FRAME_LEN as u32 + 1).to_be_bytes()),
-        Err(ControlError::Frame(FrameError::TooLarge(_)))
+        Err(ControlError::Frame(FrameError::TooLarge { .. }))
     ));
 }
 

@@ -322,7 +322,7 @@ fn garbage_and_oversized_frames_are_fatal() {
     let prefix = (MAX_FRAME_LEN as u32 + 1).to_be_bytes();
     assert!(matches!(
         edge.handle_bytes(&prefix),
-        Err(ControlError::Frame(FrameError::TooLarge(_)))
+        Err(ControlError::Frame(FrameError::TooLarge { .. }))
     ));
     assert!(!edge.is_established());
 }
