@@ -26,7 +26,7 @@ where
                 assert_eq!(again, msg);
             }
             // Named fields may make a compact (array-form) frame larger than the cap.
-            Err(FrameError::TooLarge(_)) => {}
+            Err(FrameError::TooLarge { .. }) => {}
             Err(e) => panic!("cannot re-encode a decoded frame: {e}"),
         }
     }
