@@ -65,7 +65,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     let services: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
     let carriers = Carriers::new(config.transport, client_config, tcp_connector);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let renewals = Arc::new(renew::Renewals::default());
+    let renewals = Arc::new(renew::Renewals::new(creds.cert.clone()));
     tokio::spawn(renew::run(
         creds.clone(),
         shared_config.clone(),

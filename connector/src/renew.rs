@@ -3,7 +3,9 @@
 //! whose edge announced `Renew`, checks the certificate it gets back, replaces its `key` and
 //! `cert` files (each written whole, then renamed over the old one: key first), and puts the
 //! new pair in force for the next handshakes. Live tunnels run on: the edge that issued moves
-//! the end of this connector's tunnels to the new certificate's. A refusal or no answer is
+//! the end of the carrying tunnel to the new certificate's, and every other tunnel, to any
+//! edge, presents the new certificate with proof of its key (`Reauth`, see
+//! `underpass_transport::tls::reauth`) and lives on until its end. A refusal or no answer is
 //! retried, sooner as the end nears; a connector offline past its certificate's end must
 //! enroll again.
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio::sync::{mpsc, oneshot};
 use underpass_pki::time::OffsetDateTime;
+use underpass_transport::tls::ReloadingCert;
 
 use crate::config::ConnectorConfig;
 use crate::credentials::Credentials;
@@ -33,24 +36,30 @@ pub struct Job {
     pub reply: oneshot::Sender<Answer>,
 }
 
-/// Where renewal requests wait for a control stream that can carry them: the first tunnel
-/// whose edge announced `Renew` takes each.
+/// Where renewal requests wait for a control stream that can carry them (the first tunnel
+/// whose edge announced `Renew` takes each), beside the certificate in force, which every
+/// tunnel presents again (`Reauth`) when it changes.
 pub struct Renewals {
     tx: mpsc::Sender<Job>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    cert: Arc<ReloadingCert>,
 }
 
-impl Default for Renewals {
-    fn default() -> Self {
+impl Renewals {
+    pub fn new(cert: Arc<ReloadingCert>) -> Self {
         let (tx, rx) = mpsc::channel(1);
         Renewals {
             tx,
             rx: tokio::sync::Mutex::new(rx),
+            cert,
         }
     }
-}
 
-impl Renewals {
+    /// The certificate in force: renewal and replaced files put new ones in force.
+    pub fn cert(&self) -> &Arc<ReloadingCert> {
+        &self.cert
+    }
+
     /// The next request, for a control stream that can send it (cancel-safe).
     pub async fn next(&self) -> Option<Job> {
         self.rx.lock().await.recv().await

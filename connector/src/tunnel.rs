@@ -9,10 +9,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls_pki_types::CertificateDer;
 use underpass_proto::control::{
     self, ConnectorControl, ConnectorOutput, Control, ControlError, Draining, Hello, Welcome,
 };
 use underpass_proto::frame::{self, codes, FrameError, PROTOCOL_VERSION};
+use underpass_transport::tls::{
+    self,
+    reauth::{self, BINDING_LEN},
+};
 use underpass_transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
 
 use crate::backends::Backends;
@@ -240,6 +245,9 @@ impl Dialer {
         carrier: Carrier,
     ) -> Result<Established, DialError> {
         let (dialed, welcome, ctl) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            // The certificate the handshake presents (a renewal landing meanwhile is presented
+            // again by `Reauth`, which costs nothing).
+            let presented = self.renewals.cert().leaf();
             let dialed = self
                 .carriers
                 .dial(carrier, addr, &self.server_name)
@@ -247,6 +255,7 @@ impl Dialer {
                 .map_err(DialError::Connect)?;
             // From here on the tunnel is used through the transport seam only.
             let conn = &dialed.conn;
+            let binding = conn.reauth_binding();
             let (send, recv) = conn
                 .open_exchange()
                 .await
@@ -266,6 +275,12 @@ impl Dialer {
                 renewals: self.renewals.clone(),
                 pending: None,
                 next_id: 0,
+                reauth: ReauthState {
+                    binding,
+                    proven: presented,
+                    attempted: None,
+                    pending: None,
+                },
             };
             let hello = ctl
                 .machine
@@ -446,6 +461,20 @@ struct ControlStream {
     /// The renewal sent and waiting for its answer: (id, who waits).
     pending: Option<(u64, tokio::sync::oneshot::Sender<crate::renew::Answer>)>,
     next_id: u64,
+    reauth: ReauthState,
+}
+
+/// Which certificate this tunnel's edge holds us to, and the `Reauth` moving it to the one in
+/// force.
+struct ReauthState {
+    /// This tunnel's binding (see `underpass_transport::tls::reauth`).
+    binding: Option<[u8; BINDING_LEN]>,
+    /// The leaf the edge took for this tunnel: the handshake's, a renewal's, a `Reauth`'s.
+    proven: Option<CertificateDer<'static>>,
+    /// The leaf of the last `Reauth` sent (not sent again if refused).
+    attempted: Option<CertificateDer<'static>>,
+    /// The `Reauth` awaiting its answer.
+    pending: Option<u64>,
 }
 
 /// Why reading the control stream stopped.
@@ -505,7 +534,34 @@ impl ControlStream {
                      other tunnels carry on"
                 ),
                 ConnectorOutput::Message(Control::Renewed(r)) => {
+                    // The edge moved this tunnel to the certificate it issued.
+                    if self.pending.as_ref().is_some_and(|(id, _)| *id == r.id) {
+                        self.reauth.proven = tls::parse_certs(r.chain_pem.as_bytes(), "Renewed")
+                            .ok()
+                            .and_then(|chain| chain.into_iter().next());
+                    }
                     self.answer(r.id, Ok((r.chain_pem, r.ca_pem)))
+                }
+                ConnectorOutput::Message(Control::Reauthed(r))
+                    if self.reauth.pending == Some(r.id) =>
+                {
+                    self.reauth.pending = None;
+                    self.reauth.proven = self.reauth.attempted.clone();
+                    tracing::info!(
+                        edge = %self.edge,
+                        "tunnel re-authenticated with the renewed certificate: it runs on"
+                    );
+                }
+                ConnectorOutput::Message(Control::ReauthRefused(r))
+                    if self.reauth.pending == Some(r.id) =>
+                {
+                    self.reauth.pending = None;
+                    tracing::warn!(
+                        edge = %self.edge,
+                        "the edge refused the renewed certificate on this tunnel ({}); the \
+                         tunnel ends with the old one, then the connector dials again",
+                        r.reason
+                    );
                 }
                 ConnectorOutput::Message(Control::RenewRefused(r)) => {
                     self.answer(r.id, Err(r.reason))
@@ -534,9 +590,19 @@ impl ControlStream {
             .iter()
             .any(|c| c == "Renew");
         let renewals = self.renewals.clone();
+        let reauths = self
+            .machine
+            .peer_capabilities()
+            .iter()
+            .any(|c| c == "Reauth");
+        let mut cert_changes = renewals.cert().changes();
         while self.open {
+            if reauths {
+                self.reauth_if_needed().await;
+            }
             let received = tokio::select! {
                 received = self.receive() => received,
+                Ok(()) = cert_changes.changed(), if reauths => continue,
                 Some(job) = renewals.next(), if renews && self.pending.is_none() && !told => {
                     self.send_renewal(job).await;
                     continue;
@@ -576,6 +642,46 @@ impl ControlStream {
             Err(e) => {
                 let _ = job.reply.send(Err(format!("cannot send the request: {e}")));
             }
+        }
+    }
+
+    /// Presents the certificate in force on this tunnel if the edge holds us to another one
+    /// (renewed through another tunnel, or files replaced), once per certificate.
+    async fn reauth_if_needed(&mut self) {
+        let state = &self.reauth;
+        let current = self.renewals.cert().current();
+        let leaf = current.cert.first();
+        if state.pending.is_some()
+            || leaf == state.proven.as_ref()
+            || leaf == state.attempted.as_ref()
+        {
+            return;
+        }
+        let Some(binding) = state.binding else {
+            return tracing::warn!(edge = %self.edge, "cannot re-authenticate this tunnel: no TLS binding");
+        };
+        let proof = match reauth::prove(&current, &binding) {
+            Ok(proof) => proof,
+            Err(e) => {
+                return tracing::warn!(edge = %self.edge, "cannot re-authenticate this tunnel: {e}")
+            }
+        };
+        self.next_id += 1;
+        let id = self.next_id;
+        self.reauth.attempted = leaf.cloned();
+        let message = Control::Reauth(control::Reauth {
+            id,
+            chain: current.cert.iter().map(|c| c.to_vec()).collect(),
+            scheme: proof.scheme,
+            signature: proof.signature,
+        });
+        let sent = match self.machine.send(message) {
+            Ok(outputs) => self.perform(outputs).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match sent {
+            Ok(_) => self.reauth.pending = Some(id),
+            Err(e) => tracing::warn!(edge = %self.edge, "cannot re-authenticate this tunnel: {e}"),
         }
     }
 

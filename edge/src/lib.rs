@@ -84,6 +84,8 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         trust_domain: config.trust_domain.clone(),
         revoked: Some(revocations.check()),
     };
+    let reauth =
+        tls::reauth::Reauthenticator::new(certs.tunnel_roots.clone(), connector_policy.clone())?;
     let tunnel_crypto = tls::tunnel_server_crypto_reloading(
         certs.tunnel_cert.clone(),
         certs.tunnel_roots.clone(),
@@ -195,23 +197,22 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         tunnel: tcp_acceptor.config().clone(),
         enroll: enrollment.as_ref().map(|(_, crypto)| crypto.clone()),
     };
-    let renewals = enrollment.as_ref().map(|(service, _)| service.clone());
+    let tunnel_service = Arc::new(tunnels::accept::TunnelService {
+        config: config.clone(),
+        registry: registry.clone(),
+        edge_name: edge_id.name.clone(),
+        drain: drain.clone(),
+        issuer: enrollment.as_ref().map(|(service, _)| service.clone()),
+        reauth,
+    });
     tokio::spawn(tunnels::accept::accept_loop(
         endpoint.clone(),
-        config.clone(),
-        registry.clone(),
-        edge_id.name.clone(),
-        drain.clone(),
-        renewals.clone(),
+        tunnel_service.clone(),
     ));
     tokio::spawn(tunnels::tcp::accept_loop(
         tcp_tunnels,
         tcp_port,
-        renewals,
-        config.clone(),
-        registry.clone(),
-        edge_id.name.clone(),
-        drain.clone(),
+        tunnel_service,
     ));
     let signer = AssertionSigner::new(
         &config.trust_domain,

@@ -2,8 +2,8 @@
 //! (written by `underpass-certs revoke`), re-read when the file changes and on SIGHUP.
 //!
 //! Handshakes consult it through [`Revocations::check`]; on every reload, live tunnels of
-//! newly revoked connectors are closed, and client-certificate requests are re-checked per
-//! request, so a revocation takes effect without restarting anything.
+//! newly revoked connectors (or of a revoked issuer) are closed, and client certificates
+//! are re-checked per request, so a revocation takes effect without restarting anything.
 //!
 //! It fails closed: once the list has been read, a list that turns unreadable, malformed or
 //! missing is never taken as "nothing is revoked". The last good list stays in force, the
@@ -47,9 +47,9 @@ impl Revocations {
         self.list.get()
     }
 
-    /// Whether the serial (canonical form) is listed. Bulk rules need the certificate: prefer
-    /// [`Revocations::is_revoked`] where it is at hand.
-    pub fn is_revoked_serial(&self, serial: &str) -> bool {
+    /// Whether the serial (canonical form) is listed (bulk rules need the certificate).
+    #[cfg(test)]
+    fn is_revoked_serial(&self, serial: &str) -> bool {
         self.current().is_revoked_serial(serial)
     }
 
@@ -146,15 +146,10 @@ impl Revocations {
         .await
     }
 
-    /// Whether a live tunnel's connector certificate is revoked: its handshake leaf by serial
-    /// and rules (when the transport still has it), and every serial the tunnel has held
-    /// (handshake and renewals) by serial.
+    /// Whether a certificate a live tunnel's connector holds or held is revoked, by serial
+    /// or rule: the handshake's leaf and issuer, and those of renewals and re-authentications.
     fn tunnel_revoked(&self, list: &RevocationList, tunnel: &Tunnel) -> bool {
-        tunnel
-            .conn
-            .peer_leaf()
-            .is_some_and(|leaf| list.is_revoked(leaf.as_ref()))
-            || tunnel.serials().iter().any(|s| list.is_revoked_serial(s))
+        tunnel.held().iter().any(|cert| list.is_revoked(cert))
     }
 
     /// Subscriber of the list: whenever it changes (or SIGHUP asks), closes the live tunnels

@@ -328,6 +328,48 @@ fn revoked_client_certificates_are_refused_at_the_handshake() {
     s.survived(&before, "revoked client certificates");
 }
 
+/// Incident response on a connection already open: a bulk rule ("everything of dora issued
+/// before now", written by hand: the CLI writes connector rules) refuses the next request of
+/// a kept-alive connection whose handshake passed before it, not only new handshakes.
+#[test]
+fn a_bulk_rule_bites_on_a_connection_already_open() {
+    let mut s = site();
+    let (cert, key) = s.pki.issue("client", "dora");
+    let dora = TlsClient::new(&s.pki.ca(), Some((&cert, &key)));
+    let mut open = dora.connect(s.setup.client_port).unwrap();
+    let r = open.mcp_post("/mcp/rec", &tool_call()).unwrap();
+    assert_eq!(r.status, 200, "dora before the rule: {}", r.text());
+    let calls = s.rec.tool_calls("echo");
+
+    // One second ahead: "before now" must also catch a certificate issued this second.
+    let when = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let rule = format!(
+        "before {} spiffe://underpass.local/client/dora\n",
+        underpass_pki::rfc3339(when)
+    );
+    std::fs::write(s.pki.dir.join("revoked.txt"), rule).unwrap();
+    s.edge
+        .wait_for_log("revocation list reloaded", Duration::from_secs(10));
+    let r = open.mcp_post("/mcp/rec", &tool_call()).unwrap();
+    assert_eq!(r.status, 401, "the open connection: {}", r.text());
+    assert!(
+        r.text().contains("client certificate revoked"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        s.rec.tool_calls("echo"),
+        calls,
+        "the call reached the backend"
+    );
+    s.refused(
+        "a client certificate revoked by a rule",
+        &dora,
+        1,
+        AlertDescription::CertificateRevoked,
+    );
+}
+
 #[test]
 fn expired_and_not_yet_valid_client_certificates_are_refused_at_the_handshake() {
     let mut s = site();

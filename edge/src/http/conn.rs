@@ -5,8 +5,10 @@
 pub struct ConnInfo {
     /// `client:<name>` when the client presented a valid client certificate.
     pub cert_principal: Option<String>,
-    /// Serial of that certificate: re-checked per request, so a revocation bites at once.
-    pub cert_serial: Option<String>,
+    /// That certificate and the intermediates presented with it, leaf first: re-checked
+    /// against the revocation list per request (serials and bulk rules, the issuer too), so
+    /// a revocation bites at once.
+    pub cert_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
     /// End of that certificate's validity (Unix seconds): re-checked per request, so a
     /// connection opened just before it expired does not keep its identity afterwards.
     pub cert_not_after: Option<i64>,
@@ -16,18 +18,20 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// What a verified client certificate says (its chain and role passed the TLS verifier).
-    pub fn from_client_cert(leaf: &[u8]) -> ConnInfo {
-        ConnInfo {
+    /// What a verified client certificate chain says (it and its role passed the TLS
+    /// verifier); `None` for an empty chain.
+    pub fn from_client_chain(chain: &[rustls_pki_types::CertificateDer<'_>]) -> Option<ConnInfo> {
+        let leaf = chain.first()?;
+        Some(ConnInfo {
             cert_principal: underpass_proto::identity::SpiffeId::from_certificate_der(leaf)
                 .ok()
                 .map(|id| format!("client:{}", id.name)),
-            cert_serial: underpass_pki::revocation::certificate_serial(leaf).ok(),
+            cert_chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
             cert_not_after: underpass_pki::inspect::inspect_der(leaf)
                 .ok()
                 .map(|info| info.not_after.unix_timestamp()),
             peer: None,
-        }
+        })
     }
 
     /// Whether the client certificate of this connection has expired by `now`.
@@ -53,7 +57,7 @@ mod tests {
         let issued =
             underpass_pki::issue::issue(dir.path(), Role::Client, "alice", &[]).expect("issue");
         let der = underpass_pki::inspect::read_certificate(&issued.cert_path).expect("read");
-        let conn = ConnInfo::from_client_cert(&der);
+        let conn = ConnInfo::from_client_chain(&[der.into()]).expect("a chain");
         assert_eq!(conn.cert_principal.as_deref(), Some("client:alice"));
         let end = SystemTime::UNIX_EPOCH
             + Duration::from_secs(u64::try_from(issued.not_after.unix_timestamp()).expect("end"));

@@ -121,8 +121,7 @@ pub async fn serve_clients(
                         .get_ref()
                         .1
                         .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map(|leaf| ConnInfo::from_client_cert(leaf))
+                        .and_then(ConnInfo::from_client_chain)
                         .unwrap_or_default();
                     info.peer = Some(remote);
                     serve_connection(stream, Arc::new(info), app, slot).await

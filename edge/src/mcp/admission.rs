@@ -42,9 +42,9 @@ pub fn authenticate(
     audit: &mut AuditRecord,
 ) -> Result<Identity, Refusal> {
     let revoked = conn
-        .cert_serial
-        .as_deref()
-        .is_some_and(|s| app.security.revocations.is_revoked_serial(s));
+        .cert_chain
+        .iter()
+        .any(|cert| app.security.revocations.is_revoked(cert));
     if revoked {
         audit.outcome = Outcome::Unauthenticated;
         return Err(Box::new(error_response(

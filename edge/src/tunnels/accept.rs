@@ -6,12 +6,17 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls_pki_types::CertificateDer;
 use underpass_pki::revocation::certificate_serial;
 use underpass_proto::control::{
     self, Control, ControlError, Draining, EdgeControl, EdgeOutput, Hello, Limits,
 };
 use underpass_proto::frame::{self, codes, FrameError};
 use underpass_proto::identity::SpiffeId;
+use underpass_transport::tls::{
+    self,
+    reauth::{Proof, Reauthenticator, BINDING_LEN},
+};
 use underpass_transport::{ExchangeRecv, ExchangeSend, TransportError, TunnelConn};
 
 use crate::config::EdgeConfig;
@@ -24,6 +29,8 @@ use crate::tunnels::registry::{Registry, Tunnel};
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive interval announced to connectors (the one both ends' transport uses).
 const HEARTBEAT: Duration = underpass_transport::quic::KEEP_ALIVE;
+/// Certificates a `Reauth` chain may carry (a leaf and its issuer, with room to spare).
+const MAX_REAUTH_CHAIN: usize = 4;
 
 /// The decision on a connector's Hello (its protocol version already checked by
 /// [`EdgeControl`]): a plain function of the Hello, the cert identity and the config, so it can
@@ -59,20 +66,22 @@ pub fn judge_hello(
     Ok(services.clone())
 }
 
-pub async fn accept_loop(
-    endpoint: quinn::Endpoint,
-    config: Arc<EdgeConfig>,
-    registry: Arc<Registry>,
-    edge_name: String,
-    drain: Drain,
-    renewals: Option<Arc<Enrollment>>,
-) {
+/// What serving a tunnel takes, shared by the QUIC and TCP accept loops.
+pub struct TunnelService {
+    pub config: Arc<EdgeConfig>,
+    pub registry: Arc<Registry>,
+    /// This edge's name (its certificate's), sent in `Welcome`.
+    pub edge_name: String,
+    pub drain: Drain,
+    /// The issuer that renews connector certificates (`[enrollment]`), if this edge has one.
+    pub issuer: Option<Arc<Enrollment>>,
+    /// Checks a renewed certificate a connector presents on a live tunnel (`Reauth`).
+    pub reauth: Reauthenticator,
+}
+
+pub async fn accept_loop(endpoint: quinn::Endpoint, service: Arc<TunnelService>) {
     while let Some(incoming) = endpoint.accept().await {
-        let config = config.clone();
-        let registry = registry.clone();
-        let edge_name = edge_name.clone();
-        let drain = drain.clone();
-        let renewals = renewals.clone();
+        let service = service.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await;
@@ -83,8 +92,7 @@ pub async fn accept_loop(
                 }
                 Err(_) => return tracing::warn!(%remote, "tunnel refused: handshake timed out"),
             };
-            let served = serve_tunnel(conn, &config, &registry, &edge_name, &drain, renewals).await;
-            if let Err(e) = served {
+            if let Err(e) = serve_tunnel(conn, &service).await {
                 tracing::warn!(%remote, "tunnel refused: {e}");
             }
         });
@@ -95,14 +103,17 @@ pub async fn accept_loop(
 /// stream, then keeps the tunnel in the registry until it closes.
 pub(crate) async fn serve_tunnel(
     conn: TunnelConn,
-    config: &EdgeConfig,
-    registry: &Arc<Registry>,
-    edge_name: &str,
-    drain: &Drain,
-    renewals: Option<Arc<Enrollment>>,
+    service: &Arc<TunnelService>,
 ) -> Result<(), String> {
+    let TunnelService {
+        config,
+        registry,
+        edge_name,
+        drain,
+        ..
+    } = service.as_ref();
     let (mut ctl, hello, cert_serial) =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&conn, renewals))
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&conn, service.clone()))
             .await
             .map_err(|_| "connector did not complete its handshake in time".to_string())?
             .map_err(|e| match e {
@@ -163,7 +174,6 @@ pub(crate) async fn serve_tunnel(
         .map(|info| info.not_after.unix_timestamp());
     let expires = tunnel.expires(not_after);
     ctl.tunnel = Some(tunnel.clone());
-    ctl.registry = Some(registry.clone());
     let serve = ctl.serve(&conn, drain);
     tokio::pin!(serve);
     let reason = tokio::select! {
@@ -223,7 +233,7 @@ enum HandshakeError {
 /// serial come along).
 async fn read_hello(
     conn: &TunnelConn,
-    renewals: Option<Arc<Enrollment>>,
+    service: Arc<TunnelService>,
 ) -> Result<(ControlStream, Hello, String), HandshakeError> {
     let failed = HandshakeError::Failed;
     let leaf = conn
@@ -240,7 +250,7 @@ async fn read_hello(
         machine: EdgeControl::new(
             control::capabilities()
                 .into_iter()
-                .filter(|c| c != "Renew" || renewals.is_some())
+                .filter(|c| c != "Renew" || service.issuer.is_some())
                 .collect(),
         ),
         send,
@@ -250,8 +260,8 @@ async fn read_hello(
         budget: ControlBudget::new(Instant::now()),
         ignored: BTreeSet::new(),
         tunnel: None,
-        registry: None,
-        renewals,
+        service,
+        binding: conn.reauth_binding(),
     };
     loop {
         let outputs = ctl.receive().await.map_err(|e| {
@@ -292,10 +302,10 @@ struct ControlStream {
     ignored: BTreeSet<String>,
     /// The tunnel in the registry, once the connector is welcomed.
     tunnel: Option<Arc<Tunnel>>,
-    /// The registry the tunnel is in, once welcomed (renewals extend its connector's tunnels).
-    registry: Option<Arc<Registry>>,
-    /// The issuer that renews connector certificates (`[enrollment]`), if this edge has one.
-    renewals: Option<Arc<Enrollment>>,
+    /// The issuer and the re-authentication check.
+    service: Arc<TunnelService>,
+    /// This tunnel's re-authentication binding (see `underpass_transport::tls::reauth`).
+    binding: Option<[u8; BINDING_LEN]>,
 }
 
 /// What a connector over its [`ControlBudget`] did, for the log.
@@ -406,6 +416,7 @@ impl ControlStream {
                     );
                 }
                 EdgeOutput::Message(Control::Renew(renew)) => self.renew(renew).await?,
+                EdgeOutput::Message(Control::Reauth(reauth)) => self.reauth(reauth).await?,
                 EdgeOutput::Message(msg) => tracing::debug!(
                     connector = %self.connector,
                     kind = msg.kind(),
@@ -474,17 +485,17 @@ impl ControlStream {
 
 impl ControlStream {
     /// Answers a renewal: a certificate for this tunnel's connector (the name its handshake
-    /// certificate proved) and the new end of this tunnel and of its connector's other tunnels
-    /// that presented the same certificate.
+    /// certificate proved), until whose end this tunnel now lives. The connector's other
+    /// tunnels move to it when it presents it on them (`Reauth`).
     async fn renew(&mut self, renew: control::Renew) -> Result<(), FrameError> {
-        let (Some(issuer), Some(tunnel)) = (&self.renewals, &self.tunnel) else {
+        let (Some(issuer), Some(tunnel)) = (&self.service.issuer, &self.tunnel) else {
             return Ok(()); // `Renew` was not announced: nothing to answer
         };
         let answer = match issuer.renew(tunnel, &renew.csr_pem) {
             Ok(leaf) => {
-                if let Some(registry) = &self.registry {
-                    registry.renewed(tunnel, &leaf.serial, leaf.not_after.unix_timestamp());
-                }
+                let chain = tls::parse_certs(leaf.chain_pem.as_bytes(), "the issued chain")
+                    .unwrap_or_default();
+                tunnel.extend(chain, leaf.not_after.unix_timestamp());
                 Control::Renewed(control::Renewed {
                     id: renew.id,
                     chain_pem: leaf.chain_pem,
@@ -496,6 +507,49 @@ impl ControlStream {
                 reason: refused.reason,
             }),
         };
+        self.answer(answer).await
+    }
+
+    /// Answers a re-authentication: a renewed chain of this tunnel's connector, proven for
+    /// this tunnel, checked as a handshake would check it; the tunnel then lives until its
+    /// end. Refused, the tunnel keeps the end it had.
+    async fn reauth(&mut self, reauth: control::Reauth) -> Result<(), FrameError> {
+        let Some(tunnel) = self.tunnel.clone() else {
+            return Ok(());
+        };
+        let checked = check_reauth(
+            &self.service.reauth,
+            self.binding,
+            &tunnel.connector,
+            &reauth,
+        );
+        let answer = match checked {
+            Ok((chain, not_after)) => {
+                tracing::info!(
+                    connector = %self.connector,
+                    until = not_after,
+                    "tunnel re-authenticated with a renewed certificate"
+                );
+                tunnel.extend(chain, not_after);
+                Control::Reauthed(control::Reauthed {
+                    id: reauth.id,
+                    not_after,
+                })
+            }
+            Err(reason) => {
+                tracing::warn!(connector = %self.connector, "re-authentication refused: {reason}");
+                Control::ReauthRefused(control::ReauthRefused {
+                    id: reauth.id,
+                    reason,
+                })
+            }
+        };
+        self.answer(answer).await
+    }
+
+    /// Sends an answer to an optional request (the machine checks the connector announced it).
+    async fn answer(&mut self, answer: Control) -> Result<(), FrameError> {
+        let kind = answer.kind();
         match self.machine.send(answer) {
             Ok(outputs) => {
                 for output in outputs {
@@ -504,7 +558,7 @@ impl ControlStream {
                     }
                 }
             }
-            Err(e) => tracing::warn!(connector = %self.connector, "renewal not answered: {e}"),
+            Err(e) => tracing::warn!(connector = %self.connector, "{kind} not sent: {e}"),
         }
         Ok(())
     }
@@ -524,6 +578,47 @@ impl ControlStream {
             Err(e) => tracing::debug!(connector = %self.connector, "drain not announced: {e}"),
         }
     }
+}
+
+/// Checks a `Reauth` on a tunnel of `connector` whose binding is `binding`: the chain as a
+/// handshake would check it, the proof, and that it names the same connector. Returns the
+/// chain and its leaf's end (Unix seconds), or why not.
+fn check_reauth(
+    checker: &Reauthenticator,
+    binding: Option<[u8; BINDING_LEN]>,
+    connector: &str,
+    reauth: &control::Reauth,
+) -> Result<(Vec<CertificateDer<'static>>, i64), String> {
+    let binding = binding.ok_or("this tunnel cannot export its binding")?;
+    if reauth.chain.len() > MAX_REAUTH_CHAIN {
+        return Err(format!(
+            "a chain of {} certificates; at most {MAX_REAUTH_CHAIN}",
+            reauth.chain.len()
+        ));
+    }
+    let chain: Vec<CertificateDer<'static>> = reauth
+        .chain
+        .iter()
+        .map(|der| CertificateDer::from(der.clone()))
+        .collect();
+    let proof = Proof {
+        scheme: reauth.scheme,
+        signature: reauth.signature.clone(),
+    };
+    let id = checker
+        .check(&chain, &binding, &proof)
+        .map_err(|e| e.to_string())?;
+    if id.name != connector {
+        return Err(format!(
+            "the certificate is {id}'s, this tunnel is connector {connector:?}'s"
+        ));
+    }
+    let not_after = chain
+        .first()
+        .and_then(|leaf| underpass_pki::inspect::inspect_der(leaf).ok())
+        .map(|info| info.not_after.unix_timestamp())
+        .ok_or("the certificate has no readable validity")?;
+    Ok((chain, not_after))
 }
 
 #[cfg(test)]
@@ -573,6 +668,67 @@ mod tests {
         assert!(err.contains("\"files\""), "{err}");
         assert!(judge_hello(&c, "dc1", &hello("dc2", &["files"])).is_err());
         assert!(judge_hello(&c, "dc1", &hello("dc1", &[])).is_err());
+    }
+
+    /// A `Reauth` as a connector holding `name`'s key would send it on a tunnel of `binding`.
+    fn reauth_of(
+        pki: &std::path::Path,
+        name: &str,
+        binding: &[u8; BINDING_LEN],
+    ) -> control::Reauth {
+        use underpass_proto::identity::Role;
+        let issued = underpass_pki::issue::issue(pki, Role::Connector, name, &[]).unwrap();
+        let pair = tls::ReloadingCert::load(&issued.cert_path, &issued.key_path).unwrap();
+        let current = pair.current();
+        let proof = underpass_transport::tls::reauth::prove(&current, binding).unwrap();
+        control::Reauth {
+            id: 1,
+            chain: current.cert.iter().map(|c| c.to_vec()).collect(),
+            scheme: proof.scheme,
+            signature: proof.signature,
+        }
+    }
+
+    #[test]
+    fn a_reauthentication_must_be_the_tunnels_connector_proven_for_this_tunnel() {
+        use underpass_proto::identity::Role;
+        let dir = tempfile::tempdir().unwrap();
+        underpass_pki::ca::init(dir.path(), "underpass.local").unwrap();
+        let roots = Arc::new(tls::ReloadingRoots::load(&dir.path().join("ca.crt")).unwrap());
+        let checker = Reauthenticator::new(
+            roots,
+            tls::PeerPolicy {
+                role: Role::Connector,
+                trust_domain: "underpass.local".into(),
+                revoked: None,
+            },
+        )
+        .unwrap();
+        let binding = [3u8; BINDING_LEN];
+        let own = reauth_of(dir.path(), "dc1", &binding);
+        let (chain, end) = check_reauth(&checker, Some(binding), "dc1", &own).unwrap();
+        assert_eq!(chain.len(), own.chain.len());
+        assert!(end > underpass_pki::time::OffsetDateTime::now_utc().unix_timestamp());
+
+        // Another connector's certificate, proven with its own key, on dc1's tunnel.
+        let other = reauth_of(dir.path(), "dc2", &binding);
+        let said = check_reauth(&checker, Some(binding), "dc1", &other).unwrap_err();
+        assert!(
+            said.contains("connector/dc2") && said.contains("\"dc1\""),
+            "{said}"
+        );
+        // Proven for another tunnel.
+        let said = check_reauth(&checker, Some([4u8; BINDING_LEN]), "dc1", &own).unwrap_err();
+        assert!(said.contains("proof"), "{said}");
+        // A tunnel without a binding, an oversized chain, garbage for a certificate.
+        assert!(check_reauth(&checker, None, "dc1", &own).is_err());
+        let mut long = own.clone();
+        long.chain = vec![own.chain[0].clone(); MAX_REAUTH_CHAIN + 1];
+        let said = check_reauth(&checker, Some(binding), "dc1", &long).unwrap_err();
+        assert!(said.contains("at most"), "{said}");
+        let mut garbage = own.clone();
+        garbage.chain = vec![vec![0x30, 0x03, 1, 2, 3]];
+        assert!(check_reauth(&checker, Some(binding), "dc1", &garbage).is_err());
     }
 
     #[test]

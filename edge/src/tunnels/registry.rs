@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use rustls_pki_types::CertificateDer;
+
 use crate::limits::{Activity, Busy, KeyGuard, PerKey};
 use crate::tunnels::departed::{self, Departed};
 use crate::tunnels::spread::{self, Load};
@@ -26,8 +28,10 @@ pub struct Tunnel {
     /// Its connector announced a drain: it gets no new exchanges while another tunnel can
     /// take them.
     draining: AtomicBool,
-    /// Serials of certificates issued to its connector while it ran (renewals), newest last.
-    renewed: Mutex<Vec<String>>,
+    /// Every certificate its connector proved or was issued on it: the handshake's chain,
+    /// then renewed and re-authenticated chains (revoking any of them, or an issuer among
+    /// them, closes the tunnel).
+    held: Mutex<Vec<CertificateDer<'static>>>,
     /// End of the newest certificate of its connector (Unix seconds): the tunnel closes then.
     expires: tokio::sync::watch::Sender<Option<i64>>,
 }
@@ -37,12 +41,9 @@ impl Tunnel {
         self.services.iter().any(|s| s == service)
     }
 
-    /// Every certificate serial this tunnel's connector holds or held: the handshake's and
-    /// those issued by renewal (revoking any of them closes the tunnel).
-    pub fn serials(&self) -> Vec<String> {
-        let mut all = vec![self.cert_serial.clone()];
-        all.extend(lock(&self.renewed).iter().cloned());
-        all
+    /// Every certificate this tunnel's connector holds or held here (see `held`).
+    pub fn held(&self) -> Vec<CertificateDer<'static>> {
+        lock(&self.held).clone()
     }
 
     /// Sets the end of the handshake's certificate and watches it (renewals move it).
@@ -51,10 +52,10 @@ impl Tunnel {
         self.expires.subscribe()
     }
 
-    /// A certificate with `serial`, valid until `not_after`, was issued to this tunnel's
-    /// connector: the tunnel now lives until then.
-    fn extend(&self, serial: &str, not_after: i64) {
-        lock(&self.renewed).push(serial.to_owned());
+    /// `chain` (leaf first), valid until `not_after`, is now its connector's, issued to it
+    /// here or proven on this tunnel: the tunnel lives until then.
+    pub fn extend(&self, chain: Vec<CertificateDer<'static>>, not_after: i64) {
+        lock(&self.held).extend(chain);
         self.expires
             .send_modify(|end| *end = Some(end.map_or(not_after, |e| e.max(not_after))));
     }
@@ -160,6 +161,7 @@ impl Registry {
         cert_serial: String,
     ) -> Arc<Tunnel> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let held = Mutex::new(conn.peer_chain());
         let tunnel = Arc::new(Tunnel {
             id,
             connector,
@@ -169,24 +171,12 @@ impl Registry {
             since: std::time::SystemTime::now(),
             load: Load::default(),
             draining: AtomicBool::new(false),
-            renewed: Mutex::new(Vec::new()),
+            held,
             expires: tokio::sync::watch::Sender::new(None),
         });
         write(&self.tunnels).insert(id, tunnel.clone());
         self.added.notify_waiters();
         tunnel
-    }
-
-    /// A certificate (`serial`, until `not_after`) was issued by renewal to the connector of
-    /// `on`: `on` and every tunnel of that connector that proved a certificate `on` proved
-    /// (the same key holder) live until then.
-    pub fn renewed(&self, on: &Tunnel, serial: &str, not_after: i64) {
-        let proved = on.serials();
-        for t in read(&self.tunnels).values() {
-            if t.connector == on.connector && t.serials().iter().any(|s| proved.contains(s)) {
-                t.extend(serial, not_after);
-            }
-        }
     }
 
     /// Forgets a tunnel, and the sessions of its connector once none of its tunnels is left

@@ -17,26 +17,14 @@ use tokio::sync::Semaphore;
 use underpass_transport::tcp::{self, Accepted, PortConfigs, Refusal};
 use underpass_transport::TunnelConn;
 
-use crate::config::EdgeConfig;
-use crate::drain::Drain;
-use crate::enroll::Enrollment;
 use crate::limits::LogThrottle;
-use crate::tunnels::accept::{self, HANDSHAKE_TIMEOUT};
-use crate::tunnels::registry::Registry;
+use crate::tunnels::accept::{self, TunnelService, HANDSHAKE_TIMEOUT};
 
 /// TCP connections in their TLS handshake at once: beyond it new ones are dropped, so a flood
 /// of unauthenticated connections cannot hold every descriptor.
 const MAX_HANDSHAKES: usize = 256;
 
-pub async fn accept_loop(
-    listener: TcpListener,
-    configs: PortConfigs,
-    enrollment: Option<Arc<Enrollment>>,
-    config: Arc<EdgeConfig>,
-    registry: Arc<Registry>,
-    edge_name: String,
-    drain: Drain,
-) {
+pub async fn accept_loop(listener: TcpListener, configs: PortConfigs, service: Arc<TunnelService>) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let over_cap = Arc::new(LogThrottle::default());
     loop {
@@ -57,14 +45,7 @@ pub async fn accept_loop(
             }
             continue;
         };
-        let (configs, enrollment, config, registry, edge_name, drain) = (
-            configs.clone(),
-            enrollment.clone(),
-            config.clone(),
-            registry.clone(),
-            edge_name.clone(),
-            drain.clone(),
-        );
+        let (configs, service) = (configs.clone(), service.clone());
         tokio::spawn(async move {
             let accepted =
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp::accept_port(stream, &configs))
@@ -74,8 +55,8 @@ pub async fn accept_loop(
             let conn = match accepted {
                 Ok(Accepted::Tunnel(tunnel)) => TunnelConn::Tcp(tunnel),
                 Ok(Accepted::Enroll(tls)) => {
-                    if let Some(service) = enrollment {
-                        service.serve(tls, remote).await;
+                    if let Some(enrollment) = &service.issuer {
+                        enrollment.serve(tls, remote).await;
                     }
                     return;
                 }
@@ -83,10 +64,7 @@ pub async fn accept_loop(
                     return tracing::warn!(%remote, transport = "tcp", "tunnel refused: {refusal}")
                 }
             };
-            let renewals = enrollment.clone();
-            if let Err(e) =
-                accept::serve_tunnel(conn, &config, &registry, &edge_name, &drain, renewals).await
-            {
+            if let Err(e) = accept::serve_tunnel(conn, &service).await {
                 tracing::warn!(%remote, transport = "tcp", "tunnel refused: {e}");
             }
         });

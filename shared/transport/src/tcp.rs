@@ -222,11 +222,10 @@ async fn start_edge_side(
         Some(other) => return Err(Refusal::Alpn(String::from_utf8_lossy(other).into_owned())),
         None => return Err(Refusal::Alpn(String::new())),
     }
-    let leaf = session
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.clone().into_owned())
-        .ok_or(Refusal::NoCertificate)?;
+    let peer = PeerAuth::of(&**session);
+    if peer.chain.is_empty() {
+        return Err(Refusal::NoCertificate);
+    }
     let (io, activity) = Watched::new(tls);
     let (send_request, mut connection) = h2::client::Builder::new()
         .enable_push(false)
@@ -241,7 +240,7 @@ async fn start_edge_side(
     let ping = connection.ping_pong();
     let tunnel = TcpTunnel::new(
         remote,
-        Some(leaf),
+        peer,
         Side::Edge {
             send_request,
             control_taken: AtomicBool::new(false),
@@ -292,10 +291,7 @@ pub async fn connect(
             session.alpn_protocol().map(String::from_utf8_lossy)
         ));
     }
-    let leaf = session
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.clone().into_owned());
+    let peer = PeerAuth::of(&**session);
     let (io, activity) = Watched::new(tls);
     let mut connection = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
@@ -311,7 +307,7 @@ pub async fn connect(
     let (accepted_tx, accepted_rx) = mpsc::unbounded_channel();
     let tunnel = TcpTunnel::new(
         addr,
-        leaf,
+        peer,
         Side::Connector {
             control: tokio::sync::Mutex::new(Some(control_rx)),
             accepted: tokio::sync::Mutex::new(accepted_rx),
@@ -338,7 +334,12 @@ pub async fn connect(
             let (request, mut respond) = match next {
                 Some(Ok(r)) => r,
                 Some(Err(e)) => return shared.set_closed(describe(&e)),
-                None => return shared.set_closed("closed by the edge".into()),
+                // An orderly end (GOAWAY, then the stream closed): the edge closed the tunnel,
+                // whether or not its GOAWAY's code was read before the end.
+                None => {
+                    return shared
+                        .set_closed("closed by peer: the edge ended the connection".into())
+                }
             };
             let send = match respond.send_response(http::Response::new(()), false) {
                 Ok(send) => Arc::new(Mutex::new(send)),
@@ -429,7 +430,7 @@ impl std::fmt::Debug for TcpTunnel {
 
 struct Shared {
     remote: SocketAddr,
-    peer_leaf: Option<CertificateDer<'static>>,
+    peer: PeerAuth,
     side: Side,
     /// Why the tunnel is gone, once it is.
     closed: watch::Sender<Option<String>>,
@@ -449,6 +450,30 @@ impl Shared {
     }
 }
 
+/// What the TLS handshake established about the peer: its certificate chain (leaf first)
+/// and this session's re-authentication binding (see [`crate::tls::reauth`]).
+struct PeerAuth {
+    chain: Vec<CertificateDer<'static>>,
+    binding: Option<[u8; crate::tls::reauth::BINDING_LEN]>,
+}
+
+impl PeerAuth {
+    fn of<D>(session: &rustls::ConnectionCommon<D>) -> Self {
+        let chain = session
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let binding = session
+            .export_keying_material(
+                [0u8; crate::tls::reauth::BINDING_LEN],
+                crate::tls::reauth::EXPORTER_LABEL,
+                Some(b""),
+            )
+            .ok();
+        PeerAuth { chain, binding }
+    }
+}
+
 type Pair = (TcpSend, TcpRecv);
 
 enum Side {
@@ -465,10 +490,10 @@ enum Side {
 }
 
 impl TcpTunnel {
-    fn new(remote: SocketAddr, peer_leaf: Option<CertificateDer<'static>>, side: Side) -> Self {
+    fn new(remote: SocketAddr, peer: PeerAuth, side: Side) -> Self {
         TcpTunnel(Arc::new(Shared {
             remote,
-            peer_leaf,
+            peer,
             side,
             closed: watch::channel(None).0,
             local_code: AtomicU32::new(0),
@@ -551,8 +576,12 @@ impl TcpTunnel {
         }
     }
 
-    pub(crate) fn peer_leaf(&self) -> Option<CertificateDer<'static>> {
-        self.0.peer_leaf.clone()
+    pub(crate) fn peer_chain(&self) -> Vec<CertificateDer<'static>> {
+        self.0.peer.chain.clone()
+    }
+
+    pub(crate) fn reauth_binding(&self) -> Option<[u8; crate::tls::reauth::BINDING_LEN]> {
+        self.0.peer.binding
     }
 
     pub(crate) fn remote_addr(&self) -> SocketAddr {

@@ -22,6 +22,7 @@ use underpass_proto::frame::ALPN;
 use underpass_proto::identity::{IdentityError, Role, SpiffeId};
 
 mod enroll;
+pub mod reauth;
 mod reloading;
 #[cfg(test)]
 mod tests;
@@ -89,6 +90,21 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate found".into()));
+    }
+    Ok(certs)
+}
+
+/// PEM certificates from memory (`what` names them in errors), at least one.
+pub fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let err = |reason: String| TlsError::Certificates {
+        path: what.to_owned(),
+        reason,
+    };
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(e.to_string()))?;
     if certs.is_empty() {
@@ -364,9 +380,10 @@ pub fn tunnel_client_config(crypto: rustls::ClientConfig) -> Result<quinn::Clien
     Ok(config)
 }
 
-/// The leaf certificate of a QUIC peer (it passed our verifier already).
-pub fn peer_leaf(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
+/// The certificate chain of a QUIC peer, leaf first (it passed our verifier already).
+pub fn peer_chain(conn: &quinn::Connection) -> Vec<CertificateDer<'static>> {
     conn.peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
-        .and_then(|certs| certs.into_iter().next())
+        .map(|certs| *certs)
+        .unwrap_or_default()
 }

@@ -72,9 +72,30 @@ impl TunnelConn {
 
     /// The end-entity certificate the peer authenticated with.
     pub fn peer_leaf(&self) -> Option<CertificateDer<'static>> {
+        self.peer_chain().into_iter().next()
+    }
+
+    /// The certificates the peer presented in its handshake, leaf first (its intermediates
+    /// follow: revoking one must close the tunnel too).
+    pub fn peer_chain(&self) -> Vec<CertificateDer<'static>> {
         match self {
-            TunnelConn::Quic(c) => crate::tls::peer_leaf(c),
-            TunnelConn::Tcp(c) => c.peer_leaf(),
+            TunnelConn::Quic(c) => crate::tls::peer_chain(c),
+            TunnelConn::Tcp(c) => c.peer_chain(),
+        }
+    }
+
+    /// A value both ends derive from this connection's TLS secrets (an RFC 8446 exporter),
+    /// which a re-authentication signs to prove it was made for this tunnel (see
+    /// [`crate::tls::reauth`]). `None` only if TLS could not export it.
+    pub fn reauth_binding(&self) -> Option<[u8; crate::tls::reauth::BINDING_LEN]> {
+        match self {
+            TunnelConn::Quic(c) => {
+                let mut out = [0u8; crate::tls::reauth::BINDING_LEN];
+                c.export_keying_material(&mut out, crate::tls::reauth::EXPORTER_LABEL, b"")
+                    .ok()
+                    .map(|()| out)
+            }
+            TunnelConn::Tcp(c) => c.reauth_binding(),
         }
     }
 

@@ -91,6 +91,37 @@ pub struct RenewRefused {
     pub reason: String,
 }
 
+/// Connector → edge: the connector's renewed certificate chain (DER, leaf first), to be
+/// trusted on this live tunnel in place of the one its handshake presented, with a proof
+/// that the sender holds the new key: `signature` by it, in TLS `SignatureScheme` `scheme`,
+/// over this tunnel's exporter value (see `underpass_transport::tls::reauth`). Lets a tunnel
+/// to an edge that did not issue the certificate outlive the old one. Optional: sent only
+/// to an edge that announced `"Reauth"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reauth {
+    /// Chosen by the connector; the answer carries it back.
+    pub id: u64,
+    pub chain: Vec<Vec<u8>>,
+    pub scheme: u16,
+    pub signature: Vec<u8>,
+}
+
+/// Edge → connector: the tunnel now lives until `not_after` (Unix seconds), the end of the
+/// certificate of [`Reauth`] `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reauthed {
+    pub id: u64,
+    pub not_after: i64,
+}
+
+/// Edge → connector: the certificate of [`Reauth`] `id` is not taken, and why; the tunnel
+/// keeps the end it had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReauthRefused {
+    pub id: u64,
+    pub reason: String,
+}
+
 /// A control message of a type this build knows.
 ///
 /// Serialized externally tagged (`{"Hello": {...}}`), as the first builds wrote their
@@ -112,6 +143,12 @@ pub enum Control {
     Renewed(Renewed),
     /// See [`RenewRefused`].
     RenewRefused(RenewRefused),
+    /// See [`Reauth`].
+    Reauth(Reauth),
+    /// See [`Reauthed`].
+    Reauthed(Reauthed),
+    /// See [`ReauthRefused`].
+    ReauthRefused(ReauthRefused),
     /// Stands in, in unit tests, for the first optional message type (drain notices,
     /// certificate renewal, ...): sent only to a peer that announced `"Probe"`.
     #[cfg(test)]
@@ -132,6 +169,9 @@ impl Control {
             Control::Renew(_) => "Renew",
             Control::Renewed(_) => "Renewed",
             Control::RenewRefused(_) => "RenewRefused",
+            Control::Reauth(_) => "Reauth",
+            Control::Reauthed(_) => "Reauthed",
+            Control::ReauthRefused(_) => "ReauthRefused",
             #[cfg(test)]
             Control::Probe { .. } => "Probe",
         }
@@ -157,8 +197,7 @@ pub enum Received {
     Unknown(String),
 }
 
-/// The type names this build decodes, in [`Control`]'s order.
-#[cfg(not(test))]
+/// The type names this build decodes, in [`Control`]'s order (and `Probe` in unit tests).
 const KNOWN: &[&str] = &[
     "Hello",
     "Welcome",
@@ -167,18 +206,14 @@ const KNOWN: &[&str] = &[
     "Renew",
     "Renewed",
     "RenewRefused",
+    "Reauth",
+    "Reauthed",
+    "ReauthRefused",
 ];
-#[cfg(test)]
-const KNOWN: &[&str] = &[
-    "Hello",
-    "Welcome",
-    "Refused",
-    "Draining",
-    "Renew",
-    "Renewed",
-    "RenewRefused",
-    "Probe",
-];
+
+fn is_known(kind: &str) -> bool {
+    KNOWN.contains(&kind) || (cfg!(test) && kind == "Probe")
+}
 
 impl<'de> Deserialize<'de> for Received {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -208,6 +243,9 @@ impl<'de> Visitor<'de> for ReceivedVisitor {
             "Renew" => Received::Known(Control::Renew(map.next_value()?)),
             "Renewed" => Received::Known(Control::Renewed(map.next_value()?)),
             "RenewRefused" => Received::Known(Control::RenewRefused(map.next_value()?)),
+            "Reauth" => Received::Known(Control::Reauth(map.next_value()?)),
+            "Reauthed" => Received::Known(Control::Reauthed(map.next_value()?)),
+            "ReauthRefused" => Received::Known(Control::ReauthRefused(map.next_value()?)),
             #[cfg(test)]
             "Probe" => {
                 #[derive(Deserialize)]
@@ -231,7 +269,7 @@ impl<'de> Visitor<'de> for ReceivedVisitor {
     /// A message without content (how MessagePack writes a unit variant): only a newer
     /// peer's type can look like this.
     fn visit_str<E: de::Error>(self, kind: &str) -> Result<Received, E> {
-        if KNOWN.contains(&kind) {
+        if is_known(kind) {
             return Err(E::custom(format!("{kind} without its fields")));
         }
         Ok(Received::Unknown(kind.to_owned()))

@@ -42,15 +42,25 @@ mod message;
 pub use connector::{ConnectorControl, ConnectorOutput};
 pub use edge::{EdgeControl, EdgeOutput};
 pub use message::{
-    Control, Draining, Hello, Limits, Received, Refused, Renew, RenewRefused, Renewed, Welcome,
+    Control, Draining, Hello, Limits, Reauth, ReauthRefused, Reauthed, Received, Refused, Renew,
+    RenewRefused, Renewed, Welcome,
 };
 
 use crate::frame::FrameError;
 
 /// The optional control messages this build understands, announced in its `Hello` or
 /// `Welcome`: [`Draining`] (either side, on SIGTERM); [`Renew`] (connector → edge) answered by
-/// [`Renewed`] or [`RenewRefused`].
-pub const CAPABILITIES: &[&str] = &["Draining", "Renew", "Renewed", "RenewRefused"];
+/// [`Renewed`] or [`RenewRefused`]; [`Reauth`] (connector → edge) answered by [`Reauthed`] or
+/// [`ReauthRefused`].
+pub const CAPABILITIES: &[&str] = &[
+    "Draining",
+    "Renew",
+    "Renewed",
+    "RenewRefused",
+    "Reauth",
+    "Reauthed",
+    "ReauthRefused",
+];
 
 /// Why a control machine stopped, or refused a call. Every error but [`ControlError::State`]
 /// and [`ControlError::PeerDidNotAnnounce`] (refused calls, which change nothing) ends the

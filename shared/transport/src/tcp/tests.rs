@@ -82,6 +82,12 @@ mod loopback {
             "the edge sees the connector's certificate"
         );
         assert!(connector.peer_leaf().is_some());
+        // Both ends export the same re-authentication binding, and it is this session's.
+        let binding = edge.reauth_binding();
+        assert!(binding.is_some());
+        assert_eq!(binding, connector.reauth_binding());
+        let (other, _, _dir2) = pair().await;
+        assert_ne!(binding, other.reauth_binding());
 
         // The control stream: the connector "opens" it, the edge "accepts" it.
         let (c_ctl, e_ctl) = tokio::join!(connector.open_exchange(), edge.accept_exchange());

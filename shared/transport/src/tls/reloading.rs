@@ -20,6 +20,8 @@ use super::{load_certs, load_key, load_roots, provider, TlsError};
 /// resolver of server configs (edge listeners) and client configs (connector).
 pub struct ReloadingCert {
     current: ArcSwap<CertifiedKey>,
+    /// Ticks on every [`ReloadingCert::store`]: a connector re-authenticates its live tunnels.
+    stored: tokio::sync::watch::Sender<()>,
 }
 
 impl std::fmt::Debug for ReloadingCert {
@@ -32,6 +34,7 @@ impl ReloadingCert {
     pub fn new(key: CertifiedKey) -> Self {
         ReloadingCert {
             current: ArcSwap::from_pointee(key),
+            stored: tokio::sync::watch::Sender::new(()),
         }
     }
 
@@ -89,6 +92,12 @@ impl ReloadingCert {
     /// Puts `key` in force for the next handshakes.
     pub fn store(&self, key: CertifiedKey) {
         self.current.store(Arc::new(key));
+        self.stored.send_replace(());
+    }
+
+    /// Changes whenever a pair is put in force.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.stored.subscribe()
     }
 
     /// The pair in force now.

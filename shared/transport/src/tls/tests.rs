@@ -600,7 +600,7 @@ async fn quic_endpoint_built_once_serves_the_reloaded_certificate() {
         .await
         .unwrap()
         .unwrap();
-        let leaf = peer_leaf(&conn).unwrap();
+        let leaf = peer_chain(&conn).into_iter().next().unwrap();
         (conn, leaf)
     };
     let (first, seen) = connect().await;
@@ -619,6 +619,90 @@ async fn quic_endpoint_built_once_serves_the_reloaded_certificate() {
         first.close_reason().is_none(),
         "the live connection is untouched"
     );
-    assert_eq!(peer_leaf(&first).as_ref(), Some(edge1.der()));
+    assert_eq!(peer_chain(&first).first(), Some(edge1.der()));
     accepting.abort();
+}
+
+mod reauth {
+    use super::*;
+    use crate::tls::reauth::{prove, Proof, ReauthError, Reauthenticator, BINDING_LEN};
+
+    fn certified(leaf: &Leaf) -> rustls::sign::CertifiedKey {
+        ReloadingCert::from_der(leaf.chain.clone(), leaf.key.clone_key())
+            .unwrap()
+            .current()
+            .as_ref()
+            .clone()
+    }
+
+    #[test]
+    fn a_renewed_chain_with_its_key_proves_the_connector() {
+        let ca = root("Underpass CA");
+        let issuer = intermediate(&ca, true);
+        let reauth = Reauthenticator::new(roots(&[&ca]), policy(Role::Connector)).unwrap();
+        let renewed = leaf(&issuer, Some(&issuer), Role::Connector, "dc1");
+        let binding = [7u8; BINDING_LEN];
+        let proof = prove(&certified(&renewed), &binding).unwrap();
+        let id = reauth.check(&renewed.chain, &binding, &proof).unwrap();
+        assert_eq!(id.name, "dc1");
+        assert_eq!(id.role, Role::Connector);
+
+        // Made for another tunnel (another binding): refused.
+        let other = [8u8; BINDING_LEN];
+        assert!(matches!(
+            reauth.check(&renewed.chain, &other, &proof),
+            Err(ReauthError::Signature)
+        ));
+        // A certificate someone else holds, with a proof by the wrong key: refused.
+        let thief = leaf(&issuer, Some(&issuer), Role::Connector, "dc1");
+        let stolen = prove(&certified(&thief), &binding).unwrap();
+        assert!(matches!(
+            reauth.check(&renewed.chain, &binding, &stolen),
+            Err(ReauthError::Signature)
+        ));
+        // A tampered signature, an unknown scheme, an empty chain.
+        let mut bent = proof.clone();
+        if let Some(b) = bent.signature.last_mut() {
+            *b ^= 1;
+        }
+        assert!(reauth.check(&renewed.chain, &binding, &bent).is_err());
+        let odd = Proof {
+            scheme: 0x0201, // RSA PKCS#1 SHA-1: not a TLS 1.3 scheme
+            signature: proof.signature.clone(),
+        };
+        assert!(matches!(
+            reauth.check(&renewed.chain, &binding, &odd),
+            Err(ReauthError::Scheme(0x0201))
+        ));
+        assert!(matches!(
+            reauth.check(&[], &binding, &proof),
+            Err(ReauthError::NoCertificate)
+        ));
+    }
+
+    #[test]
+    fn the_handshake_rules_apply_to_a_reauthentication() {
+        let ca = root("Underpass CA");
+        // An issuer without the connector-only constraints: our issuer rule must catch it.
+        let issuer = intermediate(&ca, false);
+        let stranger = root("Another CA");
+        let revoked = leaf(&ca, None, Role::Connector, "dc9");
+        let revoked_der = revoked.chain[0].clone();
+        let mut connectors = policy(Role::Connector);
+        connectors.revoked = Some(Arc::new(move |c| c.as_ref() == revoked_der.as_ref()));
+        let reauth = Reauthenticator::new(roots(&[&ca]), connectors).unwrap();
+        let binding = [1u8; BINDING_LEN];
+        let refused = |l: &Leaf| {
+            let proof = prove(&certified(l), &binding).unwrap();
+            match reauth.check(&l.chain, &binding, &proof) {
+                Err(ReauthError::Certificate(e)) => reason(Err(e)),
+                other => panic!("accepted or refused for another reason: {other:?}"),
+            }
+        };
+        // Another CA, another role, an edge identity minted by the issuer, a revoked leaf.
+        refused(&leaf(&stranger, None, Role::Connector, "dc1"));
+        refused(&leaf(&ca, None, Role::Edge, "edge"));
+        assert!(refused(&leaf(&issuer, Some(&issuer), Role::Edge, "e")).contains(MESSAGE));
+        assert!(refused(&revoked).contains("Revoked"));
+    }
 }

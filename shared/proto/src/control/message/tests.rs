@@ -278,7 +278,28 @@ fn kinds_and_base() {
         id: 7,
         reason: "no".into(),
     });
-    for msg in [&renew, &renewed, &renew_refused] {
+    let reauth = Control::Reauth(Reauth {
+        id: 8,
+        chain: vec![vec![0x30, 0x82], vec![0x30]],
+        scheme: 0x0403,
+        signature: vec![1, 2, 3],
+    });
+    let reauthed = Control::Reauthed(Reauthed {
+        id: 8,
+        not_after: 1_800_000_000,
+    });
+    let reauth_refused = Control::ReauthRefused(ReauthRefused {
+        id: 8,
+        reason: "no".into(),
+    });
+    for msg in [
+        &renew,
+        &renewed,
+        &renew_refused,
+        &reauth,
+        &reauthed,
+        &reauth_refused,
+    ] {
         assert!(
             !msg.is_base(),
             "an older peer must never be sent {}",
@@ -295,10 +316,15 @@ fn kinds_and_base() {
         renew,
         renewed,
         renew_refused,
+        reauth,
+        reauthed,
+        reauth_refused,
         probe,
     ] {
         let bytes = frame::encode(&msg).unwrap();
         assert_eq!(received(&bytes).unwrap(), Received::Known(msg));
     }
-    assert_eq!(KNOWN.len(), 8);
+    // Every kind of `Control` but the test-only `Probe` is decoded.
+    assert_eq!(KNOWN.len(), 10);
+    assert!(is_known("Probe") && !is_known("Nope"));
 }
