@@ -680,7 +680,7 @@ mod tests {
         let issued = underpass_pki::issue::issue(pki, Role::Connector, name, &[]).unwrap();
         let pair = tls::ReloadingCert::load(&issued.cert_path, &issued.key_path).unwrap();
         let current = pair.current();
-        let proof = underpass_transport::tls::reauth::prove(&current, binding).unwrap();
+        let proof = tls::reauth::prove(&current, binding).unwrap();
         control::Reauth {
             id: 1,
             chain: current.cert.iter().map(|c| c.to_vec()).collect(),
