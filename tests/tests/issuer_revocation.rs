@@ -87,7 +87,7 @@ fn a_revoked_issuer_closes_the_tunnels_of_what_it_issued() {
     );
     // The connector dials again; its certificate's issuer is revoked: refused.
     edge.wait_for_log("invalid peer certificate: Revoked", Duration::from_secs(30));
-    let r = underpass_tests::http::get(&setup.admin("/readyz")).unwrap();
+    let r = http::get(&setup.admin("/readyz")).unwrap();
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(connector.alive());
 
