@@ -26,6 +26,7 @@ impl Credentials {
         let cert = ReloadingCert::load(&config.cert, &config.key)
             .context("cannot load the connector certificate or key")?;
         let identity = check(&cert, config)?;
+        warn_if_ended(&cert, &config.cert);
         let roots = ReloadingRoots::load(&config.ca).context("cannot load the CA bundle `ca`")?;
         Ok(Credentials {
             cert: Arc::new(cert),
@@ -40,6 +41,7 @@ impl Credentials {
         let pair = ReloadingCert::read(&config.cert, &config.key)?;
         let candidate = ReloadingCert::new(pair.clone());
         check(&candidate, config)?;
+        warn_if_ended(&candidate, &config.cert);
         self.cert.store(pair);
         Ok(())
     }
@@ -74,6 +76,32 @@ fn check(cert: &ReloadingCert, config: &ConnectorConfig) -> anyhow::Result<Spiff
         );
     }
     Ok(id)
+}
+
+/// A certificate past its end is refused by every edge (as expired) and cannot renew (renewal
+/// needs a tunnel): say so once, with what to do, instead of leaving the operator to decode a
+/// TLS alert on every dial.
+fn warn_if_ended(cert: &ReloadingCert, path: &Path) {
+    let Some(not_after) = cert
+        .leaf()
+        .and_then(|der| underpass_pki::inspect::inspect_der(&der).ok())
+        .map(|info| info.not_after)
+    else {
+        return;
+    };
+    if not_after > underpass_pki::time::OffsetDateTime::now_utc() {
+        return;
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    tracing::error!(
+        file = %path.display(),
+        "the certificate ended at {}: edges refuse it as expired and it cannot renew; \
+         enroll again with a new token (`underpass-certs token create`, then \
+         `underpass-connector enroll --token TOKEN --dir {}`, which replaces an ended \
+         certificate)",
+        underpass_pki::rfc3339(not_after),
+        dir.display()
+    );
 }
 
 fn report(what: &str, path: &Path, result: anyhow::Result<()>) {
