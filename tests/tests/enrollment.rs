@@ -2,7 +2,9 @@
 //! `underpass-connector enroll` against an edge with `[enrollment]`, then the connector running
 //! on the files it wrote and carrying calls. Refused: the token used again, an expired token, a
 //! token of another deployment (the connector refuses the edge: it does not present the pinned
-//! CA). Every attempt the edge saw is on its audit log, which verifies.
+//! CA). Every attempt the edge saw is on its audit log, which verifies. Also: renewal under
+//! traffic, a connector offline past its certificate's end enrolling again, and the issuer
+//! rotated under a running edge.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -454,7 +456,8 @@ fn a_connector_offline_past_its_end_must_enroll_again() {
 /// `underpass-certs issuer --rotate` while the edge runs: the edge picks up the new issuer
 /// without a restart; the next enrollment's chain carries it, a token of the old issuer is
 /// refused, and a connector enrolled under the old issuer keeps working, also through a new
-/// handshake.
+/// handshake. An issuer file that does not load leaves the last good one in force and shows in
+/// `/readyz` `problems` until it is good again.
 #[test]
 fn a_rotated_issuer_enrolls_the_next_connector_and_old_ones_keep_working() {
     let dir = tempfile::tempdir().unwrap();
@@ -525,15 +528,48 @@ fn a_rotated_issuer_enrolls_the_next_connector_and_old_ones_keep_working() {
     setup.wait_ready("ok", Duration::from_secs(30));
     assert!(echo(&setup, "ok", "again").contains("echo: again"));
     let r = http::get(&setup.admin("/readyz")).unwrap();
-    assert_eq!(r.status, 200, "no problem after the rotation: {}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["problems"], json!([]), "{}", r.text());
 
-    // The audit log: both enrollments, each with its serial.
+    // An issuer file that does not load: the last good issuer stays in force, loudly, until
+    // the file is good again.
+    let pending = token(&pki.dir, "dc4", setup.tunnel_port, "15m");
+    let issuer_crt = pki.dir.join("issuer.crt");
+    let good = std::fs::read(&issuer_crt).unwrap();
+    let reloads = edge
+        .log_text()
+        .matches("enrollment issuer and CA bundle reloaded")
+        .count();
+    std::fs::write(&issuer_crt, "not a certificate").unwrap();
+    edge.wait_for_log("enrollment issuer not reloaded", Duration::from_secs(10));
+    let problems = http::get(&setup.admin("/readyz")).unwrap().json()["problems"].clone();
+    assert_eq!(problems[0]["component"], "enrollment_issuer", "{problems}");
+    assert!(
+        problems[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("issuer.crt") && d.contains("last good issuer")),
+        "{problems}"
+    );
+    let home4 = dir.path().join("dc4-home");
+    let out = enroll(&pending, &home4);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(chain_serials(&home4.join("dc4.crt"))[1], new_issuer);
+    std::fs::write(&issuer_crt, good).unwrap();
+    edge.wait_for_log_count(
+        "enrollment issuer and CA bundle reloaded",
+        reloads + 1,
+        Duration::from_secs(10),
+    );
+    let r = http::get(&setup.admin("/readyz")).unwrap();
+    assert_eq!(r.json()["problems"], json!([]), "{}", r.text());
+
+    // The audit log: every enrollment, each with its serial.
     edge.stop();
     let issued: Vec<_> = read_jsonl(&dir.path().join("audit.jsonl"))
         .into_iter()
         .filter(|l| l["mcp_method"] == "underpass/enroll" && l["outcome"] == "ok")
         .collect();
-    assert_eq!(issued.len(), 2, "{issued:#?}");
+    assert_eq!(issued.len(), 3, "{issued:#?}");
     assert_eq!(issued[1]["principal"], "connector:dc2");
     assert_eq!(
         issued[1]["issued"],
