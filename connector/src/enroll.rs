@@ -64,9 +64,7 @@ pub async fn enroll(token: &str, dir: &Path) -> anyhow::Result<Enrolled> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let replaced = match files::ensure_absent(&[&cert, &key, &ca]) {
         Ok(()) => None,
-        Err(e) => Some(ended_here(&cert, now).with_context(|| {
-            format!("{e}: already enrolled here: remove the files, or enroll into another --dir")
-        })?),
+        Err(exists) => Some(ended_here(&cert, now, exists)?),
     };
     let identity = SpiffeId::new(&claims.trust_domain, Role::Connector, name)?;
     let (key_pem, csr_pem) = underpass_pki::csr::new(name, &claims.trust_domain)?;
@@ -134,13 +132,19 @@ pub async fn enroll(token: &str, dir: &Path) -> anyhow::Result<Enrolled> {
 }
 
 /// The end of the certificate already at `cert`, if it has ended by `now` (only then may
-/// enrollment replace it).
-fn ended_here(cert: &Path, now: OffsetDateTime) -> anyhow::Result<OffsetDateTime> {
-    let info = underpass_pki::inspect::inspect_file(cert)
-        .with_context(|| format!("cannot read {}", cert.display()))?;
+/// enrollment replace it); otherwise the refusal, from `exists` (what is in the way).
+fn ended_here(
+    cert: &Path,
+    now: OffsetDateTime,
+    exists: underpass_pki::Error,
+) -> anyhow::Result<OffsetDateTime> {
+    const ALREADY: &str = "already enrolled here: remove the files, or enroll into another --dir";
+    let Ok(info) = underpass_pki::inspect::inspect_file(cert) else {
+        return Err(exists).context(ALREADY);
+    };
     if info.not_after > now {
         bail!(
-            "{} is valid until {}",
+            "{ALREADY} ({} is valid until {})",
             cert.display(),
             underpass_pki::rfc3339(info.not_after)
         );

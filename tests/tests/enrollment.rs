@@ -380,6 +380,16 @@ fn a_connector_offline_past_its_end_must_enroll_again() {
     let home = dir.path().join("dc1-home");
     let out = enroll(&first, &home);
     assert!(out.status.success(), "{}", show(&out));
+    // Enrolling again over a valid certificate is refused before the token is sent (so it
+    // is not spent: it serves below).
+    let second = token(&pki.dir, "dc1", setup.tunnel_port, "15m");
+    let out = enroll(&second, &home);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already enrolled here") && err.contains("is valid until"),
+        "{err}"
+    );
 
     let backend = FaultBackend::start(dir.path());
     let services = [("ok", backend.url("ok"))];
@@ -430,7 +440,7 @@ fn a_connector_offline_past_its_end_must_enroll_again() {
     );
     late.stop();
 
-    // The spent token stays spent; a new one enrolls into the same folder.
+    // The spent token stays spent; the unspent one enrolls into the same folder.
     let out = enroll(&first, &home);
     assert!(!out.status.success());
     assert!(
@@ -438,7 +448,6 @@ fn a_connector_offline_past_its_end_must_enroll_again() {
         "{}",
         show(&out)
     );
-    let second = token(&pki.dir, "dc1", setup.tunnel_port, "15m");
     let out = enroll(&second, &home);
     assert!(out.status.success(), "{}", show(&out));
     assert!(
