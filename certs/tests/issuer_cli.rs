@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // integration tests stop at the first failure
 
-use std::path::Path;
-
 mod common;
 use common::{fails, ok, run_ok, s};
 
