@@ -5,43 +5,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use x509_parser::extensions::GeneralName;
 
-fn certs(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_underpass-certs"))
-        .args(args)
-        .output()
-        .expect("run underpass-certs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = certs(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
-}
-
-/// Runs a command expected to fail; returns its stderr, checked to be one `error:` line.
-fn fails(args: &[&str]) -> String {
-    let out = certs(args);
-    assert_eq!(out.status.code(), Some(1), "{args:?} should fail with 1");
-    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "one line, no backtrace: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
-}
+mod common;
+use common::{certs, fails, ok, s};
 
 fn field(output: &str, key: &str) -> String {
     output
@@ -56,10 +26,6 @@ fn der(path: &Path) -> Vec<u8> {
     CertificateDer::from_pem_file(path)
         .expect("PEM certificate")
         .to_vec()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 struct Pki {

@@ -2,39 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // integration tests stop at the first failure
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn certs(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_underpass-certs"))
-        .args(args)
-        .output()
-        .expect("run underpass-certs")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = certs(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A failure: exit 1 and one `error:` line on stderr.
-fn fails(args: &[&str]) -> String {
-    let out = certs(args);
-    assert_eq!(out.status.code(), Some(1), "{args:?} should fail with 1");
-    let stderr = String::from_utf8(out.stderr).expect("utf-8");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    stderr
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+mod common;
+use common::{fails, ok, run_ok, s};
 
 #[test]
 fn issue_with_ttl() {
@@ -89,12 +58,12 @@ fn issuer_then_token() {
     ]);
     assert!(err.contains("issuer.crt"), "{err}");
 
-    let out = String::from_utf8(ok(&["issuer", "--dir", d, "--ttl", "30d"]).stdout).expect("utf8");
+    let out = ok(&["issuer", "--dir", d, "--ttl", "30d"]);
     assert!(out.contains("created the connector issuer"), "{out}");
     let err = fails(&["issuer", "--dir", d]);
     assert!(err.contains("--rotate"), "{err}");
 
-    let out = ok(&[
+    let out = run_ok(&[
         "token",
         "create",
         "--dir",
@@ -132,8 +101,7 @@ fn issuer_then_token() {
     assert_eq!(claims.services, ["billing", "crm"]);
 
     // Rotation archives the old issuer and invalidates the token.
-    let out = String::from_utf8(ok(&["issuer", "--dir", d, "--rotate", "--ttl", "30d"]).stdout)
-        .expect("utf8");
+    let out = ok(&["issuer", "--dir", d, "--rotate", "--ttl", "30d"]);
     assert!(out.contains("archived the previous issuer"), "{out}");
     let iss = underpass_pki::issuer::load_dir(tmp.path()).expect("issuer");
     let err =

@@ -2,12 +2,16 @@
 //! operator replacing the files, or a CA bundle gaining a new CA (rotation with overlap). The
 //! files are watched (change, SIGHUP); new handshakes use what is in force, live tunnels keep
 //! theirs. A replacement that does not load, or names another connector, leaves the last good
-//! one in force and is logged as an error on every attempt.
+//! one in force and is logged as an error on every attempt. A certificate in force that has
+//! ended (offline past its end, or renewal failing until it) is reported with what to do:
+//! enroll again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use underpass_pki::time::OffsetDateTime;
 use underpass_proto::identity::{Role, SpiffeId};
 use underpass_transport::tls::{ReloadingCert, ReloadingRoots};
 
@@ -44,8 +48,10 @@ impl Credentials {
         Ok(())
     }
 
-    /// Starts the watchers of the certificate pair and of the CA bundle.
+    /// Starts the watchers of the certificate pair and of the CA bundle, and the one that
+    /// says when the certificate in force has ended.
     pub fn watch(self: &Arc<Self>, config: &Arc<ConnectorConfig>) {
+        tokio::spawn(say_when_ended(self.cert.clone(), config.cert.clone()));
         let (me, cfg) = (self.clone(), config.clone());
         let pair = vec![config.cert.clone(), config.key.clone()];
         tokio::spawn(underpass_shared::reload::watch_files(pair, move |_| {
@@ -74,6 +80,51 @@ fn check(cert: &ReloadingCert, config: &ConnectorConfig) -> anyhow::Result<Spiff
         );
     }
     Ok(id)
+}
+
+/// How often an ended certificate is looked at again (for its replacement).
+const ENDED_RECHECK: Duration = Duration::from_secs(5);
+
+/// A certificate past its end is refused by every edge (as expired) and cannot renew (renewal
+/// needs a tunnel): says so, with what to do, once per certificate, instead of leaving the
+/// operator to decode a TLS alert on every dial. At start (a connector offline past its end)
+/// and while running (renewal failed until the end); a replacement moves the end on.
+async fn say_when_ended(cert: Arc<ReloadingCert>, path: PathBuf) {
+    let mut told = None;
+    loop {
+        let Some(end) = end_of(&cert) else {
+            return;
+        };
+        let left = end - OffsetDateTime::now_utc();
+        if left.is_positive() {
+            // Renewal moves the end: look again at this one's end.
+            let left = Duration::try_from(left).unwrap_or(ENDED_RECHECK);
+            tokio::time::sleep(left + Duration::from_secs(1)).await;
+            continue;
+        }
+        if told != Some(end) {
+            told = Some(end);
+            let dir = path.parent().unwrap_or(Path::new("."));
+            tracing::error!(
+                file = %path.display(),
+                "the certificate ended at {}: edges refuse it as expired and it cannot renew; \
+                 enroll again with a new token (`underpass-certs token create`, then \
+                 `underpass-connector enroll --token TOKEN --dir {}`, which replaces an ended \
+                 certificate)",
+                underpass_pki::rfc3339(end),
+                dir.display()
+            );
+        }
+        tokio::time::sleep(ENDED_RECHECK).await;
+    }
+}
+
+/// The end of the certificate in force.
+fn end_of(cert: &ReloadingCert) -> Option<OffsetDateTime> {
+    let leaf = cert.leaf()?;
+    underpass_pki::inspect::inspect_der(&leaf)
+        .ok()
+        .map(|info| info.not_after)
 }
 
 fn report(what: &str, path: &Path, result: anyhow::Result<()>) {

@@ -6,7 +6,10 @@
 //! that CA and a valid edge certificate under it (`underpass_transport::tls::
 //! enroll_client_crypto`), and the answer is checked again before anything is written
 //! (`underpass_pki::chain`). Files: `DIR/<name>.key` (0600), `DIR/<name>.crt` (the
-//! certificate, then its issuer), `DIR/ca.crt`; none is ever overwritten.
+//! certificate, then its issuer), `DIR/ca.crt`; none is ever overwritten, except after a
+//! certificate that has ended: a connector offline past its end must enroll again, into the
+//! folder its configuration names, so once the new certificate is checked the ended files are
+//! renamed to `*.ended` and the new ones written.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +39,8 @@ pub struct Enrolled {
     pub ca: PathBuf,
     pub not_after: OffsetDateTime,
     pub edge: String,
+    /// The end of the ended certificate this enrollment replaced (its files kept as `*.ended`).
+    pub replaced: Option<OffsetDateTime>,
 }
 
 /// Redeems `token` at the edges it names, in order, and writes the files into `dir`.
@@ -57,8 +62,10 @@ pub async fn enroll(token: &str, dir: &Path) -> anyhow::Result<Enrolled> {
     let key = dir.join(format!("{name}.key"));
     let ca = dir.join("ca.crt");
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    files::ensure_absent(&[&cert, &key, &ca])
-        .context("already enrolled here: remove the files, or enroll into another --dir")?;
+    let replaced = match files::ensure_absent(&[&cert, &key, &ca]) {
+        Ok(()) => None,
+        Err(exists) => Some(ended_here(&cert, now, exists)?),
+    };
     let identity = SpiffeId::new(&claims.trust_domain, Role::Connector, name)?;
     let (key_pem, csr_pem) = underpass_pki::csr::new(name, &claims.trust_domain)?;
     let request = EnrollRequest {
@@ -105,6 +112,9 @@ pub async fn enroll(token: &str, dir: &Path) -> anyhow::Result<Enrolled> {
             OffsetDateTime::now_utc(),
         )
         .with_context(|| format!("{edge} answered with an unusable certificate"))?;
+        if replaced.is_some() {
+            set_aside(&[&key, &cert, &ca])?;
+        }
         files::write_new(&key, key_pem.as_bytes(), KEY_MODE)?;
         files::write_new(&cert, chain_pem.as_bytes(), PUBLIC_MODE)?;
         files::write_new(&ca, ca_pem.as_bytes(), PUBLIC_MODE)?;
@@ -115,9 +125,45 @@ pub async fn enroll(token: &str, dir: &Path) -> anyhow::Result<Enrolled> {
             ca,
             not_after: checked.not_after,
             edge: edge.clone(),
+            replaced,
         });
     }
     bail!("no edge could be reached: {}", failures.join("; "))
+}
+
+/// The end of the certificate already at `cert`, if it has ended by `now` (only then may
+/// enrollment replace it); otherwise the refusal, from `exists` (what is in the way).
+fn ended_here(
+    cert: &Path,
+    now: OffsetDateTime,
+    exists: underpass_pki::Error,
+) -> anyhow::Result<OffsetDateTime> {
+    const ALREADY: &str = "already enrolled here: remove the files, or enroll into another --dir";
+    let Ok(info) = underpass_pki::inspect::inspect_file(cert) else {
+        return Err(exists).context(ALREADY);
+    };
+    if info.not_after > now {
+        bail!(
+            "{ALREADY} ({} is valid until {})",
+            cert.display(),
+            underpass_pki::rfc3339(info.not_after)
+        );
+    }
+    Ok(info.not_after)
+}
+
+/// Renames each existing file to `<file>.ended` (replacing an older one of that name).
+fn set_aside(paths: &[&Path]) -> anyhow::Result<()> {
+    for path in paths {
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(".ended");
+        match std::fs::rename(path, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot rename {}", path.display())),
+        }
+    }
+    Ok(())
 }
 
 /// One attempt at `edge` (`HOST:PORT`).

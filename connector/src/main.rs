@@ -90,6 +90,12 @@ fn enroll(token: &str, dir: &std::path::Path) -> std::process::ExitCode {
         .and_then(|rt| rt.block_on(underpass_connector::enroll::enroll(&token, dir)));
     match result {
         Ok(e) => {
+            if let Some(ended) = e.replaced {
+                eprintln!(
+                    "replaced the certificate that ended at {} (the old files are kept as *.ended)",
+                    underpass_pki::rfc3339(ended)
+                );
+            }
             eprintln!(
                 "enrolled as {} at {}: {} (valid until {}), {}, {}",
                 e.claims.connector,

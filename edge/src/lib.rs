@@ -179,10 +179,12 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
                 revocations.clone(),
             )
             .context("cannot set up [enrollment]")?;
-            let crypto = tls::enroll_server_crypto(
-                &config.tunnel.cert,
-                &config.tunnel.key,
-                &config.tunnel.ca,
+            service.watch(certs.problems.clone());
+            // The tunnel certificate and CA bundle in force (watched by `certs`): a renewed
+            // edge certificate or a rotated CA reaches the next enrollment handshake.
+            let crypto = tls::enroll_server_crypto_reloading(
+                certs.tunnel_cert.clone(),
+                certs.tunnel_roots.clone(),
             )?;
             tracing::info!(
                 addr = %config.tunnel.listen,

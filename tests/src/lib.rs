@@ -8,6 +8,7 @@
 
 pub mod faults;
 pub mod http;
+pub mod identity;
 pub mod lb;
 pub mod load;
 pub mod netns;

@@ -3,31 +3,21 @@
 //! file is deleted (the last good list stays in force); the same for a bulk rule
 //! (`revoke --connector N --before now`).
 
-use std::process::Command;
 use std::time::Duration;
 
 use underpass_tests::http;
+use underpass_tests::identity::{certs_ok, REVOKING_EDGE};
 use underpass_tests::*;
 
 #[test]
 fn revoking_a_connector_closes_its_tunnel_and_refuses_it() {
     let scratch = tempfile::tempdir().unwrap();
     let (_backend, backend_url) = start_demo_server(scratch.path());
-    let mut d = Deployment::start_with(
-        false,
-        "demo",
-        &backend_url,
-        "revocation_list = \"pki/revoked.txt\"\n[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
-    );
+    let mut d = Deployment::start_with(false, "demo", &backend_url, REVOKING_EDGE);
     let r = http::get(&d.edge_setup.admin("/readyz")).unwrap();
     assert_eq!(r.status, 200);
 
-    run_ok(
-        Command::new(bin("underpass-certs"))
-            .args(["revoke", "--dir"])
-            .arg(&d.pki.dir)
-            .args(["--name", "dc1"]),
-    );
+    certs_ok(&["revoke"], &d.pki.dir, &["--name", "dc1"]);
     d.edge.wait_for_log(
         "closing tunnel: certificate revoked",
         Duration::from_secs(20),
@@ -66,9 +56,7 @@ fn revoking_a_connector_closes_its_tunnel_and_refuses_it() {
     );
 
     // A fresh certificate for the same connector name is accepted again.
-    std::fs::remove_file(d.pki.cert("dc1")).unwrap();
-    std::fs::remove_file(d.pki.dir.join("dc1.key")).unwrap();
-    d.pki.issue("connector", "dc1");
+    d.pki.reissue("connector", "dc1");
     d.connector.stop();
     d.connector = start_connector(d.path(), "connector2", &d.connector_config);
     d.edge_setup.wait_ready("demo", Duration::from_secs(30));
@@ -81,20 +69,14 @@ fn revoking_a_connector_closes_its_tunnel_and_refuses_it() {
 fn a_bulk_rule_revokes_everything_issued_before_it() {
     let scratch = tempfile::tempdir().unwrap();
     let (_backend, backend_url) = start_demo_server(scratch.path());
-    let mut d = Deployment::start_with(
-        false,
-        "demo",
-        &backend_url,
-        "revocation_list = \"pki/revoked.txt\"\n[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
-    );
+    let mut d = Deployment::start_with(false, "demo", &backend_url, REVOKING_EDGE);
     let r = http::get(&d.edge_setup.admin("/readyz")).unwrap();
     assert_eq!(r.status, 200);
 
-    let out = run_ok(
-        Command::new(bin("underpass-certs"))
-            .args(["revoke", "--dir"])
-            .arg(&d.pki.dir)
-            .args(["--connector", "dc1", "--before", "now"]),
+    let out = certs_ok(
+        &["revoke"],
+        &d.pki.dir,
+        &["--connector", "dc1", "--before", "now"],
     );
     assert!(out.contains("revoked every certificate of"), "{out}");
     let list = std::fs::read_to_string(d.pki.dir.join("revoked.txt")).unwrap();
@@ -139,9 +121,7 @@ fn a_bulk_rule_revokes_everything_issued_before_it() {
 
     // Re-issued after the rule's time: accepted.
     std::thread::sleep(Duration::from_millis(1100));
-    std::fs::remove_file(d.pki.cert("dc1")).unwrap();
-    std::fs::remove_file(d.pki.dir.join("dc1.key")).unwrap();
-    d.pki.issue("connector", "dc1");
+    d.pki.reissue("connector", "dc1");
     d.connector.stop();
     d.connector = start_connector(d.path(), "connector2", &d.connector_config);
     d.edge_setup.wait_ready("demo", Duration::from_secs(30));

@@ -11,6 +11,7 @@
 //! attempt, issued or refused, is one audit line (`mcp_method` `underpass/enroll`) and one log
 //! line.
 
+pub mod authority;
 pub mod used;
 
 use std::collections::HashMap;
@@ -19,10 +20,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use underpass_audit::{AuditRecord, Auditor, Outcome};
-use underpass_pki::issuer::{self, IssuedLeaf, LoadedIssuer};
+use underpass_pki::issuer::{self, IssuedLeaf};
 use underpass_pki::time::OffsetDateTime;
 use underpass_pki::token;
 use underpass_proto::enroll::{
@@ -33,6 +33,7 @@ use underpass_proto::frame;
 use crate::config::EnrollmentConfig;
 use crate::revocation::Revocations;
 use crate::tunnels::registry::Tunnel;
+use authority::{Authorities, Authority};
 use used::{UsedError, UsedTokens};
 
 /// Enrollments served at once; more connections are closed at once.
@@ -67,15 +68,14 @@ fn refused(code: EnrollCode, reason: impl std::fmt::Display) -> Refused {
 pub struct Enrolled {
     pub claims: TokenClaims,
     pub leaf: IssuedLeaf,
+    /// The CA bundle read with the issuer that signed `leaf` (the connector's `ca` file).
+    pub ca_pem: String,
 }
 
 /// The enrollment service of one edge.
 pub struct Enrollment {
-    issuer: LoadedIssuer,
-    /// SHA-256 of the root that signed the issuer: the CA tokens must pin.
-    ca_sha256: [u8; 32],
-    /// The `[tunnel] ca` bundle, PEM: the enrolled connector's `ca` file.
-    ca_pem: String,
+    /// The issuer, the CA bundle and the pin in force (watched: [`Enrollment::watch`]).
+    authority: Arc<Authorities>,
     cert_ttl: Duration,
     used: UsedTokens,
     /// Source → (window start, attempts in it).
@@ -89,7 +89,8 @@ pub struct Enrollment {
 
 impl Enrollment {
     /// Loads the issuer and the record of used tokens; `tunnel_ca` is the `[tunnel] ca`
-    /// bundle, which must hold the root that signed the issuer.
+    /// bundle, which must hold the root that signed the issuer. Both are read again when
+    /// they change once [`Enrollment::watch`] runs.
     pub fn open(
         config: &EnrollmentConfig,
         tunnel_ca: &Path,
@@ -97,34 +98,13 @@ impl Enrollment {
         auditor: Option<Auditor>,
         revocations: Arc<Revocations>,
     ) -> anyhow::Result<Enrollment> {
-        let issuer = issuer::load(&config.issuer_cert, &config.issuer_key)
-            .context("[enrollment] issuer_cert / issuer_key")?;
-        anyhow::ensure!(
-            issuer.trust_domain == trust_domain,
-            "[enrollment] the issuer is for trust domain {}, this edge serves {trust_domain}",
-            issuer.trust_domain
-        );
-        let ca_pem = std::fs::read_to_string(tunnel_ca)
-            .with_context(|| format!("cannot read [tunnel] ca {}", tunnel_ca.display()))?;
-        let root = underpass_transport::tls::load_certs(tunnel_ca)?
-            .into_iter()
-            .find(|der| issuer::check_issued_by(&issuer, der, tunnel_ca).is_ok())
-            .with_context(|| {
-                format!(
-                    "[enrollment] the issuer {} is not signed by a CA of [tunnel] ca {}: \
-                     connectors it enrolls could not connect",
-                    config.issuer_cert.display(),
-                    tunnel_ca.display()
-                )
-            })?;
+        let authority = Arc::new(Authorities::load(config, tunnel_ca, trust_domain)?);
         let used = UsedTokens::open(
             &config.used_tokens_path(),
             OffsetDateTime::now_utc().unix_timestamp(),
         )?;
         Ok(Enrollment {
-            issuer,
-            ca_sha256: token::fingerprint(&root),
-            ca_pem,
+            authority,
             cert_ttl: config.cert_ttl,
             used,
             per_ip: Mutex::new(HashMap::new()),
@@ -138,19 +118,38 @@ impl Enrollment {
     /// certificate request (checked before the token is burnt, so a malformed one does not
     /// waste it), the token burnt, the certificate issued.
     pub fn decide(&self, req: &EnrollRequest, now: OffsetDateTime) -> Result<Enrolled, Refused> {
-        let claims = token::verify(&req.token, &self.issuer, &self.ca_sha256, now)
+        let authority = self.authority.current();
+        let claims = token::verify(&req.token, &authority.issuer, &authority.ca_sha256, now)
             .map_err(|e| refused(e.code(), e))?;
-        let leaf = self.redeem(&claims, req, now).map_err(|mut r| {
-            r.claims = Some(Box::new(claims.clone()));
-            r
-        })?;
-        Ok(Enrolled { claims, leaf })
+        let leaf = self
+            .redeem(&authority, &claims, req, now)
+            .map_err(|mut r| {
+                r.claims = Some(Box::new(claims.clone()));
+                r
+            })?;
+        Ok(Enrolled {
+            claims,
+            leaf,
+            ca_pem: authority.ca_pem.clone(),
+        })
+    }
+
+    /// Starts watching the issuer's files and the CA bundle (see [`authority`]); a
+    /// replacement that does not load is reported in `problems`.
+    pub fn watch(&self, problems: Arc<crate::certs::Problems>) {
+        tokio::spawn(self.authority.clone().watch(problems));
+    }
+
+    /// Reads the issuer and the CA bundle again now (what the watcher does on a change).
+    pub fn reload_authority(&self) -> anyhow::Result<()> {
+        self.authority.reload().map(|_| ())
     }
 
     /// The steps after the token's signature: the request checked, the token burnt, the
     /// certificate issued.
     fn redeem(
         &self,
+        authority: &Authority,
         claims: &TokenClaims,
         req: &EnrollRequest,
         now: OffsetDateTime,
@@ -163,7 +162,7 @@ impl Enrollment {
         .map_err(|e| refused(EnrollCode::Malformed, e))?;
         underpass_pki::csr::check_request(req.csr_pem.as_bytes(), &identity)
             .map_err(|e| refused(csr_code(&e), e))?;
-        self.issuer_usable()?;
+        self.issuer_usable(authority)?;
         self.used
             .consume(&claims.id_hex(), claims.not_after, &claims.connector)
             .map_err(|e| match e {
@@ -177,7 +176,7 @@ impl Enrollment {
                 }
             })?;
         issuer::issue_connector(
-            &self.issuer,
+            &authority.issuer,
             &claims.connector,
             req.csr_pem.as_bytes(),
             self.cert_ttl,
@@ -187,9 +186,9 @@ impl Enrollment {
     }
 
     /// Refuses while the issuer itself is revoked (the list read again first).
-    fn issuer_usable(&self) -> Result<(), Refused> {
+    fn issuer_usable(&self, authority: &Authority) -> Result<(), Refused> {
         self.revocations.reload_now();
-        if self.revocations.is_revoked(&self.issuer.cert_der) {
+        if self.revocations.is_revoked(&authority.issuer.cert_der) {
             return Err(refused(
                 EnrollCode::Disabled,
                 "this edge's issuer is revoked: it issues nothing until it is replaced",
@@ -205,10 +204,11 @@ impl Enrollment {
         let started = Instant::now();
         let name = tunnel.connector.as_str();
         let remote = tunnel.conn.remote_addr();
+        let authority = self.authority.current();
         let result = if self.revocations.may_renew(tunnel) {
-            self.issuer_usable().and_then(|()| {
+            self.issuer_usable(&authority).and_then(|()| {
                 issuer::issue_connector(
-                    &self.issuer,
+                    &authority.issuer,
                     name,
                     csr_pem.as_bytes(),
                     self.cert_ttl,
@@ -251,9 +251,9 @@ impl Enrollment {
         result
     }
 
-    /// The CA bundle connectors are given (the `[tunnel] ca` file as read at start).
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+    /// The CA bundle connectors are given (the `[tunnel] ca` file as last read well).
+    pub fn ca_pem(&self) -> String {
+        self.authority.current().ca_pem.clone()
     }
 
     /// Serves one enrollment connection (TLS done): reads the request, answers, audits.
@@ -284,7 +284,7 @@ impl Enrollment {
         let answer = match &result {
             Ok(e) => EnrollAnswer::Issued {
                 chain_pem: e.leaf.chain_pem.clone(),
-                ca_pem: self.ca_pem.clone(),
+                ca_pem: e.ca_pem.clone(),
                 connector: e.claims.connector.clone(),
                 trust_domain: e.claims.trust_domain.clone(),
                 not_after: e.leaf.not_after.unix_timestamp(),

@@ -217,3 +217,51 @@ fn attempts_per_address_are_capped() {
     assert!(!f.enrollment.over_rate(remote(10).ip(), t0));
     assert!(!f.enrollment.over_rate(ip, t0 + Duration::from_secs(61)));
 }
+
+#[test]
+fn a_rotated_issuer_is_picked_up_and_a_bad_one_keeps_the_last_good() {
+    let f = fixture();
+    let before = f.token("dc1", DEFAULT_TOKEN_TTL);
+    let old_serial = f.enrollment.authority.current().issuer.serial.clone();
+
+    let rotated = issuer::create(f.dir.path(), Duration::from_secs(86_400 * 30), true).unwrap();
+    f.enrollment.reload_authority().unwrap();
+    let new_issuer = f.enrollment.authority.current();
+    assert_eq!(new_issuer.issuer.serial, rotated.serial);
+    assert_ne!(new_issuer.issuer.serial, old_serial);
+    // A token of the new issuer enrolls, and the chain names the new issuer.
+    let after = f.token("dc2", DEFAULT_TOKEN_TTL);
+    let enrolled = f.enrollment.decide(&request(&after, "dc2"), now()).unwrap();
+    assert!(
+        enrolled
+            .leaf
+            .chain_pem
+            .ends_with(&new_issuer.issuer.cert_pem),
+        "the chain carries the new issuer"
+    );
+    // A token of the rotated-out issuer no longer verifies.
+    let r = f
+        .enrollment
+        .decide(&request(&before, "dc1"), now())
+        .unwrap_err();
+    assert_eq!(r.code, EnrollCode::TokenInvalid, "{r:?}");
+
+    // Garbage for the issuer: refused, the last good issuer stays in force.
+    let pending = f.token("dc3", DEFAULT_TOKEN_TTL);
+    std::fs::write(f.dir.path().join("issuer.crt"), "not a certificate").unwrap();
+    assert!(f.enrollment.reload_authority().is_err());
+    // A CA bundle that does not hold the issuer's root: refused, naming why.
+    std::fs::write(f.dir.path().join("issuer.crt"), &new_issuer.issuer.cert_pem).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    underpass_pki::ca::init(other.path(), TD).unwrap();
+    std::fs::copy(other.path().join("ca.crt"), f.dir.path().join("ca.crt")).unwrap();
+    let e = f.enrollment.reload_authority().unwrap_err();
+    assert!(format!("{e:#}").contains("not signed by a CA"), "{e:#}");
+    assert_eq!(
+        f.enrollment.authority.current().issuer.serial,
+        rotated.serial
+    );
+    f.enrollment
+        .decide(&request(&pending, "dc3"), now())
+        .unwrap();
+}

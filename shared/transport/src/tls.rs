@@ -28,7 +28,9 @@ mod reloading;
 mod tests;
 mod verify;
 
-pub use enroll::{enroll_client_crypto, enroll_server_crypto, PinMismatch};
+pub use enroll::{
+    enroll_client_crypto, enroll_server_crypto, enroll_server_crypto_reloading, PinMismatch,
+};
 pub use reloading::{ReloadingCert, ReloadingRoots, RootsSnapshot};
 
 #[derive(Debug, thiserror::Error)]

@@ -11,34 +11,67 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use underpass_proto::enroll::ALPN;
 use underpass_proto::identity::Role;
 
-use super::{load_certs, load_key, no_resumption, provider, PeerPolicy, ReloadingRoots, TlsError};
+use super::{no_resumption, provider, PeerPolicy, ReloadingCert, ReloadingRoots, TlsError};
 
-/// The edge's enrollment config: its tunnel certificate (`cert`, `key`) presented with the CA
-/// bundle `ca` after it, TLS 1.3, no client certificate, ALPN [`ALPN`] only.
+/// The edge's enrollment config from files read once: its tunnel certificate (`cert`, `key`)
+/// presented with the CA bundle `ca` after it (see [`enroll_server_crypto_reloading`]).
 pub fn enroll_server_crypto(
     cert: &Path,
     key: &Path,
     ca: &Path,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let mut chain = load_certs(cert)?;
-    for root in load_certs(ca)? {
-        if !chain.contains(&root) {
-            chain.push(root);
-        }
-    }
+    enroll_server_crypto_reloading(
+        Arc::new(ReloadingCert::load(cert, key)?),
+        Arc::new(ReloadingRoots::load(ca)?),
+    )
+}
+
+/// The edge's enrollment config over the tunnel certificate and CA bundle in force: every
+/// handshake presents the pair `cert` holds then, followed by the certificates of the bundle
+/// `roots` holds then (so a renewed edge certificate or a rotated CA is what the next
+/// connector enrolling sees, without a restart). TLS 1.3, no client certificate, ALPN
+/// [`ALPN`] only.
+pub fn enroll_server_crypto_reloading(
+    cert: Arc<ReloadingCert>,
+    roots: Arc<ReloadingRoots>,
+) -> Result<rustls::ServerConfig, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_single_cert(chain, load_key(key)?)?;
+        .with_cert_resolver(Arc::new(CertWithCa { cert, roots }));
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.max_early_data_size = 0;
     no_resumption(&mut config);
     Ok(config)
+}
+
+/// The certificate in force with the CA bundle in force appended. Built per handshake: the
+/// endpoint is rate-limited and a chain is a few kilobytes, so no cache to keep in step.
+#[derive(Debug)]
+struct CertWithCa {
+    cert: Arc<ReloadingCert>,
+    roots: Arc<ReloadingRoots>,
+}
+
+impl ResolvesServerCert for CertWithCa {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let pair = self.cert.current();
+        let snapshot = self.roots.snapshot();
+        let mut chain = pair.cert.clone();
+        for root in &snapshot.certs {
+            if !chain.contains(root) {
+                chain.push(root.clone());
+            }
+        }
+        Some(Arc::new(CertifiedKey::new(chain, pair.key.clone())))
+    }
 }
 
 /// The connector's enrollment config: trusts an edge only under the CA whose certificate

@@ -14,7 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use underpass_proto::identity::{IdentityError, Role, SpiffeId};
 
-use super::{load_certs, load_key, load_roots, provider, TlsError};
+use super::{load_certs, load_key, provider, TlsError};
 
 /// Our own certificate chain and key, replaceable at run time. Serves as the certificate
 /// resolver of server configs (edge listeners) and client configs (connector).
@@ -171,6 +171,9 @@ pub struct RootsSnapshot {
     pub subjects: Vec<Vec<u8>>,
     /// Bumped by every replacement (verifiers rebuild webpki's verifier when it changes).
     pub generation: u64,
+    /// The bundle's certificates as read from its file, in order (the enrollment endpoint
+    /// presents them after its own certificate); empty when built from a store in memory.
+    pub certs: Vec<CertificateDer<'static>>,
 }
 
 /// The trusted CA bundle, replaceable at run time (CA rotation: a bundle with the old and the
@@ -183,30 +186,39 @@ pub struct ReloadingRoots {
 impl ReloadingRoots {
     pub fn new(store: Arc<RootCertStore>) -> Self {
         ReloadingRoots {
-            current: ArcSwap::from_pointee(snapshot(store, 0)),
+            current: ArcSwap::from_pointee(snapshot(store, Vec::new(), 0)),
         }
     }
 
-    /// Reads a PEM bundle of one or more roots.
+    /// Reads a PEM bundle of one or more roots (their certificates kept in the snapshot).
     pub fn load(ca: &Path) -> Result<Self, TlsError> {
-        Ok(Self::new(load_roots(ca)?))
+        let (store, certs) = read_bundle(ca)?;
+        Ok(ReloadingRoots {
+            current: ArcSwap::from_pointee(snapshot(store, certs, 0)),
+        })
     }
 
     /// Re-reads the bundle and puts it in force for the next handshakes. On any error the
     /// roots in force stay and the error is returned.
     pub fn reload(&self, ca: &Path) -> Result<(), TlsError> {
-        self.replace(load_roots(ca)?);
+        let (store, certs) = read_bundle(ca)?;
+        self.put(store, certs);
         Ok(())
     }
 
-    /// Puts `store` in force for the next handshakes.
+    /// Puts `store` in force for the next handshakes (with no certificates to present).
     pub fn replace(&self, store: Arc<RootCertStore>) {
+        self.put(store, Vec::new());
+    }
+
+    fn put(&self, store: Arc<RootCertStore>, certs: Vec<CertificateDer<'static>>) {
         let subjects = subjects(&store);
         self.current.rcu(|old| {
             Arc::new(RootsSnapshot {
                 store: store.clone(),
                 subjects: subjects.clone(),
                 generation: old.generation.wrapping_add(1),
+                certs: certs.clone(),
             })
         });
     }
@@ -222,12 +234,30 @@ impl ReloadingRoots {
     }
 }
 
-fn snapshot(store: Arc<RootCertStore>, generation: u64) -> RootsSnapshot {
+fn snapshot(
+    store: Arc<RootCertStore>,
+    certs: Vec<CertificateDer<'static>>,
+    generation: u64,
+) -> RootsSnapshot {
     RootsSnapshot {
         subjects: subjects(&store),
         store,
         generation,
+        certs,
     }
+}
+
+/// The bundle as a root store and as the certificates it holds (one read of the file).
+fn read_bundle(ca: &Path) -> Result<(Arc<RootCertStore>, Vec<CertificateDer<'static>>), TlsError> {
+    let certs = load_certs(ca)?;
+    let mut store = RootCertStore::empty();
+    for cert in &certs {
+        store.add(cert.clone()).map_err(|e| TlsError::Ca {
+            path: ca.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok((Arc::new(store), certs))
 }
 
 fn subjects(store: &RootCertStore) -> Vec<Vec<u8>> {

@@ -706,3 +706,100 @@ mod reauth {
         assert!(refused(&revoked).contains("Revoked"));
     }
 }
+
+/// One enrollment handshake (no client certificate) by a connector pinning `pin`; returns the
+/// chain the edge presented.
+async fn enroll_handshake(
+    server: &Arc<rustls::ServerConfig>,
+    pin: &Ca,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let sha: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, pin.der.as_ref())
+        .as_ref()
+        .try_into()
+        .unwrap();
+    let client = Arc::new(enroll_client_crypto(sha, DEFAULT_TRUST_DOMAIN).unwrap());
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
+    let connector = tokio_rustls::TlsConnector::from(client);
+    let name = ServerName::try_from("localhost").unwrap();
+    let server_side = async move {
+        let mut tls = acceptor
+            .accept(a)
+            .await
+            .map_err(|e| format!("server: {e}"))?;
+        tls.write_all(b"s")
+            .await
+            .map_err(|e| format!("server: {e}"))?;
+        tls.flush().await.map_err(|e| format!("server: {e}"))
+    };
+    let client_side = async move {
+        let mut tls = connector
+            .connect(name, b)
+            .await
+            .map_err(|e| format!("client: {e}"))?;
+        let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte)
+            .await
+            .map_err(|e| format!("client: {e}"))?;
+        chain.ok_or_else(|| "client: no server certificate".to_owned())
+    };
+    let bounded = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(server_side, client_side)
+    });
+    match bounded.await.map_err(|_| "timed out".to_owned())? {
+        (Ok(()), Ok(chain)) => Ok(chain),
+        (server, client) => Err(format!("{:?} / {:?}", server.err(), client.err())),
+    }
+}
+
+#[tokio::test]
+async fn the_enrollment_endpoint_presents_the_certificate_and_ca_bundle_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key, bundle) = (
+        dir.path().join("edge.crt"),
+        dir.path().join("edge.key"),
+        dir.path().join("ca.crt"),
+    );
+    let old = root("Underpass CA");
+    let new = root("Underpass CA 2");
+    let edge1 = leaf(&old, None, Role::Edge, "edge");
+    edge1.write(&crt, &key);
+    write_bundle(&bundle, &[&old]);
+    let cert = Arc::new(ReloadingCert::load(&crt, &key).unwrap());
+    let roots = Arc::new(ReloadingRoots::load(&bundle).unwrap());
+    let server = Arc::new(enroll_server_crypto_reloading(cert.clone(), roots.clone()).unwrap());
+
+    assert_eq!(
+        enroll_handshake(&server, &old).await.unwrap(),
+        vec![edge1.der().clone(), old.der.clone()]
+    );
+    // A token pinning a CA the edge does not present yet is refused.
+    let refused = enroll_handshake(&server, &new).await.unwrap_err();
+    assert!(refused.contains("PinMismatch"), "{refused}");
+
+    // CA rotation: the bundle holds both, then the edge certificate comes from the new CA.
+    // Both reach the next handshake without a new config.
+    write_bundle(&bundle, &[&old, &new]);
+    roots.reload(&bundle).unwrap();
+    let edge2 = leaf(&new, None, Role::Edge, "edge");
+    edge2.write(&crt, &key);
+    cert.reload_expecting(&crt, &key, Role::Edge, DEFAULT_TRUST_DOMAIN)
+        .unwrap();
+    assert_eq!(
+        enroll_handshake(&server, &new).await.unwrap(),
+        vec![edge2.der().clone(), old.der.clone(), new.der.clone()]
+    );
+    // Tokens pinning the old CA still find it presented, but the edge's certificate no
+    // longer verifies under it.
+    assert!(enroll_handshake(&server, &old).await.is_err());
+
+    // A bad bundle keeps the last good one presented.
+    std::fs::write(&bundle, "garbage").unwrap();
+    assert!(roots.reload(&bundle).is_err());
+    assert_eq!(
+        enroll_handshake(&server, &new).await.unwrap().len(),
+        3,
+        "the last good bundle is still presented"
+    );
+}
