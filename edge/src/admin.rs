@@ -1,6 +1,6 @@
-//! The admin listener: `/healthz` (the process is up) and `/readyz` (a tunnel is up and the
-//! edge is not draining, so
-//! client traffic can be served; with the tasks and descriptors the edge holds). Plain HTTP:
+//! The admin listener: `/healthz` (the process is up), `/readyz` (a tunnel is up and the edge
+//! is not draining, so client traffic can be served; with the tasks and descriptors the edge
+//! holds, and what an operator must look at) and `/metrics` ([`crate::metrics`]). Plain HTTP:
 //! bind it to a private interface.
 
 use std::convert::Infallible;
@@ -17,49 +17,36 @@ use tokio::net::TcpListener;
 
 use crate::certs::Problems;
 use crate::drain::Drain;
+use crate::metrics::{self, Metrics};
 use crate::revocation::Revocations;
 use crate::tunnels::registry::Registry;
 
-/// Serves the admin endpoints; `edge_addr` is the tunnel listener's address, `jwks` the public
-/// key set of the identity assertions.
-pub async fn serve(
-    listener: TcpListener,
-    registry: Arc<Registry>,
-    edge_addr: SocketAddr,
-    revocations: Arc<Revocations>,
-    problems: Arc<Problems>,
-    jwks: serde_json::Value,
-    drain: Drain,
-) {
-    let jwks = Arc::new(jwks);
+/// What the admin endpoints read.
+pub struct Admin {
+    pub registry: Arc<Registry>,
+    /// The tunnel listener's address (shown per tunnel).
+    pub edge_addr: SocketAddr,
+    pub revocations: Arc<Revocations>,
+    pub problems: Arc<Problems>,
+    /// The public key set of the identity assertions.
+    pub jwks: serde_json::Value,
+    pub drain: Drain,
+    pub metrics: Metrics,
+}
+
+/// Serves the admin endpoints.
+pub async fn serve(listener: TcpListener, admin: Admin) {
+    let admin = Arc::new(admin);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
-        let registry = registry.clone();
-        let revocations = revocations.clone();
-        let problems = problems.clone();
-        let jwks = jwks.clone();
-        let drain = drain.clone();
+        let admin = admin.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let registry = registry.clone();
-                let revocations = revocations.clone();
-                let problems = problems.clone();
-                let jwks = jwks.clone();
-                let draining = drain.is_draining();
-                async move {
-                    Ok::<_, Infallible>(answer(
-                        &registry,
-                        edge_addr,
-                        &revocations,
-                        &problems,
-                        &jwks,
-                        draining,
-                        &req,
-                    ))
-                }
+                let answer = answer(&admin, &req);
+                async move { Ok::<_, Infallible>(answer) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -68,19 +55,23 @@ pub async fn serve(
     }
 }
 
-fn answer(
-    registry: &Registry,
-    edge_addr: SocketAddr,
-    revocations: &Revocations,
-    problems: &Problems,
-    jwks: &serde_json::Value,
-    draining: bool,
-    req: &Request<Incoming>,
-) -> Response<Full<Bytes>> {
+fn answer(admin: &Admin, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let registry = &admin.registry;
     let (status, body) = match req.uri().path() {
-        "/.well-known/jwks.json" => (StatusCode::OK, jwks.clone()),
+        "/metrics" => {
+            return match admin.metrics.render() {
+                Ok(text) => respond(StatusCode::OK, metrics::CONTENT_TYPE, text),
+                Err(_) => respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "cannot encode the metrics\n".into(),
+                ),
+            };
+        }
+        "/.well-known/jwks.json" => (StatusCode::OK, admin.jwks.clone()),
         "/healthz" => (StatusCode::OK, serde_json::json!({"status": "ok"})),
         "/readyz" => {
+            let draining = admin.drain.is_draining();
             let services = registry.service_counts();
             // Draining: not ready from the first moment, so a load balancer sends no new
             // clients here while the ones in flight finish.
@@ -102,8 +93,8 @@ fn answer(
                     "tunnels": registry.tunnel_count(),
                     "sessions": registry.session_count(),
                     "services": services,
-                    "connectors": connectors(registry, edge_addr),
-                    "problems": problems_of(revocations, problems),
+                    "connectors": connectors(registry, admin.edge_addr),
+                    "problems": problems_of(&admin.revocations, &admin.problems),
                     "tasks": held.tasks,
                     "fds": held.fds,
                 }),
@@ -114,11 +105,15 @@ fn answer(
             serde_json::json!({"error": "not found"}),
         ),
     };
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    respond(status, "application/json", body.to_string())
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
+        http::HeaderValue::from_static(content_type),
     );
     resp
 }

@@ -25,6 +25,7 @@ pub mod http;
 pub mod limiter;
 pub mod limits;
 pub mod mcp;
+pub mod metrics;
 pub mod policy;
 pub mod reload;
 pub mod revocation;
@@ -251,12 +252,15 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         tracing::info!("admin: http://{}/healthz", admin.listen);
         tokio::spawn(admin::serve(
             listener,
-            registry.clone(),
-            config.tunnel.listen,
-            revocations.clone(),
-            certs.problems.clone(),
-            jwks.clone(),
-            drain.clone(),
+            admin::Admin {
+                registry: registry.clone(),
+                edge_addr: config.tunnel.listen,
+                revocations: revocations.clone(),
+                problems: certs.problems.clone(),
+                jwks: jwks.clone(),
+                drain: drain.clone(),
+                metrics: metrics::Metrics::new(revocations.clone()),
+            },
         ));
     }
 

@@ -5,23 +5,14 @@
 //! certificate's end. Calls through both edges never fail, and no tunnel closes.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use underpass_tests::faults::{FaultBackend, Rng};
+use underpass_tests::identity::{enroll, enrolled_config, not_after, token, ENROLLING_EDGE};
 use underpass_tests::load::{summarize, Load, Outcome, Plan};
 use underpass_tests::*;
 
-const EDGE_EXTRA: &str = "[auth]\nanonymous = true\n[policy]\nallow_all = true\n";
-const ISSUING: &str = "[enrollment]\nissuer_cert = \"pki/issuer.crt\"\n\
-     issuer_key = \"pki/issuer.key\"\ncert_ttl = \"60s\"\n";
-
-fn certs(args: &[&str]) -> Output {
-    Command::new(bin("underpass-certs"))
-        .args(args)
-        .output()
-        .expect("run underpass-certs")
-}
+const PLAIN_EDGE: &str = "[auth]\nanonymous = true\n[policy]\nallow_all = true\n";
 
 fn edge_home(root: &Path, name: &str) -> std::path::PathBuf {
     let home = root.join(name);
@@ -37,61 +28,28 @@ fn tunnels_to_an_edge_that_did_not_issue_outlive_the_old_certificate() {
     let root = dir.path();
     let pki = Pki::init(&root.join("pki"));
     pki.issue("edge", "edge");
-    let out = certs(&["issuer", "--dir", &pki.dir.to_string_lossy()]);
-    assert!(out.status.success(), "issuer failed:\n{}", show(&out));
+    pki.issuer(false);
 
     let home_a = edge_home(root, "a");
-    let setup_a = EdgeSetup::write(
-        &home_a,
-        false,
-        &[("ok", &["dc1"])],
-        &format!("{EDGE_EXTRA}{ISSUING}"),
-    );
+    let issuing = ENROLLING_EDGE.replace("cert_ttl = \"1h\"", "cert_ttl = \"60s\"");
+    let setup_a = EdgeSetup::write(&home_a, false, &[("ok", &["dc1"])], &issuing);
     let mut edge_a = setup_a.start(&home_a);
     let home_b = edge_home(root, "b");
-    let setup_b = EdgeSetup::write(&home_b, false, &[("ok", &["dc1"])], EDGE_EXTRA);
+    let setup_b = EdgeSetup::write(&home_b, false, &[("ok", &["dc1"])], PLAIN_EDGE);
     let mut edge_b = setup_b.start(&home_b);
 
-    let out = certs(&[
-        "token",
-        "create",
-        "--dir",
-        &pki.dir.to_string_lossy(),
-        "--connector",
-        "dc1",
-        "--edge",
-        &format!("127.0.0.1:{}", setup_a.tunnel_port),
-        "--server-name",
-        "localhost",
-        "--ttl",
-        "15m",
-    ]);
-    assert!(out.status.success(), "token create failed:\n{}", show(&out));
-    let token = String::from_utf8(out.stdout).unwrap();
     let dc1 = root.join("dc1");
-    let out = Command::new(bin("underpass-connector"))
-        .args(["enroll", "--token", token.trim(), "--dir"])
-        .arg(&dc1)
-        .output()
-        .unwrap();
+    let out = enroll(&token(&pki.dir, "dc1", setup_a.tunnel_port, "15m"), &dc1);
     assert!(out.status.success(), "enroll failed:\n{}", show(&out));
-    let first_end = underpass_pki::inspect::inspect_der(
-        &underpass_pki::inspect::read_certificate(&dc1.join("dc1.crt")).unwrap(),
-    )
-    .unwrap()
-    .not_after;
+    let first_end = not_after(&dc1.join("dc1.crt"));
 
     let backend = FaultBackend::start(root);
-    let config = write_connector_config(
+    let config = enrolled_config(
         root,
         "connector.toml",
+        &dc1,
         "dc1",
         setup_a.tunnel_port,
-        ConnectorPki {
-            cert: &dc1.join("dc1.crt"),
-            key: &dc1.join("dc1.key"),
-            ca: &dc1.join("ca.crt"),
-        },
         &[("ok", &backend.url("ok"))],
     );
     set_connector_edges(

@@ -54,6 +54,20 @@ fn revoking_a_connector_closes_its_tunnel_and_refuses_it() {
             .is_some_and(|d| d.contains("last good list (1 serials)")),
         "{problems}"
     );
+    // And on /metrics, for alerting.
+    let metrics = http::get(&d.edge_setup.admin("/metrics")).unwrap();
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    let failures = text
+        .lines()
+        .find_map(|l| l.strip_prefix("underpass_revocation_list_reload_failures_total "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(failures.is_some_and(|n| n >= 1), "{text}");
+    let stale = text
+        .lines()
+        .find_map(|l| l.strip_prefix("underpass_revocation_list_stale_seconds "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(stale.is_some_and(|s| s > 0.0), "{text}");
 
     // A fresh certificate for the same connector name is accepted again.
     d.pki.reissue("connector", "dc1");
