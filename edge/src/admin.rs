@@ -31,7 +31,7 @@ pub struct Admin {
     /// The public key set of the identity assertions.
     pub jwks: serde_json::Value,
     pub drain: Drain,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Serves the admin endpoints.

@@ -37,6 +37,8 @@ pub struct App {
     pub limits: Limits,
     /// Up once SIGTERM arrived: the edge is draining.
     pub drain: crate::drain::Drain,
+    /// Counters and histograms of `/metrics` updated as requests end.
+    pub requests: Arc<crate::metrics::RequestMetrics>,
 }
 
 /// Who is calling and what they may do: authentication, policy, rate limits, revocation.

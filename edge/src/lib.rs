@@ -224,6 +224,11 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     )
     .context("cannot set up the identity assertion key")?;
     let jwks = signer.jwks();
+    let metrics = Arc::new(metrics::Metrics::new(
+        config.services.iter().map(|s| s.name.as_str()),
+        registry.clone(),
+        revocations.clone(),
+    ));
     let app = Arc::new(App {
         config: config.clone(),
         security: Security {
@@ -243,6 +248,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
             config.clients.max_buffered_body_bytes,
         ),
         drain: drain.clone(),
+        requests: metrics.requests.clone(),
     });
     tokio::spawn(mcp::sessions::expire_idle_sessions(app.clone()));
     if let Some(admin) = &config.admin {
@@ -259,7 +265,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
                 problems: certs.problems.clone(),
                 jwks: jwks.clone(),
                 drain: drain.clone(),
-                metrics: metrics::Metrics::new(revocations.clone()),
+                metrics,
             },
         ));
     }

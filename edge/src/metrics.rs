@@ -2,18 +2,112 @@
 //! prefixed `underpass_`. Values are read when scraped (collectors), so nothing on the request
 //! path pays for them.
 //!
-//! So far: the revocation list's fail-closed state, which an operator must be able to alert on
-//! (a list that stopped reloading keeps the last good one in force, silently for clients).
+//! Families:
+//! - `underpass_requests_total{service,method,outcome}`: client requests by configured service
+//!   (`-` for none, `unknown` for a name the edge does not serve), MCP method (a known one,
+//!   `other`, or `-` for requests without one) and outcome (the audit record's);
+//! - `underpass_request_duration_seconds{service}`: from the request's arrival until its
+//!   answer was sent in full (an event stream counts until it ends);
+//! - `underpass_tunnels{connector,transport}`: live tunnels;
+//! - the revocation list's fail-closed state, which an operator must be able to alert on (a list
+//!   that stopped reloading keeps the last good one in force, silently for clients).
+//!
+//! Every label value comes from configuration or a fixed set, never verbatim from a client: a
+//! client choosing service or method names cannot grow the exposition.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use underpass_audit::AuditRecord;
 
 use crate::revocation::Revocations;
+use crate::tunnels::registry::Registry as Tunnels;
+
+/// MCP methods counted under their own name; any other is `other`.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    service: String,
+    method: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+/// What the request path records: counters and histograms updated as requests end.
+pub struct RequestMetrics {
+    /// The configured services: the only service label values besides `-` and `unknown`.
+    services: HashSet<String>,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<ServiceLabel, Histogram>,
+}
+
+impl RequestMetrics {
+    fn service_label(&self, service: Option<&str>) -> String {
+        match service {
+            None => "-".to_owned(),
+            Some(s) if self.services.contains(s) => s.to_owned(),
+            Some(_) => "unknown".to_owned(),
+        }
+    }
+
+    /// One client request ended (answered in full, cut short, or given up by its client).
+    pub fn request_done(&self, record: &AuditRecord, took: Duration) {
+        let service = self.service_label(record.service.as_deref());
+        let method = match record.mcp_method.as_deref() {
+            None => "-",
+            Some(m) => KNOWN_METHODS
+                .iter()
+                .find(|k| **k == m)
+                .copied()
+                .unwrap_or("other"),
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                service: service.clone(),
+                method,
+                outcome: record.outcome.as_str(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&ServiceLabel { service })
+            .observe(took.as_secs_f64());
+    }
+}
 
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -21,13 +115,39 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Every family the edge exports.
 pub struct Metrics {
     registry: Registry,
+    pub requests: Arc<RequestMetrics>,
 }
 
 impl Metrics {
-    pub fn new(revocations: Arc<Revocations>) -> Self {
+    /// `services`: the configured service names (label values); `tunnels` and `revocations`
+    /// are read when scraped.
+    pub fn new<'a>(
+        services: impl IntoIterator<Item = &'a str>,
+        tunnels: Arc<Tunnels>,
+        revocations: Arc<Revocations>,
+    ) -> Self {
         let mut registry = Registry::with_prefix("underpass");
+        let requests = Arc::new(RequestMetrics {
+            services: services.into_iter().map(str::to_owned).collect(),
+            requests: Family::default(),
+            // 0.5 ms to about 33 s.
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 17))
+            }),
+        });
+        registry.register(
+            "requests",
+            "Client requests by service, MCP method and outcome",
+            requests.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a client request's arrival until its answer was sent in full",
+            requests.duration.clone(),
+        );
+        registry.register_collector(Box::new(TunnelMetrics(tunnels)));
         registry.register_collector(Box::new(RevocationMetrics(revocations)));
-        Metrics { registry }
+        Metrics { registry, requests }
     }
 
     /// The exposition, read now.
@@ -35,6 +155,44 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+/// `underpass_tunnels{connector,transport}`, counted when scraped.
+struct TunnelMetrics(Arc<Tunnels>);
+
+impl std::fmt::Debug for TunnelMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TunnelMetrics")
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct TunnelLabels {
+    connector: String,
+    transport: &'static str,
+}
+
+impl Collector for TunnelMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut counts = std::collections::BTreeMap::new();
+        for tunnel in self.0.tunnels() {
+            let labels = TunnelLabels {
+                connector: tunnel.connector.clone(),
+                transport: tunnel.conn.transport(),
+            };
+            *counts.entry(labels).or_insert(0i64) += 1;
+        }
+        let mut family = encoder.encode_descriptor(
+            "tunnels",
+            "Live tunnels by connector and transport",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (labels, count) in counts {
+            ConstGauge::new(count).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 
@@ -49,7 +207,7 @@ impl std::fmt::Debug for RevocationMetrics {
 }
 
 impl Collector for RevocationMetrics {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let stats = self.0.stats();
         let failures = ConstCounter::new(stats.reload_failures);
         failures.encode(encoder.encode_descriptor(
@@ -72,6 +230,61 @@ impl Collector for RevocationMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use underpass_audit::Outcome;
+
+    #[test]
+    fn label_values_come_from_the_configuration_or_a_fixed_set() {
+        let revocations = Revocations::load(None).unwrap();
+        let metrics = Metrics::new(["ok"], Arc::new(Tunnels::default()), revocations);
+        let record = |service: Option<&str>, method: Option<&str>, outcome| AuditRecord {
+            service: service.map(str::to_owned),
+            mcp_method: method.map(str::to_owned),
+            outcome,
+            ..AuditRecord::default()
+        };
+        let r = &metrics.requests;
+        let ms = Duration::from_millis(3);
+        r.request_done(&record(Some("ok"), Some("tools/call"), Outcome::Ok), ms);
+        r.request_done(&record(Some("ok"), Some("tools/call"), Outcome::Ok), ms);
+        r.request_done(&record(Some("ok"), Some("tools/call"), Outcome::Denied), ms);
+        // A client's made-up service and method names are not label values.
+        for i in 0..50 {
+            let (service, method) = (format!("svc{i}"), format!("x/{i}"));
+            r.request_done(
+                &record(Some(&service), Some(&method), Outcome::NotFound),
+                ms,
+            );
+        }
+        r.request_done(&record(None, None, Outcome::NotFound), ms);
+        let text = metrics.render().unwrap();
+        let line = |l: &str| text.lines().any(|t| t == l);
+        assert!(
+            line(r#"underpass_requests_total{service="ok",method="tools/call",outcome="ok"} 2"#),
+            "{text}"
+        );
+        assert!(
+            line(
+                r#"underpass_requests_total{service="ok",method="tools/call",outcome="denied"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            line(
+                r#"underpass_requests_total{service="unknown",method="other",outcome="not_found"} 50"#
+            ),
+            "{text}"
+        );
+        assert!(
+            line(r#"underpass_requests_total{service="-",method="-",outcome="not_found"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("svc1"), "{text}");
+        assert!(
+            line(r#"underpass_request_duration_seconds_count{service="ok"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE underpass_tunnels gauge"), "{text}");
+    }
 
     #[test]
     fn a_list_that_broke_shows_as_failures_and_staleness() {
@@ -79,7 +292,7 @@ mod tests {
         let path = dir.path().join("revoked.txt");
         std::fs::write(&path, "0a1b spiffe://underpass.local/connector/dc1 -\n").unwrap();
         let revocations = Revocations::load(Some(path.clone())).unwrap();
-        let metrics = Metrics::new(revocations.clone());
+        let metrics = Metrics::new(["ok"], Arc::new(Tunnels::default()), revocations.clone());
         let text = metrics.render().unwrap();
         assert!(
             text.contains("underpass_revocation_list_reload_failures_total 0\n"),

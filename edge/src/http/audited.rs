@@ -6,6 +6,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -21,6 +22,7 @@ use crate::http::conn::ConnInfo;
 use crate::http::ids::{new_request_id, trace_id};
 use crate::http::respond::error_response;
 use crate::http::router::{route, Route};
+use crate::metrics::RequestMetrics;
 use underpass_audit::{AuditRecord, Auditor, Decision, Outcome};
 use underpass_proto::frame::RequestHead;
 
@@ -60,7 +62,7 @@ pub fn request_record(conn: &ConnInfo, parts: &http::request::Parts) -> AuditRec
 /// with outcome `client_gone` and no status, since the client got none.
 pub struct PendingRecord {
     record: AuditRecord,
-    auditor: Option<Auditor>,
+    sink: Sink,
     started: Instant,
     handed_over: bool,
 }
@@ -69,7 +71,7 @@ impl PendingRecord {
     pub fn new(app: &App, record: AuditRecord, started: Instant) -> Self {
         PendingRecord {
             record,
-            auditor: app.auditor.clone(),
+            sink: Sink::of(app),
             started,
             handed_over: false,
         }
@@ -98,17 +100,42 @@ impl DerefMut for PendingRecord {
 
 impl Drop for PendingRecord {
     fn drop(&mut self) {
-        let Some(auditor) = self.auditor.as_ref().filter(|_| !self.handed_over) else {
+        if self.handed_over {
             return;
-        };
+        }
         let mut record = std::mem::take(&mut self.record);
         record.outcome = Outcome::ClientGone;
         record.http_status = None;
         record.jsonrpc_error = None;
         record.bytes_out = Some(0);
-        record.latency_us = Some(self.started.elapsed().as_micros() as u64);
-        for line in record.into_lines() {
-            auditor.record(line);
+        self.sink.done(record, self.started);
+    }
+}
+
+/// Where an ended request's record goes: the metrics always, the audit log when configured.
+#[derive(Clone)]
+struct Sink {
+    auditor: Option<Auditor>,
+    metrics: Arc<RequestMetrics>,
+}
+
+impl Sink {
+    fn of(app: &App) -> Sink {
+        Sink {
+            auditor: app.auditor.clone(),
+            metrics: app.requests.clone(),
+        }
+    }
+
+    /// Sets the latency, counts the request, writes its lines.
+    fn done(&self, mut record: AuditRecord, started: Instant) {
+        let took = started.elapsed();
+        record.latency_us = Some(took.as_micros() as u64);
+        self.metrics.request_done(&record, took);
+        if let Some(auditor) = &self.auditor {
+            for line in record.into_lines() {
+                auditor.record(line);
+            }
         }
     }
 }
@@ -196,17 +223,15 @@ fn unaudited(audit: &mut AuditRecord) -> Response<Body> {
     resp
 }
 
-/// The response, writing `audit` when its body ends (when an audit log is configured).
+/// The response, counting the request and writing `audit` (when an audit log is configured)
+/// when its body ends.
 pub fn audited(
     app: &App,
     resp: Response<Body>,
     audit: AuditRecord,
     started: Instant,
 ) -> Response<Body> {
-    match &app.auditor {
-        Some(auditor) => wrap(resp, audit, started, auditor.clone()),
-        None => resp,
-    }
+    wrap(resp, audit, started, Sink::of(app))
 }
 
 struct Audited {
@@ -214,14 +239,14 @@ struct Audited {
     record: Option<AuditRecord>,
     bytes_out: u64,
     started: Instant,
-    auditor: Auditor,
+    sink: Sink,
 }
 
-pub fn wrap(
+fn wrap(
     resp: Response<Body>,
     mut record: AuditRecord,
     started: Instant,
-    auditor: Auditor,
+    sink: Sink,
 ) -> Response<Body> {
     record.http_status = Some(resp.status().as_u16());
     // A refusal whose handler said nothing more specific than "ok" still never reads "ok".
@@ -236,7 +261,7 @@ pub fn wrap(
         record: Some(record),
         bytes_out: 0,
         started,
-        auditor,
+        sink,
     };
     Response::from_parts(parts, UnsyncBoxBody::new(body))
 }
@@ -245,13 +270,10 @@ impl Audited {
     fn finish(&mut self, failed: bool) {
         if let Some(mut record) = self.record.take() {
             record.bytes_out = Some(self.bytes_out);
-            record.latency_us = Some(self.started.elapsed().as_micros() as u64);
             if failed && record.outcome == Outcome::Ok {
                 record.outcome = Outcome::StreamError;
             }
-            for line in record.into_lines() {
-                self.auditor.record(line);
-            }
+            self.sink.done(record, self.started);
         }
     }
 }

@@ -1,0 +1,97 @@
+//! `GET /metrics` on the edge's admin listener, against real processes: an allowed call, a
+//! denied one and requests for services and methods a client made up are counted in
+//! `underpass_requests_total{service,method,outcome}` with bounded labels, and the live
+//! tunnels in `underpass_tunnels{connector,transport}`.
+
+use std::time::Duration;
+
+use serde_json::json;
+use underpass_tests::faults::FaultBackend;
+use underpass_tests::http;
+use underpass_tests::*;
+
+const POLICY: &str = "[[allow]]\nprincipals = [\"anonymous\"]\ntools = [\"echo\"]\n";
+
+/// The value of the sample `series` (name and labels, exactly as exposed), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn requests_and_tunnels_are_counted_with_bounded_labels() {
+    let scratch = tempfile::tempdir().unwrap();
+    let backend = FaultBackend::start(scratch.path());
+    let d = Deployment::start_prepared(
+        false,
+        "ok",
+        &backend.url("ok"),
+        "[auth]\nanonymous = true\n[policy]\nfile = \"policy.toml\"\n",
+        |dir| std::fs::write(dir.join("policy.toml"), POLICY).unwrap(),
+    );
+    d.edge_setup.wait_ready("ok", Duration::from_secs(30));
+    let url = d.edge_setup.url("ok");
+    let call = |name: &str| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": name, "arguments": {"message": "hi"}}})
+    };
+    for _ in 0..3 {
+        let r = http::mcp_post(&url, &[], &call("echo")).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = http::mcp_post(&url, &[], &call("delete_everything")).unwrap();
+    assert_eq!(r.status, 403, "{}", r.text());
+    // Names a client makes up: an unknown service, an unknown method.
+    for i in 0..5 {
+        let made_up = format!(
+            "{}/mcp/made-up-{i}",
+            d.edge_setup.url("ok").trim_end_matches("/mcp/ok")
+        );
+        let _ = http::mcp_post(&made_up, &[], &call("echo")).unwrap();
+        let odd = json!({"jsonrpc": "2.0", "id": 2, "method": format!("x/made-up-{i}")});
+        let _ = http::mcp_post(&url, &[], &odd).unwrap();
+    }
+
+    let reply = http::get(&d.edge_setup.admin("/metrics")).unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/openmetrics-text")),
+        "{:?}",
+        reply.header("content-type")
+    );
+    let text = reply.text();
+    let count = |labels: &str| sample(&text, &format!("underpass_requests_total{{{labels}}}"));
+    assert_eq!(
+        count(r#"service="ok",method="tools/call",outcome="ok""#),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(r#"service="ok",method="tools/call",outcome="denied""#),
+        Some(1.0),
+        "{text}"
+    );
+    // An unknown service is refused before its body is read: no method.
+    assert_eq!(
+        count(r#"service="unknown",method="-",outcome="not_found""#),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(r#"service="ok",method="other",outcome="ok""#),
+        Some(5.0),
+        "{text}"
+    );
+    assert!(
+        !text.contains("made-up"),
+        "a client's name became a label:\n{text}"
+    );
+    let tunnels = sample(
+        &text,
+        r#"underpass_tunnels{connector="dc1",transport="quic"}"#,
+    );
+    assert_eq!(tunnels, Some(2.0), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}
