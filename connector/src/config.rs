@@ -42,6 +42,8 @@ pub struct ConnectorConfig {
     pub trust_domain: String,
     /// Tokio worker threads (`worker_threads`; 1 = a current-thread runtime).
     pub worker_threads: usize,
+    /// How log lines are written (`log_format`).
+    pub log_format: underpass_shared::LogFormat,
     /// Edge tunnel addresses to dial (`edges`).
     pub edges: Vec<String>,
     /// Name checked against the edge certificate (`edge_server_name`).
@@ -237,6 +239,9 @@ struct ConnectorFile {
     /// With 1, every task runs on one thread (a current-thread runtime).
     #[serde(default = "default_worker_threads")]
     worker_threads: usize,
+    /// How log lines are written: `"text"` (the default) or `"json"`, one object per line.
+    #[serde(default)]
+    log_format: underpass_shared::LogFormat,
     /// Edge tunnel addresses (`host:port`: UDP for QUIC, TCP for the fallback) to dial. A
     /// name is resolved to every address it has (A and AAAA), again whenever a tunnel to it
     /// is dialed anew and every 30 s, and each address is dialed.
@@ -373,6 +378,7 @@ impl ConnectorFile {
             name: self.name,
             trust_domain: self.trust_domain,
             worker_threads: self.worker_threads,
+            log_format: self.log_format,
             edges: self.edges,
             edge_server_name: self.edge_server_name,
             transport: self.transport,

@@ -24,6 +24,9 @@ pub struct EdgeConfig {
     /// With 1, every task runs on one thread (a current-thread runtime).
     #[serde(default = "default_worker_threads")]
     pub worker_threads: usize,
+    /// How log lines are written: `"text"` (the default) or `"json"`, one object per line.
+    #[serde(default)]
+    pub log_format: underpass_shared::LogFormat,
     /// On SIGTERM, how long in-flight requests and open event streams may take to finish
     /// before the edge closes its tunnels and exits (`/readyz` is 503 and no new client
     /// connection is accepted from the first moment). At most 1 hour.
@@ -628,5 +631,21 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         assert!(toml::from_str::<EdgeConfig>(&format!("{BASE}\nbogus = 1")).is_err());
+    }
+
+    #[test]
+    fn log_format_is_text_json_or_an_error() {
+        use underpass_shared::LogFormat;
+        let with = |line: &str| toml::from_str::<EdgeConfig>(&format!("{line}\n{BASE}"));
+        assert_eq!(with("").unwrap().log_format, LogFormat::Text);
+        assert_eq!(
+            with("log_format = \"json\"").unwrap().log_format,
+            LogFormat::Json
+        );
+        assert_eq!(
+            with("log_format = \"text\"").unwrap().log_format,
+            LogFormat::Text
+        );
+        assert!(with("log_format = \"xml\"").is_err());
     }
 }

@@ -1,7 +1,7 @@
-//! `GET /metrics` on the edge's admin listener, against real processes: an allowed call, a
-//! denied one and requests for services and methods a client made up are counted in
-//! `underpass_requests_total{service,method,outcome}` with bounded labels, and the live
-//! tunnels in `underpass_tunnels{connector,transport}`.
+//! What an operator watches, against real processes: `GET /metrics` on the edge's admin
+//! listener (an allowed call, a denied one and requests for services and methods a client made
+//! up are counted in `underpass_requests_total{service,method,outcome}` with bounded labels,
+//! the live tunnels in `underpass_tunnels{connector,transport}`), and `log_format = "json"`.
 
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ fn requests_and_tunnels_are_counted_with_bounded_labels() {
         false,
         "ok",
         &backend.url("ok"),
-        "[auth]\nanonymous = true\n[policy]\nfile = \"policy.toml\"\n",
+        "log_format = \"json\"\n[auth]\nanonymous = true\n[policy]\nfile = \"policy.toml\"\n",
         |dir| std::fs::write(dir.join("policy.toml"), POLICY).unwrap(),
     );
     d.edge_setup.wait_ready("ok", Duration::from_secs(30));
@@ -94,4 +94,20 @@ fn requests_and_tunnels_are_counted_with_bounded_labels() {
     );
     assert_eq!(tunnels, Some(2.0), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
+
+    // Every log line is one JSON object; the tunnel's line carries its fields.
+    let log = d.edge.log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    let up = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "tunnel up")
+        .unwrap_or_else(|| panic!("no tunnel up line:\n{log}"));
+    assert_eq!(up["fields"]["connector"], "dc1", "{up}");
+    assert_eq!(up["fields"]["transport"], "quic", "{up}");
 }
