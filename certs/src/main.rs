@@ -106,6 +106,12 @@ enum IssueKind {
         #[command(flatten)]
         common: IssueArgs,
     },
+    /// An operator (TLS client) certificate, for the edge's admin API; refused as a client
+    /// or a connector.
+    Operator {
+        #[command(flatten)]
+        common: IssueArgs,
+    },
 }
 
 #[derive(Args)]
@@ -196,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 IssueKind::Edge { common, sans } => (Role::Edge, common, sans),
                 IssueKind::Connector { common } => (Role::Connector, common, Vec::new()),
                 IssueKind::Client { common } => (Role::Client, common, Vec::new()),
+                IssueKind::Operator { common } => (Role::Operator, common, Vec::new()),
             };
             let issued = match &common.ttl {
                 Some(ttl) => underpass_pki::issue::issue_for(

@@ -51,7 +51,12 @@ impl Pki {
 #[test]
 fn init_issue_inspect() {
     let pki = Pki::new();
-    for (role, name) in [("edge", "edge1"), ("connector", "dc1"), ("client", "alice")] {
+    for (role, name) in [
+        ("edge", "edge1"),
+        ("connector", "dc1"),
+        ("client", "alice"),
+        ("operator", "ops1"),
+    ] {
         ok(&["issue", role, "--dir", pki.d(), "--name", name]);
         let out = ok(&["inspect", s(&pki.path(&format!("{name}.crt")))]);
         assert_eq!(

@@ -282,6 +282,16 @@ fn foreign_ca_and_wrong_role_client_certificates_are_refused_at_the_handshake() 
         &[CLIENT_REFUSED, "WrongRole|is a connector"],
         20,
     );
+    // An operator's certificate (clientAuth too) is for the admin API, never for clients.
+    let (cert, key) = s.pki.issue("operator", "ops9");
+    let operator = TlsClient::new(&s.pki.ca(), Some((&cert, &key)));
+    s.refused(
+        "an operator certificate as a client certificate",
+        &operator,
+        20,
+        AlertDescription::CertificateUnknown,
+    );
+    wait_for_lines(&mut s.edge, &[CLIENT_REFUSED, "found_role: Operator"], 20);
     let (cert, key) = s.pki.issue("edge", "edge9");
     let edge = TlsClient::new(&s.pki.ca(), Some((&cert, &key)));
     s.refused(

@@ -121,8 +121,8 @@ pub fn issue_with(
             }
             hosts
         }
-        Role::Connector | Role::Client if sans.is_empty() => Vec::new(),
-        Role::Connector | Role::Client => {
+        Role::Connector | Role::Client | Role::Operator if sans.is_empty() => Vec::new(),
+        Role::Connector | Role::Client | Role::Operator => {
             return Err(Error::SanNotAllowed {
                 role: role.as_str(),
             })
@@ -169,7 +169,7 @@ pub fn issue_with(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![match role {
         Role::Edge => ExtendedKeyUsagePurpose::ServerAuth,
-        Role::Connector | Role::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        Role::Connector | Role::Client | Role::Operator => ExtendedKeyUsagePurpose::ClientAuth,
     }];
     params.use_authority_key_identifier_extension = true;
     params.not_before = not_before;

@@ -18,6 +18,9 @@ pub enum Role {
     Edge,
     Connector,
     Client,
+    /// A person or tool operating edges (the admin API); never accepted as a client or a
+    /// connector.
+    Operator,
 }
 
 impl Role {
@@ -26,6 +29,7 @@ impl Role {
             Role::Edge => "edge",
             Role::Connector => "connector",
             Role::Client => "client",
+            Role::Operator => "operator",
         }
     }
 }
@@ -43,6 +47,7 @@ impl FromStr for Role {
             "edge" => Ok(Role::Edge),
             "connector" => Ok(Role::Connector),
             "client" => Ok(Role::Client),
+            "operator" => Ok(Role::Operator),
             other => Err(IdentityError::UnknownRole(other.to_owned())),
         }
     }
@@ -52,7 +57,7 @@ impl FromStr for Role {
 pub enum IdentityError {
     #[error("not a SPIFFE ID (expected spiffe://<trust-domain>/<role>/<name>): {0:?}")]
     Malformed(String),
-    #[error("unknown role {0:?} (expected edge, connector or client)")]
+    #[error("unknown role {0:?} (expected edge, connector, client or operator)")]
     UnknownRole(String),
     #[error("invalid name {0:?}: use 1-63 characters from a-z, 0-9, '-', '_' and '.', starting with a letter or digit")]
     InvalidName(String),
