@@ -383,6 +383,71 @@ fn forwarding_headers_and_query_are_the_edges() {
     assert_eq!(backend.seen().len(), before, "refused before the backend");
 }
 
+/// W3C Trace Context reaches the backend on every request: the client's trace continued
+/// (same trace id and flags, a parent id of the hop's own, its `tracestate` kept), or a new
+/// sampled trace when the client sent none or a malformed one (whose `tracestate` is dropped).
+/// The trace id is the one the edge uses (`x-underpass-trace-id`).
+#[test]
+fn the_backend_gets_a_traceparent_on_every_request() {
+    let backend = Recorder::start();
+    let d = Deployment::start(false, "rec", &backend.url);
+    let url = d.edge_setup.url("rec");
+    let last_call = || {
+        backend
+            .seen()
+            .into_iter()
+            .rev()
+            .find(|s| s.method == "tools/call")
+            .expect("a call")
+    };
+    let fields = |tp: &str| -> Vec<String> { tp.split('-').map(str::to_owned).collect() };
+
+    let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let r = mcp_post(
+        &url,
+        &[("traceparent", client), ("tracestate", "vendor=x")],
+        &tool_call(1, "echo"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let call = last_call();
+    let got = call.header_values("traceparent");
+    assert_eq!(got.len(), 1, "{call:?}");
+    let f = fields(got[0]);
+    assert_eq!(f[0], "00");
+    assert_eq!(
+        f[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the client's trace"
+    );
+    assert_ne!(f[2], "00f067aa0ba902b7", "the hop's own parent id");
+    assert_eq!(f[2].len(), 16);
+    assert_eq!(f[3], "00", "the client's flags");
+    assert_eq!(call.header_values("tracestate"), ["vendor=x"]);
+    assert_eq!(
+        call.header_values("x-underpass-trace-id"),
+        ["4bf92f3577b34da6a3ce929d0e0e4736"]
+    );
+
+    for sent in [None, Some("00-xyz-00f067aa0ba902b7-01")] {
+        let mut headers = vec![("tracestate", "vendor=x")];
+        headers.extend(sent.map(|tp| ("traceparent", tp)));
+        let r = mcp_post(&url, &headers, &tool_call(2, "echo")).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let call = last_call();
+        let got = call.header_values("traceparent");
+        assert_eq!(got.len(), 1, "{sent:?}: {call:?}");
+        let f = fields(got[0]);
+        assert_eq!(f.len(), 4, "{got:?}");
+        assert_eq!(f[1].len(), 32, "{got:?}");
+        assert_eq!(f[3], "01", "a new trace is sampled");
+        assert_eq!(call.header_values("x-underpass-trace-id"), [f[1].as_str()]);
+        assert!(
+            call.header_values("tracestate").is_empty(),
+            "{sent:?}: {call:?}"
+        );
+    }
+}
+
 /// A 2024-11-05 client at `/mcp/{service}/sse`: once initialized, the bridge opens the
 /// backend's GET stream with one `Accept: text/event-stream` (it used to send two), and its
 /// exchanges carry the edge's forwarding headers.

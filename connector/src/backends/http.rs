@@ -13,6 +13,7 @@ use crate::answer::Answer;
 use crate::http_client::{error_chain, HttpClient};
 
 pub use underpass_proto::headers::{ASSERTION_HEADER, REQUEST_ID_HEADER, TRACE_HEADER};
+use underpass_proto::trace;
 
 /// One Streamable HTTP service: its URL and the shared client.
 pub struct HttpBackend {
@@ -53,6 +54,14 @@ impl HttpBackend {
         let method = http::Method::from_bytes(head.method.as_bytes())
             .map_err(|_| BackendError::BadRequest(format!("bad method {:?}", head.method)))?;
         let mut req = Request::builder().method(method).uri(uri);
+        // The hop to the backend continues the request's trace with a span of its own.
+        let incoming = head
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(trace::TRACEPARENT))
+            .map(|(_, value)| value.as_slice());
+        let (traceparent, keep_state) =
+            trace::continued(&head.trace_id, incoming, rand::random::<u64>());
         if let Some(h) = req.headers_mut() {
             for (name, value) in &head.headers {
                 let (Ok(name), Ok(value)) = (
@@ -64,6 +73,8 @@ impl HttpBackend {
                 if name == http::header::HOST
                     || name == http::header::CONTENT_LENGTH
                     || name.as_str() == ASSERTION_HEADER
+                    || name.as_str() == trace::TRACEPARENT
+                    || (name.as_str() == trace::TRACESTATE && !keep_state)
                 {
                     continue;
                 }
@@ -76,6 +87,9 @@ impl HttpBackend {
             }
             if let Ok(v) = HeaderValue::from_str(&head.trace_id) {
                 h.insert(TRACE_HEADER, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&traceparent) {
+                h.insert(trace::TRACEPARENT, v);
             }
             if let Ok(v) = HeaderValue::from_str(&head.request_id) {
                 h.insert(REQUEST_ID_HEADER, v);

@@ -7,17 +7,14 @@ pub(crate) fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// The W3C trace id of the request's `traceparent`, or a fresh one.
+/// The W3C trace id of the request's `traceparent` (a well-formed one: see
+/// [`underpass_proto::trace::parse`]), or a fresh one.
 pub(crate) fn trace_id(headers: &HeaderMap) -> String {
     let from_header = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').nth(1))
-        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
-    match from_header {
-        Some(id) => id.to_ascii_lowercase(),
-        None => format!("{:032x}", rand::random::<u128>()),
-    }
+        .get(underpass_proto::trace::TRACEPARENT)
+        .and_then(|v| underpass_proto::trace::parse(v.as_bytes()))
+        .map(|(trace, _, _)| trace.to_owned());
+    from_header.unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
 }
 
 #[cfg(test)]
@@ -30,9 +27,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             "traceparent",
-            HeaderValue::from_static("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
         assert_eq!(trace_id(&h), "4bf92f3577b34da6a3ce929d0e0e4736");
+        // Uppercase is not W3C: a new trace.
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+        );
+        assert_ne!(trace_id(&h), "4bf92f3577b34da6a3ce929d0e0e4736");
         let fresh = trace_id(&HeaderMap::new());
         assert_eq!(fresh.len(), 32);
     }

@@ -9,6 +9,7 @@ pub mod enroll;
 pub mod frame;
 pub mod headers;
 pub mod identity;
+pub mod trace;
 
 #[cfg(test)]
 mod prop_tests;
