@@ -27,6 +27,11 @@ pub struct EdgeConfig {
     /// How log lines are written: `"text"` (the default) or `"json"`, one object per line.
     #[serde(default)]
     pub log_format: underpass_shared::LogFormat,
+    /// One log line per client request (target `underpass::access`: the audit record's fields
+    /// without arguments or session id). Off by default: it costs CPU on every request (see
+    /// README, "Logs"); the audit log is the durable record.
+    #[serde(default)]
+    pub access_log: bool,
     /// On SIGTERM, how long in-flight requests and open event streams may take to finish
     /// before the edge closes its tunnels and exits (`/readyz` is 503 and no new client
     /// connection is accepted from the first moment). At most 1 hour.

@@ -26,7 +26,7 @@ fn requests_and_tunnels_are_counted_with_bounded_labels() {
         false,
         "ok",
         &backend.url("ok"),
-        "log_format = \"json\"\n[auth]\nanonymous = true\n[policy]\nfile = \"policy.toml\"\n",
+        "log_format = \"json\"\naccess_log = true\n[auth]\nanonymous = true\n[policy]\nfile = \"policy.toml\"\n",
         |dir| std::fs::write(dir.join("policy.toml"), POLICY).unwrap(),
     );
     d.edge_setup.wait_ready("ok", Duration::from_secs(30));
@@ -110,4 +110,24 @@ fn requests_and_tunnels_are_counted_with_bounded_labels() {
         .unwrap_or_else(|| panic!("no tunnel up line:\n{log}"));
     assert_eq!(up["fields"]["connector"], "dc1", "{up}");
     assert_eq!(up["fields"]["transport"], "quic", "{up}");
+
+    // One access line per request, with the audit record's fields (never the arguments).
+    let access: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "underpass::access")
+        .collect();
+    assert_eq!(access.len(), 3 + 1 + 5 + 5, "{log}");
+    let denied = access
+        .iter()
+        .find(|l| l["fields"]["outcome"] == "denied")
+        .unwrap_or_else(|| panic!("no denied line:\n{log}"));
+    let f = &denied["fields"];
+    assert_eq!(f["status"], 403, "{denied}");
+    assert_eq!(f["service"], "ok", "{denied}");
+    assert_eq!(f["method"], "tools/call", "{denied}");
+    assert_eq!(f["target"], "delete_everything", "{denied}");
+    assert_eq!(f["principal"], "anonymous", "{denied}");
+    assert_eq!(f["decision"], "deny", "{denied}");
+    assert_eq!(f["trace_id"].as_str().map(str::len), Some(32), "{denied}");
+    assert!(!log.contains("\"message\":\"hi\""), "arguments were logged");
 }

@@ -117,6 +117,7 @@ impl Drop for PendingRecord {
 struct Sink {
     auditor: Option<Auditor>,
     metrics: Arc<RequestMetrics>,
+    access_log: bool,
 }
 
 impl Sink {
@@ -124,14 +125,18 @@ impl Sink {
         Sink {
             auditor: app.auditor.clone(),
             metrics: app.requests.clone(),
+            access_log: app.config.access_log,
         }
     }
 
-    /// Sets the latency, counts the request, writes its lines.
+    /// Sets the latency, counts the request, logs its access line, writes its audit lines.
     fn done(&self, mut record: AuditRecord, started: Instant) {
         let took = started.elapsed();
         record.latency_us = Some(took.as_micros() as u64);
         self.metrics.request_done(&record, took);
+        if self.access_log {
+            access_log(&record);
+        }
         if let Some(auditor) = &self.auditor {
             for line in record.into_lines() {
                 auditor.record(line);
@@ -208,6 +213,42 @@ impl OnBehalf {
         self.record.latency_us = Some(self.started.elapsed().as_micros() as u64);
         auditor.record(self.record);
     }
+}
+
+/// One line per request under the target `underpass::access` (with `access_log = true`):
+/// the audit record's fields without the call's arguments and the session id (a capability).
+/// Control characters in strings a client chose are escaped, so none can start a line of its
+/// own in a text log.
+fn access_log(record: &AuditRecord) {
+    let text = |v: &Option<String>| -> String {
+        match v.as_deref() {
+            None => "-".to_owned(),
+            Some(s) if s.chars().any(char::is_control) => s.escape_debug().to_string(),
+            Some(s) => s.to_owned(),
+        }
+    };
+    tracing::info!(
+        target: "underpass::access",
+        outcome = record.outcome.as_str(),
+        status = record.http_status.unwrap_or(0),
+        service = %text(&record.service),
+        method = %text(&record.mcp_method),
+        target = %text(&record.target),
+        principal = %text(&record.principal),
+        decision = match record.decision {
+            Some(Decision::Allow) => "allow",
+            Some(Decision::Deny) => "deny",
+            None => "-",
+        },
+        rule = %text(&record.rule),
+        latency_us = record.latency_us.unwrap_or(0),
+        bytes_in = record.bytes_in.unwrap_or(0),
+        bytes_out = record.bytes_out.unwrap_or(0),
+        source = %text(&record.source),
+        trace_id = %text(&record.trace_id),
+        request_id = %text(&record.request_id),
+        "request"
+    );
 }
 
 fn unaudited(audit: &mut AuditRecord) -> Response<Body> {
