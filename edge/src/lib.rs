@@ -228,6 +228,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         config.services.iter().map(|s| s.name.as_str()),
         registry.clone(),
         revocations.clone(),
+        auditor.clone(),
     ));
     let app = Arc::new(App {
         config: config.clone(),

@@ -9,6 +9,9 @@
 //! - `underpass_request_duration_seconds{service}`: from the request's arrival until its
 //!   answer was sent in full (an event stream counts until it ends);
 //! - `underpass_tunnels{connector,transport}`: live tunnels;
+//! - `underpass_sessions`: legacy sessions this edge holds;
+//! - `underpass_audit_queue_depth`, `underpass_audit_dropped_total`: the audit writer's queue
+//!   and the records it could not write (with `[audit]`);
 //! - the revocation list's fail-closed state, which an operator must be able to alert on (a list
 //!   that stopped reloading keeps the last good one in force, silently for clients).
 //!
@@ -26,7 +29,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use underpass_audit::AuditRecord;
+use underpass_audit::{AuditRecord, Auditor};
 
 use crate::revocation::Revocations;
 use crate::tunnels::registry::Registry as Tunnels;
@@ -125,6 +128,7 @@ impl Metrics {
         services: impl IntoIterator<Item = &'a str>,
         tunnels: Arc<Tunnels>,
         revocations: Arc<Revocations>,
+        auditor: Option<Auditor>,
     ) -> Self {
         let mut registry = Registry::with_prefix("underpass");
         let requests = Arc::new(RequestMetrics {
@@ -146,6 +150,9 @@ impl Metrics {
             requests.duration.clone(),
         );
         registry.register_collector(Box::new(TunnelMetrics(tunnels)));
+        if let Some(auditor) = auditor {
+            registry.register_collector(Box::new(AuditMetrics(auditor)));
+        }
         registry.register_collector(Box::new(RevocationMetrics(revocations)));
         Metrics { registry, requests }
     }
@@ -192,6 +199,43 @@ impl Collector for TunnelMetrics {
         for (labels, count) in counts {
             ConstGauge::new(count).encode(family.encode_family(&labels)?)?;
         }
+        drop(family);
+        let sessions = ConstGauge::new(i64::try_from(self.0.session_count()).unwrap_or(i64::MAX));
+        sessions.encode(encoder.encode_descriptor(
+            "sessions",
+            "Legacy MCP sessions this edge holds",
+            None,
+            sessions.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// The audit writer's queue and losses.
+struct AuditMetrics(Auditor);
+
+impl std::fmt::Debug for AuditMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditMetrics")
+    }
+}
+
+impl Collector for AuditMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let depth = ConstGauge::new(i64::try_from(self.0.queued()).unwrap_or(i64::MAX));
+        depth.encode(encoder.encode_descriptor(
+            "audit_queue_depth",
+            "Audit records waiting for the writer",
+            None,
+            depth.metric_type(),
+        )?)?;
+        let dropped = ConstCounter::new(self.0.dropped());
+        dropped.encode(encoder.encode_descriptor(
+            "audit_dropped",
+            "Audit records not written (queue full, writer stopped, write failed); each loss is also a gap record in the chain",
+            None,
+            dropped.metric_type(),
+        )?)?;
         Ok(())
     }
 }
@@ -235,7 +279,7 @@ mod tests {
     #[test]
     fn label_values_come_from_the_configuration_or_a_fixed_set() {
         let revocations = Revocations::load(None).unwrap();
-        let metrics = Metrics::new(["ok"], Arc::new(Tunnels::default()), revocations);
+        let metrics = Metrics::new(["ok"], Arc::new(Tunnels::default()), revocations, None);
         let record = |service: Option<&str>, method: Option<&str>, outcome| AuditRecord {
             service: service.map(str::to_owned),
             mcp_method: method.map(str::to_owned),
@@ -292,7 +336,12 @@ mod tests {
         let path = dir.path().join("revoked.txt");
         std::fs::write(&path, "0a1b spiffe://underpass.local/connector/dc1 -\n").unwrap();
         let revocations = Revocations::load(Some(path.clone())).unwrap();
-        let metrics = Metrics::new(["ok"], Arc::new(Tunnels::default()), revocations.clone());
+        let metrics = Metrics::new(
+            ["ok"],
+            Arc::new(Tunnels::default()),
+            revocations.clone(),
+            None,
+        );
         let text = metrics.render().unwrap();
         assert!(
             text.contains("underpass_revocation_list_reload_failures_total 0\n"),

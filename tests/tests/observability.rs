@@ -26,7 +26,8 @@ fn requests_and_tunnels_are_counted_with_bounded_labels() {
         false,
         "ok",
         &backend.url("ok"),
-        "log_format = \"json\"\naccess_log = true\n[auth]\nanonymous = true\n[policy]\nfile = \"policy.toml\"\n",
+        "log_format = \"json\"\naccess_log = true\n[auth]\nanonymous = true\n[policy]\nfile = \"policy.toml\"\n\
+         [audit]\nfile = \"audit.jsonl\"\n",
         |dir| std::fs::write(dir.join("policy.toml"), POLICY).unwrap(),
     );
     d.edge_setup.wait_ready("ok", Duration::from_secs(30));
@@ -93,6 +94,16 @@ fn requests_and_tunnels_are_counted_with_bounded_labels() {
         r#"underpass_tunnels{connector="dc1",transport="quic"}"#,
     );
     assert_eq!(tunnels, Some(2.0), "{text}");
+    assert_eq!(sample(&text, "underpass_sessions"), Some(0.0), "{text}");
+    assert_eq!(
+        sample(&text, "underpass_audit_dropped_total"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "underpass_audit_queue_depth").is_some(),
+        "{text}"
+    );
     assert!(text.ends_with("# EOF\n"), "{text}");
 
     // Every log line is one JSON object; the tunnel's line carries its fields.

@@ -169,6 +169,11 @@ impl Auditor {
         self.shared.on_failure == OnFailure::Continue || self.healthy()
     }
 
+    /// Messages waiting for the writer now.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Records not written in full: queue full, writer stopped, or write failed.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
