@@ -199,7 +199,6 @@ impl Collector for TunnelMetrics {
         for (labels, count) in counts {
             ConstGauge::new(count).encode(family.encode_family(&labels)?)?;
         }
-        drop(family);
         let sessions = ConstGauge::new(i64::try_from(self.0.session_count()).unwrap_or(i64::MAX));
         sessions.encode(encoder.encode_descriptor(
             "sessions",
