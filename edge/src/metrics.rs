@@ -49,7 +49,7 @@ impl std::fmt::Debug for RevocationMetrics {
 }
 
 impl Collector for RevocationMetrics {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let stats = self.0.stats();
         let failures = ConstCounter::new(stats.reload_failures);
         failures.encode(encoder.encode_descriptor(
