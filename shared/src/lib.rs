@@ -1,6 +1,7 @@
 //! The plumbing the Underpass daemons share: their runtime (and its figures), logging,
-//! shutdown signal, open-file limit, incident references and the hot-reload primitive
-//! ([`reload`]).
+//! shutdown signal, open-file limit, incident references, the hot-reload primitive
+//! ([`reload`]) and, built on it, the live revocation list both daemons enforce
+//! ([`revocation`]).
 
 #![forbid(unsafe_code)]
 
@@ -8,6 +9,7 @@ mod fd_limit;
 pub mod incident;
 mod logging;
 pub mod reload;
+pub mod revocation;
 mod runtime;
 
 pub use fd_limit::{raise_fd_limit, FdLimit};
