@@ -42,8 +42,8 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     let creds = Arc::new(credentials::Credentials::load(&config)?);
     let shared_config = Arc::new(config.clone());
     creds.watch(&shared_config);
-    let revocations = revocation::EdgeRevocations::load(config.revocation_list.clone())
-        .map_err(|e| anyhow::anyhow!("cannot read the revocation_list: {e}"))?;
+    // The error names the file; its source, printed with it, says why.
+    let revocations = revocation::EdgeRevocations::load(config.revocation_list.clone())?;
     tokio::spawn(revocations.clone().watch());
     let edge_policy = PeerPolicy {
         role: Role::Edge,
