@@ -197,22 +197,14 @@ pub enum Received {
     Unknown(String),
 }
 
-/// The type names this build decodes, in [`Control`]'s order (and `Probe` in unit tests).
-const KNOWN: &[&str] = &[
-    "Hello",
-    "Welcome",
-    "Refused",
-    "Draining",
-    "Renew",
-    "Renewed",
-    "RenewRefused",
-    "Reauth",
-    "Reauthed",
-    "ReauthRefused",
-];
+/// The base protocol's type names; with [`crate::control::CAPABILITIES`] (and `Probe` in unit
+/// tests), every type this build decodes.
+const BASE: &[&str] = &["Hello", "Welcome", "Refused"];
 
 fn is_known(kind: &str) -> bool {
-    KNOWN.contains(&kind) || (cfg!(test) && kind == "Probe")
+    BASE.contains(&kind)
+        || crate::control::CAPABILITIES.contains(&kind)
+        || (cfg!(test) && kind == "Probe")
 }
 
 impl<'de> Deserialize<'de> for Received {
