@@ -50,7 +50,8 @@ fi
 # ---- Python half -----------------------------------------------------------------------------
 py_hash="$(hash_of "$here/requirements.txt" "$here/install.sh")"
 py_stamp="$venv/.stamp"
-if [[ -f "$py_stamp" && "$(cat "$py_stamp")" == "$py_hash" && -x "$py" ]] && compgen -G "$venv/lib/python3*/site-packages/mcp/__init__.py" >/dev/null; then
+if [[ -f "$py_stamp" && "$(cat "$py_stamp")" == "$py_hash" && -x "$py" ]] && compgen -G "$venv/lib/python3*/site-packages/mcp/__init__.py" >/dev/null \
+    && [[ -x "$venv/bin/kubernetes-validate" ]]; then
   log "python venv up to date"
 else
   python="${UNDERPASS_PYTHON:-}"
@@ -67,7 +68,7 @@ else
   "$python" -m venv "$venv"
   PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     "$py" -m pip install --quiet --no-input -r "$here/requirements.txt" </dev/null >&2
-  "$py" -c 'import mcp, httpx2' >/dev/null
+  "$py" -c 'import mcp, httpx2, kubernetes_validate' >/dev/null
   echo "$py_hash" >"$py_stamp"
 fi
 
@@ -77,6 +78,7 @@ SERVER_EVERYTHING=$everything
 CONFORMANCE=$conformance
 NODE_MODULES=$node_dir/node_modules
 VENV_PYTHON=$py
+KUBERNETES_VALIDATE=$venv/bin/kubernetes-validate
 TS_CLIENT=$here/ts-client.mjs
 PY_CLIENT=$here/py-client.py
 PY_SERVER=$here/py-server.py
