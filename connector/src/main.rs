@@ -60,7 +60,7 @@ fn main() -> std::process::ExitCode {
         };
     }
     let result = underpass_connector::config::ConnectorConfig::load(&config).and_then(|config| {
-        let _log = underpass_shared::init_logging(config.log_format);
+        underpass_shared::init_logging(config.log_format);
         underpass_shared::runtime(config.worker_threads)?.block_on(underpass_connector::run(config))
     });
     match result {
@@ -74,7 +74,7 @@ fn main() -> std::process::ExitCode {
 
 /// `enroll`: the token's edges in order; the suggested config on stdout, the rest on stderr.
 fn enroll(token: &str, dir: &std::path::Path) -> std::process::ExitCode {
-    let _log = underpass_shared::init_logging(underpass_shared::LogFormat::Text);
+    underpass_shared::init_logging(underpass_shared::LogFormat::Text);
     let token = if token == "-" {
         let mut t = String::new();
         if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut t) {

@@ -13,5 +13,5 @@ pub mod revocation;
 mod runtime;
 
 pub use fd_limit::{raise_fd_limit, FdLimit};
-pub use logging::{init_logging, LogFormat, LogGuard};
+pub use logging::{init_logging, LogFormat};
 pub use runtime::{log_stats_on_usr1, runtime, runtime_stats, shutdown_signal, RuntimeStats};

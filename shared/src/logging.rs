@@ -14,27 +14,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// Keeps the log writer's thread; lines still queued are written when it is dropped (hold it
-/// until the daemon is done).
-pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
-
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`): the daemons' one logging set-up.
 /// Text has colours only on a terminal: a file or journald gets plain `key=value` fields.
-///
-/// Lines are written by a thread of their own, so a slow or blocked stderr never stalls the
-/// runtime (one write per access-log line cost about 5 % of the edge's CPU when made on it);
-/// should that thread fall 128,000 lines behind, further lines are dropped rather than
-/// waited for.
-pub fn init_logging(format: LogFormat) -> LogGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+/// Lines are written as they happen, so a line is on stderr before the answer it explains.
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_writer(writer)
+        .with_writer(std::io::stderr)
         .with_env_filter(filter);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().with_current_span(false).init(),
     }
-    guard
 }

@@ -53,7 +53,22 @@ fn requests_and_tunnels_are_counted_with_bounded_labels() {
         let _ = http::mcp_post(&url, &[], &odd).unwrap();
     }
 
-    let reply = http::get(&d.edge_setup.admin("/metrics")).unwrap();
+    // A request is counted when its answer's body has ended at the edge, which may be a moment
+    // after the client has read it all: wait (bounded) for the last of them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let reply = loop {
+        let reply = http::get(&d.edge_setup.admin("/metrics")).unwrap();
+        let counted: f64 = reply
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("underpass_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if counted >= 14.0 || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(reply.status, 200);
     assert!(
         reply
@@ -106,7 +121,8 @@ fn requests_and_tunnels_are_counted_with_bounded_labels() {
     );
     assert!(text.ends_with("# EOF\n"), "{text}");
 
-    // Every log line is one JSON object; the tunnel's line carries its fields.
+    // Every log line is one JSON object; the tunnel's line carries its fields. (The access
+    // lines are written with the counts above, so all 14 are there by now.)
     let log = d.edge.log_text();
     let lines: Vec<serde_json::Value> = log
         .lines()

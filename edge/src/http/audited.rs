@@ -133,10 +133,11 @@ impl Sink {
     fn done(&self, mut record: AuditRecord, started: Instant) {
         let took = started.elapsed();
         record.latency_us = Some(took.as_micros() as u64);
-        self.metrics.request_done(&record, took);
+        // The access line before the count: whoever sees the count can read the line.
         if self.access_log {
             access_log(&record);
         }
+        self.metrics.request_done(&record, took);
         if let Some(auditor) = &self.auditor {
             for line in record.into_lines() {
                 auditor.record(line);
