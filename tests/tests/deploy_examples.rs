@@ -5,9 +5,8 @@ use std::process::Command;
 
 use underpass_tests::*;
 
-#[test]
-fn example_configs_load_and_the_example_policy_decides() {
-    let dir = repo_root().join("deploy/examples");
+/// `edge.toml` and `connector.toml` in `dir` load (`--check`).
+fn configs_load(dir: &std::path::Path) {
     for (binary, config) in [
         ("underpass-edge", "edge.toml"),
         ("underpass-connector", "connector.toml"),
@@ -18,8 +17,14 @@ fn example_configs_load_and_the_example_policy_decides() {
                 .arg(dir.join(config))
                 .arg("--check"),
         );
-        assert!(out.contains(": ok"), "{out}");
+        assert!(out.contains(": ok"), "{config}: {out}");
     }
+}
+
+#[test]
+fn example_configs_load_and_the_example_policy_decides() {
+    let dir = repo_root().join("deploy/examples");
+    configs_load(&dir);
     let check = |args: &[&str]| {
         run_ok(
             Command::new(bin("underpass-edge"))
@@ -233,16 +238,5 @@ fn container_files_name_real_binaries_and_paths() {
             "compose mounts ./state/{host}, not written"
         );
     }
-    for (binary, config) in [
-        ("underpass-edge", "edge.toml"),
-        ("underpass-connector", "connector.toml"),
-    ] {
-        let out = run_ok(
-            Command::new(bin(binary))
-                .arg("--config")
-                .arg(state.path().join(config))
-                .arg("--check"),
-        );
-        assert!(out.contains(": ok"), "{out}");
-    }
+    configs_load(state.path());
 }
