@@ -42,8 +42,10 @@ pub struct ConnectorConfig {
     pub trust_domain: String,
     /// Tokio worker threads (`worker_threads`; 1 = a current-thread runtime).
     pub worker_threads: usize,
-    /// How log lines are written (`log_format`).
+    /// How log lines are written (`[telemetry] log_format`, or the older top-level key).
     pub log_format: underpass_shared::LogFormat,
+    /// Spans of backend calls over OTLP (`[telemetry]`).
+    pub telemetry: underpass_shared::telemetry::TelemetryConfig,
     /// Edge tunnel addresses to dial (`edges`).
     pub edges: Vec<String>,
     /// Name checked against the edge certificate (`edge_server_name`).
@@ -240,8 +242,13 @@ struct ConnectorFile {
     #[serde(default = "default_worker_threads")]
     worker_threads: usize,
     /// How log lines are written: `"text"` (the default) or `"json"`, one object per line.
+    /// Also `[telemetry] log_format`; set it in one place.
     #[serde(default)]
-    log_format: underpass_shared::LogFormat,
+    log_format: Option<underpass_shared::LogFormat>,
+    /// Spans of backend calls over OTLP (`otlp_endpoint`: the connector exports its own,
+    /// children of the edge's tunnel exchange) and the log format.
+    #[serde(default)]
+    telemetry: underpass_shared::telemetry::TelemetryConfig,
     /// Edge tunnel addresses (`host:port`: UDP for QUIC, TCP for the fallback) to dial. A
     /// name is resolved to every address it has (A and AAAA), again whenever a tunnel to it
     /// is dialed anew and every 30 s, and each address is dialed.
@@ -373,12 +380,23 @@ impl ConnectorFile {
             }
             services.push(s.validate(base)?);
         }
+        if self.log_format.is_some() && self.telemetry.log_format.is_some() {
+            bail!(
+                "log_format is set twice (top level and [telemetry]): keep the one in [telemetry]"
+            );
+        }
+        self.telemetry.validate().map_err(anyhow::Error::msg)?;
         let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
         Ok(ConnectorConfig {
             name: self.name,
             trust_domain: self.trust_domain,
             worker_threads: self.worker_threads,
-            log_format: self.log_format,
+            log_format: self
+                .telemetry
+                .log_format
+                .or(self.log_format)
+                .unwrap_or_default(),
+            telemetry: self.telemetry,
             edges: self.edges,
             edge_server_name: self.edge_server_name,
             transport: self.transport,

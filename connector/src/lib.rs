@@ -61,7 +61,9 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     client_config.transport_config(Arc::new(transport));
 
     check_fd_limit(&config);
-    let backends = Arc::new(Backends::new(&config));
+    let tracer =
+        underpass_shared::telemetry::Tracer::start(&config.telemetry, "underpass-connector");
+    let backends = Arc::new(Backends::new(&config, &tracer));
     let services: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
     let carriers = Carriers::new(config.transport, client_config, tcp_connector);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -39,6 +39,8 @@ pub struct App {
     pub drain: crate::drain::Drain,
     /// Counters and histograms of `/metrics` updated as requests end.
     pub requests: Arc<crate::metrics::RequestMetrics>,
+    /// Where the requests' spans go (`[telemetry] otlp_endpoint`; off without one).
+    pub tracer: underpass_shared::telemetry::Tracer,
 }
 
 /// Who is calling and what they may do: authentication, policy, rate limits, revocation.

@@ -25,8 +25,12 @@ pub struct EdgeConfig {
     #[serde(default = "default_worker_threads")]
     pub worker_threads: usize,
     /// How log lines are written: `"text"` (the default) or `"json"`, one object per line.
+    /// Also `[telemetry] log_format`; set it in one place.
     #[serde(default)]
-    pub log_format: underpass_shared::LogFormat,
+    log_format: Option<underpass_shared::LogFormat>,
+    /// Spans over OTLP (`otlp_endpoint`) and the log format.
+    #[serde(default)]
+    pub telemetry: underpass_shared::telemetry::TelemetryConfig,
     /// One log line per client request (target `underpass::access`: the audit record's fields
     /// without arguments or session id). Off by default: it costs CPU on every request (see
     /// README, "Logs"); the audit log is the durable record.
@@ -64,6 +68,16 @@ pub struct EdgeConfig {
     /// One-time enrollment of connectors (`underpass-connector enroll`), served on the
     /// `[tunnel] listen` port over TCP; off when absent.
     pub enrollment: Option<EnrollmentConfig>,
+}
+
+impl EdgeConfig {
+    /// How log lines are written (`[telemetry] log_format`, or the older top-level key).
+    pub fn log_format(&self) -> underpass_shared::LogFormat {
+        self.telemetry
+            .log_format
+            .or(self.log_format)
+            .unwrap_or_default()
+    }
 }
 
 fn default_worker_threads() -> usize {
@@ -351,6 +365,12 @@ impl EdgeConfig {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.log_format.is_some() && self.telemetry.log_format.is_some() {
+            bail!(
+                "log_format is set twice (top level and [telemetry]): keep the one in [telemetry]"
+            );
+        }
+        self.telemetry.validate().map_err(anyhow::Error::msg)?;
         validate_trust_domain(&self.trust_domain)?;
         if let Some(e) = &self.enrollment {
             let ttl = e.cert_ttl.as_secs();
@@ -520,6 +540,9 @@ mod tests {
         connectors = ["dc1"]
     "#;
 
+    /// Anonymous clients, everything allowed: enough to start.
+    const DEV: &str = "[auth]\nanonymous = true\n[policy]\nallow_all = true";
+
     fn parse(extra: &str) -> anyhow::Result<EdgeConfig> {
         let mut c: EdgeConfig = toml::from_str(&format!("{BASE}\n{extra}"))?;
         c.resolve_paths(Path::new("/etc/underpass"));
@@ -642,15 +665,38 @@ mod tests {
     fn log_format_is_text_json_or_an_error() {
         use underpass_shared::LogFormat;
         let with = |line: &str| toml::from_str::<EdgeConfig>(&format!("{line}\n{BASE}"));
-        assert_eq!(with("").unwrap().log_format, LogFormat::Text);
+        assert_eq!(with("").unwrap().log_format(), LogFormat::Text);
         assert_eq!(
-            with("log_format = \"json\"").unwrap().log_format,
+            with("log_format = \"json\"").unwrap().log_format(),
             LogFormat::Json
         );
-        assert_eq!(
-            with("log_format = \"text\"").unwrap().log_format,
-            LogFormat::Text
-        );
         assert!(with("log_format = \"xml\"").is_err());
+        // In [telemetry], where it belongs; once only.
+        let telemetry = |top: &str| -> anyhow::Result<EdgeConfig> {
+            let text = format!("{top}\n{BASE}\n{DEV}\n[telemetry]\nlog_format = \"json\"\n");
+            let c: EdgeConfig = toml::from_str(&text)?;
+            c.validate()?;
+            Ok(c)
+        };
+        assert_eq!(telemetry("").unwrap().log_format(), LogFormat::Json);
+        let twice = telemetry("log_format = \"json\"").unwrap_err().to_string();
+        assert!(twice.contains("set twice"), "{twice}");
+    }
+
+    #[test]
+    fn telemetry_endpoint_is_plain_http_on_loopback_unless_allowed() {
+        let with = |keys: &str| parse(&format!("{DEV}\n[telemetry]\n{keys}\n"));
+        let c = with("otlp_endpoint = \"http://127.0.0.1:4318\"").unwrap();
+        assert!(c.telemetry.otlp_endpoint.is_some());
+        let err = with("otlp_endpoint = \"http://collector.internal:4318\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("otlp_insecure"), "{err}");
+        assert!(
+            with("otlp_endpoint = \"http://collector.internal:4318\"\notlp_insecure = true")
+                .is_ok()
+        );
+        assert!(with("otlp_endpoint = \"https://c:4318\"").is_err());
+        assert!(with("bogus = 1").is_err());
     }
 }

@@ -224,11 +224,13 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     )
     .context("cannot set up the identity assertion key")?;
     let jwks = signer.jwks();
+    let tracer = underpass_shared::telemetry::Tracer::start(&config.telemetry, "underpass-edge");
     let metrics = Arc::new(metrics::Metrics::new(
         config.services.iter().map(|s| s.name.as_str()),
         registry.clone(),
         revocations.clone(),
         auditor.clone(),
+        &tracer,
     ));
     let app = Arc::new(App {
         config: config.clone(),
@@ -250,6 +252,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         ),
         drain: drain.clone(),
         requests: metrics.requests.clone(),
+        tracer,
     });
     tokio::spawn(mcp::sessions::expire_idle_sessions(app.clone()));
     if let Some(admin) = &config.admin {

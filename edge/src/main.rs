@@ -200,7 +200,7 @@ fn audit_verify(file: &std::path::Path, opts: &underpass_audit::VerifyOptions) -
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = EdgeConfig::load(path)?;
-    underpass_shared::init_logging(config.log_format);
+    underpass_shared::init_logging(config.log_format());
     underpass_shared::runtime(config.worker_threads)?.block_on(underpass_edge::run(config))
 }
 

@@ -30,6 +30,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use underpass_audit::{AuditRecord, Auditor};
+use underpass_shared::telemetry::Tracer;
 
 use crate::revocation::Revocations;
 use crate::tunnels::registry::Registry as Tunnels;
@@ -129,6 +130,7 @@ impl Metrics {
         tunnels: Arc<Tunnels>,
         revocations: Arc<Revocations>,
         auditor: Option<Auditor>,
+        tracer: &Tracer,
     ) -> Self {
         let mut registry = Registry::with_prefix("underpass");
         let requests = Arc::new(RequestMetrics {
@@ -154,6 +156,9 @@ impl Metrics {
             registry.register_collector(Box::new(AuditMetrics(auditor)));
         }
         registry.register_collector(Box::new(RevocationMetrics(revocations)));
+        if tracer.is_on() {
+            registry.register_collector(Box::new(SpanMetrics(tracer.clone())));
+        }
         Metrics { registry, requests }
     }
 
@@ -270,6 +275,40 @@ impl Collector for RevocationMetrics {
     }
 }
 
+/// `underpass_trace_spans_total{result}`: what became of the spans recorded for export.
+struct SpanMetrics(Tracer);
+
+impl std::fmt::Debug for SpanMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpanMetrics")
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpanResult {
+    result: &'static str,
+}
+
+impl Collector for SpanMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let counts = self.0.counts().unwrap_or_default();
+        let mut family = encoder.encode_descriptor(
+            "trace_spans",
+            "Spans recorded for OTLP export by what became of them: exported, dropped (export queue full) or failed (the collector did not take their batch)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (result, n) in [
+            ("exported", counts.exported),
+            ("dropped", counts.dropped),
+            ("failed", counts.failed),
+        ] {
+            ConstCounter::new(n).encode(family.encode_family(&SpanResult { result })?)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,7 +317,13 @@ mod tests {
     #[test]
     fn label_values_come_from_the_configuration_or_a_fixed_set() {
         let revocations = Revocations::load(None).unwrap();
-        let metrics = Metrics::new(["ok"], Arc::new(Tunnels::default()), revocations, None);
+        let metrics = Metrics::new(
+            ["ok"],
+            Arc::new(Tunnels::default()),
+            revocations,
+            None,
+            &Tracer::off(),
+        );
         let record = |service: Option<&str>, method: Option<&str>, outcome| AuditRecord {
             service: service.map(str::to_owned),
             mcp_method: method.map(str::to_owned),
@@ -340,6 +385,7 @@ mod tests {
             Arc::new(Tunnels::default()),
             revocations.clone(),
             None,
+            &Tracer::off(),
         );
         let text = metrics.render().unwrap();
         assert!(

@@ -11,25 +11,47 @@ use underpass_proto::frame::RequestHead;
 use super::error::BackendError;
 use crate::answer::Answer;
 use crate::http_client::{error_chain, HttpClient};
+use underpass_shared::telemetry::{new_span_id, Tracer};
+
+mod span;
+use span::BackendSpan;
 
 pub use underpass_proto::headers::{ASSERTION_HEADER, REQUEST_ID_HEADER, TRACE_HEADER};
 use underpass_proto::trace;
 
-/// One Streamable HTTP service: its URL and the shared client.
+/// One Streamable HTTP service: its URL, the shared client, where its calls' spans go.
 pub struct HttpBackend {
     url: Uri,
     client: HttpClient,
+    tracer: Tracer,
 }
 
 impl HttpBackend {
-    pub fn new(url: Uri, client: HttpClient) -> Self {
-        HttpBackend { url, client }
+    pub fn new(url: Uri, client: HttpClient, tracer: Tracer) -> Self {
+        HttpBackend {
+            url,
+            client,
+            tracer,
+        }
     }
 
-    /// Forwards one exchange and hands back the backend's answer as it streams.
+    /// Forwards one exchange and hands back the backend's answer as it streams. With spans
+    /// exported, the call's span ends when the answer has been relayed (or dropped).
     pub async fn answer(&self, head: &RequestHead, body: Bytes) -> Result<Answer, BackendError> {
-        let resp = self.forward(head, body).await?;
+        let span_id = new_span_id();
+        let span = BackendSpan::start(&self.tracer, head, span_id);
+        let resp = match self.forward(head, body, span_id).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if let Some(span) = span {
+                    span.fail(e.to_string());
+                }
+                return Err(e);
+            }
+        };
         let (parts, body) = resp.into_parts();
+        let status = parts.status.as_u16();
+        let span = span.map(|s| s.answered(status));
         Ok(Answer {
             status: parts.status.as_u16(),
             headers: parts
@@ -40,6 +62,11 @@ impl HttpBackend {
             body: body
                 .into_data_stream()
                 .map_err(std::io::Error::other)
+                .map(move |chunk| {
+                    // Ends (is dropped) with the answer.
+                    let _span = &span;
+                    chunk
+                })
                 .boxed(),
         })
     }
@@ -48,6 +75,7 @@ impl HttpBackend {
         &self,
         head: &RequestHead,
         body: Bytes,
+        span_id: [u8; 8],
     ) -> Result<http::Response<hyper::body::Incoming>, BackendError> {
         let base = &self.url;
         let uri = with_query(base, &head.query)?;
@@ -61,7 +89,7 @@ impl HttpBackend {
             .find(|(name, _)| name.eq_ignore_ascii_case(trace::TRACEPARENT))
             .map(|(_, value)| value.as_slice());
         let (traceparent, keep_state) =
-            trace::continued(&head.trace_id, incoming, rand::random::<u64>());
+            trace::continued(&head.trace_id, incoming, u64::from_be_bytes(span_id));
         if let Some(h) = req.headers_mut() {
             for (name, value) in &head.headers {
                 let (Ok(name), Ok(value)) = (

@@ -24,6 +24,7 @@ use crate::answer::Answer;
 use crate::concurrency::{Limiter, Permit};
 use crate::config::{BackendConfig, ConnectorConfig};
 use crate::http_client::{http_client, HttpClient};
+use underpass_shared::telemetry::Tracer;
 
 /// The backend of one service.
 pub enum Backend {
@@ -37,11 +38,18 @@ pub enum Backend {
 
 impl Backend {
     /// Nothing is started or connected here (no runtime needed).
-    pub fn new(service: &str, config: &BackendConfig, client: &HttpClient) -> Backend {
+    pub fn new(
+        service: &str,
+        config: &BackendConfig,
+        client: &HttpClient,
+        tracer: &Tracer,
+    ) -> Backend {
         match config {
-            BackendConfig::Http { url } => {
-                Backend::Http(HttpBackend::new(url.clone(), client.clone()))
-            }
+            BackendConfig::Http { url } => Backend::Http(HttpBackend::new(
+                url.clone(),
+                client.clone(),
+                tracer.clone(),
+            )),
             BackendConfig::Sse { url, sessions } => Backend::Sse(SseBackend::new(
                 service,
                 SseOpener::new(url.clone(), client.clone()),
@@ -95,14 +103,16 @@ pub struct Backends {
 }
 
 impl Backends {
-    pub fn new(config: &ConnectorConfig) -> Self {
+    /// `tracer`: where the spans of backend calls go (HTTP backends only: they are the ones
+    /// that get a `traceparent`).
+    pub fn new(config: &ConnectorConfig, tracer: &Tracer) -> Self {
         let client = http_client();
         let services = config
             .services
             .iter()
             .map(|s| {
                 let service = Service {
-                    backend: Backend::new(&s.name, &s.backend, &client),
+                    backend: Backend::new(&s.name, &s.backend, &client, tracer),
                     limiter: Limiter::new(&s.name, s.concurrency),
                 };
                 (s.name.clone(), service)

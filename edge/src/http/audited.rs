@@ -19,19 +19,25 @@ use underpass_mcp::jsonrpc::code;
 use crate::app::App;
 use crate::http::body::{Body, BodyError};
 use crate::http::conn::ConnInfo;
-use crate::http::ids::{new_request_id, trace_id};
+use crate::http::ids::new_request_id;
 use crate::http::respond::error_response;
 use crate::http::router::{route, Route};
+use crate::http::trace::RequestTrace;
 use crate::metrics::RequestMetrics;
 use underpass_audit::{AuditRecord, Auditor, Decision, Outcome};
 use underpass_proto::frame::RequestHead;
+use underpass_shared::telemetry::Tracer;
 
 /// Longest request path an audit record keeps.
 const MAX_PATH: usize = 256;
 
 /// The audit line of a request, before anything is decided: who connected from where, the
 /// method, the trace id, and the service it names (or, when it names none, its path).
-pub fn request_record(conn: &ConnInfo, parts: &http::request::Parts) -> AuditRecord {
+pub fn request_record(
+    conn: &ConnInfo,
+    parts: &http::request::Parts,
+    trace: &RequestTrace,
+) -> AuditRecord {
     let path = parts.uri.path();
     let (service, path) = match route(path) {
         Route::Service(s) | Route::LegacySse(s) => (Some(s.to_owned()), None),
@@ -48,7 +54,7 @@ pub fn request_record(conn: &ConnInfo, parts: &http::request::Parts) -> AuditRec
         path,
         source: conn.peer.map(|a| a.ip().to_canonical().to_string()),
         http_method: Some(parts.method.as_str().to_owned()),
-        trace_id: Some(trace_id(&parts.headers)),
+        trace_id: Some(trace.trace_id()),
         request_id: Some(new_request_id()),
         outcome: Outcome::Ok,
         ..AuditRecord::default()
@@ -62,25 +68,29 @@ pub fn request_record(conn: &ConnInfo, parts: &http::request::Parts) -> AuditRec
 /// with outcome `client_gone` and no status, since the client got none.
 pub struct PendingRecord {
     record: AuditRecord,
+    /// The request's trace: its spans are recorded with the record.
+    pub trace: RequestTrace,
     sink: Sink,
     started: Instant,
     handed_over: bool,
 }
 
 impl PendingRecord {
-    pub fn new(app: &App, record: AuditRecord, started: Instant) -> Self {
+    pub fn new(app: &App, record: AuditRecord, trace: RequestTrace, started: Instant) -> Self {
         PendingRecord {
             record,
+            trace,
             sink: Sink::of(app),
             started,
             handed_over: false,
         }
     }
 
-    /// The record, to go with the answer.
-    pub fn take(mut self) -> AuditRecord {
-        self.handed_over = true;
-        std::mem::take(&mut self.record)
+    /// Takes `_meta.traceparent` of the request as its trace, unless its headers named one.
+    pub fn adopt_meta_trace(&mut self, traceparent: &str) {
+        if self.trace.adopt_meta(traceparent) {
+            self.record.trace_id = Some(self.trace.trace_id());
+        }
     }
 }
 
@@ -108,16 +118,18 @@ impl Drop for PendingRecord {
         record.http_status = None;
         record.jsonrpc_error = None;
         record.bytes_out = Some(0);
-        self.sink.done(record, self.started);
+        self.sink.done(record, self.started, &self.trace);
     }
 }
 
-/// Where an ended request's record goes: the metrics always, the audit log when configured.
+/// Where an ended request's record goes: the metrics always, the audit log and the spans
+/// when configured.
 #[derive(Clone)]
 struct Sink {
     auditor: Option<Auditor>,
     metrics: Arc<RequestMetrics>,
     access_log: bool,
+    tracer: Tracer,
 }
 
 impl Sink {
@@ -126,13 +138,20 @@ impl Sink {
             auditor: app.auditor.clone(),
             metrics: app.requests.clone(),
             access_log: app.config.access_log,
+            tracer: app.tracer.clone(),
         }
     }
 
-    /// Sets the latency, counts the request, logs its access line, writes its audit lines.
-    fn done(&self, mut record: AuditRecord, started: Instant) {
+    /// Sets the latency, counts the request, logs its access line, records its spans, writes
+    /// its audit lines.
+    fn done(&self, mut record: AuditRecord, started: Instant, trace: &RequestTrace) {
         let took = started.elapsed();
         record.latency_us = Some(took.as_micros() as u64);
+        if self.tracer.is_on() && trace.sampled() {
+            for span in trace.spans(&record, took) {
+                self.tracer.record(span);
+            }
+        }
         // The access line before the count: whoever sees the count can read the line.
         if self.access_log {
             access_log(&record);
@@ -265,20 +284,19 @@ fn unaudited(audit: &mut AuditRecord) -> Response<Body> {
     resp
 }
 
-/// The response, counting the request and writing `audit` (when an audit log is configured)
-/// when its body ends.
-pub fn audited(
-    app: &App,
-    resp: Response<Body>,
-    audit: AuditRecord,
-    started: Instant,
-) -> Response<Body> {
-    wrap(resp, audit, started, Sink::of(app))
+/// The response, counting the request and writing its audit record (when an audit log is
+/// configured) and spans (when traces are exported) when its body ends.
+pub fn audited(resp: Response<Body>, mut pending: PendingRecord) -> Response<Body> {
+    pending.handed_over = true;
+    let record = std::mem::take(&mut pending.record);
+    let trace = pending.trace.clone();
+    wrap(resp, record, trace, pending.started, pending.sink.clone())
 }
 
 struct Audited {
     inner: Body,
     record: Option<AuditRecord>,
+    trace: RequestTrace,
     bytes_out: u64,
     started: Instant,
     sink: Sink,
@@ -287,6 +305,7 @@ struct Audited {
 fn wrap(
     resp: Response<Body>,
     mut record: AuditRecord,
+    trace: RequestTrace,
     started: Instant,
     sink: Sink,
 ) -> Response<Body> {
@@ -301,6 +320,7 @@ fn wrap(
     let body = Audited {
         inner,
         record: Some(record),
+        trace,
         bytes_out: 0,
         started,
         sink,
@@ -315,7 +335,7 @@ impl Audited {
             if failed && record.outcome == Outcome::Ok {
                 record.outcome = Outcome::StreamError;
             }
-            self.sink.done(record, self.started);
+            self.sink.done(record, self.started, &self.trace);
         }
     }
 }
@@ -385,12 +405,13 @@ mod tests {
                 .into_parts()
                 .0
         };
-        let r = request_record(&conn, &parts("/mcp/everything"));
+        let trace = RequestTrace::of(&http::HeaderMap::new());
+        let r = request_record(&conn, &parts("/mcp/everything"), &trace);
         assert_eq!(r.service.as_deref(), Some("everything"));
         assert_eq!(r.path, None);
         assert_eq!(r.source.as_deref(), Some("10.1.2.3"));
         assert_eq!(r.http_method.as_deref(), Some("PUT"));
-        let r = request_record(&conn, &parts(&format!("/{}", "a".repeat(300))));
+        let r = request_record(&conn, &parts(&format!("/{}", "a".repeat(300))), &trace);
         assert_eq!(r.service, None);
         assert!(r.path.is_some_and(|p| p.len() <= MAX_PATH));
     }

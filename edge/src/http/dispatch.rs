@@ -18,6 +18,7 @@ use crate::http::conn::ConnInfo;
 use crate::http::headers::{MAX_HEADER_FIELDS, SESSION_HEADER};
 use crate::http::respond::error_response;
 use crate::http::router::{route, Route};
+use crate::http::trace::RequestTrace;
 use crate::http::well_known::protected_resource_metadata;
 use crate::mcp::{legacy_sse, precheck, streamable};
 
@@ -34,7 +35,9 @@ pub async fn handle(
     let (mut parts, mut body) = req.into_parts();
     // Every answer gets an audit record, refusals included; a request whose client hangs up
     // before there is an answer gets one when this future is dropped.
-    let mut audit = PendingRecord::new(&app, request_record(&conn, &parts), started);
+    let trace = RequestTrace::of(&parts.headers);
+    let record = request_record(&conn, &parts, &trace);
+    let mut audit = PendingRecord::new(&app, record, trace, started);
     if parts.headers.len() > MAX_HEADER_FIELDS {
         let resp = error_response(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -42,16 +45,16 @@ pub async fn handle(
             &format!("more than {MAX_HEADER_FIELDS} header fields"),
         );
         precheck::drain(&mut body).await;
-        return Ok(audited(&app, resp, audit.take(), started));
+        return Ok(audited(resp, audit));
     }
     let held = match precheck::before_body(&app, &conn, &mut parts, &mut body, &mut audit).await {
         Ok(held) => held,
-        Err(refusal) => return Ok(audited(&app, refusal, audit.take(), started)),
+        Err(refusal) => return Ok(audited(refusal, audit)),
     };
     let body = if precheck::reads_body(&parts) {
         match precheck::read_body(&app, &mut body).await {
             Ok(body) => body,
-            Err(refusal) => return Ok(held.attach(audited(&app, refusal, audit.take(), started))),
+            Err(refusal) => return Ok(held.attach(audited(refusal, audit))),
         }
     } else {
         precheck::drain(&mut body).await;
@@ -60,7 +63,7 @@ pub async fn handle(
     audit.bytes_in = Some(body.len() as u64);
     if let Some(rest) = parts.uri.path().strip_prefix(PROTECTED_RESOURCE_WELL_KNOWN) {
         let resp = protected_resource_metadata(&app, &parts, rest);
-        return Ok(audited(&app, resp, audit.take(), started));
+        return Ok(audited(resp, audit));
     }
     let resp = match route(parts.uri.path()) {
         Route::Service(service) => {
@@ -99,5 +102,5 @@ pub async fn handle(
             "no such endpoint; MCP services are served at /mcp/{service}",
         ),
     };
-    Ok(held.attach(audited(&app, resp, audit.take(), started)))
+    Ok(held.attach(audited(resp, audit)))
 }

@@ -1,6 +1,6 @@
 //! The client-facing HTTP layer: the listener, routing, the one response renderer, and the
 //! header, host and media-type rules. The leaves (`body`, `respond`, `conn`, `headers`, `ids`,
-//! `host`, `media`, `router`) depend on nothing of the MCP layer; `dispatch` and `server` sit
+//! `host`, `media`, `router`, `trace`) depend on nothing of the MCP layer; `dispatch` and `server` sit
 //! on top of it.
 
 pub mod audited;
@@ -14,4 +14,5 @@ pub mod media;
 pub mod respond;
 pub mod router;
 pub mod server;
+pub mod trace;
 pub mod well_known;

@@ -15,6 +15,7 @@ use underpass_mcp::{self as mcp, Kind};
 
 use crate::app::App;
 use crate::auth::Identity;
+use crate::http::audited::PendingRecord;
 use crate::http::conn::ConnInfo;
 use crate::http::host::request_authority;
 use crate::http::respond::{error_response, json_response, jsonrpc_refusal, Refusal};
@@ -86,14 +87,29 @@ pub fn authenticate(
     Ok(identity)
 }
 
-/// Authentication, inspection, policy and rate limit, filling in `audit` as it goes.
+/// Authentication, inspection, policy and rate limit, filling in `audit` as it goes (and the
+/// request's trace: the one `params._meta.traceparent` names when no header did, and when
+/// admission ended).
 pub fn admit(
     app: &App,
     conn: &ConnInfo,
     service: &str,
     parts: &http::request::Parts,
     body: &[u8],
-    audit: &mut AuditRecord,
+    audit: &mut PendingRecord,
+) -> Result<Admitted, Refusal> {
+    let admitted = admit_traced(app, conn, service, parts, body, audit);
+    audit.trace.admitted();
+    admitted
+}
+
+fn admit_traced(
+    app: &App,
+    conn: &ConnInfo,
+    service: &str,
+    parts: &http::request::Parts,
+    body: &[u8],
+    audit: &mut PendingRecord,
 ) -> Result<Admitted, Refusal> {
     let identity = identify(app, conn, service, parts, audit)?;
     let (mut calls, batch) = inspect(app, service, parts, body, audit)?;
@@ -137,7 +153,7 @@ fn inspect(
     service: &str,
     parts: &http::request::Parts,
     body: &[u8],
-    audit: &mut AuditRecord,
+    audit: &mut PendingRecord,
 ) -> Result<(Vec<Call>, Option<u32>), Refusal> {
     if parts.method != Method::POST {
         return Ok((Vec::new(), None));
@@ -155,6 +171,9 @@ fn inspect(
             )));
         }
     };
+    if let Some(traceparent) = inspected.single().and_then(|m| m.meta_traceparent()) {
+        audit.adopt_meta_trace(traceparent);
+    }
     let learned = app.tunnels.versions(service);
     check_protocol(&parts.headers, &inspected, learned.as_deref(), audit)?;
     if let Some(id) = inspected.repeated_request_id() {

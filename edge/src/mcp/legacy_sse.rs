@@ -19,11 +19,12 @@ use underpass_mcp::jsonrpc::code;
 use underpass_mcp::SseParser;
 use underpass_proto::frame::RequestHead;
 
-use underpass_audit::{AuditRecord, Outcome};
+use underpass_audit::Outcome;
 
 use crate::app::App;
 use crate::assertion::AssertionClaims;
 use crate::bridges::Bridge;
+use crate::http::audited::PendingRecord;
 use crate::http::audited::{write_ahead, OnBehalf};
 use crate::http::body::{full_body, Body, BodyError};
 use crate::http::conn::ConnInfo;
@@ -51,7 +52,7 @@ pub async fn open(
     conn: &ConnInfo,
     service: &str,
     parts: &http::request::Parts,
-    audit: &mut AuditRecord,
+    audit: &mut PendingRecord,
 ) -> Response<Body> {
     if let Err(r) = check_host_origin(&app.config.clients, parts)
         .and_then(|()| check_media(&Method::GET, &parts.headers))
@@ -154,7 +155,7 @@ pub async fn post(
     service: &str,
     parts: &http::request::Parts,
     body: Bytes,
-    audit: &mut AuditRecord,
+    audit: &mut PendingRecord,
 ) -> Response<Body> {
     if let Err(r) = check_host_origin(&app.config.clients, parts)
         .and_then(|()| check_media(&Method::POST, &parts.headers))

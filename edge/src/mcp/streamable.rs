@@ -17,9 +17,11 @@ use hyper::body::Frame;
 use underpass_audit::{AuditRecord, Outcome};
 use underpass_mcp::jsonrpc::code;
 use underpass_proto::frame::{RequestHead, ResponseHead};
+use underpass_proto::trace::TRACEPARENT;
 
 use crate::app::App;
 use crate::assertion::AssertionClaims;
+use crate::http::audited::PendingRecord;
 use crate::http::body::{full_body, Body, BodyError};
 use crate::http::conn::ConnInfo;
 use crate::http::headers::{response_headers, upstream_headers, SESSION_HEADER};
@@ -45,7 +47,7 @@ pub async fn serve(
     service: &str,
     parts: &http::request::Parts,
     body: Bytes,
-    audit: &mut AuditRecord,
+    audit: &mut PendingRecord,
 ) -> Response<Body> {
     match relay(app, conn, service, parts, body, audit).await {
         Ok(resp) => resp,
@@ -59,7 +61,7 @@ async fn relay(
     service: &str,
     parts: &http::request::Parts,
     body: Bytes,
-    audit: &mut AuditRecord,
+    audit: &mut PendingRecord,
 ) -> Result<Response<Body>, Refusal> {
     check_endpoint(app, service, parts, audit)?;
     let admitted = admission::admit(app, conn, service, parts, &body, audit)?;
@@ -72,6 +74,7 @@ async fn relay(
         .settle(service, session_key.map(|k| k.connector.as_str()))
         .await;
     let tunnel = pick_tunnel(app, service, session_key, principal)?;
+    let traceparent = app.tracer.is_on().then(|| audit.trace.tunnel_traceparent());
     let head = request_head(
         app,
         conn,
@@ -80,6 +83,7 @@ async fn relay(
         &admitted,
         session.as_ref().map(|s| s.key.id.as_str()),
         audit,
+        traceparent,
     );
     let retry = failover::may_retry(
         &parts.method,
@@ -88,6 +92,7 @@ async fn relay(
         app.config.retry_tools(service),
     );
     let hang_up = on_hang_up(parts, session.is_some());
+    audit.trace.exchange_starts();
     let Sent {
         tunnel,
         head: resp_head,
@@ -361,7 +366,10 @@ fn pick_tunnel(
 }
 
 /// The head of the exchange: the client's forwardable headers and the edge's forwarding
-/// headers, the ids, and the identity assertion in place of the client's credentials.
+/// headers, the ids, and the identity assertion in place of the client's credentials. With
+/// spans exported, `traceparent` names the edge's exchange span (in place of the client's),
+/// so that the connector's span is its child.
+#[allow(clippy::too_many_arguments)]
 fn request_head(
     app: &App,
     conn: &ConnInfo,
@@ -370,6 +378,7 @@ fn request_head(
     admitted: &Admitted,
     session_id: Option<&str>,
     audit: &AuditRecord,
+    traceparent: Option<String>,
 ) -> RequestHead {
     let principal = &admitted.identity.principal;
     let assertion = app
@@ -388,6 +397,10 @@ fn request_head(
         // Down the tunnel the session is the backend's own id, never the sealed one.
         headers.retain(|(name, _)| name != SESSION_HEADER);
         headers.push((SESSION_HEADER.to_owned(), id.as_bytes().to_vec()));
+    }
+    if let Some(traceparent) = traceparent {
+        headers.retain(|(name, _)| name != TRACEPARENT);
+        headers.push((TRACEPARENT.to_owned(), traceparent.into_bytes()));
     }
     RequestHead {
         service: service.to_owned(),

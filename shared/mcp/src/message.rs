@@ -100,6 +100,12 @@ impl Message {
         self.value.get("params")?.as_object()
     }
 
+    /// `params._meta.traceparent`: the W3C trace context a 2026-07-28 message carries in its
+    /// body (a string; whether it is well-formed is the caller's to check).
+    pub fn meta_traceparent(&self) -> Option<&str> {
+        self.params()?.get("_meta")?.get("traceparent")?.as_str()
+    }
+
     /// `params.arguments` of a `tools/call` request.
     pub fn tool_arguments(&self) -> Option<&Value> {
         if self.kind != Kind::Request || self.method.as_deref() != Some("tools/call") {

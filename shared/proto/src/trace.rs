@@ -45,6 +45,76 @@ pub fn continued(trace_id: &str, incoming: Option<&[u8]>, span_id: u64) -> (Stri
     )
 }
 
+/// A request's place in a W3C trace: the trace, the span that called (absent when this hop
+/// starts the trace) and the trace flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    pub parent_id: Option<[u8; 8]>,
+    pub flags: u8,
+}
+
+impl TraceContext {
+    /// The context a well-formed `traceparent` carries (see [`parse`]).
+    pub fn from_traceparent(value: &[u8]) -> Option<TraceContext> {
+        let (trace, parent, flags) = parse(value)?;
+        Some(TraceContext {
+            trace_id: decode_hex(trace)?,
+            parent_id: Some(decode_hex(parent)?),
+            flags: decode_hex::<1>(flags)?[0],
+        })
+    }
+
+    /// A new trace, sampled, from 128 random bits (all zeros is invalid, so never zero).
+    pub fn start(random: u128) -> TraceContext {
+        TraceContext {
+            trace_id: random.max(1).to_be_bytes(),
+            parent_id: None,
+            flags: 0x01,
+        }
+    }
+
+    /// Whether the caller asked for this trace to be recorded (flag `sampled`).
+    pub fn sampled(&self) -> bool {
+        self.flags & 0x01 != 0
+    }
+
+    /// The trace id as in headers and logs: 32 lowercase hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    /// The `traceparent` that makes `span_id` the parent of the next hop.
+    pub fn traceparent(&self, span_id: [u8; 8]) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            hex(&self.trace_id),
+            hex(&span_id),
+            self.flags
+        )
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    if s.len() != 2 * N {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +149,24 @@ mod tests {
             assert_eq!(tp, format!("00-{fresh}-0000000000000001-01"), "{bad:?}");
             assert!(!keep_state, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_context_reads_and_writes_the_header() {
+        let ctx = TraceContext::from_traceparent(CLIENT).expect("valid");
+        assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(ctx.parent_id, Some(0x00f0_67aa_0ba9_02b7u64.to_be_bytes()));
+        assert!(!ctx.sampled());
+        assert_eq!(
+            ctx.traceparent([0, 0, 0, 0, 0, 0, 0x0a, 0xbc]),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-00"
+        );
+        assert!(TraceContext::from_traceparent(b"00-xyz-00f067aa0ba902b7-01").is_none());
+        let fresh = TraceContext::start(0);
+        assert!(fresh.sampled() && fresh.parent_id.is_none());
+        assert!(
+            parse(fresh.traceparent([1; 8]).as_bytes()).is_some(),
+            "never all zeros"
+        );
     }
 }

@@ -1,0 +1,146 @@
+//! Spans for OpenTelemetry, exported over OTLP/HTTP (`[telemetry] otlp_endpoint`): the
+//! daemons record finished spans ([`SpanRecord`]) into a bounded queue, and one task posts
+//! them in batches to `{otlp_endpoint}/v1/traces` (protobuf, the official definitions of
+//! `opentelemetry-proto`). Recording never waits: when the queue is full (the endpoint is slow
+//! or down) a span is dropped and counted. Without an endpoint the [`Tracer`] is off and a
+//! record is one branch.
+
+mod config;
+mod export;
+pub mod otlp;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use config::{OtlpEndpoint, TelemetryConfig};
+
+/// What kind of work a span stands for (the OTLP span kinds this product uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    /// Work inside the process (admission).
+    Internal,
+    /// A request this process serves (the client's request at the edge).
+    Server,
+    /// A request this process makes (the tunnel exchange, the backend call).
+    Client,
+}
+
+/// A span attribute's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+}
+
+/// One finished span.
+#[derive(Debug, Clone)]
+pub struct SpanRecord {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// The span that caused this one, absent for a trace's root.
+    pub parent_span_id: Option<[u8; 8]>,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub attributes: Vec<(&'static str, AttrValue)>,
+    /// Set when the work failed: the status message.
+    pub error: Option<String>,
+}
+
+/// What became of the spans recorded so far.
+#[derive(Debug, Default)]
+pub struct SpanStats {
+    exported: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// A snapshot of [`SpanStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpanCounts {
+    /// Accepted by the endpoint.
+    pub exported: u64,
+    /// Dropped because the export queue was full.
+    pub dropped: u64,
+    /// Lost because their batch could not be delivered.
+    pub failed: u64,
+}
+
+impl SpanStats {
+    pub fn counts(&self) -> SpanCounts {
+        SpanCounts {
+            exported: self.exported.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Where finished spans go: nowhere (off), or the export queue. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Tracer {
+    on: Option<Arc<Queue>>,
+}
+
+struct Queue {
+    tx: tokio::sync::mpsc::Sender<SpanRecord>,
+    stats: Arc<SpanStats>,
+}
+
+impl Tracer {
+    /// A tracer that records nothing.
+    pub fn off() -> Tracer {
+        Tracer::default()
+    }
+
+    /// The tracer `config` asks for: off without an endpoint; else the export task is spawned
+    /// on the current Tokio runtime. `default_service` names the process in the spans'
+    /// resource (`service.name`) unless the config names it.
+    pub fn start(config: &TelemetryConfig, default_service: &str) -> Tracer {
+        let Some(endpoint) = &config.otlp_endpoint else {
+            return Tracer::off();
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(config.export_queue.max(1));
+        let stats = Arc::new(SpanStats::default());
+        let service = config
+            .service_name
+            .clone()
+            .unwrap_or_else(|| default_service.to_owned());
+        tracing::info!(
+            "telemetry: spans exported to {} (OTLP/HTTP, service.name {service})",
+            endpoint.traces_url()
+        );
+        tokio::spawn(export::run(rx, endpoint.clone(), service, stats.clone()));
+        Tracer {
+            on: Some(Arc::new(Queue { tx, stats })),
+        }
+    }
+
+    /// Whether spans are recorded at all (callers skip building them when not).
+    pub fn is_on(&self) -> bool {
+        self.on.is_some()
+    }
+
+    /// Queues a finished span for export; never waits (a full queue drops it, counted).
+    pub fn record(&self, span: SpanRecord) {
+        if let Some(queue) = &self.on {
+            if queue.tx.try_send(span).is_err() {
+                queue.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// What became of the spans so far; `None` when off.
+    pub fn counts(&self) -> Option<SpanCounts> {
+        self.on.as_ref().map(|q| q.stats.counts())
+    }
+}
+
+/// A fresh span id (64 random bits, never all zeros).
+pub fn new_span_id() -> [u8; 8] {
+    rand::random::<u64>().max(1).to_be_bytes()
+}
