@@ -310,10 +310,10 @@ fn connector_readiness_fails_while_its_backend_is_down_and_recovers() {
                 .is_some_and(|t| t.contains("start the backend"))),
         "{body}"
     );
-    assert_eq!(
-        body["tunnels"][format!("127.0.0.1:{}", setup.tunnel_port)],
-        1,
-        "{body}"
+    let live = body["tunnels"][format!("127.0.0.1:{}", setup.tunnel_port)].as_u64();
+    assert!(
+        live.is_some_and(|n| n >= 1),
+        "the tunnel is up, readiness still fails: {body}"
     );
     connector.wait_for_log("pre-flight check", Duration::from_secs(10));
     assert!(

@@ -231,11 +231,9 @@ pub fn chain_check(
     };
     let at = match underpass_pki::inspect::inspect_der(leaf) {
         Ok(info) => {
-            let now = OffsetDateTime::now_utc();
-            now.clamp(
-                info.not_before,
-                info.not_after - underpass_pki::time::Duration::SECOND,
-            )
+            let last =
+                (info.not_after - underpass_pki::time::Duration::SECOND).max(info.not_before);
+            OffsetDateTime::now_utc().max(info.not_before).min(last)
         }
         Err(e) => return Check::fail(name, e.to_string(), ""),
     };
