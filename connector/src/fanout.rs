@@ -43,7 +43,7 @@ pub struct EdgeDialers {
     /// `drain_grace`, for each dialer.
     pub drain_grace: Duration,
     /// Live tunnels per edge, for readiness.
-    pub live: Arc<crate::health::LiveTunnels>,
+    pub live: Arc<crate::live::LiveTunnels>,
 }
 
 /// The dialers of one address.

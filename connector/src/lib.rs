@@ -1,5 +1,5 @@
 //! The Underpass connector: runs inside the private network, dials out to edges over QUIC (or
-//! TLS over TCP where UDP is blocked) with mutual TLS, and serves only the services its own config names. It listens on no port.
+//! TLS over TCP where UDP is blocked) with mutual TLS, and serves only the services its own config names. It listens on no port (but the opt-in loopback `[health]` listener).
 //!
 //! Modules, from the tunnel down: [`fanout`] (every address of every edge,
 //! `tunnels_per_edge` tunnels to each), [`tunnel`] (dial one address, Hello/Welcome, accept
@@ -23,6 +23,7 @@ pub mod exchange;
 pub mod fanout;
 pub mod health;
 pub mod http_client;
+pub mod live;
 pub mod renew;
 pub mod revocation;
 pub mod tunnel;
@@ -48,7 +49,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     let revocations = revocation::EdgeRevocations::load(config.revocation_list.clone())?;
     tokio::spawn(revocations.clone().watch());
     let carriers = carriers_for(&config, &creds, &revocations)?;
-    let live = Arc::new(health::LiveTunnels::default());
+    let live = Arc::new(live::LiveTunnels::default());
     health::start(&shared_config, live.clone()).await?;
 
     check_fd_limit(&config);

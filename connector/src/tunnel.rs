@@ -87,7 +87,7 @@ pub struct Dialer {
     /// Poked whenever a tunnel ends or a dial fails: the edge's name is resolved again.
     pub resolve_again: Arc<tokio::sync::Notify>,
     /// Live tunnels per edge, for readiness.
-    pub live: Arc<crate::health::LiveTunnels>,
+    pub live: Arc<crate::live::LiveTunnels>,
 }
 
 #[derive(Debug, thiserror::Error)]

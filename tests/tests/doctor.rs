@@ -117,7 +117,7 @@ fn doctor_passes_a_good_setup_and_names_each_broken_piece() {
         dir,
         "good.toml",
         &pki,
-        &[edge.clone()],
+        std::slice::from_ref(&edge),
         &[("demo", &backend_url)],
     );
     let (code, table) = doctor("underpass-connector", &good);
@@ -203,7 +203,7 @@ fn doctor_passes_a_good_setup_and_names_each_broken_piece() {
         "expired.toml",
         (&old.cert_path, &old.key_path),
         &pki.ca(),
-        &[edge.clone()],
+        std::slice::from_ref(&edge),
         &[("demo", &backend_url)],
     );
     let (code, table) = doctor("underpass-connector", &expired);
@@ -222,7 +222,7 @@ fn doctor_passes_a_good_setup_and_names_each_broken_piece() {
         "wrong-role.toml",
         (&pki.cert("edge"), &pki.dir.join("edge.key")),
         &pki.ca(),
-        &[edge.clone()],
+        std::slice::from_ref(&edge),
         &[("demo", &backend_url)],
     );
     let (code, table) = doctor("underpass-connector", &wrong);

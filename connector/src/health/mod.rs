@@ -9,6 +9,8 @@ mod server;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
+
+pub use crate::live::LiveTunnels;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -21,47 +23,6 @@ pub const RECHECK: Duration = Duration::from_secs(30);
 /// Environment variable overriding [`RECHECK`] in whole seconds (for tests). Not a config key:
 /// operators have no reason to change it.
 pub const RECHECK_ENV: &str = "UNDERPASS_DOCTOR_RECHECK_SECS";
-
-/// Live tunnels per edge (as configured in `edges`), counted by the dialers.
-#[derive(Debug, Default)]
-pub struct LiveTunnels {
-    counts: Mutex<BTreeMap<String, usize>>,
-}
-
-/// One live tunnel; dropping it counts it down.
-#[derive(Debug)]
-pub struct Up {
-    live: Arc<LiveTunnels>,
-    edge: String,
-}
-
-impl LiveTunnels {
-    /// Counts a tunnel to `edge` up until the returned guard is dropped.
-    pub fn up(self: &Arc<Self>, edge: &str) -> Up {
-        *self.lock().entry(edge.to_owned()).or_default() += 1;
-        Up {
-            live: self.clone(),
-            edge: edge.to_owned(),
-        }
-    }
-
-    /// Live tunnels per edge now.
-    pub fn snapshot(&self) -> BTreeMap<String, usize> {
-        self.lock().clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, usize>> {
-        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Some(n) = self.live.lock().get_mut(&self.edge) {
-            *n = n.saturating_sub(1);
-        }
-    }
-}
 
 /// What readiness reads: the tunnels, and the failed checks of the last run (`None` before
 /// the first run ends).

@@ -438,13 +438,9 @@ impl ControlStream {
                 EdgeOutput::Message(Control::Renew(renew)) => self.renew(renew).await?,
                 EdgeOutput::Message(Control::Reauth(reauth)) => self.reauth(reauth).await?,
                 EdgeOutput::Message(Control::Time(time)) => {
-                    let unix_ms = i64::try_from(
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .as_millis(),
-                    )
-                    .unwrap_or(i64::MAX);
+                    let now = underpass_pki::time::OffsetDateTime::now_utc();
+                    let unix_ms =
+                        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
                     let id = time.id;
                     self.answer(Control::TimeIs(control::TimeIs { id, unix_ms }))
                         .await?

@@ -33,7 +33,7 @@ fn exit_code_fails_only_on_a_failure() {
     let fail = Check::fail("c", "broken", "fix it");
     assert_eq!(exit_code(&[pass.clone(), warn.clone()]), 0);
     assert_eq!(exit_code(&[pass, warn, fail.clone()]), 1);
-    assert_eq!(failures(&[fail.clone()]), vec![&fail]);
+    assert_eq!(failures(std::slice::from_ref(&fail)), vec![&fail]);
     assert_eq!(exit_code(&[]), 0);
 }
 
