@@ -63,6 +63,19 @@ pub struct ConnectorConfig {
     pub revocation_list: Option<PathBuf>,
     /// The services this connector serves (`[[services]]`), in file order.
     pub services: Vec<ServiceConfig>,
+    /// The opt-in loopback health listener (`[health]`).
+    pub health: Option<HealthConfig>,
+}
+
+/// `[health]`: a loopback-only listener serving `GET /healthz` and `GET /readyz`, so a
+/// supervisor (systemd, Kubernetes, a load balancer's agent) sees whether this connector
+/// serves: `/readyz` is 503 while a pre-flight check fails or no tunnel is up.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Address to listen on, e.g. `"127.0.0.1:9091"`. Loopback only (127.0.0.0/8 or `::1`):
+    /// the connector accepts no connection from the network, by design.
+    pub listen: std::net::SocketAddr,
 }
 
 /// The value of `transport`: how this connector carries its tunnels.
@@ -282,6 +295,8 @@ struct ConnectorFile {
     revocation_list: Option<PathBuf>,
     /// The MCP servers this connector serves. Nothing else is reachable through it.
     services: Vec<ServiceFile>,
+    /// Optional loopback health listener (`GET /healthz`, `GET /readyz`).
+    health: Option<HealthConfig>,
 }
 
 fn default_worker_threads() -> usize {
@@ -371,6 +386,15 @@ impl ConnectorFile {
         if self.drain_grace > Duration::from_secs(3600) {
             bail!("`drain_grace` must be at most 1h (it delays every shutdown by up to that long)");
         }
+        if let Some(health) = &self.health {
+            if !health.listen.ip().is_loopback() {
+                bail!(
+                    "[health] listen = \"{}\" is not a loopback address: the connector accepts \
+                     no connection from the network; use 127.0.0.1:PORT (or [::1]:PORT)",
+                    health.listen
+                );
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         let mut services = Vec::with_capacity(self.services.len());
         for s in self.services {
@@ -407,6 +431,7 @@ impl ConnectorFile {
             ca: resolve(self.ca),
             revocation_list: self.revocation_list.map(resolve),
             services,
+            health: self.health,
         })
     }
 }

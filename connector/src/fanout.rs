@@ -42,6 +42,8 @@ pub struct EdgeDialers {
     pub shutdown: watch::Receiver<bool>,
     /// `drain_grace`, for each dialer.
     pub drain_grace: Duration,
+    /// Live tunnels per edge, for readiness.
+    pub live: Arc<crate::live::LiveTunnels>,
 }
 
 /// The dialers of one address.
@@ -192,6 +194,7 @@ impl EdgeDialers {
                     drain_grace: self.drain_grace,
                     retired: a.retire.subscribe(),
                     resolve_again: resolve_again.clone(),
+                    live: self.live.clone(),
                 };
                 dialers.spawn(async move {
                     dialer.run().await;

@@ -1,5 +1,5 @@
 //! The Underpass connector: runs inside the private network, dials out to edges over QUIC (or
-//! TLS over TCP where UDP is blocked) with mutual TLS, and serves only the services its own config names. It listens on no port.
+//! TLS over TCP where UDP is blocked) with mutual TLS, and serves only the services its own config names. It listens on no port (but the opt-in loopback `[health]` listener).
 //!
 //! Modules, from the tunnel down: [`fanout`] (every address of every edge,
 //! `tunnels_per_edge` tunnels to each), [`tunnel`] (dial one address, Hello/Welcome, accept
@@ -17,10 +17,13 @@ pub mod carrier;
 pub mod concurrency;
 pub mod config;
 pub mod credentials;
+pub mod doctor;
 pub mod enroll;
 pub mod exchange;
 pub mod fanout;
+pub mod health;
 pub mod http_client;
+pub mod live;
 pub mod renew;
 pub mod revocation;
 pub mod tunnel;
@@ -45,27 +48,15 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     // The error names the file; its source, printed with it, says why.
     let revocations = revocation::EdgeRevocations::load(config.revocation_list.clone())?;
     tokio::spawn(revocations.clone().watch());
-    let edge_policy = PeerPolicy {
-        role: Role::Edge,
-        trust_domain: config.trust_domain.clone(),
-        revoked: Some(revocations.check()),
-    };
-    let tunnel_crypto =
-        tls::tunnel_client_crypto_reloading(creds.cert.clone(), creds.roots.clone(), edge_policy)?;
-    let tcp_connector = underpass_transport::tcp::client_crypto(tunnel_crypto.clone());
-    let mut client_config = tls::tunnel_client_config(tunnel_crypto)?;
-    let mut transport = underpass_transport::quic::tunnel_transport();
-    // A short initial RTT guess makes lost handshake packets retransmit sooner, so a restarted
-    // edge is reached within about a second instead of several.
-    transport.initial_rtt(Duration::from_millis(100));
-    client_config.transport_config(Arc::new(transport));
+    let carriers = carriers_for(&config, &creds, &revocations)?;
+    let live = Arc::new(live::LiveTunnels::default());
+    health::start(&shared_config, live.clone()).await?;
 
     check_fd_limit(&config);
     let tracer =
         underpass_shared::telemetry::Tracer::start(&config.telemetry, "underpass-connector");
     let backends = Arc::new(Backends::new(&config, &tracer));
     let services: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
-    let carriers = Carriers::new(config.transport, client_config, tcp_connector);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let renewals = Arc::new(renew::Renewals::new(creds.cert.clone()));
     tokio::spawn(renew::run(
@@ -102,6 +93,7 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
                 revocations: revocations.clone(),
                 shutdown: shutdown_rx.clone(),
                 drain_grace: config.drain_grace,
+                live: live.clone(),
             }
             .run(),
         );
@@ -123,6 +115,43 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
     }
     backends.shutdown().await;
     Ok(())
+}
+
+/// Both carriers' client configurations for this connector's identity in force, checking the
+/// edges' certificates against `ca` and the revocation list (shared by `run` and the doctor).
+pub fn carriers_for(
+    config: &ConnectorConfig,
+    creds: &credentials::Credentials,
+    revocations: &revocation::EdgeRevocations,
+) -> anyhow::Result<Carriers> {
+    let edge_policy = PeerPolicy {
+        role: Role::Edge,
+        trust_domain: config.trust_domain.clone(),
+        revoked: Some(revocations.check()),
+    };
+    let tunnel_crypto =
+        tls::tunnel_client_crypto_reloading(creds.cert.clone(), creds.roots.clone(), edge_policy)?;
+    let tcp_connector = underpass_transport::tcp::client_crypto(tunnel_crypto.clone());
+    let mut client_config = tls::tunnel_client_config(tunnel_crypto)?;
+    let mut transport = underpass_transport::quic::tunnel_transport();
+    // A short initial RTT guess makes lost handshake packets retransmit sooner, so a restarted
+    // edge is reached within about a second instead of several.
+    transport.initial_rtt(Duration::from_millis(100));
+    client_config.transport_config(Arc::new(transport));
+    Ok(Carriers::new(
+        config.transport,
+        client_config,
+        tcp_connector,
+    ))
+}
+
+/// [`carriers_for`] with the credentials and revocation list read from the files (the
+/// doctor; a revocation list that cannot be read is left out, its own check fails).
+pub fn tunnel_carriers(config: &ConnectorConfig) -> anyhow::Result<Carriers> {
+    let creds = credentials::Credentials::load(config)?;
+    let revocations = revocation::EdgeRevocations::load(config.revocation_list.clone())
+        .or_else(|_| revocation::EdgeRevocations::load(None))?;
+    carriers_for(config, &creds, &revocations)
 }
 
 /// Raises the soft limit of open files to the hard limit, and says so loudly when even that is

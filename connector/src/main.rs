@@ -36,12 +36,26 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Pre-flight checks: config, certificate (identity, expiry, key, chain), revocation list,
+    /// every edge (DNS, a QUIC and a TLS-over-TCP probe with this identity, clock skew) and
+    /// every backend (HTTP reachable; stdio program found, not started). Prints a table;
+    /// exit status 0 when nothing fails, 1 with any FAIL, 2 when the config cannot be loaded.
+    Doctor {
+        /// Path to connector.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the results as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Enroll { token, dir }) = cli.command {
-        return enroll(&token, &dir);
+    match cli.command {
+        Some(Command::Enroll { token, dir }) => return enroll(&token, &dir),
+        Some(Command::Doctor { config, json }) => return doctor(&config, json),
+        None => {}
     }
     let Some(config) = cli.config else {
         eprintln!("underpass-connector: error: --config connector.toml is required (or a subcommand: enroll)");
@@ -70,6 +84,41 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `doctor`: the table (or JSON) on stdout; 2 when the config does not load, else 1 with any
+/// failed check.
+fn doctor(path: &std::path::Path, json: bool) -> std::process::ExitCode {
+    use underpass_shared::doctor::{self, Check};
+    let (checks, code) = match underpass_connector::config::ConnectorConfig::load(path) {
+        Err(e) => (
+            vec![Check::fail(
+                "config",
+                format!("{e:#}"),
+                "fix connector.toml (the error says where); nothing else was checked",
+            )],
+            2,
+        ),
+        Ok(config) => {
+            let mut checks = vec![underpass_connector::doctor::config_check(path, &config)];
+            let ran = underpass_shared::runtime(1)
+                .map_err(anyhow::Error::from)
+                .map(|rt| rt.block_on(underpass_connector::doctor::run_checks(&config)));
+            match ran {
+                Ok(more) => checks.extend(more),
+                Err(e) => checks.push(Check::fail("runtime", format!("{e:#}"), "")),
+            }
+            let code = doctor::exit_code(&checks);
+            (checks, code)
+        }
+    };
+    if json {
+        let body = serde_json::json!({"ok": code == 0, "checks": checks});
+        println!("{body:#}");
+    } else {
+        print!("{}", doctor::render_table(&checks));
+    }
+    std::process::ExitCode::from(code)
 }
 
 /// `enroll`: the token's edges in order; the suggested config on stdout, the rest on stderr.

@@ -86,6 +86,8 @@ pub struct Dialer {
     pub retired: tokio::sync::watch::Receiver<bool>,
     /// Poked whenever a tunnel ends or a dial fails: the edge's name is resolved again.
     pub resolve_again: Arc<tokio::sync::Notify>,
+    /// Live tunnels per edge, for readiness.
+    pub live: Arc<crate::live::LiveTunnels>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +143,7 @@ impl Dialer {
         let addr = self.addr;
         let shutdown = self.shutdown.clone();
         let mut current = self.establish_any(addr).await?;
+        let _up = self.live.up(&self.edge);
         loop {
             let mut stop = shutdown.clone();
             let inflight = Arc::new(AtomicUsize::new(0));

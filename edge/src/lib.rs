@@ -19,6 +19,7 @@ pub mod auth;
 pub mod bridges;
 pub mod certs;
 pub mod config;
+pub mod doctor;
 pub mod drain;
 pub mod enroll;
 pub mod http;

@@ -39,6 +39,18 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Pre-flight checks: config and policy, authentication, tunnel and client certificates
+    /// (identity, expiry, key, chain), client CA, every listen address bindable, audit folder
+    /// and signing key, revocation list, enrollment issuer, session keys. Prints a table; exit
+    /// status 0 when nothing fails, 1 with any FAIL, 2 when the config cannot be loaded.
+    Doctor {
+        /// Path to edge.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the results as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,6 +129,7 @@ fn main() -> ExitCode {
         }) => policy_check(
             &config, principal, groups, &service, tool, resource, prompt, arguments,
         ),
+        Some(Command::Doctor { config, json }) => return doctor(&config, json),
         Some(Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -143,6 +156,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `doctor`: the table (or JSON) on stdout; 2 when the config does not load, else 1 with any
+/// failed check.
+fn doctor(path: &std::path::Path, json: bool) -> ExitCode {
+    use underpass_shared::doctor::{self, Check};
+    let (checks, code) = match EdgeConfig::load(path) {
+        Err(e) => (
+            vec![Check::fail(
+                "config",
+                format!("{e:#}"),
+                "fix edge.toml (the error says where); nothing else was checked",
+            )],
+            2,
+        ),
+        Ok(config) => {
+            let mut checks = vec![underpass_edge::doctor::config_check(path, &config)];
+            checks.extend(underpass_edge::doctor::run_checks(&config));
+            let code = doctor::exit_code(&checks);
+            (checks, code)
+        }
+    };
+    if json {
+        let body = serde_json::json!({"ok": code == 0, "checks": checks});
+        println!("{body:#}");
+    } else {
+        print!("{}", doctor::render_table(&checks));
+    }
+    ExitCode::from(code)
 }
 
 /// Exit status of `audit verify` for an intact chain that records lost records.

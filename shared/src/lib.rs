@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod doctor;
 mod fd_limit;
 pub mod incident;
 mod logging;

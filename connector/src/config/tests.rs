@@ -255,3 +255,25 @@ fn revocation_list_is_optional_and_relative_to_the_file() {
         Some(Path::new("/var/revoked.txt"))
     );
 }
+
+#[test]
+fn the_health_listener_is_loopback_only() {
+    let svc = "[[services]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/mcp\"\n";
+    let c = parse(&format!("{svc}[health]\nlisten = \"127.0.0.1:9091\"")).unwrap();
+    assert_eq!(
+        c.health.map(|h| h.listen),
+        Some("127.0.0.1:9091".parse().unwrap())
+    );
+    assert!(parse(&format!("{svc}[health]\nlisten = \"[::1]:9091\"")).is_ok());
+    assert!(parse(svc).unwrap().health.is_none());
+    for outside in ["0.0.0.0:9091", "10.0.0.1:9091", "[::]:9091"] {
+        let err = parse(&format!("{svc}[health]\nlisten = \"{outside}\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a loopback address"), "{outside}: {err}");
+    }
+    assert!(parse(&format!(
+        "{svc}[health]\nlisten = \"127.0.0.1:9091\"\nport = 1"
+    ))
+    .is_err());
+}

@@ -51,6 +51,10 @@ pub fn judge_hello(
         ));
     }
     if services.is_empty() {
+        // A probe (`underpass-connector doctor`): welcomed, never given exchanges.
+        if is_probe(hello) {
+            return Ok(Vec::new());
+        }
         return Err("connector offers no service".into());
     }
     let refused: Vec<&str> = services
@@ -65,6 +69,16 @@ pub fn judge_hello(
     }
     Ok(services.clone())
 }
+
+/// A Hello that offers no service and announces `Time` is `underpass-connector doctor`
+/// checking that this edge accepts it and how far the clocks are apart: it is welcomed (the
+/// handshake is what it checks), never registered, and closed after [`PROBE_LIFETIME`].
+fn is_probe(hello: &Hello) -> bool {
+    hello.services.is_empty() && hello.capabilities.iter().any(|c| c == "Time")
+}
+
+/// How long a probe tunnel may stay open (a doctor needs one round trip).
+const PROBE_LIFETIME: Duration = Duration::from_secs(5);
 
 /// What serving a tunnel takes, shared by the QUIC and TCP accept loops.
 pub struct TunnelService {
@@ -152,6 +166,12 @@ pub(crate) async fn serve_tunnel(
     ctl.perform(outputs)
         .await
         .map_err(|e| format!("cannot send Welcome to {cert_name}: {e}"))?;
+    if services.is_empty() {
+        tracing::info!(connector = %cert_name, remote = %conn.remote_addr(), "doctor probe");
+        let _ = tokio::time::timeout(PROBE_LIFETIME, ctl.serve(&conn, drain)).await;
+        conn.close(codes::GOING_AWAY, b"probe done");
+        return Ok(());
+    }
 
     let tunnel = registry.add(
         cert_name.clone(),
@@ -417,6 +437,14 @@ impl ControlStream {
                 }
                 EdgeOutput::Message(Control::Renew(renew)) => self.renew(renew).await?,
                 EdgeOutput::Message(Control::Reauth(reauth)) => self.reauth(reauth).await?,
+                EdgeOutput::Message(Control::Time(time)) => {
+                    let now = underpass_pki::time::OffsetDateTime::now_utc();
+                    let unix_ms =
+                        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                    let id = time.id;
+                    self.answer(Control::TimeIs(control::TimeIs { id, unix_ms }))
+                        .await?
+                }
                 EdgeOutput::Message(msg) => tracing::debug!(
                     connector = %self.connector,
                     kind = msg.kind(),
@@ -668,6 +696,22 @@ mod tests {
         assert!(err.contains("\"files\""), "{err}");
         assert!(judge_hello(&c, "dc1", &hello("dc2", &["files"])).is_err());
         assert!(judge_hello(&c, "dc1", &hello("dc1", &[])).is_err());
+        let mut probe = hello("dc1", &[]);
+        probe.capabilities = vec!["Time".into()];
+        assert_eq!(
+            judge_hello(&c, "dc1", &probe).unwrap(),
+            Vec::<String>::new()
+        );
+        // A probe still has to be who its certificate says.
+        assert!(judge_hello(
+            &c,
+            "dc1",
+            &Hello {
+                connector: "dc2".into(),
+                ..probe
+            }
+        )
+        .is_err());
     }
 
     /// A `Reauth` as a connector holding `name`'s key would send it on a tunnel of `binding`.

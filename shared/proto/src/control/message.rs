@@ -122,6 +122,24 @@ pub struct ReauthRefused {
     pub reason: String,
 }
 
+/// Connector → edge: what time is it? Sent by `underpass-connector doctor` (and the
+/// connector's start-up checks) to measure clock skew: certificates and tokens break when the
+/// clocks of the two ends disagree by more than their allowed skew. Optional: sent only to an
+/// edge that announced `"Time"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Time {
+    /// Chosen by the connector; the answer carries it back.
+    pub id: u64,
+}
+
+/// Edge → connector: the edge's wall clock when it answered [`Time`] `id`, in Unix
+/// milliseconds. The connector compares it with the midpoint of its own send and receive times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeIs {
+    pub id: u64,
+    pub unix_ms: i64,
+}
+
 /// A control message of a type this build knows.
 ///
 /// Serialized externally tagged (`{"Hello": {...}}`), as the first builds wrote their
@@ -149,6 +167,10 @@ pub enum Control {
     Reauthed(Reauthed),
     /// See [`ReauthRefused`].
     ReauthRefused(ReauthRefused),
+    /// See [`Time`].
+    Time(Time),
+    /// See [`TimeIs`].
+    TimeIs(TimeIs),
     /// Stands in, in unit tests, for the first optional message type (drain notices,
     /// certificate renewal, ...): sent only to a peer that announced `"Probe"`.
     #[cfg(test)]
@@ -172,6 +194,8 @@ impl Control {
             Control::Reauth(_) => "Reauth",
             Control::Reauthed(_) => "Reauthed",
             Control::ReauthRefused(_) => "ReauthRefused",
+            Control::Time(_) => "Time",
+            Control::TimeIs(_) => "TimeIs",
             #[cfg(test)]
             Control::Probe { .. } => "Probe",
         }
@@ -238,6 +262,8 @@ impl<'de> Visitor<'de> for ReceivedVisitor {
             "Reauth" => Received::Known(Control::Reauth(map.next_value()?)),
             "Reauthed" => Received::Known(Control::Reauthed(map.next_value()?)),
             "ReauthRefused" => Received::Known(Control::ReauthRefused(map.next_value()?)),
+            "Time" => Received::Known(Control::Time(map.next_value()?)),
+            "TimeIs" => Received::Known(Control::TimeIs(map.next_value()?)),
             #[cfg(test)]
             "Probe" => {
                 #[derive(Deserialize)]

@@ -43,7 +43,7 @@ pub use connector::{ConnectorControl, ConnectorOutput};
 pub use edge::{EdgeControl, EdgeOutput};
 pub use message::{
     Control, Draining, Hello, Limits, Reauth, ReauthRefused, Reauthed, Received, Refused, Renew,
-    RenewRefused, Renewed, Welcome,
+    RenewRefused, Renewed, Time, TimeIs, Welcome,
 };
 
 use crate::frame::FrameError;
@@ -51,7 +51,8 @@ use crate::frame::FrameError;
 /// The optional control messages this build understands, announced in its `Hello` or
 /// `Welcome`: [`Draining`] (either side, on SIGTERM); [`Renew`] (connector → edge) answered by
 /// [`Renewed`] or [`RenewRefused`]; [`Reauth`] (connector → edge) answered by [`Reauthed`] or
-/// [`ReauthRefused`].
+/// [`ReauthRefused`]; [`Time`] (connector → edge, the doctor's clock-skew check) answered by
+/// [`TimeIs`].
 pub const CAPABILITIES: &[&str] = &[
     "Draining",
     "Renew",
@@ -60,6 +61,8 @@ pub const CAPABILITIES: &[&str] = &[
     "Reauth",
     "Reauthed",
     "ReauthRefused",
+    "Time",
+    "TimeIs",
 ];
 
 /// Why a control machine stopped, or refused a call. Every error but [`ControlError::State`]

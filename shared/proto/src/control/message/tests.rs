@@ -292,6 +292,11 @@ fn kinds_and_base() {
         id: 8,
         reason: "no".into(),
     });
+    let time = Control::Time(Time { id: 9 });
+    let time_is = Control::TimeIs(TimeIs {
+        id: 9,
+        unix_ms: 1_800_000_000_123,
+    });
     for msg in [
         &renew,
         &renewed,
@@ -299,6 +304,8 @@ fn kinds_and_base() {
         &reauth,
         &reauthed,
         &reauth_refused,
+        &time,
+        &time_is,
     ] {
         assert!(
             !msg.is_base(),
@@ -319,12 +326,14 @@ fn kinds_and_base() {
         reauth,
         reauthed,
         reauth_refused,
+        time,
+        time_is,
         probe,
     ] {
         let bytes = frame::encode(&msg).unwrap();
         assert_eq!(received(&bytes).unwrap(), Received::Known(msg));
     }
     // Every kind above is known, the base ones are `BASE`, and nothing else is.
-    assert_eq!(BASE.len() + crate::control::CAPABILITIES.len(), 10);
+    assert_eq!(BASE.len() + crate::control::CAPABILITIES.len(), 12);
     assert!(is_known("Probe") && !is_known("Nope"));
 }
