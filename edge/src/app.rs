@@ -39,6 +39,8 @@ pub struct App {
     pub drain: crate::drain::Drain,
     /// Counters and histograms of `/metrics` updated as requests end.
     pub requests: Arc<crate::metrics::RequestMetrics>,
+    /// What the admin API shows of finished requests (figures per service, recent denials).
+    pub feed: Arc<crate::admin::feed::Feed>,
 }
 
 /// Who is calling and what they may do: authentication, policy, rate limits, revocation.

@@ -198,8 +198,16 @@ fn default_max_exchanges_per_tunnel() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address for `/healthz` and `/readyz` (plain HTTP: keep it on a private interface).
+    /// Address of `/healthz`, `/readyz`, `/metrics`, the admin API (`/api/...`) and the
+    /// dashboard (`/`). On a loopback address everything is open to local processes; on any
+    /// other, `/metrics`, `/` and `/api/...` need an operator certificate, hence `cert`/`key`.
     pub listen: SocketAddr,
+    /// Server certificate (PEM chain) of the admin listener: with it the listener speaks
+    /// TLS 1.3 only and accepts operator client certificates (`underpass-certs issue
+    /// operator`) chaining to `[tunnel] ca`. Without it, plain HTTP.
+    pub cert: Option<PathBuf>,
+    /// Private key of `cert`.
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,6 +341,11 @@ impl EdgeConfig {
         {
             fix(p);
         }
+        if let Some(admin) = self.admin.as_mut() {
+            for p in [admin.cert.as_mut(), admin.key.as_mut()].into_iter().flatten() {
+                fix(p);
+            }
+        }
         for p in self.sessions.iter_mut().flat_map(|s| s.keys.iter_mut()) {
             fix(p);
         }
@@ -408,6 +421,11 @@ impl EdgeConfig {
             bail!("[clients] needs cert and key (or insecure_plaintext = true on loopback)");
         }
         validate_clients(&self.clients)?;
+        if let Some(admin) = &self.admin {
+            if admin.cert.is_some() != admin.key.is_some() {
+                bail!("[admin] needs both cert and key for TLS (or neither for plain HTTP)");
+            }
+        }
         if self.sessions.as_ref().is_some_and(|s| s.keys.is_empty()) {
             bail!(
                 "[sessions] keys is empty: list at least one key file \

@@ -22,6 +22,7 @@ use crate::http::conn::ConnInfo;
 use crate::http::ids::{new_request_id, trace_id};
 use crate::http::respond::error_response;
 use crate::http::router::{route, Route};
+use crate::admin::feed::Feed;
 use crate::metrics::RequestMetrics;
 use underpass_audit::{AuditRecord, Auditor, Decision, Outcome};
 use underpass_proto::frame::RequestHead;
@@ -117,6 +118,7 @@ impl Drop for PendingRecord {
 struct Sink {
     auditor: Option<Auditor>,
     metrics: Arc<RequestMetrics>,
+    feed: Arc<Feed>,
     access_log: bool,
 }
 
@@ -125,6 +127,7 @@ impl Sink {
         Sink {
             auditor: app.auditor.clone(),
             metrics: app.requests.clone(),
+            feed: app.feed.clone(),
             access_log: app.config.access_log,
         }
     }
@@ -138,6 +141,7 @@ impl Sink {
             access_log(&record);
         }
         self.metrics.request_done(&record, took);
+        self.feed.request_done(&record, took);
         if let Some(auditor) = &self.auditor {
             for line in record.into_lines() {
                 auditor.record(line);
