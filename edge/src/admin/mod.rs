@@ -43,6 +43,10 @@ use access::{Access, Listener, Peer, Route};
 
 /// Largest request body (the mutating calls' JSON), in bytes: 413 beyond.
 pub const MAX_BODY: usize = 64 * 1024;
+/// An oversized body up to this size is read (and dropped) before the 413, for at most
+/// [`LINGER_TIME`].
+const LINGER: usize = 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
 /// Longest request target, in bytes: 414 beyond.
 const MAX_URI: usize = 2048;
 /// Largest request head (hyper's read buffer; it answers 431 beyond).
@@ -237,7 +241,12 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Answer> {
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+    if let Some(n) = declared.filter(|n| *n > MAX_BODY as u64) {
+        if n <= LINGER as u64 {
+            // Read and drop what the client is sending before answering, so that it reads
+            // the 413 instead of a connection reset in the middle of its upload.
+            let _ = tokio::time::timeout(LINGER_TIME, discard(req.into_body())).await;
+        }
         return Err(too_large());
     }
     let limited = Limited::new(req.into_body(), MAX_BODY);
@@ -248,6 +257,17 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Answer> {
             StatusCode::BAD_REQUEST,
             serde_json::json!({"error": "cannot read the request body"}),
         )),
+    }
+}
+
+/// Reads a body to its end, keeping none of it, up to [`LINGER`] bytes.
+async fn discard(mut body: Incoming) {
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen += frame.data_ref().map_or(0, Bytes::len);
+        if seen > LINGER {
+            return;
+        }
     }
 }
 
