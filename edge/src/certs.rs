@@ -164,11 +164,9 @@ impl Certs {
             &t.cert,
         );
         record("tunnel_ca", self.tunnel_roots.reload(&t.ca), &t.ca);
-        if let (Some(cert), Some(c), Some(k)) = (
-            &self.client_cert,
-            &config.clients.cert,
-            &config.clients.key,
-        ) {
+        if let (Some(cert), Some(c), Some(k)) =
+            (&self.client_cert, &config.clients.cert, &config.clients.key)
+        {
             record("clients_cert", cert.reload(c, k), c);
         }
         if let (Some(roots), Some(ca)) = (

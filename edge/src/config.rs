@@ -342,7 +342,10 @@ impl EdgeConfig {
             fix(p);
         }
         if let Some(admin) = self.admin.as_mut() {
-            for p in [admin.cert.as_mut(), admin.key.as_mut()].into_iter().flatten() {
+            for p in [admin.cert.as_mut(), admin.key.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 fix(p);
             }
         }
@@ -649,6 +652,26 @@ mod tests {
             .to_string();
         assert!(err.contains("[sessions] keys is empty"), "{err}");
         assert!(parse(&format!("[sessions]\nkeys = [\"k\"]\nkey = \"x\"\n{dev}")).is_err());
+    }
+
+    #[test]
+    fn admin_tls_needs_cert_and_key_together() {
+        let dev = "[auth]\nanonymous = true\n[policy]\nallow_all = true";
+        let c = parse(&format!(
+            "[admin]\nlisten = \"0.0.0.0:9090\"\ncert = \"a.crt\"\nkey = \"a.key\"\n{dev}"
+        ))
+        .unwrap();
+        let admin = c.admin.unwrap();
+        assert_eq!(admin.cert, Some(PathBuf::from("/etc/underpass/a.crt")));
+        assert_eq!(admin.key, Some(PathBuf::from("/etc/underpass/a.key")));
+        let err = parse(&format!(
+            "[admin]\nlisten = \"0.0.0.0:9090\"\ncert = \"a.crt\"\n{dev}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("both cert and key"), "{err}");
+        let plain = parse(&format!("[admin]\nlisten = \"127.0.0.1:9090\"\n{dev}")).unwrap();
+        assert!(plain.admin.unwrap().cert.is_none());
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Chromium {
                 "--disable-dev-shm-usage",
                 "--no-first-run",
                 "--no-default-browser-check",
-                "--window-size=1400,1100",
+                "--window-size=1400,1500",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
@@ -88,9 +88,7 @@ impl Chromium {
 
     /// The browser's first page, connected.
     pub fn page(&self) -> Page {
-        let reply = crate::http::get(&format!("http://{}/json/list", self.devtools))
-            .expect("DevTools /json/list");
-        let targets: Value = reply.json();
+        let targets = self.list_targets();
         let ws = targets
             .as_array()
             .and_then(|t| t.iter().find(|t| t["type"] == "page"))
@@ -101,6 +99,40 @@ impl Chromium {
             ws: WebSocket::connect(&ws),
             next_id: 0,
         }
+    }
+}
+
+impl Chromium {
+    /// `GET /json/list` (DevTools keeps the connection open: read by `Content-Length`).
+    fn list_targets(&self) -> Value {
+        let mut stream = TcpStream::connect(&self.devtools).expect("connect to DevTools");
+        stream
+            .set_read_timeout(Some(CALL_TIMEOUT))
+            .expect("timeout");
+        write!(
+            stream,
+            "GET /json/list HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.devtools
+        )
+        .expect("send /json/list");
+        let mut reader = BufReader::new(stream);
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read /json/list head");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().expect("Content-Length");
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).expect("read /json/list body");
+        serde_json::from_slice(&body).expect("/json/list is JSON")
     }
 }
 
@@ -188,7 +220,9 @@ impl WebSocket {
         let rest = url.strip_prefix("ws://").expect("a ws:// URL");
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let mut stream = TcpStream::connect(authority).expect("connect to DevTools");
-        stream.set_read_timeout(Some(CALL_TIMEOUT)).expect("timeout");
+        stream
+            .set_read_timeout(Some(CALL_TIMEOUT))
+            .expect("timeout");
         let key = base64::engine::general_purpose::STANDARD.encode(rand_bytes::<16>());
         write!(
             stream,
@@ -199,7 +233,9 @@ impl WebSocket {
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).expect("read the upgrade answer");
+            stream
+                .read_exact(&mut byte)
+                .expect("read the upgrade answer");
             head.push(byte[0]);
             assert!(head.len() < 16 * 1024, "upgrade answer too long");
         }

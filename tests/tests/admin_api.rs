@@ -45,10 +45,7 @@ fn call(tool: &str) -> Value {
 /// No key, key digest or PEM private key in an admin answer.
 fn assert_no_secrets(what: &str, text: &str) {
     for secret in [API_KEY, &sha256_hex(API_KEY), "PRIVATE KEY", "BEGIN"] {
-        assert!(
-            !text.contains(secret),
-            "{what} exposes {secret:?}:\n{text}"
-        );
+        assert!(!text.contains(secret), "{what} exposes {secret:?}:\n{text}");
     }
 }
 
@@ -67,12 +64,12 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
 fn get_json(d: &Deployment, path: &str) -> Value {
     let r = http::get(&d.edge_setup.admin(path)).unwrap();
     assert_eq!(r.status, 200, "{path}: {}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
     assert_eq!(
-        r.header("content-type"),
-        Some("application/json"),
+        r.header("x-content-type-options"),
+        Some("nosniff"),
         "{path}"
     );
-    assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
     assert_no_secrets(path, &r.text());
     r.json()
 }
@@ -91,9 +88,10 @@ fn post(d: &Deployment, path: &str, body: &str) -> Reply {
 fn the_admin_api_shows_and_steers_the_live_edge_on_loopback() {
     let scratch = tempfile::tempdir().unwrap();
     let backend = FaultBackend::start(scratch.path());
-    let d = Deployment::start_prepared(false, "ok", &backend.url("session"), &edge_extra(), |dir| {
-        std::fs::write(dir.join("policy.toml"), POLICY).unwrap()
-    });
+    let d =
+        Deployment::start_prepared(false, "ok", &backend.url("session"), &edge_extra(), |dir| {
+            std::fs::write(dir.join("policy.toml"), POLICY).unwrap()
+        });
     let url = d.edge_setup.url("ok");
     let bearer = format!("Bearer {API_KEY}");
     let auth = [("Authorization", bearer.as_str())];
@@ -125,9 +123,15 @@ fn the_admin_api_shows_and_steers_the_live_edge_on_loopback() {
     for t in tunnels {
         assert_eq!(t["transport"], "quic", "{t}");
         assert_eq!(t["services"], json!(["ok"]), "{t}");
-        assert!(t["remote_addr"].as_str().unwrap().contains("127.0.0.1"), "{t}");
+        assert!(
+            t["remote_addr"].as_str().unwrap().contains("127.0.0.1"),
+            "{t}"
+        );
         assert!(t["since"].as_str().unwrap().ends_with('Z'), "{t}");
-        assert!(t["certificate"]["expires_in_seconds"].as_i64().unwrap() > 0, "{t}");
+        assert!(
+            t["certificate"]["expires_in_seconds"].as_i64().unwrap() > 0,
+            "{t}"
+        );
     }
     assert!(v["edge"]["version"].is_string(), "{v}");
 
@@ -252,8 +256,14 @@ fn the_admin_api_shows_and_steers_the_live_edge_on_loopback() {
     assert!(v["tunnels"].as_u64().unwrap() >= 1, "{v}");
     let r = http::mcp_post(&url, &auth, &call("echo")).unwrap();
     assert_eq!(r.status, 503, "{}", r.text());
-    assert_eq!(get_json(&d, "/api/services")["services"][0]["healthy"], false);
-    assert_eq!(get_json(&d, "/api/connectors")["connectors"][0]["drained"], true);
+    assert_eq!(
+        get_json(&d, "/api/services")["services"][0]["healthy"],
+        false
+    );
+    assert_eq!(
+        get_json(&d, "/api/connectors")["connectors"][0]["drained"],
+        true
+    );
     let r = post(&d, "/api/connectors/dc1/resume", "");
     assert_eq!(r.status, 200, "{}", r.text());
     let r = http::mcp_post(&url, &auth, &call("echo")).unwrap();
@@ -325,14 +335,24 @@ fn a_network_admin_listener_serves_operators_only() {
     let get = |c: &TlsClient, path: &str| c.request(port, "GET", path, &[], b"").unwrap();
 
     // The operator sees the live tunnel once it is up.
-    let v = wait_for("the tunnel in /api/connectors", Duration::from_secs(30), || {
-        let r = get(&operator, "/api/connectors");
-        assert_eq!(r.status, 200, "{}", r.text());
-        let v = r.json();
-        (v["connectors"][0]["online"] == true).then_some(v)
-    });
+    let v = wait_for(
+        "the tunnel in /api/connectors",
+        Duration::from_secs(30),
+        || {
+            let r = get(&operator, "/api/connectors");
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v = r.json();
+            (v["connectors"][0]["online"] == true).then_some(v)
+        },
+    );
     assert_no_secrets("/api/connectors", &v.to_string());
-    for path in ["/metrics", "/", "/api/services", "/api/denials", "/api/audit"] {
+    for path in [
+        "/metrics",
+        "/",
+        "/api/services",
+        "/api/denials",
+        "/api/audit",
+    ] {
         let r = get(&operator, path);
         assert_eq!(r.status, 200, "operator {path}: {}", r.text());
         assert_no_secrets(path, &r.text());
@@ -353,7 +373,12 @@ fn a_network_admin_listener_serves_operators_only() {
         ("POST", "/api/connectors/dc1/drain"),
     ] {
         let r = nobody.request(port, method, path, &[], b"").unwrap();
-        assert_eq!(r.status, 401, "no certificate {method} {path}: {}", r.text());
+        assert_eq!(
+            r.status,
+            401,
+            "no certificate {method} {path}: {}",
+            r.text()
+        );
         assert!(r.text().contains("operator"), "{}", r.text());
         let r = client.request(port, method, path, &[], b"").unwrap();
         assert_eq!(r.status, 403, "client {method} {path}: {}", r.text());

@@ -94,10 +94,16 @@ fn the_dashboard_shows_the_live_tunnel_and_new_denials_in_a_real_browser() {
     // Markup in a client's tool name is text on the page, not an element.
     let r = http::mcp_post(&url, &auth, &call(HOSTILE)).unwrap();
     assert_eq!(r.status, 403, "{}", r.text());
-    wait_text(&mut page, "the hostile tool name as text", Duration::from_secs(20), |t| {
-        t.contains(HOSTILE)
-    });
-    assert_eq!(page.eval("document.querySelectorAll('img').length"), json!(0));
+    wait_text(
+        &mut page,
+        "the hostile tool name as text",
+        Duration::from_secs(20),
+        |t| t.contains(HOSTILE),
+    );
+    assert_eq!(
+        page.eval("document.querySelectorAll('img').length"),
+        json!(0)
+    );
     assert_ne!(page.eval("document.title"), json!("owned"));
 
     // The audit trail's state and the certificates are shown.
@@ -105,6 +111,15 @@ fn the_dashboard_shows_the_live_tunnel_and_new_denials_in_a_real_browser() {
         t.contains("chain and checkpoints verify")
     });
     assert!(text.contains("edge tunnel_cert"), "{text}");
+
+    // Some traffic over a few polls, so the charts in the screenshot have a shape.
+    for round in 0..4 {
+        for _ in 0..=round {
+            let r = http::mcp_post(&url, &auth, &call("echo")).unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+    }
 
     let shot = repo_root().join("target/artifacts/dashboard.png");
     page.screenshot(&shot);

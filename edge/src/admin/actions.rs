@@ -152,12 +152,7 @@ fn reload_all(app: &App, certs: &Certs) -> Vec<Value> {
             result.map_err(|e| format!("{e}; the previous policy stays in force")),
         ));
     }
-    if app
-        .config
-        .auth
-        .as_ref()
-        .is_some_and(|a| a.jwt.is_some())
-    {
+    if app.config.auth.as_ref().is_some_and(|a| a.jwt.is_some()) {
         let result = app.security.auth.reload_jwks();
         items.push(item(
             "jwks",

@@ -23,13 +23,20 @@ pub fn page(route: &Route) -> Answer {
         Route::DashboardCss => ("text/css; charset=utf-8", CSS),
         _ => ("text/html; charset=utf-8", HTML),
     };
-    let mut resp = respond(StatusCode::OK, content_type, Bytes::from_static(body.as_bytes()));
+    let mut resp = respond(
+        StatusCode::OK,
+        content_type,
+        Bytes::from_static(body.as_bytes()),
+    );
     let headers = resp.headers_mut();
     headers.insert(
         http::header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
     );
-    headers.insert(http::header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        http::header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
+    );
     headers.insert(
         http::header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),

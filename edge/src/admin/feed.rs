@@ -93,11 +93,7 @@ impl Feed {
         let now = SystemTime::now();
         *lock(&self.last_done) = Some(now);
         let denied = is_denial(record.outcome);
-        if let Some(stats) = record
-            .service
-            .as_deref()
-            .and_then(|s| self.services.get(s))
-        {
+        if let Some(stats) = record.service.as_deref().and_then(|s| self.services.get(s)) {
             let mut s = lock(stats);
             s.requests += 1;
             if denied {

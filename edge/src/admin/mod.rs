@@ -96,11 +96,7 @@ impl Admin {
 }
 
 /// Serves the admin endpoints; with `tls`, every connection speaks TLS first.
-pub async fn serve(
-    listener: TcpListener,
-    admin: Admin,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) {
+pub async fn serve(listener: TcpListener, admin: Admin, tls: Option<tokio_rustls::TlsAcceptor>) {
     let admin = Arc::new(admin);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -142,7 +138,9 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // The handshake verified the chain; the identity is read once, revocation per request.
-    let identity = leaf.as_ref().and_then(|l| SpiffeId::from_certificate_der(l).ok());
+    let identity = leaf
+        .as_ref()
+        .and_then(|l| SpiffeId::from_certificate_der(l).ok());
     let leaf = Arc::new(leaf);
     let identity = Arc::new(identity);
     let service = service_fn(move |req| {

@@ -16,13 +16,13 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use underpass_mcp::jsonrpc::code;
 
+use crate::admin::feed::Feed;
 use crate::app::App;
 use crate::http::body::{Body, BodyError};
 use crate::http::conn::ConnInfo;
 use crate::http::ids::{new_request_id, trace_id};
 use crate::http::respond::error_response;
 use crate::http::router::{route, Route};
-use crate::admin::feed::Feed;
 use crate::metrics::RequestMetrics;
 use underpass_audit::{AuditRecord, Auditor, Decision, Outcome};
 use underpass_proto::frame::RequestHead;

@@ -379,8 +379,7 @@ impl Registry {
     pub fn end_sessions(&self, principal: &str, service: Option<&str>) -> Vec<ExpiredSession> {
         let mut gone = Vec::new();
         write(&self.sessions).retain(|key, s| {
-            let matches =
-                s.principal == principal && service.is_none_or(|svc| key.service == svc);
+            let matches = s.principal == principal && service.is_none_or(|svc| key.service == svc);
             if matches {
                 gone.push(key.clone());
             }

@@ -23,7 +23,10 @@ fn only_refusals_of_the_caller_are_denials() {
         Outcome::Unauthenticated,
         Outcome::Forbidden,
     ] {
-        assert!(Denial::of(&record(outcome), "t".into()).is_some(), "{outcome:?}");
+        assert!(
+            Denial::of(&record(outcome), "t".into()).is_some(),
+            "{outcome:?}"
+        );
     }
     for outcome in [
         Outcome::Ok,
@@ -33,7 +36,10 @@ fn only_refusals_of_the_caller_are_denials() {
         Outcome::Unavailable,
         Outcome::ClientGone,
     ] {
-        assert!(Denial::of(&record(outcome), "t".into()).is_none(), "{outcome:?}");
+        assert!(
+            Denial::of(&record(outcome), "t".into()).is_none(),
+            "{outcome:?}"
+        );
     }
     let d = Denial::of(&record(Outcome::Denied), "2026-01-01T00:00:00Z".into()).unwrap();
     assert_eq!(
@@ -97,7 +103,11 @@ fn long_client_chosen_text_is_cut() {
     r.principal = Some("x".repeat(10_000));
     let d = Denial::of(&r, "t".into()).unwrap();
     let target = d.target.unwrap();
-    assert!(target.len() <= MAX_FIELD + '…'.len_utf8(), "{}", target.len());
+    assert!(
+        target.len() <= MAX_FIELD + '…'.len_utf8(),
+        "{}",
+        target.len()
+    );
     assert!(target.ends_with('…'));
     assert!(d.principal.unwrap().len() <= MAX_FIELD + 3);
 }
