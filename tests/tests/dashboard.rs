@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use underpass_tests::cdp::Chromium;
+use underpass_tests::cdp::{Chromium, Page};
 use underpass_tests::faults::FaultBackend;
 use underpass_tests::http;
 use underpass_tests::*;
@@ -27,7 +27,7 @@ fn sha256_hex(s: &str) -> String {
 
 /// Polls the page's text until `pred` holds, for at most `timeout`.
 fn wait_text(
-    page: &mut underpass_tests::cdp::Page,
+    page: &mut Page,
     what: &str,
     timeout: Duration,
     pred: impl Fn(&str) -> bool,

@@ -167,7 +167,7 @@ fn reload_all(app: &App, certs: &Certs) -> Vec<Value> {
         items.push(item(
             "revocation_list",
             match revocations.failure() {
-                None => Ok(format!("{}", revocations.current().summary())),
+                None => Ok(revocations.current().summary()),
                 Some(why) => Err(why),
             },
         ));
