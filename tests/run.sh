@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole Underpass test suite, from a fresh clone:
-#   1. installs the real MCP peers (pinned npm and PyPI packages) into target/peers/, and
-#      nftables + iproute2 (apt-get, as root) when `nft` or `ip` is missing,
+#   1. installs the real MCP peers (pinned npm and PyPI packages) into target/peers/,
+#      nftables + iproute2 (apt-get, as root) when `nft` or `ip` is missing, and chromium
+#      (the dashboard test's headless browser) when missing,
 #   2. checks formatting and lints,
 #   3. builds the release binaries once,
 #   4. runs every fuzz target briefly (FUZZ_SECONDS each, default 5; cargo-fuzz is installed
@@ -20,6 +21,16 @@ if ! command -v nft >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
   else
     echo "warning: nft/ip missing and cannot be installed here (needs root and apt-get);" \
       "the network fault tests will fail and say so" >&2
+  fi
+fi
+
+echo "==> headless Chromium for tests/tests/dashboard.rs"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  else
+    echo "warning: chromium missing and cannot be installed here (needs root and apt-get);" \
+      "the dashboard test will fail and say so" >&2
   fi
 fi
 

@@ -41,6 +41,8 @@ pub struct App {
     pub requests: Arc<crate::metrics::RequestMetrics>,
     /// Where the requests' spans go (`[telemetry] otlp_endpoint`; off without one).
     pub tracer: underpass_shared::telemetry::Tracer,
+    /// What the admin API shows of finished requests (figures per service, recent denials).
+    pub feed: Arc<crate::admin::feed::Feed>,
 }
 
 /// Who is calling and what they may do: authentication, policy, rate limits, revocation.

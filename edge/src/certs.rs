@@ -48,6 +48,8 @@ pub struct Certs {
     pub client_cert: Option<Arc<ReloadingCert>>,
     /// `[auth] client_ca`, when client certificates are accepted.
     pub client_roots: Option<Arc<ReloadingRoots>>,
+    /// `[admin] cert` and `key`, when the admin listener speaks TLS.
+    pub admin_cert: Option<Arc<ReloadingCert>>,
     pub problems: Arc<Problems>,
 }
 
@@ -77,11 +79,19 @@ impl Certs {
             )),
             None => None,
         };
+        let admin_cert = match config.admin.as_ref().map(|a| (&a.cert, &a.key)) {
+            Some((Some(cert), Some(key))) => Some(Arc::new(
+                ReloadingCert::load(cert, key)
+                    .context("cannot load the [admin] certificate or key")?,
+            )),
+            _ => None,
+        };
         Ok(Certs {
             tunnel_cert: Arc::new(tunnel_cert),
             tunnel_roots: Arc::new(tunnel_roots),
             client_cert,
             client_roots,
+            admin_cert,
             problems: Arc::default(),
         })
     }
@@ -119,6 +129,56 @@ impl Certs {
         ) {
             watch_roots("client_ca", ca, roots, self.problems.clone());
         }
+        if let Some((cert, c, k)) = self.admin_pair(config) {
+            watch_pair("admin_cert", c, k, self.problems.clone(), move |c, k| {
+                cert.reload(c, k)
+            });
+        }
+    }
+
+    fn admin_pair(&self, config: &EdgeConfig) -> Option<(Arc<ReloadingCert>, PathBuf, PathBuf)> {
+        let admin = config.admin.as_ref()?;
+        Some((
+            self.admin_cert.clone()?,
+            admin.cert.clone()?,
+            admin.key.clone()?,
+        ))
+    }
+
+    /// Re-reads every certificate and CA bundle now, as a change of their files would (the
+    /// admin API's reload): each component and its result, logged and in `/readyz` the same.
+    pub fn reload_now(&self, config: &EdgeConfig) -> Vec<(&'static str, Result<(), String>)> {
+        let mut done = Vec::new();
+        let mut record = |component, result: Result<(), TlsError>, path: &std::path::Path| {
+            let shown = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            report(component, &self.problems, result, path);
+            done.push((component, shown));
+        };
+        let t = &config.tunnel;
+        let td = &config.trust_domain;
+        record(
+            "tunnel_cert",
+            self.tunnel_cert
+                .reload_expecting(&t.cert, &t.key, Role::Edge, td)
+                .map(|_| ()),
+            &t.cert,
+        );
+        record("tunnel_ca", self.tunnel_roots.reload(&t.ca), &t.ca);
+        if let (Some(cert), Some(c), Some(k)) =
+            (&self.client_cert, &config.clients.cert, &config.clients.key)
+        {
+            record("clients_cert", cert.reload(c, k), c);
+        }
+        if let (Some(roots), Some(ca)) = (
+            &self.client_roots,
+            config.auth.as_ref().and_then(|a| a.client_ca.as_ref()),
+        ) {
+            record("client_ca", roots.reload(ca), ca);
+        }
+        if let Some((cert, c, k)) = self.admin_pair(config) {
+            record("admin_cert", cert.reload(&c, &k), &c);
+        }
+        done
     }
 }
 

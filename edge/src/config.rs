@@ -212,8 +212,16 @@ fn default_max_exchanges_per_tunnel() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address for `/healthz` and `/readyz` (plain HTTP: keep it on a private interface).
+    /// Address of `/healthz`, `/readyz`, `/metrics`, the admin API (`/api/...`) and the
+    /// dashboard (`/`). On a loopback address everything is open to local processes; on any
+    /// other, `/metrics`, `/` and `/api/...` need an operator certificate, hence `cert`/`key`.
     pub listen: SocketAddr,
+    /// Server certificate (PEM chain) of the admin listener: with it the listener speaks
+    /// TLS 1.3 only and accepts operator client certificates (`underpass-certs issue
+    /// operator`) chaining to `[tunnel] ca`. Without it, plain HTTP.
+    pub cert: Option<PathBuf>,
+    /// Private key of `cert`.
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -347,6 +355,14 @@ impl EdgeConfig {
         {
             fix(p);
         }
+        if let Some(admin) = self.admin.as_mut() {
+            for p in [admin.cert.as_mut(), admin.key.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                fix(p);
+            }
+        }
         for p in self.sessions.iter_mut().flat_map(|s| s.keys.iter_mut()) {
             fix(p);
         }
@@ -428,6 +444,11 @@ impl EdgeConfig {
             bail!("[clients] needs cert and key (or insecure_plaintext = true on loopback)");
         }
         validate_clients(&self.clients)?;
+        if let Some(admin) = &self.admin {
+            if admin.cert.is_some() != admin.key.is_some() {
+                bail!("[admin] needs both cert and key for TLS (or neither for plain HTTP)");
+            }
+        }
         if self.sessions.as_ref().is_some_and(|s| s.keys.is_empty()) {
             bail!(
                 "[sessions] keys is empty: list at least one key file \
@@ -654,6 +675,26 @@ mod tests {
             .to_string();
         assert!(err.contains("[sessions] keys is empty"), "{err}");
         assert!(parse(&format!("[sessions]\nkeys = [\"k\"]\nkey = \"x\"\n{dev}")).is_err());
+    }
+
+    #[test]
+    fn admin_tls_needs_cert_and_key_together() {
+        let dev = "[auth]\nanonymous = true\n[policy]\nallow_all = true";
+        let c = parse(&format!(
+            "[admin]\nlisten = \"0.0.0.0:9090\"\ncert = \"a.crt\"\nkey = \"a.key\"\n{dev}"
+        ))
+        .unwrap();
+        let admin = c.admin.unwrap();
+        assert_eq!(admin.cert, Some(PathBuf::from("/etc/underpass/a.crt")));
+        assert_eq!(admin.key, Some(PathBuf::from("/etc/underpass/a.key")));
+        let err = parse(&format!(
+            "[admin]\nlisten = \"0.0.0.0:9090\"\ncert = \"a.crt\"\n{dev}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("both cert and key"), "{err}");
+        let plain = parse(&format!("[admin]\nlisten = \"127.0.0.1:9090\"\n{dev}")).unwrap();
+        assert!(plain.admin.unwrap().cert.is_none());
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         );
     }
 
-    let certs = certs::Certs::load(&config)?;
+    let certs = Arc::new(certs::Certs::load(&config)?);
     let edge_id = certs
         .tunnel_cert
         .identity()
@@ -254,25 +254,13 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         drain: drain.clone(),
         requests: metrics.requests.clone(),
         tracer,
+        feed: Arc::new(admin::feed::Feed::new(
+            config.services.iter().map(|s| s.name.as_str()),
+        )),
     });
     tokio::spawn(mcp::sessions::expire_idle_sessions(app.clone()));
     if let Some(admin) = &config.admin {
-        let listener = TcpListener::bind(admin.listen)
-            .await
-            .with_context(|| format!("cannot listen for admin on tcp/{}", admin.listen))?;
-        tracing::info!("admin: http://{}/healthz", admin.listen);
-        tokio::spawn(admin::serve(
-            listener,
-            admin::Admin {
-                registry: registry.clone(),
-                edge_addr: config.tunnel.listen,
-                revocations: revocations.clone(),
-                problems: certs.problems.clone(),
-                jwks: jwks.clone(),
-                drain: drain.clone(),
-                metrics,
-            },
-        ));
+        start_admin(admin, &app, &certs, jwks, metrics).await?;
     }
 
     tokio::spawn(http::server::serve_clients(
@@ -305,6 +293,53 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    Ok(())
+}
+
+/// Binds the admin listener (TLS with `[admin] cert`: operator certificates of `[tunnel] ca`)
+/// and serves it.
+async fn start_admin(
+    admin: &config::AdminConfig,
+    app: &Arc<App>,
+    certs: &Arc<certs::Certs>,
+    jwks: serde_json::Value,
+    metrics: Arc<metrics::Metrics>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(admin.listen)
+        .await
+        .with_context(|| format!("cannot listen for admin on tcp/{}", admin.listen))?;
+    let tls = match &certs.admin_cert {
+        Some(cert) => {
+            let operators = PeerPolicy {
+                role: Role::Operator,
+                trust_domain: app.config.trust_domain.clone(),
+                revoked: Some(app.security.revocations.check()),
+            };
+            let crypto = tls::admin_server_crypto_reloading(
+                cert.clone(),
+                certs.tunnel_roots.clone(),
+                operators,
+            )?;
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(crypto)))
+        }
+        None => None,
+    };
+    let bound = admin::access::Listener::of(admin.listen, tls.is_some());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!("admin: {scheme}://{}/healthz, dashboard at /", admin.listen);
+    if bound == (admin::access::Listener::Network { tls: false }) {
+        tracing::warn!(
+            "[admin] listen {} is not a loopback address and has no TLS: /metrics, the dashboard \
+             and /api/... answer 403; set [admin] cert and key (operators then present \
+             certificates from `underpass-certs issue operator`), or bind it to 127.0.0.1",
+            admin.listen
+        );
+    }
+    tokio::spawn(admin::serve(
+        listener,
+        admin::Admin::new(app.clone(), certs.clone(), jwks, metrics, bound),
+        tls,
+    ));
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cdp;
 pub mod faults;
 pub mod http;
 pub mod identity;

@@ -1,10 +1,11 @@
 //! A blocking HTTPS client for the edge's client listener (TLS 1.3, HTTP/1.1, one request per
 //! connection), with or without a client certificate, that tells a refused handshake apart
 //! from an HTTP answer: what certificate attacks need to assert on (the MCP SDK clients only
-//! say that something failed). Loopback only; the server name is `localhost`.
+//! say that something failed). Loopback by default ([`TlsClient::at`] another address); the
+//! server name is `localhost`.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub struct Refusal {
 /// A TLS client trusting one CA, presenting `cert` if given.
 pub struct TlsClient {
     config: Arc<ClientConfig>,
+    host: IpAddr,
 }
 
 impl TlsClient {
@@ -60,13 +62,20 @@ impl TlsClient {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         TlsClient {
             config: Arc::new(config),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 
-    /// Opens a connection to `127.0.0.1:port` (server name `localhost`). The handshake
-    /// happens with the first request.
+    /// Connects to `host` instead of 127.0.0.1 (the server name stays `localhost`).
+    pub fn at(mut self, host: IpAddr) -> TlsClient {
+        self.host = host;
+        self
+    }
+
+    /// Opens a connection to `127.0.0.1:port` (or [`TlsClient::at`]'s address; server name
+    /// `localhost`). The handshake happens with the first request.
     pub fn connect(&self, port: u16) -> Result<Session, Refusal> {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(refusal)?;
+        let tcp = TcpStream::connect((self.host, port)).map_err(refusal)?;
         tcp.set_read_timeout(Some(IO_TIMEOUT)).map_err(refusal)?;
         tcp.set_write_timeout(Some(IO_TIMEOUT)).map_err(refusal)?;
         let name = ServerName::try_from("localhost").expect("server name");
@@ -117,10 +126,22 @@ impl TlsClient {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Reply, Refusal> {
+        self.request(port, "POST", path, headers, body)
+    }
+
+    /// [`TlsClient::post`] with any method.
+    pub fn request(
+        &self,
+        port: u16,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply, Refusal> {
         let mut session = self.connect(port)?;
         let mut all = vec![("Connection", "close")];
         all.extend_from_slice(headers);
-        session.send(path, &all, body)?;
+        session.send(method, path, &all, body)?;
         let mut raw = Vec::new();
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -167,9 +188,15 @@ pub struct Session {
 }
 
 impl Session {
-    fn send(&mut self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(), Refusal> {
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), Refusal> {
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost:{}\r\nContent-Length: {}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: localhost:{}\r\nContent-Length: {}\r\n",
             self.port,
             body.len()
         );
@@ -218,7 +245,7 @@ impl Session {
     /// A JSON-RPC POST on this connection (kept alive); reads one answer (`Content-Length`
     /// or chunked).
     pub fn mcp_post(&mut self, path: &str, body: &serde_json::Value) -> Result<Reply, Refusal> {
-        self.send(path, &MCP_HEADERS, body.to_string().as_bytes())?;
+        self.send("POST", path, &MCP_HEADERS, body.to_string().as_bytes())?;
         let mut chunk = [0u8; 16 * 1024];
         loop {
             if let Some(len) = answer_len(&self.buf) {

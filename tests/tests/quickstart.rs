@@ -77,7 +77,10 @@ fn the_quick_start_shows_an_allowed_call_a_denial_and_a_verified_audit() {
     let out = scratch.path().join("quickstart.out");
     let child = Command::new("bash")
         .arg(repo_root().join("deploy/quickstart.sh"))
-        .env("UNDERPASS_BIN", bin("underpass-edge").parent().expect("bin dir"))
+        .env(
+            "UNDERPASS_BIN",
+            bin("underpass-edge").parent().expect("bin dir"),
+        )
         .env("UNDERPASS_CLIENT_PORT", free_port().to_string())
         .env("UNDERPASS_TUNNEL_PORT", free_port().to_string())
         .env("UNDERPASS_ADMIN_PORT", free_port().to_string())
@@ -99,7 +102,10 @@ fn the_quick_start_shows_an_allowed_call_a_denial_and_a_verified_audit() {
     }
     let output = qs.output();
     assert!(output.contains("Dashboard:"), "{output}");
-    assert!(!output.contains("anonymous"), "no anonymous access: {output}");
+    assert!(
+        !output.contains("anonymous"),
+        "no anonymous access: {output}"
+    );
 
     let allowed = example(&output, "1.");
     let (ok, text) = run(&allowed);
@@ -111,7 +117,10 @@ fn the_quick_start_shows_an_allowed_call_a_denial_and_a_verified_audit() {
     let (_, text) = run(&denied);
     assert!(text.contains("[HTTP 403]"), "{denied}\n{text}");
     assert!(text.contains("-31403"), "{text}");
-    assert!(text.contains("no-identity-dump"), "the rule that denied it: {text}");
+    assert!(
+        text.contains("no-identity-dump"),
+        "the rule that denied it: {text}"
+    );
 
     // Both calls are on the log once their answers have ended at the edge: a moment after the
     // client read them. The verify command must pass and count them.
@@ -119,7 +128,8 @@ fn the_quick_start_shows_an_allowed_call_a_denial_and_a_verified_audit() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (ok, text) = run(&verify);
-        let log = std::fs::read_to_string(verify.rsplit(' ').next().unwrap_or("")).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(verify.rsplit(' ').next().unwrap_or("")).unwrap_or_default();
         let done = log.contains("\"principal\":\"apikey:quickstart\"")
             && log.contains("\"principal\":\"client:alice\"");
         if done {
@@ -127,7 +137,10 @@ fn the_quick_start_shows_an_allowed_call_a_denial_and_a_verified_audit() {
             assert!(log.contains("\"decision\":\"deny\""), "{log}");
             break;
         }
-        assert!(Instant::now() < deadline, "the audit log lacks the calls:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "the audit log lacks the calls:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut rest = String::new();

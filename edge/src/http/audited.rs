@@ -16,6 +16,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use underpass_mcp::jsonrpc::code;
 
+use crate::admin::feed::Feed;
 use crate::app::App;
 use crate::http::body::{Body, BodyError};
 use crate::http::conn::ConnInfo;
@@ -128,6 +129,7 @@ impl Drop for PendingRecord {
 struct Sink {
     auditor: Option<Auditor>,
     metrics: Arc<RequestMetrics>,
+    feed: Arc<Feed>,
     access_log: bool,
     tracer: Tracer,
 }
@@ -137,6 +139,7 @@ impl Sink {
         Sink {
             auditor: app.auditor.clone(),
             metrics: app.requests.clone(),
+            feed: app.feed.clone(),
             access_log: app.config.access_log,
             tracer: app.tracer.clone(),
         }
@@ -157,6 +160,7 @@ impl Sink {
             access_log(&record);
         }
         self.metrics.request_done(&record, took);
+        self.feed.request_done(&record, took);
         if let Some(auditor) = &self.auditor {
             for line in record.into_lines() {
                 auditor.record(line);

@@ -111,7 +111,7 @@ pub async fn expire_idle_sessions(app: Arc<App>) {
 
 /// DELETE of an expired session down its tunnel, as its client would send it. Best effort:
 /// when the tunnel is gone, the connector already ended the session with it.
-async fn end_at_backend(app: &App, session: ExpiredSession) {
+pub async fn end_at_backend(app: &App, session: ExpiredSession) {
     let Some(tunnel) = session.tunnel else {
         return;
     };

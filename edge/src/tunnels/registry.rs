@@ -68,6 +68,11 @@ impl Tunnel {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// End of the newest certificate its connector holds here (Unix seconds), once known.
+    pub fn not_after(&self) -> Option<i64> {
+        *self.expires.borrow()
+    }
+
     /// Open and not draining: may take new exchanges.
     fn fresh(&self) -> bool {
         !self.is_draining() && self.conn.close_reason().is_none()
@@ -128,6 +133,9 @@ pub struct Registry {
     exchange_cap: usize,
     /// When this edge started: for a moment after, connectors are still dialing in.
     started: Option<Instant>,
+    /// Connectors an operator drained (admin API): their tunnels, present and future, get
+    /// no new work; requests of their open sessions still reach them.
+    drained: RwLock<std::collections::BTreeSet<String>>,
 }
 
 /// Most ended sessions remembered; beyond, the older half is forgotten (their ids then reach
@@ -193,7 +201,8 @@ impl Registry {
     /// [`spread`]); a connector's TCP tunnel is passed over while it has a QUIC one (see
     /// [`super::prefer`]).
     pub fn pick(&self, service: &str) -> Option<Arc<Tunnel>> {
-        self.pick_where(service, |_| true)
+        let drained = read(&self.drained).clone();
+        self.pick_where(service, |t| !drained.contains(&t.connector))
     }
 
     /// Like [`Registry::pick`], among the tunnels `allowed` accepts. A tunnel whose connection
@@ -221,8 +230,16 @@ impl Registry {
     /// serves `service` (the failed tunnel's connector may be gone altogether), else another
     /// tunnel of the same connector.
     pub fn pick_other(&self, service: &str, failed: &Tunnel) -> Option<Arc<Tunnel>> {
-        self.pick_where(service, |t| t.connector != failed.connector)
-            .or_else(|| self.pick_where(service, |t| t.id != failed.id))
+        let drained = read(&self.drained).clone();
+        self.pick_where(service, |t| {
+            t.connector != failed.connector && !drained.contains(&t.connector)
+        })
+        .or_else(|| {
+            self.pick_where(service, |t| {
+                t.id != failed.id
+                    && (t.connector == failed.connector || !drained.contains(&t.connector))
+            })
+        })
     }
 
     /// The tunnel a request of session `key` goes down: one of its connector's (a session
@@ -281,9 +298,15 @@ impl Registry {
     /// lately, or (for a session) this edge has only just started.
     fn awaiting_return(&self, service: &str, connector: Option<&str>) -> bool {
         let tunnels = read(&self.tunnels);
-        let mut matching = tunnels
-            .values()
-            .filter(|t| t.serves(service) && connector.is_none_or(|c| t.connector == c));
+        let drained = read(&self.drained);
+        // New work (no session) never waits for an operator-drained connector.
+        let mut matching = tunnels.values().filter(|t| {
+            t.serves(service)
+                && match connector {
+                    Some(c) => t.connector == c,
+                    None => !drained.contains(&t.connector),
+                }
+        });
         let mut draining = false;
         if matching.any(|t| {
             draining |= t.is_draining();
@@ -303,11 +326,75 @@ impl Registry {
     /// Whether a live tunnel serves `service` (of `connector`): when none can be picked,
     /// tells "all at their cap" (503, retry shortly) from "none online".
     pub fn serving(&self, service: &str, connector: Option<&str>) -> bool {
+        let drained = read(&self.drained);
         read(&self.tunnels).values().any(|t| {
             t.serves(service)
-                && connector.is_none_or(|c| t.connector == c)
+                && match connector {
+                    Some(c) => t.connector == c,
+                    None => !drained.contains(&t.connector),
+                }
                 && t.conn.close_reason().is_none()
         })
+    }
+
+    /// An operator drains `connector`: none of its tunnels, live or to come, gets new work
+    /// until [`Registry::resume`]; its open sessions go on. Returns its live tunnels.
+    pub fn drain_connector(&self, connector: &str) -> usize {
+        write(&self.drained).insert(connector.to_owned());
+        self.connector_tunnels(connector)
+    }
+
+    /// Undoes [`Registry::drain_connector`]; returns whether it was drained, and its live
+    /// tunnels.
+    pub fn resume(&self, connector: &str) -> (bool, usize) {
+        let was = write(&self.drained).remove(connector);
+        (was, self.connector_tunnels(connector))
+    }
+
+    /// Whether an operator drained `connector`.
+    pub fn is_drained(&self, connector: &str) -> bool {
+        read(&self.drained).contains(connector)
+    }
+
+    fn connector_tunnels(&self, connector: &str) -> usize {
+        read(&self.tunnels)
+            .values()
+            .filter(|t| t.connector == connector)
+            .count()
+    }
+
+    /// Sessions per (service, principal).
+    pub fn session_counts(&self) -> Vec<(String, String, usize)> {
+        let mut counts: std::collections::BTreeMap<(String, String), usize> = Default::default();
+        for (key, s) in read(&self.sessions).iter() {
+            *counts
+                .entry((key.service.clone(), s.principal.clone()))
+                .or_default() += 1;
+        }
+        counts.into_iter().map(|((s, p), n)| (s, p, n)).collect()
+    }
+
+    /// Forgets the sessions of `principal` (in `service`, if given), remembers they ended
+    /// (their ids get 404 here from now on), and returns them to be ended at their backends.
+    pub fn end_sessions(&self, principal: &str, service: Option<&str>) -> Vec<ExpiredSession> {
+        let mut gone = Vec::new();
+        write(&self.sessions).retain(|key, s| {
+            let matches = s.principal == principal && service.is_none_or(|svc| key.service == svc);
+            if matches {
+                gone.push(key.clone());
+            }
+            !matches
+        });
+        gone.into_iter()
+            .map(|key| {
+                self.mark_ended(&key);
+                ExpiredSession {
+                    tunnel: self.connector_tunnel(&key.service, &key.connector),
+                    key,
+                    principal: principal.to_owned(),
+                }
+            })
+            .collect()
     }
 
     /// Closes every tunnel (the edge is shutting down).

@@ -328,6 +328,25 @@ pub fn https_server_crypto_reloading(
     https_server(cert, client_ca, false)
 }
 
+/// rustls server config for the edge's admin listener (HTTP/1.1): a client certificate is
+/// optional at the handshake; one that is presented must chain to `roots` (read at every
+/// handshake), pass the issuer rule, be of `policy`'s trust domain and not be revoked, in any
+/// role: the admin listener reads the role per request and answers a non-operator 403 with
+/// the reason, which a handshake failure could not say.
+pub fn admin_server_crypto_reloading(
+    cert: Arc<ReloadingCert>,
+    roots: Arc<ReloadingRoots>,
+    policy: PeerPolicy,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verify::any_role_client_verifier(roots, policy)?)
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    no_resumption(&mut config);
+    Ok(config)
+}
+
 fn https_server(
     cert: Arc<ReloadingCert>,
     client_ca: Option<(Arc<ReloadingRoots>, PeerPolicy)>,

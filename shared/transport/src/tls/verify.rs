@@ -13,6 +13,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use underpass_proto::identity::SpiffeId;
+
 use super::{provider, PeerPolicy, ReloadingRoots, RootsSnapshot, TlsError};
 
 /// webpki's verifier for one generation of the roots.
@@ -99,6 +101,9 @@ struct RoleClientVerifier {
     current: Current<dyn ClientCertVerifier>,
     policy: PeerPolicy,
     optional: bool,
+    /// Any role of the trust domain passes (the policy's role is ignored): the admin
+    /// listener refuses a non-operator per request, with an answer that says why.
+    any_role: bool,
     /// CA names sent to clients: those of fixed roots; none when the roots can change
     /// (`root_hint_subjects` borrows `self`, and TLS 1.3 clients need no hints).
     hints: Vec<DistinguishedName>,
@@ -136,7 +141,24 @@ pub(super) fn client_verifier(
         current: Current::new(roots, build_client, optional)?,
         policy,
         optional,
+        any_role: false,
         hints,
+    }))
+}
+
+/// An optional client-certificate verifier over `roots` that checks everything
+/// [`client_verifier`] does (chain, issuer rule, trust domain, revocation) except the role,
+/// which the caller reads from the certificate and decides on per request.
+pub(super) fn any_role_client_verifier(
+    roots: Arc<ReloadingRoots>,
+    policy: PeerPolicy,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    Ok(Arc::new(RoleClientVerifier {
+        current: Current::new(roots, build_client, true)?,
+        policy,
+        optional: true,
+        any_role: true,
+        hints: Vec::new(),
     }))
 }
 
@@ -158,8 +180,17 @@ impl ClientCertVerifier for RoleClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let (roots, inner) = self.current.get()?;
         inner.verify_client_cert(end_entity, intermediates, now)?;
-        self.policy
-            .check(end_entity, intermediates, &roots.subjects)?;
+        if self.any_role {
+            let id = SpiffeId::from_certificate_der(end_entity).map_err(super::invalid)?;
+            let policy = PeerPolicy {
+                role: id.role,
+                ..self.policy.clone()
+            };
+            policy.check(end_entity, intermediates, &roots.subjects)?;
+        } else {
+            self.policy
+                .check(end_entity, intermediates, &roots.subjects)?;
+        }
         Ok(ClientCertVerified::assertion())
     }
     fn verify_tls12_signature(
