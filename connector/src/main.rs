@@ -103,7 +103,12 @@ fn doctor(path: &std::path::Path, json: bool) -> std::process::ExitCode {
             let mut checks = vec![underpass_connector::doctor::config_check(path, &config)];
             let ran = underpass_shared::runtime(1)
                 .map_err(anyhow::Error::from)
-                .map(|rt| rt.block_on(underpass_connector::doctor::run_checks(&config)));
+                .map(|rt| {
+                    rt.block_on(underpass_connector::doctor::run_checks(
+                        &config,
+                        underpass_connector::doctor::Scope::Doctor,
+                    ))
+                });
             match ran {
                 Ok(more) => checks.extend(more),
                 Err(e) => checks.push(Check::fail("runtime", format!("{e:#}"), "")),

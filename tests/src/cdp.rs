@@ -1,7 +1,6 @@
 //! A real headless Chromium driven over the Chrome DevTools Protocol: launched with
-//! `--remote-debugging-port=0` (the port read from its stderr), one page target, and a
-//! minimal blocking WebSocket client (RFC 6455: masked text frames out, fragmented and
-//! control frames in), enough for `Page.navigate`, `Runtime.evaluate` and
+//! `--remote-debugging-port=0` (the port read from its stderr), one page target, and its
+//! DevTools WebSocket (`tungstenite`) for `Page.navigate`, `Runtime.evaluate` and
 //! `Page.captureScreenshot`. The browser is killed when [`Chromium`] drops, also when a test
 //! fails.
 
@@ -210,107 +209,41 @@ impl Page {
     }
 }
 
-/// A client WebSocket over plain TCP (DevTools listens on loopback without TLS).
+/// The DevTools WebSocket (`tungstenite`, over plain TCP: DevTools listens on loopback).
 struct WebSocket {
-    stream: TcpStream,
+    socket: tungstenite::WebSocket<TcpStream>,
 }
 
 impl WebSocket {
     fn connect(url: &str) -> WebSocket {
         let rest = url.strip_prefix("ws://").expect("a ws:// URL");
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let mut stream = TcpStream::connect(authority).expect("connect to DevTools");
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let stream = TcpStream::connect(authority).expect("connect to DevTools");
         stream
             .set_read_timeout(Some(CALL_TIMEOUT))
             .expect("timeout");
-        let key = base64::engine::general_purpose::STANDARD.encode(rand_bytes::<16>());
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .expect("send the upgrade");
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream
-                .read_exact(&mut byte)
-                .expect("read the upgrade answer");
-            head.push(byte[0]);
-            assert!(head.len() < 16 * 1024, "upgrade answer too long");
-        }
-        let head = String::from_utf8_lossy(&head);
-        assert!(head.starts_with("HTTP/1.1 101"), "no upgrade: {head}");
-        WebSocket { stream }
+        let (socket, _) = tungstenite::client(url, stream).expect("WebSocket upgrade");
+        WebSocket { socket }
     }
 
     fn send_text(&mut self, text: &str) {
-        self.send_frame(0x1, text.as_bytes());
+        self.socket
+            .send(tungstenite::Message::text(text))
+            .expect("send a message");
     }
 
-    fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
-        let mut frame = vec![0x80 | opcode];
-        let len = payload.len();
-        if len < 126 {
-            frame.push(0x80 | len as u8);
-        } else if len <= usize::from(u16::MAX) {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        // Client frames are masked (RFC 6455, 5.3).
-        let mask = rand_bytes::<4>();
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&frame).expect("send a frame");
-    }
-
-    /// The next whole text message (fragments joined; pings answered).
+    /// The next text message (pings are answered by the library).
     fn read_message(&mut self) -> String {
-        let mut message = Vec::new();
         loop {
-            let mut head = [0u8; 2];
-            self.stream
-                .read_exact(&mut head)
-                .expect("read a frame (DevTools answered nothing in time?)");
-            let fin = head[0] & 0x80 != 0;
-            let opcode = head[0] & 0x0f;
-            let len = match head[1] & 0x7f {
-                126 => {
-                    let mut b = [0u8; 2];
-                    self.stream.read_exact(&mut b).expect("length");
-                    u64::from(u16::from_be_bytes(b))
-                }
-                127 => {
-                    let mut b = [0u8; 8];
-                    self.stream.read_exact(&mut b).expect("length");
-                    u64::from_be_bytes(b)
-                }
-                n => u64::from(n),
-            };
-            assert!(len < 256 << 20, "frame of {len} bytes");
-            let mut payload = vec![0u8; len as usize];
-            self.stream.read_exact(&mut payload).expect("payload");
-            match opcode {
-                0x8 => panic!("DevTools closed the connection"),
-                0x9 => self.send_frame(0xA, &payload),
-                0xA => {}
-                _ => {
-                    message.extend_from_slice(&payload);
-                    if fin {
-                        return String::from_utf8(message).expect("text message");
-                    }
-                }
+            match self
+                .socket
+                .read()
+                .expect("read a message (DevTools answered nothing in time?)")
+            {
+                tungstenite::Message::Text(text) => return text.as_str().to_owned(),
+                tungstenite::Message::Close(_) => panic!("DevTools closed the connection"),
+                _ => {}
             }
         }
     }
-}
-
-fn rand_bytes<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut out)
-        .expect("random bytes");
-    out
 }

@@ -102,16 +102,20 @@ fn the_quick_start_shows_an_allowed_call_a_denial_and_a_verified_audit() {
     }
     let output = qs.output();
     assert!(output.contains("Dashboard:"), "{output}");
-    assert!(
-        !output.contains("anonymous"),
-        "no anonymous access: {output}"
-    );
 
     let allowed = example(&output, "1.");
     let (ok, text) = run(&allowed);
     assert!(ok, "{allowed}\n{text}");
     assert!(text.contains("[HTTP 200]"), "{allowed}\n{text}");
     assert!(text.contains("hello through the tunnel"), "{text}");
+    // The same call without the key: nobody is anonymous here.
+    let key = allowed
+        .find(" -H \"Authorization:")
+        .map(|start| &allowed[start..])
+        .and_then(|rest| rest.find(")\"").map(|end| &rest[..end + 2]))
+        .expect("the example sends the API key");
+    let (_, text) = run(&allowed.replace(key, ""));
+    assert!(text.contains("[HTTP 401]"), "without credentials: {text}");
 
     let denied = example(&output, "2.");
     let (_, text) = run(&denied);

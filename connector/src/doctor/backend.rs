@@ -15,13 +15,29 @@ use underpass_shared::doctor::Check;
 /// Most of an answer read to find its status line.
 const MAX_HEAD: usize = 1024;
 
+/// How far an HTTP backend is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// A TCP connection is accepted (nothing is sent).
+    Connect,
+    /// A bounded GET gets an HTTP answer.
+    Answer,
+}
+
 /// The row of one service's backend.
-pub async fn check(service: &ServiceConfig) -> Check {
+pub async fn check(service: &ServiceConfig, reach: Reach) -> Check {
     let name = format!("service {} backend", service.name);
     match &service.backend {
         BackendConfig::Http { url } | BackendConfig::Sse { url, .. } => {
-            match tokio::time::timeout(PROBE_TIMEOUT, http_status(url)).await {
-                Ok(Ok(status)) => Check::pass(name, format!("{url} answers (HTTP {status})")),
+            let probe = async {
+                match reach {
+                    Reach::Answer => http_status(url).await.map(Some),
+                    Reach::Connect => connect(url).await.map(|_| None),
+                }
+            };
+            match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                Ok(Ok(Some(status))) => Check::pass(name, format!("{url} answers (HTTP {status})")),
+                Ok(Ok(None)) => Check::pass(name, format!("{url} accepts connections")),
                 Ok(Err(HttpProblem::Connect(e))) => Check::fail(
                     name,
                     format!("cannot connect to {url}: {e}"),
@@ -68,8 +84,8 @@ enum HttpProblem {
     NotHttp(String),
 }
 
-/// Connects and sends a bounded GET; the status of the answer.
-async fn http_status(url: &http::Uri) -> Result<u16, HttpProblem> {
+/// A TCP connection to the url's host and port.
+async fn connect(url: &http::Uri) -> Result<tokio::net::TcpStream, HttpProblem> {
     let authority = url
         .authority()
         .ok_or_else(|| HttpProblem::Connect("no host in the url".into()))?;
@@ -78,9 +94,15 @@ async fn http_status(url: &http::Uri) -> Result<u16, HttpProblem> {
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']');
-    let mut stream = tokio::net::TcpStream::connect((host, port))
+    tokio::net::TcpStream::connect((host, port))
         .await
-        .map_err(|e| HttpProblem::Connect(e.to_string()))?;
+        .map_err(|e| HttpProblem::Connect(e.to_string()))
+}
+
+/// Connects and sends a bounded GET; the status of the answer.
+async fn http_status(url: &http::Uri) -> Result<u16, HttpProblem> {
+    let mut stream = connect(url).await?;
+    let authority = url.authority().map_or("", |a| a.as_str());
     let path = url.path_and_query().map_or("/", |p| p.as_str());
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json, \

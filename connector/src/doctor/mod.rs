@@ -40,10 +40,33 @@ const RENEW: &str = "renewal over a tunnel failed or is not set up: enroll again
     (`underpass-certs token create`, `underpass-connector enroll`) or issue a new one \
     (`underpass-certs issue connector`)";
 
-/// Runs every check of a loaded configuration (the `config` row is the caller's).
-pub async fn run_checks(config: &ConnectorConfig) -> Vec<Check> {
+/// Which checks run, and how far they reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `underpass-connector doctor`: everything, edges probed with real handshakes, backends
+    /// asked for an HTTP answer.
+    Doctor,
+    /// The running connector's own checks for its readiness: local ones, and backends
+    /// reached by a TCP connection only (no request a backend would see or log, every 30 s
+    /// while something fails). Its edges are checked by its real tunnels, which `/readyz`
+    /// counts, not by extra probe handshakes.
+    Running,
+}
+
+/// Runs the checks of `scope` on a loaded configuration (the `config` row is the caller's).
+pub async fn run_checks(config: &ConnectorConfig, scope: Scope) -> Vec<Check> {
     let mut out = certificate_checks(config);
     out.push(revocation_check(config.revocation_list.as_deref()));
+    if scope == Scope::Running {
+        let backends = join_all(
+            config
+                .services
+                .iter()
+                .map(|s| backend::check(s, backend::Reach::Connect)),
+        );
+        out.extend(backends.await);
+        return out;
+    }
     let carriers = match crate::tunnel_carriers(config) {
         Ok(c) => Ok(c),
         Err(e) => Err(format!("{e:#}")),
@@ -54,7 +77,12 @@ pub async fn run_checks(config: &ConnectorConfig) -> Vec<Check> {
             .iter()
             .map(|edge| check_edge(config, carriers.as_ref(), edge)),
     );
-    let backends = join_all(config.services.iter().map(backend::check));
+    let backends = join_all(
+        config
+            .services
+            .iter()
+            .map(|s| backend::check(s, backend::Reach::Answer)),
+    );
     let (edges, backends) = tokio::join!(edges, backends);
     out.extend(edges.into_iter().flatten());
     out.extend(backends);

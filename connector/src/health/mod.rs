@@ -1,6 +1,8 @@
 //! Readiness: the pre-flight checks ([`crate::doctor`]) run at start in the background (the
 //! tunnels do not wait for them), each FAIL and WARN logged with what to do, and run again
-//! every [`RECHECK`] while any fails, so readiness recovers once the problem is fixed. With
+//! every [`RECHECK`], so readiness recovers once a problem is fixed and turns off when one
+//! appears. The running connector's checks are [`crate::doctor::Scope::Running`]: local ones
+//! and a TCP connection per HTTP backend; its edges are judged by its live tunnels. With
 //! `[health]` a loopback listener ([`server`]) serves `GET /healthz` (the process answers) and
 //! `GET /readyz`: 503 until the checks ran once, while any check fails or while no tunnel is
 //! up; 200 otherwise. The decision is the plain function [`readiness`].
@@ -115,12 +117,12 @@ fn recheck_period() -> Duration {
         .map_or(RECHECK, Duration::from_secs)
 }
 
-/// Runs the checks, logs what changed, and runs them again while any fails.
+/// Runs the checks, logs what changed, and runs them again every `period`.
 async fn check_loop(config: Arc<ConnectorConfig>, health: Arc<Health>) {
     let period = recheck_period();
     let mut told: BTreeMap<String, Status> = BTreeMap::new();
     loop {
-        let checks = crate::doctor::run_checks(&config).await;
+        let checks = crate::doctor::run_checks(&config, crate::doctor::Scope::Running).await;
         for line in changes(&told, &checks) {
             match line {
                 Change::Problem(c) => tracing::warn!(
@@ -136,11 +138,9 @@ async fn check_loop(config: Arc<ConnectorConfig>, health: Arc<Health>) {
         }
         told = checks.iter().map(|c| (c.name.clone(), c.status)).collect();
         let failed: Vec<Check> = checks.into_iter().filter(Check::failed).collect();
-        let done = failed.is_empty();
         health.set_problems(failed);
-        if done {
-            return;
-        }
+        // Always again: a backend that stops later turns readiness off too (the running
+        // checks are local, and a TCP connection per HTTP backend).
         tokio::time::sleep(period).await;
     }
 }

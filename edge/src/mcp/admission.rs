@@ -241,12 +241,14 @@ fn decide(
             audit.outcome = Outcome::Denied;
             audit.jsonrpc_error = Some(POLICY_DENIED);
             tracing::info!(principal = %identity.principal, service, rule = %rule, "denied by policy");
+            // The rule's name is the operator's label (or `default`): it tells the caller
+            // which grant is missing without showing the policy.
             Err(Box::new(jsonrpc_refusal(
                 StatusCode::FORBIDDEN,
                 calls.get(index).and_then(|c| c.id.as_ref()),
                 POLICY_DENIED,
-                "denied by the gateway's policy",
-                None,
+                &format!("denied by the gateway's policy (rule {rule})"),
+                Some(serde_json::json!({ "rule": rule })),
             )))
         }
         Some(judge::Refusal::RateLimited {

@@ -65,6 +65,9 @@ fn main() -> std::process::ExitCode {
     let plan = Plan::from(&args);
     stack::set_tunnel_env(&args.tunnel_env);
     stack::set_transport(&args.transport);
+    if let Some(endpoint) = &args.otlp_endpoint {
+        stack::set_otlp_endpoint(endpoint);
+    }
     // Control work (restarts, sessions) runs on a small multi-thread runtime; latency cells on
     // `client_threads` current-thread runtimes, one per load thread.
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -91,6 +91,11 @@ pub(crate) struct Args {
     /// `[audit]`). Both write a signed checkpoint per line, as configured by default.
     #[arg(long, value_enum, default_value_t = AuditMode::None)]
     pub(crate) audit: AuditMode,
+    /// Export the edge's and the connector's spans to this OTLP/HTTP endpoint
+    /// (`[telemetry] otlp_endpoint`, e.g. `tests/peers/otlp-receiver.py`): the cost of
+    /// tracing, against a run without it.
+    #[arg(long, value_name = "URL")]
+    pub(crate) otlp_endpoint: Option<String>,
     /// Print the process ids and wait for Enter before the latency phase (to attach a profiler).
     #[arg(long)]
     pub(crate) pause: bool,

@@ -90,7 +90,26 @@ fn connector_config(
         std::fs::write(&config, format!("transport = \"{transport}\"\n{text}"))
             .expect("write connector config");
     }
+    if let Some(telemetry) = telemetry_table() {
+        let text = std::fs::read_to_string(&config).expect("connector config");
+        std::fs::write(&config, format!("{text}\n{telemetry}")).expect("write connector config");
+    }
     config
+}
+
+/// `--otlp-endpoint`: where edge and connector export spans.
+static OTLP_ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the OTLP endpoint of every benchmark edge and connector.
+pub(crate) fn set_otlp_endpoint(endpoint: &str) {
+    let _ = OTLP_ENDPOINT.set(endpoint.to_owned());
+}
+
+/// The `[telemetry]` table of `--otlp-endpoint`, if given.
+fn telemetry_table() -> Option<String> {
+    OTLP_ENDPOINT
+        .get()
+        .map(|e| format!("[telemetry]\notlp_endpoint = \"{e}\"\n"))
 }
 
 /// `--tunnel-env`: extra environment of every edge and connector process.
@@ -172,7 +191,10 @@ impl Stack {
         with_relay: bool,
         audit: &str,
     ) -> Stack {
-        let edge = format!("{BENCH_EDGE}{audit}");
+        let edge = format!(
+            "{BENCH_EDGE}{audit}\n{}",
+            telemetry_table().unwrap_or_default()
+        );
         Self::start_with(dir, backend_threads, with_relay, &edge, BENCH_CLIENTS)
     }
 
