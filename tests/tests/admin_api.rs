@@ -120,8 +120,17 @@ fn the_admin_api_shows_and_steers_the_live_edge_on_loopback() {
     assert_eq!(dc1["drained"], false, "{v}");
     let tunnels = dc1["tunnels"].as_array().unwrap();
     assert!(!tunnels.is_empty(), "{v}");
+    // The transport each tunnel really has (QUIC, or TCP when a loaded machine made `auto`
+    // fall back), as /readyz reports it for the same remote address.
+    let ready = http::get(&d.edge_setup.admin("/readyz")).unwrap().json();
     for t in tunnels {
-        assert_eq!(t["transport"], "quic", "{t}");
+        let same = ready["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["remote"] == t["remote_addr"])
+            .unwrap_or_else(|| panic!("{t} not in /readyz {ready}"));
+        assert_eq!(t["transport"], same["transport"], "{t}");
         assert_eq!(t["services"], json!(["ok"]), "{t}");
         assert!(
             t["remote_addr"].as_str().unwrap().contains("127.0.0.1"),
@@ -247,6 +256,28 @@ fn the_admin_api_shows_and_steers_the_live_edge_on_loopback() {
     }
     assert_no_secrets("/api/reload", &r.text());
 
+    // A page elsewhere cannot use a local browser: a cross-site change is refused (nothing is
+    // drained), and a name rebound to 127.0.0.1 cannot read the API; probes stay open.
+    let csrf = http::request(
+        "POST",
+        &d.edge_setup.admin("/api/connectors/dc1/drain"),
+        &[
+            ("Origin", "https://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(csrf.status, 403, "{}", csrf.text());
+    assert_eq!(
+        get_json(&d, "/api/connectors")["connectors"][0]["drained"],
+        false
+    );
+    let rebound = raw_get(d.edge_setup.admin_port, "evil.example", "/api/connectors");
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    let probe = raw_get(d.edge_setup.admin_port, "evil.example", "/healthz");
+    assert!(probe.starts_with("HTTP/1.1 200"), "{probe}");
+
     // Drain: the connector's tunnels get no new requests (503, the service is unhealthy)
     // until it is resumed; the operator's calls are logged with who made them.
     let r = post(&d, "/api/connectors/dc1/drain", "");
@@ -315,6 +346,15 @@ fn a_network_admin_listener_serves_operators_only() {
     );
     let _connector = start_connector(dir.path(), "connector", &connector_config);
 
+    // The admin listener binds a moment after the line `start` waits for.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect((ip, port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the admin listener never came up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let ca = pki.ca();
     let operator = TlsClient::new(&ca, Some((&ops_cert, &ops_key))).at(ip);
     let client = TlsClient::new(&ca, Some((&alice_cert, &alice_key))).at(ip);
@@ -390,4 +430,21 @@ fn a_network_admin_listener_serves_operators_only() {
         .request(port, "POST", "/api/sessions/end", &[], &big)
         .unwrap();
     assert_eq!(r.status, 413, "{}", r.text());
+}
+
+/// `GET path` on the loopback admin port with the `Host` a browser would send for `host`.
+fn raw_get(port: u16, host: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
 }

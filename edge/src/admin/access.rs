@@ -210,5 +210,67 @@ pub fn decide(listener: Listener, peer: &Peer, method: &str, path: &str) -> Acce
     }
 }
 
+/// What a browser says about where a request comes from: the `Host`, `Origin` and
+/// `Sec-Fetch-Site` headers, as sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Provenance<'a> {
+    pub host: Option<&'a str>,
+    pub origin: Option<&'a str>,
+    pub fetch_site: Option<&'a str>,
+}
+
+/// Refuses what a web page could make a browser send to the admin listener, after
+/// [`decide`] allowed the caller: on a loopback listener every view and change must name a
+/// loopback host (a page on a name that resolves to 127.0.0.1 cannot read the API: DNS
+/// rebinding), and a change must not come from another origin (a page elsewhere cannot
+/// drain a connector through an operator's browser, which holds the loopback reach or the
+/// operator certificate). Clients that are not browsers send neither `Origin` nor
+/// `Sec-Fetch-Site` and pass. `Err` is the 403's reason.
+pub fn check_provenance(
+    listener: Listener,
+    kind: Kind,
+    from: Provenance<'_>,
+) -> Result<(), String> {
+    if kind == Kind::Probe {
+        return Ok(());
+    }
+    if listener == Listener::Loopback && !from.host.is_some_and(is_loopback_host) {
+        return Err(format!(
+            "Host {:?} does not name this loopback listener: call it as 127.0.0.1 or localhost",
+            from.host.unwrap_or("")
+        ));
+    }
+    if kind == Kind::Mutate {
+        if let Some(site) = from.fetch_site {
+            if site != "same-origin" && site != "none" {
+                return Err(format!(
+                    "a change must not come from another site (Sec-Fetch-Site: {site})"
+                ));
+            }
+        }
+        if let Some(origin) = from.origin {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            if Some(origin_host) != from.host {
+                return Err(format!(
+                    "a change must come from the admin listener's own origin, not {origin}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `localhost`, an IPv4 loopback literal or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests;

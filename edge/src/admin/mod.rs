@@ -214,6 +214,16 @@ async fn answer(admin: &Admin, peer: &Peer, req: Request<Incoming>) -> Answer {
             return json(StatusCode::FORBIDDEN, serde_json::json!({"error": reason}))
         }
     };
+    let header =
+        |name: http::header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let from = access::Provenance {
+        host: header(http::header::HOST).or(req.uri().authority().map(|a| a.as_str())),
+        origin: header(http::header::ORIGIN),
+        fetch_site: header(http::header::HeaderName::from_static("sec-fetch-site")),
+    };
+    if let Err(reason) = access::check_provenance(admin.listener, route.kind(), from) {
+        return json(StatusCode::FORBIDDEN, serde_json::json!({"error": reason}));
+    }
     let is_post = req.method() == Method::POST;
     let body = if is_post {
         match read_body(req).await {

@@ -221,3 +221,58 @@ fn listeners_are_classified_by_their_bound_address() {
         Listener::Network { tls: true }
     );
 }
+
+#[test]
+fn pages_elsewhere_cannot_read_or_change_a_loopback_admin() {
+    let from = |host, origin, fetch_site| Provenance {
+        host,
+        origin,
+        fetch_site,
+    };
+    let loopback = Listener::Loopback;
+    // curl and scrapers: a loopback Host, no Origin.
+    for host in [
+        "127.0.0.1:9090",
+        "localhost:9090",
+        "[::1]:9090",
+        "127.0.0.2",
+        "LOCALHOST",
+    ] {
+        assert!(check_provenance(loopback, Kind::Mutate, from(Some(host), None, None)).is_ok());
+    }
+    // DNS rebinding: a page on evil.example resolving to 127.0.0.1.
+    let rebound = from(Some("evil.example:9090"), None, Some("same-origin"));
+    assert!(check_provenance(loopback, Kind::Observe, rebound).is_err());
+    assert!(check_provenance(loopback, Kind::Observe, from(None, None, None)).is_err());
+    // Probes stay open whatever the Host (load balancers, kubelets).
+    assert!(check_provenance(loopback, Kind::Probe, rebound).is_ok());
+    // A cross-site POST from a page the operator visits.
+    let csrf = from(
+        Some("127.0.0.1:9090"),
+        Some("https://evil.example"),
+        Some("cross-site"),
+    );
+    assert!(check_provenance(loopback, Kind::Mutate, csrf).is_err());
+    let csrf_old_browser = from(Some("127.0.0.1:9090"), Some("https://evil.example"), None);
+    assert!(check_provenance(loopback, Kind::Mutate, csrf_old_browser).is_err());
+    // The dashboard's own requests.
+    let own = from(
+        Some("127.0.0.1:9090"),
+        Some("http://127.0.0.1:9090"),
+        Some("same-origin"),
+    );
+    assert!(check_provenance(loopback, Kind::Mutate, own).is_ok());
+    assert!(
+        check_provenance(loopback, Kind::Observe, csrf).is_ok(),
+        "a read cannot be seen"
+    );
+    // Off loopback the operator certificate guards reads; changes still need their origin.
+    let network = Listener::Network { tls: true };
+    let csrf = from(
+        Some("edge.example:9090"),
+        Some("https://evil.example"),
+        None,
+    );
+    assert!(check_provenance(network, Kind::Observe, csrf).is_ok());
+    assert!(check_provenance(network, Kind::Mutate, csrf).is_err());
+}
