@@ -347,10 +347,10 @@ fn a_network_admin_listener_serves_operators_only() {
     let _connector = start_connector(dir.path(), "connector", &connector_config);
 
     // The admin listener binds a moment after the line `start` waits for.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect((ip, port)).is_err() {
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "the admin listener never came up"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -437,7 +437,7 @@ fn raw_get(port: u16, host: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     write!(
         stream,
