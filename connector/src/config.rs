@@ -404,22 +404,17 @@ impl ConnectorFile {
             }
             services.push(s.validate(base)?);
         }
-        if self.log_format.is_some() && self.telemetry.log_format.is_some() {
-            bail!(
-                "log_format is set twice (top level and [telemetry]): keep the one in [telemetry]"
-            );
-        }
+        let log_format = self
+            .telemetry
+            .log_format(self.log_format)
+            .map_err(anyhow::Error::msg)?;
         self.telemetry.validate().map_err(anyhow::Error::msg)?;
         let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
         Ok(ConnectorConfig {
             name: self.name,
             trust_domain: self.trust_domain,
             worker_threads: self.worker_threads,
-            log_format: self
-                .telemetry
-                .log_format
-                .or(self.log_format)
-                .unwrap_or_default(),
+            log_format,
             telemetry: self.telemetry,
             edges: self.edges,
             edge_server_name: self.edge_server_name,

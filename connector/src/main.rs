@@ -89,40 +89,24 @@ fn main() -> std::process::ExitCode {
 /// `doctor`: the table (or JSON) on stdout; 2 when the config does not load, else 1 with any
 /// failed check.
 fn doctor(path: &std::path::Path, json: bool) -> std::process::ExitCode {
-    use underpass_shared::doctor::{self, Check};
-    let (checks, code) = match underpass_connector::config::ConnectorConfig::load(path) {
-        Err(e) => (
-            vec![Check::fail(
-                "config",
-                format!("{e:#}"),
-                "fix connector.toml (the error says where); nothing else was checked",
-            )],
-            2,
-        ),
-        Ok(config) => {
-            let mut checks = vec![underpass_connector::doctor::config_check(path, &config)];
-            let ran = underpass_shared::runtime(1)
-                .map_err(anyhow::Error::from)
-                .map(|rt| {
-                    rt.block_on(underpass_connector::doctor::run_checks(
-                        &config,
-                        underpass_connector::doctor::Scope::Doctor,
-                    ))
-                });
-            match ran {
-                Ok(more) => checks.extend(more),
+    use underpass_connector::doctor::{config_check, run_checks, Scope};
+    use underpass_shared::doctor::Check;
+    let load =
+        underpass_connector::config::ConnectorConfig::load(path).map_err(|e| format!("{e:#}"));
+    let (text, code) = underpass_shared::doctor::report(
+        load,
+        "connector.toml",
+        |config| {
+            let mut checks = vec![config_check(path, &config)];
+            match underpass_shared::runtime(1) {
+                Ok(rt) => checks.extend(rt.block_on(run_checks(&config, Scope::Doctor))),
                 Err(e) => checks.push(Check::fail("runtime", format!("{e:#}"), "")),
             }
-            let code = doctor::exit_code(&checks);
-            (checks, code)
-        }
-    };
-    if json {
-        let body = serde_json::json!({"ok": code == 0, "checks": checks});
-        println!("{body:#}");
-    } else {
-        print!("{}", doctor::render_table(&checks));
-    }
+            checks
+        },
+        json,
+    );
+    print!("{text}");
     std::process::ExitCode::from(code)
 }
 

@@ -72,10 +72,10 @@ pub struct EdgeConfig {
 
 impl EdgeConfig {
     /// How log lines are written (`[telemetry] log_format`, or the older top-level key).
+    /// Both set is refused by `validate`.
     pub fn log_format(&self) -> underpass_shared::LogFormat {
         self.telemetry
-            .log_format
-            .or(self.log_format)
+            .log_format(self.log_format)
             .unwrap_or_default()
     }
 }
@@ -381,11 +381,9 @@ impl EdgeConfig {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.log_format.is_some() && self.telemetry.log_format.is_some() {
-            bail!(
-                "log_format is set twice (top level and [telemetry]): keep the one in [telemetry]"
-            );
-        }
+        self.telemetry
+            .log_format(self.log_format)
+            .map_err(anyhow::Error::msg)?;
         self.telemetry.validate().map_err(anyhow::Error::msg)?;
         validate_trust_domain(&self.trust_domain)?;
         if let Some(e) = &self.enrollment {

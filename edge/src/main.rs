@@ -161,29 +161,18 @@ fn main() -> ExitCode {
 /// `doctor`: the table (or JSON) on stdout; 2 when the config does not load, else 1 with any
 /// failed check.
 fn doctor(path: &std::path::Path, json: bool) -> ExitCode {
-    use underpass_shared::doctor::{self, Check};
-    let (checks, code) = match EdgeConfig::load(path) {
-        Err(e) => (
-            vec![Check::fail(
-                "config",
-                format!("{e:#}"),
-                "fix edge.toml (the error says where); nothing else was checked",
-            )],
-            2,
-        ),
-        Ok(config) => {
+    let load = EdgeConfig::load(path).map_err(|e| format!("{e:#}"));
+    let (text, code) = underpass_shared::doctor::report(
+        load,
+        "edge.toml",
+        |config| {
             let mut checks = vec![underpass_edge::doctor::config_check(path, &config)];
             checks.extend(underpass_edge::doctor::run_checks(&config));
-            let code = doctor::exit_code(&checks);
-            (checks, code)
-        }
-    };
-    if json {
-        let body = serde_json::json!({"ok": code == 0, "checks": checks});
-        println!("{body:#}");
-    } else {
-        print!("{}", doctor::render_table(&checks));
-    }
+            checks
+        },
+        json,
+    );
+    print!("{text}");
     ExitCode::from(code)
 }
 

@@ -65,6 +65,16 @@ impl TraceContext {
         })
     }
 
+    /// The trace `trace_id` (32 hex digits, not all zero) with no known parent, sampled.
+    pub fn of_trace_id(trace_id: &str) -> Option<TraceContext> {
+        let trace_id: [u8; 16] = decode_hex(trace_id)?;
+        (trace_id != [0; 16]).then_some(TraceContext {
+            trace_id,
+            parent_id: None,
+            flags: 0x01,
+        })
+    }
+
     /// A new trace, sampled, from 128 random bits (all zeros is invalid, so never zero).
     pub fn start(random: u128) -> TraceContext {
         TraceContext {
@@ -162,6 +172,11 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-00"
         );
         assert!(TraceContext::from_traceparent(b"00-xyz-00f067aa0ba902b7-01").is_none());
+        let known = TraceContext::of_trace_id("4bf92f3577b34da6a3ce929d0e0e4736").expect("valid");
+        assert_eq!(known.trace_id, ctx.trace_id);
+        assert!(known.sampled() && known.parent_id.is_none());
+        assert!(TraceContext::of_trace_id(&"0".repeat(32)).is_none());
+        assert!(TraceContext::of_trace_id("4bf9").is_none());
         let fresh = TraceContext::start(0);
         assert!(fresh.sampled() && fresh.parent_id.is_none());
         assert!(

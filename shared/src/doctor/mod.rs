@@ -111,6 +111,42 @@ pub fn exit_code(checks: &[Check]) -> u8 {
     }
 }
 
+/// A whole doctor run as the command prints it, with its exit status: `load` is the loaded
+/// configuration or why it did not load (`file` names it in the one `config` row, exit 2);
+/// `run` makes the rows of a loaded one (exit 1 with any FAIL). `json`: `{"ok", "checks"}`
+/// instead of the table.
+pub fn report<C, E: std::fmt::Display>(
+    load: Result<C, E>,
+    file: &str,
+    run: impl FnOnce(C) -> Vec<Check>,
+    json: bool,
+) -> (String, u8) {
+    let (checks, code) = match load {
+        Err(e) => (
+            vec![Check::fail(
+                "config",
+                e.to_string(),
+                format!("fix {file} (the error says where); nothing else was checked"),
+            )],
+            2,
+        ),
+        Ok(config) => {
+            let checks = run(config);
+            let code = exit_code(&checks);
+            (checks, code)
+        }
+    };
+    let text = if json {
+        format!(
+            "{:#}\n",
+            serde_json::json!({"ok": code == 0, "checks": checks})
+        )
+    } else {
+        render_table(&checks)
+    };
+    (text, code)
+}
+
 /// The failed checks, for readiness (`problems`).
 pub fn failures(checks: &[Check]) -> Vec<&Check> {
     checks.iter().filter(|c| c.status == Status::Fail).collect()

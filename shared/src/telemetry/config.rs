@@ -48,6 +48,18 @@ fn default_queue() -> usize {
 }
 
 impl TelemetryConfig {
+    /// The log format in force: this table's `log_format`, or the older top-level key
+    /// (`top_level`); both set is an error, so no one wonders which wins.
+    pub fn log_format(&self, top_level: Option<LogFormat>) -> Result<LogFormat, String> {
+        match (self.log_format, top_level) {
+            (Some(_), Some(_)) => Err(
+                "log_format is set twice (top level and [telemetry]): keep the one in [telemetry]"
+                    .into(),
+            ),
+            (here, top) => Ok(here.or(top).unwrap_or_default()),
+        }
+    }
+
     /// The checks a loaded config must pass: a plaintext endpoint off loopback only by
     /// opt-in, a queue of at least one span.
     pub fn validate(&self) -> Result<(), String> {

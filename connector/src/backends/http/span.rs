@@ -90,13 +90,7 @@ fn context_of(head: &RequestHead) -> Option<TraceContext> {
         .find(|(name, _)| name.eq_ignore_ascii_case(TRACEPARENT))
         .and_then(|(_, value)| TraceContext::from_traceparent(value))
         .filter(|c| c.trace_id_hex() == head.trace_id);
-    from_edge.or_else(|| {
-        let mut fresh = TraceContext::from_traceparent(
-            format!("00-{}-0000000000000001-01", head.trace_id).as_bytes(),
-        )?;
-        fresh.parent_id = None;
-        Some(fresh)
-    })
+    from_edge.or_else(|| TraceContext::of_trace_id(&head.trace_id))
 }
 
 #[cfg(test)]
