@@ -11,6 +11,7 @@ use underpass_transport::{ExchangeRecv, ExchangeSend};
 
 use crate::answer::{error_parts, Answer};
 use crate::backends::{BackendError, Backends};
+use crate::stats::{ConnectorStats, Served};
 
 /// Largest request body accepted from the edge (the edge enforces its own, smaller limit).
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
@@ -34,34 +35,54 @@ pub async fn serve_exchange(backends: &Backends, mut send: ExchangeSend, mut rec
             return;
         }
     };
+    let stats = &backends.stats;
+    let _in_flight = stats.in_flight();
     // Held until the response is sent or the exchange is cancelled.
     let (backend, _permit) = match backends.admit(&head) {
         Ok(p) => p,
-        Err(e) => return send_error(&mut send, &e).await,
+        Err(e) => {
+            stats.served(&head.service, Served::Refused);
+            return send_error(&mut send, &e).await;
+        }
+    };
+    let mut counted = Counted {
+        stats,
+        service: &head.service,
+        to_backend: body.len() as u64,
+        from_backend: 0,
     };
     let stopped = send.stopped();
     tokio::pin!(stopped);
 
     // If the client goes away while the backend works, the edge stops the stream: dropping
     // the backend future then cancels the backend request.
+    let asked = std::time::Instant::now();
     let result = tokio::select! {
         r = backend.answer(&head, body) => r,
         _ = &mut stopped => return,
     };
+    // Until the backend's response head: what the edge reports as the backend phase.
+    let backend_us = Some(u64::try_from(asked.elapsed().as_micros()).unwrap_or(u64::MAX));
     let resp = match result {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(service = %head.service, trace_id = %head.trace_id, "{e}");
+            stats.served(&head.service, Served::BackendError);
             return send_error(&mut send, &e).await;
         }
     };
+    stats.served(&head.service, Served::Ok);
 
     let Answer {
         status,
         headers,
         mut body,
     } = resp;
-    let encoded = match frame::encode(&ResponseHead { status, headers }) {
+    let encoded = match frame::encode(&ResponseHead {
+        status,
+        headers,
+        backend_us,
+    }) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!("backend response head not sendable: {e}");
@@ -83,6 +104,7 @@ pub async fn serve_exchange(backends: &Backends, mut send: ExchangeSend, mut rec
                 Some(None) => ended = true,
                 Some(Some(Ok(data))) => {
                     len += data.len();
+                    counted.from_backend += data.len() as u64;
                     batch.push(data);
                 }
                 Some(Some(Err(e))) => return body_failed(&mut send, &head, &e),
@@ -104,11 +126,29 @@ pub async fn serve_exchange(backends: &Backends, mut send: ExchangeSend, mut rec
         };
         match next {
             None => break,
-            Some(Ok(data)) => batch.push(data),
+            Some(Ok(data)) => {
+                counted.from_backend += data.len() as u64;
+                batch.push(data);
+            }
             Some(Err(e)) => return body_failed(&mut send, &head, &e),
         }
     }
     let _ = send.finish();
+}
+
+/// The bytes of one exchange, added to its service's counters however the exchange ends.
+struct Counted<'a> {
+    stats: &'a ConnectorStats,
+    service: &'a str,
+    to_backend: u64,
+    from_backend: u64,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.stats
+            .bytes(self.service, self.to_backend, self.from_backend);
+    }
 }
 
 /// Answers the exchange with `e` as a JSON-RPC error (and `Retry-After` on a capacity refusal).
@@ -117,6 +157,7 @@ async fn send_error(send: &mut ExchangeSend, e: &BackendError) {
     let head = ResponseHead {
         status: e.status(),
         headers,
+        backend_us: None,
     };
     if let Ok(mut out) = frame::encode(&head) {
         out.extend_from_slice(&body);

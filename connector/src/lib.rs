@@ -26,6 +26,7 @@ pub mod http_client;
 pub mod live;
 pub mod renew;
 pub mod revocation;
+pub mod stats;
 pub mod tunnel;
 
 use std::sync::Arc;

@@ -275,6 +275,7 @@ impl Dialer {
                 recv,
                 open: true,
                 edge: self.edge.clone(),
+                backends: self.backends.clone(),
                 renewals: self.renewals.clone(),
                 pending: None,
                 next_id: 0,
@@ -323,6 +324,7 @@ impl Dialer {
             ))
         })??;
 
+        self.backends.stats.connected(&self.edge);
         // The control stream stays open for later messages, fed to the machine.
         let control_conn = dialed.conn.clone();
         let (shutdown, grace) = (self.shutdown.clone(), self.drain_grace);
@@ -459,6 +461,8 @@ struct ControlStream {
     open: bool,
     /// The edge's address as configured, for the log.
     edge: String,
+    /// Whose figures `Stats` reports.
+    backends: Arc<Backends>,
     /// Renewal requests to carry (taken only if the edge announced `Renew`).
     renewals: Arc<crate::renew::Renewals>,
     /// The renewal sent and waiting for its answer: (id, who waits).
@@ -599,6 +603,9 @@ impl ControlStream {
             .iter()
             .any(|c| c == "Reauth");
         let mut cert_changes = renewals.cert().changes();
+        let reports = self.machine.peer_capabilities().iter().any(|c| c == "Stats");
+        let first = tokio::time::Instant::now() + crate::stats::FIRST_STATS_AFTER;
+        let mut report = tokio::time::interval_at(first, crate::stats::STATS_EVERY);
         while self.open {
             if reauths {
                 self.reauth_if_needed().await;
@@ -606,6 +613,13 @@ impl ControlStream {
             let received = tokio::select! {
                 received = self.receive() => received,
                 Ok(()) = cert_changes.changed(), if reauths => continue,
+                _ = report.tick(), if reports => {
+                    let stats = Control::Stats(self.backends.stats_snapshot());
+                    if let Ok(outputs) = self.machine.send(stats) {
+                        let _ = self.perform(outputs).await;
+                    }
+                    continue;
+                }
                 Some(job) = renewals.next(), if renews && self.pending.is_none() && !told => {
                     self.send_renewal(job).await;
                     continue;

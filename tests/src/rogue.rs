@@ -192,6 +192,7 @@ async fn answer_one(
     let sse_head = || ResponseHead {
         status: 200,
         headers: vec![("content-type".into(), b"text/event-stream".to_vec())],
+        backend_us: None,
     };
     let event = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\n\n";
     match answer {

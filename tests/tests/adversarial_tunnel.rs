@@ -434,6 +434,7 @@ fn broken_answers_from_a_connector_reach_the_client_as_502() {
             .into_iter()
             .map(|(n, v)| (n.to_owned(), v.to_vec()))
             .collect(),
+        backend_us: None,
     };
     let json = ("content-type", &b"application/json"[..]);
     let cases: Vec<(&str, Answer, &str)> = vec![

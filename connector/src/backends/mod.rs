@@ -100,6 +100,8 @@ struct Service {
 /// The backends of this connector's services. HTTP and SSE ones share one connection pool.
 pub struct Backends {
     services: HashMap<String, Service>,
+    /// What the connector reports to its edges (`Stats`).
+    pub stats: crate::stats::ConnectorStats,
 }
 
 impl Backends {
@@ -118,7 +120,24 @@ impl Backends {
                 (s.name.clone(), service)
             })
             .collect();
-        Backends { services }
+        let stats = crate::stats::ConnectorStats::new(config.services.iter().map(|s| &*s.name));
+        Backends { services, stats }
+    }
+
+    /// The figures reported to the edges now: the counters, and the bridges' sessions.
+    pub fn stats_snapshot(&self) -> underpass_proto::control::Stats {
+        let (mut stdio, mut bridged) = (0, 0);
+        for service in self.services.values() {
+            match &service.backend {
+                Backend::Http(_) => {}
+                Backend::Sse(b) => bridged += b.session_count(),
+                Backend::Stdio(b) => {
+                    stdio += b.session_count();
+                    bridged += b.session_count();
+                }
+            }
+        }
+        self.stats.snapshot(stdio as u64, bridged as u64)
     }
 
     /// The service's backend and a place for one exchange of `head.principal` under the

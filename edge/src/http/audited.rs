@@ -159,7 +159,7 @@ impl Sink {
         if self.access_log {
             access_log(&record);
         }
-        self.metrics.request_done(&record, took);
+        self.metrics.request_done(&record, started, took);
         self.feed.request_done(&record, took);
         if let Some(auditor) = &self.auditor {
             for line in record.into_lines() {
@@ -299,6 +299,7 @@ pub fn audited(resp: Response<Body>, mut pending: PendingRecord) -> Response<Bod
 
 struct Audited {
     inner: Body,
+    event_stream: Option<crate::metrics::EventStream>,
     record: Option<AuditRecord>,
     trace: RequestTrace,
     bytes_out: u64,
@@ -320,9 +321,13 @@ fn wrap(
             record.outcome = outcome;
         }
     }
+    // Counted as an open event stream until its body ends or the client leaves.
+    let event_stream = crate::http::media::is_event_stream(resp.headers())
+        .then(|| sink.metrics.event_stream(record.service.as_deref()));
     let (parts, inner) = resp.into_parts();
     let body = Audited {
         inner,
+        event_stream,
         record: Some(record),
         trace,
         bytes_out: 0,
@@ -334,6 +339,7 @@ fn wrap(
 
 impl Audited {
     fn finish(&mut self, failed: bool) {
+        self.event_stream = None;
         if let Some(mut record) = self.record.take() {
             record.bytes_out = Some(self.bytes_out);
             if failed && record.outcome == Outcome::Ok {

@@ -45,3 +45,10 @@ pub fn check_media(method: &Method, headers: &HeaderMap) -> Result<(), Refusal> 
     }
     Ok(())
 }
+
+/// Whether a response's `Content-Type` says it is an event stream.
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}

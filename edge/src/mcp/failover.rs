@@ -22,10 +22,11 @@
 //! on both attempts, so it can tell a repeat.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use underpass_audit::{AuditRecord, Outcome};
+use underpass_audit::{AuditRecord, ExchangeTiming, Outcome};
 use underpass_mcp::jsonrpc::code;
 use underpass_mcp::Target as McpTarget;
 use underpass_proto::frame::{RequestHead, ResponseHead};
@@ -153,17 +154,27 @@ async fn attempt(
         return Err(Box::new(refusal));
     }
     let in_flight = tunnel.load.begin();
-    Ok(
-        match exchange_then(&tunnel.conn, head, body, on_hang_up).await {
-            Ok((head, recv)) => Ok(Sent {
-                tunnel,
-                head,
-                recv,
-                in_flight,
-            }),
-            Err(e) => Err((tunnel, e)),
-        },
-    )
+    // A retry's tunnel time counts from the first attempt.
+    let sent_at = audit.exchange.map_or_else(Instant::now, |e| e.sent_at);
+    let result = exchange_then(&tunnel.conn, head, body, on_hang_up).await;
+    audit.exchange = Some(ExchangeTiming {
+        sent_at,
+        head_after: sent_at.elapsed(),
+        backend: result
+            .as_ref()
+            .ok()
+            .and_then(|(h, _)| h.backend_us)
+            .map(Duration::from_micros),
+    });
+    Ok(match result {
+        Ok((head, recv)) => Ok(Sent {
+            tunnel,
+            head,
+            recv,
+            in_flight,
+        }),
+        Err(e) => Err((tunnel, e)),
+    })
 }
 
 fn failed_exchange(

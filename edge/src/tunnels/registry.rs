@@ -136,6 +136,10 @@ pub struct Registry {
     /// Connectors an operator drained (admin API): their tunnels, present and future, get
     /// no new work; requests of their open sessions still reach them.
     drained: RwLock<std::collections::BTreeSet<String>>,
+    /// Tunnels accepted since start (`underpass_tunnel_connects_total`).
+    pub connects: crate::metrics::Connects,
+    /// The latest figures each connector reported (`Stats`).
+    pub connector_stats: crate::metrics::ConnectorStats,
 }
 
 /// Most ended sessions remembered; beyond, the older half is forgotten (their ids then reach
@@ -169,6 +173,7 @@ impl Registry {
         cert_serial: String,
     ) -> Arc<Tunnel> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.connects.count(&connector, conn.transport());
         let held = Mutex::new(conn.peer_chain());
         let tunnel = Arc::new(Tunnel {
             id,

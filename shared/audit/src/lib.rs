@@ -61,7 +61,10 @@ pub use chain::GENESIS;
 pub use config::{AuditConfig, OnFailure};
 pub use error::AuditError;
 pub use outcome::Outcome;
-pub use record::{Aggregate, AuditRecord, AuthMethod, CallAudit, ChainPoint, Decision, TrailEvent};
+pub use record::{
+    Aggregate, AuditRecord, AuthMethod, CallAudit, ChainPoint, Decision, ExchangeTiming,
+    TrailEvent,
+};
 pub use redact::redact_arguments;
 pub use sink::Auditor;
 pub use time::{format_time, now};

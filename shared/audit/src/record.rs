@@ -119,6 +119,10 @@ pub struct AuditRecord {
     /// (see [`AuditRecord::into_lines`]); never serialized itself.
     #[serde(skip)]
     pub calls: Vec<CallAudit>,
+    /// When the request went down a tunnel and how long its answer's head took: the edge's
+    /// latency metrics split with it; never serialized.
+    #[serde(skip)]
+    pub exchange: Option<ExchangeTiming>,
     /// IP address the client connected from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -135,6 +139,18 @@ pub struct AuditRecord {
     /// `audit_reopened` or `audit_retention`), never about a client request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trail: Option<TrailEvent>,
+}
+
+/// The timing of a request's tunnel exchange (see [`AuditRecord::exchange`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeTiming {
+    /// When the edge started sending the request down a tunnel.
+    pub sent_at: std::time::Instant,
+    /// From then until the connector's response head arrived (a retry on another tunnel
+    /// included).
+    pub head_after: std::time::Duration,
+    /// What the connector reported as its backend's time to the response head.
+    pub backend: Option<std::time::Duration>,
 }
 
 /// Repeated refusals, counted instead of written one by one (see `refusals_per_source`).

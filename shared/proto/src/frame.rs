@@ -73,6 +73,11 @@ pub struct RequestHead {
 pub struct ResponseHead {
     pub status: u16,
     pub headers: Vec<Header>,
+    /// Microseconds the connector waited for its backend's response head (from sending the
+    /// request to the backend); the edge splits its latency metrics with it. Absent from
+    /// older connectors and from answers no backend gave (refusals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_us: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -29,7 +29,7 @@ prop_compose! {
 
 prop_compose! {
     fn response_head()(status in any::<u16>(), headers in headers()) -> ResponseHead {
-        ResponseHead { status, headers }
+        ResponseHead { status, headers, backend_us: None }
     }
 }
 

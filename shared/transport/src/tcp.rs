@@ -381,6 +381,7 @@ async fn keep_alive(shared: Arc<Shared>, ping: Option<h2::PingPong>, activity: A
     let mut closed = shared.closed.subscribe();
     let mut tick = tokio::time::interval(KEEP_ALIVE);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping_sent: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -391,10 +392,31 @@ async fn keep_alive(shared: Arc<Shared>, ping: Option<h2::PingPong>, activity: A
             shared.local_code.store(0, Ordering::Relaxed);
             return shared.set_closed(format!("timed out: nothing received for {idle:?}"));
         }
-        // Collect an answered PING, then send the next one (while one is unanswered, h2
-        // refuses another: the idle check above is what counts).
-        let _ = std::future::poll_fn(|cx| Poll::Ready(ping.poll_pong(cx))).await;
-        let _ = ping.send_ping(h2::Ping::opaque());
+        // Collect an answered PING (its round trip is the tunnel's RTT), then send the next
+        // one (while one is unanswered, h2 refuses another: the idle check above is what
+        // counts).
+        if let Poll::Ready(Ok(_)) = std::future::poll_fn(|cx| Poll::Ready(ping.poll_pong(cx))).await
+        {
+            if let Some(sent) = ping_sent.take() {
+                shared.note_rtt(sent.elapsed());
+            }
+        }
+        if ping_sent.is_none() && ping.send_ping(h2::Ping::opaque()).is_ok() {
+            ping_sent = Some(Instant::now());
+            // Wait for this PONG (bounded by the next tick) so the RTT is measured, not the
+            // tick's period.
+            tokio::select! {
+                r = std::future::poll_fn(|cx| ping.poll_pong(cx)) => {
+                    if r.is_ok() {
+                        if let Some(sent) = ping_sent.take() {
+                            shared.note_rtt(sent.elapsed());
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(KEEP_ALIVE) => {}
+                _ = until_closed(&mut closed) => return,
+            }
+        }
     }
 }
 
@@ -436,9 +458,16 @@ struct Shared {
     closed: watch::Sender<Option<String>>,
     /// The application code of a local close (sent in the connector's `GOAWAY`).
     local_code: AtomicU32,
+    /// The last PING's round trip, in microseconds (0: none answered yet).
+    rtt_us: AtomicU64,
 }
 
 impl Shared {
+    fn note_rtt(&self, rtt: Duration) {
+        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.rtt_us.store(us, Ordering::Relaxed);
+    }
+
     fn set_closed(&self, reason: String) {
         self.closed.send_if_modified(|r| {
             if r.is_some() {
@@ -497,7 +526,16 @@ impl TcpTunnel {
             side,
             closed: watch::channel(None).0,
             local_code: AtomicU32::new(0),
+            rtt_us: AtomicU64::new(0),
         }))
+    }
+
+    /// The round trip of the last answered HTTP/2 PING; `None` before the first.
+    pub fn rtt(&self) -> Option<Duration> {
+        match self.0.rtt_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
     }
 
     fn lost(&self) -> TransportError {

@@ -99,6 +99,15 @@ impl TunnelConn {
         }
     }
 
+    /// The connection's round-trip time: QUIC's estimate, or over TCP the last HTTP/2 PING's
+    /// round trip (`None` until one was answered).
+    pub fn rtt(&self) -> Option<std::time::Duration> {
+        match self {
+            TunnelConn::Quic(c) => Some(c.rtt()),
+            TunnelConn::Tcp(c) => c.rtt(),
+        }
+    }
+
     /// The peer's address.
     pub fn remote_addr(&self) -> SocketAddr {
         match self {

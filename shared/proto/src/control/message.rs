@@ -140,6 +140,58 @@ pub struct TimeIs {
     pub unix_ms: i64,
 }
 
+/// Connector → edge: the connector's own figures, cumulative since it started (a snapshot,
+/// not deltas: the edge keeps the latest per connector, so a snapshot sent on several tunnels
+/// is not counted twice). Sent every few seconds on each tunnel; the edge exports them as
+/// `underpass_connector_*`. Optional: sent only to an edge that announced `"Stats"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Per service the connector offers.
+    #[serde(default)]
+    pub services: Vec<ServiceStats>,
+    /// Stdio backend processes running now.
+    #[serde(default)]
+    pub stdio_processes: u64,
+    /// Legacy (2024-11-05) bridge sessions open now.
+    #[serde(default)]
+    pub bridge_sessions: u64,
+    /// Exchanges being served now.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// Tunnels established per edge (as configured), since start: reconnects show as its rate.
+    #[serde(default)]
+    pub connects: Vec<EdgeConnects>,
+}
+
+/// One service's exchanges and backend traffic in [`Stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStats {
+    pub service: String,
+    /// Exchanges its backend answered.
+    #[serde(default)]
+    pub ok: u64,
+    /// Exchanges its backend failed (unreachable, broken answer).
+    #[serde(default)]
+    pub backend_error: u64,
+    /// Exchanges refused before the backend (over the service's caps).
+    #[serde(default)]
+    pub refused: u64,
+    /// Request body bytes sent to the backend.
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// Response body bytes received from the backend.
+    #[serde(default)]
+    pub bytes_out: u64,
+}
+
+/// Tunnels a connector established to one edge, in [`Stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeConnects {
+    /// The edge as the connector's configuration names it (`host:port`).
+    pub edge: String,
+    pub connects: u64,
+}
+
 /// A control message of a type this build knows.
 ///
 /// Serialized externally tagged (`{"Hello": {...}}`), as the first builds wrote their
@@ -171,6 +223,8 @@ pub enum Control {
     Time(Time),
     /// See [`TimeIs`].
     TimeIs(TimeIs),
+    /// See [`Stats`].
+    Stats(Stats),
     /// Stands in, in unit tests, for the first optional message type (drain notices,
     /// certificate renewal, ...): sent only to a peer that announced `"Probe"`.
     #[cfg(test)]
@@ -196,6 +250,7 @@ impl Control {
             Control::ReauthRefused(_) => "ReauthRefused",
             Control::Time(_) => "Time",
             Control::TimeIs(_) => "TimeIs",
+            Control::Stats(_) => "Stats",
             #[cfg(test)]
             Control::Probe { .. } => "Probe",
         }
@@ -264,6 +319,7 @@ impl<'de> Visitor<'de> for ReceivedVisitor {
             "ReauthRefused" => Received::Known(Control::ReauthRefused(map.next_value()?)),
             "Time" => Received::Known(Control::Time(map.next_value()?)),
             "TimeIs" => Received::Known(Control::TimeIs(map.next_value()?)),
+            "Stats" => Received::Known(Control::Stats(map.next_value()?)),
             #[cfg(test)]
             "Probe" => {
                 #[derive(Deserialize)]

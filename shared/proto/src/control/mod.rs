@@ -42,8 +42,8 @@ mod message;
 pub use connector::{ConnectorControl, ConnectorOutput};
 pub use edge::{EdgeControl, EdgeOutput};
 pub use message::{
-    Control, Draining, Hello, Limits, Reauth, ReauthRefused, Reauthed, Received, Refused, Renew,
-    RenewRefused, Renewed, Time, TimeIs, Welcome,
+    Control, Draining, EdgeConnects, Hello, Limits, Reauth, ReauthRefused, Reauthed, Received,
+    Refused, Renew, RenewRefused, Renewed, ServiceStats, Stats, Time, TimeIs, Welcome,
 };
 
 use crate::frame::FrameError;
@@ -52,7 +52,7 @@ use crate::frame::FrameError;
 /// `Welcome`: [`Draining`] (either side, on SIGTERM); [`Renew`] (connector → edge) answered by
 /// [`Renewed`] or [`RenewRefused`]; [`Reauth`] (connector → edge) answered by [`Reauthed`] or
 /// [`ReauthRefused`]; [`Time`] (connector → edge, the doctor's clock-skew check) answered by
-/// [`TimeIs`].
+/// [`TimeIs`]; [`Stats`] (connector → edge, its figures for the edge's metrics).
 pub const CAPABILITIES: &[&str] = &[
     "Draining",
     "Renew",
@@ -63,6 +63,7 @@ pub const CAPABILITIES: &[&str] = &[
     "ReauthRefused",
     "Time",
     "TimeIs",
+    "Stats",
 ];
 
 /// Why a control machine stopped, or refused a call. Every error but [`ControlError::State`]

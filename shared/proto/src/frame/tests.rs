@@ -59,6 +59,7 @@ fn frame_buffer_reassembles_frames_split_anywhere() {
     let two = encode(&ResponseHead {
         status: 200,
         headers: vec![],
+        backend_us: Some(1500),
     })
     .unwrap();
     let wire = [one.as_slice(), two.as_slice()].concat();
@@ -91,6 +92,7 @@ async fn async_shells_match_pure_functions() {
     let resp = ResponseHead {
         status: 200,
         headers: vec![("content-type".into(), b"text/event-stream".to_vec())],
+        backend_us: None,
     };
     let mut wire = Vec::new();
     write_frame(&mut wire, &resp).await.unwrap();
@@ -113,4 +115,32 @@ async fn async_shells_match_pure_functions() {
         read_frame::<ResponseHead, _>(&mut cut).await,
         Err(FrameError::Truncated)
     ));
+}
+
+#[test]
+fn backend_time_is_optional_both_ways() {
+    // An older connector's head (no `backend_us`) still decodes, and an older edge reads a
+    // newer head (named maps: unknown keys are skipped).
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct OldHead {
+        status: u16,
+        headers: Vec<Header>,
+    }
+    let old = encode(&OldHead {
+        status: 200,
+        headers: vec![],
+    })
+    .unwrap();
+    let (new, _) = decode::<ResponseHead>(&old).unwrap().unwrap();
+    assert_eq!(new.backend_us, None);
+    let timed = encode(&ResponseHead {
+        status: 201,
+        headers: vec![],
+        backend_us: Some(42),
+    })
+    .unwrap();
+    let (back, _) = decode::<ResponseHead>(&timed).unwrap().unwrap();
+    assert_eq!(back.backend_us, Some(42));
+    let (seen_by_old, _) = decode::<OldHead>(&timed).unwrap().unwrap();
+    assert_eq!(seen_by_old.status, 201);
 }

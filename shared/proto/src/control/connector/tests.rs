@@ -304,3 +304,23 @@ fn the_two_machines_talk() {
         }
     }
 }
+
+#[test]
+fn stats_go_only_to_an_edge_that_announced_them() {
+    let stats = Control::Stats(crate::control::Stats {
+        in_flight: 2,
+        ..Default::default()
+    });
+    let mut c = established(&[], &["Stats"]);
+    assert_eq!(
+        c.send(stats.clone()).unwrap(),
+        [ConnectorOutput::Send(stats.clone())]
+    );
+    // An older edge (no "Stats" in its Welcome) is sent none; the tunnel carries on.
+    let mut c = established(&[], &["Time"]);
+    assert!(matches!(
+        c.send(stats),
+        Err(ControlError::PeerDidNotAnnounce("Stats"))
+    ));
+    assert!(c.is_established());
+}

@@ -351,3 +351,40 @@ fn the_end_of_the_stream() {
     assert_eq!(edge.handle_end().unwrap(), []);
     assert!(edge.is_established());
 }
+
+fn stats() -> Control {
+    Control::Stats(crate::control::Stats {
+        services: vec![crate::control::ServiceStats {
+            service: "everything".into(),
+            ok: 3,
+            bytes_in: 10,
+            ..Default::default()
+        }],
+        stdio_processes: 1,
+        connects: vec![crate::control::EdgeConnects {
+            edge: "edge:7443".into(),
+            connects: 2,
+        }],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn stats_reach_an_edge_that_announced_them_and_break_one_that_did_not() {
+    let mut edge = established(&crate::control::CAPABILITIES[..], &["Stats"]);
+    assert_eq!(
+        edge.handle_bytes(&bytes(&stats())).unwrap(),
+        [EdgeOutput::Message(stats())]
+    );
+    // A connector that did not announce them is sent none.
+    let mut edge = established(&["Stats"], &[]);
+    assert!(matches!(
+        edge.send(stats()),
+        Err(ControlError::PeerDidNotAnnounce("Stats"))
+    ));
+    let mut edge = established(&[], &["Stats"]);
+    assert!(matches!(
+        edge.handle_bytes(&bytes(&stats())),
+        Err(ControlError::NotAnnounced("Stats"))
+    ));
+}

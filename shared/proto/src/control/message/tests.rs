@@ -297,6 +297,23 @@ fn kinds_and_base() {
         id: 9,
         unix_ms: 1_800_000_000_123,
     });
+    let stats = Control::Stats(Stats {
+        services: vec![ServiceStats {
+            service: "s".into(),
+            ok: 1,
+            backend_error: 2,
+            refused: 3,
+            bytes_in: 4,
+            bytes_out: 5,
+        }],
+        stdio_processes: 1,
+        bridge_sessions: 1,
+        in_flight: 0,
+        connects: vec![EdgeConnects {
+            edge: "e:1".into(),
+            connects: 2,
+        }],
+    });
     for msg in [
         &renew,
         &renewed,
@@ -306,6 +323,7 @@ fn kinds_and_base() {
         &reauth_refused,
         &time,
         &time_is,
+        &stats,
     ] {
         assert!(
             !msg.is_base(),
@@ -328,12 +346,13 @@ fn kinds_and_base() {
         reauth_refused,
         time,
         time_is,
+        stats,
         probe,
     ] {
         let bytes = frame::encode(&msg).unwrap();
         assert_eq!(received(&bytes).unwrap(), Received::Known(msg));
     }
     // Every kind above is known, the base ones are `BASE`, and nothing else is.
-    assert_eq!(BASE.len() + crate::control::CAPABILITIES.len(), 12);
+    assert_eq!(BASE.len() + crate::control::CAPABILITIES.len(), 13);
     assert!(is_known("Probe") && !is_known("Nope"));
 }
