@@ -603,7 +603,11 @@ impl ControlStream {
             .iter()
             .any(|c| c == "Reauth");
         let mut cert_changes = renewals.cert().changes();
-        let reports = self.machine.peer_capabilities().iter().any(|c| c == "Stats");
+        let reports = self
+            .machine
+            .peer_capabilities()
+            .iter()
+            .any(|c| c == "Stats");
         let first = tokio::time::Instant::now() + crate::stats::FIRST_STATS_AFTER;
         let mut report = tokio::time::interval_at(first, crate::stats::STATS_EVERY);
         while self.open {

@@ -136,7 +136,10 @@ fn phases_denials_bytes_streams_tunnels_and_connector_figures() {
         .unwrap_or(0.0)
     };
     assert!(bytes("in") >= sent as f64, "{sent} sent: {text}");
-    assert!(bytes("out") >= received as f64, "{received} received: {text}");
+    assert!(
+        bytes("out") >= received as f64,
+        "{received} received: {text}"
+    );
     // Two tunnels of dc1 (QUIC, or TCP where `auto` fell back), each with its RTT.
     let connects: f64 = text
         .lines()
@@ -182,7 +185,11 @@ fn phases_denials_bytes_streams_tunnels_and_connector_figures() {
         assert!(n > 0, "{}", String::from_utf8_lossy(&head));
         head.extend_from_slice(&buf[..n]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     scrape_until(&d, "one event stream open", |t| {
         sample(t, r#"underpass_event_streams{service="ok"}"#) == Some(1.0)
     });
@@ -195,7 +202,10 @@ fn phases_denials_bytes_streams_tunnels_and_connector_figures() {
     let r = http::request(
         "DELETE",
         &local,
-        &[("Mcp-Session-Id", &session), ("MCP-Protocol-Version", "2025-06-18")],
+        &[
+            ("Mcp-Session-Id", &session),
+            ("MCP-Protocol-Version", "2025-06-18"),
+        ],
         b"",
     )
     .unwrap();

@@ -17,7 +17,14 @@ fn a_snapshot_holds_cumulative_figures_of_configured_services_only() {
     assert_eq!(snap.services.len(), 2);
     let a = &snap.services[0];
     assert_eq!(
-        (a.service.as_str(), a.ok, a.backend_error, a.refused, a.bytes_in, a.bytes_out),
+        (
+            a.service.as_str(),
+            a.ok,
+            a.backend_error,
+            a.refused,
+            a.bytes_in,
+            a.bytes_out
+        ),
         ("a", 2, 1, 0, 10, 200)
     );
     assert_eq!(snap.services[1].refused, 1);

@@ -28,8 +28,8 @@ use prometheus_client::registry::Registry;
 use underpass_audit::Auditor;
 use underpass_shared::telemetry::Tracer;
 
-pub use request::{EventStream, RequestMetrics};
 pub use connectors::ConnectorStats;
+pub use request::{EventStream, RequestMetrics};
 pub use tunnels::Connects;
 
 use crate::revocation::Revocations;

@@ -39,9 +39,7 @@ fn label_values_come_from_the_configuration_or_a_fixed_set() {
         "{text}"
     );
     assert!(
-        line(
-            r#"underpass_requests_total{service="ok",method="tools/call",outcome="denied"} 1"#
-        ),
+        line(r#"underpass_requests_total{service="ok",method="tools/call",outcome="denied"} 1"#),
         "{text}"
     );
     assert!(
@@ -264,7 +262,10 @@ fn tunnel_connects_are_counted_per_connector_with_a_cap() {
         &Tracer::off(),
     );
     let text = metrics.render().unwrap();
-    assert!(text.contains("# TYPE underpass_tunnel_connects counter"), "{text}");
+    assert!(
+        text.contains("# TYPE underpass_tunnel_connects counter"),
+        "{text}"
+    );
     assert!(
         text.contains(r#"underpass_tunnel_connects_total{connector="other",transport="quic"} 6"#),
         "{text}"
@@ -329,7 +330,9 @@ fn connector_figures_keep_served_services_only_and_the_latest_snapshot() {
         "{text}"
     );
     assert!(
-        line(r#"underpass_connector_backend_bytes_total{connector="dc1",service="svc",direction="in"} 10"#),
+        line(
+            r#"underpass_connector_backend_bytes_total{connector="dc1",service="svc",direction="in"} 10"#
+        ),
         "{text}"
     );
     assert!(
@@ -383,7 +386,9 @@ fn connector_figures_are_bounded_and_expire() {
     assert!(c1.connects[0].edge.starts_with("edgex") && c1.connects[0].edge.len() <= 128);
     // Figures go KEEP_FOR after their last snapshot.
     let later = t0 + KEEP_FOR;
-    store.record("fresh", stats_of(&["svc"], 0), all, later).unwrap();
+    store
+        .record("fresh", stats_of(&["svc"], 0), all, later)
+        .unwrap();
     let names: Vec<_> = store.current(later).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["fresh"]);
 }
