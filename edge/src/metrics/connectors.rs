@@ -135,6 +135,9 @@ impl std::fmt::Debug for ConnectorMetrics {
     }
 }
 
+/// A per-connector gauge family: its name, help, and how to read it from a snapshot.
+type Gauge = (&'static str, &'static str, fn(&Stats) -> u64);
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectorLabel {
     connector: String,
@@ -203,7 +206,7 @@ impl Collector for ConnectorMetrics {
                 }
             }
         }
-        let gauges: [(&str, &str, fn(&Stats) -> u64); 3] = [
+        let gauges: [Gauge; 3] = [
             (
                 "connector_stdio_processes",
                 "Stdio backend processes each connector runs now",

@@ -371,7 +371,7 @@ fn stats() -> Control {
 
 #[test]
 fn stats_reach_an_edge_that_announced_them_and_break_one_that_did_not() {
-    let mut edge = established(&crate::control::CAPABILITIES[..], &["Stats"]);
+    let mut edge = established(crate::control::CAPABILITIES, &["Stats"]);
     assert_eq!(
         edge.handle_bytes(&bytes(&stats())).unwrap(),
         [EdgeOutput::Message(stats())]
