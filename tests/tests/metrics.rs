@@ -214,3 +214,67 @@ fn phases_denials_bytes_streams_tunnels_and_connector_figures() {
         sample(t, r#"underpass_connector_stdio_processes{connector="dc1"}"#) == Some(0.0)
     });
 }
+
+/// Over the TCP carrier the RTT is the round trip of the carrier's HTTP/2 keep-alive PING.
+#[test]
+fn tcp_tunnels_show_their_rtt_and_connects() {
+    let scratch = tempfile::tempdir().unwrap();
+    let backend = FaultBackend::start(scratch.path());
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki"));
+    pki.issue("edge", "edge");
+    let (cert, key) = pki.issue("connector", "dc1");
+    let edge_setup = EdgeSetup::write(
+        dir.path(),
+        false,
+        &[("ok", &["dc1"])],
+        "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+    );
+    let edge = edge_setup.start(dir.path());
+    let connector_config = write_connector_config(
+        dir.path(),
+        "connector.toml",
+        "dc1",
+        edge_setup.tunnel_port,
+        ConnectorPki {
+            cert: &cert,
+            key: &key,
+            ca: &pki.ca(),
+        },
+        &[("ok", &backend.url("ok"))],
+    );
+    prepend_top_level(&connector_config, "transport = \"tcp\"");
+    let connector = start_connector(dir.path(), "connector", &connector_config);
+    edge_setup.wait_ready("ok", Duration::from_secs(30));
+    let d = Deployment {
+        dir,
+        pki,
+        edge_setup,
+        edge,
+        connector,
+        connector_config,
+    };
+    let text = scrape_until(&d, "the RTT of both TCP tunnels", |t| {
+        t.lines()
+            .filter(|l| {
+                l.starts_with(r#"underpass_tunnel_rtt_seconds{connector="dc1",transport="tcp","#)
+            })
+            .count()
+            == 2
+    });
+    assert_eq!(
+        sample(
+            &text,
+            r#"underpass_tunnel_connects_total{connector="dc1",transport="tcp"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    let rtts: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("underpass_tunnel_rtt_seconds{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    // A measured round trip, not a placeholder.
+    assert!(rtts.iter().all(|r| *r > 0.0), "{text}");
+}
