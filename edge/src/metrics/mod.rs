@@ -15,7 +15,7 @@
 //! verbatim from a client; sets that can grow are capped ([`capped`]): a client choosing
 //! service or method names cannot grow the exposition.
 
-mod capped;
+pub mod capped;
 pub mod connectors;
 pub mod phases;
 pub mod request;
@@ -28,9 +28,7 @@ use prometheus_client::registry::Registry;
 use underpass_audit::Auditor;
 use underpass_shared::telemetry::Tracer;
 
-pub use connectors::ConnectorStats;
 pub use request::{EventStream, RequestMetrics};
-pub use tunnels::Connects;
 
 use crate::revocation::Revocations;
 use crate::tunnels::registry::Registry as Tunnels;

@@ -248,7 +248,7 @@ fn an_event_stream_counts_until_its_guard_drops() {
 #[test]
 fn tunnel_connects_are_counted_per_connector_with_a_cap() {
     let tunnels = Arc::new(Tunnels::default());
-    for i in 0..tunnels::MAX_CONNECTORS + 5 {
+    for i in 0..crate::tunnels::connects::MAX_CONNECTORS + 5 {
         tunnels.connects.count(&format!("c{i}"), "quic");
     }
     tunnels.connects.count("dc1", "quic");
@@ -348,7 +348,7 @@ fn connector_figures_keep_served_services_only_and_the_latest_snapshot() {
 
 #[test]
 fn connector_figures_are_bounded_and_expire() {
-    use super::connectors::{ConnectorStats, Refused, KEEP_FOR, LOG_EVERY, MAX_ENTRIES};
+    use crate::tunnels::stats::{ConnectorStats, Refused, KEEP_FOR, LOG_EVERY, MAX_ENTRIES};
     let store = ConnectorStats::default();
     let t0 = Instant::now();
     let all = |_: &str| true;
@@ -363,7 +363,7 @@ fn connector_figures_are_bounded_and_expire() {
     assert!(!store.log_refusal(t0 + Duration::from_secs(59)));
     assert!(store.log_refusal(t0 + LOG_EVERY));
     // At most MAX_CONNECTORS connectors are kept; one already kept may update.
-    for i in 0..tunnels::MAX_CONNECTORS {
+    for i in 0..crate::tunnels::connects::MAX_CONNECTORS {
         store
             .record(&format!("c{i}"), stats_of(&["svc"], 0), all, t0)
             .unwrap();

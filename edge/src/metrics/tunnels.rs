@@ -2,7 +2,7 @@
 //! `underpass_tunnel_rtt_seconds` and `underpass_tunnel_connects_total`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -10,48 +10,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-use super::capped::Capped;
 use crate::tunnels::registry::Registry as Tunnels;
-
-/// Most distinct connector names kept as label values of `tunnel_connects_total`; beyond,
-/// `other` (names come from verified certificates, but a CA may issue many).
-pub const MAX_CONNECTORS: usize = 1024;
-
-/// Tunnels accepted since start, by connector and transport.
-pub struct Connects {
-    names: Capped,
-    counts: Mutex<BTreeMap<TunnelLabels, u64>>,
-}
-
-impl Default for Connects {
-    fn default() -> Self {
-        Connects {
-            names: Capped::new(MAX_CONNECTORS),
-            counts: Mutex::new(BTreeMap::new()),
-        }
-    }
-}
-
-impl Connects {
-    /// A tunnel of `connector` over `transport` was accepted.
-    pub fn count(&self, connector: &str, transport: &'static str) {
-        let labels = TunnelLabels {
-            connector: self.names.label(connector),
-            transport,
-        };
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(labels)
-            .or_insert(0) += 1;
-    }
-
-    fn snapshot(&self) -> Vec<(TunnelLabels, u64)> {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.iter().map(|(l, n)| (l.clone(), *n)).collect()
-    }
-}
 
 /// The tunnel families, read from the registry when scraped.
 pub(super) struct TunnelMetrics(pub Arc<Tunnels>);
@@ -119,7 +78,11 @@ impl Collector for TunnelMetrics {
             None,
             MetricType::Counter,
         )?;
-        for (labels, n) in self.0.connects.snapshot() {
+        for (connector, transport, n) in self.0.connects.snapshot() {
+            let labels = TunnelLabels {
+                connector,
+                transport,
+            };
             ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
         }
         let sessions = ConstGauge::new(i64::try_from(self.0.session_count()).unwrap_or(i64::MAX));

@@ -445,9 +445,12 @@ impl ControlStream {
                     self.answer(Control::TimeIs(control::TimeIs { id, unix_ms }))
                         .await?
                 }
-                EdgeOutput::Message(Control::Stats(stats)) => {
-                    crate::metrics::connectors::received(&self.service, &self.connector, stats)
-                }
+                EdgeOutput::Message(Control::Stats(stats)) => super::stats::received(
+                    &self.service.registry.connector_stats,
+                    &self.service.config,
+                    &self.connector,
+                    stats,
+                ),
                 EdgeOutput::Message(msg) => tracing::debug!(
                     connector = %self.connector,
                     kind = msg.kind(),

@@ -137,9 +137,9 @@ pub struct Registry {
     /// no new work; requests of their open sessions still reach them.
     drained: RwLock<std::collections::BTreeSet<String>>,
     /// Tunnels accepted since start (`underpass_tunnel_connects_total`).
-    pub connects: crate::metrics::Connects,
+    pub connects: super::connects::Connects,
     /// The latest figures each connector reported (`Stats`).
-    pub connector_stats: crate::metrics::ConnectorStats,
+    pub connector_stats: super::stats::ConnectorStats,
 }
 
 /// Most ended sessions remembered; beyond, the older half is forgotten (their ids then reach
