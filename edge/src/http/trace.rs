@@ -4,6 +4,7 @@
 //! (`traceparent` header, else `params._meta.traceparent` of a 2026-07-28 request), or one the
 //! edge starts. Building the spans is a pure function of the marks and the audit record.
 
+use std::borrow::Cow;
 use std::time::{Instant, SystemTime};
 
 use http::HeaderMap;
@@ -122,11 +123,11 @@ impl RequestTrace {
         if let Some(status) = record.http_status {
             attributes.push(("http.response.status_code", AttrValue::Int(status.into())));
         }
-        let span = |span_id, parent, name: &str, kind, start, end, attributes, error| SpanRecord {
+        let span = |span_id, parent, name, kind, start, end, attributes, error| SpanRecord {
             trace_id: self.context.trace_id,
             span_id,
             parent_span_id: parent,
-            name: name.to_owned(),
+            name,
             kind,
             start,
             end,
@@ -136,7 +137,7 @@ impl RequestTrace {
         let mut spans = vec![span(
             self.server_span,
             self.context.parent_id,
-            &name,
+            Cow::Owned(name),
             SpanKind::Server,
             self.started_at,
             end,
@@ -159,7 +160,7 @@ impl RequestTrace {
         spans.push(span(
             new_span_id(),
             Some(self.server_span),
-            "admission",
+            Cow::Borrowed("admission"),
             SpanKind::Internal,
             self.started_at,
             self.admitted.map_or(end, at),
@@ -170,7 +171,7 @@ impl RequestTrace {
             spans.push(span(
                 self.exchange_span,
                 Some(self.server_span),
-                "tunnel exchange",
+                Cow::Borrowed("tunnel exchange"),
                 SpanKind::Client,
                 at(exchange),
                 end,

@@ -16,20 +16,23 @@ use super::{AttrValue, SpanKind, SpanRecord};
 pub const SCOPE: &str = "underpass";
 
 /// The request body posted to `/v1/traces`: one resource (`service.name` = `service`), one
-/// scope, the spans in order.
-pub fn encode(service: &str, spans: &[SpanRecord]) -> Vec<u8> {
+/// scope, the spans in order. Takes the spans by value: their strings move into the message.
+pub fn encode(service: &str, spans: impl IntoIterator<Item = SpanRecord>) -> Vec<u8> {
     request(service, spans).encode_to_vec()
 }
 
-fn request(service: &str, spans: &[SpanRecord]) -> ExportTraceServiceRequest {
+fn request(
+    service: &str,
+    spans: impl IntoIterator<Item = SpanRecord>,
+) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![
-                    attribute("service.name", &AttrValue::Str(service.to_owned())),
+                    attribute("service.name", AttrValue::Str(service.to_owned())),
                     attribute(
                         "service.version",
-                        &AttrValue::Str(env!("CARGO_PKG_VERSION").to_owned()),
+                        AttrValue::Str(env!("CARGO_PKG_VERSION").to_owned()),
                     ),
                 ],
                 ..Default::default()
@@ -40,7 +43,7 @@ fn request(service: &str, spans: &[SpanRecord]) -> ExportTraceServiceRequest {
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     ..Default::default()
                 }),
-                spans: spans.iter().map(span).collect(),
+                spans: spans.into_iter().map(span).collect(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -48,15 +51,15 @@ fn request(service: &str, spans: &[SpanRecord]) -> ExportTraceServiceRequest {
     }
 }
 
-fn span(s: &SpanRecord) -> Span {
+fn span(s: SpanRecord) -> Span {
     let kind = match s.kind {
         SpanKind::Internal => span::SpanKind::Internal,
         SpanKind::Server => span::SpanKind::Server,
         SpanKind::Client => span::SpanKind::Client,
     };
-    let status = match &s.error {
+    let status = match s.error {
         Some(message) => Status {
-            message: message.clone(),
+            message,
             code: status::StatusCode::Error as i32,
         },
         None => Status::default(),
@@ -65,20 +68,24 @@ fn span(s: &SpanRecord) -> Span {
         trace_id: s.trace_id.to_vec(),
         span_id: s.span_id.to_vec(),
         parent_span_id: s.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
-        name: s.name.clone(),
+        name: s.name.into_owned(),
         kind: kind as i32,
         start_time_unix_nano: unix_nanos(s.start),
         end_time_unix_nano: unix_nanos(s.end.max(s.start)),
-        attributes: s.attributes.iter().map(|(k, v)| attribute(k, v)).collect(),
+        attributes: s
+            .attributes
+            .into_iter()
+            .map(|(k, v)| attribute(k, v))
+            .collect(),
         status: Some(status),
         ..Default::default()
     }
 }
 
-fn attribute(key: &str, value: &AttrValue) -> KeyValue {
+fn attribute(key: &str, value: AttrValue) -> KeyValue {
     let value = match value {
-        AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
-        AttrValue::Int(i) => any_value::Value::IntValue(*i),
+        AttrValue::Str(s) => any_value::Value::StringValue(s),
+        AttrValue::Int(i) => any_value::Value::IntValue(i),
     };
     KeyValue {
         key: key.to_owned(),

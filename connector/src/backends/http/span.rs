@@ -41,7 +41,7 @@ impl BackendSpan {
                 trace_id: context.trace_id,
                 span_id,
                 parent_span_id: context.parent_id,
-                name: format!("backend {}", head.service),
+                name: format!("backend {}", head.service).into(),
                 kind: SpanKind::Client,
                 start: now,
                 end: now,
