@@ -38,10 +38,9 @@ pub(super) async fn run(buffer: Weak<Buffer>, collector: Collector, service: Str
             return; // every tracer is gone
         };
         let mut spans = buffer.take(spare);
-        while !spans.is_empty() {
-            let n = spans.len().min(MAX_BATCH);
-            let body = otlp::encode(&service, spans.drain(..n));
-            let n = n as u64;
+        for batch in spans.chunks(MAX_BATCH) {
+            let body = otlp::encode(&service, batch);
+            let n = batch.len() as u64;
             match timeout(POST_TIMEOUT, collector.post(body)).await {
                 Ok(Ok(())) => {
                     buffer.stats.exported.fetch_add(n, Ordering::Relaxed);
@@ -64,6 +63,7 @@ pub(super) async fn run(buffer: Weak<Buffer>, collector: Collector, service: Str
                 }
             }
         }
+        spans.clear();
         spare = spans;
     }
 }

@@ -31,28 +31,29 @@ pub enum SpanKind {
     Client,
 }
 
-/// A span attribute's value.
+/// A span attribute's value (borrowed from what the span describes, or owned).
 #[derive(Debug, Clone, PartialEq)]
-pub enum AttrValue {
-    Str(String),
+pub enum AttrValue<'a> {
+    Str(Cow<'a, str>),
     Int(i64),
 }
 
-/// One finished span.
+/// One finished span. It borrows what it describes: recording encodes it at once
+/// ([`otlp::encode_span`]), so nothing of it is copied but its bytes.
 #[derive(Debug, Clone)]
-pub struct SpanRecord {
+pub struct SpanRecord<'a> {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     /// The span that caused this one, absent for a trace's root.
     pub parent_span_id: Option<[u8; 8]>,
     /// Most names are fixed (`admission`); the request's is made per request.
-    pub name: Cow<'static, str>,
+    pub name: Cow<'a, str>,
     pub kind: SpanKind,
     pub start: SystemTime,
     pub end: SystemTime,
-    pub attributes: Vec<(&'static str, AttrValue)>,
+    pub attributes: Vec<(&'static str, AttrValue<'a>)>,
     /// Set when the work failed: the status message.
-    pub error: Option<String>,
+    pub error: Option<Cow<'a, str>>,
 }
 
 /// What became of the spans recorded so far.
@@ -90,9 +91,9 @@ pub struct Tracer {
     on: Option<Arc<Buffer>>,
 }
 
-/// Finished spans waiting for the export task, at most `capacity`.
+/// Finished spans, encoded, waiting for the export task, at most `capacity`.
 struct Buffer {
-    spans: Mutex<Vec<SpanRecord>>,
+    spans: Mutex<Vec<otlp::EncodedSpan>>,
     capacity: usize,
     stats: SpanStats,
 }
@@ -106,7 +107,7 @@ impl Buffer {
         }
     }
 
-    fn push(&self, span: SpanRecord) {
+    fn push(&self, span: otlp::EncodedSpan) {
         let mut spans = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
         if spans.len() < self.capacity {
             spans.push(span);
@@ -118,7 +119,7 @@ impl Buffer {
 
     /// Everything gathered so far, swapped for `empty` (the exporter's spare, emptied, so
     /// its allocation is used again).
-    fn take(&self, empty: Vec<SpanRecord>) -> Vec<SpanRecord> {
+    fn take(&self, empty: Vec<otlp::EncodedSpan>) -> Vec<otlp::EncodedSpan> {
         let mut spans = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
         std::mem::replace(&mut *spans, empty)
     }
@@ -167,10 +168,11 @@ impl Tracer {
         self.on.is_some()
     }
 
-    /// Keeps a finished span for export; never waits (a full buffer drops it, counted).
-    pub fn record(&self, span: SpanRecord) {
+    /// Keeps a finished span for export, encoded; never waits (a full buffer drops it,
+    /// counted).
+    pub fn record(&self, span: &SpanRecord<'_>) {
         if let Some(buffer) = &self.on {
-            buffer.push(span);
+            buffer.push(otlp::encode_span(span));
         }
     }
 
