@@ -31,6 +31,52 @@ fn pooled_client(idle_timeout: Duration) -> HttpClient {
         .build(connector)
 }
 
+/// Why a [`get_once`] got no HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// No TCP connection (nothing listens, no route, no such host).
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// Connected, but what answered is not HTTP/1.x (or it closed without answering).
+    #[error("no HTTP answer: {0}")]
+    NotHttp(String),
+}
+
+/// One GET of `url` (plain http) on a connection of its own, for the doctor and the health
+/// probe, never the request path: the answer's head, its body left to read or drop (an event
+/// stream may never end; dropping it closes the connection).
+pub async fn get_once(
+    url: &http::Uri,
+    accept: &str,
+    user_agent: &str,
+) -> Result<http::Response<hyper::body::Incoming>, GetError> {
+    let authority = url
+        .authority()
+        .ok_or_else(|| GetError::Connect("no host in the url".into()))?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let stream = tokio::net::TcpStream::connect((host, authority.port_u16().unwrap_or(80)))
+        .await
+        .map_err(|e| GetError::Connect(e.to_string()))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| GetError::NotHttp(error_chain(&e)))?;
+    tokio::spawn(conn);
+    let request = http::Request::get(url.path_and_query().map_or("/", |p| p.as_str()))
+        .header(http::header::HOST, authority.as_str())
+        .header(http::header::ACCEPT, accept)
+        .header(http::header::USER_AGENT, user_agent)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| GetError::NotHttp(e.to_string()))?;
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| GetError::NotHttp(error_chain(&e)))
+}
+
 /// An error and all its sources, `: `-joined (hyper's top-level messages say little alone).
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

@@ -55,7 +55,8 @@ pub async fn run(config: ConnectorConfig) -> anyhow::Result<()> {
 
     check_fd_limit(&config);
     let tracer =
-        underpass_shared::telemetry::Tracer::start(&config.telemetry, "underpass-connector");
+        underpass_shared::telemetry::Tracer::start(&config.telemetry, "underpass-connector")
+            .map_err(anyhow::Error::msg)?;
     let backends = Arc::new(Backends::new(&config, &tracer));
     let services: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -48,6 +48,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Asks the running connector whether it is ready, through its loopback `[health]`
+    /// listener: prints its `/readyz` answer; exit status 0 when ready, 1 when not (or no
+    /// answer), 2 when the config cannot be loaded or has no `[health]`. For probes that can
+    /// only run a command (a Kubernetes `exec` probe: the listener is loopback-only).
+    Health {
+        /// Path to connector.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Ask `/healthz` instead (the process is up and answers), for a liveness probe.
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +67,7 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Some(Command::Enroll { token, dir }) => return enroll(&token, &dir),
         Some(Command::Doctor { config, json }) => return doctor(&config, json),
+        Some(Command::Health { config, live }) => return health(&config, live),
         None => {}
     }
     let Some(config) = cli.config else {
@@ -108,6 +121,47 @@ fn doctor(path: &std::path::Path, json: bool) -> std::process::ExitCode {
     );
     print!("{text}");
     std::process::ExitCode::from(code)
+}
+
+/// `health`: `GET /readyz` (or `/healthz`) of the running connector's `[health]` listener.
+fn health(path: &std::path::Path, live: bool) -> std::process::ExitCode {
+    let listen = match underpass_connector::config::ConnectorConfig::load(path) {
+        Ok(config) => match config.health {
+            Some(health) => health.listen,
+            None => {
+                eprintln!(
+                    "underpass-connector: error: {} has no [health] listen: add one (a \
+                     loopback address) to ask the running connector",
+                    path.display()
+                );
+                return std::process::ExitCode::from(2);
+            }
+        },
+        Err(e) => {
+            eprintln!("underpass-connector: error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let answer = underpass_shared::runtime(1)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|rt| {
+            let path = if live { "/healthz" } else { "/readyz" };
+            rt.block_on(underpass_connector::health::ask(listen, path))
+        });
+    match answer {
+        Ok((ready, body)) => {
+            println!("{body}");
+            if ready {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("underpass-connector: not ready: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// `enroll`: the token's edges in order; the suggested config on stdout, the rest on stderr.

@@ -225,7 +225,8 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     )
     .context("cannot set up the identity assertion key")?;
     let jwks = signer.jwks();
-    let tracer = underpass_shared::telemetry::Tracer::start(&config.telemetry, "underpass-edge");
+    let tracer = underpass_shared::telemetry::Tracer::start(&config.telemetry, "underpass-edge")
+        .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(metrics::Metrics::new(
         config.services.iter().map(|s| s.name.as_str()),
         registry.clone(),

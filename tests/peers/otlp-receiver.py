@@ -1,10 +1,14 @@
 """A test OTLP/HTTP trace receiver: decodes each POST /v1/traces with the official
 OpenTelemetry protobuf definitions (PyPI `opentelemetry-proto`) and appends one JSON line per
-span to --out. --mode fail answers 503; --mode stall never answers (a broken collector).
+span to --out. --mode fail answers 503; --mode stall never answers (a broken collector); --mode sink answers
+200 without decoding or writing (a collector that costs the machine nothing, for measuring what
+exporting costs the daemons: `underpass-bench --otlp-endpoint`). With --tls-cert and --tls-key
+it serves HTTPS (TLS 1.3 only).
 Prints "listening on PORT" once it accepts connections."""
 
 import argparse
 import json
+import ssl
 import sys
 import threading
 import time
@@ -26,9 +30,13 @@ def value_of(any_value):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--mode", choices=["ok", "fail", "stall"], default="ok")
+    ap.add_argument("--out", help="the JSON lines of the spans received (not with --mode sink)")
+    ap.add_argument("--mode", choices=["ok", "fail", "stall", "sink"], default="ok")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
+    ap.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
     args = ap.parse_args()
+    if args.mode != "sink" and not args.out:
+        ap.error("--out is required unless --mode sink")
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -43,6 +51,12 @@ def main():
                 return
             if args.mode == "stall":
                 time.sleep(3600)
+            if args.mode == "sink":
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
             if args.mode == "fail":
                 self.send_response(503)
                 self.end_headers()
@@ -83,6 +97,11 @@ def main():
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(f"listening on {server.server_address[1]}", flush=True)
     sys.stdout.flush()
     server.serve_forever()

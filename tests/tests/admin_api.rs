@@ -138,6 +138,13 @@ fn the_admin_api_shows_and_steers_the_live_edge_on_loopback() {
         );
         assert!(t["since"].as_str().unwrap().ends_with('Z'), "{t}");
         assert!(
+            t["build"]
+                .as_str()
+                .unwrap()
+                .starts_with("underpass-connector "),
+            "the build the connector announced: {t}"
+        );
+        assert!(
             t["certificate"]["expires_in_seconds"].as_i64().unwrap() > 0,
             "{t}"
         );
@@ -304,6 +311,43 @@ fn the_admin_api_shows_and_steers_the_live_edge_on_loopback() {
         log.lines()
             .any(|l| l.contains("admin: connector drained") && l.contains("loopback")),
         "no admin log line naming the actor:\n{log}"
+    );
+    // And each change is on the audit trail, with who made it.
+    let audit = d.dir.path().join("audit.jsonl");
+    let admin_records = |audit: &std::path::Path| -> Vec<Value> {
+        std::fs::read_to_string(audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["rule"] == "admin")
+            .collect()
+    };
+    let records = wait_for(
+        "the admin actions' audit records",
+        Duration::from_secs(10),
+        || {
+            let records = admin_records(&audit);
+            (records.len() >= 4).then_some(records)
+        },
+    );
+    let targets: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["target"].as_str())
+        .collect();
+    for done in [
+        "end sessions of apikey:ci",
+        "reload: ",
+        "drain dc1",
+        "resume dc1",
+    ] {
+        assert!(
+            targets.iter().any(|t| t.starts_with(done)),
+            "{done:?} not audited: {records:#?}"
+        );
+    }
+    assert!(
+        records.iter().all(|r| r["principal"] == "loopback"),
+        "{records:#?}"
     );
 }
 

@@ -109,6 +109,12 @@ fn systemd_units_raise_the_open_file_limit() {
     let dir = repo_root().join("deploy/examples");
     for unit in ["underpass-edge.service", "underpass-connector.service"] {
         let text = std::fs::read_to_string(dir.join(unit)).unwrap();
+        // Set once: with two, the last silently wins and the other misleads its reader.
+        let settings = text
+            .lines()
+            .filter(|l| l.starts_with("LimitNOFILE="))
+            .count();
+        assert_eq!(settings, 1, "{unit} sets LimitNOFILE {settings} times");
         let limit: u64 = text
             .lines()
             .find_map(|l| l.strip_prefix("LimitNOFILE="))

@@ -322,6 +322,22 @@ fn connector_readiness_fails_while_its_backend_is_down_and_recovers() {
     );
     let healthz = http::get(&format!("http://127.0.0.1:{health_port}/healthz")).unwrap();
     assert_eq!(healthz.status, 200);
+    // What an exec probe runs (the listener is loopback-only): not ready, but live.
+    let probe = |live: bool| {
+        let mut command = Command::new(bin("underpass-connector"));
+        command.arg("health").arg("--config").arg(&config);
+        if live {
+            command.arg("--live");
+        }
+        command.output().unwrap()
+    };
+    let not_ready = probe(false);
+    assert_eq!(not_ready.status.code(), Some(1), "{not_ready:?}");
+    assert!(
+        String::from_utf8_lossy(&not_ready.stdout).contains("service demo backend"),
+        "{not_ready:?}"
+    );
+    assert_eq!(probe(true).status.code(), Some(0));
 
     // The backend comes up: readiness follows within a re-check.
     let mut backend = Proc::spawn(
@@ -335,4 +351,27 @@ fn connector_readiness_fails_while_its_backend_is_down_and_recovers() {
     assert_eq!(body["status"], "ready", "{status} {body}");
     assert_eq!(body["problems"], serde_json::json!([]), "{body}");
     connector.wait_for_log("pre-flight check passes again", Duration::from_secs(10));
+    let ready = probe(false);
+    assert_eq!(ready.status.code(), Some(0), "{ready:?}");
+
+    // Gone: the probe fails instead of hanging; without [health] it says what to add.
+    drop(connector);
+    assert_eq!(probe(true).status.code(), Some(1));
+    let bare = connector_config(
+        dir,
+        "bare.toml",
+        &pki,
+        &[format!("127.0.0.1:{}", setup.tunnel_port)],
+        &[("demo", &backend_url)],
+    );
+    let out = Command::new(bin("underpass-connector"))
+        .args(["health", "--config"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[health]"),
+        "{out:?}"
+    );
 }

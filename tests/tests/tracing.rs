@@ -18,18 +18,29 @@ const POLICY: &str = "[[allow]]\nprincipals = [\"anonymous\"]\ntools = [\"echo\"
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
-/// The receiver, writing the spans it decodes to `out`.
-fn receiver(dir: &Path, peers: &Peers, mode: &str) -> (Proc, u16, PathBuf) {
+/// The receiver, writing the spans it decodes to `out`; over HTTPS with `tls` (certificate,
+/// key).
+fn receiver(
+    dir: &Path,
+    peers: &Peers,
+    mode: &str,
+    tls: Option<(&Path, &Path)>,
+) -> (Proc, u16, PathBuf) {
     let out = dir.join(format!("spans-{mode}.jsonl"));
-    let mut p = Proc::spawn(
-        &format!("otlp-{mode}"),
-        dir,
-        Command::new(peers.path("VENV_PYTHON"))
-            .arg(repo_root().join("tests/peers/otlp-receiver.py"))
-            .arg("--out")
-            .arg(&out)
-            .args(["--mode", mode]),
-    );
+    let mut command = Command::new(peers.path("VENV_PYTHON"));
+    command
+        .arg(repo_root().join("tests/peers/otlp-receiver.py"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--mode", mode]);
+    if let Some((cert, key)) = tls {
+        command
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key);
+    }
+    let mut p = Proc::spawn(&format!("otlp-{mode}"), dir, &mut command);
     p.wait_for_log("listening on", Duration::from_secs(30));
     let port = p
         .log_text()
@@ -47,8 +58,8 @@ struct Traced {
 }
 
 /// Edge and connector `dc1` (service `rec` from `backend`), both exporting to
-/// `endpoint`, JSON access log and audit on.
-fn deployment(backend: &str, endpoint: &str, edge_telemetry: &str) -> Traced {
+/// `endpoint` with the `[telemetry]` keys `telemetry`, JSON access log and audit on.
+fn deployment(backend: &str, endpoint: &str, telemetry: &str) -> Traced {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("policy.toml"), POLICY).expect("policy");
     let pki = Pki::init(&dir.path().join("pki"));
@@ -61,7 +72,7 @@ fn deployment(backend: &str, endpoint: &str, edge_telemetry: &str) -> Traced {
         &format!(
             "access_log = true\n[auth]\nanonymous = true\n[policy]\nfile = \"policy.toml\"\n\
              [audit]\nfile = \"audit.jsonl\"\n\
-             [telemetry]\nlog_format = \"json\"\notlp_endpoint = \"{endpoint}\"\n{edge_telemetry}\n"
+             [telemetry]\nlog_format = \"json\"\notlp_endpoint = \"{endpoint}\"\n{telemetry}\n"
         ),
     );
     let edge = edge_setup.start(dir.path());
@@ -80,7 +91,7 @@ fn deployment(backend: &str, endpoint: &str, edge_telemetry: &str) -> Traced {
     let text = std::fs::read_to_string(&config).expect("connector config");
     std::fs::write(
         &config,
-        format!("{text}\n[telemetry]\notlp_endpoint = \"{endpoint}\"\n"),
+        format!("{text}\n[telemetry]\notlp_endpoint = \"{endpoint}\"\n{telemetry}\n"),
     )
     .expect("connector config");
     let connector = start_connector(dir.path(), "connector", &config);
@@ -140,7 +151,7 @@ fn named<'a>(spans: &'a [Value], name: &str) -> &'a Value {
 fn a_call_is_one_trace_from_client_to_backend() {
     let peers = Peers::get();
     let scratch = tempfile::tempdir().unwrap();
-    let (_rx, port, out) = receiver(scratch.path(), &peers, "ok");
+    let (_rx, port, out) = receiver(scratch.path(), &peers, "ok", None);
     let backend = Recorder::start();
     let d = deployment(&backend.url, &format!("http://127.0.0.1:{port}"), "");
     let url = d.edge_setup.url("rec");
@@ -264,7 +275,7 @@ fn a_call_is_one_trace_from_client_to_backend() {
 fn a_collector_that_never_answers_costs_clients_nothing_and_lost_spans_are_counted() {
     let peers = Peers::get();
     let scratch = tempfile::tempdir().unwrap();
-    let (_rx, port, _out) = receiver(scratch.path(), &peers, "stall");
+    let (_rx, port, _out) = receiver(scratch.path(), &peers, "stall", None);
     let backend = Recorder::start();
     let d = deployment(
         &backend.url,
@@ -276,9 +287,8 @@ fn a_collector_that_never_answers_costs_clients_nothing_and_lost_spans_are_count
         let r = http::mcp_post(&url, &[], &call(id, "echo", None)).unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    // 300 requests make 900 edge spans; a batch (at most 512, 200 ms) is stuck in a post that
-    // never ends (5 s before it counts as failed), and the queue holds 8: the rest are
-    // dropped and counted.
+    // 300 requests make 900 edge spans; one export is stuck in a post that never ends (5 s
+    // before it counts as failed), and the buffer holds 8: the rest are dropped and counted.
     let deadline = Instant::now() + Duration::from_secs(10);
     let (dropped, text) = loop {
         let text = http::get(&d.edge_setup.admin("/metrics")).unwrap().text();
@@ -296,4 +306,34 @@ fn a_collector_that_never_answers_costs_clients_nothing_and_lost_spans_are_count
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(dropped >= 1.0, "dropped spans counted: {text}");
+}
+
+#[test]
+fn spans_reach_an_https_collector_under_the_configured_ca() {
+    let peers = Peers::get();
+    let scratch = tempfile::tempdir().unwrap();
+    // The collector's own CA, not the deployment's: its certificate (localhost, 127.0.0.1).
+    let collector_pki = Pki::init(&scratch.path().join("collector-pki"));
+    let (cert, key) = collector_pki.issue("edge", "collector");
+    let (_rx, port, out) = receiver(scratch.path(), &peers, "ok", Some((&cert, &key)));
+    let backend = Recorder::start();
+    let d = deployment(
+        &backend.url,
+        &format!("https://127.0.0.1:{port}"),
+        &format!("otlp_ca = \"{}\"", collector_pki.ca().display()),
+    );
+    let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let r = http::mcp_post(
+        &d.edge_setup.url("rec"),
+        &[("traceparent", &traceparent)],
+        &call(1, "echo", None),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Both daemons' spans crossed TLS: the edge's three and the connector's backend call.
+    let spans = spans_of(&out, CLIENT_TRACE, 4);
+    named(&spans, "tools/call rec");
+    named(&spans, "tunnel exchange");
+    let backend_span = named(&spans, "backend rec");
+    assert_eq!(backend_span["service"], "underpass-connector");
 }

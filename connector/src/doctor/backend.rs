@@ -6,14 +6,10 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use super::probe::PROBE_TIMEOUT;
 use crate::config::{BackendConfig, ServiceConfig};
+use crate::http_client::GetError;
 use underpass_shared::doctor::Check;
-
-/// Most of an answer read to find its status line.
-const MAX_HEAD: usize = 1024;
 
 /// How far an HTTP backend is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +34,7 @@ pub async fn check(service: &ServiceConfig, reach: Reach) -> Check {
             match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
                 Ok(Ok(Some(status))) => Check::pass(name, format!("{url} answers (HTTP {status})")),
                 Ok(Ok(None)) => Check::pass(name, format!("{url} accepts connections")),
-                Ok(Err(HttpProblem::Connect(e))) => Check::fail(
+                Ok(Err(GetError::Connect(e))) => Check::fail(
                     name,
                     format!("cannot connect to {url}: {e}"),
                     format!(
@@ -46,7 +42,7 @@ pub async fn check(service: &ServiceConfig, reach: Reach) -> Check {
                         service.name
                     ),
                 ),
-                Ok(Err(HttpProblem::NotHttp(e))) => Check::fail(
+                Ok(Err(GetError::NotHttp(e))) => Check::fail(
                     name,
                     format!("{url} is reachable but does not answer HTTP: {e}"),
                     format!("is `url` of service {:?} the MCP server?", service.name),
@@ -78,75 +74,30 @@ pub async fn check(service: &ServiceConfig, reach: Reach) -> Check {
     }
 }
 
-#[derive(Debug)]
-enum HttpProblem {
-    Connect(String),
-    NotHttp(String),
-}
-
 /// A TCP connection to the url's host and port.
-async fn connect(url: &http::Uri) -> Result<tokio::net::TcpStream, HttpProblem> {
+async fn connect(url: &http::Uri) -> Result<(), GetError> {
     let authority = url
         .authority()
-        .ok_or_else(|| HttpProblem::Connect("no host in the url".into()))?;
-    let port = authority.port_u16().unwrap_or(80);
+        .ok_or_else(|| GetError::Connect("no host in the url".into()))?;
     let host = authority
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']');
-    tokio::net::TcpStream::connect((host, port))
+    tokio::net::TcpStream::connect((host, authority.port_u16().unwrap_or(80)))
         .await
-        .map_err(|e| HttpProblem::Connect(e.to_string()))
+        .map(drop)
+        .map_err(|e| GetError::Connect(e.to_string()))
 }
 
-/// Connects and sends a bounded GET; the status of the answer.
-async fn http_status(url: &http::Uri) -> Result<u16, HttpProblem> {
-    let mut stream = connect(url).await?;
-    let authority = url.authority().map_or("", |a| a.as_str());
-    let path = url.path_and_query().map_or("/", |p| p.as_str());
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json, \
-         text/event-stream\r\nUser-Agent: underpass-connector-doctor\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| HttpProblem::NotHttp(e.to_string()))?;
-    let mut head = Vec::with_capacity(MAX_HEAD);
-    let mut buf = [0u8; 256];
-    while head.len() < MAX_HEAD && !head.contains(&b'\n') {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| HttpProblem::NotHttp(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    status_of(&head).ok_or_else(|| {
-        HttpProblem::NotHttp(if head.is_empty() {
-            "it closed the connection without answering".into()
-        } else {
-            "the answer is not an HTTP status line".into()
-        })
-    })
-}
-
-/// The status code of an HTTP/1.x status line at the start of `head`.
-pub fn status_of(head: &[u8]) -> Option<u16> {
-    let line = head.split(|&b| b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?.trim_end();
-    let mut parts = line.splitn(3, ' ');
-    let version = parts.next()?;
-    if !version.starts_with("HTTP/1.") {
-        return None;
-    }
-    let code = parts.next()?;
-    if code.len() != 3 {
-        return None;
-    }
-    code.parse().ok().filter(|c| (100..600).contains(c))
+/// A GET's status (its body, maybe an event stream, is not read).
+pub(super) async fn http_status(url: &http::Uri) -> Result<u16, GetError> {
+    crate::http_client::get_once(
+        url,
+        "application/json, text/event-stream",
+        "underpass-connector-doctor",
+    )
+    .await
+    .map(|answer| answer.status().as_u16())
 }
 
 /// Where `program` is, as the stdio backend would start it: a path (relative to `cwd`), or a

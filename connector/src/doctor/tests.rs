@@ -1,9 +1,10 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
-use super::backend::{find_program, status_of};
+use super::backend::find_program;
 use super::probe::{ClockSample, ProbeFailure, Probed};
 use super::*;
+use crate::http_client::GetError;
 
 fn addr() -> SocketAddr {
     "192.0.2.7:7844".parse().unwrap()
@@ -131,17 +132,43 @@ fn transport_decides_what_a_carrier_failure_means() {
     assert_eq!(rows[1].status, Status::Skip);
 }
 
-#[test]
-fn an_http_answer_of_any_status_counts() {
-    assert_eq!(status_of(b"HTTP/1.1 200 OK\r\n"), Some(200));
-    assert_eq!(
-        status_of(b"HTTP/1.1 405 Method Not Allowed\r\nAllow: POST\r\n"),
-        Some(405)
-    );
-    assert_eq!(status_of(b"HTTP/1.0 404\r\n"), Some(404));
-    assert_eq!(status_of(b"SSH-2.0-OpenSSH_9.6\r\n"), None);
-    assert_eq!(status_of(b"HTTP/1.1 99999 x\r\n"), None);
-    assert_eq!(status_of(b""), None);
+/// A server on loopback that answers every connection with `answer` and closes it.
+async fn answering(answer: &'static [u8]) -> http::Uri {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(answer).await;
+        }
+    });
+    format!("http://127.0.0.1:{port}/mcp").parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_http_answer_of_any_status_counts_and_anything_else_is_told_apart() {
+    let status = |url| async move { backend::http_status(&url).await };
+    let refused =
+        answering(b"HTTP/1.1 405 Method Not Allowed\r\nAllow: POST\r\ncontent-length: 0\r\n\r\n");
+    assert_eq!(status(refused.await).await.unwrap(), 405);
+    // An event stream that never ends: the status is enough.
+    let stream = answering(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n: hi\n\n");
+    assert_eq!(status(stream.await).await.unwrap(), 200);
+    let ssh = answering(b"SSH-2.0-OpenSSH_9.6\r\n");
+    assert!(matches!(status(ssh.await).await, Err(GetError::NotHttp(_))));
+    let silent = answering(b"");
+    assert!(matches!(
+        status(silent.await).await,
+        Err(GetError::NotHttp(_))
+    ));
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let nobody: http::Uri = format!("http://127.0.0.1:{closed}/").parse().unwrap();
+    assert!(matches!(status(nobody).await, Err(GetError::Connect(_))));
 }
 
 #[test]

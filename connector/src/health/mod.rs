@@ -9,6 +9,8 @@
 
 mod server;
 
+pub use server::ask;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -100,3 +100,31 @@ fn reply(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> 
     );
     r
 }
+
+/// Most of an answer [`ask`] reads.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// `GET path` (`/readyz` or `/healthz`) of the listener at `listen` (the running
+/// connector's): whether it answered 200, and its body. For `underpass-connector health`.
+pub async fn ask(listen: SocketAddr, path: &str) -> Result<(bool, String), String> {
+    use http_body_util::BodyExt;
+    let url: http::Uri = format!("http://{listen}{path}")
+        .parse()
+        .map_err(|e| format!("bad address {listen}: {e}"))?;
+    let exchange = async {
+        let answer =
+            crate::http_client::get_once(&url, "application/json", "underpass-connector-health")
+                .await
+                .map_err(|e| format!("{url}: {e} (is the connector running?)"))?;
+        let ready = answer.status() == StatusCode::OK;
+        let body = http_body_util::Limited::new(answer.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| format!("{url}: the answer was cut short: {e}"))?
+            .to_bytes();
+        Ok((ready, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(CONNECTION_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("{url}: no answer within {CONNECTION_TIMEOUT:?}"))?
+}

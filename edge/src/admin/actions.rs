@@ -1,12 +1,16 @@
 //! The admin API's mutating calls (`POST`): drain and resume a connector, end a principal's
 //! sessions, reload what the edge re-reads at run time. Each logs a line naming who asked
-//! (`operator:NAME`, or `loopback`) at target `underpass::admin`.
+//! (`operator:NAME`, or `loopback`) at target `underpass::admin` and, with `[audit]`, is an
+//! audit record of its own (`rule` `admin`, `target` what was done), so the tamper-evident
+//! trail shows who changed what the gateway does, not only the calls it served.
 
 use std::sync::Arc;
 
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+use underpass_audit::{AuditRecord, Decision, Outcome};
 
 use super::{json as answer, Answer};
 use crate::app::App;
@@ -20,6 +24,26 @@ fn known_connector(app: &App, name: &str) -> bool {
         .iter()
         .any(|s| s.connectors.iter().any(|c| c == name))
         || app.tunnels.tunnels().iter().any(|t| t.connector == name)
+}
+
+/// The audit record of an admin action done for `actor`: `target` names it (e.g.
+/// `drain dc1`); `failed` when part of it did not take (a reload that kept a file's last good
+/// value).
+fn audit(app: &App, actor: &str, target: String, failed: bool) {
+    let Some(auditor) = &app.auditor else {
+        return;
+    };
+    auditor.record(AuditRecord {
+        principal: Some(actor.to_owned()),
+        http_method: Some("POST".into()),
+        target: Some(target),
+        decision: Some(Decision::Allow),
+        rule: Some("admin".into()),
+        outcome: if failed { Outcome::Error } else { Outcome::Ok },
+        http_status: Some(200),
+        request_id: Some(crate::http::ids::new_request_id()),
+        ..AuditRecord::default()
+    });
 }
 
 fn unknown(name: &str) -> Answer {
@@ -37,6 +61,7 @@ pub fn drain(app: &App, name: &str, actor: &str) -> Answer {
     }
     let tunnels = app.tunnels.drain_connector(name);
     tracing::warn!(target: "underpass::admin", actor, connector = name, tunnels, "admin: connector drained: no new requests go to it until resumed");
+    audit(app, actor, format!("drain {name}"), false);
     answer(
         StatusCode::OK,
         json!({"connector": name, "drained": true, "tunnels": tunnels}),
@@ -50,6 +75,7 @@ pub fn resume(app: &App, name: &str, actor: &str) -> Answer {
     }
     let (was_drained, tunnels) = app.tunnels.resume(name);
     tracing::warn!(target: "underpass::admin", actor, connector = name, tunnels, was_drained, "admin: connector resumed");
+    audit(app, actor, format!("resume {name}"), false);
     answer(
         StatusCode::OK,
         json!({"connector": name, "drained": false, "was_drained": was_drained, "tunnels": tunnels}),
@@ -84,6 +110,11 @@ pub fn end_sessions(app: &Arc<App>, body: &[u8], actor: &str) -> Answer {
         .end_sessions(&req.principal, req.service.as_deref());
     let count = ended.len();
     tracing::warn!(target: "underpass::admin", actor, principal = %req.principal, service = ?req.service, sessions = count, "admin: sessions ended");
+    let what = match &req.service {
+        Some(service) => format!("end sessions of {} at {service}: {count}", req.principal),
+        None => format!("end sessions of {}: {count}", req.principal),
+    };
+    audit(app, actor, what, false);
     let app = app.clone();
     tokio::spawn(async move {
         futures_util::StreamExt::for_each_concurrent(
@@ -109,6 +140,12 @@ pub async fn reload(app: &Arc<App>, certs: Arc<Certs>, actor: &str) -> Answer {
         .unwrap_or_else(|e| vec![item("reload", Err(e.to_string()))]);
     let failed = items.iter().filter(|i| i["ok"] == false).count();
     tracing::warn!(target: "underpass::admin", actor, failed, "admin: reload: {}", summary(&items));
+    audit(
+        app,
+        actor,
+        format!("reload: {}", summary(&items)),
+        failed > 0,
+    );
     answer(
         StatusCode::OK,
         json!({"ok": failed == 0, "failed": failed, "reloaded": items}),

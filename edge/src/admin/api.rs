@@ -62,8 +62,7 @@ pub fn connectors(config: &EdgeConfig, registry: &Registry, edge_addr: SocketAdd
                         "services": t.services,
                         "draining": t.is_draining(),
                         "in_flight": t.load.outstanding(),
-                        // The control protocol does not carry the connector's build.
-                        "build": "unknown",
+                        "build": t.build,
                     });
                     entry["certificate"] = expiry(t.not_after());
                     entry

@@ -152,7 +152,7 @@ impl Sink {
         record.latency_us = Some(took.as_micros() as u64);
         if self.tracer.is_on() && trace.sampled() {
             for span in trace.spans(&record, took) {
-                self.tracer.record(span);
+                self.tracer.record(&span);
             }
         }
         // The access line before the count: whoever sees the count can read the line.

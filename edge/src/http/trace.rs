@@ -4,6 +4,7 @@
 //! (`traceparent` header, else `params._meta.traceparent` of a 2026-07-28 request), or one the
 //! edge starts. Building the spans is a pure function of the marks and the audit record.
 
+use std::borrow::Cow;
 use std::time::{Instant, SystemTime};
 
 use http::HeaderMap;
@@ -84,65 +85,71 @@ impl RequestTrace {
         self.context.sampled()
     }
 
-    /// The request's spans, ended `took` after arrival, described by its audit `record`.
-    pub fn spans(&self, record: &AuditRecord, took: std::time::Duration) -> Vec<SpanRecord> {
+    /// The request's spans, ended `took` after arrival, described by its audit `record`
+    /// (borrowed: recording encodes them at once).
+    pub fn spans<'a>(
+        &self,
+        record: &'a AuditRecord,
+        took: std::time::Duration,
+    ) -> Vec<SpanRecord<'a>> {
         let at = |mark: Instant| self.started_at + mark.saturating_duration_since(self.started);
         let end = self.started_at + took;
         let failed = failure(record);
-        let service = record.service.clone().unwrap_or_default();
-        let method = record.mcp_method.clone();
-        let name = match &method {
-            Some(m) if !service.is_empty() => format!("{m} {service}"),
-            Some(m) => m.clone(),
-            None => format!(
+        let service = record.service.as_deref().unwrap_or_default();
+        let method = record.mcp_method.as_deref();
+        let name = match method {
+            Some(m) if !service.is_empty() => Cow::Owned(format!("{m} {service}")),
+            Some(m) => Cow::Borrowed(m),
+            None => Cow::Owned(format!(
                 "{} {}",
                 record.http_method.as_deref().unwrap_or("HTTP"),
                 service
-            ),
+            )),
         };
         let mut attributes = vec![
-            ("underpass.service", AttrValue::Str(service)),
+            ("underpass.service", AttrValue::Str(service.into())),
             (
                 "underpass.outcome",
-                AttrValue::Str(record.outcome.as_str().to_owned()),
+                AttrValue::Str(record.outcome.as_str().into()),
             ),
         ];
         let optional = [
             ("mcp.method.name", method),
-            ("underpass.target", record.target.clone()),
-            ("enduser.id", record.principal.clone()),
-            ("underpass.request_id", record.request_id.clone()),
-            ("http.request.method", record.http_method.clone()),
+            ("underpass.target", record.target.as_deref()),
+            ("enduser.id", record.principal.as_deref()),
+            ("underpass.request_id", record.request_id.as_deref()),
+            ("http.request.method", record.http_method.as_deref()),
         ];
         attributes.extend(
             optional
                 .into_iter()
-                .filter_map(|(k, v)| Some((k, AttrValue::Str(v?)))),
+                .filter_map(|(k, v)| Some((k, AttrValue::Str(v?.into())))),
         );
         if let Some(status) = record.http_status {
             attributes.push(("http.response.status_code", AttrValue::Int(status.into())));
         }
-        let span = |span_id, parent, name: &str, kind, start, end, attributes, error| SpanRecord {
+        let span = |span_id, parent, name, kind, start, end, attributes, error| SpanRecord {
             trace_id: self.context.trace_id,
             span_id,
             parent_span_id: parent,
-            name: name.to_owned(),
+            name,
             kind,
             start,
             end,
             attributes,
             error,
         };
-        let mut spans = vec![span(
+        let mut spans = Vec::with_capacity(3);
+        spans.push(span(
             self.server_span,
             self.context.parent_id,
-            &name,
+            name,
             SpanKind::Server,
             self.started_at,
             end,
             attributes,
             failed.clone(),
-        )];
+        ));
         let decision = match record.decision {
             Some(Decision::Allow) => "allow",
             Some(Decision::Deny) => "deny",
@@ -150,7 +157,7 @@ impl RequestTrace {
         };
         let mut admission = vec![("underpass.decision", AttrValue::Str(decision.into()))];
         if let Some(rule) = &record.rule {
-            admission.push(("underpass.rule", AttrValue::Str(rule.clone())));
+            admission.push(("underpass.rule", AttrValue::Str(rule.as_str().into())));
         }
         let refused = matches!(
             record.outcome,
@@ -159,18 +166,18 @@ impl RequestTrace {
         spans.push(span(
             new_span_id(),
             Some(self.server_span),
-            "admission",
+            Cow::Borrowed("admission"),
             SpanKind::Internal,
             self.started_at,
             self.admitted.map_or(end, at),
             admission,
-            refused.then(|| record.outcome.as_str().to_owned()),
+            refused.then(|| record.outcome.as_str().into()),
         ));
         if let Some(exchange) = self.exchange {
             spans.push(span(
                 self.exchange_span,
                 Some(self.server_span),
-                "tunnel exchange",
+                Cow::Borrowed("tunnel exchange"),
                 SpanKind::Client,
                 at(exchange),
                 end,
@@ -183,8 +190,8 @@ impl RequestTrace {
 }
 
 /// The span status message of a request that did not end well.
-fn failure(record: &AuditRecord) -> Option<String> {
-    (record.outcome != Outcome::Ok).then(|| record.outcome.as_str().to_owned())
+fn failure(record: &AuditRecord) -> Option<Cow<'static, str>> {
+    (record.outcome != Outcome::Ok).then(|| Cow::Borrowed(record.outcome.as_str()))
 }
 
 #[cfg(test)]

@@ -176,6 +176,7 @@ pub(crate) async fn serve_tunnel(
     let tunnel = registry.add(
         cert_name.clone(),
         services.clone(),
+        &hello.build,
         conn.clone(),
         cert_serial,
     );

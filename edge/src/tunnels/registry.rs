@@ -18,6 +18,9 @@ pub struct Tunnel {
     pub id: u64,
     pub connector: String,
     pub services: Vec<String>,
+    /// The build its connector announced in `Hello` (shown, never trusted), at most
+    /// [`MAX_BUILD_LEN`] printable ASCII characters.
+    pub build: String,
     pub conn: underpass_transport::TunnelConn,
     /// Canonical serial of the connector's certificate (for revocation).
     pub cert_serial: String,
@@ -155,6 +158,25 @@ pub enum SessionLookup {
     TunnelGone,
 }
 
+/// Longest connector build string kept.
+pub const MAX_BUILD_LEN: usize = 64;
+
+/// A connector's self-described build as shown by the admin API: printable ASCII only, cut
+/// to [`MAX_BUILD_LEN`] (a connector's words, never trusted, must not grow the edge's memory
+/// or inject markup or control characters into views and logs).
+fn shown_build(build: &str) -> String {
+    let shown: String = build
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(MAX_BUILD_LEN)
+        .collect();
+    if shown.is_empty() {
+        "unknown".to_owned()
+    } else {
+        shown
+    }
+}
+
 impl Registry {
     /// An empty registry whose tunnels take at most `exchange_cap` exchanges at once.
     pub fn with_exchange_cap(exchange_cap: usize) -> Self {
@@ -169,6 +191,7 @@ impl Registry {
         &self,
         connector: String,
         services: Vec<String>,
+        build: &str,
         conn: underpass_transport::TunnelConn,
         cert_serial: String,
     ) -> Arc<Tunnel> {
@@ -179,6 +202,7 @@ impl Registry {
             id,
             connector,
             services,
+            build: shown_build(build),
             conn,
             cert_serial,
             since: std::time::SystemTime::now(),
@@ -553,6 +577,17 @@ mod tests {
             connector: "dc1".into(),
             id: id.into(),
         }
+    }
+
+    #[test]
+    fn a_connectors_build_is_shown_bounded_and_printable() {
+        assert_eq!(
+            shown_build("underpass-connector 0.1.0"),
+            "underpass-connector 0.1.0"
+        );
+        assert_eq!(shown_build("x\n<script>\u{1b}[31m"), "x<script>[31m");
+        assert_eq!(shown_build(&"a".repeat(10_000)).len(), MAX_BUILD_LEN);
+        assert_eq!(shown_build("\n\t"), "unknown");
     }
 
     #[test]

@@ -307,6 +307,27 @@ pub fn tunnel_client_crypto_reloading(
     Ok(config)
 }
 
+/// rustls client config for a plain HTTPS server outside the product (an OTLP collector):
+/// TLS 1.3, the server's certificate checked by webpki against the CA bundle at `ca` (PEM;
+/// certificates of it that webpki cannot use, as a system bundle may hold, are skipped), no
+/// client certificate, HTTP/1.1.
+pub fn https_client_crypto(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let (added, _skipped) = roots.add_parsable_certificates(load_certs(ca)?);
+    if added == 0 {
+        return Err(TlsError::Ca {
+            path: ca.display().to_string(),
+            reason: "no usable CA certificate in the file".into(),
+        });
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// rustls server config for the edge's HTTPS client listener. With `client_ca`, clients may
 /// present a client certificate of that CA (optional: other credentials remain possible).
 pub fn https_server_crypto(

@@ -10,7 +10,7 @@ use underpass_shared::telemetry::{AttrValue, SpanKind, SpanRecord, Tracer};
 /// A backend call under way; recorded when dropped (with the answer, or on [`BackendSpan::fail`]).
 pub(super) struct BackendSpan {
     tracer: Tracer,
-    span: Option<SpanRecord>,
+    span: Option<SpanRecord<'static>>,
 }
 
 impl BackendSpan {
@@ -25,13 +25,19 @@ impl BackendSpan {
             return None;
         }
         let mut attributes = vec![
-            ("underpass.service", AttrValue::Str(head.service.clone())),
-            ("http.request.method", AttrValue::Str(head.method.clone())),
+            (
+                "underpass.service",
+                AttrValue::Str(head.service.clone().into()),
+            ),
+            (
+                "http.request.method",
+                AttrValue::Str(head.method.clone().into()),
+            ),
         ];
         if !head.request_id.is_empty() {
             attributes.push((
                 "underpass.request_id",
-                AttrValue::Str(head.request_id.clone()),
+                AttrValue::Str(head.request_id.clone().into()),
             ));
         }
         let now = SystemTime::now();
@@ -41,7 +47,7 @@ impl BackendSpan {
                 trace_id: context.trace_id,
                 span_id,
                 parent_span_id: context.parent_id,
-                name: format!("backend {}", head.service),
+                name: format!("backend {}", head.service).into(),
                 kind: SpanKind::Client,
                 start: now,
                 end: now,
@@ -57,7 +63,7 @@ impl BackendSpan {
             span.attributes
                 .push(("http.response.status_code", AttrValue::Int(status.into())));
             if status >= 500 {
-                span.error = Some(format!("the backend answered {status}"));
+                span.error = Some(format!("the backend answered {status}").into());
             }
         }
         self
@@ -66,7 +72,7 @@ impl BackendSpan {
     /// Ends the span now, failed: the call got no answer.
     pub(super) fn fail(mut self, error: String) {
         if let Some(span) = self.span.as_mut() {
-            span.error = Some(error);
+            span.error = Some(error.into());
         }
         // Recorded by drop.
     }
@@ -76,7 +82,7 @@ impl Drop for BackendSpan {
     fn drop(&mut self) {
         if let Some(mut span) = self.span.take() {
             span.end = SystemTime::now();
-            self.tracer.record(span);
+            self.tracer.record(&span);
         }
     }
 }

@@ -279,47 +279,68 @@ fn a_revoked_intermediate_refuses_its_leaves() {
     );
 }
 
-/// One TLS handshake over an in-memory pipe, then one byte each way. Returns the leaf each
-/// side saw, or the side's error.
-async fn handshake(
+/// The chains each side of a [`pipe_handshake`] saw: the client's (none without a client
+/// certificate) and the server's.
+type Seen = (
+    Option<Vec<CertificateDer<'static>>>,
+    Option<Vec<CertificateDer<'static>>>,
+);
+
+/// One TLS handshake over an in-memory pipe, then one byte from the server, bounded; the
+/// chains each side saw, or the sides' errors.
+async fn pipe_handshake(
     server: &Arc<rustls::ServerConfig>,
-    client: &Arc<rustls::ClientConfig>,
-) -> Result<(CertificateDer<'static>, CertificateDer<'static>), String> {
+    client: Arc<rustls::ClientConfig>,
+) -> Result<Seen, String> {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
-    let connector = tokio_rustls::TlsConnector::from(client.clone());
+    let connector = tokio_rustls::TlsConnector::from(client);
     let name = ServerName::try_from("localhost").unwrap();
     let server_side = async move {
         let mut tls = acceptor
             .accept(a)
             .await
             .map_err(|e| format!("server: {e}"))?;
-        let seen = tls.get_ref().1.peer_certificates().map(|c| c[0].clone());
+        let seen = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
         tls.write_all(b"s")
             .await
             .map_err(|e| format!("server: {e}"))?;
         tls.flush().await.map_err(|e| format!("server: {e}"))?;
-        seen.ok_or_else(|| "server: no client certificate".to_owned())
+        Ok::<_, String>(seen)
     };
     let client_side = async move {
         let mut tls = connector
             .connect(name, b)
             .await
             .map_err(|e| format!("client: {e}"))?;
-        let seen = tls.get_ref().1.peer_certificates().map(|c| c[0].clone());
+        let seen = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
         let mut byte = [0u8; 1];
         tls.read_exact(&mut byte)
             .await
             .map_err(|e| format!("client: {e}"))?;
-        seen.ok_or_else(|| "client: no server certificate".to_owned())
+        Ok::<_, String>(seen)
     };
     let bounded = tokio::time::timeout(Duration::from_secs(10), async {
         tokio::join!(server_side, client_side)
     });
     match bounded.await.map_err(|_| "timed out".to_owned())? {
-        (Ok(server_saw), Ok(client_saw)) => Ok((client_saw, server_saw)),
+        (Ok(server_saw), Ok(client_saw)) => Ok((server_saw, client_saw)),
         (server, client) => Err(format!("{:?} / {:?}", server.err(), client.err())),
     }
+}
+
+/// A mutually authenticated [`pipe_handshake`]: the leaves the client and the server saw.
+async fn handshake(
+    server: &Arc<rustls::ServerConfig>,
+    client: &Arc<rustls::ClientConfig>,
+) -> Result<(CertificateDer<'static>, CertificateDer<'static>), String> {
+    let (server_saw, client_saw) = pipe_handshake(server, client.clone()).await?;
+    let leaf = |chain: Option<Vec<_>>, what: &str| {
+        chain
+            .and_then(|c| c.into_iter().next())
+            .ok_or_else(|| format!("no {what} certificate"))
+    };
+    Ok((leaf(client_saw, "server")?, leaf(server_saw, "client")?))
 }
 
 struct Setup {
@@ -718,39 +739,8 @@ async fn enroll_handshake(
         .try_into()
         .unwrap();
     let client = Arc::new(enroll_client_crypto(sha, DEFAULT_TRUST_DOMAIN).unwrap());
-    let (a, b) = tokio::io::duplex(64 * 1024);
-    let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
-    let connector = tokio_rustls::TlsConnector::from(client);
-    let name = ServerName::try_from("localhost").unwrap();
-    let server_side = async move {
-        let mut tls = acceptor
-            .accept(a)
-            .await
-            .map_err(|e| format!("server: {e}"))?;
-        tls.write_all(b"s")
-            .await
-            .map_err(|e| format!("server: {e}"))?;
-        tls.flush().await.map_err(|e| format!("server: {e}"))
-    };
-    let client_side = async move {
-        let mut tls = connector
-            .connect(name, b)
-            .await
-            .map_err(|e| format!("client: {e}"))?;
-        let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
-        let mut byte = [0u8; 1];
-        tls.read_exact(&mut byte)
-            .await
-            .map_err(|e| format!("client: {e}"))?;
-        chain.ok_or_else(|| "client: no server certificate".to_owned())
-    };
-    let bounded = tokio::time::timeout(Duration::from_secs(10), async {
-        tokio::join!(server_side, client_side)
-    });
-    match bounded.await.map_err(|_| "timed out".to_owned())? {
-        (Ok(()), Ok(chain)) => Ok(chain),
-        (server, client) => Err(format!("{:?} / {:?}", server.err(), client.err())),
-    }
+    let (_, client_saw) = pipe_handshake(server, client).await?;
+    client_saw.ok_or_else(|| "client: no server certificate".to_owned())
 }
 
 #[tokio::test]
