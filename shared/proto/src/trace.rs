@@ -96,22 +96,31 @@ impl TraceContext {
 
     /// The `traceparent` that makes `span_id` the parent of the next hop.
     pub fn traceparent(&self, span_id: [u8; 8]) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&span_id),
-            self.flags
-        )
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&mut s, &self.trace_id);
+        s.push('-');
+        push_hex(&mut s, &span_id);
+        s.push('-');
+        push_hex(&mut s, &[self.flags]);
+        s
     }
 }
 
-/// Lowercase hex of `bytes`.
+/// Lowercase hex of `bytes`. Made for every request (trace ids in audit records and logs),
+/// so without the formatting machinery: one allocation of the exact size.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    let mut s = String::with_capacity(2 * bytes.len());
+    push_hex(&mut s, bytes);
+    s
+}
+
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
 }
 
 fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -172,6 +181,11 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-00"
         );
         assert!(TraceContext::from_traceparent(b"00-xyz-00f067aa0ba902b7-01").is_none());
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(
+            TraceContext::start(u128::MAX).traceparent([0xff; 8]).len(),
+            55
+        );
         let known = TraceContext::of_trace_id("4bf92f3577b34da6a3ce929d0e0e4736").expect("valid");
         assert_eq!(known.trace_id, ctx.trace_id);
         assert!(known.sampled() && known.parent_id.is_none());

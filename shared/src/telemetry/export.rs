@@ -14,8 +14,9 @@ use tokio_rustls::TlsConnector;
 
 use super::{otlp, Buffer, OtlpEndpoint};
 
-/// Spans per request to the collector at most (a few hundred KiB of protobuf).
-const MAX_BATCH: usize = 2048;
+/// Spans per request to the collector at most: ≈ 350 KiB of protobuf, below the size from
+/// which the allocator maps (and the kernel zeroes) fresh pages for every body.
+const MAX_BATCH: usize = 1024;
 /// How often the buffer is emptied. Spans wait at most this long (plus the posts before
 /// theirs) and the exporter wakes this often, whatever the request rate.
 const EXPORT_EVERY: Duration = Duration::from_millis(200);
