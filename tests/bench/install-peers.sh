@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `underpass-bench --peers` compares against and drives with:
-#   - rathole and bore (crates.io, pinned) into target/bench-peers/bin, built from source
-#     with cargo; rathole without TLS, noise, websocket and hot-reload (the bench uses its
+#   - rathole and bore (crates.io, pinned versions) into target/bench-peers/bin, built from
+#     source with cargo (bore --locked; rathole's lockfile no longer builds, see below); rathole without TLS, noise, websocket and hot-reload (the bench uses its
 #     plain TCP transport, and the TLS feature needs native-tls and OpenSSL headers);
 #   - wrk (Debian package), with apt-get when root and it is missing.
 # Each is skipped when already installed at the pinned version.
@@ -23,14 +23,17 @@ installed() { # name version
 if installed rathole "${RATHOLE_VERSION}"; then
   echo "rathole ${RATHOLE_VERSION}: already in ${dest}/bin"
 else
-  nice cargo install --locked --root "${dest}" --version "${RATHOLE_VERSION}" \
+  # Not --locked: rathole 0.5.0's lockfile pins time 0.3.29, which no longer compiles with
+  # Rust >= 1.80 (type inference change); the newest semver-compatible dependencies do.
+  nice cargo install --root "${dest}" --version "${RATHOLE_VERSION}" \
     --no-default-features --features server,client rathole
 fi
 
 if installed bore "${BORE_VERSION}"; then
   echo "bore ${BORE_VERSION}: already in ${dest}/bin"
 else
-  nice cargo install --locked --root "${dest}" --version "${BORE_VERSION}" bore-cli
+  nice cargo install --locked --root "${dest}" --version "${BORE_VERSION}" bore-cli ||
+    nice cargo install --root "${dest}" --version "${BORE_VERSION}" bore-cli
 fi
 
 if command -v wrk >/dev/null 2>&1; then
