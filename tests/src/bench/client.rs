@@ -2,6 +2,8 @@
 //! `tools/call` (both eras), with the body checked.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +12,8 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -22,12 +26,14 @@ pub(crate) const LEGACY: &str = "2025-11-25";
 pub(crate) const MODERN: &str = "2026-07-28";
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where requests go: an address and the request path.
+/// Where requests go: an address and the request path, over TLS when `tls` is set.
 #[derive(Clone)]
 pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
     pub(crate) path: String,
     pub(crate) host: HeaderValue,
+    /// TLS 1.3 to the server name `localhost` (the edge's client listener with a certificate).
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Target {
@@ -36,7 +42,32 @@ impl Target {
             addr,
             path: path.to_owned(),
             host: HeaderValue::from_str(&addr.to_string()).expect("host header"),
+            tls: None,
         }
+    }
+
+    /// The same target over TLS, trusting the CA in `ca` (PEM), HTTP/1.1 by ALPN.
+    pub(crate) fn with_tls(mut self, ca: &Path) -> Target {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).expect("read CA file") {
+            roots.add(c.expect("CA PEM")).expect("CA certificate");
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        self.tls = Some(Arc::new(config));
+        self
+    }
+
+    /// The URL wrk is given for this target.
+    pub(crate) fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, self.path)
     }
 }
 
@@ -47,6 +78,29 @@ pub(crate) async fn connect(addr: SocketAddr) -> Result<Sender, String> {
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
     let _ = s.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// A connection to `t`: plain TCP, or TLS when the target says so.
+pub(crate) async fn connect_to(t: &Target) -> Result<Sender, String> {
+    let Some(config) = &t.tls else {
+        return connect(t.addr).await;
+    };
+    let s = TcpStream::connect(t.addr)
+        .await
+        .map_err(|e| format!("connect {}: {e}", t.addr))?;
+    let _ = s.set_nodelay(true);
+    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let s = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, s)
+        .await
+        .map_err(|e| format!("TLS handshake with {}: {e}", t.addr))?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
         .await
         .map_err(|e| format!("handshake: {e}"))?;

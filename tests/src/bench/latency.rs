@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::client::{connect, Caller, Target};
+use crate::client::{connect_to, Caller, Target};
 use crate::hist::Hist;
 use crate::plan::{Era, Plan, LARGE, SMALL};
 use crate::procfs::{machine_busy_ns, proc_stat, ProcStat};
@@ -44,7 +44,7 @@ pub(crate) async fn worker(
     // Reconnect after errors (bounded by the deadline).
     while Instant::now() < end {
         let setup = async {
-            let mut s = connect(t.addr).await?;
+            let mut s = connect_to(&t).await?;
             let c = Caller::new(&mut s, &t, era, payload).await?;
             Ok::<_, String>((s, c))
         };
@@ -168,13 +168,13 @@ pub(crate) fn run_cell(
     payload: usize,
     bulk_workers: usize,
 ) -> Row {
-    let t = Arc::new(match path {
+    let t = match path {
         "direct" => stack.direct(),
         "relay" => stack
             .relay()
             .expect("relay processes started for the relay path"),
         _ => stack.tunnel(),
-    });
+    };
     let mut procs: Vec<(&'static str, u32)> = vec![("backend", stack.backend.pid())];
     match (path, &stack.relay) {
         ("tunnel", _) => {
@@ -187,6 +187,44 @@ pub(crate) fn run_cell(
         }
         _ => {}
     }
+    let cell = Cell {
+        path,
+        era,
+        concurrency,
+        payload,
+        bulk_workers,
+    };
+    measure(clients, plan, t, &procs, cell)
+}
+
+/// What one cell measures, wherever its target is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cell {
+    pub(crate) path: &'static str,
+    pub(crate) era: Era,
+    pub(crate) concurrency: usize,
+    pub(crate) payload: usize,
+    /// Background 1 MiB workers (0: none).
+    pub(crate) bulk_workers: usize,
+}
+
+/// Runs one cell against `t`, with the CPU of `procs` (and of this process) per request.
+pub(crate) fn measure(
+    clients: &[tokio::runtime::Runtime],
+    plan: &Plan,
+    t: Target,
+    procs: &[(&'static str, u32)],
+    cell: Cell,
+) -> Row {
+    let Cell {
+        path,
+        era,
+        concurrency,
+        payload,
+        bulk_workers,
+    } = cell;
+    let t = Arc::new(t);
+    let mut procs = procs.to_vec();
     procs.push(("bench", std::process::id()));
     let start = Instant::now();
     // Connection (and session) setup happens inside the warm-up.

@@ -22,6 +22,9 @@
 //! relay 2 → echo backend): the floor that any two-process tunnel pays on this machine for two
 //! extra TCP hops and process wake-ups. It is reported beside the tunnel, never as a target.
 //!
+//! With `--peers` it compares Underpass with plain TCP tunnels (rathole, bore) in front of the
+//! echo backend and a Node.js chunked backend, with wrk as a second load generator (`peers`).
+//!
 //! With `--soak DURATION` it runs a soak instead of these phases: a mixed load held that long
 //! (small calls, large results, event streams, session churn, policy reloads, connector
 //! restarts) with memory, descriptors, threads, tasks and latency reported over time.
@@ -34,7 +37,7 @@
 //! `latency` (latency, throughput and mixed cells), `restart` (edge restarts), `sessions`
 //! (idle sessions), `steady` (a trickle of calls timed against events), `failover` (a
 //! connector killed), `recovery` (transport switches), `report` (tables, targets, JSON),
-//! `soak` (the soak). This file runs the
+//! `soak` (the soak), `peers` (`--peers`: beside rathole and bore, with wrk too). This file runs the
 //! phases in order.
 #![forbid(unsafe_code)]
 
@@ -42,6 +45,7 @@ mod client;
 mod failover;
 mod hist;
 mod latency;
+mod peers;
 mod plan;
 mod procfs;
 mod recovery;
@@ -115,6 +119,30 @@ fn main() -> std::process::ExitCode {
         }
         if failed {
             eprintln!("underpass-bench: the soak failed (see Failures above)");
+        }
+        return if failed || !written {
+            std::process::ExitCode::FAILURE
+        } else {
+            std::process::ExitCode::SUCCESS
+        };
+    }
+    if args.peers {
+        let mut plan = plan;
+        if args.concurrency.is_none() {
+            plan.concurrency = vec![1, 64];
+        }
+        let (tables, doc, failed) = peers::run(&args, &plan, &clients, &dir);
+        println!("{tables}");
+        eprintln!("total {:.1} s", overall.elapsed().as_secs_f64());
+        if let Some(e) = doc["error"].as_str() {
+            eprintln!("underpass-bench: {e}");
+        }
+        let written = write_json(args.json.as_deref(), &doc);
+        if args.keep {
+            let _ = scratch.keep();
+        }
+        if failed && doc["error"].is_null() {
+            eprintln!("underpass-bench: some peers measurements failed (see above)");
         }
         return if failed || !written {
             std::process::ExitCode::FAILURE

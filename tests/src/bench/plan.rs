@@ -99,6 +99,15 @@ pub(crate) struct Args {
     /// Print the process ids and wait for Enter before the latency phase (to attach a profiler).
     #[arg(long)]
     pub(crate) pause: bool,
+    /// Against plain tunnels instead of the phases: the echo backend and a Node.js chunked
+    /// backend, each direct, through rathole, through bore and through Underpass (plaintext and
+    /// TLS client side), measured by this bench and by wrk (c=1 and c=64 unless --concurrency;
+    /// needs wrk, and rathole and bore from tests/bench/install-peers.sh; see README).
+    #[arg(long, conflicts_with = "soak")]
+    pub(crate) peers: bool,
+    /// `--peers`: where rathole and bore are installed (default target/bench-peers/bin).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) peers_bin: Option<PathBuf>,
     /// Soak instead of the phases: hold a mixed load this long ("30m", "5m", "90s") and report
     /// memory, descriptors, threads, tasks and latency over time (see README, Soak).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
