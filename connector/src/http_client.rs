@@ -42,6 +42,20 @@ pub enum GetError {
     NotHttp(String),
 }
 
+/// A TCP connection to the host and port of `url` (plain http: port 80 by default).
+pub async fn connect(url: &http::Uri) -> Result<tokio::net::TcpStream, GetError> {
+    let authority = url
+        .authority()
+        .ok_or_else(|| GetError::Connect("no host in the url".into()))?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    tokio::net::TcpStream::connect((host, authority.port_u16().unwrap_or(80)))
+        .await
+        .map_err(|e| GetError::Connect(e.to_string()))
+}
+
 /// One GET of `url` (plain http) on a connection of its own, for the doctor and the health
 /// probe, never the request path: the answer's head, its body left to read or drop (an event
 /// stream may never end; dropping it closes the connection).
@@ -50,23 +64,15 @@ pub async fn get_once(
     accept: &str,
     user_agent: &str,
 ) -> Result<http::Response<hyper::body::Incoming>, GetError> {
-    let authority = url
-        .authority()
-        .ok_or_else(|| GetError::Connect("no host in the url".into()))?;
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let stream = tokio::net::TcpStream::connect((host, authority.port_u16().unwrap_or(80)))
-        .await
-        .map_err(|e| GetError::Connect(e.to_string()))?;
+    let stream = connect(url).await?;
+    let authority = url.authority().map_or("", |a| a.as_str());
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| GetError::NotHttp(error_chain(&e)))?;
     tokio::spawn(conn);
     let request = http::Request::get(url.path_and_query().map_or("/", |p| p.as_str()))
-        .header(http::header::HOST, authority.as_str())
+        .header(http::header::HOST, authority)
         .header(http::header::ACCEPT, accept)
         .header(http::header::USER_AGENT, user_agent)
         .body(Full::new(Bytes::new()))

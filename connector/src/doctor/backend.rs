@@ -28,7 +28,7 @@ pub async fn check(service: &ServiceConfig, reach: Reach) -> Check {
             let probe = async {
                 match reach {
                     Reach::Answer => http_status(url).await.map(Some),
-                    Reach::Connect => connect(url).await.map(|_| None),
+                    Reach::Connect => crate::http_client::connect(url).await.map(|_| None),
                 }
             };
             match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
@@ -72,21 +72,6 @@ pub async fn check(service: &ServiceConfig, reach: Reach) -> Check {
             ),
         },
     }
-}
-
-/// A TCP connection to the url's host and port.
-async fn connect(url: &http::Uri) -> Result<(), GetError> {
-    let authority = url
-        .authority()
-        .ok_or_else(|| GetError::Connect("no host in the url".into()))?;
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    tokio::net::TcpStream::connect((host, authority.port_u16().unwrap_or(80)))
-        .await
-        .map(drop)
-        .map_err(|e| GetError::Connect(e.to_string()))
 }
 
 /// A GET's status (its body, maybe an event stream, is not read).
