@@ -269,3 +269,86 @@ fn bench_soak_smoke_reports_every_figure_over_time() {
         "{soak}"
     );
 }
+
+/// The QUIC reference path of `--peers` (`underpass-quic-relay`) carries HTTP to the echo
+/// backend and back, and, as the tunnel does, refuses an exit whose certificate is not a
+/// connector's.
+#[test]
+fn quic_relay_carries_requests_and_refuses_a_wrong_role() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    use underpass_tests::{bin, free_port, Pki, Proc};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki"));
+    pki.issue("edge", "edge");
+    pki.issue("connector", "pc");
+    pki.issue("client", "someone");
+    let backend = format!("127.0.0.1:{}", free_port());
+    let mut echo = Proc::spawn(
+        "echo",
+        dir.path(),
+        Command::new(bin("underpass-echo-backend")).args(["--listen", &backend]),
+    );
+    echo.wait_for_log("listening on", Duration::from_secs(20));
+    let creds = |name: &str| {
+        [
+            "--cert".to_owned(),
+            pki.cert(name).display().to_string(),
+            "--key".to_owned(),
+            pki.dir.join(format!("{name}.key")).display().to_string(),
+            "--ca".to_owned(),
+            pki.ca().display().to_string(),
+        ]
+    };
+    let tunnel = format!("127.0.0.1:{}", free_port());
+    let public = format!("127.0.0.1:{}", free_port());
+    let mut entry = Proc::spawn(
+        "entry",
+        dir.path(),
+        Command::new(bin("underpass-quic-relay"))
+            .args(["entry", "--tunnel", &tunnel, "--listen", &public])
+            .args(creds("edge")),
+    );
+
+    // A client certificate is no connector's: the handshake fails and the exit says so.
+    let wrong = Command::new(bin("underpass-quic-relay"))
+        .args(["exit", "--tunnel", &tunnel, "--to", &backend])
+        .args(creds("someone"))
+        .output()
+        .unwrap();
+    assert!(
+        !wrong.status.success() && show(&wrong).contains("invalid peer certificate"),
+        "{}",
+        show(&wrong)
+    );
+
+    let mut exit = Proc::spawn(
+        "exit",
+        dir.path(),
+        Command::new(bin("underpass-quic-relay"))
+            .args(["exit", "--tunnel", &tunnel, "--to", &backend])
+            .args(creds("pc")),
+    );
+    exit.wait_for_log("connected to", Duration::from_secs(20));
+    entry.wait_for_log("listening on", Duration::from_secs(20));
+
+    // The request of `tests/wrk/tools_call.lua` (2026-07-28, stateless).
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"through quic"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"test","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let mut s = std::net::TcpStream::connect(&public).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         accept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\n\
+         mcp-method: tools/call\r\nmcp-name: echo\r\nconnection: close\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("through quic"), "{answer}");
+    assert!(answer.contains(r#""id":7"#), "{answer}");
+}

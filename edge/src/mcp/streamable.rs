@@ -149,7 +149,9 @@ async fn relay(
         is_sse,
         &tunnel.connector,
         on_hang_up(parts, session.is_some()),
-        lost_mid_answer(&admitted.calls),
+        // Only an event stream can end with it: built for those alone (a JSON answer's
+        // request would pay for an error it never sends).
+        is_sse.then(|| lost_mid_answer(&admitted.calls)).flatten(),
     )
     .map(move |chunk| {
         let _counted = &in_flight;

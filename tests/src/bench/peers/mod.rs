@@ -34,12 +34,19 @@ use crate::plan::{Args, Era, Plan, SMALL};
 use crate::stack::{sibling_bin, spawn_connector, spawn_edge, BENCH_CLIENTS, BENCH_EDGE};
 
 use table::PeerCell;
-use tunnels::{loopback, Bore, Forward, Programs, Rathole};
+use tunnels::{loopback, Bore, Forward, Programs, QuicRelay, Rathole};
 
 /// The backends, in table order.
 pub(crate) const BACKENDS: [&str; 2] = ["rust", "node"];
 /// The paths, in table order.
-pub(crate) const PATHS: [&str; 5] = ["direct", "rathole", "bore", "underpass", "underpass-tls"];
+pub(crate) const PATHS: [&str; 6] = [
+    "direct",
+    "rathole",
+    "bore",
+    "quic-relay",
+    "underpass",
+    "underpass-tls",
+];
 
 /// One way to a backend: a target per backend (in [`BACKENDS`] order) and the processes
 /// between load generator and backend.
@@ -165,7 +172,7 @@ pub(crate) fn run(
         Err(e) => return (String::new(), json!({ "error": e }), true),
     };
     eprintln!(
-        "starting backends, rathole, bore and two Underpass stacks in {}",
+        "starting backends, rathole, bore, the QUIC relay and two Underpass stacks in {}",
         dir.display()
     );
     let rust_addr = loopback();
@@ -203,6 +210,18 @@ pub(crate) fn run(
         Ok(b) => b,
         Err(e) => return (String::new(), json!({ "error": e }), true),
     };
+    let quic_fw = forwards();
+    let quic_dir = dir.join("quic-relay");
+    std::fs::create_dir_all(&quic_dir).expect("create quic-relay folder");
+    let quic_pki = Pki::init(&quic_dir.join("pki"));
+    quic_pki.issue("edge", "edge");
+    quic_pki.issue("connector", "pc");
+    let quic = QuicRelay::start(
+        &quic_dir,
+        &sibling_bin("underpass-quic-relay"),
+        &quic_pki,
+        &quic_fw,
+    );
     let audit = args.audit.edge_table();
     let plain = Underpass::start(&dir.join("underpass"), false, &backends, audit);
     let tls = Underpass::start(&dir.join("underpass-tls"), true, &backends, audit);
@@ -229,6 +248,14 @@ pub(crate) fn run(
             hops: std::iter::once(("bore-server", bore.server.pid()))
                 .chain(bore.locals.iter().map(|p| ("bore-local", p.pid())))
                 .collect(),
+        },
+        Way {
+            name: "quic-relay",
+            targets: [via(&quic_fw, 0), via(&quic_fw, 1)],
+            hops: vec![
+                ("quic-relay-entry", quic.entry.pid()),
+                ("quic-relay-exit", quic.exit.pid()),
+            ],
         },
         Way {
             name: "underpass",
@@ -318,6 +345,6 @@ pub(crate) fn run(
         },
         "peers": cells.iter().map(PeerCell::json).collect::<Vec<_>>(),
     });
-    drop((rathole, bore, plain, tls, rust, node));
+    drop((rathole, bore, quic, plain, tls, rust, node));
     (out, doc, failed)
 }

@@ -41,6 +41,14 @@ fn path_cpu(cpu: &[(String, f64)], hops: &[&str]) -> f64 {
         .sum()
 }
 
+/// The path CPU column: none for the direct path (no process between generator and backend).
+fn path_cpu_fig(cell: Option<&PeerCell>) -> String {
+    match cell {
+        Some(c) if c.path == "direct" => "—".to_owned(),
+        _ => fig(cell, |c| format!("{:.1}", c.path_cpu_us)),
+    }
+}
+
 impl PeerCell {
     /// A cell of the bench's own generator.
     pub(crate) fn from_row(row: &Row, backend: &'static str, hops: &[&str]) -> PeerCell {
@@ -205,7 +213,7 @@ pub(crate) fn markdown(
         out,
         "## Against plain tunnels: stateless 2026-07-28 `tools/call`, 100 B\n\n\
          path CPU: µs of CPU per request of the path's own processes together (rathole server + \
-         client, bore server + local, edge + connector), from /proc; other CPU: everything else \
+         client, bore server + local, quic-relay entry + exit, edge + connector), from /proc; other CPU: everything else \
          on the machine during the cell, % of one core (noise when high).\n"
     );
     let _ = writeln!(
@@ -254,8 +262,8 @@ pub(crate) fn markdown(
             fig(lo, |c| fmt_us(c.p99_us)),
             fig(hi, |c| format!("{:.0}", c.rps)),
             fig(hi, |c| fmt_us(c.p99_us)),
-            fig(lo, |c| format!("{:.1}", c.path_cpu_us)),
-            fig(hi, |c| format!("{:.1}", c.path_cpu_us)),
+            path_cpu_fig(lo),
+            path_cpu_fig(hi),
         );
     }
     let failures: Vec<&PeerCell> = cells.iter().filter(|c| c.failed()).collect();

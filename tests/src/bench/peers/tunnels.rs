@@ -213,3 +213,50 @@ impl Bore {
         Ok(Bore { server, locals })
     }
 }
+
+/// The QUIC reference: `underpass-quic-relay` entry (edge side) and exit (connector side), the
+/// tunnel's own TLS and QUIC with nothing on top, one stream per client connection.
+pub(crate) struct QuicRelay {
+    pub(crate) entry: Proc,
+    pub(crate) exit: Proc,
+}
+
+impl QuicRelay {
+    /// `forwards[i].public` is carried to `forwards[i].local`; certificates from a PKI with an
+    /// `edge` and a connector `pc` issued.
+    pub(crate) fn start(
+        dir: &Path,
+        binary: &Path,
+        pki: &underpass_tests::Pki,
+        forwards: &[Forward],
+    ) -> QuicRelay {
+        let tunnel = loopback();
+        let creds = |name: &str| {
+            vec![
+                "--cert".to_owned(),
+                pki.cert(name).display().to_string(),
+                "--key".to_owned(),
+                pki.dir.join(format!("{name}.key")).display().to_string(),
+                "--ca".to_owned(),
+                pki.ca().display().to_string(),
+            ]
+        };
+        let mut entry = Command::new(binary);
+        entry.args(["entry", "--tunnel", &tunnel.to_string()]);
+        for f in forwards {
+            entry.args(["--listen", &f.public.to_string()]);
+        }
+        let mut entry = Proc::spawn("quic-relay-entry", dir, entry.args(creds("edge")));
+        let mut exit = Command::new(binary);
+        exit.args(["exit", "--tunnel", &tunnel.to_string()]);
+        for f in forwards {
+            exit.args(["--to", &f.local.to_string()]);
+        }
+        // Started together: should the exit's first packet beat the entry's socket, QUIC
+        // sends its Initial again.
+        let mut exit = Proc::spawn("quic-relay-exit", dir, exit.args(creds("pc")));
+        exit.wait_for_log("connected to", Duration::from_secs(20));
+        entry.wait_for_log("listening on", Duration::from_secs(20));
+        QuicRelay { entry, exit }
+    }
+}

@@ -1,0 +1,210 @@
+//! `underpass-quic-relay`: a do-nothing tunnel over the tunnel's own QUIC, the reference path
+//! of `underpass-bench --peers` that says what QUIC alone costs on this machine.
+//!
+//! Two processes, as Underpass: the `entry` (edge side) is the QUIC server and listens on TCP;
+//! the `exit` (connector side) dials it and connects to the backends. Each TCP connection
+//! accepted by the entry becomes one bidirectional stream (its first byte: which `--listen`
+//! it came in on), which the exit joins to a new TCP connection to the matching `--to`; bytes
+//! are copied both ways until either side ends. The TLS and QUIC settings are the tunnel's
+//! (`underpass_transport::tls`, mutual TLS 1.3 with the edge and connector certificates,
+//! `underpass_transport::quic`), so it costs what Underpass's transport costs and nothing
+//! else: no HTTP, no stream per request, no policy. Like rathole (one stream per client
+//! connection, not per request), it is a floor no per-request tunnel goes below.
+//!
+//! One current-thread tokio runtime per process (as the edge and connector run by default).
+//! Loopback only. Errors cost only their connection; they are logged.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use underpass_proto::identity::{Role, DEFAULT_TRUST_DOMAIN};
+use underpass_transport::tls::{self, Credentials, PeerPolicy};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "underpass-quic-relay",
+    version,
+    about = "Byte-copying tunnel over the tunnel's QUIC (reference path for benchmarks)"
+)]
+struct Args {
+    #[command(subcommand)]
+    side: Side,
+    /// This side's certificate (PEM).
+    #[arg(long, global = true)]
+    cert: Option<PathBuf>,
+    /// This side's key (PEM).
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
+    /// The CA bundle the other side's certificate must chain to.
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Side {
+    /// The edge side: QUIC server on `--tunnel`, a TCP listener per `--listen`.
+    Entry {
+        #[arg(long)]
+        tunnel: SocketAddr,
+        #[arg(long, required = true)]
+        listen: Vec<SocketAddr>,
+    },
+    /// The connector side: dials `--tunnel`, joins the streams of the i-th listener to `--to` i.
+    Exit {
+        #[arg(long)]
+        tunnel: SocketAddr,
+        #[arg(long, required = true)]
+        to: Vec<SocketAddr>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("underpass-quic-relay: tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("underpass-quic-relay: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.key, &args.ca) else {
+        anyhow::bail!("--cert, --key and --ca are required");
+    };
+    let creds = Credentials::load(cert, key, ca).context("loading the certificate")?;
+    let policy = |role| PeerPolicy {
+        role,
+        trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
+        revoked: None,
+    };
+    match args.side {
+        Side::Entry { tunnel, listen } => {
+            if !tunnel.ip().is_loopback() || listen.iter().any(|a| !a.ip().is_loopback()) {
+                anyhow::bail!("refusing to listen on a non-loopback address");
+            }
+            let crypto = tls::tunnel_server_crypto(&creds, policy(Role::Connector))?;
+            let config = tls::tunnel_server_config(crypto)?;
+            entry(quinn::Endpoint::server(config, tunnel)?, listen).await
+        }
+        Side::Exit { tunnel, to } => {
+            let crypto = tls::tunnel_client_crypto(&creds, policy(Role::Edge))?;
+            let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into())?;
+            endpoint.set_default_client_config(tls::tunnel_client_config(crypto)?);
+            let conn = endpoint.connect(tunnel, "localhost")?.await?;
+            println!("underpass-quic-relay exit connected to {tunnel}");
+            exit(conn, Arc::new(to)).await
+        }
+    }
+}
+
+/// Waits for the exit, then opens a stream per accepted TCP connection.
+async fn entry(endpoint: quinn::Endpoint, listen: Vec<SocketAddr>) -> anyhow::Result<()> {
+    // The first exit whose handshake passes (a refused one is logged, and the next awaited).
+    let conn = loop {
+        let incoming = endpoint.accept().await.context("endpoint closed")?;
+        match incoming.await {
+            Ok(conn) => break conn,
+            Err(e) => eprintln!("exit refused: {e}"),
+        }
+    };
+    let mut listeners = Vec::new();
+    for addr in &listen {
+        listeners.push(TcpListener::bind(addr).await?);
+    }
+    // The bench waits for this line before it sends traffic.
+    println!("underpass-quic-relay listening on {listen:?}");
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let conn = conn.clone();
+        let index = u8::try_from(index).context("at most 256 listeners")?;
+        tasks.spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    let joined = async {
+                        let (mut send, recv) = conn.open_bi().await?;
+                        send.write_all(&[index]).await?;
+                        join(tcp, send, recv).await
+                    };
+                    if let Err(e) = joined.await {
+                        eprintln!("{peer}: {e:#}");
+                    }
+                });
+            }
+        });
+    }
+    tokio::select! {
+        _ = tasks.join_next() => Ok(()),
+        e = conn.closed() => Err(anyhow::anyhow!("tunnel closed: {e}")),
+    }
+}
+
+/// Joins each stream the entry opens to a new connection to its backend.
+async fn exit(conn: quinn::Connection, to: Arc<Vec<SocketAddr>>) -> anyhow::Result<()> {
+    loop {
+        let (send, mut recv) = conn.accept_bi().await.context("tunnel closed")?;
+        let to = to.clone();
+        tokio::spawn(async move {
+            let joined = async {
+                let index = recv.read_u8().await?;
+                let addr = to
+                    .get(usize::from(index))
+                    .with_context(|| format!("no --to number {index}"))?;
+                join(TcpStream::connect(addr).await?, send, recv).await
+            };
+            if let Err(e) = joined.await {
+                eprintln!("stream: {e:#}");
+            }
+        });
+    }
+}
+
+/// Copies bytes both ways between a TCP connection and a QUIC stream until both are done.
+async fn join(
+    tcp: TcpStream,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> anyhow::Result<()> {
+    tcp.set_nodelay(true)?;
+    let (mut tcp_read, mut tcp_write) = tcp.into_split();
+    let up = async {
+        tokio::io::copy(&mut tcp_read, &mut send).await?;
+        send.finish()?;
+        anyhow::Ok(())
+    };
+    let down = async {
+        tokio::io::copy(&mut recv, &mut tcp_write).await?;
+        tcp_write.shutdown().await?;
+        anyhow::Ok(())
+    };
+    tokio::try_join!(up, down)?;
+    Ok(())
+}
