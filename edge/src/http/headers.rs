@@ -50,10 +50,15 @@ pub fn upstream_headers(
     parts: &http::request::Parts,
     tls: bool,
 ) -> Vec<(String, Vec<u8>)> {
-    let mut headers = forwardable_request_headers(&parts.headers);
-    headers.extend(forwarding_headers(conn, parts, tls));
+    // Room for the forwarding headers too: one allocation for the list.
+    let mut headers = Vec::with_capacity(parts.headers.len() + FORWARDING_SET);
+    push_forwardable(&mut headers, &parts.headers);
+    push_forwarding(&mut headers, conn, parts, tls);
     headers
 }
+
+/// How many headers [`forwarding_headers`] sets at most.
+const FORWARDING_SET: usize = 4;
 
 /// `X-Forwarded-For` / `-Proto` / `-Host` and `Forwarded` (RFC 7239) from what the edge saw:
 /// the peer address of the client's connection, whether it used TLS, and the (already
@@ -63,40 +68,55 @@ pub fn forwarding_headers(
     parts: &http::request::Parts,
     tls: bool,
 ) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::with_capacity(FORWARDING_SET);
+    push_forwarding(&mut out, conn, parts, tls);
+    out
+}
+
+fn push_forwarding(
+    out: &mut Vec<(String, Vec<u8>)>,
+    conn: &ConnInfo,
+    parts: &http::request::Parts,
+    tls: bool,
+) {
+    use std::fmt::Write as _;
     let proto = if tls { "https" } else { "http" };
     let host = parts
         .uri
         .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            let h = parts.headers.get(http::header::HOST)?.to_str().ok()?;
-            Some(h.to_owned())
-        })
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(http::header::HOST)?.to_str().ok())
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'));
-    let mut out = Vec::new();
-    let mut forwarded = Vec::new();
+    // `Forwarded` is written in one buffer: for=…;proto=…;host="…".
+    let mut forwarded = String::with_capacity(64);
     if let Some(remote) = conn.peer {
         let ip = remote.ip().to_canonical();
+        let _ = match ip {
+            std::net::IpAddr::V4(v4) => write!(forwarded, "for={v4};"),
+            std::net::IpAddr::V6(v6) => write!(forwarded, "for=\"[{v6}]\";"),
+        };
         out.push(("x-forwarded-for".to_owned(), ip.to_string().into_bytes()));
-        forwarded.push(match ip {
-            std::net::IpAddr::V4(v4) => format!("for={v4}"),
-            std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
-        });
     }
     out.push(("x-forwarded-proto".to_owned(), proto.as_bytes().to_vec()));
-    forwarded.push(format!("proto={proto}"));
+    forwarded.push_str("proto=");
+    forwarded.push_str(proto);
     if let Some(host) = host {
-        forwarded.push(format!("host=\"{host}\""));
-        out.push(("x-forwarded-host".to_owned(), host.into_bytes()));
+        let _ = write!(forwarded, ";host=\"{host}\"");
+        out.push(("x-forwarded-host".to_owned(), host.as_bytes().to_vec()));
     }
-    out.push(("forwarded".to_owned(), forwarded.join(";").into_bytes()));
-    out
+    out.push(("forwarded".to_owned(), forwarded.into_bytes()));
 }
 
 /// The headers that may cross the tunnel. Credentials stop here (no token passthrough),
 /// clients cannot inject the `x-underpass-*` headers the connector adds for backends, nor
 /// forwarding headers ([`FORWARDING_HEADERS`]).
 pub fn forwardable_request_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::with_capacity(headers.len());
+    push_forwardable(&mut out, headers);
+    out
+}
+
+fn push_forwardable(out: &mut Vec<(String, Vec<u8>)>, headers: &HeaderMap) {
     let connection_listed: Vec<String> = headers
         .get_all(http::header::CONNECTION)
         .iter()
@@ -104,20 +124,21 @@ pub fn forwardable_request_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().to_ascii_lowercase())
         .collect();
-    headers
-        .iter()
-        .filter(|(name, _)| {
-            !is_hop_by_hop(name)
-                && *name != http::header::AUTHORIZATION
-                && *name != http::header::COOKIE
-                && !name
-                    .as_str()
-                    .starts_with(underpass_proto::headers::RESERVED_PREFIX)
-                && !FORWARDING_HEADERS.contains(&name.as_str())
-                && !connection_listed.iter().any(|c| c == name.as_str())
-        })
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect()
+    out.extend(
+        headers
+            .iter()
+            .filter(|(name, _)| {
+                !is_hop_by_hop(name)
+                    && *name != http::header::AUTHORIZATION
+                    && *name != http::header::COOKIE
+                    && !name
+                        .as_str()
+                        .starts_with(underpass_proto::headers::RESERVED_PREFIX)
+                    && !FORWARDING_HEADERS.contains(&name.as_str())
+                    && !connection_listed.iter().any(|c| c == name.as_str())
+            })
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec())),
+    );
 }
 
 /// The response headers a backend's answer may carry to the client: hop-by-hop headers and

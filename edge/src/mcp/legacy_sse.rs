@@ -273,7 +273,7 @@ async fn forward(
         &admitted.calls,
         admitted.policy.clone(),
         app.security.policy.clone(),
-        admitted.identity.principals(),
+        || admitted.identity.principals(),
         &bridge.service,
     );
     let fail = |message: String| {
@@ -426,7 +426,7 @@ async fn listen(app: &Arc<App>, bridge: &Arc<Bridge>, trace_id: String) {
             &[],
             app.security.policy.get(),
             app.security.policy.clone(),
-            bridge.identity.principals(),
+            || bridge.identity.principals(),
             &bridge.service,
         );
         pump(bridge, recv, true, filter.as_ref(), false).await;

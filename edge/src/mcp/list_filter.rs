@@ -82,12 +82,12 @@ fn policy_target(t: &McpTarget) -> Target<'_> {
 
 impl ListFilter {
     /// A filter for the answers to `calls` (and any notification that comes with them), unless
-    /// the policy is allow-all.
+    /// the policy is allow-all (then `principals` is not even asked for).
     pub fn for_request(
         calls: &[Call],
         policy: Arc<Policy>,
         live: Arc<Reloadable<Policy>>,
-        principals: Vec<String>,
+        principals: impl FnOnce() -> Vec<String>,
         service: &str,
     ) -> Option<Self> {
         if policy.is_allow_all() {
@@ -102,7 +102,7 @@ impl ListFilter {
             lists,
             policy,
             live,
-            principals,
+            principals: principals(),
             service: service.to_owned(),
         })
     }
@@ -332,7 +332,7 @@ mod tests {
     fn filter(calls: &[Call]) -> ListFilter {
         let policy = Arc::new(Policy::parse(POLICY).unwrap_or_default());
         let live = Arc::new(Reloadable::from_arc(policy.clone()));
-        ListFilter::for_request(calls, policy, live, vec!["apikey:bot".into()], "s")
+        ListFilter::for_request(calls, policy, live, || vec!["apikey:bot".into()], "s")
             .unwrap_or_else(|| panic!("a filter"))
     }
 
@@ -565,7 +565,7 @@ mod tests {
     fn allow_all_needs_no_filter() {
         let policy = Arc::new(Policy::allow_all());
         let live = Arc::new(Reloadable::from_arc(policy.clone()));
-        assert!(ListFilter::for_request(&[], policy, live, Vec::new(), "s").is_none());
+        assert!(ListFilter::for_request(&[], policy, live, Vec::new, "s").is_none());
         let f = filter(&[]);
         assert!(!f.has_lists());
     }

@@ -498,7 +498,7 @@ async fn filter_body(
         &admitted.calls,
         admitted.policy.clone(),
         app.security.policy.clone(),
-        admitted.identity.principals(),
+        || admitted.identity.principals(),
         service,
     )
     .filter(|f| status.is_success() && (is_sse || f.has_lists()));

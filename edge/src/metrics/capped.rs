@@ -4,7 +4,7 @@
 //! changes its labels.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The label value for values beyond the cap.
 pub const OTHER: &str = "other";
@@ -12,7 +12,8 @@ pub const OTHER: &str = "other";
 /// A bounded set of admitted label values.
 pub struct Capped {
     cap: usize,
-    seen: Mutex<HashSet<String>>,
+    seen: Mutex<HashSet<Arc<str>>>,
+    other: Arc<str>,
 }
 
 impl Capped {
@@ -20,19 +21,22 @@ impl Capped {
         Capped {
             cap,
             seen: Mutex::new(HashSet::new()),
+            other: Arc::from(OTHER),
         }
     }
 
     /// `value` itself if admitted (now or before), else [`OTHER`].
-    pub fn label(&self, value: &str) -> String {
+    /// An admitted value is shared, not copied.
+    pub fn label(&self, value: &str) -> Arc<str> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.contains(value) {
-            return value.to_owned();
+        if let Some(admitted) = seen.get(value) {
+            return admitted.clone();
         }
         if seen.len() < self.cap {
-            seen.insert(value.to_owned());
-            return value.to_owned();
+            let admitted: Arc<str> = Arc::from(value);
+            seen.insert(admitted.clone());
+            return admitted;
         }
-        OTHER.to_owned()
+        self.other.clone()
     }
 }

@@ -1,7 +1,8 @@
 //! What the request path records, as requests end: counts by service, method and outcome,
 //! durations and their split into phases, denials by rule, bytes, and event streams open.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -44,33 +45,35 @@ const KNOWN_METHODS: &[&str] = &[
 /// come from the policy file, but reloads may bring new ones for as long as the edge runs.
 pub const MAX_RULES: usize = 256;
 
+// Label values are `Arc<str>`: a request builds its label sets without allocating (the
+// configured services' names are made once, see `RequestMetrics::services`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    service: String,
+    service: Arc<str>,
     method: &'static str,
     outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct ServiceLabel {
-    pub service: String,
+    pub service: Arc<str>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
-    service: String,
+    service: Arc<str>,
     phase: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RuleLabels {
-    service: String,
-    rule: String,
+    service: Arc<str>,
+    rule: Arc<str>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BytesLabels {
-    service: String,
+    service: Arc<str>,
     direction: &'static str,
 }
 
@@ -82,7 +85,10 @@ fn latency_histogram() -> Histogram {
 /// Counters and histograms updated as requests end.
 pub struct RequestMetrics {
     /// The configured services: the only service label values besides `-` and `unknown`.
-    services: HashSet<String>,
+    services: HashMap<String, Arc<str>>,
+    /// The label of requests for no service (`-`) and for one not configured (`unknown`).
+    no_service: Arc<str>,
+    unknown_service: Arc<str>,
     requests: Family<RequestLabels, Counter>,
     duration: Family<ServiceLabel, Histogram>,
     phases: Family<PhaseLabels, Histogram>,
@@ -97,7 +103,12 @@ pub struct RequestMetrics {
 impl RequestMetrics {
     pub(super) fn new<'a>(services: impl IntoIterator<Item = &'a str>) -> Self {
         RequestMetrics {
-            services: services.into_iter().map(str::to_owned).collect(),
+            services: services
+                .into_iter()
+                .map(|s| (s.to_owned(), Arc::from(s)))
+                .collect(),
+            no_service: Arc::from("-"),
+            unknown_service: Arc::from("unknown"),
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
             phases: Family::new_with_constructor(latency_histogram),
@@ -147,11 +158,14 @@ impl RequestMetrics {
         );
     }
 
-    fn service_label(&self, service: Option<&str>) -> String {
+    fn service_label(&self, service: Option<&str>) -> Arc<str> {
         match service {
-            None => "-".to_owned(),
-            Some(s) if self.services.contains(s) => s.to_owned(),
-            Some(_) => "unknown".to_owned(),
+            None => self.no_service.clone(),
+            Some(s) => self
+                .services
+                .get(s)
+                .unwrap_or(&self.unknown_service)
+                .clone(),
         }
     }
 

@@ -220,10 +220,10 @@ fn rule_labels_are_capped() {
 #[test]
 fn capped_labels_keep_what_they_admitted() {
     let capped = Capped::new(2);
-    assert_eq!(capped.label("a"), "a");
-    assert_eq!(capped.label("b"), "b");
-    assert_eq!(capped.label("c"), OTHER);
-    assert_eq!(capped.label("a"), "a");
+    assert_eq!(&*capped.label("a"), "a");
+    assert_eq!(&*capped.label("b"), "b");
+    assert_eq!(&*capped.label("c"), OTHER);
+    assert_eq!(&*capped.label("a"), "a");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! (`underpass_tunnel_connects_total`): reconnects show as its rate.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::metrics::capped::Capped;
 
@@ -13,7 +13,7 @@ pub const MAX_CONNECTORS: usize = 1024;
 /// Tunnels accepted since start, by connector and transport.
 pub struct Connects {
     names: Capped,
-    counts: Mutex<BTreeMap<(String, &'static str), u64>>,
+    counts: Mutex<BTreeMap<(Arc<str>, &'static str), u64>>,
 }
 
 impl Default for Connects {
@@ -42,7 +42,7 @@ impl Connects {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts
             .iter()
-            .map(|((connector, transport), n)| (connector.clone(), *transport, *n))
+            .map(|((connector, transport), n)| (connector.to_string(), *transport, *n))
             .collect()
     }
 }
