@@ -80,7 +80,7 @@ fn filter() -> ListFilter {
         &calls,
         policy,
         live,
-        vec!["client:fuzz".to_owned()],
+        || vec!["client:fuzz".to_owned()],
         "everything",
     )
     .expect("the fuzz policy is not allow-all")

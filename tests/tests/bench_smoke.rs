@@ -270,11 +270,20 @@ fn bench_soak_smoke_reports_every_figure_over_time() {
     );
 }
 
-/// The QUIC reference path of `--peers` (`underpass-quic-relay`) carries HTTP to the echo
-/// backend and back, and, as the tunnel does, refuses an exit whose certificate is not a
-/// connector's.
+/// The QUIC reference paths of `--peers` (`underpass-quic-relay`, a stream per connection and
+/// an exchange per request) carry HTTP to the echo backend and back, and, as the tunnel does,
+/// refuse an exit whose certificate is not a connector's.
 #[test]
 fn quic_relay_carries_requests_and_refuses_a_wrong_role() {
+    relay_round_trip(false);
+}
+
+#[test]
+fn quic_exchange_carries_requests_and_refuses_a_wrong_role() {
+    relay_round_trip(true);
+}
+
+fn relay_round_trip(per_request: bool) {
     use std::io::{Read, Write};
     use std::time::Duration;
     use underpass_tests::{bin, free_port, Pki, Proc};
@@ -292,14 +301,15 @@ fn quic_relay_carries_requests_and_refuses_a_wrong_role() {
     );
     echo.wait_for_log("listening on", Duration::from_secs(20));
     let creds = |name: &str| {
-        [
+        let mode = per_request.then(|| "--per-request".to_owned());
+        mode.into_iter().chain([
             "--cert".to_owned(),
             pki.cert(name).display().to_string(),
             "--key".to_owned(),
             pki.dir.join(format!("{name}.key")).display().to_string(),
             "--ca".to_owned(),
             pki.ca().display().to_string(),
-        ]
+        ])
     };
     let tunnel = format!("127.0.0.1:{}", free_port());
     let public = format!("127.0.0.1:{}", free_port());

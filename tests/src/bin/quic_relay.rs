@@ -11,6 +11,13 @@
 //! else: no HTTP, no stream per request, no policy. Like rathole (one stream per client
 //! connection, not per request), it is a floor no per-request tunnel goes below.
 //!
+//! With `--per-request` on both sides it is Underpass's architecture with nothing of the
+//! gateway on top: the entry serves HTTP/1.1 with hyper, and sends each request down a stream
+//! of its own as an `underpass/1` request head frame and its body; the exit forwards it with
+//! hyper-util's pooled client (as the connector does) and sends the response head frame and
+//! body back. No authentication, policy, inspection, audit, metrics or tracing: what remains
+//! is the cost of the crates and the exchange model, the floor of the gateway itself.
+//!
 //! One current-thread tokio runtime per process (as the edge and connector run by default).
 //! Loopback only. Errors cost only their connection; they are logged.
 
@@ -46,6 +53,10 @@ struct Args {
     /// The CA bundle the other side's certificate must chain to.
     #[arg(long, global = true)]
     ca: Option<PathBuf>,
+    /// HTTP on both ends and a stream per request (give it to both sides). The exit sends
+    /// every request to path `/mcp` of its backend.
+    #[arg(long, global = true)]
+    per_request: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,7 +115,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             let crypto = tls::tunnel_server_crypto(&creds, policy(Role::Connector))?;
             let config = tls::tunnel_server_config(crypto)?;
-            entry(quinn::Endpoint::server(config, tunnel)?, listen).await
+            entry(
+                quinn::Endpoint::server(config, tunnel)?,
+                listen,
+                args.per_request,
+            )
+            .await
         }
         Side::Exit { tunnel, to } => {
             let crypto = tls::tunnel_client_crypto(&creds, policy(Role::Edge))?;
@@ -112,13 +128,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             endpoint.set_default_client_config(tls::tunnel_client_config(crypto)?);
             let conn = endpoint.connect(tunnel, "localhost")?.await?;
             println!("underpass-quic-relay exit connected to {tunnel}");
-            exit(conn, Arc::new(to)).await
+            if args.per_request {
+                per_request::exit(conn, to).await
+            } else {
+                exit(conn, Arc::new(to)).await
+            }
         }
     }
 }
 
 /// Waits for the exit, then opens a stream per accepted TCP connection.
-async fn entry(endpoint: quinn::Endpoint, listen: Vec<SocketAddr>) -> anyhow::Result<()> {
+async fn entry(
+    endpoint: quinn::Endpoint,
+    listen: Vec<SocketAddr>,
+    per_request: bool,
+) -> anyhow::Result<()> {
     // The first exit whose handshake passes (a refused one is logged, and the next awaited).
     let conn = loop {
         let incoming = endpoint.accept().await.context("endpoint closed")?;
@@ -148,6 +172,10 @@ async fn entry(endpoint: quinn::Endpoint, listen: Vec<SocketAddr>) -> anyhow::Re
                     }
                 };
                 let conn = conn.clone();
+                if per_request {
+                    tokio::spawn(per_request::serve(tcp, conn, index));
+                    continue;
+                }
                 tokio::spawn(async move {
                     let joined = async {
                         let (mut send, recv) = conn.open_bi().await?;
@@ -207,4 +235,150 @@ async fn join(
     };
     tokio::try_join!(up, down)?;
     Ok(())
+}
+
+/// `--per-request`: an exchange per HTTP request, as Underpass does it.
+mod per_request {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use anyhow::Context;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper_util::client::legacy::{connect::HttpConnector, Client};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use underpass_proto::frame::{self, RequestHead, ResponseHead};
+
+    /// Largest body either way.
+    const MAX_BODY: usize = 64 * 1024 * 1024;
+
+    /// Serves one client connection: each request an exchange down the tunnel.
+    pub(super) async fn serve(tcp: tokio::net::TcpStream, conn: quinn::Connection, index: u8) {
+        let _ = tcp.set_nodelay(true);
+        let service = hyper::service::service_fn(move |req| {
+            let conn = conn.clone();
+            async move {
+                let resp = match exchange(&conn, index, req).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let mut r = http::Response::new(Full::new(Bytes::from(format!("{e:#}"))));
+                        *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+                        r
+                    }
+                };
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), service)
+            .await;
+    }
+
+    async fn exchange(
+        conn: &quinn::Connection,
+        index: u8,
+        req: http::Request<Incoming>,
+    ) -> anyhow::Result<http::Response<Full<Bytes>>> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await?.to_bytes();
+        let head = RequestHead {
+            service: index.to_string(),
+            method: parts.method.as_str().to_owned(),
+            query: parts.uri.query().unwrap_or("").to_owned(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            principal: String::new(),
+            trace_id: String::new(),
+            request_id: String::new(),
+            assertion: None,
+        };
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let mut out = frame::encode(&head)?;
+        out.extend_from_slice(&body);
+        send.write_all(&out).await?;
+        send.finish()?;
+        let head: ResponseHead = frame::read_frame(&mut recv)
+            .await?
+            .context("no response head")?;
+        let body = recv.read_to_end(MAX_BODY).await?;
+        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = http::StatusCode::from_u16(head.status)?;
+        for (name, value) in head.headers {
+            let name = http::HeaderName::try_from(name)?;
+            if name != http::header::CONTENT_LENGTH && name != http::header::TRANSFER_ENCODING {
+                resp.headers_mut()
+                    .append(name, http::HeaderValue::from_bytes(&value)?);
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Answers each exchange from the backend its head names, through one pooled client.
+    pub(super) async fn exit(conn: quinn::Connection, to: Vec<SocketAddr>) -> anyhow::Result<()> {
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let to = Arc::new(to);
+        loop {
+            let (send, recv) = conn.accept_bi().await.context("tunnel closed")?;
+            let (client, to) = (client.clone(), to.clone());
+            tokio::spawn(async move {
+                if let Err(e) = answer(&client, &to, send, recv).await {
+                    eprintln!("exchange: {e:#}");
+                }
+            });
+        }
+    }
+
+    async fn answer(
+        client: &Client<HttpConnector, Full<Bytes>>,
+        to: &[SocketAddr],
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) -> anyhow::Result<()> {
+        let head: RequestHead = frame::read_frame(&mut recv)
+            .await?
+            .context("no request head")?;
+        let body = recv.read_to_end(MAX_BODY).await?;
+        let index: usize = head.service.parse()?;
+        let addr = to.get(index).context("no such backend")?;
+        let query = if head.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", head.query)
+        };
+        let mut req = http::Request::builder()
+            .method(head.method.as_str())
+            .uri(format!("http://{addr}/mcp{query}"));
+        for (name, value) in &head.headers {
+            if name != "host" && name != "content-length" {
+                req = req.header(name.as_str(), value.as_slice());
+            }
+        }
+        let resp = client
+            .request(req.body(Full::new(Bytes::from(body)))?)
+            .await?;
+        let (parts, mut body) = resp.into_parts();
+        let head = ResponseHead {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            backend_us: None,
+        };
+        send.write_all(&frame::encode(&head)?).await?;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                send.write_chunk(data).await?;
+            }
+        }
+        send.finish()?;
+        Ok(())
+    }
 }

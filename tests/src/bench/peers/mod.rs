@@ -2,10 +2,14 @@
 //! independent load generators.
 //!
 //! Two backends (`underpass-echo-backend`, sized answers; `tests/peers/node-echo.mjs`, Node's
-//! `http.createServer` with chunked answers), each reached five ways: direct, through rathole
-//! (server + client, TCP transport), through bore (server + `bore local`), through Underpass
-//! with a plaintext client listener, and through Underpass with TLS on the client listener
-//! (edge + connector each). Every path × backend is measured with the bench's own closed-loop
+//! `http.createServer` with chunked answers), each reached seven ways: direct, through rathole
+//! (server + client, TCP transport), through bore (server + `bore local`), through two QUIC
+//! references made of the tunnel's own TLS and QUIC settings (`underpass-quic-relay`:
+//! `quic-relay` copies bytes on a stream per client connection; `quic-exchange` serves HTTP
+//! with hyper and sends each request as an `underpass/1` exchange to hyper-util's client at the
+//! other end: Underpass's architecture without the gateway), through Underpass with a
+//! plaintext client listener, and through Underpass with TLS on the client listener (edge +
+//! connector each). Every path × backend is measured with the bench's own closed-loop
 //! generator and with `wrk` (`tests/wrk/tools_call.lua`): a stateless 2026-07-28 `tools/call`
 //! with a 100-byte argument, at a low and a high concurrency (1 and 64), with the CPU the
 //! path's own processes spend per request, from /proc.
@@ -39,11 +43,12 @@ use tunnels::{loopback, Bore, Forward, Programs, QuicRelay, Rathole};
 /// The backends, in table order.
 pub(crate) const BACKENDS: [&str; 2] = ["rust", "node"];
 /// The paths, in table order.
-pub(crate) const PATHS: [&str; 6] = [
+pub(crate) const PATHS: [&str; 7] = [
     "direct",
     "rathole",
     "bore",
     "quic-relay",
+    "quic-exchange",
     "underpass",
     "underpass-tls",
 ];
@@ -216,12 +221,10 @@ pub(crate) fn run(
     let quic_pki = Pki::init(&quic_dir.join("pki"));
     quic_pki.issue("edge", "edge");
     quic_pki.issue("connector", "pc");
-    let quic = QuicRelay::start(
-        &quic_dir,
-        &sibling_bin("underpass-quic-relay"),
-        &quic_pki,
-        &quic_fw,
-    );
+    let relay_bin = sibling_bin("underpass-quic-relay");
+    let quic = QuicRelay::start(&quic_dir, &relay_bin, &quic_pki, &quic_fw, false);
+    let exchange_fw = forwards();
+    let exchange = QuicRelay::start(&quic_dir, &relay_bin, &quic_pki, &exchange_fw, true);
     let audit = args.audit.edge_table();
     let plain = Underpass::start(&dir.join("underpass"), false, &backends, audit);
     let tls = Underpass::start(&dir.join("underpass-tls"), true, &backends, audit);
@@ -255,6 +258,14 @@ pub(crate) fn run(
             hops: vec![
                 ("quic-relay-entry", quic.entry.pid()),
                 ("quic-relay-exit", quic.exit.pid()),
+            ],
+        },
+        Way {
+            name: "quic-exchange",
+            targets: [via(&exchange_fw, 0), via(&exchange_fw, 1)],
+            hops: vec![
+                ("quic-exchange-entry", exchange.entry.pid()),
+                ("quic-exchange-exit", exchange.exit.pid()),
             ],
         },
         Way {
@@ -345,6 +356,6 @@ pub(crate) fn run(
         },
         "peers": cells.iter().map(PeerCell::json).collect::<Vec<_>>(),
     });
-    drop((rathole, bore, quic, plain, tls, rust, node));
+    drop((rathole, bore, quic, exchange, plain, tls, rust, node));
     (out, doc, failed)
 }

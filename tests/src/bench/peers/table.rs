@@ -213,7 +213,7 @@ pub(crate) fn markdown(
         out,
         "## Against plain tunnels: stateless 2026-07-28 `tools/call`, 100 B\n\n\
          path CPU: µs of CPU per request of the path's own processes together (rathole server + \
-         client, bore server + local, quic-relay entry + exit, edge + connector), from /proc; other CPU: everything else \
+         client, bore server + local, quic-relay and quic-exchange entry + exit, edge + connector), from /proc; other CPU: everything else \
          on the machine during the cell, % of one core (noise when high).\n"
     );
     let _ = writeln!(

@@ -214,8 +214,9 @@ impl Bore {
     }
 }
 
-/// The QUIC reference: `underpass-quic-relay` entry (edge side) and exit (connector side), the
-/// tunnel's own TLS and QUIC with nothing on top, one stream per client connection.
+/// The QUIC references: `underpass-quic-relay` entry (edge side) and exit (connector side), the
+/// tunnel's own TLS and QUIC with nothing on top: one stream per client connection, or with
+/// `per_request` hyper at both ends and an exchange (stream, head frames) per request.
 pub(crate) struct QuicRelay {
     pub(crate) entry: Proc,
     pub(crate) exit: Proc,
@@ -229,24 +230,31 @@ impl QuicRelay {
         binary: &Path,
         pki: &underpass_tests::Pki,
         forwards: &[Forward],
+        per_request: bool,
     ) -> QuicRelay {
         let tunnel = loopback();
         let creds = |name: &str| {
-            vec![
+            let mode = per_request.then(|| "--per-request".to_owned());
+            mode.into_iter().chain([
                 "--cert".to_owned(),
                 pki.cert(name).display().to_string(),
                 "--key".to_owned(),
                 pki.dir.join(format!("{name}.key")).display().to_string(),
                 "--ca".to_owned(),
                 pki.ca().display().to_string(),
-            ]
+            ])
         };
         let mut entry = Command::new(binary);
         entry.args(["entry", "--tunnel", &tunnel.to_string()]);
         for f in forwards {
             entry.args(["--listen", &f.public.to_string()]);
         }
-        let mut entry = Proc::spawn("quic-relay-entry", dir, entry.args(creds("edge")));
+        let tag = if per_request {
+            "quic-exchange"
+        } else {
+            "quic-relay"
+        };
+        let mut entry = Proc::spawn(&format!("{tag}-entry"), dir, entry.args(creds("edge")));
         let mut exit = Command::new(binary);
         exit.args(["exit", "--tunnel", &tunnel.to_string()]);
         for f in forwards {
@@ -254,7 +262,7 @@ impl QuicRelay {
         }
         // Started together: should the exit's first packet beat the entry's socket, QUIC
         // sends its Initial again.
-        let mut exit = Proc::spawn("quic-relay-exit", dir, exit.args(creds("pc")));
+        let mut exit = Proc::spawn(&format!("{tag}-exit"), dir, exit.args(creds("pc")));
         exit.wait_for_log("connected to", Duration::from_secs(20));
         entry.wait_for_log("listening on", Duration::from_secs(20));
         QuicRelay { entry, exit }
