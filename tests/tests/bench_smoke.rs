@@ -275,15 +275,21 @@ fn bench_soak_smoke_reports_every_figure_over_time() {
 /// refuse an exit whose certificate is not a connector's.
 #[test]
 fn quic_relay_carries_requests_and_refuses_a_wrong_role() {
-    relay_round_trip(false);
+    relay_round_trip(&[]);
 }
 
 #[test]
 fn quic_exchange_carries_requests_and_refuses_a_wrong_role() {
-    relay_round_trip(true);
+    relay_round_trip(&["--per-request"]);
 }
 
-fn relay_round_trip(per_request: bool) {
+/// The experiment's variant: the exit drives its backend connections itself.
+#[test]
+fn quic_exchange_with_a_direct_client_carries_requests() {
+    relay_round_trip(&["--per-request", "--direct-client"]);
+}
+
+fn relay_round_trip(mode: &[&str]) {
     use std::io::{Read, Write};
     use std::time::Duration;
     use underpass_tests::{bin, free_port, Pki, Proc};
@@ -301,8 +307,7 @@ fn relay_round_trip(per_request: bool) {
     );
     echo.wait_for_log("listening on", Duration::from_secs(20));
     let creds = |name: &str| {
-        let mode = per_request.then(|| "--per-request".to_owned());
-        mode.into_iter().chain([
+        mode.iter().map(|m| (*m).to_owned()).chain([
             "--cert".to_owned(),
             pki.cert(name).display().to_string(),
             "--key".to_owned(),
@@ -345,20 +350,25 @@ fn relay_round_trip(per_request: bool) {
 
     // The request of `tests/wrk/tools_call.lua` (2026-07-28, stateless).
     let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"through quic"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"test","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    // Two requests on one connection (the second closes it): the exit's backend connection
+    // is used again for the second.
+    let request = |close: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             accept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\n\
+             mcp-method: tools/call\r\nmcp-name: echo\r\n{close}content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
     let mut s = std::net::TcpStream::connect(&public).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-         accept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\n\
-         mcp-method: tools/call\r\nmcp-name: echo\r\nconnection: close\r\n\
-         content-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    s.write_all(request("").as_bytes()).unwrap();
+    s.write_all(request("connection: close\r\n").as_bytes())
+        .unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.contains("through quic"), "{answer}");
-    assert!(answer.contains(r#""id":7"#), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
+    assert_eq!(answer.matches("through quic").count(), 2, "{answer}");
+    assert_eq!(answer.matches(r#""id":7"#).count(), 2, "{answer}");
 }

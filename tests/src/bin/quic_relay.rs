@@ -57,6 +57,10 @@ struct Args {
     /// every request to path `/mcp` of its backend.
     #[arg(long, global = true)]
     per_request: bool,
+    /// With `--per-request`, the exit forwards over hyper HTTP/1 connections it drives itself
+    /// in each exchange's task (kept for reuse) instead of hyper-util's pooled client.
+    #[arg(long, global = true)]
+    direct_client: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,7 +132,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             endpoint.set_default_client_config(tls::tunnel_client_config(crypto)?);
             let conn = endpoint.connect(tunnel, "localhost")?.await?;
             println!("underpass-quic-relay exit connected to {tunnel}");
-            if args.per_request {
+            if args.per_request && args.direct_client {
+                per_request::exit_direct(conn, to).await
+            } else if args.per_request {
                 per_request::exit(conn, to).await
             } else {
                 exit(conn, Arc::new(to)).await
@@ -246,6 +252,7 @@ mod per_request {
     use anyhow::Context;
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
+    use hyper::body::Body as _;
     use hyper::body::Incoming;
     use hyper_util::client::legacy::{connect::HttpConnector, Client};
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -253,6 +260,20 @@ mod per_request {
 
     /// Largest body either way.
     const MAX_BODY: usize = 64 * 1024 * 1024;
+
+    /// Whether a request header goes on to the backend (hop-by-hop ones stop, as at the edge).
+    fn end_to_end(name: &str) -> bool {
+        ![
+            "host",
+            "content-length",
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "te",
+            "upgrade",
+        ]
+        .contains(&name)
+    }
 
     /// Serves one client connection: each request an exchange down the tunnel.
     pub(super) async fn serve(tcp: tokio::net::TcpStream, conn: quinn::Connection, index: u8) {
@@ -334,6 +355,127 @@ mod per_request {
         }
     }
 
+    type Conn = hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>;
+    type Idle = Vec<(hyper::client::conn::http1::SendRequest<Full<Bytes>>, Conn)>;
+
+    /// [`exit`], with connections driven by the exchanges themselves.
+    pub(super) async fn exit_direct(
+        conn: quinn::Connection,
+        to: Vec<SocketAddr>,
+    ) -> anyhow::Result<()> {
+        let idle: Arc<std::sync::Mutex<Idle>> = Arc::default();
+        let to = Arc::new(to);
+        loop {
+            let (send, recv) = conn.accept_bi().await.context("tunnel closed")?;
+            let (idle, to) = (idle.clone(), to.clone());
+            tokio::spawn(async move {
+                if let Err(e) = answer_direct(&idle, &to, send, recv).await {
+                    eprintln!("exchange: {e:#}");
+                }
+            });
+        }
+    }
+
+    async fn answer_direct(
+        idle: &std::sync::Mutex<Idle>,
+        to: &[SocketAddr],
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) -> anyhow::Result<()> {
+        use std::future::Future;
+        let head: RequestHead = frame::read_frame(&mut recv)
+            .await?
+            .context("no request head")?;
+        let body = recv.read_to_end(MAX_BODY).await?;
+        let addr = *to
+            .get(head.service.parse::<usize>()?)
+            .context("no such backend")?;
+        let reused = idle.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop();
+        let (mut sender, mut conn) = match reused {
+            Some(pair) => pair,
+            None => {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                tcp.set_nodelay(true)?;
+                hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?
+            }
+        };
+        let mut req = http::Request::builder()
+            .method(head.method.as_str())
+            .uri("/mcp")
+            .header(http::header::HOST, addr.to_string());
+        for (name, value) in head.headers.iter().filter(|(n, _)| end_to_end(n)) {
+            req = req.header(name.as_str(), value.as_slice());
+        }
+        // A reused connection takes a request once its last exchange is wound up, which
+        // polling it does.
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut conn).poll(cx) {
+                return std::task::Poll::Ready(
+                    r.map_err(anyhow::Error::from)
+                        .and_then(|()| Err(anyhow::anyhow!("backend closed"))),
+                );
+            }
+            sender.poll_ready(cx).map_err(anyhow::Error::from)
+        })
+        .await?;
+        let asked = sender.send_request(req.body(Full::new(Bytes::from(body)))?);
+        tokio::pin!(asked);
+        // The connection is polled alongside: it does the I/O of this exchange.
+        let resp = std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(r) = asked.as_mut().poll(cx) {
+                return std::task::Poll::Ready(r.map_err(anyhow::Error::from));
+            }
+            match std::pin::Pin::new(&mut conn).poll(cx) {
+                // The connection may have ended right after handing over the answer.
+                std::task::Poll::Ready(ended) => match asked.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => std::task::Poll::Ready(r.map_err(Into::into)),
+                    std::task::Poll::Pending => std::task::Poll::Ready(Err(match ended {
+                        Ok(()) => anyhow::anyhow!("backend closed"),
+                        Err(e) => e.into(),
+                    })),
+                },
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        })
+        .await?;
+        let (parts, mut body) = resp.into_parts();
+        let head = ResponseHead {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            backend_us: None,
+        };
+        send.write_all(&frame::encode(&head)?).await?;
+        let mut open = true;
+        loop {
+            let next = std::future::poll_fn(|cx| {
+                if open && std::pin::Pin::new(&mut conn).poll(cx).is_ready() {
+                    open = false;
+                }
+                std::pin::Pin::new(&mut body).poll_frame(cx)
+            })
+            .await;
+            match next {
+                Some(frame) => {
+                    if let Ok(data) = frame?.into_data() {
+                        send.write_chunk(data).await?;
+                    }
+                }
+                None => break,
+            }
+        }
+        send.finish()?;
+        if open {
+            idle.lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .push((sender, conn));
+        }
+        Ok(())
+    }
+
     async fn answer(
         client: &Client<HttpConnector, Full<Bytes>>,
         to: &[SocketAddr],
@@ -354,10 +496,8 @@ mod per_request {
         let mut req = http::Request::builder()
             .method(head.method.as_str())
             .uri(format!("http://{addr}/mcp{query}"));
-        for (name, value) in &head.headers {
-            if name != "host" && name != "content-length" {
-                req = req.header(name.as_str(), value.as_slice());
-            }
+        for (name, value) in head.headers.iter().filter(|(n, _)| end_to_end(n)) {
+            req = req.header(name.as_str(), value.as_slice());
         }
         let resp = client
             .request(req.body(Full::new(Bytes::from(body)))?)

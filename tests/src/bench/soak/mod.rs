@@ -266,6 +266,28 @@ impl Controller<'_> {
         });
     }
 
+    /// Gives the edge a moment (at most 5 s) to log the reloads written last: a reload
+    /// written just before a row ends (a connector restart can delay a row past its reload)
+    /// is logged after that row was counted. Late lines count in the last row.
+    fn await_reload_lines(&mut self) {
+        let written: u64 = self.rows.iter().map(|r| r.reloads).sum();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen: u64 = self.rows.iter().map(|r| r.reloads_seen).sum();
+        while seen < written && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            let late = self
+                .edge_log
+                .lines()
+                .iter()
+                .filter(|l| l.contains("policy reloaded"))
+                .count() as u64;
+            seen += late;
+            if let Some(last) = self.rows.last_mut() {
+                last.reloads_seen += late;
+            }
+        }
+    }
+
     /// Runs the schedule until the load's end (or a connector that does not come back).
     fn run(&mut self) {
         let plan = self.plan;
@@ -437,6 +459,7 @@ pub(crate) fn run(
             })
             .collect();
         c.run();
+        c.await_reload_lines();
         drop(stop);
         for t in threads {
             let _ = t.join();
