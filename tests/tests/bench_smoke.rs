@@ -289,6 +289,12 @@ fn quic_exchange_with_a_direct_client_carries_requests() {
     relay_round_trip(&["--per-request", "--direct-client"]);
 }
 
+/// The lab's design: HTTP parsed at the entry only, spliced at the exit.
+#[test]
+fn quic_splice_carries_requests_and_refuses_a_wrong_role() {
+    relay_round_trip(&["--splice"]);
+}
+
 fn relay_round_trip(mode: &[&str]) {
     use std::io::{Read, Write};
     use std::time::Duration;

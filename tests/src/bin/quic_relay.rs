@@ -61,6 +61,12 @@ struct Args {
     /// in each exchange's task (kept for reuse) instead of hyper-util's pooled client.
     #[arg(long, global = true)]
     direct_client: bool,
+    /// The entry parses HTTP/1.1 (requests from the client, answers from the backend) and
+    /// speaks it over a stream per client connection, which the exit splices to a backend
+    /// connection without parsing: a design where only the edge reads HTTP. The exit runs as
+    /// without it.
+    #[arg(long, global = true)]
+    splice: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,12 +125,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             let crypto = tls::tunnel_server_crypto(&creds, policy(Role::Connector))?;
             let config = tls::tunnel_server_config(crypto)?;
-            entry(
-                quinn::Endpoint::server(config, tunnel)?,
-                listen,
-                args.per_request,
-            )
-            .await
+            let mode = if args.per_request {
+                Mode::PerRequest
+            } else if args.splice {
+                Mode::Splice
+            } else {
+                Mode::Bytes
+            };
+            entry(quinn::Endpoint::server(config, tunnel)?, listen, mode).await
         }
         Side::Exit { tunnel, to } => {
             let crypto = tls::tunnel_client_crypto(&creds, policy(Role::Edge))?;
@@ -144,10 +152,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Waits for the exit, then opens a stream per accepted TCP connection.
+/// What the entry does with a client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Copies its bytes on a stream of its own.
+    Bytes,
+    /// Serves its requests, each an exchange (`--per-request`).
+    PerRequest,
+    /// Serves its requests over HTTP/1.1 on a stream of its own (`--splice`).
+    Splice,
+}
+
 async fn entry(
     endpoint: quinn::Endpoint,
     listen: Vec<SocketAddr>,
-    per_request: bool,
+    mode: Mode,
 ) -> anyhow::Result<()> {
     // The first exit whose handshake passes (a refused one is logged, and the next awaited).
     let conn = loop {
@@ -178,9 +197,16 @@ async fn entry(
                     }
                 };
                 let conn = conn.clone();
-                if per_request {
-                    tokio::spawn(per_request::serve(tcp, conn, index));
-                    continue;
+                match mode {
+                    Mode::PerRequest => {
+                        tokio::spawn(per_request::serve(tcp, conn, index));
+                        continue;
+                    }
+                    Mode::Splice => {
+                        tokio::spawn(splice::serve(tcp, conn, index));
+                        continue;
+                    }
+                    Mode::Bytes => {}
                 }
                 tokio::spawn(async move {
                     let joined = async {
@@ -520,5 +546,62 @@ mod per_request {
         }
         send.finish()?;
         Ok(())
+    }
+}
+
+/// `--splice`: HTTP/1.1 parsed at the entry only; the exit copies bytes.
+mod splice {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+
+    use hyper_util::rt::TokioIo;
+
+    /// Serves one client connection: its requests go, one after another, over an HTTP/1.1
+    /// connection on one stream, whose other end the exit joins to a backend connection.
+    pub(super) async fn serve(tcp: tokio::net::TcpStream, conn: quinn::Connection, index: u8) {
+        let _ = tcp.set_nodelay(true);
+        let upstream = async {
+            let (mut send, recv) = conn.open_bi().await?;
+            send.write_all(&[index]).await?;
+            let io = TokioIo::new(tokio::io::join(recv, send));
+            anyhow::Ok(hyper::client::conn::http1::handshake(io).await?)
+        };
+        let (sender, connection) = match upstream.await {
+            Ok(pair) => pair,
+            Err(e) => {
+                eprintln!("splice: {e:#}");
+                return;
+            }
+        };
+        tokio::spawn(connection);
+        // hyper serves a connection's requests one at a time: the lock is never contended.
+        let sender = Arc::new(tokio::sync::Mutex::new(sender));
+        let service =
+            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                let sender = sender.clone();
+                async move {
+                    for hop in ["connection", "keep-alive", "te", "upgrade"] {
+                        req.headers_mut().remove(hop);
+                    }
+                    let mut sender = sender.lock().await;
+                    let answer = match sender.ready().await {
+                        Ok(()) => sender.send_request(req).await,
+                        Err(e) => Err(e),
+                    };
+                    Ok::<_, Infallible>(match answer {
+                        Ok(resp) => resp.map(http_body_util::Either::Left),
+                        Err(e) => {
+                            let mut r = http::Response::new(http_body_util::Either::Right(
+                                http_body_util::Full::new(bytes::Bytes::from(e.to_string())),
+                            ));
+                            *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+                            r
+                        }
+                    })
+                }
+            });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), service)
+            .await;
     }
 }
