@@ -301,6 +301,60 @@ mod per_request {
         .contains(&name)
     }
 
+    /// The headers of a head frame, as they cross the tunnel.
+    fn wire_headers(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
+        headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    /// An exchange's request head and body, and the backend its head names.
+    async fn read_request(
+        recv: &mut quinn::RecvStream,
+        to: &[SocketAddr],
+    ) -> anyhow::Result<(RequestHead, Bytes, SocketAddr)> {
+        let head: RequestHead = frame::read_frame(recv).await?.context("no request head")?;
+        let body = recv.read_to_end(MAX_BODY).await?;
+        let addr = *to
+            .get(head.service.parse::<usize>()?)
+            .context("no such backend")?;
+        Ok((head, Bytes::from(body), addr))
+    }
+
+    /// The backend request of an exchange, to `uri`: its method, end-to-end headers and body.
+    fn backend_request(
+        head: &RequestHead,
+        uri: &str,
+        body: Bytes,
+    ) -> anyhow::Result<http::Request<Full<Bytes>>> {
+        let mut req = http::Request::builder()
+            .method(head.method.as_str())
+            .uri(uri);
+        for (name, value) in head.headers.iter().filter(|(n, _)| end_to_end(n)) {
+            req = req.header(name.as_str(), value.as_slice());
+        }
+        Ok(req.body(Full::new(body))?)
+    }
+
+    /// `base` with the client's query, if any.
+    fn with_query(base: &str, query: &str) -> String {
+        if query.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{query}")
+        }
+    }
+
+    /// The response head frame of a backend's answer.
+    fn response_head(parts: &http::response::Parts) -> ResponseHead {
+        ResponseHead {
+            status: parts.status.as_u16(),
+            headers: wire_headers(&parts.headers),
+            backend_us: None,
+        }
+    }
+
     /// Serves one client connection: each request an exchange down the tunnel.
     pub(super) async fn serve(tcp: tokio::net::TcpStream, conn: quinn::Connection, index: u8) {
         let _ = tcp.set_nodelay(true);
@@ -334,11 +388,7 @@ mod per_request {
             service: index.to_string(),
             method: parts.method.as_str().to_owned(),
             query: parts.uri.query().unwrap_or("").to_owned(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-                .collect(),
+            headers: wire_headers(&parts.headers),
             principal: String::new(),
             trace_id: String::new(),
             request_id: String::new(),
@@ -409,13 +459,7 @@ mod per_request {
         mut recv: quinn::RecvStream,
     ) -> anyhow::Result<()> {
         use std::future::Future;
-        let head: RequestHead = frame::read_frame(&mut recv)
-            .await?
-            .context("no request head")?;
-        let body = recv.read_to_end(MAX_BODY).await?;
-        let addr = *to
-            .get(head.service.parse::<usize>()?)
-            .context("no such backend")?;
+        let (head, body, addr) = read_request(&mut recv, to).await?;
         let reused = idle.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop();
         let (mut sender, mut conn) = match reused {
             Some(pair) => pair,
@@ -425,13 +469,11 @@ mod per_request {
                 hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?
             }
         };
-        let mut req = http::Request::builder()
-            .method(head.method.as_str())
-            .uri("/mcp")
-            .header(http::header::HOST, addr.to_string());
-        for (name, value) in head.headers.iter().filter(|(n, _)| end_to_end(n)) {
-            req = req.header(name.as_str(), value.as_slice());
-        }
+        let mut req = backend_request(&head, &with_query("/mcp", &head.query), body)?;
+        req.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::try_from(addr.to_string())?,
+        );
         // A reused connection takes a request once its last exchange is wound up, which
         // polling it does.
         std::future::poll_fn(|cx| {
@@ -444,7 +486,7 @@ mod per_request {
             sender.poll_ready(cx).map_err(anyhow::Error::from)
         })
         .await?;
-        let asked = sender.send_request(req.body(Full::new(Bytes::from(body)))?);
+        let asked = sender.send_request(req);
         tokio::pin!(asked);
         // The connection is polled alongside: it does the I/O of this exchange.
         let resp = std::future::poll_fn(|cx| {
@@ -465,16 +507,8 @@ mod per_request {
         })
         .await?;
         let (parts, mut body) = resp.into_parts();
-        let head = ResponseHead {
-            status: parts.status.as_u16(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-                .collect(),
-            backend_us: None,
-        };
-        send.write_all(&frame::encode(&head)?).await?;
+        send.write_all(&frame::encode(&response_head(&parts))?)
+            .await?;
         let mut open = true;
         loop {
             let next = std::future::poll_fn(|cx| {
@@ -508,37 +542,12 @@ mod per_request {
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
     ) -> anyhow::Result<()> {
-        let head: RequestHead = frame::read_frame(&mut recv)
-            .await?
-            .context("no request head")?;
-        let body = recv.read_to_end(MAX_BODY).await?;
-        let index: usize = head.service.parse()?;
-        let addr = to.get(index).context("no such backend")?;
-        let query = if head.query.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", head.query)
-        };
-        let mut req = http::Request::builder()
-            .method(head.method.as_str())
-            .uri(format!("http://{addr}/mcp{query}"));
-        for (name, value) in head.headers.iter().filter(|(n, _)| end_to_end(n)) {
-            req = req.header(name.as_str(), value.as_slice());
-        }
-        let resp = client
-            .request(req.body(Full::new(Bytes::from(body)))?)
-            .await?;
+        let (head, body, addr) = read_request(&mut recv, to).await?;
+        let uri = with_query(&format!("http://{addr}/mcp"), &head.query);
+        let resp = client.request(backend_request(&head, &uri, body)?).await?;
         let (parts, mut body) = resp.into_parts();
-        let head = ResponseHead {
-            status: parts.status.as_u16(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-                .collect(),
-            backend_us: None,
-        };
-        send.write_all(&frame::encode(&head)?).await?;
+        send.write_all(&frame::encode(&response_head(&parts))?)
+            .await?;
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame?.into_data() {
                 send.write_chunk(data).await?;
