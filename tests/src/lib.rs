@@ -240,11 +240,27 @@ impl Pki {
                 .arg(&self.dir)
                 .args(["--name", name]),
         );
-        (self.cert(name), self.dir.join(format!("{name}.key")))
+        (self.cert(name), self.key(name))
     }
 
     pub fn cert(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.crt"))
+    }
+
+    pub fn key(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.key"))
+    }
+
+    /// `--cert`, `--key` and `--ca` for a program presenting `name`'s certificate.
+    pub fn credential_args(&self, name: &str) -> [String; 6] {
+        [
+            "--cert".to_owned(),
+            self.cert(name).display().to_string(),
+            "--key".to_owned(),
+            self.key(name).display().to_string(),
+            "--ca".to_owned(),
+            self.ca().display().to_string(),
+        ]
     }
 
     pub fn ca(&self) -> PathBuf {

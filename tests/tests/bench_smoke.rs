@@ -313,14 +313,9 @@ fn relay_round_trip(mode: &[&str]) {
     );
     echo.wait_for_log("listening on", Duration::from_secs(20));
     let creds = |name: &str| {
-        mode.iter().map(|m| (*m).to_owned()).chain([
-            "--cert".to_owned(),
-            pki.cert(name).display().to_string(),
-            "--key".to_owned(),
-            pki.dir.join(format!("{name}.key")).display().to_string(),
-            "--ca".to_owned(),
-            pki.ca().display().to_string(),
-        ])
+        mode.iter()
+            .map(|m| (*m).to_owned())
+            .chain(pki.credential_args(name))
     };
     let tunnel = format!("127.0.0.1:{}", free_port());
     let public = format!("127.0.0.1:{}", free_port());

@@ -235,14 +235,7 @@ impl QuicRelay {
         let tunnel = loopback();
         let creds = |name: &str| {
             let mode = per_request.then(|| "--per-request".to_owned());
-            mode.into_iter().chain([
-                "--cert".to_owned(),
-                pki.cert(name).display().to_string(),
-                "--key".to_owned(),
-                pki.dir.join(format!("{name}.key")).display().to_string(),
-                "--ca".to_owned(),
-                pki.ca().display().to_string(),
-            ])
+            mode.into_iter().chain(pki.credential_args(name))
         };
         let mut entry = Command::new(binary);
         entry.args(["entry", "--tunnel", &tunnel.to_string()]);
