@@ -335,8 +335,15 @@ impl EdgeSetup {
 
     /// Adds `lines` (TOML `key = value` lines) to the `[clients]` table of the written config.
     pub fn add_clients_keys(&self, lines: &str) {
+        self.add_keys("clients", lines);
+    }
+
+    /// Adds `lines` (keys) at the top of the edge's `[table]`.
+    pub fn add_keys(&self, table: &str, lines: &str) {
         let text = std::fs::read_to_string(&self.config).expect("read edge.toml");
-        let text = text.replacen("[clients]\n", &format!("[clients]\n{lines}\n"), 1);
+        let header = format!("[{table}]\n");
+        assert!(text.contains(&header), "edge.toml has no [{table}] table");
+        let text = text.replacen(&header, &format!("{header}{lines}\n"), 1);
         std::fs::write(&self.config, text).expect("write edge.toml");
     }
 

@@ -85,6 +85,16 @@ fn connector_config(
         },
         &[(SERVICE, &format!("http://{backend_addr}/mcp"))],
     );
+    // The bench's one principal holds up to 10,000 event streams (`--session-streams`), each
+    // an exchange in flight at the connector: lift the service's caps (1024, and a quarter of
+    // that per principal, by default) as `BENCH_CLIENTS` lifts the edge's. `[[services]]` is
+    // the file's last table here, so the keys land in it.
+    let text = std::fs::read_to_string(&config).expect("connector config");
+    std::fs::write(
+        &config,
+        format!("{text}max_concurrent = 100000\nmax_concurrent_per_principal = 100000\n"),
+    )
+    .expect("write connector config");
     if let Some(transport) = TRANSPORT.get() {
         let text = std::fs::read_to_string(&config).expect("connector config");
         std::fs::write(&config, format!("transport = \"{transport}\"\n{text}"))
@@ -240,6 +250,9 @@ impl Stack {
         if !clients_keys.is_empty() {
             edge_setup.add_clients_keys(clients_keys);
         }
+        // 10,000 held event streams (`--session-streams`) are 10,000 exchanges in flight on
+        // the connector's two tunnels: more than the default 4096 per tunnel.
+        edge_setup.add_keys("tunnel", "max_exchanges_per_tunnel = 16384");
         let mut edge = spawn_edge(dir, &edge_setup.config, "edge", &[]);
         edge.wait_for_log("tunnel listener up", Duration::from_secs(20));
         let connector_config = connector_config(
