@@ -98,8 +98,17 @@ pub async fn serve_exchange(backends: &Backends, mut send: ExchangeSend, mut rec
         // Whatever the backend has ready goes out in one write, and before the first one the
         // stream learns whether it is a bulk transfer (see `underpass_transport::quic`).
         let mut len: usize = batch.iter().map(Bytes::len).sum();
+        let mut yielded = false;
         while !ended && len as u64 <= quic::BULK_AFTER {
             match body.next().now_or_never() {
+                // A chunked answer's end reaches the body from hyper's connection task a turn
+                // after its last chunk, even when both came in one read: one turn lets it
+                // arrive, so the end leaves with the data (one datagram for a small answer
+                // instead of two, and one client write at the edge instead of two).
+                None if !yielded => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
                 None => break,
                 Some(None) => ended = true,
                 Some(Some(Ok(data))) => {

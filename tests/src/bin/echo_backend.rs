@@ -21,7 +21,7 @@ use std::convert::Infallible;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 
@@ -53,10 +53,18 @@ struct Args {
     /// Tokio worker threads (0 = a current-thread runtime).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Answer with `Transfer-Encoding: chunked` (no `Content-Length`), as Node.js
+    /// `writeHead` + `end` does: to measure what chunked answers cost a path against sized ones.
+    #[arg(long)]
+    chunked: bool,
 }
+
+/// `--chunked`: answers carry no length.
+static CHUNKED: AtomicBool = AtomicBool::new(false);
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    CHUNKED.store(args.chunked, Ordering::Relaxed);
     if !args.listen.ip().is_loopback() {
         eprintln!("underpass-echo-backend: refusing to listen on a non-loopback address");
         return std::process::ExitCode::FAILURE;
@@ -150,9 +158,10 @@ async fn serve(addr: SocketAddr) -> std::io::Result<()> {
     }
 }
 
-/// A response body made of a few ready chunks (no copy of large blobs), or a silent stream.
+/// A response body made of a few ready chunks (no copy of large blobs) and their length
+/// (`None`: sent chunked), or a silent stream.
 enum Out {
-    Chunks(VecDeque<Bytes>, u64),
+    Chunks(VecDeque<Bytes>, Option<u64>),
     Silent,
 }
 
@@ -174,15 +183,16 @@ impl Body for Out {
     }
     fn size_hint(&self) -> SizeHint {
         match self {
-            Out::Chunks(_, n) => SizeHint::with_exact(*n),
-            Out::Silent => SizeHint::default(),
+            Out::Chunks(_, Some(n)) => SizeHint::with_exact(*n),
+            Out::Chunks(_, None) | Out::Silent => SizeHint::default(),
         }
     }
 }
 
 fn chunks(parts: Vec<Bytes>) -> Out {
     let n = parts.iter().map(|b| b.len() as u64).sum();
-    Out::Chunks(parts.into(), n)
+    let sized = !CHUNKED.load(Ordering::Relaxed);
+    Out::Chunks(parts.into(), sized.then_some(n))
 }
 
 fn reply(status: StatusCode, parts: Vec<Bytes>) -> Response<Out> {
