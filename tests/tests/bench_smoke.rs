@@ -174,6 +174,49 @@ fn bench_smoke_run_writes_every_figure() {
     }
 }
 
+/// The sessions phase as README runs it: 10,000 idle legacy sessions, then 10,000 that each
+/// hold a GET event stream. One principal holding that many streams meets every per-caller
+/// and per-tunnel cap of the edge and the connector; the bench's stack must lift them all, or
+/// the figure README publishes cannot be measured (it once stopped at the connector's 256 per
+/// principal, then at the edge's 4096 exchanges per tunnel).
+#[test]
+fn bench_sessions_phase_holds_ten_thousand_event_streams() {
+    let scratch = tempfile::tempdir().unwrap();
+    let json_path = scratch.path().join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_underpass-bench"))
+        .args([
+            "--phases",
+            "sessions",
+            "--sessions",
+            "10000",
+            "--session-streams",
+        ])
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("run underpass-bench");
+    assert!(
+        out.status.success(),
+        "underpass-bench failed:\n{}",
+        show(&out)
+    );
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("JSON written"))
+            .expect("valid JSON");
+    assert!(v["sessions_error"].is_null(), "{v}");
+    let sessions = v["sessions"].as_array().expect("sessions rows");
+    for streams in [false, true] {
+        let row = sessions
+            .iter()
+            .find(|s| s["count"] == 10000 && s["event_streams"] == streams)
+            .unwrap_or_else(|| panic!("no row of 10,000 sessions, event streams {streams}: {v}"));
+        for key in ["edge_rss_kib", "connector_rss_kib"] {
+            assert!(row[key].as_u64().is_some_and(|k| k > 0), "{key}: {row}");
+        }
+        assert!(row["per_session_bytes"].is_number(), "{row}");
+    }
+}
+
 /// A few seconds of the soak (`--soak`): every kind of load runs, the connector is restarted
 /// and the policy reloaded, and every figure over time is reported. No threshold on the
 /// figures: the instrument must work; whether something grows is read from a long run.
