@@ -7,26 +7,31 @@ use std::process::Command;
 use serde_json::Value;
 use underpass_tests::show;
 
-#[test]
-fn bench_smoke_run_writes_every_figure() {
+/// Runs `underpass-bench ARGS --json FILE`, which must succeed (a failed measurement exits
+/// non-zero); returns its stdout and the JSON it wrote.
+fn run_bench(args: &[&str]) -> (String, Value) {
     let scratch = tempfile::tempdir().unwrap();
     let json_path = scratch.path().join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_underpass-bench"))
-        .arg("--smoke")
+        .args(args)
         .arg("--json")
         .arg(&json_path)
         .output()
         .expect("run underpass-bench");
     assert!(
         out.status.success(),
-        "underpass-bench failed:\n{}",
+        "underpass-bench {args:?} failed:\n{}",
         show(&out)
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("| era |"), "no table printed:\n{stdout}");
-
     let text = std::fs::read_to_string(&json_path).expect("JSON written");
-    let v: Value = serde_json::from_str(&text).expect("valid JSON");
+    let json = serde_json::from_str(&text).expect("valid JSON");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), json)
+}
+
+#[test]
+fn bench_smoke_run_writes_every_figure() {
+    let (stdout, v) = run_bench(&["--smoke"]);
+    assert!(stdout.contains("| era |"), "no table printed:\n{stdout}");
 
     let rows = v["latency"].as_array().expect("latency rows");
     assert!(!rows.is_empty(), "{v}");
@@ -181,28 +186,13 @@ fn bench_smoke_run_writes_every_figure() {
 /// principal, then at the edge's 4096 exchanges per tunnel).
 #[test]
 fn bench_sessions_phase_holds_ten_thousand_event_streams() {
-    let scratch = tempfile::tempdir().unwrap();
-    let json_path = scratch.path().join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_underpass-bench"))
-        .args([
-            "--phases",
-            "sessions",
-            "--sessions",
-            "10000",
-            "--session-streams",
-        ])
-        .arg("--json")
-        .arg(&json_path)
-        .output()
-        .expect("run underpass-bench");
-    assert!(
-        out.status.success(),
-        "underpass-bench failed:\n{}",
-        show(&out)
-    );
-    let v: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("JSON written"))
-            .expect("valid JSON");
+    let (_, v) = run_bench(&[
+        "--phases",
+        "sessions",
+        "--sessions",
+        "10000",
+        "--session-streams",
+    ]);
     assert!(v["sessions_error"].is_null(), "{v}");
     let sessions = v["sessions"].as_array().expect("sessions rows");
     for streams in [false, true] {
@@ -222,30 +212,15 @@ fn bench_sessions_phase_holds_ten_thousand_event_streams() {
 /// figures: the instrument must work; whether something grows is read from a long run.
 #[test]
 fn bench_soak_smoke_reports_every_figure_over_time() {
-    let scratch = tempfile::tempdir().unwrap();
-    let json_path = scratch.path().join("soak.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_underpass-bench"))
-        .args(["--soak", "6s", "--json"])
-        .arg(&json_path)
-        .output()
-        .expect("run underpass-bench --soak");
     // A failed soak (an operation failing outside a connector restart, a reload the edge did
     // not log, a figure a process did not report, a session left behind) exits non-zero.
-    assert!(
-        out.status.success(),
-        "underpass-bench --soak failed:\n{}",
-        show(&out)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (stdout, v) = run_bench(&["--soak", "6s"]);
     assert!(stdout.contains("## Soak"), "no soak table:\n{stdout}");
     assert!(
         stdout.contains("drift per hour"),
         "no drift table:\n{stdout}"
     );
 
-    let v: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("JSON written"))
-            .expect("valid JSON");
     let soak = &v["soak"];
     assert_eq!(soak["failures"].as_array().map(Vec::len), Some(0), "{soak}");
 

@@ -85,25 +85,19 @@ fn connector_config(
         },
         &[(SERVICE, &format!("http://{backend_addr}/mcp"))],
     );
+    let mut text = std::fs::read_to_string(&config).expect("connector config");
     // The bench's one principal holds up to 10,000 event streams (`--session-streams`), each
     // an exchange in flight at the connector: lift the service's caps (1024, and a quarter of
     // that per principal, by default) as `BENCH_CLIENTS` lifts the edge's. `[[services]]` is
     // the file's last table here, so the keys land in it.
-    let text = std::fs::read_to_string(&config).expect("connector config");
-    std::fs::write(
-        &config,
-        format!("{text}max_concurrent = 100000\nmax_concurrent_per_principal = 100000\n"),
-    )
-    .expect("write connector config");
+    text.push_str("max_concurrent = 100000\nmax_concurrent_per_principal = 100000\n");
     if let Some(transport) = TRANSPORT.get() {
-        let text = std::fs::read_to_string(&config).expect("connector config");
-        std::fs::write(&config, format!("transport = \"{transport}\"\n{text}"))
-            .expect("write connector config");
+        text = format!("transport = \"{transport}\"\n{text}");
     }
     if let Some(telemetry) = telemetry_table() {
-        let text = std::fs::read_to_string(&config).expect("connector config");
-        std::fs::write(&config, format!("{text}\n{telemetry}")).expect("write connector config");
+        text = format!("{text}\n{telemetry}");
     }
+    std::fs::write(&config, text).expect("write connector config");
     config
 }
 

@@ -151,7 +151,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// Waits for the exit, then opens a stream per accepted TCP connection.
 /// What the entry does with a client connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -163,6 +162,7 @@ enum Mode {
     Splice,
 }
 
+/// Waits for the exit, then serves each accepted TCP connection as `mode` says.
 async fn entry(
     endpoint: quinn::Endpoint,
     listen: Vec<SocketAddr>,
@@ -198,26 +198,18 @@ async fn entry(
                 };
                 let conn = conn.clone();
                 match mode {
-                    Mode::PerRequest => {
-                        tokio::spawn(per_request::serve(tcp, conn, index));
-                        continue;
-                    }
-                    Mode::Splice => {
-                        tokio::spawn(splice::serve(tcp, conn, index));
-                        continue;
-                    }
-                    Mode::Bytes => {}
-                }
-                tokio::spawn(async move {
-                    let joined = async {
-                        let (mut send, recv) = conn.open_bi().await?;
-                        send.write_all(&[index]).await?;
-                        join(tcp, send, recv).await
-                    };
-                    if let Err(e) = joined.await {
-                        eprintln!("{peer}: {e:#}");
-                    }
-                });
+                    Mode::PerRequest => tokio::spawn(per_request::serve(tcp, conn, index)),
+                    Mode::Splice => tokio::spawn(splice::serve(tcp, conn, index)),
+                    Mode::Bytes => tokio::spawn(async move {
+                        let joined = async {
+                            let (send, recv) = open_stream(&conn, index).await?;
+                            join(tcp, send, recv).await
+                        };
+                        if let Err(e) = joined.await {
+                            eprintln!("{peer}: {e:#}");
+                        }
+                    }),
+                };
             }
         });
     }
@@ -225,6 +217,16 @@ async fn entry(
         _ = tasks.join_next() => Ok(()),
         e = conn.closed() => Err(anyhow::anyhow!("tunnel closed: {e}")),
     }
+}
+
+/// Opens a stream the exit joins to a connection to backend `index` (its first byte).
+async fn open_stream(
+    conn: &quinn::Connection,
+    index: u8,
+) -> anyhow::Result<(quinn::SendStream, quinn::RecvStream)> {
+    let (mut send, recv) = conn.open_bi().await?;
+    send.write_all(&[index]).await?;
+    Ok((send, recv))
 }
 
 /// Joins each stream the entry opens to a new connection to its backend.
@@ -570,8 +572,7 @@ mod splice {
     pub(super) async fn serve(tcp: tokio::net::TcpStream, conn: quinn::Connection, index: u8) {
         let _ = tcp.set_nodelay(true);
         let upstream = async {
-            let (mut send, recv) = conn.open_bi().await?;
-            send.write_all(&[index]).await?;
+            let (send, recv) = super::open_stream(&conn, index).await?;
             let io = TokioIo::new(tokio::io::join(recv, send));
             anyhow::Ok(hyper::client::conn::http1::handshake(io).await?)
         };
