@@ -9,12 +9,17 @@
         [--stop-file=PATH] [--timeout-ms=T] [--interval-ms=M] [--tool=echo|sleep] [--sleep-ms=MS]
         [--mode=...]
 
+    target/peers/venv/bin/python py-client.py <url> federated --services=a,b,c [--message=TEXT] [--mode=...]
+    target/peers/venv/bin/python py-client.py <url> call --tool=NAME [--args=JSON] [--mode=...]
+
 Prints ONE JSON object on stdout and exits 0; on failure prints the error on stderr and exits 1.
 `loop` (for the fault injection tests) makes N tool calls instead (fewer if D ms pass or PATH
 appears first), prints one JSON line per call, {"i", "ok", "ms", "kind": "ok" | "error" |
 "timeout", "error"?}, then a summary line, and exits 0: every call is bounded by T ms (the
 SDK's read timeout, and a harness deadline of T + 2 s around connecting and calling); after a
 failed call the next one connects afresh.
+`federated` (the edge's federated /mcp) and `call` print what the same scenarios of
+ts-client.mjs print (see there), with "client": "py-sdk"; resource URIs printed with str().
 --mode: `auto` (default; probes `server/discover`, falls back to `initialize` on a legacy server),
 `legacy` (initialize handshake only), or `2026-07-28` (stateless modern era, no probe).
 Environment:
@@ -33,13 +38,16 @@ import ssl
 import sys
 import traceback
 
+from contextlib import asynccontextmanager
+
 import anyio
 import httpx2
 from mcp import Client
-from mcp.types import Implementation
+from mcp.shared.exceptions import MCPError
+from mcp.types import DiscoverResult, Implementation
 from mcp.client.streamable_http import streamable_http_client
 
-USAGE = ("usage: py-client.py <url> [smoke|loop] [--message=TEXT] [--resource=URI] [--duration=S] [--steps=N] "
+USAGE = ("usage: py-client.py <url> [smoke|loop|federated|call] [--services=a,b] [--args=JSON] [--message=TEXT] [--resource=URI] [--duration=S] [--steps=N] "
          "[--mode=auto|legacy|2026-07-28] [--no-terminate] [--calls=N] [--timeout-ms=T] [--interval-ms=M] "
          "[--tool=echo|sleep] [--sleep-ms=MS] [--for-ms=D] [--stop-file=PATH]")
 
@@ -47,7 +55,8 @@ USAGE = ("usage: py-client.py <url> [smoke|loop] [--message=TEXT] [--resource=UR
 def parse_args(argv: list[str]) -> tuple[str, str, dict]:
     opts = {"message": "hello from py-client", "resource": None, "duration": 2, "steps": 4,
             "mode": "auto", "terminate": True, "calls": 50, "timeout-ms": 20000,
-            "interval-ms": 20, "tool": "echo", "sleep-ms": 100, "for-ms": 0, "stop-file": None}
+            "interval-ms": 20, "tool": "echo", "sleep-ms": 100, "for-ms": 0, "stop-file": None,
+            "services": [], "args": {}}
     pos = []
     for a in argv:
         if not a.startswith("--"):
@@ -70,6 +79,10 @@ def parse_args(argv: list[str]) -> tuple[str, str, dict]:
             opts["tool"] = v
         elif k == "stop-file":
             opts["stop-file"] = v
+        elif k == "services":
+            opts["services"] = [x for x in v.split(",") if x]
+        elif k == "args":
+            opts["args"] = json.loads(v or "{}")
         else:
             raise SystemExit(f"py-client: unknown option --{k}\n{USAGE}")
     if not pos:
@@ -253,6 +266,118 @@ async def loop(url: str, opts: dict) -> dict:
     return {"client": "python-sdk", "summary": summary}
 
 
+@asynccontextmanager
+async def connected(url: str, opts: dict):
+    """A connected Client (the mode of --mode, no client-side cache) and the session ids seen."""
+    session_ids: list[str] = []
+
+    async def on_response(resp: httpx2.Response) -> None:
+        sid = resp.headers.get("mcp-session-id")
+        if sid and sid not in session_ids:
+            session_ids.append(sid)
+
+    async with httpx2.AsyncClient(headers=extra_headers(), verify=tls_verify(),
+                                  timeout=httpx2.Timeout(30.0, read=300.0),
+                                  event_hooks={"response": [on_response]}) as http:
+        transport = streamable_http_client(url, http_client=http, terminate_on_close=True)
+        async with Client(transport, mode=opts["mode"], cache=None,
+                          client_info=Implementation(name="underpass-py-client", version="0.1.0")) as client:
+            yield client, session_ids
+
+
+MAX_PAGES = 1000
+
+
+async def list_all(fetch, attr: str) -> tuple[list, int]:
+    """Every item of a paginated list, following next_cursor until it is absent (more than
+    MAX_PAGES pages fail)."""
+    items: list = []
+    cursor = None
+    for pages in range(1, MAX_PAGES + 1):
+        page = await fetch(cursor=cursor)
+        items.extend(getattr(page, attr))
+        if page.next_cursor is None:
+            return items, pages
+        cursor = page.next_cursor
+    raise RuntimeError(f"{attr}: still a nextCursor after {MAX_PAGES} pages")
+
+
+def error_of(e: BaseException) -> dict:
+    return {"error": "; ".join(f"{x}" for x in leaves(e))}
+
+
+async def federated(url: str, opts: dict) -> dict:
+    services = opts["services"]
+    async with connected(url, opts) as (client, session_ids):
+        info, caps, instructions = client.server_info, client.server_capabilities, client.instructions
+        if opts["mode"] == "2026-07-28":
+            # Stateless without a probe: the SDK assumes no capabilities; ask server/discover.
+            d = DiscoverResult.model_validate(await client.session.send_discover("2026-07-28"))
+            caps, instructions = d.capabilities, d.instructions
+            stamp = (d.meta or {}).get("io.modelcontextprotocol/serverInfo")
+            info = Implementation.model_validate(stamp) if stamp else None
+        out: dict = {"client": "py-sdk", "protocolVersion": client.protocol_version,
+                     "sessionId": session_ids[0] if session_ids else None,
+                     "serverName": info.name if info else None, "instructions": instructions}
+        tools, out["toolPages"] = await list_all(client.list_tools, "tools")
+        out["toolNames"] = [t.name for t in tools]
+        out["calls"] = {}
+        for s in services:
+            try:
+                r = await client.call_tool(f"{s}__echo", {"message": opts["message"]})
+                out["calls"][s] = {"error": text_of(r)} if r.is_error else text_of(r)
+            except Exception as e:  # noqa: BLE001 - recorded, not fatal
+                out["calls"][s] = error_of(e)
+        # Lists the server does not advertise are left empty (a plain backend may lack them).
+        resources, out["resourcePages"] = (await list_all(client.list_resources, "resources")
+                                           if caps.resources else ([], 0))
+        out["resourceUris"] = [str(r.uri) for r in resources]
+        out["reads"] = {}
+        for s in services:
+            uri = next((u for u in out["resourceUris"] if u.startswith(f"underpass://{s}/")), None)
+            if uri is None:
+                continue
+            try:
+                c = (await client.read_resource(uri)).contents[0]
+                if getattr(c, "text", None) is not None:
+                    out["reads"][uri] = c.text
+                else:
+                    out["reads"][uri] = len(base64.b64decode(getattr(c, "blob", "") or ""))
+            except Exception as e:  # noqa: BLE001
+                out["reads"][uri] = error_of(e)
+        templates, _ = (await list_all(client.list_resource_templates, "resource_templates")
+                        if caps.resources else ([], 0))
+        out["templateUris"] = [str(t.uri_template) for t in templates]
+        prompts, out["promptPages"] = (await list_all(client.list_prompts, "prompts")
+                                       if caps.prompts else ([], 0))
+        out["promptNames"] = [p.name for p in prompts]
+        out["prompts"] = {}
+        for s in services:
+            p = next((p for p in prompts if p.name.startswith(f"{s}__")
+                      and not any(a.required for a in (p.arguments or []))), None)
+            if p is None:
+                continue
+            try:
+                out["prompts"][p.name] = len((await client.get_prompt(p.name, {})).messages)
+            except Exception as e:  # noqa: BLE001
+                out["prompts"][p.name] = error_of(e)
+    return out
+
+
+async def call(url: str, opts: dict) -> dict:
+    async with connected(url, opts) as (client, _):
+        try:
+            r = await client.call_tool(opts["tool"], opts["args"])
+            out = ({"ok": False, "isError": True, "text": text_of(r)} if r.is_error
+                   else {"ok": True, "text": text_of(r)})
+        except MCPError as e:
+            out = {"ok": False, "error": {"code": e.code, "message": e.message}}
+        except Exception as e:  # noqa: BLE001 - a failure that is not a JSON-RPC error
+            out = {"ok": False, "error": {"code": None, **error_of(e)}}
+            out["error"]["message"] = out["error"].pop("error")
+    return out
+
+
 def leaves(e: BaseException) -> list[BaseException]:
     """The innermost exceptions of an (Base)ExceptionGroup tree, for a readable last line."""
     if isinstance(e, BaseExceptionGroup):
@@ -267,8 +392,12 @@ def main() -> int:
             out = anyio.run(smoke, url, opts)
         elif scenario == "loop":
             out = anyio.run(loop, url, opts)
+        elif scenario == "federated":
+            out = anyio.run(federated, url, opts)
+        elif scenario == "call":
+            out = anyio.run(call, url, opts)
         else:
-            raise ValueError(f"unknown scenario '{scenario}' (known: smoke, loop)")
+            raise ValueError(f"unknown scenario '{scenario}' (known: smoke, loop, federated, call)")
     except BaseException as e:  # noqa: BLE001 - report anything, incl. ExceptionGroup
         if isinstance(e, SystemExit):
             raise

@@ -4,7 +4,18 @@
 //
 //   node ts-client.mjs <url> [smoke] [--message=TEXT] [--resource=URI] [--duration=S] [--steps=N] [--no-terminate]
 //   node ts-client.mjs <url> loop [--calls=N] [--for-ms=D] [--stop-file=PATH] [--timeout-ms=T] [--interval-ms=M] [--tool=echo|sleep] [--sleep-ms=MS]
+//   node ts-client.mjs <url> federated --services=a,b,c [--message=TEXT]
+//   node ts-client.mjs <url> call --tool=NAME [--args=JSON]
 //
+// `federated` (the edge's federated /mcp): lists every tool, resource, resource template and
+// prompt (following nextCursor, at most 1000 pages a list), calls `S__echo {message}` for each
+// service S, reads the first resource `underpass://S/...` and gets the first prompt `S__*`
+// without required arguments; prints {client, protocolVersion, sessionId, serverName,
+// instructions, toolNames, toolPages, calls: {S: text | {error}}, resourceUris, reads: {uri:
+// text | bytes | {error}}, templateUris, promptNames, prompts: {name: messages | {error}}}. A
+// failed call, read or get is recorded, not fatal; a failed connect or list is (exit 1).
+// `call` makes one tool call and prints {ok, text} or {ok: false, text, isError: true} (a tool
+// error) or {ok: false, error: {code, message}} (a JSON-RPC error: the McpError's code); exit 0.
 // Prints ONE JSON object on stdout and exits 0; on failure prints the error on stderr, exits 1.
 // `loop` (for the fault injection tests) makes N tool calls (fewer if D ms pass or PATH appears first) instead and prints one JSON line per
 // call, {"i", "ok", "ms", "kind": "ok" | "error" | "timeout", "error"?}, then a summary line, and
@@ -56,6 +67,8 @@ function parseArgs(argv) {
     else if (k === 'sleep-ms') opts.sleepMs = Number(v);
     else if (k === 'for-ms') opts.forMs = Number(v);
     else if (k === 'stop-file') opts.stopFile = v;
+    else if (k === 'services') opts.services = (v ?? '').split(',').filter(Boolean);
+    else if (k === 'args') opts.args = JSON.parse(v ?? '{}');
     else throw new Error(`unknown option --${k}`);
   }
   if (pos.length < 1) throw new Error('usage: ts-client.mjs <url> [smoke] [--message=..] [--resource=URI] [--duration=S] [--steps=N] [--no-terminate]');
@@ -249,13 +262,118 @@ async function loop(url, opts) {
   return { client: 'ts-sdk', summary };
 }
 
+async function connectClient(url) {
+  const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
+  const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/client/streamableHttp.js');
+  const transportOpts = { requestInit: { headers: extraHeaders() } };
+  const f = tlsFetch();
+  if (f) transportOpts.fetch = f;
+  const transport = new StreamableHTTPClientTransport(new URL(url), transportOpts);
+  const client = new Client({ name: 'underpass-ts-client', version: '0.1.0' }, { capabilities: {} });
+  transport.onerror = (e) => process.stderr.write(`ts-client: transport error: ${e && e.message}\n`);
+  await client.connect(transport);
+  return { client, transport };
+}
+
+const MAX_PAGES = 1000;
+
+// Every item of a paginated list: follows nextCursor until it is absent (a list of more than
+// MAX_PAGES pages fails).
+async function listAll(list, key) {
+  const items = [];
+  let cursor;
+  let pages = 0;
+  for (;;) {
+    if (pages === MAX_PAGES) throw new Error(`${key}: still a nextCursor after ${MAX_PAGES} pages`);
+    const r = await list(cursor === undefined ? undefined : { cursor });
+    pages++;
+    if (!Array.isArray(r[key])) throw new Error(`${key}: not an array in page ${pages}`);
+    items.push(...r[key]);
+    if (r.nextCursor === undefined || r.nextCursor === null) return { items, pages };
+    cursor = r.nextCursor;
+  }
+}
+
+const errorOf = (e) => ({ error: String(e && e.message ? e.message : e) });
+
+async function federated(url, opts) {
+  const services = opts.services || [];
+  const { client, transport } = await connectClient(url);
+  const caps = client.getServerCapabilities() || {};
+  const none = { items: [], pages: 0 };
+  const out = {
+    client: 'ts-sdk',
+    protocolVersion: transport.protocolVersion ?? null,
+    sessionId: transport.sessionId ?? null,
+    serverName: client.getServerVersion()?.name ?? null,
+    instructions: client.getInstructions() ?? null,
+  };
+  const tools = await listAll((p) => client.listTools(p), 'tools');
+  out.toolNames = tools.items.map((t) => t.name);
+  out.toolPages = tools.pages;
+  out.calls = {};
+  for (const s of services) {
+    try {
+      const r = await client.callTool({ name: `${s}__echo`, arguments: { message: opts.message } });
+      out.calls[s] = r.isError ? { error: textOf(r) } : textOf(r);
+    } catch (e) { out.calls[s] = errorOf(e); }
+  }
+  // Lists the server does not advertise are left empty (a plain backend may lack them).
+  const resources = caps.resources ? await listAll((p) => client.listResources(p), 'resources') : none;
+  out.resourceUris = resources.items.map((r) => r.uri);
+  out.resourcePages = resources.pages;
+  out.reads = {};
+  for (const s of services) {
+    const uri = out.resourceUris.find((u) => u.startsWith(`underpass://${s}/`));
+    if (!uri) continue;
+    try {
+      const c = (await client.readResource({ uri })).contents[0] || {};
+      out.reads[uri] = typeof c.text === 'string' ? c.text
+        : typeof c.blob === 'string' ? Buffer.from(c.blob, 'base64').length : null;
+    } catch (e) { out.reads[uri] = errorOf(e); }
+  }
+  const templates = caps.resources
+    ? await listAll((p) => client.listResourceTemplates(p), 'resourceTemplates') : none;
+  out.templateUris = templates.items.map((t) => t.uriTemplate);
+  const prompts = caps.prompts ? await listAll((p) => client.listPrompts(p), 'prompts') : none;
+  out.promptNames = prompts.items.map((p) => p.name);
+  out.promptPages = prompts.pages;
+  out.prompts = {};
+  for (const s of services) {
+    const p = prompts.items.find((q) => q.name.startsWith(`${s}__`) && !(q.arguments || []).some((a) => a.required));
+    if (!p) continue;
+    try {
+      out.prompts[p.name] = (await client.getPrompt({ name: p.name, arguments: {} })).messages.length;
+    } catch (e) { out.prompts[p.name] = errorOf(e); }
+  }
+  if (transport.sessionId) await transport.terminateSession().catch(() => {});
+  await client.close();
+  return out;
+}
+
+async function call(url, opts) {
+  const { client, transport } = await connectClient(url);
+  let out;
+  try {
+    const r = await client.callTool({ name: opts.tool, arguments: opts.args || {} });
+    out = r.isError ? { ok: false, isError: true, text: textOf(r) } : { ok: true, text: textOf(r) };
+  } catch (e) {
+    out = { ok: false, error: { code: typeof e.code === 'number' ? e.code : null, message: String(e && e.message ? e.message : e) } };
+  }
+  if (transport.sessionId) await transport.terminateSession().catch(() => {});
+  await client.close();
+  return out;
+}
+
 async function main() {
   const { url, scenario, opts } = parseArgs(process.argv.slice(2));
   let out;
   if (scenario === 'smoke') out = await smoke(url, opts);
   else if (scenario === 'roundtrips') out = await roundtrips(url, opts);
   else if (scenario === 'loop') out = await loop(url, opts);
-  else throw new Error(`unknown scenario '${scenario}' (known: smoke, roundtrips, loop)`);
+  else if (scenario === 'federated') out = await federated(url, opts);
+  else if (scenario === 'call') out = await call(url, opts);
+  else throw new Error(`unknown scenario '${scenario}' (known: smoke, roundtrips, loop, federated, call)`);
   process.stdout.write(JSON.stringify(out) + '\n');
   process.exit(0);
 }

@@ -13,6 +13,15 @@
 //!
 //! `GET` with a valid session opens an SSE event stream that stays silent until the client
 //! goes away (what an idle legacy client holds open).
+//!
+//! For the federation tests (defaults keep the benchmark's behaviour):
+//! - `--tools N` lists N extra tools `tool-00001` … after echo and blob (each answers like
+//!   echo), `--page-size P` per `tools/list` page (`nextCursor`: the decimal offset);
+//! - `--list-ttl-ms N` (with `--list-scope public|private`): 2026-07-28 answers to `tools/list`
+//!   and `server/discover` carry `ttlMs` and `cacheScope` (legacy answers never do);
+//! - one resource `echo://readme` (no templates) and one prompt `hello` (no arguments); their
+//!   2026-07-28 answers always carry `ttlMs` (0 without `--list-ttl-ms`) and `cacheScope`;
+//! - `GET /stats` (no session): the requests served so far per JSON-RPC method, a JSON object.
 
 #![forbid(unsafe_code)]
 
@@ -57,6 +66,44 @@ struct Args {
     /// `writeHead` + `end` does: to measure what chunked answers cost a path against sized ones.
     #[arg(long)]
     chunked: bool,
+    /// In the 2026-07-28 era, `tools/list` and `server/discover` answers carry `ttlMs: N`.
+    #[arg(long)]
+    list_ttl_ms: Option<u64>,
+    /// The `cacheScope` that goes with `--list-ttl-ms`.
+    #[arg(long, value_enum, default_value_t = Scope::Private)]
+    list_scope: Scope,
+    /// Extra tools `tool-00001` … listed after echo and blob.
+    #[arg(long, default_value_t = 0)]
+    tools: usize,
+    /// At most this many tools per `tools/list` page.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    page_size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scope {
+    Public,
+    Private,
+}
+
+/// What the command line asks of the lists.
+#[derive(Debug, Clone, Copy)]
+struct Lists {
+    ttl_ms: Option<u64>,
+    scope: Scope,
+    extra_tools: usize,
+    page_size: usize,
+}
+
+impl Default for Lists {
+    fn default() -> Self {
+        Lists {
+            ttl_ms: None,
+            scope: Scope::Private,
+            extra_tools: 0,
+            page_size: 1000,
+        }
+    }
 }
 
 /// `--chunked`: answers carry no length.
@@ -80,7 +127,13 @@ fn main() -> std::process::ExitCode {
             .build()
     }
     .expect("tokio runtime");
-    match rt.block_on(serve(args.listen)) {
+    let lists = Lists {
+        ttl_ms: args.list_ttl_ms,
+        scope: args.list_scope,
+        extra_tools: args.tools,
+        page_size: usize::try_from(args.page_size).unwrap_or(usize::MAX),
+    };
+    match rt.block_on(serve(args.listen, lists)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("underpass-echo-backend: {e}");
@@ -95,6 +148,52 @@ struct State {
     blobs: RwLock<HashMap<usize, Bytes>>,
     counter: AtomicU64,
     seed: std::collections::hash_map::RandomState,
+    lists: Lists,
+    served: Served,
+}
+
+/// The JSON-RPC methods counted one by one for `GET /stats`; any other is counted as `other`
+/// (a client cannot grow the table).
+const COUNTED: [&str; 13] = [
+    "initialize",
+    "notifications/initialized",
+    "server/discover",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "prompts/list",
+    "prompts/get",
+    "notifications/cancelled",
+    "other",
+];
+
+/// Requests served per method: one atomic each, so counting costs the benchmark nothing.
+#[derive(Default)]
+struct Served([AtomicU64; COUNTED.len()]);
+
+impl Served {
+    fn count(&self, method: &str) {
+        let i = COUNTED
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(COUNTED.len() - 1);
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `{"tools/list": 3, ...}`: the methods served at least once.
+    fn to_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = COUNTED
+            .iter()
+            .zip(&self.0)
+            .map(|(m, n)| (*m, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(m, n)| (m.to_owned(), n.into()))
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
 }
 
 impl State {
@@ -127,9 +226,12 @@ impl State {
     }
 }
 
-async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+async fn serve(addr: SocketAddr, lists: Lists) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    let state = Arc::new(State::default());
+    let state = Arc::new(State {
+        lists,
+        ..State::default()
+    });
     println!(
         "underpass-echo-backend listening on http://{}/mcp",
         listener.local_addr()?
@@ -232,6 +334,10 @@ struct Params {
     arguments: Option<ToolArgs>,
     #[serde(default, rename = "protocolVersion")]
     protocol_version: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    uri: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -247,6 +353,9 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
+    if req.uri().path() == "/stats" && req.method() == Method::GET {
+        return reply(StatusCode::OK, vec![Bytes::from(state.served.to_json())]);
+    }
     if req.uri().path() != "/mcp" {
         return rpc_error(StatusCode::NOT_FOUND, "null", -32601, "no such endpoint");
     }
@@ -374,6 +483,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
         }
     }
 
+    state.served.count(&rpc.method);
     if rpc.id.is_none() {
         // A notification (e.g. notifications/initialized).
         return reply(StatusCode::ACCEPTED, vec![]);
@@ -391,11 +501,25 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
                 _ if modern => MODERN_VERSION,
                 _ => LEGACY_VERSION,
             };
+            let discover = rpc.method == "server/discover";
+            let cache = cache_fields(&state.lists, modern && discover);
+            let info = format!(
+                "{{\"name\":\"underpass-echo-backend\",\"version\":\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            );
+            // What a 2026-07-28 client reads of a discover answer (the SDKs validate it).
+            let modern_fields = if discover {
+                format!(
+                    ",\"supportedVersions\":[\"{MODERN_VERSION}\"],\
+                     \"_meta\":{{\"io.modelcontextprotocol/serverInfo\":{info}}}"
+                )
+            } else {
+                String::new()
+            };
             let body = format!(
                 "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"protocolVersion\":\"{version}\",\
-                 \"capabilities\":{{\"tools\":{{}}}},\
-                 \"serverInfo\":{{\"name\":\"underpass-echo-backend\",\"version\":\"{}\"}}{complete}}}}}",
-                env!("CARGO_PKG_VERSION")
+                 \"capabilities\":{{\"tools\":{{}},\"resources\":{{}},\"prompts\":{{}}}},\
+                 \"serverInfo\":{info}{modern_fields}{cache}{complete}}}}}"
             );
             reply(StatusCode::OK, vec![Bytes::from(body)])
         }
@@ -405,25 +529,48 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
                 "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{}}}}"
             ))],
         ),
-        "tools/list" => reply(
-            StatusCode::OK,
-            vec![Bytes::from(format!(
-                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"tools\":[\
-                 {{\"name\":\"echo\",\"description\":\"Returns message\",\"inputSchema\":{{\"type\":\"object\",\"properties\":{{\"message\":{{\"type\":\"string\"}}}},\"required\":[\"message\"]}}}},\
-                 {{\"name\":\"blob\",\"description\":\"Returns a text of size bytes\",\"inputSchema\":{{\"type\":\"object\",\"properties\":{{\"size\":{{\"type\":\"integer\"}}}},\"required\":[\"size\"]}}}}\
-                 ]{complete}}}}}"
-            ))],
-        ),
+        "tools/list" => {
+            let page = match tools_page(&state.lists, params.cursor.as_deref()) {
+                Ok(p) => p,
+                Err(e) => return rpc_error(StatusCode::OK, &id, -32602, &e),
+            };
+            let cache = cache_fields(&state.lists, modern);
+            reply(
+                StatusCode::OK,
+                vec![Bytes::from(format!(
+                    "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"tools\":[{page}{cache}{complete}}}}}"
+                ))],
+            )
+        }
+        "resources/list"
+        | "resources/read"
+        | "resources/templates/list"
+        | "prompts/list"
+        | "prompts/get" => match extras(&rpc.method, &params) {
+            Ok(mut v) => {
+                if modern {
+                    v["resultType"] = "complete".into();
+                    // Required of these results on the 2026-07-28 wire (0: do not cache).
+                    if rpc.method != "prompts/get" {
+                        v["ttlMs"] = state.lists.ttl_ms.unwrap_or(0).into();
+                        v["cacheScope"] = scope_name(state.lists.scope).into();
+                    }
+                }
+                let body = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{v}}}");
+                reply(StatusCode::OK, vec![Bytes::from(body)])
+            }
+            Err((code, message)) => rpc_error(StatusCode::OK, &id, code, message),
+        },
         "tools/call" => {
             let args = params.arguments.unwrap_or_default();
             let text = match params.name.as_deref() {
-                Some("echo") => match args.message {
-                    Some(m) => Bytes::from(
-                        serde_json::to_string(&m).unwrap_or_else(|_| "\"\"".into()),
-                    ),
-                    None => {
-                        return rpc_error(StatusCode::OK, &id, -32602, "echo needs message")
+                Some(n) if n == "echo" || is_extra_tool(n, state.lists.extra_tools) => match args
+                    .message
+                {
+                    Some(m) => {
+                        Bytes::from(serde_json::to_string(&m).unwrap_or_else(|_| "\"\"".into()))
                     }
+                    None => return rpc_error(StatusCode::OK, &id, -32602, "echo needs message"),
                 },
                 Some("blob") => match args.size {
                     Some(n) if n <= MAX_BLOB => {
@@ -439,12 +586,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
                         );
                     }
                     _ => {
-                        return rpc_error(
-                            StatusCode::OK,
-                            &id,
-                            -32602,
-                            "blob needs size <= 256 MiB",
-                        )
+                        return rpc_error(StatusCode::OK, &id, -32602, "blob needs size <= 256 MiB")
                     }
                 },
                 _ => return rpc_error(StatusCode::OK, &id, -32602, "unknown tool"),
@@ -474,3 +616,95 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
     }
     resp
 }
+
+const ECHO_TOOL: &str = "{\"name\":\"echo\",\"description\":\"Returns message\",\"inputSchema\":{\"type\":\"object\",\"properties\":{\"message\":{\"type\":\"string\"}},\"required\":[\"message\"]}}";
+const BLOB_TOOL: &str = "{\"name\":\"blob\",\"description\":\"Returns a text of size bytes\",\"inputSchema\":{\"type\":\"object\",\"properties\":{\"size\":{\"type\":\"integer\"}},\"required\":[\"size\"]}}";
+
+/// `,"ttlMs":N,"cacheScope":"…"` for a 2026-07-28 list answer when `--list-ttl-ms` is set;
+/// nothing otherwise (the legacy era has no such fields).
+fn cache_fields(lists: &Lists, modern: bool) -> String {
+    match lists.ttl_ms {
+        Some(ttl) if modern => {
+            let scope = scope_name(lists.scope);
+            format!(",\"ttlMs\":{ttl},\"cacheScope\":\"{scope}\"")
+        }
+        _ => String::new(),
+    }
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Public => "public",
+        Scope::Private => "private",
+    }
+}
+
+/// The name of extra tool `i` (1-based).
+fn extra_tool_name(i: usize) -> String {
+    format!("tool-{i:05}")
+}
+
+/// Whether `name` is one of the `extra` tools (exactly as listed: `tool-00007`, not `tool-7`).
+fn is_extra_tool(name: &str, extra: usize) -> bool {
+    name.strip_prefix("tool-")
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|i| (1..=extra).contains(&i) && extra_tool_name(i) == name)
+}
+
+/// One page of `tools/list` after `cursor` (the decimal offset this backend handed out): the
+/// tools' JSON separated by commas, `]`, and `,"nextCursor":"…"` when more follow.
+fn tools_page(lists: &Lists, cursor: Option<&str>) -> Result<String, String> {
+    let total = 2 + lists.extra_tools;
+    let start = match cursor {
+        None => 0,
+        Some(c) => match c.parse::<usize>() {
+            Ok(n) if n > 0 && n < total => n,
+            _ => return Err(format!("invalid cursor {c:?}")),
+        },
+    };
+    let end = start.saturating_add(lists.page_size).min(total);
+    let mut out = String::with_capacity((end - start) * 120);
+    for i in start..end {
+        if i > start {
+            out.push(',');
+        }
+        match i {
+            0 => out.push_str(ECHO_TOOL),
+            1 => out.push_str(BLOB_TOOL),
+            n => out.push_str(&format!(
+                "{{\"name\":\"{}\",\"description\":\"Returns message\",\"inputSchema\":{{\"type\":\"object\",\"properties\":{{\"message\":{{\"type\":\"string\"}}}}}}}}",
+                extra_tool_name(n - 1)
+            )),
+        }
+    }
+    out.push(']');
+    if end < total {
+        out.push_str(&format!(",\"nextCursor\":\"{end}\""));
+    }
+    Ok(out)
+}
+
+const README_URI: &str = "echo://readme";
+
+/// The answers of the resource and prompt methods (the error's code and message otherwise).
+fn extras(method: &str, params: &Params) -> Result<serde_json::Value, (i32, &'static str)> {
+    use serde_json::json;
+    match method {
+        "resources/list" => Ok(json!({"resources": [
+            {"uri": README_URI, "name": "readme", "mimeType": "text/plain"}]})),
+        "resources/read" if params.uri.as_deref() == Some(README_URI) => Ok(json!({"contents": [
+            {"uri": README_URI, "mimeType": "text/plain", "text": "echo backend readme"}]})),
+        "resources/read" => Err((-32002, "resource not found")),
+        "resources/templates/list" => Ok(json!({"resourceTemplates": []})),
+        "prompts/list" => Ok(json!({"prompts": [
+            {"name": "hello", "description": "Says hello", "arguments": []}]})),
+        "prompts/get" if params.name.as_deref() == Some("hello") => Ok(json!({"messages": [
+            {"role": "user", "content": {"type": "text", "text": "hello"}}]})),
+        "prompts/get" => Err((-32602, "unknown prompt")),
+        _ => Err((-32601, "method not found")),
+    }
+}
+
+#[cfg(test)]
+#[path = "echo_backend/tests.rs"]
+mod tests;

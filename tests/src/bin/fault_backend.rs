@@ -23,6 +23,19 @@
 //! - `junk-sse`: `200 text/event-stream`, then junk (events that are not JSON, lines without a
 //!   field, bytes that are not UTF-8) every 20 ms, without end, until the peer hangs up.
 //!
+//! Hostile lists, for the federated endpoint: each mode is `ok` (it also advertises and answers
+//! `prompts/list` and `resources/list`) except for what its lists say (`tools/list`,
+//! `prompts/list`, `resources/list` alike):
+//! - `list-malformed`: `result.tools` (`prompts`, `resources`) is not an array (`"nope"`);
+//! - `list-duplicates`: `echo` twice, then `dup` three times;
+//! - `list-control`: names with control characters (`"bad\u0007name"`, `"new\nline"`) beside
+//!   a good `echo`;
+//! - `list-many`: 10,000 entries in one page (`echo`, then `many-00001` … `many-09999`);
+//! - `list-loop`: every page holds one entry (`echo` on the first page, `again` on the later
+//!   ones) and `nextCursor: "again"`: a cursor that loops forever;
+//! - `list-slow`: the lists of `ok`, after 5 s (slower than the edge's fan-out deadline; a peer
+//!   that hangs up first ends the wait).
+//!
 //! `--record FILE` appends one JSON line per request read in full, before it is answered
 //! (`{"event":"request","mode","http_method","method","tool","request_id","trace_id"}`, from
 //! `x-underpass-request-id` and `x-underpass-trace-id`), and `{"event":"peer_closed","mode","request_id"}` when the
@@ -48,6 +61,19 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 16 * 1024 * 1024;
 /// How late the `slow` mode answers.
 const SLOW: Duration = Duration::from_millis(200);
+/// How late the `list-slow` mode answers its lists.
+const LIST_SLOW: Duration = Duration::from_secs(5);
+/// The hostile-list modes (see the header).
+const LIST_MODES: [&str; 6] = [
+    "list-malformed",
+    "list-duplicates",
+    "list-control",
+    "list-many",
+    "list-loop",
+    "list-slow",
+];
+/// How many entries `list-many` puts in its one page.
+const LIST_MANY: usize = 10_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -166,13 +192,7 @@ async fn connection(mut stream: TcpStream, recorder: &Recorder) -> std::io::Resu
         let Some(req) = read_request(&mut stream, &mut buf).await? else {
             return Ok(());
         };
-        let mode = req
-            .path
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .to_owned();
+        let mode = mode_of(&req.path).to_owned();
         let msg: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
         let rpc_method = msg["method"].as_str().unwrap_or("").to_owned();
         let tool = (rpc_method == "tools/call")
@@ -190,6 +210,7 @@ async fn connection(mut stream: TcpStream, recorder: &Recorder) -> std::io::Resu
         }));
         let keep = match mode.as_str() {
             "ok" | "session" => answer_ok(&mut stream, &req, &msg, recorder).await?,
+            m if LIST_MODES.contains(&m) => answer_ok(&mut stream, &req, &msg, recorder).await?,
             "slow" => {
                 tokio::time::sleep(SLOW).await;
                 answer_ok(&mut stream, &req, &msg, recorder).await?
@@ -426,7 +447,20 @@ async fn answer_ok(
     };
     let method = msg["method"].as_str().unwrap_or("");
     let params = &msg["params"];
+    let mode = mode_of(&req.path);
+    let lists = LIST_MODES.contains(&mode);
+    if mode == "list-slow" && list_key(method).is_some() {
+        tokio::select! {
+            () = tokio::time::sleep(LIST_SLOW) => {}
+            () = wait_for_hangup(stream) => {
+                recorder.write(&json!({"event": "peer_closed", "mode": mode,
+                    "request_id": req.header("x-underpass-request-id")}));
+                return Ok(false);
+            }
+        }
+    }
     let result = match method {
+        m if lists && list_key(m).is_some() => hostile_list(mode, m, params),
         "initialize" => {
             let asked = params["protocolVersion"].as_str().unwrap_or("");
             let version = if ["2025-11-25", "2025-06-18", "2025-03-26"].contains(&asked) {
@@ -434,17 +468,19 @@ async fn answer_ok(
             } else {
                 "2025-11-25"
             };
+            let capabilities = if lists {
+                json!({"tools": {}, "prompts": {}, "resources": {}})
+            } else {
+                json!({"tools": {}})
+            };
             json!({
                 "protocolVersion": version,
-                "capabilities": {"tools": {}},
+                "capabilities": capabilities,
                 "serverInfo": {"name": "fault-backend", "version": "1"}
             })
         }
         "ping" => json!({}),
-        "tools/list" => json!({"tools": [
-            {"name": "echo", "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}}},
-            {"name": "sleep", "inputSchema": {"type": "object", "properties": {"ms": {"type": "number"}}}},
-        ]}),
+        "tools/list" => ok_tools(),
         "tools/call" => {
             let args = &params["arguments"];
             match params["name"].as_str().unwrap_or("") {
@@ -460,7 +496,6 @@ async fn answer_ok(
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_millis(ms)) => {}
                         () = wait_for_hangup(stream) => {
-                            let mode = req.path.trim_start_matches('/').split('/').next();
                             recorder.write(&json!({
                                 "event": "peer_closed", "mode": mode, "request_id": request_id}));
                             return Ok(false);
@@ -496,6 +531,76 @@ async fn answer_ok(
     }
     respond(stream, 200, "application/json", body.as_bytes()).await?;
     Ok(true)
+}
+
+/// The behaviour named by a path's first segment.
+fn mode_of(path: &str) -> &str {
+    path.trim_start_matches('/').split('/').next().unwrap_or("")
+}
+
+/// The `ok` mode's tools.
+fn ok_tools() -> Value {
+    json!({"tools": [
+        {"name": "echo", "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}}},
+        {"name": "sleep", "inputSchema": {"type": "object", "properties": {"ms": {"type": "number"}}}},
+    ]})
+}
+
+/// The key of a list method's result (`tools/list` → `tools`), `None` for other methods.
+fn list_key(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/list" => Some("tools"),
+        "prompts/list" => Some("prompts"),
+        "resources/list" => Some("resources"),
+        _ => None,
+    }
+}
+
+/// One entry of a list named `name`, shaped as the list's kind wants.
+fn list_entry(key: &str, name: &str) -> Value {
+    match key {
+        "tools" => json!({"name": name, "inputSchema": {"type": "object",
+            "properties": {"message": {"type": "string"}}}}),
+        "resources" => json!({"uri": format!("fault://{name}"), "name": name}),
+        _ => json!({"name": name}),
+    }
+}
+
+/// The result a `list-*` mode gives a list method (`tools/list`, `prompts/list`,
+/// `resources/list`); see the header.
+fn hostile_list(mode: &str, method: &str, params: &Value) -> Value {
+    let Some(key) = list_key(method) else {
+        return json!({});
+    };
+    let entries = |names: &[&str]| -> Value {
+        names
+            .iter()
+            .map(|n| list_entry(key, n))
+            .collect::<Vec<_>>()
+            .into()
+    };
+    match mode {
+        "list-malformed" => json!({ key: "nope" }),
+        "list-duplicates" => json!({ key: entries(&["echo", "echo", "dup", "dup", "dup"]) }),
+        "list-control" => json!({ key: entries(&["bad\u{7}name", "new\nline", "echo"]) }),
+        "list-many" => {
+            let many: Vec<Value> = std::iter::once(list_entry(key, "echo"))
+                .chain((1..LIST_MANY).map(|i| list_entry(key, &format!("many-{i:05}"))))
+                .collect();
+            json!({ key: many })
+        }
+        "list-loop" => {
+            let name = if params["cursor"].is_null() {
+                "echo"
+            } else {
+                "again"
+            };
+            json!({ key: entries(&[name]), "nextCursor": "again" })
+        }
+        // `list-slow` (late, not wrong) and anything else: the `ok` lists.
+        _ if key == "tools" => ok_tools(),
+        _ => json!({ key: entries(&["echo"]) }),
+    }
 }
 
 /// Holds the connection without answering until the peer hangs up (or an hour passes).
@@ -567,4 +672,84 @@ async fn junk_events(stream: &mut TcpStream) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &Value, key: &str) -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_list_mode_is_served_and_list_methods_are_recognised() {
+        assert_eq!(mode_of("/list-loop/mcp"), "list-loop");
+        assert_eq!(mode_of("/"), "");
+        for m in ["tools/list", "prompts/list", "resources/list"] {
+            assert!(list_key(m).is_some(), "{m}");
+        }
+        assert_eq!(list_key("tools/call"), None);
+        assert_eq!(list_key("resources/templates/list"), None);
+    }
+
+    #[test]
+    fn malformed_lists_are_not_arrays() {
+        for (m, key) in [
+            ("tools/list", "tools"),
+            ("prompts/list", "prompts"),
+            ("resources/list", "resources"),
+        ] {
+            let v = hostile_list("list-malformed", m, &Value::Null);
+            assert_eq!(v[key], json!("nope"), "{m}");
+        }
+    }
+
+    #[test]
+    fn duplicates_and_control_characters() {
+        let v = hostile_list("list-duplicates", "tools/list", &Value::Null);
+        assert_eq!(names(&v, "tools"), ["echo", "echo", "dup", "dup", "dup"]);
+        let v = hostile_list("list-control", "prompts/list", &Value::Null);
+        assert_eq!(names(&v, "prompts"), ["bad\u{7}name", "new\nline", "echo"]);
+        // On the wire the control characters are JSON escapes a parser turns back into them.
+        assert!(v.to_string().contains(r"bad\u0007name"));
+        let v = hostile_list("list-control", "resources/list", &Value::Null);
+        assert_eq!(v["resources"][2]["uri"], json!("fault://echo"));
+    }
+
+    #[test]
+    fn many_is_one_page_of_ten_thousand() {
+        let v = hostile_list("list-many", "tools/list", &Value::Null);
+        let n = names(&v, "tools");
+        assert_eq!(n.len(), 10_000);
+        assert_eq!(n[0], "echo");
+        assert_eq!(n[9_999], "many-09999");
+        assert!(v.get("nextCursor").is_none());
+    }
+
+    #[test]
+    fn loop_hands_back_the_same_cursor_forever() {
+        let first = hostile_list("list-loop", "tools/list", &json!({}));
+        assert_eq!(names(&first, "tools"), ["echo"]);
+        let mut cursor = first["nextCursor"].clone();
+        for _ in 0..3 {
+            let next = hostile_list("list-loop", "tools/list", &json!({"cursor": cursor}));
+            assert_eq!(names(&next, "tools"), ["again"]);
+            assert_eq!(next["nextCursor"], json!("again"));
+            cursor = next["nextCursor"].clone();
+        }
+    }
+
+    #[test]
+    fn slow_lists_are_the_ok_lists() {
+        let v = hostile_list("list-slow", "tools/list", &Value::Null);
+        assert_eq!(v, ok_tools());
+        let v = hostile_list("list-slow", "resources/list", &Value::Null);
+        assert_eq!(v["resources"][0]["uri"], json!("fault://echo"));
+    }
 }
