@@ -24,7 +24,7 @@
 //!   field, bytes that are not UTF-8) every 20 ms, without end, until the peer hangs up.
 //!
 //! Hostile lists, for the federated endpoint: each mode is `ok` (it also advertises and answers
-//! `prompts/list` and `resources/list`) except for what its lists say (`tools/list`,
+//! `prompts/list`, `resources/list` and an empty `resources/templates/list`) except for what its lists say (`tools/list`,
 //! `prompts/list`, `resources/list` alike):
 //! - `list-malformed`: `result.tools` (`prompts`, `resources`) is not an array (`"nope"`);
 //! - `list-duplicates`: `echo` twice, then `dup` three times;
@@ -461,6 +461,7 @@ async fn answer_ok(
     }
     let result = match method {
         m if lists && list_key(m).is_some() => hostile_list(mode, m, params),
+        "resources/templates/list" if lists => json!({"resourceTemplates": []}),
         "initialize" => {
             let asked = params["protocolVersion"].as_str().unwrap_or("");
             let version = if ["2025-11-25", "2025-06-18", "2025-03-26"].contains(&asked) {
