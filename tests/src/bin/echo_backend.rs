@@ -510,7 +510,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
             // What a 2026-07-28 client reads of a discover answer (the SDKs validate it).
             let modern_fields = if discover {
                 format!(
-                    ",\"supportedVersions\":[\"{MODERN_VERSION}\"],\
+                    ",\"supportedVersions\":[\"{MODERN_VERSION}\",\"{LEGACY_VERSION}\"],\
                      \"_meta\":{{\"io.modelcontextprotocol/serverInfo\":{info}}}"
                 )
             } else {
