@@ -43,6 +43,8 @@ pub struct App {
     pub tracer: underpass_shared::telemetry::Tracer,
     /// What the admin API shows of finished requests (figures per service, recent denials).
     pub feed: Arc<crate::admin::feed::Feed>,
+    /// What the federated endpoint `/mcp` keeps: backend eras, pooled sessions, caches.
+    pub federation: Arc<crate::federation::state::Federation>,
 }
 
 /// Who is calling and what they may do: authentication, policy, rate limits, revocation.

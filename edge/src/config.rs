@@ -10,6 +10,7 @@ use serde::Deserialize;
 use underpass_proto::identity::{validate_name, validate_trust_domain, DEFAULT_TRUST_DOMAIN};
 
 pub use crate::auth::{ApiKeyConfig, AuthConfig, JwtConfig};
+pub use crate::federation::config::{FederationConfig, OnFailure, ViewConfig};
 pub use underpass_audit::AuditConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +69,12 @@ pub struct EdgeConfig {
     /// One-time enrollment of connectors (`underpass-connector enroll`), served on the
     /// `[tunnel] listen` port over TCP; off when absent.
     pub enrollment: Option<EnrollmentConfig>,
+    /// The federated endpoint `/mcp`: fan-out deadline, name separator, pages, cache.
+    #[serde(default)]
+    pub federation: FederationConfig,
+    /// Curated views of the federated endpoint, each at `/mcp/view/{name}`.
+    #[serde(default)]
+    pub views: Vec<ViewConfig>,
 }
 
 impl EdgeConfig {
@@ -238,6 +245,25 @@ pub struct ServiceConfig {
     /// else ever is. Default: none.
     #[serde(default)]
     pub retry_tools: Vec<String>,
+    /// What names its tools, prompts and resources on the federated endpoint `/mcp`:
+    /// `{prefix}__{name}`. Default: the service's name.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// When the service cannot answer a federated list in time: `"omit"` (the default) leaves
+    /// it out of the answer, `"fail"` fails the answer.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// Serve both protocol eras on `/mcp/{service}` whatever the backend speaks (the edge
+    /// bridges them). `/mcp` always bridges. Default false.
+    #[serde(default)]
+    pub bridge_eras: bool,
+}
+
+impl ServiceConfig {
+    /// The prefix of its names on the federated endpoint.
+    pub fn federated_prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or(&self.name)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -463,6 +489,15 @@ impl EdgeConfig {
                 validate_name(c)
                     .with_context(|| format!("invalid connector name in service {:?}", s.name))?;
             }
+        }
+        let prefixes: Vec<(&str, &str)> = self
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s.federated_prefix()))
+            .collect();
+        crate::federation::config::validate(&self.federation, &prefixes, &self.views)?;
+        if self.has_service("view") {
+            bail!("the service name \"view\" is reserved (views are served at /mcp/view/{{name}}): rename the service");
         }
         Ok(())
     }

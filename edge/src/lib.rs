@@ -22,6 +22,7 @@ pub mod config;
 pub mod doctor;
 pub mod drain;
 pub mod enroll;
+pub mod federation;
 pub mod http;
 pub mod limiter;
 pub mod limits;
@@ -227,12 +228,14 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     let jwks = signer.jwks();
     let tracer = underpass_shared::telemetry::Tracer::start(&config.telemetry, "underpass-edge")
         .map_err(anyhow::Error::msg)?;
+    let federation = Arc::new(federation::state::Federation::new(&config.federation));
     let metrics = Arc::new(metrics::Metrics::new(
         config.services.iter().map(|s| s.name.as_str()),
         registry.clone(),
         revocations.clone(),
         auditor.clone(),
         &tracer,
+        federation.clone(),
     ));
     let app = Arc::new(App {
         config: config.clone(),
@@ -258,7 +261,9 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         feed: Arc::new(admin::feed::Feed::new(
             config.services.iter().map(|s| s.name.as_str()),
         )),
+        federation: federation.clone(),
     });
+    tokio::spawn(federation::upstream::end_idle_sessions(app.clone()));
     tokio::spawn(mcp::sessions::expire_idle_sessions(app.clone()));
     if let Some(admin) = &config.admin {
         start_admin(admin, &app, &certs, jwks, metrics).await?;

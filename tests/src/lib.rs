@@ -361,12 +361,17 @@ impl EdgeSetup {
     }
 
     pub fn url(&self, service: &str) -> String {
+        self.endpoint(&format!("/mcp/{service}"))
+    }
+
+    /// The client listener's URL of `path` (`/mcp`, `/mcp/view/support`).
+    pub fn endpoint(&self, path: &str) -> String {
         let scheme = if self.tls {
             "https://localhost"
         } else {
             "http://127.0.0.1"
         };
-        format!("{scheme}:{}/mcp/{service}", self.client_port)
+        format!("{scheme}:{}{path}", self.client_port)
     }
 
     pub fn admin(&self, path: &str) -> String {
@@ -692,6 +697,21 @@ pub fn start_fixture(dir: &Path, peers: &Peers) -> (Proc, String) {
     );
     p.wait_for_log("conformance-fixture ready", Duration::from_secs(30));
     (p, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// Starts `tests/peers/py-server.py` (the official Python SDK, both eras) on a free loopback
+/// port; its endpoint URL.
+pub fn start_py_server(dir: &Path, peers: &Peers) -> (Proc, String) {
+    let port = free_port();
+    let mut backend = Proc::spawn(
+        "py-server",
+        dir,
+        Command::new(peers.path("VENV_PYTHON"))
+            .arg(peers.path("PY_SERVER"))
+            .args(["--port", &port.to_string()]),
+    );
+    backend.wait_for_log("Uvicorn running", Duration::from_secs(30));
+    (backend, format!("http://127.0.0.1:{port}/mcp"))
 }
 
 /// Asserts that a smoke client saw the progress of a 4-step tool live and in order.

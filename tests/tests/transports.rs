@@ -82,19 +82,6 @@ fn legacy_clients_keep_working_after_a_modern_client_discovered_the_backend() {
     }
 }
 
-fn start_py_server(dir: &std::path::Path, peers: &Peers) -> (Proc, String) {
-    let port = free_port();
-    let mut backend = Proc::spawn(
-        "py-server",
-        dir,
-        std::process::Command::new(peers.path("VENV_PYTHON"))
-            .arg(peers.path("PY_SERVER"))
-            .args(["--port", &port.to_string()]),
-    );
-    backend.wait_for_log("Uvicorn running", std::time::Duration::from_secs(30));
-    (backend, format!("http://127.0.0.1:{port}/mcp"))
-}
-
 /// The official Python SDK client in its auto mode finds the modern era through the tunnel
 /// when the backend speaks it (and falls back to the legacy era for `server-everything`: see
 /// `walking_skeleton::python_sdk_client_through_the_tunnel`).

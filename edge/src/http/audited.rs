@@ -218,6 +218,12 @@ impl OnBehalf {
         }
     }
 
+    /// The record, for a sender that writes its `dispatched` lines itself
+    /// (`failover::send`).
+    pub fn record(&mut self) -> &mut AuditRecord {
+        &mut self.record
+    }
+
     /// The `dispatched` line; false when it could not be written and the edge refuses what
     /// it cannot audit: then the exchange must not be sent.
     pub async fn ahead(&mut self, app: &App) -> bool {

@@ -12,6 +12,7 @@ use underpass_mcp::jsonrpc::code;
 
 use crate::app::App;
 use crate::auth::PROTECTED_RESOURCE_WELL_KNOWN;
+use crate::federation::endpoint;
 use crate::http::audited::{audited, refuse_unaudited, request_record, PendingRecord};
 use crate::http::body::Body;
 use crate::http::conn::ConnInfo;
@@ -91,11 +92,14 @@ pub async fn handle(
                 ),
             },
         },
-        Route::Federated => error_response(
-            StatusCode::NOT_IMPLEMENTED,
-            code::METHOD_NOT_FOUND,
-            "the federated endpoint /mcp is not available in this build; use /mcp/{service}",
-        ),
+        Route::Federated => match refuse_unaudited(&app, &mut audit) {
+            Some(refusal) => refusal,
+            None => endpoint::serve(&app, &conn, None, &parts, body, &mut audit).await,
+        },
+        Route::View(view) => match refuse_unaudited(&app, &mut audit) {
+            Some(refusal) => refusal,
+            None => endpoint::serve(&app, &conn, Some(view), &parts, body, &mut audit).await,
+        },
         Route::NotFound => error_response(
             StatusCode::NOT_FOUND,
             code::NOT_FOUND,

@@ -4,7 +4,10 @@
 pub enum Route<'a> {
     Service(&'a str),
     LegacySse(&'a str),
+    /// `/mcp`: every service the caller may use, as one MCP server.
     Federated,
+    /// `/mcp/view/{name}`: a curated view of the federated endpoint.
+    View(&'a str),
     NotFound,
 }
 
@@ -17,6 +20,9 @@ pub fn route(path: &str) -> Route<'_> {
             };
             match rest.split_once('/') {
                 None if !rest.is_empty() => Route::Service(rest),
+                Some(("view", name)) if !name.is_empty() && !name.contains('/') => {
+                    Route::View(name)
+                }
                 Some((svc, "sse")) if !svc.is_empty() => Route::LegacySse(svc),
                 _ => Route::NotFound,
             }
@@ -35,12 +41,15 @@ mod tests {
         assert_eq!(route("/mcp/everything/sse"), Route::LegacySse("everything"));
         assert_eq!(route("/mcp"), Route::Federated);
         assert_eq!(route("/mcp/"), Route::Federated);
+        assert_eq!(route("/mcp/view/support"), Route::View("support"));
         for p in [
             "/",
             "/mcpx",
             "/mcp//sse",
             "/mcp/a/b",
             "/mcp/a/sse/x",
+            "/mcp/view/",
+            "/mcp/view/a/b",
             "/other",
         ] {
             assert_eq!(route(p), Route::NotFound, "{p}");

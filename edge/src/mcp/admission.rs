@@ -70,7 +70,11 @@ pub fn authenticate(
         Ok(id) => id,
         Err(e) => {
             audit.outcome = Outcome::Unauthenticated;
-            let path = format!("/mcp/{service}");
+            let path = if service.is_empty() {
+                "/mcp".to_owned()
+            } else {
+                format!("/mcp/{service}")
+            };
             let mut resp = error_response(e.status(), code::UNAUTHENTICATED, &e.message());
             // The caller checked the host (check_host_origin) before admission.
             let authority = request_authority(parts).unwrap_or_default();
@@ -278,7 +282,7 @@ fn decide(
 /// Which versions a service supports is its backend's to say: once a `server/discover` answer
 /// has passed through, the edge refuses stateless-era versions it did not list itself (-32022
 /// with that list); legacy versions, and everything before that, the backend answers.
-fn check_protocol(
+pub(crate) fn check_protocol(
     headers: &HeaderMap,
     parsed: &mcp::Inspected,
     learned: Option<&[String]>,

@@ -55,7 +55,7 @@ impl Held {
 pub fn reads_body(parts: &http::request::Parts) -> bool {
     matches!(
         route(parts.uri.path()),
-        Route::Service(_) | Route::LegacySse(_)
+        Route::Service(_) | Route::LegacySse(_) | Route::Federated | Route::View(_)
     )
 }
 
@@ -70,8 +70,10 @@ pub async fn before_body(
     body: &mut Incoming,
     audit: &mut AuditRecord,
 ) -> Result<Held, Response<Body>> {
+    // The federated endpoint has no service of its own (its calls are judged per service).
     let service = match route(parts.uri.path()) {
         Route::Service(s) | Route::LegacySse(s) => s.to_owned(),
+        Route::Federated | Route::View(_) => String::new(),
         _ => return Ok(Held::default()),
     };
     let identity = match admission::authenticate(app, conn, &service, parts, audit) {

@@ -30,6 +30,7 @@ use underpass_shared::telemetry::Tracer;
 
 pub use request::{EventStream, RequestMetrics};
 
+use crate::federation::state::Federation;
 use crate::revocation::Revocations;
 use crate::tunnels::registry::Registry as Tunnels;
 
@@ -51,6 +52,7 @@ impl Metrics {
         revocations: Arc<Revocations>,
         auditor: Option<Auditor>,
         tracer: &Tracer,
+        federation: Arc<Federation>,
     ) -> Self {
         let mut registry = Registry::with_prefix("underpass");
         let requests = Arc::new(RequestMetrics::new(services));
@@ -64,6 +66,7 @@ impl Metrics {
         if tracer.is_on() {
             registry.register_collector(Box::new(state::SpanMetrics(tracer.clone())));
         }
+        registry.register_collector(Box::new(state::FederationMetrics(federation)));
         Metrics { registry, requests }
     }
 

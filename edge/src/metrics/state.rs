@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use underpass_audit::Auditor;
 use underpass_shared::telemetry::Tracer;
 
+use crate::federation::state::Federation;
 use crate::revocation::Revocations;
 
 /// The audit writer's queue and losses.
@@ -101,6 +102,76 @@ impl Collector for SpanMetrics {
             ("failed", counts.failed),
         ] {
             ConstCounter::new(n).encode(family.encode_family(&SpanResult { result })?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The federated endpoint's cache and the services left out of its answers.
+pub(super) struct FederationMetrics(pub Arc<Federation>);
+
+impl std::fmt::Debug for FederationMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FederationMetrics")
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupResult {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Omitted {
+    service: String,
+    reason: &'static str,
+}
+
+impl Collector for FederationMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let fed = &self.0;
+        let mut lookups = encoder.encode_descriptor(
+            "federation_cache_lookups",
+            "Lookups of the federated endpoint's cache of backend results (lists, resources/read), by result",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (result, n) in [
+            ("hit", fed.stats.cache_hits.load(Relaxed)),
+            ("miss", fed.stats.cache_misses.load(Relaxed)),
+        ] {
+            ConstCounter::new(n).encode(lookups.encode_family(&LookupResult { result })?)?;
+        }
+        let (entries, bytes) = fed.cache_size();
+        let entries = ConstGauge::new(i64::try_from(entries).unwrap_or(i64::MAX));
+        entries.encode(encoder.encode_descriptor(
+            "federation_cache_entries",
+            "Entries in the federated endpoint's cache",
+            None,
+            entries.metric_type(),
+        )?)?;
+        let bytes = ConstGauge::new(i64::try_from(bytes).unwrap_or(i64::MAX));
+        bytes.encode(encoder.encode_descriptor(
+            "federation_cache_bytes",
+            "Bytes (JSON, approximate) held by the federated endpoint's cache; bounded by [federation] cache_bytes",
+            None,
+            bytes.metric_type(),
+        )?)?;
+        let omitted: Vec<((String, &'static str), u64)> = fed
+            .stats
+            .omitted
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        let mut family = encoder.encode_descriptor(
+            "federation_omitted",
+            "Services left out of a federated answer, by service and reason (deadline, unavailable, tunnel, http_status, unreadable, error, describe)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for ((service, reason), n) in omitted {
+            ConstCounter::new(n).encode(family.encode_family(&Omitted { service, reason })?)?;
         }
         Ok(())
     }

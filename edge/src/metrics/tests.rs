@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 use super::capped::{Capped, OTHER};
 use super::phases::Phases;
 use super::*;
+use crate::federation::state::Federation;
 use underpass_audit::{AuditRecord, ExchangeTiming, Outcome};
 
 #[test]
@@ -14,6 +15,7 @@ fn label_values_come_from_the_configuration_or_a_fixed_set() {
         revocations,
         None,
         &Tracer::off(),
+        Arc::new(Federation::new(&Default::default())),
     );
     let record = |service: Option<&str>, method: Option<&str>, outcome| AuditRecord {
         service: service.map(str::to_owned),
@@ -72,6 +74,7 @@ fn a_list_that_broke_shows_as_failures_and_staleness() {
         revocations.clone(),
         None,
         &Tracer::off(),
+        Arc::new(Federation::new(&Default::default())),
     );
     let text = metrics.render().unwrap();
     assert!(
@@ -104,6 +107,7 @@ fn fresh(services: &[&str]) -> Metrics {
         Revocations::load(None).unwrap(),
         None,
         &Tracer::off(),
+        Arc::new(Federation::new(&Default::default())),
     )
 }
 
@@ -260,6 +264,7 @@ fn tunnel_connects_are_counted_per_connector_with_a_cap() {
         Revocations::load(None).unwrap(),
         None,
         &Tracer::off(),
+        Arc::new(Federation::new(&Default::default())),
     );
     let text = metrics.render().unwrap();
     assert!(
@@ -322,6 +327,7 @@ fn connector_figures_keep_served_services_only_and_the_latest_snapshot() {
         Revocations::load(None).unwrap(),
         None,
         &Tracer::off(),
+        Arc::new(Federation::new(&Default::default())),
     );
     let text = metrics.render().unwrap();
     let line = |l: &str| text.lines().any(|t| t == l);

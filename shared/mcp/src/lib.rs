@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod federation;
 pub mod headers;
 pub mod json;
 pub mod jsonrpc;

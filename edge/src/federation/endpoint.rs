@@ -1,0 +1,458 @@
+//! One request to the federated endpoint `/mcp` or a view `/mcp/view/{name}`: the edge is the
+//! MCP server here. It answers `initialize` (a 2025-11-25 client gets a sealed session the
+//! edge keeps), `server/discover` (2026-07-28), `ping` and the lists itself (fanned out, see
+//! [`lists`]), and routes calls to their service ([`calls`]). Both eras are served whatever
+//! each backend speaks.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use serde_json::{json, Map, Value};
+use underpass_audit::{Decision, Outcome};
+use underpass_mcp::jsonrpc::code;
+use underpass_mcp::{self as mcp, Era, Kind as MessageKind, MODERN_VERSION};
+
+use crate::app::App;
+use crate::auth::Identity;
+use crate::config::ViewConfig;
+use crate::federation::calls;
+use crate::federation::lists::{self, Kind};
+use crate::federation::upstream::{self, Caller};
+use crate::http::audited::PendingRecord;
+use crate::http::body::Body;
+use crate::http::conn::ConnInfo;
+use crate::http::headers::{forwarding_headers, SESSION_HEADER};
+use crate::http::host::check_host_origin;
+use crate::http::media::check_media;
+use crate::http::respond::{error_response, json_response, Refusal};
+use crate::mcp::admission;
+use crate::sessions::seal::{principal_hash, Payload};
+
+/// Versions a client may speak to the federated endpoint, newest first.
+const VERSIONS: [&str; 4] = [MODERN_VERSION, "2025-11-25", "2025-06-18", "2025-03-26"];
+/// What a sealed payload of this endpoint holds in its connector field: a session or a cursor.
+const SESSION: &str = "session";
+const CURSOR: &str = "cursor";
+
+/// Which endpoint: `/mcp`, or a view.
+pub struct Endpoint<'a> {
+    /// `/mcp` or `/mcp/view/{name}`: what its sealed sessions and cursors are bound to.
+    pub key: String,
+    pub view: Option<&'a ViewConfig>,
+}
+
+/// The request being served, as the handlers of each method need it.
+pub struct Request<'a> {
+    pub app: &'a Arc<App>,
+    pub conn: &'a ConnInfo,
+    pub parts: &'a http::request::Parts,
+    pub endpoint: Endpoint<'a>,
+    pub caller: Caller,
+    pub modern: bool,
+}
+
+/// Serves one request to `/mcp` (`view: None`) or `/mcp/view/{view}`.
+pub async fn serve(
+    app: &Arc<App>,
+    conn: &ConnInfo,
+    view: Option<&str>,
+    parts: &http::request::Parts,
+    body: Bytes,
+    audit: &mut PendingRecord,
+) -> Response<Body> {
+    match answer(app, conn, view, parts, body, audit).await {
+        Ok(resp) => resp,
+        Err(refusal) => *refusal,
+    }
+}
+
+async fn answer(
+    app: &Arc<App>,
+    conn: &ConnInfo,
+    view: Option<&str>,
+    parts: &http::request::Parts,
+    body: Bytes,
+    audit: &mut PendingRecord,
+) -> Result<Response<Body>, Refusal> {
+    if let Err(refusal) = check_host_origin(&app.config.clients, parts) {
+        audit.outcome = Outcome::Forbidden;
+        return Err(refusal);
+    }
+    let endpoint = match view {
+        None => Endpoint {
+            key: "/mcp".to_owned(),
+            view: None,
+        },
+        Some(name) => match app.config.views.iter().find(|v| v.name == name) {
+            Some(v) => Endpoint {
+                key: format!("/mcp/view/{name}"),
+                view: Some(v),
+            },
+            None => {
+                return Err(Box::new(error_response(
+                    StatusCode::NOT_FOUND,
+                    code::NOT_FOUND,
+                    &format!("no view {name:?}: views are the [[views]] of edge.toml"),
+                )))
+            }
+        },
+    };
+    if ![Method::POST, Method::DELETE].contains(&parts.method) {
+        let mut resp = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            code::INVALID_REQUEST,
+            "the federated endpoint takes POST (and DELETE to end a session); it offers no \
+             event stream of its own",
+        );
+        resp.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("POST, DELETE"),
+        );
+        return Err(Box::new(resp));
+    }
+    if let Err(refusal) = check_media(&parts.method, &parts.headers) {
+        audit.outcome = Outcome::BadRequest;
+        return Err(refusal);
+    }
+    let identity = match parts.extensions.get::<Identity>() {
+        Some(identity) => identity.clone(),
+        None => admission::authenticate(app, conn, "", parts, audit)?,
+    };
+    audit.principal = Some(identity.principal.clone());
+    audit.auth_method = Some(identity.method);
+    let session = open_session(app, &endpoint, &identity.principal, parts)?;
+    if parts.method == Method::DELETE {
+        return match session {
+            Some(_) => Ok(json_response(StatusCode::OK, &json!({}))),
+            None => Err(session_not_found()),
+        };
+    }
+    let inspected = match mcp::parse(&body) {
+        Ok(i) => i,
+        Err(e) => {
+            audit.outcome = Outcome::BadRequest;
+            audit.jsonrpc_error = Some(e.code());
+            return Err(Box::new(json_response(
+                StatusCode::BAD_REQUEST,
+                &e.to_jsonrpc(),
+            )));
+        }
+    };
+    let Some(message) = inspected.single().filter(|_| !inspected.batch).cloned() else {
+        audit.outcome = Outcome::BadRequest;
+        return Err(Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "the federated endpoint takes one message per request, not a batch",
+        )));
+    };
+    admission::check_protocol(&parts.headers, &inspected, None, audit)?;
+    let modern = parts
+        .headers
+        .get(mcp::HEADER_PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| Era::of(v.trim()) == Era::Modern);
+    audit.mcp_method = message.method.clone();
+    if message.kind != MessageKind::Request {
+        // Notifications and responses concern no backend the edge could name: taken, and
+        // dropped (a legacy client's `notifications/initialized`, cancellations of calls
+        // whose answers the edge is reading whole).
+        audit.decision = Some(Decision::Allow);
+        let mut resp = Response::new(crate::http::body::full_body(""));
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        return Ok(resp);
+    }
+    let caller = Caller {
+        identity,
+        trace_id: audit.trace_id.clone().unwrap_or_default(),
+        session: session.unwrap_or_default(),
+        forwarded: forwarding_headers(conn, parts, !app.config.clients.insecure_plaintext),
+    };
+    let req = Request {
+        app,
+        conn,
+        parts,
+        endpoint,
+        caller,
+        modern,
+    };
+    let id = message.id.clone();
+    let method = message.method.clone().unwrap_or_default();
+    let result = match method.as_str() {
+        "initialize" => return initialize(&req, &message, audit).await,
+        "server/discover" => describe(&req, audit)
+            .await
+            .map(|d| discover_result(&req, d)),
+        "ping" => Ok(json!({})),
+        "logging/setLevel" => Ok(json!({})),
+        m if Kind::of(m).is_some() => list(&req, Kind::of(m), &message, audit).await,
+        "tools/call"
+        | "prompts/get"
+        | "resources/read"
+        | "completion/complete"
+        | "resources/subscribe"
+        | "resources/unsubscribe" => {
+            return calls::route(&req, message, body, audit).await;
+        }
+        _ => Err(Box::new(rpc_error(
+            id.as_ref(),
+            code::METHOD_NOT_FOUND,
+            &format!("the federated endpoint does not serve {method:?}"),
+        ))),
+    }?;
+    audit.decision = Some(Decision::Allow);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": id, "result": stamp(&req, result)}),
+    ))
+}
+
+/// A JSON-RPC error answer (HTTP 200: the request was read and answered).
+pub fn rpc_error(id: Option<&Value>, code: i64, message: &str) -> Response<Body> {
+    json_response(StatusCode::OK, &mcp::jsonrpc_error(id, code, message, None))
+}
+
+/// What every result the edge originates for a 2026-07-28 client carries: `resultType` and
+/// the edge's own `serverInfo`.
+pub fn stamp(req: &Request<'_>, mut result: Value) -> Value {
+    if !req.modern {
+        return result;
+    }
+    if let Some(obj) = result.as_object_mut() {
+        obj.entry("resultType")
+            .or_insert_with(|| Value::from("complete"));
+        let meta = obj.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("io.modelcontextprotocol/serverInfo".into(), server_info());
+        }
+    }
+    result
+}
+
+fn server_info() -> Value {
+    json!({"name": "underpass", "version": env!("CARGO_PKG_VERSION")})
+}
+
+fn session_not_found() -> Refusal {
+    Box::new(error_response(
+        StatusCode::NOT_FOUND,
+        code::NOT_FOUND,
+        "session not found; initialize a new session",
+    ))
+}
+
+/// The session a request names by `Mcp-Session-Id`: 404 unless it was sealed by this
+/// endpoint for this principal.
+fn open_session(
+    app: &App,
+    endpoint: &Endpoint<'_>,
+    principal: &str,
+    parts: &http::request::Parts,
+) -> Result<Option<String>, Refusal> {
+    let Some(id) = parts.headers.get(SESSION_HEADER) else {
+        return Ok(None);
+    };
+    let id = id.to_str().map_err(|_| session_not_found())?;
+    match app.sealer.open(id, &endpoint.key, principal) {
+        Ok(opened) if opened.connector == SESSION => Ok(Some(id.to_owned())),
+        _ => Err(session_not_found()),
+    }
+}
+
+/// Seals what only this endpoint and this principal may hand back: a session (`kind`
+/// [`SESSION`]) or a cursor ([`CURSOR`]).
+fn seal(
+    app: &App,
+    endpoint: &Endpoint<'_>,
+    principal: &str,
+    kind: &str,
+    value: &str,
+) -> Option<String> {
+    app.sealer
+        .seal(&Payload {
+            service: endpoint.key.clone(),
+            principal_hash: principal_hash(principal),
+            connector: kind.to_owned(),
+            backend_id: value.to_owned(),
+        })
+        .map_err(|e| tracing::error!("cannot seal a federated {kind}: {e}"))
+        .ok()
+}
+
+/// The union of what the endpoint's services offer (a view offers what it lists), and the
+/// services' instructions, each under its service's name.
+async fn describe(
+    req: &Request<'_>,
+    audit: &mut PendingRecord,
+) -> Result<(Map<String, Value>, Option<String>), Refusal> {
+    let _ = audit;
+    let app = req.app;
+    let policy = app.security.policy.get();
+    let chosen = lists::services(app, req.endpoint.view, &policy, &req.caller.identity);
+    let deadline = app.config.federation.deadline;
+    let asked = chosen.iter().map(|s| async move {
+        let described = async {
+            let plan = upstream::plan(app, &s.name, &req.caller).await?;
+            upstream::describe(app, &plan, &req.caller).await
+        };
+        tokio::time::timeout(deadline, described).await
+    });
+    let answers = futures_util::future::join_all(asked).await;
+    let mut capabilities = Map::new();
+    let mut instructions = Vec::new();
+    for (service, answer) in chosen.iter().zip(answers) {
+        let Ok(Ok(d)) = answer else {
+            tracing::warn!(service = %service.name, "federated endpoint: service left out of the capabilities: it did not describe itself in time");
+            app.federation.stats.omitted(&service.name, "describe");
+            continue;
+        };
+        for cap in ["tools", "prompts", "resources", "completions"] {
+            if d.capabilities.get(cap).is_some() {
+                capabilities.insert(cap.into(), json!({}));
+            }
+        }
+        if let Some(text) = d.instructions.filter(|t| !t.trim().is_empty()) {
+            let text: String = text.chars().take(4096).collect();
+            instructions.push(format!("[{}] {text}", service.name));
+        }
+    }
+    if req.endpoint.view.is_some() {
+        capabilities.remove("completions");
+    }
+    Ok((
+        capabilities,
+        (!instructions.is_empty()).then(|| instructions.join("\n\n")),
+    ))
+}
+
+fn discover_result(
+    req: &Request<'_>,
+    (capabilities, instructions): (Map<String, Value>, Option<String>),
+) -> Value {
+    let _ = req;
+    let mut result = json!({
+        "supportedVersions": VERSIONS,
+        "capabilities": capabilities,
+        // The set depends on the caller's policy: never shared, never long-lived.
+        "ttlMs": 0,
+        "cacheScope": "private",
+    });
+    if let Some(text) = instructions {
+        result["instructions"] = Value::from(text);
+    }
+    result
+}
+
+/// `initialize` from a 2025-11-25 (or older) client: the edge's answer, and a session it keeps.
+async fn initialize(
+    req: &Request<'_>,
+    message: &mcp::Message,
+    audit: &mut PendingRecord,
+) -> Result<Response<Body>, Refusal> {
+    let asked = message
+        .value
+        .pointer("/params/protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let version = VERSIONS[1..]
+        .iter()
+        .find(|v| **v == asked)
+        .copied()
+        .unwrap_or(VERSIONS[1]);
+    let (capabilities, instructions) = describe(req, audit).await?;
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": capabilities,
+        "serverInfo": server_info(),
+    });
+    if let Some(text) = instructions {
+        result["instructions"] = Value::from(text);
+    }
+    let id = format!("{:032x}", rand::random::<u128>());
+    let sealed = seal(
+        req.app,
+        &req.endpoint,
+        &req.caller.identity.principal,
+        SESSION,
+        &id,
+    )
+    .ok_or_else(|| {
+        Box::new(error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code::INTERNAL_ERROR,
+            "the edge could not seal a session id; see its log",
+        ))
+    })?;
+    audit.session = Some(sealed.clone());
+    audit.decision = Some(Decision::Allow);
+    let mut resp = json_response(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": message.id, "result": result}),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&sealed) {
+        resp.headers_mut().insert(SESSION_HEADER, v);
+    }
+    Ok(resp)
+}
+
+/// A federated list: every service's, merged, filtered for the caller, one page of it.
+async fn list(
+    req: &Request<'_>,
+    kind: Option<Kind>,
+    message: &mcp::Message,
+    audit: &mut PendingRecord,
+) -> Result<Value, Refusal> {
+    let Some(kind) = kind else {
+        return Ok(json!({}));
+    };
+    let id = message.id.as_ref();
+    let principal = &req.caller.identity.principal;
+    let offset = match message.value.pointer("/params/cursor") {
+        None | Some(Value::Null) => 0,
+        Some(cursor) => cursor
+            .as_str()
+            .and_then(|c| req.app.sealer.open(c, &req.endpoint.key, principal).ok())
+            .filter(|o| o.connector == CURSOR)
+            .and_then(|o| {
+                let (method, offset) = o.backend_id.split_once(':')?;
+                (method == kind.method()).then(|| offset.parse::<usize>().ok())?
+            })
+            .ok_or_else(|| {
+                audit.outcome = Outcome::BadRequest;
+                Box::new(rpc_error(
+                    id,
+                    code::INVALID_PARAMS,
+                    "invalid cursor: not one this endpoint handed out for this list and caller; list again without a cursor",
+                ))
+            })?,
+    };
+    let policy = req.app.security.policy.get();
+    let items = lists::gather(req.app, req.endpoint.view, &policy, &req.caller, kind)
+        .await
+        .map_err(|failed| {
+            audit.outcome = Outcome::BackendError;
+            Box::new(rpc_error(
+                id,
+                code::UPSTREAM_FAILED,
+                &format!(
+                    "service {:?} could not list ({}), and its on_failure is \"fail\"",
+                    failed.service, failed.error
+                ),
+            ))
+        })?;
+    let (page, next) = lists::page(items, offset, req.app.config.federation.page_size);
+    let mut result = Map::new();
+    result.insert(kind.key().into(), Value::Array(page));
+    if let Some(next) = next {
+        let value = format!("{}:{next}", kind.method());
+        if let Some(cursor) = seal(req.app, &req.endpoint, principal, CURSOR, &value) {
+            result.insert("nextCursor".into(), Value::from(cursor));
+        }
+    }
+    if req.modern {
+        result.insert("ttlMs".into(), Value::from(0));
+        result.insert("cacheScope".into(), Value::from("private"));
+    }
+    Ok(Value::Object(result))
+}

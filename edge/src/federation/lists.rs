@@ -1,0 +1,429 @@
+//! Federated lists: the same list asked of every service the caller may use at once, under
+//! the `[federation] deadline`; each service's whole list read (every page, within bounds)
+//! and cached as its backend said (`ttlMs`, `cacheScope`); then, for this caller only, what
+//! the policy and the view let it see, renamed (`{prefix}__{name}`, `underpass://` URIs) and
+//! cut into the endpoint's own pages.
+//!
+//! A service that fails or is late is left out with a log line and a metric, or fails the
+//! answer when its `on_failure = "fail"`; it never holds the others up past the deadline.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use underpass_mcp::federation::caching::{self, CacheScope, Directives};
+use underpass_mcp::federation::names::{shown, NameTable};
+use underpass_mcp::federation::uris::federated_uri;
+
+use crate::app::App;
+use crate::auth::Identity;
+use crate::config::{OnFailure, ServiceConfig, ViewConfig};
+use crate::federation::cache::Lookup;
+use crate::federation::config::Listed;
+use crate::federation::state::Listing;
+use crate::federation::upstream::{self, Caller, UpstreamError};
+use crate::policy::{Policy, Target};
+
+/// Longest resource URI (or URI template) taken from a backend (bytes).
+const MAX_URI: usize = 8 * 1024;
+
+/// The four lists of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl Kind {
+    pub fn of(method: &str) -> Option<Kind> {
+        Some(match method {
+            "tools/list" => Kind::Tools,
+            "prompts/list" => Kind::Prompts,
+            "resources/list" => Kind::Resources,
+            "resources/templates/list" => Kind::Templates,
+            _ => return None,
+        })
+    }
+
+    pub fn method(self) -> &'static str {
+        match self {
+            Kind::Tools => "tools/list",
+            Kind::Prompts => "prompts/list",
+            Kind::Resources => "resources/list",
+            Kind::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The member of the result that holds the items.
+    pub fn key(self) -> &'static str {
+        match self {
+            Kind::Tools => "tools",
+            Kind::Prompts => "prompts",
+            Kind::Resources => "resources",
+            Kind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The member of an item that names it.
+    fn id_field(self) -> &'static str {
+        match self {
+            Kind::Tools | Kind::Prompts => "name",
+            Kind::Resources => "uri",
+            Kind::Templates => "uriTemplate",
+        }
+    }
+
+    fn listed(self) -> Listed {
+        match self {
+            Kind::Tools => Listed::Tool,
+            Kind::Prompts => Listed::Prompt,
+            Kind::Resources | Kind::Templates => Listed::Resource,
+        }
+    }
+
+    fn target(self, original: &str) -> Target<'_> {
+        match self {
+            Kind::Tools => Target::Tool(original),
+            Kind::Prompts => Target::Prompt(original),
+            Kind::Resources | Kind::Templates => Target::Resource(original),
+        }
+    }
+}
+
+/// Who a private cached result may be served to: the principal and its groups.
+pub fn context(identity: &Identity) -> String {
+    let mut groups = identity.groups.clone();
+    groups.sort_unstable();
+    format!("{}\n{}", identity.principal, groups.join("\n"))
+}
+
+/// The services of an endpoint the caller's policy lets it use at all, in configuration
+/// order; a view's are those its entries name.
+pub fn services<'a>(
+    app: &'a App,
+    view: Option<&ViewConfig>,
+    policy: &Policy,
+    identity: &Identity,
+) -> Vec<&'a ServiceConfig> {
+    let principals = identity.principals();
+    let sep = &app.config.federation.separator;
+    app.config
+        .services
+        .iter()
+        .filter(|s| {
+            let prefix = s.federated_prefix();
+            view.is_none_or(|v| {
+                let name = format!("{prefix}{sep}");
+                let uri = federated_uri(prefix, "");
+                v.tools
+                    .iter()
+                    .chain(&v.prompts)
+                    .any(|t| t.starts_with(&name))
+                    || v.resources.iter().any(|r| r.starts_with(&uri))
+            })
+        })
+        .filter(|s| {
+            policy
+                .decide(&principals, &s.name, &Target::Service, None)
+                .allowed
+        })
+        .collect()
+}
+
+/// A service's whole list for `caller`: from the cache, or read from its backend.
+pub async fn listing(
+    app: &App,
+    service: &ServiceConfig,
+    caller: &Caller,
+    kind: Kind,
+) -> Result<Arc<Listing>, UpstreamError> {
+    let fed = &app.federation;
+    let ctx = context(&caller.identity);
+    let cached = fed
+        .lists
+        .lock()
+        .map(|mut c| c.get(&service.name, kind.method(), "", &ctx, Instant::now()))
+        .unwrap_or(Lookup::Miss);
+    if let Lookup::Hit(listing) = cached {
+        fed.stats.hit(true);
+        return Ok(listing);
+    }
+    fed.stats.hit(false);
+    let (listing, directives, bytes) = read_all(app, service, caller, kind).await?;
+    let listing = Arc::new(listing);
+    if let Ok(mut cache) = fed.lists.lock() {
+        cache.put(
+            &service.name,
+            kind.method(),
+            "",
+            &ctx,
+            directives.scope,
+            listing.clone(),
+            bytes,
+            directives.ttl,
+            Instant::now(),
+        );
+    }
+    Ok(listing)
+}
+
+/// Reads every page of a service's list, within `[federation]` bounds: pages, items, and a
+/// cursor seen twice ends the reading (a backend looping). Returns the listing, the caching
+/// hints that hold for all of it (the shortest TTL; private if any page is) and its size.
+async fn read_all(
+    app: &App,
+    service: &ServiceConfig,
+    caller: &Caller,
+    kind: Kind,
+) -> Result<(Listing, Directives, usize), UpstreamError> {
+    let fed = &app.config.federation;
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut seen = HashSet::new();
+    let mut directives: Option<Directives> = None;
+    let mut bytes = 0usize;
+    let mut modern = true;
+    for page in 0.. {
+        if page == fed.max_pages {
+            tracing::warn!(service = %service.name, list = kind.method(), pages = page,
+                "federated list: the backend has more pages than [federation] max_pages; the rest is left out");
+            break;
+        }
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let mut result =
+            upstream::request(app, &service.name, caller, kind.method(), params).await?;
+        modern &= result.get("resultType").is_some() || result.get("ttlMs").is_some();
+        let d = caching::directives(&result);
+        directives = Some(match directives {
+            None => d,
+            Some(prev) => Directives {
+                ttl: prev.ttl.min(d.ttl),
+                scope: if prev.scope == CacheScope::Public && d.scope == CacheScope::Public {
+                    CacheScope::Public
+                } else {
+                    CacheScope::Private
+                },
+            },
+        });
+        let Some(Value::Array(page_items)) = result.get_mut(kind.key()).map(Value::take) else {
+            return Err(UpstreamError::Unreadable(format!(
+                "its {} answer has no `{}` list",
+                kind.method(),
+                kind.key()
+            )));
+        };
+        for item in page_items {
+            if items.len() == fed.max_items_per_service {
+                tracing::warn!(service = %service.name, list = kind.method(), items = items.len(),
+                    "federated list: more items than [federation] max_items_per_service; the rest is left out");
+                break;
+            }
+            bytes += approximate_size(&item);
+            items.push(item);
+        }
+        if items.len() == fed.max_items_per_service {
+            break;
+        }
+        cursor = result
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        match &cursor {
+            None => break,
+            Some(c) if !seen.insert(c.clone()) => {
+                tracing::warn!(service = %service.name, list = kind.method(), cursor = %shown(c),
+                    "federated list: the backend handed back a cursor it gave before; reading stops there");
+                break;
+            }
+            Some(_) => {}
+        }
+    }
+    let mut directives = directives.unwrap_or(Directives {
+        ttl: Duration::ZERO,
+        scope: CacheScope::Private,
+    });
+    if !modern {
+        // A legacy backend gives no hints: the operator's default, per caller.
+        directives = Directives {
+            ttl: fed.default_ttl,
+            scope: CacheScope::Private,
+        };
+    }
+    let names = match kind {
+        Kind::Tools | Kind::Prompts => {
+            let listed = items
+                .iter()
+                .filter_map(|i| i.get("name").and_then(Value::as_str));
+            let (table, dropped) =
+                NameTable::build(service.federated_prefix(), &fed.separator, listed);
+            if !dropped.is_empty() {
+                let shown: Vec<String> = dropped
+                    .iter()
+                    .take(10)
+                    .map(|d| format!("{} ({})", d.shown, d.why))
+                    .collect();
+                tracing::warn!(service = %service.name, list = kind.method(), dropped = dropped.len(),
+                    "federated list: names left out: {}", shown.join(", "));
+            }
+            for (federated, original) in table.shortened() {
+                tracing::info!(service = %service.name, %federated, original = %shown(original),
+                    "federated name shortened to 64 characters");
+            }
+            table
+        }
+        Kind::Resources | Kind::Templates => NameTable::default(),
+    };
+    Ok((Listing { items, names }, directives, bytes))
+}
+
+/// A rough size of a JSON value in bytes (for the cache's budget), without serializing it.
+fn approximate_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => 2 + a.iter().map(approximate_size).sum::<usize>(),
+        Value::Object(m) => {
+            2 + m
+                .iter()
+                .map(|(k, v)| k.len() + 4 + approximate_size(v))
+                .sum::<usize>()
+        }
+        _ => 8,
+    }
+}
+
+/// The caller's view of one service's list: what the policy and the view show, renamed.
+pub fn federate(
+    kind: Kind,
+    listing: &Listing,
+    service: &ServiceConfig,
+    view: Option<&ViewConfig>,
+    visible: impl Fn(&Target<'_>) -> bool,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    for item in &listing.items {
+        let Some(original) = item.get(kind.id_field()).and_then(Value::as_str) else {
+            continue;
+        };
+        let federated = match kind {
+            Kind::Tools | Kind::Prompts => match listing.names.federated(original) {
+                Some(f) => f.to_owned(),
+                None => continue,
+            },
+            Kind::Resources | Kind::Templates => {
+                if original.len() > MAX_URI || original.chars().any(char::is_control) {
+                    continue;
+                }
+                federated_uri(service.federated_prefix(), original)
+            }
+        };
+        if !visible(&kind.target(original)) {
+            continue;
+        }
+        if view.is_some_and(|v| !v.shows(kind.listed(), &federated)) {
+            continue;
+        }
+        let mut item = item.clone();
+        let shown = view.map_or(federated.as_str(), |v| v.shown_name(&federated));
+        let description = view.and_then(|v| v.descriptions.get(shown));
+        if let Some(obj) = item.as_object_mut() {
+            obj.insert(kind.id_field().into(), Value::from(shown));
+            if let Some(d) = description {
+                obj.insert("description".into(), Value::from(d.as_str()));
+            }
+        }
+        out.push(item);
+    }
+    out
+}
+
+/// Why a federated list has no answer.
+pub struct Failed {
+    pub service: String,
+    pub error: UpstreamError,
+}
+
+/// Every item the caller may see, over the endpoint's services, in configuration order.
+pub async fn gather(
+    app: &App,
+    view: Option<&ViewConfig>,
+    policy: &Policy,
+    caller: &Caller,
+    kind: Kind,
+) -> Result<Vec<Value>, Failed> {
+    let chosen = services(app, view, policy, &caller.identity);
+    let deadline = app.config.federation.deadline;
+    let asked = chosen.iter().map(|s| async move {
+        match tokio::time::timeout(deadline, listing(app, s, caller, kind)).await {
+            Ok(r) => r.map_err(Omission::Failed),
+            Err(_) => Err(Omission::Late),
+        }
+    });
+    let answers = futures_util::future::join_all(asked).await;
+    let principals = caller.identity.principals();
+    let mut items = Vec::new();
+    for (service, answer) in chosen.iter().zip(answers) {
+        match answer {
+            Ok(listing) => {
+                let visible = |t: &Target<'_>| policy.visible(&principals, &service.name, t);
+                items.extend(federate(kind, &listing, service, view, visible));
+            }
+            Err(omission) => {
+                let reason = omission.reason();
+                let error = omission.error(deadline);
+                if service.on_failure == OnFailure::Fail {
+                    return Err(Failed {
+                        service: service.name.clone(),
+                        error,
+                    });
+                }
+                tracing::warn!(service = %service.name, list = kind.method(), reason = error.reason(),
+                    "federated list: service left out of the answer: {error}");
+                app.federation.stats.omitted(&service.name, reason);
+            }
+        }
+    }
+    Ok(items)
+}
+
+enum Omission {
+    Failed(UpstreamError),
+    Late,
+}
+
+impl Omission {
+    fn reason(&self) -> &'static str {
+        match self {
+            Omission::Failed(e) => e.reason(),
+            Omission::Late => "deadline",
+        }
+    }
+
+    fn error(self, deadline: Duration) -> UpstreamError {
+        match self {
+            Omission::Failed(e) => e,
+            Omission::Late => UpstreamError::Unreadable(format!(
+                "no answer within the [federation] deadline of {deadline:?}"
+            )),
+        }
+    }
+}
+
+/// Items `offset..offset + size` and the offset of the next page, if any.
+pub fn page(mut items: Vec<Value>, offset: usize, size: usize) -> (Vec<Value>, Option<usize>) {
+    if offset >= items.len() {
+        return (Vec::new(), None);
+    }
+    let end = offset.saturating_add(size).min(items.len());
+    let more = (end < items.len()).then_some(end);
+    items.truncate(end);
+    (items.split_off(offset), more)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,22 @@
+//! The federated endpoint `/mcp` and its views `/mcp/view/{name}`: every service the caller
+//! may use, as one MCP server (see README, "One endpoint for every service").
+//!
+//! - [`config`]: `[federation]` and `[[views]]` (a leaf);
+//! - [`cache`]: the bounded cache of backend results, pure;
+//! - [`state`]: what is kept between requests: eras, pooled legacy sessions, caches, counts (a leaf);
+//! - [`upstream`]: the edge as an MCP client of one service, on a caller's behalf;
+//! - [`lists`]: the lists fanned out to the services under a deadline, filtered per caller after
+//!   the cache, renamed and paged;
+//! - [`calls`]: a call routed to its service through admission (policy and audit see the real
+//!   service and tool);
+//! - [`endpoint`]: one request to `/mcp` or a view, from method to answer.
+//!
+//! The pure naming rules are `underpass_mcp::federation`.
+
+pub mod cache;
+pub mod calls;
+pub mod config;
+pub mod endpoint;
+pub mod lists;
+pub mod state;
+pub mod upstream;

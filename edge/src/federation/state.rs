@@ -1,0 +1,204 @@
+//! What the federated endpoint keeps between requests: the era each backend speaks, the
+//! legacy sessions the edge holds at backends (one per service and caller), and its caches.
+//! A leaf: `App` holds it; the modules that use it import `App`, never the other way round.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use underpass_mcp::federation::names::NameTable;
+
+use crate::config::FederationConfig;
+use crate::federation::cache::ResponseCache;
+
+/// How long a service's era is believed before it is probed again.
+const ERA_FOR: Duration = Duration::from_secs(300);
+
+/// What a backend says of itself: `server/discover`, or a legacy backend's `initialize`.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub modern: bool,
+    pub capabilities: Value,
+    pub instructions: Option<String>,
+    pub server_info: Value,
+}
+
+impl Described {
+    pub fn of(result: &Value, modern: bool) -> Described {
+        let server_info = if modern {
+            result.pointer("/_meta/io.modelcontextprotocol~1serverInfo")
+        } else {
+            result.get("serverInfo")
+        };
+        Described {
+            modern,
+            capabilities: result
+                .get("capabilities")
+                .filter(|c| c.is_object())
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            instructions: result
+                .get("instructions")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            server_info: server_info.cloned().unwrap_or(Value::Null),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Pooled {
+    pub connector: String,
+    pub backend_id: Option<String>,
+    pub version: String,
+    pub described: Arc<Described>,
+    pub last_used: Instant,
+    /// Who opened it: the session is ended on their behalf.
+    pub identity: Option<crate::auth::Identity>,
+}
+
+/// The eras learned and the legacy sessions held, for every service.
+#[derive(Default)]
+pub struct Upstreams {
+    eras: Mutex<HashMap<String, (bool, Instant)>>,
+    pools: Mutex<HashMap<(String, String), Pooled>>,
+    next_id: AtomicU64,
+}
+
+impl Upstreams {
+    pub fn era(&self, service: &str) -> Option<bool> {
+        let eras = self.eras.lock().ok()?;
+        eras.get(service)
+            .filter(|(_, at)| at.elapsed() < ERA_FOR)
+            .map(|(modern, _)| *modern)
+    }
+
+    pub fn learn_era(&self, service: &str, modern: bool) {
+        if let Ok(mut eras) = self.eras.lock() {
+            eras.insert(service.to_owned(), (modern, Instant::now()));
+        }
+    }
+
+    pub fn pooled(&self, service: &str, principal: &str) -> Option<Pooled> {
+        let mut pools = self.pools.lock().ok()?;
+        let p = pools.get_mut(&(service.to_owned(), principal.to_owned()))?;
+        p.last_used = Instant::now();
+        Some(p.clone())
+    }
+
+    /// Forgets the pooled session of `(service, principal)` (its backend lost it, or its
+    /// connector went away).
+    pub fn drop_session(&self, service: &str, principal: &str) {
+        if let Ok(mut pools) = self.pools.lock() {
+            pools.remove(&(service.to_owned(), principal.to_owned()));
+        }
+    }
+
+    /// A fresh JSON-RPC id for a request the edge originates.
+    pub fn id(&self) -> Value {
+        Value::from(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Pools the session of `(service, principal)`.
+    pub fn keep_session(&self, service: &str, principal: &str, pooled: Pooled) {
+        if let Ok(mut pools) = self.pools.lock() {
+            pools.insert((service.to_owned(), principal.to_owned()), pooled);
+        }
+    }
+
+    /// Takes out the sessions unused for `idle`: the caller ends them at their backends.
+    pub fn take_idle(&self, idle: Duration) -> Vec<(String, String, Pooled)> {
+        let Ok(mut pools) = self.pools.lock() else {
+            return Vec::new();
+        };
+        let doomed: Vec<(String, String)> = pools
+            .iter()
+            .filter(|(_, p)| p.last_used.elapsed() >= idle)
+            .map(|(k, _)| k.clone())
+            .collect();
+        doomed
+            .into_iter()
+            .filter_map(|k| pools.remove(&k).map(|p| (k.0, k.1, p)))
+            .collect()
+    }
+}
+
+/// One service's whole list (every page read, within bounds), as its backend gave it, with
+/// the federated names of its tools or prompts.
+pub struct Listing {
+    /// The items, with the backend's names and URIs.
+    pub items: Vec<Value>,
+    /// Federated names both ways (tools and prompts; empty for resources).
+    pub names: NameTable,
+}
+
+/// Counts of the federated endpoint's cache and of the services left out of its answers.
+#[derive(Default)]
+pub struct FederationStats {
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    /// Services left out of a federated answer, by (service, reason).
+    pub omitted: Mutex<HashMap<(String, &'static str), u64>>,
+}
+
+impl FederationStats {
+    pub fn omitted(&self, service: &str, reason: &'static str) {
+        if let Ok(mut m) = self.omitted.lock() {
+            // Keys are configured services and a fixed set of reasons: bounded.
+            *m.entry((service.to_owned(), reason)).or_default() += 1;
+        }
+    }
+
+    pub fn hit(&self, hit: bool) {
+        let counter = if hit {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Everything the federated endpoint keeps.
+pub struct Federation {
+    pub upstreams: Upstreams,
+    /// Whole lists of services, by service, method and authorization context.
+    pub lists: Mutex<ResponseCache<Listing>>,
+    /// `server/discover` of modern services.
+    pub described: Mutex<ResponseCache<Described>>,
+    /// `resources/read` results.
+    pub reads: Mutex<ResponseCache<Value>>,
+    pub stats: FederationStats,
+}
+
+impl Federation {
+    /// Entries and bytes held by its caches.
+    pub fn cache_size(&self) -> (usize, usize) {
+        let mut size = (0, 0);
+        if let Ok(c) = self.lists.lock() {
+            size = (size.0 + c.len(), size.1 + c.bytes());
+        }
+        if let Ok(c) = self.described.lock() {
+            size = (size.0 + c.len(), size.1 + c.bytes());
+        }
+        if let Ok(c) = self.reads.lock() {
+            size = (size.0 + c.len(), size.1 + c.bytes());
+        }
+        size
+    }
+
+    pub fn new(config: &FederationConfig) -> Federation {
+        // One byte budget, split: lists and reads hold the bulk.
+        let bytes = config.cache_bytes;
+        let entries = config.cache_entries;
+        Federation {
+            upstreams: Upstreams::default(),
+            lists: Mutex::new(ResponseCache::new(entries, bytes / 2)),
+            described: Mutex::new(ResponseCache::new(entries, bytes / 16)),
+            reads: Mutex::new(ResponseCache::new(entries, bytes / 2 - bytes / 16)),
+            stats: FederationStats::default(),
+        }
+    }
+}

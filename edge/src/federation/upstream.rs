@@ -1,0 +1,583 @@
+//! The edge as an MCP client of one service, on a caller's behalf, over an exchange of a
+//! tunnel: what the federated endpoint sends its backends.
+//!
+//! A service speaks one era, learned once ([`Upstreams::plan`]): `server/discover` answered
+//! with 2026-07-28 among its versions is a modern backend, served statelessly; anything else
+//! is a legacy one (2025-11-25 and older), reached through a session the edge opens itself
+//! (`initialize`, then `notifications/initialized`) and keeps, one per service and caller (a
+//! connector binds a backend session to the principal that opened it). A session the backend
+//! forgot (404) is opened again once; one idle for [`POOL_IDLE`] is ended at the backend.
+//!
+//! Every exchange is audited like a client request ([`OnBehalf`]), with the real service.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{json, Map, Value};
+use underpass_mcp::{SseParser, MODERN_VERSION};
+use underpass_proto::frame::RequestHead;
+
+use crate::app::App;
+use crate::assertion::AssertionClaims;
+use crate::auth::Identity;
+use crate::federation::state::{Described, Pooled};
+use crate::http::audited::OnBehalf;
+use crate::http::ids::new_request_id;
+use crate::mcp::failover::{self, How, Sent};
+use crate::tunnels::exchange::{response_stream, OnHangUp};
+use crate::tunnels::registry::Tunnel;
+
+/// The protocol version the edge asks a legacy backend for.
+pub const LEGACY_VERSION: &str = "2025-11-25";
+/// A pooled legacy session unused this long is ended at its backend.
+pub const POOL_IDLE: Duration = Duration::from_secs(300);
+/// Largest answer the edge reads whole from a backend.
+pub const MAX_ANSWER: usize = 32 * 1024 * 1024;
+
+/// Why a request to a service brought no result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no connector serving it is online")]
+    Unavailable,
+    #[error("the tunnel to its connector failed")]
+    Tunnel,
+    #[error("the audit log could not take the request, and the edge refuses what it cannot audit")]
+    Unaudited,
+    #[error("its backend answered HTTP {0}")]
+    Status(u16),
+    #[error("its backend's answer is unreadable: {0}")]
+    Unreadable(String),
+    #[error("its backend answered error {code}: {message}")]
+    Rpc {
+        code: i64,
+        message: String,
+        data: Option<Value>,
+    },
+}
+
+impl UpstreamError {
+    /// A short label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UpstreamError::Unavailable => "unavailable",
+            UpstreamError::Tunnel => "tunnel",
+            UpstreamError::Unaudited => "unaudited",
+            UpstreamError::Status(_) => "http_status",
+            UpstreamError::Unreadable(_) => "unreadable",
+            UpstreamError::Rpc { .. } => "error",
+        }
+    }
+}
+
+/// Who the edge acts for.
+#[derive(Clone)]
+pub struct Caller {
+    pub identity: Identity,
+    pub trace_id: String,
+    /// The client's federated session, for the audit records (empty outside one).
+    pub session: String,
+    /// The forwarding headers of the client's request (`X-Forwarded-For` and the like).
+    pub forwarded: Vec<(String, Vec<u8>)>,
+}
+
+/// How one request reaches a service: the tunnel, and for a legacy backend its session.
+pub struct Plan {
+    pub service: String,
+    pub tunnel: Arc<Tunnel>,
+    /// `None` for a modern backend.
+    legacy: Option<Pooled>,
+}
+
+/// How a request for `caller` reaches `service`: learns the backend's era first (and opens
+/// a legacy session) when needed.
+pub async fn plan(app: &App, service: &str, caller: &Caller) -> Result<Plan, UpstreamError> {
+    let ups = &app.federation.upstreams;
+    app.tunnels.settle(service, None).await;
+    let principal = &caller.identity.principal;
+    if ups.era(service) != Some(true) {
+        if let Some(p) = ups.pooled(service, principal) {
+            if let Some(tunnel) = app.tunnels.connector_tunnel(service, &p.connector) {
+                return Ok(Plan {
+                    service: service.to_owned(),
+                    tunnel,
+                    legacy: Some(p),
+                });
+            }
+            ups.drop_session(service, principal);
+        }
+    }
+    let tunnel = app
+        .tunnels
+        .pick(service)
+        .ok_or(UpstreamError::Unavailable)?;
+    if ups.era(service) == Some(true) {
+        return Ok(Plan {
+            service: service.to_owned(),
+            tunnel,
+            legacy: None,
+        });
+    }
+    if ups.era(service).is_none() {
+        let modern = Plan {
+            service: service.to_owned(),
+            tunnel: tunnel.clone(),
+            legacy: None,
+        };
+        let discovered = send(app, &modern, caller, "server/discover", json!({})).await;
+        let speaks_modern = discovered.as_ref().is_ok_and(|r| {
+            r.get("supportedVersions")
+                .and_then(Value::as_array)
+                .is_some_and(|v| v.iter().any(|v| v == MODERN_VERSION))
+        });
+        match discovered {
+            Err(UpstreamError::Unavailable | UpstreamError::Tunnel | UpstreamError::Unaudited) => {
+                return Err(discovered.err().unwrap_or(UpstreamError::Tunnel));
+            }
+            _ => ups.learn_era(service, speaks_modern),
+        }
+        if speaks_modern {
+            return Ok(modern);
+        }
+    }
+    open_session(app, service, tunnel, caller).await
+}
+
+/// Opens a legacy session for `caller` at `service` and pools it.
+async fn open_session(
+    app: &App,
+    service: &str,
+    tunnel: Arc<Tunnel>,
+    caller: &Caller,
+) -> Result<Plan, UpstreamError> {
+    let ups = &app.federation.upstreams;
+    let mut plan = Plan {
+        service: service.to_owned(),
+        tunnel,
+        legacy: Some(Pooled {
+            connector: String::new(),
+            backend_id: None,
+            version: LEGACY_VERSION.to_owned(),
+            described: Arc::new(Described::of(&json!({}), false)),
+            last_used: Instant::now(),
+            identity: None,
+        }),
+    };
+    let params = json!({
+        "protocolVersion": LEGACY_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "underpass-edge", "version": env!("CARGO_PKG_VERSION")},
+    });
+    let (result, session) = exchange(app, &plan, caller, "initialize", params).await?;
+    let version = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .filter(|v| underpass_mcp::SUPPORTED_VERSIONS.contains(v))
+        .unwrap_or(LEGACY_VERSION)
+        .to_owned();
+    let pooled = Pooled {
+        connector: plan.tunnel.connector.clone(),
+        backend_id: session,
+        version,
+        described: Arc::new(Described::of(&result, false)),
+        last_used: Instant::now(),
+        identity: Some(caller.identity.clone()),
+    };
+    plan.legacy = Some(pooled.clone());
+    // The notification's answer (202) says nothing: a failure shows on the next request.
+    let _ = notify(app, &plan, caller, "notifications/initialized").await;
+    ups.keep_session(service, &caller.identity.principal, pooled);
+    Ok(plan)
+}
+
+/// What the service says of itself: `server/discover`, or the `initialize` answer of the
+/// legacy session the plan holds.
+pub async fn describe(app: &App, plan: &Plan, caller: &Caller) -> Result<Described, UpstreamError> {
+    match &plan.legacy {
+        Some(p) => Ok((*p.described).clone()),
+        None => {
+            let result = send(app, plan, caller, "server/discover", json!({})).await?;
+            Ok(Described::of(&result, true))
+        }
+    }
+}
+
+/// Ends, every minute, the pooled legacy sessions unused for [`POOL_IDLE`] (a `DELETE` to
+/// their backends, audited), so a stdio backend's process does not outlive its use.
+pub async fn end_idle_sessions(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        for (service, principal, pooled) in app.federation.upstreams.take_idle(POOL_IDLE) {
+            let Some(tunnel) = app.tunnels.connector_tunnel(&service, &pooled.connector) else {
+                continue;
+            };
+            let Some(identity) = pooled.identity.clone() else {
+                continue;
+            };
+            let _ = principal;
+            let caller = Caller {
+                identity,
+                trace_id: String::new(),
+                session: String::new(),
+                forwarded: Vec::new(),
+            };
+            let plan = Plan {
+                service: service.clone(),
+                tunnel: tunnel.clone(),
+                legacy: Some(pooled),
+            };
+            let mut head = plan.head(&app, &caller, "", None);
+            head.method = "DELETE".into();
+            head.headers.retain(|(n, _)| n != "content-type");
+            let mut audit = OnBehalf::new(&head, "");
+            if audit.ahead(&app).await {
+                let ended =
+                    crate::tunnels::exchange::exchange(&tunnel.conn, &head, Bytes::new()).await;
+                audit.finish(&app, ended.ok().map(|(h, _)| h.status));
+            }
+        }
+    }
+}
+
+/// One request and its result; a legacy session its backend lost is opened again once.
+pub async fn request(
+    app: &App,
+    service: &str,
+    caller: &Caller,
+    method: &str,
+    params: Value,
+) -> Result<Value, UpstreamError> {
+    let first = plan(app, service, caller).await?;
+    match send(app, &first, caller, method, params.clone()).await {
+        Err(UpstreamError::Status(404)) if first.legacy.is_some() => {
+            app.federation
+                .upstreams
+                .drop_session(service, &caller.identity.principal);
+            let again = plan(app, service, caller).await?;
+            send(app, &again, caller, method, params).await
+        }
+        other => other,
+    }
+}
+
+async fn send(
+    app: &App,
+    plan: &Plan,
+    caller: &Caller,
+    method: &str,
+    params: Value,
+) -> Result<Value, UpstreamError> {
+    exchange(app, plan, caller, method, params)
+        .await
+        .map(|(result, _)| result)
+}
+
+/// Sends a notification (its answer is not read).
+async fn notify(
+    app: &App,
+    plan: &Plan,
+    caller: &Caller,
+    method: &str,
+) -> Result<(), UpstreamError> {
+    let message = json!({"jsonrpc": "2.0", "method": method});
+    let head = plan.head(app, caller, method, None);
+    let mut audit = OnBehalf::new(&head, &caller.session);
+    let sent = failover::send(
+        app,
+        &plan.service,
+        plan.tunnel.clone(),
+        &head,
+        Bytes::from(message.to_string()),
+        How {
+            retry: false,
+            on_hang_up: OnHangUp::Cancel,
+        },
+        audit.record(),
+    )
+    .await;
+    audit.finish(app, sent.as_ref().ok().map(|s| s.head.status));
+    sent.map(|_| ()).map_err(|_| UpstreamError::Tunnel)
+}
+
+/// One request down the plan's tunnel: its result and the `Mcp-Session-Id` answered.
+async fn exchange(
+    app: &App,
+    plan: &Plan,
+    caller: &Caller,
+    method: &str,
+    params: Value,
+) -> Result<(Value, Option<String>), UpstreamError> {
+    let id = app.federation.upstreams.id();
+    let name = params
+        .get("name")
+        .or_else(|| params.get("uri"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let message = plan.message(Some(&id), method, params);
+    let head = plan.head(app, caller, method, name.as_deref());
+    let mut audit = OnBehalf::new(&head, &caller.session);
+    // Outside a session, what reads and changes nothing is sent again if its tunnel is lost.
+    let retry = plan.legacy.is_none()
+        && (method.ends_with("/list")
+            || ["server/discover", "resources/read", "prompts/get"].contains(&method));
+    let sent = failover::send(
+        app,
+        &plan.service,
+        plan.tunnel.clone(),
+        &head,
+        Bytes::from(message.to_string()),
+        How {
+            retry,
+            on_hang_up: OnHangUp::Cancel,
+        },
+        audit.record(),
+    )
+    .await;
+    let sent = match sent {
+        Ok(sent) => sent,
+        Err(_) => {
+            let unaudited = audit.record().outcome == underpass_audit::Outcome::AuditUnavailable;
+            audit.finish(app, None);
+            return Err(if unaudited {
+                UpstreamError::Unaudited
+            } else {
+                UpstreamError::Tunnel
+            });
+        }
+    };
+    let status = sent.head.status;
+    audit.finish(app, Some(status));
+    let session = sent
+        .head
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("mcp-session-id"))
+        .and_then(|(_, v)| String::from_utf8(v.clone()).ok());
+    let answer = read_answer(sent, &id).await;
+    if !(200..300).contains(&status) {
+        // A JSON-RPC error in a 4xx answer says more than the status.
+        return Err(match answer {
+            Ok(Err(rpc)) => rpc,
+            _ => UpstreamError::Status(status),
+        });
+    }
+    match answer? {
+        Ok(result) => Ok((result, session)),
+        Err(rpc) => Err(rpc),
+    }
+}
+
+impl Plan {
+    /// Whether the backend speaks 2026-07-28.
+    pub fn is_modern(&self) -> bool {
+        self.legacy.is_none()
+    }
+
+    /// What the backend's `initialize` said, for a legacy backend.
+    pub fn legacy_described(&self) -> Option<&Described> {
+        self.legacy.as_ref().map(|p| &*p.described)
+    }
+
+    /// A JSON-RPC message in the backend's era: a modern request carries the protocol
+    /// fields in `params._meta`; a legacy one carries none of them.
+    pub fn message(&self, id: Option<&Value>, method: &str, params: Value) -> Value {
+        let mut params = match params {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let mut meta = match params.remove("_meta") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        if self.is_modern() {
+            meta.insert(
+                "io.modelcontextprotocol/protocolVersion".into(),
+                Value::from(MODERN_VERSION),
+            );
+            meta.insert(
+                "io.modelcontextprotocol/clientCapabilities".into(),
+                json!({}),
+            );
+            meta.insert(
+                "io.modelcontextprotocol/clientInfo".into(),
+                json!({"name": "underpass-edge", "version": env!("CARGO_PKG_VERSION")}),
+            );
+        }
+        if !meta.is_empty() {
+            params.insert("_meta".into(), Value::Object(meta));
+        }
+        let mut message = Map::new();
+        message.insert("jsonrpc".into(), Value::from("2.0"));
+        if let Some(id) = id {
+            message.insert("id".into(), id.clone());
+        }
+        message.insert("method".into(), Value::from(method));
+        if !params.is_empty() || self.is_modern() {
+            message.insert("params".into(), Value::Object(params));
+        }
+        Value::Object(message)
+    }
+
+    /// The exchange's head: the era's headers (version, method and name for a modern backend;
+    /// version and session for a legacy one), the client's forwarding headers, and the
+    /// identity assertion of the caller.
+    pub fn head(
+        &self,
+        app: &App,
+        caller: &Caller,
+        method: &str,
+        name: Option<&str>,
+    ) -> RequestHead {
+        let mut headers: Vec<(String, Vec<u8>)> = vec![
+            ("content-type".into(), b"application/json".to_vec()),
+            (
+                "accept".into(),
+                b"application/json, text/event-stream".to_vec(),
+            ),
+        ];
+        match &self.legacy {
+            None => {
+                headers.push((
+                    "mcp-protocol-version".into(),
+                    MODERN_VERSION.as_bytes().to_vec(),
+                ));
+                headers.push(("mcp-method".into(), method.as_bytes().to_vec()));
+                if let Some(name) = name {
+                    headers.push(("mcp-name".into(), header_value(name)));
+                }
+            }
+            Some(p) => {
+                // `initialize` names no version yet: it negotiates one.
+                if method != "initialize" {
+                    headers.push(("mcp-protocol-version".into(), p.version.as_bytes().to_vec()));
+                }
+                if let Some(id) = &p.backend_id {
+                    headers.push(("mcp-session-id".into(), id.as_bytes().to_vec()));
+                }
+            }
+        }
+        headers.extend(caller.forwarded.iter().cloned());
+        let session = self.legacy.as_ref().and_then(|p| p.backend_id.as_deref());
+        let assertion = app
+            .signer
+            .reusable(&AssertionClaims {
+                service: &self.service,
+                principal: &caller.identity.principal,
+                groups: &caller.identity.groups,
+                session_id: session,
+                trace_id: None,
+            })
+            .map_err(|e| tracing::error!("cannot sign identity assertion: {e}"))
+            .ok();
+        RequestHead {
+            service: self.service.clone(),
+            method: "POST".into(),
+            query: String::new(),
+            headers,
+            principal: caller.identity.principal.clone(),
+            trace_id: caller.trace_id.clone(),
+            request_id: new_request_id(),
+            assertion,
+        }
+    }
+}
+
+/// A header value for `Mcp-Name`: as is when it is visible ASCII, else the specification's
+/// `=?base64?…?=` form.
+pub fn header_value(value: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let plain = !value.is_empty()
+        && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+        && !value.starts_with("=?");
+    if plain {
+        value.as_bytes().to_vec()
+    } else {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+        format!("=?base64?{encoded}?=").into_bytes()
+    }
+}
+
+/// The answer to request `id` in an exchange's body (JSON, or an event stream whose other
+/// messages are passed over): its result, or its JSON-RPC error. Bounded by [`MAX_ANSWER`].
+async fn read_answer(
+    sent: Sent,
+    id: &Value,
+) -> Result<Result<Value, UpstreamError>, UpstreamError> {
+    let is_sse = sent.head.headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("content-type") && v.starts_with(b"text/event-stream")
+    });
+    let Sent {
+        tunnel,
+        recv,
+        in_flight,
+        ..
+    } = sent;
+    let mut stream = response_stream(recv, is_sse, &tunnel.connector, OnHangUp::Cancel, None);
+    let mut parser = SseParser::default();
+    let mut json = Vec::new();
+    let mut read = 0usize;
+    let unreadable = |why: &str| UpstreamError::Unreadable(why.to_owned());
+    while let Some(frame) = stream.next().await {
+        let Ok(data) = frame.map_err(|e| unreadable(&e.to_string()))?.into_data() else {
+            continue;
+        };
+        read += data.len();
+        if read > MAX_ANSWER {
+            return Err(unreadable("larger than the edge reads whole"));
+        }
+        if !is_sse {
+            json.extend_from_slice(&data);
+            continue;
+        }
+        let events = parser.feed(&data).map_err(|e| unreadable(&e.to_string()))?;
+        for event in events {
+            let Some(msg) = event
+                .data()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            else {
+                continue;
+            };
+            if let Some(answer) = answer_of(msg, id) {
+                drop(in_flight);
+                return Ok(answer);
+            }
+        }
+    }
+    drop(in_flight);
+    if is_sse {
+        return Err(unreadable("the event stream ended without the answer"));
+    }
+    let value: Value = serde_json::from_slice(&json).map_err(|e| unreadable(&e.to_string()))?;
+    let found = match value {
+        Value::Array(items) => items.into_iter().find_map(|m| answer_of(m, id)),
+        msg => answer_of(msg, id),
+    };
+    found.ok_or_else(|| unreadable("no answer to the request in the body"))
+}
+
+/// The result or error of a message answering `id`.
+fn answer_of(msg: Value, id: &Value) -> Option<Result<Value, UpstreamError>> {
+    if msg.get("id") != Some(id) {
+        return None;
+    }
+    if let Some(result) = msg.get("result") {
+        return Some(Ok(result.clone()));
+    }
+    let error = msg.get("error")?;
+    Some(Err(UpstreamError::Rpc {
+        code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+        message: error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .chars()
+            .take(512)
+            .collect(),
+        data: error.get("data").cloned(),
+    }))
+}

@@ -1,0 +1,300 @@
+//! The federated endpoint `/mcp` (issue 17): one MCP server over every service the caller may
+//! use, driven by the official TypeScript and Python SDK clients over real backends
+//! (`server-everything` over HTTP, the Python SDK server, `server-everything` over stdio), and
+//! by raw requests where the exact answer matters.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use underpass_tests::http::{mcp_post, messages};
+use underpass_tests::*;
+
+const MODERN: &str = "2026-07-28";
+
+/// The three backends of the issue behind one connector: `everything` (server-everything over
+/// Streamable HTTP, legacy era only), `py` (the Python SDK, both eras), `stdio`
+/// (server-everything over stdio, legacy era only).
+struct ThreeBackends {
+    d: Deployment,
+    py: Proc,
+    _everything: Proc,
+    _scratch: tempfile::TempDir,
+}
+
+fn three_backends(tls: bool, edge_extra: &str) -> ThreeBackends {
+    let peers = Peers::get();
+    let scratch = tempfile::tempdir().unwrap();
+    let (everything, everything_url) = start_server_everything(scratch.path(), &peers);
+    let (py, py_url) = start_py_server(scratch.path(), &peers);
+    let stdio = format!(
+        "[\"{}\", \"{}\", \"stdio\"]",
+        peers.path("NODE22"),
+        peers.path("SERVER_EVERYTHING")
+    );
+    let extra = format!("[auth]\nanonymous = true\n[policy]\nallow_all = true\n{edge_extra}");
+    let d = Deployment::start_services(
+        tls,
+        &[
+            ("everything", everything_url.as_str(), ""),
+            ("py", py_url.as_str(), ""),
+            ("stdio", stdio.as_str(), ""),
+        ],
+        &extra,
+        |_| {},
+    );
+    for s in ["py", "stdio"] {
+        d.edge_setup.wait_ready(s, Duration::from_secs(30));
+    }
+    ThreeBackends {
+        d,
+        py,
+        _everything: everything,
+        _scratch: scratch,
+    }
+}
+
+fn assert_federated(v: &Value, services: &[&str]) {
+    assert_eq!(v["serverName"], "underpass", "{v}");
+    let tools: Vec<&str> = v["toolNames"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for s in services {
+        assert!(tools.contains(&format!("{s}__echo").as_str()), "{s}: {v}");
+        assert_eq!(
+            v["calls"][s],
+            format!("Echo: across services"),
+            "{s}: the call reached its service: {v}"
+        );
+    }
+    if services.contains(&"py") {
+        assert!(tools.contains(&"py__get-sum"), "{v}");
+    }
+    assert!(
+        tools.iter().all(|t| t.len() <= 64 && t.contains("__")),
+        "every name is federated and at most 64 characters: {v}"
+    );
+    // Every service's resources are listed under its own URI, and read through it.
+    for s in services {
+        let read = v["reads"].as_object().and_then(|r| {
+            r.iter()
+                .find(|(uri, _)| uri.starts_with(&format!("underpass://{s}/")))
+        });
+        let (uri, text) = read.unwrap_or_else(|| panic!("no resource of {s} read: {v}"));
+        assert!(
+            text.is_string() || text.is_u64(),
+            "{s}: reading {uri} failed: {v}"
+        );
+    }
+    // server-everything's prompts (over HTTP and over stdio) are listed and fetched.
+    for s in ["everything", "stdio"] {
+        let got = v["prompts"].as_object().and_then(|p| {
+            p.iter()
+                .find(|(name, _)| name.starts_with(&format!("{s}__")))
+        });
+        let (name, messages) = got.unwrap_or_else(|| panic!("no prompt of {s} fetched: {v}"));
+        assert!(messages.as_u64().unwrap_or(0) >= 1, "{name}: {v}");
+    }
+}
+
+#[test]
+fn sdk_clients_of_both_eras_list_call_read_and_get_prompts_across_three_backends() {
+    let peers = Peers::get();
+    let t = three_backends(true, "");
+    let url = t.d.edge_setup.endpoint("/mcp");
+    let services = ["everything", "py", "stdio"];
+    let args = [
+        "federated",
+        "--services=everything,py,stdio",
+        "--message=across services",
+    ];
+
+    let ts = run_client(&t.d, &mut ts_client(&peers, &url, &args));
+    assert_federated(&ts, &services);
+    assert_eq!(ts["protocolVersion"], "2025-11-25", "{ts}");
+    assert!(
+        ts["sessionId"].is_string(),
+        "a legacy client gets a session: {ts}"
+    );
+
+    for mode in ["--mode=2026-07-28", "--mode=legacy", "--mode=auto"] {
+        let mut cmd = py_client(&peers, &url, &args);
+        cmd.arg(mode);
+        let py = run_client(&t.d, &mut cmd);
+        assert_federated(&py, &services);
+        if mode != "--mode=legacy" {
+            assert_eq!(py["protocolVersion"], MODERN, "{mode}: {py}");
+        }
+    }
+}
+
+/// The raw answers a client relies on: `server/discover` for the union, names and URIs,
+/// sealed cursors bound to the caller, unknown names and methods answered with clear errors.
+#[test]
+fn discover_pages_and_errors_follow_the_specification() {
+    let t = three_backends(false, "[federation]\npage_size = 5\n");
+    let url = t.d.edge_setup.endpoint("/mcp");
+    let modern = |method: &str, name: Option<&str>| {
+        let mut h = vec![("MCP-Protocol-Version", MODERN), ("Mcp-Method", method)];
+        if let Some(n) = name {
+            h.push(("Mcp-Name", n));
+        }
+        h.into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": MODERN,
+                      "io.modelcontextprotocol/clientCapabilities": {}});
+    let post = |method: &str, name: Option<&str>, params: Value| {
+        let headers = modern(method, name);
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let mut params = params;
+        params["_meta"] = meta.clone();
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let reply = mcp_post(&url, &h, &body).expect("post");
+        let msgs = messages(&reply);
+        (reply.status, msgs.into_iter().next().unwrap_or(Value::Null))
+    };
+
+    let (status, discover) = post("server/discover", None, json!({}));
+    assert_eq!(status, 200, "{discover}");
+    let r = &discover["result"];
+    assert!(
+        r["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(MODERN)),
+        "{r}"
+    );
+    assert_eq!(r["cacheScope"], "private", "{r}");
+    assert!(r["ttlMs"].is_u64(), "{r}");
+    assert_eq!(r["resultType"], "complete", "{r}");
+    assert_eq!(
+        r["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "underpass",
+        "{r}"
+    );
+    for cap in ["tools", "prompts", "resources"] {
+        assert!(r["capabilities"][cap].is_object(), "{cap}: {r}");
+    }
+
+    // Pages of 5 across the three services, every tool exactly once.
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let params = cursor.as_ref().map_or(json!({}), |c| json!({"cursor": c}));
+        let (status, page) = post("tools/list", None, params);
+        assert_eq!(status, 200, "{page}");
+        let tools = page["result"]["tools"].as_array().expect("tools").clone();
+        assert!(tools.len() <= 5, "{page}");
+        names.extend(tools.iter().map(|t| t["name"].as_str().unwrap().to_owned()));
+        cursor = page["result"]["nextCursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "no tool twice: {names:?}");
+    for s in ["everything", "py", "stdio"] {
+        assert!(names.contains(&format!("{s}__echo")), "{names:?}");
+    }
+
+    // A cursor this endpoint did not hand out is refused, and so is one of another list.
+    let (_, bad) = post("tools/list", None, json!({"cursor": "forged"}));
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    let (_, first) = post("tools/list", None, json!({}));
+    let tools_cursor = first["result"]["nextCursor"]
+        .as_str()
+        .expect("more pages")
+        .to_owned();
+    let (_, other) = post("prompts/list", None, json!({"cursor": tools_cursor}));
+    assert_eq!(other["error"]["code"], -32602, "{other}");
+
+    // A call routes to its service; an unknown prefix or method is a clear error.
+    let (status, call) = post(
+        "tools/call",
+        Some("py__get-sum"),
+        json!({"name": "py__get-sum", "arguments": {"a": 2, "b": 3}}),
+    );
+    assert_eq!(status, 200, "{call}");
+    assert!(
+        call["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains('5'),
+        "{call}"
+    );
+    let (_, unknown) = post(
+        "tools/call",
+        Some("nosuch__echo"),
+        json!({"name": "nosuch__echo", "arguments": {}}),
+    );
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+    let (_, method) = post("sampling/createMessage", None, json!({}));
+    assert_eq!(method["error"]["code"], -32601, "{method}");
+
+    // Mcp-Name must still agree with the body the client sent.
+    let (status, mismatch) = post(
+        "tools/call",
+        Some("py__echo"),
+        json!({"name": "py__get-sum", "arguments": {"a": 1, "b": 1}}),
+    );
+    assert_eq!(status, 400, "{mismatch}");
+    assert_eq!(mismatch["error"]["code"], -32020, "{mismatch}");
+
+    // A legacy session id this endpoint did not seal is not found.
+    let reply = mcp_post(
+        &url,
+        &[("Mcp-Session-Id", "not-a-session")],
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .unwrap();
+    assert_eq!(reply.status, 404, "{}", reply.text());
+}
+
+/// One backend killed mid-test is left out of the lists (a log line, a metric), a call of its
+/// tools is a clear error, and everything else keeps working.
+#[test]
+fn a_killed_backend_is_left_out_and_the_rest_keep_working() {
+    let peers = Peers::get();
+    let mut t = three_backends(true, "");
+    let url = t.d.edge_setup.endpoint("/mcp");
+    let args = [
+        "federated",
+        "--services=everything,py,stdio",
+        "--message=across services",
+    ];
+    let before = run_client(&t.d, &mut ts_client(&peers, &url, &args));
+    assert_federated(&before, &["everything", "py", "stdio"]);
+
+    t.py.kill();
+    let after = run_client(&t.d, &mut ts_client(&peers, &url, &args));
+    assert_federated(&after, &["everything", "stdio"]);
+    let tools = after["toolNames"].to_string();
+    assert!(
+        !tools.contains("py__"),
+        "the dead service is left out: {after}"
+    );
+    let failed = &after["calls"]["py"];
+    assert!(
+        failed["error"].is_object() || failed["error"].is_string(),
+        "{after}"
+    );
+    assert!(
+        failed.to_string().contains("py"),
+        "the error names the service: {failed}"
+    );
+    t.d.edge
+        .wait_for_log("service left out of the answer", Duration::from_secs(10));
+    let metrics = http::get(&t.d.edge_setup.admin("/metrics")).unwrap().text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("underpass_federation_omitted_total{service=\"py\"")),
+        "{metrics}"
+    );
+}
