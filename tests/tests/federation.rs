@@ -298,3 +298,188 @@ fn a_killed_backend_is_left_out_and_the_rest_keep_working() {
         "{metrics}"
     );
 }
+
+/// A view at `/mcp/view/{name}` shows only what it lists, under its aliases: the SDK smoke
+/// clients (which know only the backend's own names) run unchanged through it, and a tool
+/// call's progress notifications stream through the federated endpoint as they happen.
+#[test]
+fn a_view_serves_chosen_tools_under_aliases_and_streams_progress() {
+    let peers = Peers::get();
+    let view = r#"
+[[views]]
+name = "smoke"
+tools = ["everything__echo", "everything__trigger-long-running-operation", "py__echo"]
+resources = ["underpass://everything/demo://resource/static/document/architecture.md"]
+aliases = { echo = "everything__echo", "trigger-long-running-operation" = "everything__trigger-long-running-operation" }
+descriptions = { echo = "Echoes, through a view" }
+"#;
+    let t = three_backends(true, view);
+    let url = t.d.edge_setup.endpoint("/mcp/view/smoke");
+    let ts = run_client(
+        &t.d,
+        &mut ts_client(&peers, &url, &["smoke", "--message=via view"]),
+    );
+    assert_eq!(ts["echo"], "Echo: via view", "{ts}");
+    let mut names: Vec<&str> = ts["toolNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["echo", "py__echo", "trigger-long-running-operation"],
+        "only what the view lists, under its aliases: {ts}"
+    );
+    assert_eq!(ts["resourceCount"], 1, "{ts}");
+    assert!(ts["resourceTextLength"].as_u64().unwrap_or(0) > 100, "{ts}");
+    assert_live_progress(&ts);
+
+    // The Python SDK in the stateless era reaches the legacy-only backend through the view.
+    let py = run_client(
+        &t.d,
+        &mut py_client(
+            &peers,
+            &url,
+            &["smoke", "--mode=2026-07-28", "--message=via view"],
+        ),
+    );
+    assert_eq!(py["protocolVersion"], MODERN, "{py}");
+    assert_eq!(py["echo"], "Echo: via view", "{py}");
+    assert_live_progress(&py);
+
+    // What the view does not list is unknown there, though /mcp serves it.
+    let call = run_client(
+        &t.d,
+        &mut ts_client(
+            &peers,
+            &url,
+            &[
+                "call",
+                "--tool=everything__get-sum",
+                "--args={\"a\":1,\"b\":2}",
+            ],
+        ),
+    );
+    assert_eq!(call["ok"], false, "{call}");
+    assert_eq!(call["error"]["code"], -32602, "{call}");
+    let unknown = http::get(&t.d.edge_setup.endpoint("/mcp/view/nosuch"));
+    assert!(unknown.is_err() || unknown.is_ok_and(|r| r.status == 404));
+}
+
+const ALICE: &str = "up_federation_alice_key_0123456789";
+const BOB: &str = "up_federation_bob_key_01234567890";
+
+fn sha256_hex(s: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Two principals with different policies see different catalogues from one cached upstream
+/// list: with a public list the backend sees one `tools/list` per TTL, not one per caller;
+/// with a private one, one per caller.
+#[test]
+fn one_cached_upstream_list_serves_callers_with_different_policies() {
+    for (scope, upstream_lists) in [("public", 1), ("private", 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut backend = Proc::spawn(
+            "echo-backend",
+            dir.path(),
+            std::process::Command::new(bin("underpass-echo-backend")).args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--threads",
+                "0",
+                "--tools",
+                "3",
+                "--list-ttl-ms",
+                "600000",
+                "--list-scope",
+                scope,
+            ]),
+        );
+        backend.wait_for_log("listening", Duration::from_secs(20));
+        let policy = r#"
+[[allow]]
+name = "alice-echo"
+principals = ["apikey:alice"]
+tools = ["echo", "tool-*"]
+[[allow]]
+name = "bob-blob"
+principals = ["apikey:bob"]
+tools = ["blob"]
+"#;
+        let extra = format!(
+            "[auth]\n[[auth.api_keys]]\nname = \"alice\"\nsha256 = \"{}\"\n\
+             [[auth.api_keys]]\nname = \"bob\"\nsha256 = \"{}\"\n\
+             [policy]\nfile = \"policy.toml\"\n",
+            sha256_hex(ALICE),
+            sha256_hex(BOB)
+        );
+        let d = Deployment::start_services(
+            false,
+            &[("echo", &format!("http://127.0.0.1:{port}/mcp"), "")],
+            &extra,
+            |dir| std::fs::write(dir.join("policy.toml"), policy).unwrap(),
+        );
+        let url = d.edge_setup.endpoint("/mcp");
+        let list = |key: &str| -> Vec<String> {
+            let auth = format!("Bearer {key}");
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {
+                "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
+                          "io.modelcontextprotocol/clientCapabilities": {}}}});
+            let reply = mcp_post(
+                &url,
+                &[
+                    ("Authorization", auth.as_str()),
+                    ("MCP-Protocol-Version", MODERN),
+                    ("Mcp-Method", "tools/list"),
+                ],
+                &body,
+            )
+            .unwrap();
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let v = reply.json();
+            assert_eq!(v["result"]["cacheScope"], "private", "{v}");
+            v["result"]["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                list(ALICE),
+                [
+                    "echo__echo",
+                    "echo__tool-00001",
+                    "echo__tool-00002",
+                    "echo__tool-00003"
+                ],
+                "{scope}"
+            );
+            assert_eq!(list(BOB), ["echo__blob"], "{scope}");
+        }
+        let stats = http::get(&format!("http://127.0.0.1:{port}/stats"))
+            .unwrap()
+            .json();
+        assert_eq!(
+            stats["tools/list"], upstream_lists,
+            "{scope}: one upstream list per authorization context that may share it: {stats}"
+        );
+        let metrics = http::get(&d.edge_setup.admin("/metrics")).unwrap().text();
+        let hits = metrics
+            .lines()
+            .find(|l| l.starts_with("underpass_federation_cache_lookups_total{result=\"hit\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert_eq!(hits, 6 - upstream_lists, "{scope}: {metrics}");
+    }
+}

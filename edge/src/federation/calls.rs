@@ -8,14 +8,18 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
 use serde_json::Value;
 use underpass_audit::Outcome;
 use underpass_mcp::federation::caching;
 use underpass_mcp::federation::names::{split, CLIENT_NAME_LIMIT};
 use underpass_mcp::federation::uris::{federated_uri, original_uri};
 use underpass_mcp::jsonrpc::code;
-use underpass_mcp::{self as mcp, HEADER_NAME};
+use underpass_mcp::{self as mcp, SseEvent, SseParser, HEADER_NAME};
 
 use crate::config::ServiceConfig;
 use crate::federation::cache::Lookup;
@@ -24,10 +28,14 @@ use crate::federation::endpoint::{rpc_error, stamp, Request};
 use crate::federation::lists::{self, Kind};
 use crate::federation::upstream::{self, header_value, UpstreamError};
 use crate::http::audited::PendingRecord;
-use crate::http::body::Body;
+use crate::http::body::{full_body, Body, BodyError};
+use crate::http::headers::response_headers;
 use crate::http::headers::SESSION_HEADER;
 use crate::http::respond::{json_response, Refusal};
 use crate::mcp::admission;
+use crate::mcp::failover::{self, Sent};
+use crate::mcp::list_filter;
+use crate::tunnels::exchange::{response_stream, OnHangUp};
 
 /// Where a method names its target, and whether that is a URI.
 fn target_of(method: &str, message: &Value) -> Option<(&'static str, bool)> {
@@ -99,6 +107,9 @@ pub async fn route(
         .get_mut("params")
         .map(Value::take)
         .unwrap_or(Value::Null);
+    if method == "tools/call" {
+        return stream_call(req, service, &original, id, params, audit).await;
+    }
     let ctx = lists::context(&req.caller.identity);
     let cacheable = method == "resources/read" && caching::request_may_be_cached(Some(&params));
     if cacheable {
@@ -168,6 +179,155 @@ pub async fn route(
             ))
         }
     }
+}
+
+/// A `tools/call`, its answer streamed back as it comes (progress notifications on the way):
+/// sent under an id of the edge's own (a pooled legacy session is shared by the caller's
+/// clients, whose ids may collide), the client's id put back in what returns. A legacy
+/// session its backend lost (404) is opened again once.
+async fn stream_call(
+    req: &Request<'_>,
+    service: &ServiceConfig,
+    tool: &str,
+    client_id: Option<Value>,
+    params: Value,
+    audit: &mut PendingRecord,
+) -> Result<Response<Body>, Refusal> {
+    let app = req.app;
+    let unavailable = |audit: &mut PendingRecord, e: UpstreamError| {
+        audit.outcome = Outcome::Unavailable;
+        Box::new(rpc_error(
+            client_id.as_ref(),
+            code::UNAVAILABLE,
+            &format!(
+                "service {:?} is unavailable ({e}); retry later",
+                service.name
+            ),
+        ))
+    };
+    let mut again = true;
+    let sent = loop {
+        let plan = match upstream::plan(app, &service.name, &req.caller).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(unavailable(audit, e)),
+        };
+        let edge_id = app.federation.upstreams.id();
+        let message = plan.message(Some(&edge_id), "tools/call", params.clone());
+        let mut head = plan.head(app, &req.caller, "tools/call", Some(tool));
+        head.request_id = audit.request_id.clone().unwrap_or(head.request_id);
+        let how = failover::How {
+            retry: false,
+            on_hang_up: OnHangUp::Cancel,
+        };
+        let body = Bytes::from(message.to_string());
+        let sent = failover::send(
+            app,
+            &service.name,
+            plan.tunnel.clone(),
+            &head,
+            body,
+            how,
+            audit,
+        )
+        .await?;
+        if sent.head.status == 404 && !plan.is_modern() && again {
+            again = false;
+            app.federation
+                .upstreams
+                .drop_session(&service.name, &req.caller.identity.principal);
+            continue;
+        }
+        break (sent, edge_id);
+    };
+    let (sent, edge_id) = sent;
+    let status = StatusCode::from_u16(sent.head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    if status.is_server_error() {
+        audit.outcome = Outcome::BackendError;
+    } else if status.is_client_error() {
+        audit.outcome = Outcome::Error;
+    }
+    let (mut headers, is_sse) = response_headers(sent.head.headers);
+    headers.remove(SESSION_HEADER);
+    let Sent {
+        tunnel,
+        recv,
+        in_flight,
+        ..
+    } = sent;
+    let stream = response_stream(recv, is_sse, &tunnel.connector, OnHangUp::Cancel, None);
+    // A 2026-07-28 client needs `resultType` in the result, which a legacy backend never sends.
+    let modern = req.modern;
+    let restore = move |mut msg: Value| {
+        if msg.get("id") == Some(&edge_id) {
+            msg["id"] = client_id.clone().unwrap_or(Value::Null);
+            if let Some(result) = msg.get_mut("result").and_then(Value::as_object_mut) {
+                if modern {
+                    result
+                        .entry("resultType")
+                        .or_insert_with(|| Value::from("complete"));
+                }
+            }
+        }
+        msg
+    };
+    let body: Body = if is_sse {
+        let mut parser = SseParser::default();
+        let events = stream.map(move |frame| {
+            let _counted = &in_flight;
+            let data = match frame?.into_data() {
+                Ok(data) => data,
+                Err(_) => return Ok(Frame::data(Bytes::new())),
+            };
+            let mut out = Vec::new();
+            for event in parser
+                .feed(&data)
+                .map_err(|e| BodyError::from(e.to_string()))?
+            {
+                let Some(msg) = event
+                    .data()
+                    .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                else {
+                    continue;
+                };
+                out.extend_from_slice(&SseEvent::new(&restore(msg).to_string()).to_bytes());
+            }
+            Ok(Frame::data(Bytes::from(out)))
+        });
+        UnsyncBoxBody::new(StreamBody::new(events))
+    } else {
+        match list_filter::collect_json(stream).await {
+            Ok(raw) => {
+                drop(in_flight);
+                let answer = match serde_json::from_slice::<Value>(&raw) {
+                    Ok(Value::Array(items)) => {
+                        Value::Array(items.into_iter().map(&restore).collect())
+                    }
+                    Ok(msg) => restore(msg),
+                    Err(_) => {
+                        audit.outcome = Outcome::BackendError;
+                        return Ok(rpc_error(
+                            None,
+                            code::UPSTREAM_FAILED,
+                            &format!("service {:?} answered with unreadable JSON", service.name),
+                        ));
+                    }
+                };
+                full_body(answer.to_string())
+            }
+            Err(e) => {
+                audit.outcome = Outcome::BackendError;
+                return Ok(rpc_error(
+                    None,
+                    code::UPSTREAM_FAILED,
+                    &format!("service {:?} failed mid-answer: {e}", service.name),
+                ));
+            }
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
 }
 
 /// The answer to the client: the backend's result, its resource URIs made federated.
