@@ -253,8 +253,10 @@ pub struct ServiceConfig {
     /// it out of the answer, `"fail"` fails the answer.
     #[serde(default)]
     pub on_failure: OnFailure,
-    /// Serve both protocol eras on `/mcp/{service}` whatever the backend speaks (the edge
-    /// bridges them). `/mcp` always bridges. Default false.
+    /// Serve both protocol eras on `/mcp/{service}` whatever the backend speaks: the edge is
+    /// then the MCP server there (as on `/mcp`, under the backend's own names), and reaches the
+    /// backend in its own era. Server-to-client requests and GET event streams are not served
+    /// on a bridged endpoint. `/mcp` always bridges. Default false.
     #[serde(default)]
     pub bridge_eras: bool,
 }
@@ -511,6 +513,13 @@ impl EdgeConfig {
 
     pub fn has_service(&self, service: &str) -> bool {
         self.services.iter().any(|s| s.name == service)
+    }
+
+    /// Whether `/mcp/{service}` is served by the edge across eras (`bridge_eras = true`).
+    pub fn bridges_eras(&self, service: &str) -> bool {
+        self.services
+            .iter()
+            .any(|s| s.name == service && s.bridge_eras)
     }
 
     /// The `retry_tools` of `service` (empty for an unknown one).

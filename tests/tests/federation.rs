@@ -483,3 +483,87 @@ tools = ["blob"]
         assert_eq!(hits, 6 - upstream_lists, "{scope}: {metrics}");
     }
 }
+
+/// Backends that list garbage: a list that is no list, duplicate names, names with control
+/// characters, 10,000 tools, a cursor that loops, a list slower than the deadline. Each costs
+/// bounded work and a log line; none takes the endpoint down or hides the others.
+#[test]
+fn hostile_lists_are_bounded_logged_and_isolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = faults::FaultBackend::start(dir.path());
+    let modes = [
+        "ok",
+        "list-malformed",
+        "list-duplicates",
+        "list-control",
+        "list-many",
+        "list-loop",
+        "list-slow",
+    ];
+    let urls: Vec<String> = modes.iter().map(|m| faults.url(m)).collect();
+    let names: Vec<String> = modes.iter().map(|m| m.replace('-', "")).collect();
+    let services: Vec<(&str, &str, &str)> = names
+        .iter()
+        .zip(&urls)
+        .map(|(n, u)| (n.as_str(), u.as_str(), ""))
+        .collect();
+    let mut d = Deployment::start_services(
+        false,
+        &services,
+        "[auth]\nanonymous = true\n[policy]\nallow_all = true\n[federation]\ndeadline = \"1s\"\npage_size = 1000\nmax_pages = 50\n",
+        |_| {},
+    );
+    for n in &names {
+        d.edge_setup.wait_ready(n, Duration::from_secs(30));
+    }
+    let url = d.edge_setup.endpoint("/mcp");
+    let list_all = || -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let params = cursor.as_ref().map_or(json!({}), |c| json!({"cursor": c}));
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": params});
+            let reply = mcp_post(&url, &[], &body).expect("list");
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let v = reply.json();
+            let tools = v["result"]["tools"].as_array().expect("tools").clone();
+            out.extend(tools.iter().map(|t| t["name"].as_str().unwrap().to_owned()));
+            cursor = v["result"]["nextCursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                return out;
+            }
+        }
+        panic!("the federated list never ended");
+    };
+    let tools = list_all();
+    let of = |svc: &str| tools.iter().filter(|t| t.starts_with(&format!("{svc}__"))).count();
+    assert!(tools.contains(&"ok__echo".to_owned()), "{tools:?}");
+    assert_eq!(of("listmalformed"), 0, "a list that is no list is left out");
+    assert_eq!(of("listduplicates"), 0, "every copy of a duplicated name is dropped");
+    assert_eq!(
+        tools.iter().filter(|t| t.starts_with("listcontrol__")).collect::<Vec<_>>(),
+        ["listcontrol__echo"],
+        "names with control characters are dropped, the rest kept"
+    );
+    assert_eq!(of("listmany"), 10_000, "10,000 tools, paged by the edge");
+    assert!(of("listloop") >= 1 && of("listloop") <= 50, "a looping cursor ends the reading");
+    assert_eq!(of("listslow"), 0, "a list slower than the deadline is left out");
+    assert!(tools.iter().all(|t| !t.chars().any(char::is_control) && t.len() <= 64));
+    for needle in [
+        "has no `tools` list",
+        "names left out",
+        "a cursor it gave before",
+        "no answer within the [federation] deadline",
+    ] {
+        d.edge.wait_for_log(needle, Duration::from_secs(10));
+    }
+    // The endpoint still serves calls of the healthy service.
+    let call = mcp_post(
+        &url,
+        &[],
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "ok__echo", "arguments": {"message": "still here"}}}),
+    )
+    .unwrap();
+    assert!(call.text().contains("still here"), "{}", call.text());
+}

@@ -79,7 +79,9 @@ pub async fn route(
     else {
         return Err(unknown("target"));
     };
-    let resolved = if is_uri {
+    let resolved = if let Some(single) = req.endpoint.single {
+        Some((single, shown.clone()))
+    } else if is_uri {
         resolve_uri(req, &shown)
     } else {
         resolve_name(req, &method, &shown).await

@@ -15,8 +15,8 @@ use underpass_mcp::{self as mcp, Era, Kind as MessageKind, MODERN_VERSION};
 
 use crate::app::App;
 use crate::auth::Identity;
-use crate::config::ViewConfig;
 use crate::federation::calls;
+pub use crate::federation::target::{Endpoint, Target};
 use crate::federation::lists::{self, Kind};
 use crate::federation::upstream::{self, Caller};
 use crate::http::audited::PendingRecord;
@@ -35,13 +35,6 @@ const VERSIONS: [&str; 4] = [MODERN_VERSION, "2025-11-25", "2025-06-18", "2025-0
 const SESSION: &str = "session";
 const CURSOR: &str = "cursor";
 
-/// Which endpoint: `/mcp`, or a view.
-pub struct Endpoint<'a> {
-    /// `/mcp` or `/mcp/view/{name}`: what its sealed sessions and cursors are bound to.
-    pub key: String,
-    pub view: Option<&'a ViewConfig>,
-}
-
 /// The request being served, as the handlers of each method need it.
 pub struct Request<'a> {
     pub app: &'a Arc<App>,
@@ -52,16 +45,16 @@ pub struct Request<'a> {
     pub modern: bool,
 }
 
-/// Serves one request to `/mcp` (`view: None`) or `/mcp/view/{view}`.
+/// Serves one request to `/mcp`, `/mcp/view/{view}`, or `/mcp/{service}` bridged.
 pub async fn serve(
     app: &Arc<App>,
     conn: &ConnInfo,
-    view: Option<&str>,
+    target: Target<'_>,
     parts: &http::request::Parts,
     body: Bytes,
     audit: &mut PendingRecord,
 ) -> Response<Body> {
-    match answer(app, conn, view, parts, body, audit).await {
+    match answer(app, conn, target, parts, body, audit).await {
         Ok(resp) => resp,
         Err(refusal) => *refusal,
     }
@@ -70,7 +63,7 @@ pub async fn serve(
 async fn answer(
     app: &Arc<App>,
     conn: &ConnInfo,
-    view: Option<&str>,
+    target: Target<'_>,
     parts: &http::request::Parts,
     body: Bytes,
     audit: &mut PendingRecord,
@@ -79,15 +72,31 @@ async fn answer(
         audit.outcome = Outcome::Forbidden;
         return Err(refusal);
     }
-    let endpoint = match view {
-        None => Endpoint {
+    let endpoint = match target {
+        Target::Federated => Endpoint {
             key: "/mcp".to_owned(),
             view: None,
+            single: None,
         },
-        Some(name) => match app.config.views.iter().find(|v| v.name == name) {
+        Target::Bridged(service) => match app.config.services.iter().find(|s| s.name == service) {
+            Some(s) => Endpoint {
+                key: format!("/mcp/{service}"),
+                view: None,
+                single: Some(s),
+            },
+            None => {
+                return Err(Box::new(error_response(
+                    StatusCode::NOT_FOUND,
+                    code::NOT_FOUND,
+                    &format!("unknown service {service:?}"),
+                )))
+            }
+        },
+        Target::View(name) => match app.config.views.iter().find(|v| v.name == name) {
             Some(v) => Endpoint {
                 key: format!("/mcp/view/{name}"),
                 view: Some(v),
+                single: None,
             },
             None => {
                 return Err(Box::new(error_response(
@@ -289,7 +298,7 @@ async fn describe(
     let _ = audit;
     let app = req.app;
     let policy = app.security.policy.get();
-    let chosen = lists::services(app, req.endpoint.view, &policy, &req.caller.identity);
+    let chosen = lists::services(app, &req.endpoint, &policy, &req.caller.identity);
     let deadline = app.config.federation.deadline;
     let asked = chosen.iter().map(|s| async move {
         let described = async {
@@ -314,7 +323,10 @@ async fn describe(
         }
         if let Some(text) = d.instructions.filter(|t| !t.trim().is_empty()) {
             let text: String = text.chars().take(4096).collect();
-            instructions.push(format!("[{}] {text}", service.name));
+            instructions.push(match req.endpoint.single {
+                Some(_) => text,
+                None => format!("[{}] {text}", service.name),
+            });
         }
     }
     if req.endpoint.view.is_some() {
@@ -428,7 +440,7 @@ async fn list(
             })?,
     };
     let policy = req.app.security.policy.get();
-    let items = lists::gather(req.app, req.endpoint.view, &policy, &req.caller, kind)
+    let items = lists::gather(req.app, &req.endpoint, &policy, &req.caller, kind)
         .await
         .map_err(|failed| {
             audit.outcome = Outcome::BackendError;

@@ -21,6 +21,7 @@ use crate::auth::Identity;
 use crate::config::{OnFailure, ServiceConfig, ViewConfig};
 use crate::federation::cache::Lookup;
 use crate::federation::config::Listed;
+use crate::federation::target::Endpoint;
 use crate::federation::state::Listing;
 use crate::federation::upstream::{self, Caller, UpstreamError};
 use crate::policy::{Policy, Target};
@@ -104,11 +105,18 @@ pub fn context(identity: &Identity) -> String {
 /// order; a view's are those its entries name.
 pub fn services<'a>(
     app: &'a App,
-    view: Option<&ViewConfig>,
+    endpoint: &Endpoint<'a>,
     policy: &Policy,
     identity: &Identity,
 ) -> Vec<&'a ServiceConfig> {
     let principals = identity.principals();
+    let view = endpoint.view;
+    if let Some(single) = endpoint.single {
+        let allowed = policy
+            .decide(&principals, &single.name, &Target::Service, None)
+            .allowed;
+        return if allowed { vec![single] } else { Vec::new() };
+    }
     let sep = &app.config.federation.separator;
     app.config
         .services
@@ -297,12 +305,14 @@ fn approximate_size(v: &Value) -> usize {
     }
 }
 
-/// The caller's view of one service's list: what the policy and the view show, renamed.
+/// The caller's view of one service's list: what the policy and the view show, renamed
+/// (or, `as_is`, under the backend's own names: one service bridged across eras).
 pub fn federate(
     kind: Kind,
     listing: &Listing,
     service: &ServiceConfig,
     view: Option<&ViewConfig>,
+    as_is: bool,
     visible: impl Fn(&Target<'_>) -> bool,
 ) -> Vec<Value> {
     let mut out = Vec::new();
@@ -312,6 +322,7 @@ pub fn federate(
         };
         let federated = match kind {
             Kind::Tools | Kind::Prompts => match listing.names.federated(original) {
+                Some(_) if as_is => original.to_owned(),
                 Some(f) => f.to_owned(),
                 None => continue,
             },
@@ -319,7 +330,11 @@ pub fn federate(
                 if original.len() > MAX_URI || original.chars().any(char::is_control) {
                     continue;
                 }
-                federated_uri(service.federated_prefix(), original)
+                if as_is {
+                    original.to_owned()
+                } else {
+                    federated_uri(service.federated_prefix(), original)
+                }
             }
         };
         if !visible(&kind.target(original)) {
@@ -351,12 +366,13 @@ pub struct Failed {
 /// Every item the caller may see, over the endpoint's services, in configuration order.
 pub async fn gather(
     app: &App,
-    view: Option<&ViewConfig>,
+    endpoint: &Endpoint<'_>,
     policy: &Policy,
     caller: &Caller,
     kind: Kind,
 ) -> Result<Vec<Value>, Failed> {
-    let chosen = services(app, view, policy, &caller.identity);
+    let chosen = services(app, endpoint, policy, &caller.identity);
+    let (view, as_is) = (endpoint.view, endpoint.single.is_some());
     let deadline = app.config.federation.deadline;
     let asked = chosen.iter().map(|s| async move {
         match tokio::time::timeout(deadline, listing(app, s, caller, kind)).await {
@@ -371,7 +387,7 @@ pub async fn gather(
         match answer {
             Ok(listing) => {
                 let visible = |t: &Target<'_>| policy.visible(&principals, &service.name, t);
-                items.extend(federate(kind, &listing, service, view, visible));
+                items.extend(federate(kind, &listing, service, view, as_is, visible));
             }
             Err(omission) => {
                 let reason = omission.reason();

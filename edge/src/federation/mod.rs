@@ -4,6 +4,7 @@
 //! - [`config`]: `[federation]` and `[[views]]` (a leaf);
 //! - [`cache`]: the bounded cache of backend results, pure;
 //! - [`state`]: what is kept between requests: eras, pooled legacy sessions, caches, counts (a leaf);
+//! - [`target`]: which endpoint a request names (`/mcp`, a view, a bridged service; a leaf);
 //! - [`upstream`]: the edge as an MCP client of one service, on a caller's behalf;
 //! - [`lists`]: the lists fanned out to the services under a deadline, filtered per caller after
 //!   the cache, renamed and paged;
@@ -19,4 +20,5 @@ pub mod config;
 pub mod endpoint;
 pub mod lists;
 pub mod state;
+pub mod target;
 pub mod upstream;

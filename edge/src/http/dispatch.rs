@@ -75,6 +75,10 @@ pub async fn handle(
                 .map(str::to_owned);
             match refuse_unaudited(&app, &mut audit) {
                 Some(refusal) => refusal,
+                None if app.config.bridges_eras(service) => {
+                    let target = endpoint::Target::Bridged(service);
+                    endpoint::serve(&app, &conn, target, &parts, body, &mut audit).await
+                }
                 None => streamable::serve(&app, &conn, service, &parts, body, &mut audit).await,
             }
         }
@@ -94,11 +98,17 @@ pub async fn handle(
         },
         Route::Federated => match refuse_unaudited(&app, &mut audit) {
             Some(refusal) => refusal,
-            None => endpoint::serve(&app, &conn, None, &parts, body, &mut audit).await,
+            None => {
+                let target = endpoint::Target::Federated;
+                endpoint::serve(&app, &conn, target, &parts, body, &mut audit).await
+            }
         },
         Route::View(view) => match refuse_unaudited(&app, &mut audit) {
             Some(refusal) => refusal,
-            None => endpoint::serve(&app, &conn, Some(view), &parts, body, &mut audit).await,
+            None => {
+                let target = endpoint::Target::View(view);
+                endpoint::serve(&app, &conn, target, &parts, body, &mut audit).await
+            }
         },
         Route::NotFound => error_response(
             StatusCode::NOT_FOUND,

@@ -34,7 +34,7 @@ fn items_are_renamed_filtered_and_chosen_by_the_view() {
         ],
     );
     let visible = |t: &Target<'_>| *t != Target::Tool("secret");
-    let out = federate(Kind::Tools, &tools, &svc, None, visible);
+    let out = federate(Kind::Tools, &tools, &svc, None, false, visible);
     assert_eq!(out, vec![json!({"name": "svc__echo", "description": "d"})]);
 
     let view: ViewConfig = toml::from_str(
@@ -44,8 +44,22 @@ fn items_are_renamed_filtered_and_chosen_by_the_view() {
            descriptions = { say = "Says it" }"#,
     )
     .expect("view");
-    let out = federate(Kind::Tools, &tools, &svc, Some(&view), |_| true);
+    let out = federate(Kind::Tools, &tools, &svc, Some(&view), false, |_| true);
     assert_eq!(out, vec![json!({"name": "say", "description": "Says it"})]);
+}
+
+#[test]
+fn a_bridged_service_keeps_its_own_names_but_not_bad_ones() {
+    let svc = service("svc");
+    let tools = listing(
+        Kind::Tools,
+        vec![json!({"name": "echo"}), json!({"name": "bad\u{7}"})],
+    );
+    let out = federate(Kind::Tools, &tools, &svc, None, true, |_| true);
+    assert_eq!(out, vec![json!({"name": "echo"})]);
+    let res = listing(Kind::Resources, vec![json!({"uri": "demo://r"})]);
+    let out = federate(Kind::Resources, &res, &svc, None, true, |_| true);
+    assert_eq!(out, vec![json!({"uri": "demo://r"})]);
 }
 
 #[test]
@@ -60,7 +74,7 @@ fn resource_uris_are_federated_and_bad_ones_dropped() {
             json!({"uri": long}),
         ],
     );
-    let out = federate(Kind::Resources, &res, &svc, None, |_| true);
+    let out = federate(Kind::Resources, &res, &svc, None, false, |_| true);
     assert_eq!(
         out,
         vec![json!({"uri": "underpass://svc/demo://readme", "name": "readme"})]
@@ -69,7 +83,7 @@ fn resource_uris_are_federated_and_bad_ones_dropped() {
         Kind::Templates,
         vec![json!({"uriTemplate": "demo://t/{id}"})],
     );
-    let out = federate(Kind::Templates, &templates, &svc, None, |_| true);
+    let out = federate(Kind::Templates, &templates, &svc, None, false, |_| true);
     assert_eq!(
         out,
         vec![json!({"uriTemplate": "underpass://svc/demo://t/{id}"})]
