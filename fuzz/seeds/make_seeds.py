@@ -429,8 +429,42 @@ def enroll():
     put("enroll", "csr-der", b"\x02" + der)
 
 
+def federation():
+    """List pages as hostile backends write them (whole answers or bare results)."""
+    schema = {"type": "object"}
+    normal = {"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+        {"name": "echo", "inputSchema": schema}, {"name": "blob", "inputSchema": schema},
+        {"name": "a__b"}], "nextCursor": "2", "ttlMs": 60000, "cacheScope": "public",
+        "resultType": "complete"}}
+    dupes = {"tools": [{"name": "echo"}, {"name": "echo"}, {"name": "x"}, {"name": 5},
+                       {"title": "unnamed"}, "echo"], "ttlMs": -1}
+    control = {"prompts": [{"name": "ok"}, {"name": "bad\nline"}, {"name": "bell\u0007"},
+                           {"name": "\u009b31m"}, {"name": ""}], "ttlMs": 1e300}
+    long_names = {"tools": [{"name": "t" * 70}, {"name": "t" * 71}, {"name": "t" * 59},
+                            {"name": "t" * 60}, {"name": "x" * 1025},
+                            {"name": "t" * 51 + "-0123456789ab"}], "ttlMs": 86400001}
+    unicode = {"tools": [{"name": "\u00e9cho"}, {"name": "\u65e5\u672c" * 40},
+                         {"name": "\U0001f600" * 30}, {"name": "e\u0301"}],
+               "cacheScope": "shared"}
+    resources = {"resources": [{"uri": "file:///etc/hosts", "name": "h"},
+                               {"uri": "underpass://svc/x"}, {"uri": ""},
+                               {"uri": "demo://a\u0000b"}, {"uri": "urn:x:y"}],
+                 "ttlMs": 1500.5}
+    templates = {"resourceTemplates": [{"uriTemplate": "test://x/{id}"},
+                                       {"uriTemplate": "a/b//c"}]}
+    put("federation", "normal", js(normal))
+    put("federation", "duplicates", js(dupes))
+    put("federation", "control", js(control))
+    put("federation", "long-names", js(long_names))
+    put("federation", "unicode", json.dumps(unicode, ensure_ascii=False))
+    put("federation", "resources", js(resources))
+    put("federation", "templates", js(templates))
+    put("federation", "bare-array", js([{"name": "svc"}, {"name": "__"}, {"name": "a"}]))
+    put("federation", "uri-text", "demo://resource/static/document/hello.txt")
+
+
 if __name__ == "__main__":
     for fn in [frames, control, mcp, sse, lists, audit, policy, config, jwks, jwt, bridge,
-               session_id, enroll]:
+               session_id, enroll, federation]:
         fn()
     print("seeds written to", CORPUS, file=sys.stderr)

@@ -22,6 +22,11 @@
 //! - one resource `echo://readme` (no templates) and one prompt `hello` (no arguments); their
 //!   2026-07-28 answers always carry `ttlMs` (0 without `--list-ttl-ms`) and `cacheScope`;
 //! - `GET /stats` (no session): the requests served so far per JSON-RPC method, a JSON object.
+//!
+//! `--modern-only`: a server that speaks 2026-07-28 only, as one written for that era alone
+//! would: `initialize`, and any POST without `MCP-Protocol-Version: 2026-07-28`, get 400 with
+//! -32022 (UnsupportedProtocolVersion, `data: {"supported": ["2026-07-28"], "requested": …}`);
+//! `server/discover` lists `["2026-07-28"]` only.
 
 #![forbid(unsafe_code)]
 
@@ -78,6 +83,9 @@ struct Args {
     /// At most this many tools per `tools/list` page.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     page_size: u64,
+    /// Speak 2026-07-28 only: refuse `initialize` and every request of another era (-32022).
+    #[arg(long)]
+    modern_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -133,7 +141,7 @@ fn main() -> std::process::ExitCode {
         extra_tools: args.tools,
         page_size: usize::try_from(args.page_size).unwrap_or(usize::MAX),
     };
-    match rt.block_on(serve(args.listen, lists)) {
+    match rt.block_on(serve(args.listen, lists, args.modern_only)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("underpass-echo-backend: {e}");
@@ -150,6 +158,8 @@ struct State {
     seed: std::collections::hash_map::RandomState,
     lists: Lists,
     served: Served,
+    /// `--modern-only`.
+    modern_only: bool,
 }
 
 /// The JSON-RPC methods counted one by one for `GET /stats`; any other is counted as `other`
@@ -226,10 +236,11 @@ impl State {
     }
 }
 
-async fn serve(addr: SocketAddr, lists: Lists) -> std::io::Result<()> {
+async fn serve(addr: SocketAddr, lists: Lists, modern_only: bool) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let state = Arc::new(State {
         lists,
+        modern_only,
         ..State::default()
     });
     println!(
@@ -414,6 +425,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
         }
     }
 
+    let version_header = header(&req, "mcp-protocol-version").map(str::to_owned);
     let mcp_method = header(&req, "mcp-method").map(str::to_owned);
     let mcp_name = header(&req, "mcp-name").map(str::to_owned);
     let body = match http_body_util::Limited::new(req.into_body(), MAX_REQUEST)
@@ -439,6 +451,20 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
         None => "null".to_owned(),
     };
     let params = rpc.params.unwrap_or_default();
+    if state.modern_only {
+        let asked = params.protocol_version.as_deref();
+        if let Some(refusal) = modern_only_refusal(
+            rpc.id.as_ref(),
+            &rpc.method,
+            version_header.as_deref(),
+            asked,
+        ) {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                vec![Bytes::from(refusal.to_string())],
+            );
+        }
+    }
 
     let mut session_header = None;
     if modern {
@@ -497,6 +523,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
     let mut resp = match rpc.method.as_str() {
         "initialize" | "server/discover" => {
             let version = match params.protocol_version.as_deref() {
+                _ if state.modern_only => MODERN_VERSION,
                 Some(v @ ("2025-11-25" | "2025-06-18" | "2025-03-26")) => v,
                 _ if modern => MODERN_VERSION,
                 _ => LEGACY_VERSION,
@@ -509,8 +536,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
             );
             // What a 2026-07-28 client reads of a discover answer (the SDKs validate it).
             let modern_fields = if discover {
+                let supported = supported_versions(state.modern_only);
                 format!(
-                    ",\"supportedVersions\":[\"{MODERN_VERSION}\",\"{LEGACY_VERSION}\"],\
+                    ",\"supportedVersions\":{supported},\
                      \"_meta\":{{\"io.modelcontextprotocol/serverInfo\":{info}}}"
                 )
             } else {
@@ -615,6 +643,44 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
         }
     }
     resp
+}
+
+/// The `supportedVersions` of a discover answer (JSON): 2026-07-28 alone with `--modern-only`.
+fn supported_versions(modern_only: bool) -> String {
+    let versions: &[&str] = if modern_only {
+        &[MODERN_VERSION]
+    } else {
+        &[MODERN_VERSION, LEGACY_VERSION]
+    };
+    serde_json::Value::from(versions).to_string()
+}
+
+/// With `--modern-only`, the answer (sent with 400) to a request a 2026-07-28-only server does
+/// not take: `initialize` (that era has none), or any request whose `MCP-Protocol-Version`
+/// header is not 2026-07-28. `requested` is what it asked for: `initialize`'s
+/// `protocolVersion`, else the header (null without either). `None`: the request is served.
+fn modern_only_refusal(
+    id: Option<&serde_json::Value>,
+    method: &str,
+    version_header: Option<&str>,
+    asked: Option<&str>,
+) -> Option<serde_json::Value> {
+    if method != "initialize" && version_header == Some(MODERN_VERSION) {
+        return None;
+    }
+    let requested = match method {
+        "initialize" => asked.or(version_header),
+        _ => version_header,
+    };
+    Some(serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id.cloned().unwrap_or(serde_json::Value::Null),
+        "error": {
+            "code": -32022,
+            "message": "Unsupported protocol version",
+            "data": {"supported": [MODERN_VERSION], "requested": requested},
+        },
+    }))
 }
 
 const ECHO_TOOL: &str = "{\"name\":\"echo\",\"description\":\"Returns message\",\"inputSchema\":{\"type\":\"object\",\"properties\":{\"message\":{\"type\":\"string\"}},\"required\":[\"message\"]}}";

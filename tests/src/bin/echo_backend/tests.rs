@@ -132,3 +132,53 @@ fn the_readme_resource_and_the_hello_prompt() {
         "hello"
     );
 }
+
+#[test]
+fn modern_only_refuses_initialize_and_other_eras_with_32022() {
+    use serde_json::json;
+    let id = json!(7);
+    // A legacy client's first request: `initialize` asking for 2025-11-25.
+    let r = modern_only_refusal(Some(&id), "initialize", None, Some("2025-11-25")).unwrap();
+    assert_eq!(r["id"], json!(7));
+    assert_eq!(r["error"]["code"], json!(-32022));
+    assert_eq!(
+        r["error"]["data"],
+        json!({"supported": ["2026-07-28"], "requested": "2025-11-25"})
+    );
+    // `initialize` is refused even under the 2026-07-28 header: that era has none.
+    let r = modern_only_refusal(Some(&id), "initialize", Some("2026-07-28"), None).unwrap();
+    assert_eq!(r["error"]["data"]["requested"], json!("2026-07-28"));
+    // Any other request needs the 2026-07-28 header, exactly.
+    for (header, requested) in [
+        (None, json!(null)),
+        (Some("2025-11-25"), json!("2025-11-25")),
+        (Some("2026-07-29"), json!("2026-07-29")),
+        (Some(" 2026-07-28"), json!(" 2026-07-28")),
+    ] {
+        let r = modern_only_refusal(None, "tools/list", header, None).unwrap();
+        assert_eq!(r["id"], json!(null), "{header:?}");
+        assert_eq!(r["error"]["code"], json!(-32022), "{header:?}");
+        assert_eq!(r["error"]["data"]["requested"], requested, "{header:?}");
+        assert_eq!(r["error"]["data"]["supported"], json!(["2026-07-28"]));
+    }
+    for method in ["server/discover", "tools/list", "tools/call", "ping"] {
+        assert_eq!(
+            modern_only_refusal(Some(&id), method, Some("2026-07-28"), None),
+            None,
+            "{method}"
+        );
+    }
+}
+
+#[test]
+fn discover_lists_both_eras_by_default_and_only_2026_when_modern_only() {
+    let v = |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap();
+    assert_eq!(
+        v(supported_versions(false)),
+        serde_json::json!(["2026-07-28", "2025-11-25"])
+    );
+    assert_eq!(
+        v(supported_versions(true)),
+        serde_json::json!(["2026-07-28"])
+    );
+}
