@@ -130,7 +130,7 @@ fn check_federate(kind: Kind, items: Vec<Value>, names: NameTable) {
         Kind::Templates => "uriTemplate",
     };
     let listing = Listing { items, names };
-    let all = federate(kind, &listing, service(), None, |_| true);
+    let all = federate(kind, &listing, service(), None, false, |_| true);
     for item in &all {
         let shown = item.get(id).and_then(Value::as_str);
         let Some(shown) = shown else {
@@ -145,11 +145,6 @@ fn check_federate(kind: Kind, items: Vec<Value>, names: NameTable) {
                 assert!(shown.starts_with("svc__") && shown.chars().count() <= CLIENT_NAME_LIMIT);
             }
             Kind::Resources | Kind::Templates => {
-                // Known (reported with issue 17): `federate` hands out `underpass://svc/` for
-                // a backend URI "" and no request can name it back. Exempt until fixed.
-                if shown == federated_uri(PREFIX, "") {
-                    continue;
-                }
                 let (prefix, original) = original_uri(shown)
                     .unwrap_or_else(|| panic!("{shown:?} is not a federated URI"));
                 assert_eq!(prefix, PREFIX);
@@ -162,7 +157,7 @@ fn check_federate(kind: Kind, items: Vec<Value>, names: NameTable) {
         Target::Tool(n) | Target::Prompt(n) | Target::Resource(n) => n.contains('h'),
         _ => false,
     };
-    let some = federate(kind, &listing, service(), None, |t| !hidden(t));
+    let some = federate(kind, &listing, service(), None, false, |t| !hidden(t));
     assert!(some.len() <= all.len());
     for item in &some {
         let shown = item.get(id).and_then(Value::as_str).unwrap_or_default();

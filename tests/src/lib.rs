@@ -589,6 +589,18 @@ impl Deployment {
         edge_extra: &str,
         prepare: impl FnOnce(&Path),
     ) -> Deployment {
+        Self::start_services_with(tls, services, edge_extra, &[], prepare)
+    }
+
+    /// [`Deployment::start_services`], with extra keys of the edge's `[[services]]` entries:
+    /// (service, TOML lines).
+    pub fn start_services_with(
+        tls: bool,
+        services: &[(&str, &str, &str)],
+        edge_extra: &str,
+        edge_service_keys: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Deployment {
         let dir = tempfile::tempdir().expect("tempdir");
         prepare(dir.path());
         let pki = Pki::init(&dir.path().join("pki"));
@@ -599,6 +611,15 @@ impl Deployment {
             .map(|(name, _, _)| (*name, &["dc1"][..]))
             .collect();
         let edge_setup = EdgeSetup::write(dir.path(), tls, &granted, edge_extra);
+        if !edge_service_keys.is_empty() {
+            let mut text = std::fs::read_to_string(&edge_setup.config).expect("edge.toml");
+            for (name, keys) in edge_service_keys {
+                let entry = format!("[[services]]\nname = \"{name}\"\n");
+                assert!(text.contains(&entry), "edge.toml has no service {name}");
+                text = text.replacen(&entry, &format!("{entry}{keys}\n"), 1);
+            }
+            std::fs::write(&edge_setup.config, text).expect("write edge.toml");
+        }
         let edge = edge_setup.start(dir.path());
         let backends: Vec<(&str, &str)> = services.iter().map(|(n, b, _)| (*n, *b)).collect();
         let connector_config = write_connector_config(

@@ -536,19 +536,40 @@ fn hostile_lists_are_bounded_logged_and_isolated() {
         panic!("the federated list never ended");
     };
     let tools = list_all();
-    let of = |svc: &str| tools.iter().filter(|t| t.starts_with(&format!("{svc}__"))).count();
+    let of = |svc: &str| {
+        tools
+            .iter()
+            .filter(|t| t.starts_with(&format!("{svc}__")))
+            .count()
+    };
     assert!(tools.contains(&"ok__echo".to_owned()), "{tools:?}");
     assert_eq!(of("listmalformed"), 0, "a list that is no list is left out");
-    assert_eq!(of("listduplicates"), 0, "every copy of a duplicated name is dropped");
     assert_eq!(
-        tools.iter().filter(|t| t.starts_with("listcontrol__")).collect::<Vec<_>>(),
+        of("listduplicates"),
+        0,
+        "every copy of a duplicated name is dropped"
+    );
+    assert_eq!(
+        tools
+            .iter()
+            .filter(|t| t.starts_with("listcontrol__"))
+            .collect::<Vec<_>>(),
         ["listcontrol__echo"],
         "names with control characters are dropped, the rest kept"
     );
     assert_eq!(of("listmany"), 10_000, "10,000 tools, paged by the edge");
-    assert!(of("listloop") >= 1 && of("listloop") <= 50, "a looping cursor ends the reading");
-    assert_eq!(of("listslow"), 0, "a list slower than the deadline is left out");
-    assert!(tools.iter().all(|t| !t.chars().any(char::is_control) && t.len() <= 64));
+    assert!(
+        of("listloop") >= 1 && of("listloop") <= 50,
+        "a looping cursor ends the reading"
+    );
+    assert_eq!(
+        of("listslow"),
+        0,
+        "a list slower than the deadline is left out"
+    );
+    assert!(tools
+        .iter()
+        .all(|t| !t.chars().any(char::is_control) && t.len() <= 64));
     for needle in [
         "has no `tools` list",
         "names left out",
@@ -566,4 +587,105 @@ fn hostile_lists_are_bounded_logged_and_isolated() {
     )
     .unwrap();
     assert!(call.text().contains("still here"), "{}", call.text());
+}
+
+/// Era bridging both ways: a 2025-11-25 client reaches a backend that speaks only 2026-07-28
+/// (the edge answers `initialize` and keeps the session on its side), and a 2026-07-28 client
+/// reaches `server-everything` (legacy only: the edge holds a backend session and wraps each
+/// stateless request), on `/mcp` always and on `/mcp/{service}` with `bridge_eras = true`.
+#[test]
+fn clients_of_either_era_reach_backends_of_the_other() {
+    let peers = Peers::get();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut modern_only = Proc::spawn(
+        "echo-backend",
+        dir.path(),
+        std::process::Command::new(bin("underpass-echo-backend")).args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--threads",
+            "0",
+            "--modern-only",
+        ]),
+    );
+    modern_only.wait_for_log("listening", Duration::from_secs(20));
+    let (_everything, everything_url) = start_server_everything(dir.path(), &peers);
+    let modern_url = format!("http://127.0.0.1:{port}/mcp");
+    let d = Deployment::start_services_with(
+        true,
+        &[
+            ("modern", modern_url.as_str(), ""),
+            ("everything", everything_url.as_str(), ""),
+            ("plain", modern_url.as_str(), ""),
+        ],
+        "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+        &[
+            ("modern", "bridge_eras = true"),
+            ("everything", "bridge_eras = true"),
+        ],
+        |_| {},
+    );
+    for s in ["everything", "plain"] {
+        d.edge_setup.wait_ready(s, Duration::from_secs(30));
+    }
+    let call = |cmd: &mut std::process::Command| -> String {
+        let out = cmd.env("UNDERPASS_CA_FILE", d.pki.ca()).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let args = ["call", "--tool=echo", "--args={\"message\":\"old to new\"}"];
+
+    // Without bridging, a legacy client cannot talk to the 2026-only backend at all ...
+    let plain = call(&mut ts_client(&peers, &d.edge_setup.url("plain"), &args));
+    assert!(!plain.contains("\"ok\":true"), "{plain}");
+    // ... with bridge_eras it can, under the backend's own names.
+    let v = run_client(
+        &d,
+        &mut ts_client(&peers, &d.edge_setup.url("modern"), &args),
+    );
+    assert_eq!(v, json!({"ok": true, "text": "old to new"}), "{v}");
+    // A 2026-07-28 client reaches server-everything on its own bridged endpoint, progress and all.
+    let py = run_client(
+        &d,
+        &mut py_client(
+            &peers,
+            &d.edge_setup.url("everything"),
+            &["smoke", "--mode=2026-07-28", "--message=new to old"],
+        ),
+    );
+    assert_eq!(py["protocolVersion"], MODERN, "{py}");
+    assert_eq!(py["echo"], "Echo: new to old", "{py}");
+    assert_live_progress(&py);
+
+    // Through /mcp, a legacy client calls the 2026-only backend's tool.
+    let url = d.edge_setup.endpoint("/mcp");
+    let v = run_client(
+        &d,
+        &mut ts_client(
+            &peers,
+            &url,
+            &[
+                "call",
+                "--tool=modern__echo",
+                "--args={\"message\":\"old to new\"}",
+            ],
+        ),
+    );
+    assert_eq!(v, json!({"ok": true, "text": "old to new"}), "{v}");
+    // And a 2026-07-28 client calls server-everything's.
+    let v = run_client(
+        &d,
+        &mut py_client(
+            &peers,
+            &url,
+            &[
+                "call",
+                "--tool=everything__echo",
+                "--args={\"message\":\"new to old\"}",
+                "--mode=2026-07-28",
+            ],
+        ),
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["text"], "Echo: new to old", "{v}");
 }

@@ -13,7 +13,7 @@ use http::{Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::StreamBody;
 use hyper::body::Frame;
-use serde_json::Value;
+use serde_json::{json, Value};
 use underpass_audit::Outcome;
 use underpass_mcp::federation::caching;
 use underpass_mcp::federation::names::{split, CLIENT_NAME_LIMIT};
@@ -24,8 +24,8 @@ use underpass_mcp::{self as mcp, SseEvent, SseParser, HEADER_NAME};
 use crate::config::ServiceConfig;
 use crate::federation::cache::Lookup;
 use crate::federation::config::Listed;
-use crate::federation::endpoint::{rpc_error, stamp, Request};
 use crate::federation::lists::{self, Kind};
+use crate::federation::request::{rpc_error, stamp, Request};
 use crate::federation::upstream::{self, header_value, UpstreamError};
 use crate::http::audited::PendingRecord;
 use crate::http::body::{full_body, Body, BodyError};
@@ -257,6 +257,47 @@ async fn stream_call(
         ..
     } = sent;
     let stream = response_stream(recv, is_sse, &tunnel.connector, OnHangUp::Cancel, None);
+    if !status.is_success() {
+        // The backend (or the connector for it) refused or failed: a JSON-RPC error that
+        // names the service, with what the answer said (never a backend address: the
+        // connector's messages carry a reference instead).
+        let raw = list_filter::collect_json(stream).await.unwrap_or_default();
+        drop(in_flight);
+        let answer = serde_json::from_slice::<Value>(&raw).ok();
+        if let Some(error) = answer
+            .as_ref()
+            .filter(|a| a.get("id") == Some(&edge_id))
+            .and_then(|a| a.get("error"))
+        {
+            // The backend's own JSON-RPC error for the call: the client's, as it said it.
+            audit.jsonrpc_error = error.get("code").and_then(Value::as_i64);
+            let mut error = error.clone();
+            let msg = json!({"jsonrpc": "2.0", "id": client_id, "error": error.take()});
+            return Ok(json_response(status, &msg));
+        }
+        let said = answer
+            .and_then(|v| {
+                v.pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .map(|m| format!(": {}", m.chars().take(256).collect::<String>()))
+            .unwrap_or_default();
+        let code = if status.is_server_error() {
+            code::UPSTREAM_FAILED
+        } else {
+            code::INVALID_REQUEST
+        };
+        return Ok(rpc_error(
+            client_id.as_ref(),
+            code,
+            &format!(
+                "service {:?} answered HTTP {}{said}",
+                service.name,
+                status.as_u16()
+            ),
+        ));
+    }
     // A 2026-07-28 client needs `resultType` in the result, which a legacy backend never sends.
     let modern = req.modern;
     let restore = move |mut msg: Value| {

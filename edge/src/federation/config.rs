@@ -181,7 +181,10 @@ pub fn validate(
                  A-Z a-z 0-9 _ . -"
             );
         }
-        if prefix.contains(sep.as_str()) {
+        // Split at the first separator, `{prefix}{sep}` must find it right after the prefix:
+        // a prefix containing it, or ending with part of it (`a_` before `__`), could not be
+        // told apart.
+        if format!("{prefix}{sep}").find(sep.as_str()) != Some(prefix.len()) {
             bail!(
                 "service {service:?}: its federated prefix {prefix:?} contains the separator \
                  {sep:?}, so its names could not be told apart on /mcp; set `prefix` in its \
@@ -241,6 +244,10 @@ mod tests {
         validate(&fed, &[("everything", "everything"), ("py", "py")], &[]).expect("valid");
         let clash = validate(&fed, &[("a__b", "a__b")], &[]).expect_err("separator in prefix");
         assert!(clash.to_string().contains("set `prefix`"), "{clash}");
+        let overlap =
+            validate(&fed, &[("a_", "a_")], &[]).expect_err("prefix ends like the separator");
+        assert!(overlap.to_string().contains("set `prefix`"), "{overlap}");
+        validate(&fed, &[("_a", "_a")], &[]).expect("a prefix starting with _ is told apart");
         assert!(validate(&fed, &[("a", "x"), ("b", "x")], &[]).is_err());
         for bad in ["", "::", "123456789", "a b"] {
             let fed = FederationConfig {

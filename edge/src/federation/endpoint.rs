@@ -16,8 +16,9 @@ use underpass_mcp::{self as mcp, Era, Kind as MessageKind, MODERN_VERSION};
 use crate::app::App;
 use crate::auth::Identity;
 use crate::federation::calls;
-pub use crate::federation::target::{Endpoint, Target};
 use crate::federation::lists::{self, Kind};
+pub use crate::federation::request::{rpc_error, server_info, stamp, Request};
+pub use crate::federation::target::{Endpoint, Target};
 use crate::federation::upstream::{self, Caller};
 use crate::http::audited::PendingRecord;
 use crate::http::body::Body;
@@ -34,16 +35,6 @@ const VERSIONS: [&str; 4] = [MODERN_VERSION, "2025-11-25", "2025-06-18", "2025-0
 /// What a sealed payload of this endpoint holds in its connector field: a session or a cursor.
 const SESSION: &str = "session";
 const CURSOR: &str = "cursor";
-
-/// The request being served, as the handlers of each method need it.
-pub struct Request<'a> {
-    pub app: &'a Arc<App>,
-    pub conn: &'a ConnInfo,
-    pub parts: &'a http::request::Parts,
-    pub endpoint: Endpoint<'a>,
-    pub caller: Caller,
-    pub modern: bool,
-}
 
 /// Serves one request to `/mcp`, `/mcp/view/{view}`, or `/mcp/{service}` bridged.
 pub async fn serve(
@@ -215,32 +206,6 @@ async fn answer(
         StatusCode::OK,
         &json!({"jsonrpc": "2.0", "id": id, "result": stamp(&req, result)}),
     ))
-}
-
-/// A JSON-RPC error answer (HTTP 200: the request was read and answered).
-pub fn rpc_error(id: Option<&Value>, code: i64, message: &str) -> Response<Body> {
-    json_response(StatusCode::OK, &mcp::jsonrpc_error(id, code, message, None))
-}
-
-/// What every result the edge originates for a 2026-07-28 client carries: `resultType` and
-/// the edge's own `serverInfo`.
-pub fn stamp(req: &Request<'_>, mut result: Value) -> Value {
-    if !req.modern {
-        return result;
-    }
-    if let Some(obj) = result.as_object_mut() {
-        obj.entry("resultType")
-            .or_insert_with(|| Value::from("complete"));
-        let meta = obj.entry("_meta").or_insert_with(|| json!({}));
-        if let Some(meta) = meta.as_object_mut() {
-            meta.insert("io.modelcontextprotocol/serverInfo".into(), server_info());
-        }
-    }
-    result
-}
-
-fn server_info() -> Value {
-    json!({"name": "underpass", "version": env!("CARGO_PKG_VERSION")})
 }
 
 fn session_not_found() -> Refusal {

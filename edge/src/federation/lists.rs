@@ -21,8 +21,8 @@ use crate::auth::Identity;
 use crate::config::{OnFailure, ServiceConfig, ViewConfig};
 use crate::federation::cache::Lookup;
 use crate::federation::config::Listed;
-use crate::federation::target::Endpoint;
 use crate::federation::state::Listing;
+use crate::federation::target::Endpoint;
 use crate::federation::upstream::{self, Caller, UpstreamError};
 use crate::policy::{Policy, Target};
 
@@ -327,7 +327,10 @@ pub fn federate(
                 None => continue,
             },
             Kind::Resources | Kind::Templates => {
-                if original.len() > MAX_URI || original.chars().any(char::is_control) {
+                if original.is_empty()
+                    || original.len() > MAX_URI
+                    || original.chars().any(char::is_control)
+                {
                     continue;
                 }
                 if as_is {

@@ -10,6 +10,8 @@
 //!   the cache, renamed and paged;
 //! - [`calls`]: a call routed to its service through admission (policy and audit see the real
 //!   service and tool);
+//! - [`request`]: the request being served and the answers the edge originates (shared by
+//!   `endpoint` and `calls`);
 //! - [`endpoint`]: one request to `/mcp` or a view, from method to answer.
 //!
 //! The pure naming rules are `underpass_mcp::federation`.
@@ -19,6 +21,7 @@ pub mod calls;
 pub mod config;
 pub mod endpoint;
 pub mod lists;
+pub mod request;
 pub mod state;
 pub mod target;
 pub mod upstream;

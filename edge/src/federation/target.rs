@@ -20,4 +20,3 @@ pub enum Target<'a> {
     View(&'a str),
     Bridged(&'a str),
 }
-

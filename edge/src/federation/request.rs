@@ -1,0 +1,53 @@
+//! The request the federated endpoint is serving, as the handlers of each method need it, and
+//! the answers the edge originates there. Shared by `endpoint` and `calls`.
+
+use std::sync::Arc;
+
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::federation::target::Endpoint;
+use crate::federation::upstream::Caller;
+use crate::http::body::Body;
+use crate::http::conn::ConnInfo;
+use crate::http::respond::json_response;
+
+/// The request being served, as the handlers of each method need it.
+pub struct Request<'a> {
+    pub app: &'a Arc<App>,
+    pub conn: &'a ConnInfo,
+    pub parts: &'a http::request::Parts,
+    pub endpoint: Endpoint<'a>,
+    pub caller: Caller,
+    pub modern: bool,
+}
+
+/// A JSON-RPC error answer (HTTP 200: the request was read and answered).
+pub fn rpc_error(id: Option<&Value>, code: i64, message: &str) -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        &underpass_mcp::jsonrpc_error(id, code, message, None),
+    )
+}
+
+/// What every result the edge originates for a 2026-07-28 client carries: `resultType` and
+/// the edge's own `serverInfo`.
+pub fn stamp(req: &Request<'_>, mut result: Value) -> Value {
+    if !req.modern {
+        return result;
+    }
+    if let Some(obj) = result.as_object_mut() {
+        obj.entry("resultType")
+            .or_insert_with(|| Value::from("complete"));
+        let meta = obj.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("io.modelcontextprotocol/serverInfo".into(), server_info());
+        }
+    }
+    result
+}
+
+pub fn server_info() -> Value {
+    json!({"name": "underpass", "version": env!("CARGO_PKG_VERSION")})
+}
