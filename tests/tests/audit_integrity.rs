@@ -116,8 +116,10 @@ fn every_answer_has_a_record_whose_outcome_matches_its_status() {
     assert_eq!(r.status, 405, "{}", r.text());
     let r = mcp_post(&format!("{base}/mcp/nope"), &[AUTH], &echo()).unwrap();
     assert_eq!(r.status, 404, "{}", r.text());
+    // The federated endpoint names tools `{service}__{name}`: a bare `echo` is unknown there.
     let r = mcp_post(&format!("{base}/mcp"), &[AUTH], &echo()).unwrap();
-    assert_eq!(r.status, 501, "{}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], -32602, "{}", r.text());
     let r = http::get(&format!("{base}/nowhere")).unwrap();
     assert_eq!(r.status, 404, "{}", r.text());
     let r = http::get(&format!(
@@ -161,8 +163,9 @@ fn every_answer_has_a_record_whose_outcome_matches_its_status() {
     assert_eq!(put["http_method"], "PUT", "{put}");
     let unknown = find(404, "service", "nope");
     assert_eq!(unknown["outcome"], "not_found", "{unknown}");
-    let federated = find(501, "path", "/mcp");
-    assert_eq!(federated["outcome"], "not_implemented", "{federated}");
+    let federated = find(200, "path", "/mcp");
+    assert_eq!(federated["outcome"], "error", "{federated}");
+    assert_eq!(federated["mcp_method"], "tools/call", "{federated}");
     let nowhere = find(404, "path", "/nowhere");
     assert_eq!(nowhere["outcome"], "not_found", "{nowhere}");
     let meta = find(200, "path", "/.well-known/oauth-protected-resource/mcp/rec");

@@ -55,7 +55,6 @@ fn target_of(method: &str, message: &Value) -> Option<(&'static str, bool)> {
 pub async fn route(
     req: &Request<'_>,
     message: mcp::Message,
-    _body: Bytes,
     audit: &mut PendingRecord,
 ) -> Result<Response<Body>, Refusal> {
     let app = req.app;

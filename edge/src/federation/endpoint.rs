@@ -181,9 +181,7 @@ async fn answer(
     let method = message.method.clone().unwrap_or_default();
     let result = match method.as_str() {
         "initialize" => return initialize(&req, &message, audit).await,
-        "server/discover" => describe(&req, audit)
-            .await
-            .map(|d| discover_result(&req, d)),
+        "server/discover" => Ok(discover_result(describe(&req).await)),
         "ping" => Ok(json!({})),
         "logging/setLevel" => Ok(json!({})),
         m if Kind::of(m).is_some() => list(&req, Kind::of(m), &message, audit).await,
@@ -193,7 +191,7 @@ async fn answer(
         | "completion/complete"
         | "resources/subscribe"
         | "resources/unsubscribe" => {
-            return calls::route(&req, message, body, audit).await;
+            return calls::route(&req, message, audit).await;
         }
         _ => Err(Box::new(rpc_error(
             id.as_ref(),
@@ -256,11 +254,7 @@ fn seal(
 
 /// The union of what the endpoint's services offer (a view offers what it lists), and the
 /// services' instructions, each under its service's name.
-async fn describe(
-    req: &Request<'_>,
-    audit: &mut PendingRecord,
-) -> Result<(Map<String, Value>, Option<String>), Refusal> {
-    let _ = audit;
+async fn describe(req: &Request<'_>) -> (Map<String, Value>, Option<String>) {
     let app = req.app;
     let policy = app.security.policy.get();
     let chosen = lists::services(app, &req.endpoint, &policy, &req.caller.identity);
@@ -297,17 +291,13 @@ async fn describe(
     if req.endpoint.view.is_some() {
         capabilities.remove("completions");
     }
-    Ok((
+    (
         capabilities,
         (!instructions.is_empty()).then(|| instructions.join("\n\n")),
-    ))
+    )
 }
 
-fn discover_result(
-    req: &Request<'_>,
-    (capabilities, instructions): (Map<String, Value>, Option<String>),
-) -> Value {
-    let _ = req;
+fn discover_result((capabilities, instructions): (Map<String, Value>, Option<String>)) -> Value {
     let mut result = json!({
         "supportedVersions": VERSIONS,
         "capabilities": capabilities,
@@ -337,7 +327,7 @@ async fn initialize(
         .find(|v| **v == asked)
         .copied()
         .unwrap_or(VERSIONS[1]);
-    let (capabilities, instructions) = describe(req, audit).await?;
+    let (capabilities, instructions) = describe(req).await;
     let mut result = json!({
         "protocolVersion": version,
         "capabilities": capabilities,

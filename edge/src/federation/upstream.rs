@@ -209,14 +209,13 @@ pub async fn end_idle_sessions(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
-        for (service, principal, pooled) in app.federation.upstreams.take_idle(POOL_IDLE) {
+        for (service, _principal, pooled) in app.federation.upstreams.take_idle(POOL_IDLE) {
             let Some(tunnel) = app.tunnels.connector_tunnel(&service, &pooled.connector) else {
                 continue;
             };
             let Some(identity) = pooled.identity.clone() else {
                 continue;
             };
-            let _ = principal;
             let caller = Caller {
                 identity,
                 trace_id: String::new(),
@@ -373,11 +372,6 @@ impl Plan {
     /// Whether the backend speaks 2026-07-28.
     pub fn is_modern(&self) -> bool {
         self.legacy.is_none()
-    }
-
-    /// What the backend's `initialize` said, for a legacy backend.
-    pub fn legacy_described(&self) -> Option<&Described> {
-        self.legacy.as_ref().map(|p| &*p.described)
     }
 
     /// A JSON-RPC message in the backend's era: a modern request carries the protocol
