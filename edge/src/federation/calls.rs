@@ -25,7 +25,7 @@ use crate::config::ServiceConfig;
 use crate::federation::cache::Lookup;
 use crate::federation::config::Listed;
 use crate::federation::lists::{self, Kind};
-use crate::federation::request::{rpc_error, stamp, Request};
+use crate::federation::request::{result_response, rpc_error, Request};
 use crate::federation::upstream::{self, header_value, UpstreamError};
 use crate::http::audited::PendingRecord;
 use crate::http::body::{full_body, Body, BodyError};
@@ -387,10 +387,7 @@ fn answer(
             }
         }
     }
-    json_response(
-        StatusCode::OK,
-        &serde_json::json!({"jsonrpc": "2.0", "id": id, "result": stamp(req, result)}),
-    )
+    result_response(req, id, result)
 }
 
 /// The service and backend name of a tool or prompt name this endpoint (or view) shows.

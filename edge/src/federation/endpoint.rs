@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::auth::Identity;
 use crate::federation::calls;
 use crate::federation::lists::{self, Kind};
-pub use crate::federation::request::{rpc_error, server_info, stamp, Request};
+pub use crate::federation::request::{result_response, rpc_error, server_info, stamp, Request};
 pub use crate::federation::target::{Endpoint, Target};
 use crate::federation::upstream::{self, Caller};
 use crate::http::audited::PendingRecord;
@@ -128,17 +128,7 @@ async fn answer(
             None => Err(session_not_found()),
         };
     }
-    let inspected = match mcp::parse(&body) {
-        Ok(i) => i,
-        Err(e) => {
-            audit.outcome = Outcome::BadRequest;
-            audit.jsonrpc_error = Some(e.code());
-            return Err(Box::new(json_response(
-                StatusCode::BAD_REQUEST,
-                &e.to_jsonrpc(),
-            )));
-        }
-    };
+    let inspected = admission::parse(&body, audit)?;
     let Some(message) = inspected.single().filter(|_| !inspected.batch).cloned() else {
         audit.outcome = Outcome::BadRequest;
         return Err(Box::new(error_response(
@@ -200,10 +190,7 @@ async fn answer(
         ))),
     }?;
     audit.decision = Some(Decision::Allow);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"jsonrpc": "2.0", "id": id, "result": stamp(&req, result)}),
-    ))
+    Ok(result_response(&req, id.as_ref(), result))
 }
 
 fn session_not_found() -> Refusal {

@@ -31,6 +31,14 @@ pub fn rpc_error(id: Option<&Value>, code: i64, message: &str) -> Response<Body>
     )
 }
 
+/// A result answer (HTTP 200), stamped for the client's era.
+pub fn result_response(req: &Request<'_>, id: Option<&Value>, result: Value) -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": id, "result": stamp(req, result)}),
+    )
+}
+
 /// What every result the edge originates for a 2026-07-28 client carries: `resultType` and
 /// the edge's own `serverInfo`.
 pub fn stamp(req: &Request<'_>, mut result: Value) -> Value {

@@ -282,22 +282,52 @@ async fn notify(
 ) -> Result<(), UpstreamError> {
     let message = json!({"jsonrpc": "2.0", "method": method});
     let head = plan.head(app, caller, method, None);
-    let mut audit = OnBehalf::new(&head, &caller.session);
+    send_on_behalf(app, plan, caller, &head, &message, false)
+        .await
+        .map(|_| ())
+}
+
+/// Sends `message` down the plan's tunnel, audited on the caller's behalf (the `dispatched`
+/// line ahead, the outcome once the head is back).
+async fn send_on_behalf(
+    app: &App,
+    plan: &Plan,
+    caller: &Caller,
+    head: &RequestHead,
+    message: &Value,
+    retry: bool,
+) -> Result<Sent, UpstreamError> {
+    let mut audit = OnBehalf::new(head, &caller.session);
+    let how = How {
+        retry,
+        on_hang_up: OnHangUp::Cancel,
+    };
+    let body = Bytes::from(message.to_string());
     let sent = failover::send(
         app,
         &plan.service,
         plan.tunnel.clone(),
-        &head,
-        Bytes::from(message.to_string()),
-        How {
-            retry: false,
-            on_hang_up: OnHangUp::Cancel,
-        },
+        head,
+        body,
+        how,
         audit.record(),
     )
     .await;
-    audit.finish(app, sent.as_ref().ok().map(|s| s.head.status));
-    sent.map(|_| ()).map_err(|_| UpstreamError::Tunnel)
+    match sent {
+        Ok(sent) => {
+            audit.finish(app, Some(sent.head.status));
+            Ok(sent)
+        }
+        Err(_) => {
+            let unaudited = audit.record().outcome == underpass_audit::Outcome::AuditUnavailable;
+            audit.finish(app, None);
+            Err(if unaudited {
+                UpstreamError::Unaudited
+            } else {
+                UpstreamError::Tunnel
+            })
+        }
+    }
 }
 
 /// One request down the plan's tunnel: its result and the `Mcp-Session-Id` answered.
@@ -316,38 +346,10 @@ async fn exchange(
         .map(str::to_owned);
     let message = plan.message(Some(&id), method, params);
     let head = plan.head(app, caller, method, name.as_deref());
-    let mut audit = OnBehalf::new(&head, &caller.session);
     // Outside a session, what reads and changes nothing is sent again if its tunnel is lost.
-    let retry = plan.legacy.is_none()
-        && (method.ends_with("/list")
-            || ["server/discover", "resources/read", "prompts/get"].contains(&method));
-    let sent = failover::send(
-        app,
-        &plan.service,
-        plan.tunnel.clone(),
-        &head,
-        Bytes::from(message.to_string()),
-        How {
-            retry,
-            on_hang_up: OnHangUp::Cancel,
-        },
-        audit.record(),
-    )
-    .await;
-    let sent = match sent {
-        Ok(sent) => sent,
-        Err(_) => {
-            let unaudited = audit.record().outcome == underpass_audit::Outcome::AuditUnavailable;
-            audit.finish(app, None);
-            return Err(if unaudited {
-                UpstreamError::Unaudited
-            } else {
-                UpstreamError::Tunnel
-            });
-        }
-    };
+    let retry = plan.legacy.is_none() && failover::reads_only(method);
+    let sent = send_on_behalf(app, plan, caller, &head, &message, retry).await?;
     let status = sent.head.status;
-    audit.finish(app, Some(status));
     let session = sent
         .head
         .headers

@@ -162,19 +162,7 @@ fn inspect(
     if parts.method != Method::POST {
         return Ok((Vec::new(), None));
     }
-    // Strict parse: duplicate keys are refused, so the policy and the backend can never
-    // read different values from the same body.
-    let inspected = match mcp::parse(body) {
-        Ok(i) => i,
-        Err(e) => {
-            audit.outcome = Outcome::BadRequest;
-            audit.jsonrpc_error = Some(e.code());
-            return Err(Box::new(json_response(
-                StatusCode::BAD_REQUEST,
-                &e.to_jsonrpc(),
-            )));
-        }
-    };
+    let inspected = parse(body, audit)?;
     if let Some(traceparent) = inspected.single().and_then(|m| m.meta_traceparent()) {
         audit.adopt_meta_trace(traceparent);
     }
@@ -198,6 +186,16 @@ fn inspect(
         .batch
         .then(|| u32::try_from(inspected.messages.len()).unwrap_or(u32::MAX));
     Ok((calls_of(inspected), batch))
+}
+
+/// The messages of a body, parsed strictly: duplicate keys are refused, so the policy and the
+/// backend can never read different values from the same body. A refusal is the 400 to answer.
+pub(crate) fn parse(body: &[u8], audit: &mut AuditRecord) -> Result<mcp::Inspected, Refusal> {
+    mcp::parse(body).map_err(|e| {
+        audit.outcome = Outcome::BadRequest;
+        audit.jsonrpc_error = Some(e.code());
+        Box::new(json_response(StatusCode::BAD_REQUEST, &e.to_jsonrpc()))
+    })
 }
 
 /// The first message's method, target and (redacted, if enabled) arguments, for the record.

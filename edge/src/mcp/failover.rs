@@ -58,8 +58,13 @@ fn safe(call: &Call, retry_tools: &[String]) -> bool {
             call.targets.as_slice(),
             [McpTarget::Tool(name)] if retry_tools.iter().any(|t| t == name)
         ),
-        m => SAFE_METHODS.contains(&m) || m.ends_with("/list"),
+        m => reads_only(m),
     }
+}
+
+/// Whether a method reads and changes nothing (`tools/call` aside, which depends on the tool).
+pub fn reads_only(method: &str) -> bool {
+    SAFE_METHODS.contains(&method) || method.ends_with("/list")
 }
 
 /// Whether a request may be sent again on another tunnel (see the module documentation).
