@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backends;
 pub mod cdp;
 pub mod faults;
 pub mod http;
@@ -17,6 +18,11 @@ pub mod recorder;
 pub mod rogue;
 pub mod tls_client;
 pub mod vitals;
+
+pub use backends::{
+    start_demo_server, start_echo_backend, start_fixture, start_py_server, start_server_everything,
+    start_server_everything_sse,
+};
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -497,52 +503,6 @@ pub fn start_connector(dir: &Path, name: &str, config: &Path) -> Proc {
     )
 }
 
-/// `@modelcontextprotocol/server-everything` in Streamable HTTP mode on a loopback port.
-pub fn start_server_everything(dir: &Path, peers: &Peers) -> (Proc, String) {
-    let port = free_port();
-    let mut p = Proc::spawn(
-        "server-everything",
-        dir,
-        Command::new(peers.path("NODE22"))
-            .arg("--require")
-            .arg(peers.path("LOOPBACK_ONLY"))
-            .arg(peers.path("SERVER_EVERYTHING"))
-            .arg("streamableHttp")
-            .env("PORT", port.to_string()),
-    );
-    p.wait_for_log("listening on port", Duration::from_secs(30));
-    (p, format!("http://127.0.0.1:{port}/mcp"))
-}
-
-/// `server-everything` in its 2024-11-05 HTTP+SSE mode; returns its `/sse` URL.
-pub fn start_server_everything_sse(dir: &Path, peers: &Peers) -> (Proc, String) {
-    let port = free_port();
-    let mut p = Proc::spawn(
-        "server-everything-sse",
-        dir,
-        Command::new(peers.path("NODE22"))
-            .arg("--require")
-            .arg(peers.path("LOOPBACK_ONLY"))
-            .arg(peers.path("SERVER_EVERYTHING"))
-            .arg("sse")
-            .env("PORT", port.to_string()),
-    );
-    p.wait_for_log("Server is running on port", Duration::from_secs(30));
-    (p, format!("http://127.0.0.1:{port}/sse"))
-}
-
-/// The Rust demo server of this repository (`underpass-demo-server`).
-pub fn start_demo_server(dir: &Path) -> (Proc, String) {
-    let port = free_port();
-    let mut p = Proc::spawn(
-        "demo-server",
-        dir,
-        Command::new(bin("underpass-demo-server")).args(["--listen", &format!("127.0.0.1:{port}")]),
-    );
-    p.wait_for_log("listening on", Duration::from_secs(20));
-    (p, format!("http://127.0.0.1:{port}/mcp"))
-}
-
 /// A complete deployment: PKI, edge, one connector `dc1` serving `service` from `backend_url`.
 pub struct Deployment {
     pub dir: tempfile::TempDir,
@@ -705,34 +665,13 @@ pub fn conformance(
     (passed, failed)
 }
 
-/// The conformance fixture backend (`tests/peers/fixture/server.py`, official Python SDK),
-/// which serves both 2025-11-25 and 2026-07-28 on one endpoint.
-pub fn start_fixture(dir: &Path, peers: &Peers) -> (Proc, String) {
-    let port = free_port();
-    let mut p = Proc::spawn(
-        "fixture",
-        dir,
-        Command::new(peers.path("VENV_PYTHON"))
-            .arg(repo_root().join("tests/peers/fixture/server.py"))
-            .args(["--port", &port.to_string()]),
-    );
-    p.wait_for_log("conformance-fixture ready", Duration::from_secs(30));
-    (p, format!("http://127.0.0.1:{port}/mcp"))
-}
-
-/// Starts `tests/peers/py-server.py` (the official Python SDK, both eras) on a free loopback
-/// port; its endpoint URL.
-pub fn start_py_server(dir: &Path, peers: &Peers) -> (Proc, String) {
-    let port = free_port();
-    let mut backend = Proc::spawn(
-        "py-server",
-        dir,
-        Command::new(peers.path("VENV_PYTHON"))
-            .arg(peers.path("PY_SERVER"))
-            .args(["--port", &port.to_string()]),
-    );
-    backend.wait_for_log("Uvicorn running", Duration::from_secs(30));
-    (backend, format!("http://127.0.0.1:{port}/mcp"))
+/// The hex SHA-256 of an API key, as `[[auth.api_keys]] sha256` takes it.
+pub fn sha256_hex(key: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Asserts that a smoke client saw the progress of a 4-step tool live and in order.

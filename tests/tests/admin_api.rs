@@ -21,14 +21,6 @@ use underpass_tests::*;
 const API_KEY: &str = "admin-test-key-3f9a1c";
 const POLICY: &str = "[[allow]]\nprincipals = [\"apikey:ci\"]\ntools = [\"echo\"]\n";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn edge_extra() -> String {
     format!(
         "[auth]\n[[auth.api_keys]]\nname = \"ci\"\nsha256 = \"{}\"\n[policy]\nfile = \"policy.toml\"\n\

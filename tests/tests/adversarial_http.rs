@@ -17,14 +17,6 @@ use underpass_tests::*;
 const ALICE: &str = "adversarial-http-alice";
 const BOB: &str = "adversarial-http-bob";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Edge with API keys `alice` (services `rec`) and `bob` (everything), an audit log, one
 /// connector serving `rec` and `secret` from two recording backends.
 struct Site {

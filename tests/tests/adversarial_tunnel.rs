@@ -21,14 +21,6 @@ use underpass_tests::*;
 
 const KEY: &str = "adversarial-tunnel-key";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Edge, a good connector `dc1` serving `rec` (a recording backend), and the certificate of
 /// the connector `rogue`, granted the service `bad`.
 struct Stack {

@@ -29,14 +29,6 @@ struct Setup {
     backend: Recorder,
 }
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// An edge with an API key, a policy and an audit log (`audit_keys` go into `[audit]`);
 /// `prepare` runs in the deployment folder before the edge starts.
 fn setup_with(audit_keys: &str, prepare: impl FnOnce(&Path)) -> Setup {

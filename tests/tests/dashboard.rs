@@ -17,14 +17,6 @@ const POLICY: &str = "[[allow]]\nprincipals = [\"apikey:ci\"]\ntools = [\"echo\"
 /// A tool name a hostile client makes up: must show as text, never as markup.
 const HOSTILE: &str = "<img src=x onerror=\"document.title='owned'\">";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Polls the page's text until `pred` holds, for at most `timeout`.
 fn wait_text(
     page: &mut Page,

@@ -371,14 +371,6 @@ descriptions = { echo = "Echoes, through a view" }
 const ALICE: &str = "up_federation_alice_key_0123456789";
 const BOB: &str = "up_federation_bob_key_01234567890";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Two principals with different policies see different catalogues from one cached upstream
 /// list: with a public list the backend sees one `tools/list` per TTL, not one per caller;
 /// with a private one, one per caller.
@@ -386,24 +378,17 @@ fn sha256_hex(s: &str) -> String {
 fn one_cached_upstream_list_serves_callers_with_different_policies() {
     for (scope, upstream_lists) in [("public", 1), ("private", 2)] {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut backend = Proc::spawn(
-            "echo-backend",
+        let (_backend, port) = start_echo_backend(
             dir.path(),
-            std::process::Command::new(bin("underpass-echo-backend")).args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--threads",
-                "0",
+            &[
                 "--tools",
                 "3",
                 "--list-ttl-ms",
                 "600000",
                 "--list-scope",
                 scope,
-            ]),
+            ],
         );
-        backend.wait_for_log("listening", Duration::from_secs(20));
         let policy = r#"
 [[allow]]
 name = "alice-echo"
@@ -597,19 +582,7 @@ fn hostile_lists_are_bounded_logged_and_isolated() {
 fn clients_of_either_era_reach_backends_of_the_other() {
     let peers = Peers::get();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut modern_only = Proc::spawn(
-        "echo-backend",
-        dir.path(),
-        std::process::Command::new(bin("underpass-echo-backend")).args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--threads",
-            "0",
-            "--modern-only",
-        ]),
-    );
-    modern_only.wait_for_log("listening", Duration::from_secs(20));
+    let (_modern_only, port) = start_echo_backend(dir.path(), &["--modern-only"]);
     let (_everything, everything_url) = start_server_everything(dir.path(), &peers);
     let modern_url = format!("http://127.0.0.1:{port}/mcp");
     let d = Deployment::start_services_with(

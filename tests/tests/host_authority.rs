@@ -11,14 +11,6 @@ use underpass_tests::*;
 
 const KEY: &str = "host-test-key";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn setup() -> (Recorder, Deployment) {
     let backend = Recorder::start();
     let extra = format!(

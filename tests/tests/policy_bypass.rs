@@ -27,14 +27,6 @@ const KEY: &str = "up_policy_bypass_key_0123456789";
 const MODERN: &str = "2026-07-28";
 const LEGACY: &str = "2025-11-25";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// `[auth]` with one API key (principal `apikey:bot`), `[policy] file = "policy.toml"`, and an
 /// audit log.
 fn edge_extra() -> String {

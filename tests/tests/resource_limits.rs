@@ -22,14 +22,6 @@ const ALICE: &str = "up_alice_key_0123456789abcdef";
 const BOB: &str = "up_bob_key_0123456789abcdef01";
 const SERVICE: &str = "rec";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Edge (API keys `alice` and `bob`, both allowed everything on `rec`), one connector, and
 /// the backend at `backend_url`.
 struct Stack {
@@ -636,18 +628,7 @@ fn on_session(s: &Stack, key: &str, session: &str) -> Reply {
 #[test]
 fn sessions_are_capped_per_principal_and_forgotten_when_idle() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut backend = Proc::spawn(
-        "echo-backend",
-        dir.path(),
-        Command::new(bin("underpass-echo-backend")).args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--threads",
-            "0",
-        ]),
-    );
-    backend.wait_for_log("listening", Duration::from_secs(20));
+    let (backend, port) = start_echo_backend(dir.path(), &[]);
     let backend_url = format!("http://127.0.0.1:{port}/mcp");
     let mut s = Stack::start(
         false,

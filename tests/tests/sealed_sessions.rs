@@ -146,18 +146,7 @@ fn tampered(sid: &str, at: usize) -> String {
 fn a_sealed_session_continues_on_any_edge_with_the_keys() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port();
-    let mut backend = Proc::spawn(
-        "echo-backend",
-        d,
-        Command::new(bin("underpass-echo-backend")).args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--threads",
-            "0",
-        ]),
-    );
-    backend.wait_for_log("listening", Duration::from_secs(20));
+    let (backend, port) = start_echo_backend(d, &[]);
     let backend_url = format!("http://127.0.0.1:{port}/mcp");
 
     let pki = Pki::init(&d.join("pki"));

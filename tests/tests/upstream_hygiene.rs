@@ -15,14 +15,6 @@ use underpass_tests::http::{self, mcp_post};
 use underpass_tests::recorder::Recorder;
 use underpass_tests::*;
 
-fn sha256_hex(key: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// `edge.toml` extra: API keys `key-<name>` for each name (principal `apikey:<name>`), and a
 /// policy that allows everything.
 fn api_keys(names: &[&str]) -> String {

@@ -83,14 +83,6 @@ fn claims(sub: &str) -> Value {
            "iat": now(), "nbf": now() - 10, "exp": now() + 300})
 }
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 struct Setup {
     d: Deployment,
     idp: Idp,
