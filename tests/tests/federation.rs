@@ -246,6 +246,34 @@ fn discover_pages_and_errors_follow_the_specification() {
     assert_eq!(status, 400, "{mismatch}");
     assert_eq!(mismatch["error"]["code"], -32020, "{mismatch}");
 
+    // A batch is refused (one message per request); a notification is taken and goes nowhere.
+    let batch = json!([{"jsonrpc": "2.0", "id": 7, "method": "ping"}]);
+    let reply = mcp_post(&url, &[], &batch).unwrap();
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["code"], -32600, "{}", reply.text());
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                      "params": {"requestId": 1}});
+    assert_eq!(mcp_post(&url, &[], &note).unwrap().status, 202);
+    // HTTP/2 is served alike.
+    let list = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/list"}).to_string();
+    let reply = http::h2_request(
+        "POST",
+        &url,
+        None,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ],
+        list.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        reply.text().contains("everything__echo"),
+        "{}",
+        reply.text()
+    );
+
     // A legacy session id this endpoint did not seal is not found.
     let reply = mcp_post(
         &url,
