@@ -225,3 +225,128 @@ pub fn h2_request(
         })
     })
 }
+
+/// A long-lived event stream (`text/event-stream` over HTTP/1.1, chunked), read message by
+/// message as the server sends them.
+pub struct EventStream {
+    pub status: u16,
+    stream: TcpStream,
+    /// Bytes read and not yet decoded.
+    pending: Vec<u8>,
+    /// Decoded body not yet split into events.
+    body: Vec<u8>,
+}
+
+impl EventStream {
+    /// Sends a request and reads its head; the body is read by [`EventStream::next_message`].
+    pub fn open(
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<EventStream> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| std::io::Error::other("only http:// URLs"))?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let mut stream = TcpStream::connect(authority)?;
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes())?;
+        stream.write_all(body)?;
+        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let mut pending = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let end = loop {
+            if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::Error::other("no response head in 30 s"));
+            }
+            let mut buf = [0u8; 4096];
+            match stream.read(&mut buf) {
+                Ok(0) => return Err(std::io::Error::other("closed before the head")),
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => return Err(e),
+            }
+        };
+        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        pending.drain(..end + 4);
+        Ok(EventStream {
+            status,
+            stream,
+            pending,
+            body: Vec::new(),
+        })
+    }
+
+    /// The next JSON-RPC message of the stream (comments and non-JSON events are passed
+    /// over), waiting at most `wait`; `None` when none came in time or the stream ended.
+    pub fn next_message(&mut self, wait: Duration) -> Option<serde_json::Value> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            self.decode_chunks();
+            while let Some(i) = self.body.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = self.body.drain(..i + 2).collect();
+                let data: String = String::from_utf8_lossy(&event)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim)
+                    .collect();
+                if let Ok(msg) = serde_json::from_str(&data) {
+                    return Some(msg);
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            let mut buf = [0u8; 4096];
+            match self.stream.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if is_timeout(&e) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Moves the complete chunks of `pending` into `body`.
+    fn decode_chunks(&mut self) {
+        while let Some(line) = self.pending.windows(2).position(|w| w == b"\r\n") {
+            let size = std::str::from_utf8(&self.pending[..line])
+                .ok()
+                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok());
+            let Some(size) = size else {
+                // Not chunked: the bytes are the body.
+                self.body.append(&mut self.pending);
+                return;
+            };
+            if self.pending.len() < line + 2 + size + 2 {
+                return;
+            }
+            self.body
+                .extend_from_slice(&self.pending[line + 2..line + 2 + size]);
+            self.pending.drain(..line + 2 + size + 2);
+        }
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}

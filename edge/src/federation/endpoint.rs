@@ -10,12 +10,14 @@ use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
 use underpass_audit::{Decision, Outcome};
+use underpass_mcp::federation::notifications::Filter;
 use underpass_mcp::jsonrpc::code;
 use underpass_mcp::{self as mcp, Era, Kind as MessageKind, MODERN_VERSION};
 
 use crate::app::App;
 use crate::auth::Identity;
 use crate::federation::calls;
+use crate::federation::listen::{self, Listener};
 use crate::federation::lists::{self, Kind};
 pub use crate::federation::request::{result_response, rpc_error, server_info, stamp, Request};
 pub use crate::federation::target::{Endpoint, Target};
@@ -98,16 +100,16 @@ async fn answer(
             }
         },
     };
-    if ![Method::POST, Method::DELETE].contains(&parts.method) {
+    if ![Method::POST, Method::GET, Method::DELETE].contains(&parts.method) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             code::INVALID_REQUEST,
-            "the federated endpoint takes POST (and DELETE to end a session); it offers no \
-             event stream of its own",
+            "the federated endpoint takes POST, GET (a session's event stream) and DELETE (to \
+             end a session)",
         );
         resp.headers_mut().insert(
             http::header::ALLOW,
-            http::HeaderValue::from_static("POST, DELETE"),
+            http::HeaderValue::from_static("POST, GET, DELETE"),
         );
         return Err(Box::new(resp));
     }
@@ -128,35 +130,15 @@ async fn answer(
             None => Err(session_not_found()),
         };
     }
-    let inspected = admission::parse(&body, audit)?;
-    let Some(message) = inspected.single().filter(|_| !inspected.batch).cloned() else {
-        audit.outcome = Outcome::BadRequest;
-        return Err(Box::new(error_response(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            "the federated endpoint takes one message per request, not a batch",
-        )));
-    };
-    admission::check_protocol(&parts.headers, &inspected, None, audit)?;
     let modern = parts
         .headers
         .get(mcp::HEADER_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| Era::of(v.trim()) == Era::Modern);
-    audit.mcp_method = message.method.clone();
-    if message.kind != MessageKind::Request {
-        // Notifications and responses concern no backend the edge could name: taken, and
-        // dropped (a legacy client's `notifications/initialized`, cancellations of calls
-        // whose answers the edge is reading whole).
-        audit.decision = Some(Decision::Allow);
-        let mut resp = Response::new(crate::http::body::full_body(""));
-        *resp.status_mut() = StatusCode::ACCEPTED;
-        return Ok(resp);
-    }
     let caller = Caller {
         identity,
         trace_id: audit.trace_id.clone().unwrap_or_default(),
-        session: session.unwrap_or_default(),
+        session: session.clone().unwrap_or_default(),
         forwarded: forwarding_headers(conn, parts, !app.config.clients.insecure_plaintext),
     };
     let req = Request {
@@ -167,12 +149,41 @@ async fn answer(
         caller,
         modern,
     };
+    if parts.method == Method::GET {
+        return event_stream(&req, session.is_some(), audit).await;
+    }
+    let inspected = admission::parse(&body, audit)?;
+    let Some(message) = inspected.single().filter(|_| !inspected.batch).cloned() else {
+        audit.outcome = Outcome::BadRequest;
+        return Err(Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "the federated endpoint takes one message per request, not a batch",
+        )));
+    };
+    admission::check_protocol(&parts.headers, &inspected, None, audit)?;
+    audit.mcp_method = message.method.clone();
+    if message.kind != MessageKind::Request {
+        // Notifications and responses concern no backend the edge could name: taken, and
+        // dropped (a legacy client's `notifications/initialized`, cancellations of calls
+        // whose answers the edge is reading whole).
+        audit.decision = Some(Decision::Allow);
+        let mut resp = Response::new(crate::http::body::full_body(""));
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        return Ok(resp);
+    }
     let id = message.id.clone();
     let method = message.method.clone().unwrap_or_default();
     let result = match method.as_str() {
         "initialize" => return initialize(&req, &message, audit).await,
         "server/discover" => Ok(discover_result(describe(&req).await)),
         "ping" => Ok(json!({})),
+        "subscriptions/listen" if req.modern => {
+            audit.decision = Some(Decision::Allow);
+            let filter = Filter::of_params(message.value.get("params"));
+            let id = id.unwrap_or(Value::Null);
+            return Ok(listen::serve(&req, Listener::Subscription { id, filter }).await);
+        }
         "logging/setLevel" => Ok(json!({})),
         m if Kind::of(m).is_some() => list(&req, Kind::of(m), &message, audit).await,
         "tools/call"
@@ -191,6 +202,35 @@ async fn answer(
     }?;
     audit.decision = Some(Decision::Allow);
     Ok(result_response(&req, id.as_ref(), result))
+}
+
+/// A `GET`: the event stream of a 2025-11-25 client's session, where the services' list
+/// changes and resource updates arrive (2026-07-28 has `subscriptions/listen` instead).
+async fn event_stream(
+    req: &Request<'_>,
+    in_session: bool,
+    audit: &mut PendingRecord,
+) -> Result<Response<Body>, Refusal> {
+    if req.modern {
+        let mut resp = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            code::INVALID_REQUEST,
+            "2026-07-28 has no GET stream: POST subscriptions/listen instead",
+        );
+        resp.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+        return Err(Box::new(resp));
+    }
+    if !in_session {
+        audit.outcome = Outcome::BadRequest;
+        return Err(Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "a GET opens a session's event stream: initialize first and send its Mcp-Session-Id",
+        )));
+    }
+    audit.decision = Some(Decision::Allow);
+    Ok(listen::serve(req, Listener::Session).await)
 }
 
 fn session_not_found() -> Refusal {
@@ -245,26 +285,25 @@ async fn describe(req: &Request<'_>) -> (Map<String, Value>, Option<String>) {
     let app = req.app;
     let policy = app.security.policy.get();
     let chosen = lists::services(app, &req.endpoint, &policy, &req.caller.identity);
-    let deadline = app.config.federation.deadline;
-    let asked = chosen.iter().map(|s| async move {
-        let described = async {
-            let plan = upstream::plan(app, &s.name, &req.caller).await?;
-            upstream::describe(app, &plan, &req.caller).await
-        };
-        tokio::time::timeout(deadline, described).await
-    });
-    let answers = futures_util::future::join_all(asked).await;
+    let answers = upstream::describe_each(app, &chosen, &req.caller).await;
     let mut capabilities = Map::new();
     let mut instructions = Vec::new();
     for (service, answer) in chosen.iter().zip(answers) {
-        let Ok(Ok(d)) = answer else {
+        let Some(d) = answer else {
             tracing::warn!(service = %service.name, "federated endpoint: service left out of the capabilities: it did not describe itself in time");
             app.federation.stats.omitted(&service.name, "describe");
             continue;
         };
         for cap in ["tools", "prompts", "resources", "completions"] {
-            if d.capabilities.get(cap).is_some() {
-                capabilities.insert(cap.into(), json!({}));
+            let Some(theirs) = d.capabilities.get(cap) else {
+                continue;
+            };
+            let ours = capabilities.entry(cap).or_insert_with(|| json!({}));
+            // The edge relays changes and resource updates (see `listen`).
+            for flag in ["listChanged", "subscribe"] {
+                if theirs.get(flag) == Some(&Value::Bool(true)) {
+                    ours[flag] = Value::Bool(true);
+                }
             }
         }
         if let Some(text) = d.instructions.filter(|t| !t.trim().is_empty()) {

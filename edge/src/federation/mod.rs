@@ -10,6 +10,8 @@
 //!   the cache, renamed and paged;
 //! - [`calls`]: a call routed to its service through admission (policy and audit see the real
 //!   service and tool);
+//! - [`listen`]: the change stream (`subscriptions/listen`, a legacy session's `GET`), merged
+//!   from every service's, invalidating the cache as changes come;
 //! - [`request`]: the request being served and the answers the edge originates (shared by
 //!   `endpoint` and `calls`);
 //! - [`endpoint`]: one request to `/mcp` or a view, from method to answer.
@@ -20,6 +22,7 @@ pub mod cache;
 pub mod calls;
 pub mod config;
 pub mod endpoint;
+pub mod listen;
 pub mod lists;
 pub mod request;
 pub mod state;

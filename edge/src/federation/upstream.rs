@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
+use underpass_mcp::federation::notifications::Filter;
 use underpass_mcp::{SseParser, MODERN_VERSION};
 use underpass_proto::frame::RequestHead;
 
 use crate::app::App;
 use crate::assertion::AssertionClaims;
 use crate::auth::Identity;
+use crate::config::ServiceConfig;
 use crate::federation::state::{Described, Pooled};
 use crate::http::audited::OnBehalf;
 use crate::http::ids::new_request_id;
@@ -203,6 +205,28 @@ pub async fn describe(app: &App, plan: &Plan, caller: &Caller) -> Result<Describ
     }
 }
 
+/// What each of `services` says of itself, asked at once under the federation deadline:
+/// `None` for one that did not answer in time.
+pub async fn describe_each(
+    app: &App,
+    services: &[&ServiceConfig],
+    caller: &Caller,
+) -> Vec<Option<Described>> {
+    let deadline = app.config.federation.deadline;
+    let asked = services.iter().map(|s| async move {
+        let described = async {
+            let plan = plan(app, &s.name, caller).await?;
+            describe(app, &plan, caller).await
+        };
+        tokio::time::timeout(deadline, described).await
+    });
+    futures_util::future::join_all(asked)
+        .await
+        .into_iter()
+        .map(|answer| answer.ok().and_then(Result::ok))
+        .collect()
+}
+
 /// Ends, every minute, the pooled legacy sessions unused for [`POOL_IDLE`] (a `DELETE` to
 /// their backends, audited), so a stdio backend's process does not outlive its use.
 pub async fn end_idle_sessions(app: Arc<App>) {
@@ -282,7 +306,7 @@ async fn notify(
 ) -> Result<(), UpstreamError> {
     let message = json!({"jsonrpc": "2.0", "method": method});
     let head = plan.head(app, caller, method, None);
-    send_on_behalf(app, plan, caller, &head, &message, false)
+    send_on_behalf(app, plan, caller, &head, message.to_string(), false)
         .await
         .map(|_| ())
 }
@@ -294,7 +318,7 @@ async fn send_on_behalf(
     plan: &Plan,
     caller: &Caller,
     head: &RequestHead,
-    message: &Value,
+    body: impl Into<Bytes>,
     retry: bool,
 ) -> Result<Sent, UpstreamError> {
     let mut audit = OnBehalf::new(head, &caller.session);
@@ -302,7 +326,7 @@ async fn send_on_behalf(
         retry,
         on_hang_up: OnHangUp::Cancel,
     };
-    let body = Bytes::from(message.to_string());
+    let body = body.into();
     let sent = failover::send(
         app,
         &plan.service,
@@ -348,7 +372,7 @@ async fn exchange(
     let head = plan.head(app, caller, method, name.as_deref());
     // Outside a session, what reads and changes nothing is sent again if its tunnel is lost.
     let retry = plan.legacy.is_none() && failover::reads_only(method);
-    let sent = send_on_behalf(app, plan, caller, &head, &message, retry).await?;
+    let sent = send_on_behalf(app, plan, caller, &head, message.to_string(), retry).await?;
     let status = sent.head.status;
     let session = sent
         .head
@@ -368,6 +392,93 @@ async fn exchange(
         Ok(result) => Ok((result, session)),
         Err(rpc) => Err(rpc),
     }
+}
+
+/// Opens the stream on which a service reports changes to `caller`: a modern backend's
+/// `subscriptions/listen` asking `filter`, or the event stream (GET) of the caller's legacy
+/// session, after a `resources/subscribe` for each of the filter's URIs.
+pub async fn listen(
+    app: &App,
+    plan: &Plan,
+    caller: &Caller,
+    filter: &Filter,
+) -> Result<Sent, UpstreamError> {
+    let (head, body) = if plan.is_modern() {
+        let id = app.federation.upstreams.id();
+        let params = json!({"notifications": filter.to_json()});
+        let message = plan.message(Some(&id), "subscriptions/listen", params);
+        let head = plan.head(app, caller, "subscriptions/listen", None);
+        (head, Bytes::from(message.to_string()))
+    } else {
+        for uri in &filter.resource_uris {
+            let params = json!({"uri": uri});
+            if let Err(e) = send(app, plan, caller, "resources/subscribe", params).await {
+                tracing::warn!(service = %plan.service, %uri, "federated listen: the backend refused a resource subscription: {e}");
+            }
+        }
+        let mut head = plan.head(app, caller, "", None);
+        head.method = "GET".into();
+        head.headers
+            .retain(|(n, _)| n != "content-type" && n != "accept");
+        head.headers
+            .push(("accept".into(), b"text/event-stream".to_vec()));
+        (head, Bytes::new())
+    };
+    let sent = send_on_behalf(app, plan, caller, &head, body, false).await?;
+    let status = sent.head.status;
+    if !(200..300).contains(&status) {
+        return Err(UpstreamError::Status(status));
+    }
+    if !is_event_stream(&sent) {
+        return Err(UpstreamError::Unreadable(
+            "it answered a stream request with no event stream".into(),
+        ));
+    }
+    Ok(sent)
+}
+
+/// The JSON-RPC messages of an event stream from a backend, as they arrive (events whose
+/// data is not JSON are passed over); ends with the stream or its first failure.
+pub fn messages(sent: Sent) -> futures_util::stream::BoxStream<'static, Value> {
+    let Sent {
+        tunnel,
+        recv,
+        in_flight,
+        ..
+    } = sent;
+    let frames = response_stream(recv, true, &tunnel.connector, OnHangUp::Cancel, None);
+    let state = (frames, SseParser::default(), in_flight);
+    futures_util::stream::unfold(state, |(mut frames, mut parser, in_flight)| async move {
+        loop {
+            let data = match frames.next().await? {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+                Err(_) => return None,
+            };
+            let messages: Vec<Value> = match parser.feed(&data) {
+                Ok(events) => events
+                    .iter()
+                    .filter_map(|e| e.data().and_then(|d| serde_json::from_str(d).ok()))
+                    .collect(),
+                Err(_) => return None,
+            };
+            if !messages.is_empty() {
+                let batch = futures_util::stream::iter(messages);
+                return Some((batch, (frames, parser, in_flight)));
+            }
+        }
+    })
+    .flatten()
+    .boxed()
+}
+
+fn is_event_stream(sent: &Sent) -> bool {
+    sent.head
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.starts_with(b"text/event-stream"))
 }
 
 impl Plan {
@@ -504,9 +615,7 @@ async fn read_answer(
     sent: Sent,
     id: &Value,
 ) -> Result<Result<Value, UpstreamError>, UpstreamError> {
-    let is_sse = sent.head.headers.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case("content-type") && v.starts_with(b"text/event-stream")
-    });
+    let is_sse = is_event_stream(&sent);
     let Sent {
         tunnel,
         recv,

@@ -1,0 +1,329 @@
+//! The federated endpoint's change stream: a 2026-07-28 `subscriptions/listen` (its
+//! acknowledgement first, then every notification tagged with the client's subscription id)
+//! or a 2025-11-25 client's event stream (`GET` with its session), merged from a stream per
+//! service: the backend's own `subscriptions/listen`, or the event stream of the caller's
+//! legacy session there ([`upstream::listen`]).
+//!
+//! Every `list_changed` a backend sends drops that service's cached lists, whether or not the
+//! client asked for it; `resources/updated` drops its cached reads and reaches the client with
+//! the federated URI, when policy (and the view) let the caller see the resource. A backend
+//! stream that ends or fails is opened again, with a growing pause; while it was down the
+//! service's lists may have changed unseen, so they are dropped from the cache then too. The
+//! client's stream lasts until the client closes it; its per-service tasks end with it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Response, StatusCode};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use underpass_mcp::federation::notifications::{self, Changed, Filter, Relayed};
+use underpass_mcp::federation::uris::{federated_uri, original_uri};
+use underpass_mcp::sse::{KEEPALIVE_COMMENT, KEEPALIVE_INTERVAL};
+
+use crate::app::App;
+use crate::config::ServiceConfig;
+use crate::federation::config::Listed;
+use crate::federation::lists;
+use crate::federation::request::Request;
+use crate::federation::upstream::{self, Caller, UpstreamError};
+use crate::http::body::Body;
+use crate::policy::Target;
+
+/// Longest pause before a backend stream that ended is opened again.
+const MOST_PAUSE: Duration = Duration::from_secs(30);
+/// Messages waiting for a slow client, per stream: beyond, the backends' streams wait.
+const QUEUE: usize = 64;
+
+/// Who a stream is for: a 2026-07-28 subscription (its id and what it asked), or a
+/// 2025-11-25 client's event stream (every list change, and the updates of the resources it
+/// subscribed to through its session).
+pub enum Listener {
+    Subscription { id: Value, filter: Filter },
+    Session,
+}
+
+/// One service's part of a stream: what it is asked, and what the client knows it by.
+struct Watched {
+    service: String,
+    prefix: String,
+    /// URIs are the backend's own on a bridged single service.
+    as_is: bool,
+    filter: Filter,
+}
+
+/// Opens the merged stream for `listener`: the acknowledgement (a subscription's), then the
+/// services' notifications as they come.
+pub async fn serve(req: &Request<'_>, listener: Listener) -> Response<Body> {
+    let app = req.app;
+    let policy = app.security.policy.get();
+    let chosen = lists::services(app, &req.endpoint, &policy, &req.caller.identity);
+    let described = upstream::describe_each(app, &chosen, &req.caller).await;
+    let (subscription, asked) = match &listener {
+        Listener::Subscription { id, filter } => (Some(id.clone()), filter.clone()),
+        Listener::Session => (None, Filter::every_list()),
+    };
+    let as_is = req.endpoint.single.is_some();
+    let mut agreed = Filter::default();
+    let mut watched = Vec::new();
+    for (service, described) in chosen.iter().zip(described) {
+        let Some(described) = described else {
+            tracing::warn!(service = %service.name, "federated listen: service left out: it did not describe itself in time");
+            app.federation.stats.omitted(&service.name, "describe");
+            continue;
+        };
+        let uris = own_uris(req, service, &asked.resource_uris, as_is);
+        let filter = asked.for_backend(&described.capabilities, uris);
+        let updates = matches!(listener, Listener::Session)
+            && described.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true));
+        if filter.is_empty() && !updates {
+            continue;
+        }
+        let mut shown = filter.clone();
+        shown.resource_uris = filter
+            .resource_uris
+            .iter()
+            .map(|u| client_uri(service.federated_prefix(), u, as_is))
+            .collect();
+        agreed.union(&shown);
+        watched.push(Watched {
+            service: service.name.clone(),
+            prefix: service.federated_prefix().to_owned(),
+            as_is,
+            filter,
+        });
+    }
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let mut first = Vec::new();
+    if let Some(id) = &subscription {
+        first.push(notifications::acknowledged(id, &agreed));
+    }
+    let tasks = watched
+        .into_iter()
+        .map(|w| {
+            let relay = Relay {
+                app: app.clone(),
+                caller: req.caller.clone(),
+                view: req.endpoint.view.map(|v| v.name.clone()),
+                subscription: subscription.clone(),
+                wanted: agreed.clone(),
+                all_updates: matches!(listener, Listener::Session),
+                tx: tx.clone(),
+            };
+            tokio::spawn(relay.run(w)).abort_handle()
+        })
+        .collect();
+    drop(tx);
+    event_stream(first, rx, Tasks(tasks))
+}
+
+/// The filter's URIs that name `service`'s resources, in the backend's terms, that the caller
+/// may see.
+fn own_uris(
+    req: &Request<'_>,
+    service: &ServiceConfig,
+    uris: &[String],
+    as_is: bool,
+) -> Vec<String> {
+    let policy = req.app.security.policy.get();
+    let principals = req.caller.identity.principals();
+    uris.iter()
+        .filter_map(|u| {
+            if as_is {
+                return Some(u.as_str());
+            }
+            let (prefix, original) = original_uri(u)?;
+            (prefix == service.federated_prefix()).then_some(original)
+        })
+        .filter(|original| {
+            let target = Target::Resource(original);
+            let view_shows = req.endpoint.view.is_none_or(|v| {
+                v.shows(
+                    Listed::Resource,
+                    &client_uri(service.federated_prefix(), original, as_is),
+                )
+            });
+            view_shows
+                && policy
+                    .decide(&principals, &service.name, &target, None)
+                    .allowed
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+fn client_uri(prefix: &str, original: &str, as_is: bool) -> String {
+    if as_is {
+        original.to_owned()
+    } else {
+        federated_uri(prefix, original)
+    }
+}
+
+/// What one service's task needs to relay its notifications to the client.
+struct Relay {
+    app: Arc<App>,
+    caller: Caller,
+    view: Option<String>,
+    subscription: Option<Value>,
+    /// What the client agreed to get (federated URIs).
+    wanted: Filter,
+    /// A 2025-11-25 stream: every resource update the caller may see (it subscribed through
+    /// its session).
+    all_updates: bool,
+    tx: mpsc::Sender<Value>,
+}
+
+impl Relay {
+    /// Opens `watched`'s backend stream and relays it, opening it again when it ends, until
+    /// the client's stream is gone.
+    async fn run(self, watched: Watched) {
+        let mut pause = Duration::from_secs(1);
+        let mut warned = false;
+        loop {
+            match self.open(&watched).await {
+                Ok(mut messages) => {
+                    let opened = Instant::now();
+                    warned = false;
+                    while let Some(msg) = messages.next().await {
+                        if !self.relay(&watched, &msg).await {
+                            return;
+                        }
+                    }
+                    // A stream that ends at once is not a reason to hurry back.
+                    if opened.elapsed() > MOST_PAUSE {
+                        pause = Duration::from_secs(1);
+                    }
+                    tracing::debug!(service = %watched.service, "federated listen: the backend's stream ended; opening it again");
+                }
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(service = %watched.service, "federated listen: cannot open the service's stream ({e}); retrying");
+                }
+                Err(e) => {
+                    tracing::debug!(service = %watched.service, "federated listen: still cannot open the service's stream: {e}");
+                }
+            }
+            // Changes while the stream was down went unseen.
+            self.invalidate(&watched.service, &Changed::ALL);
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.tx.closed() => return,
+            }
+            pause = (pause * 2).min(MOST_PAUSE);
+        }
+    }
+
+    async fn open(
+        &self,
+        watched: &Watched,
+    ) -> Result<futures_util::stream::BoxStream<'static, Value>, UpstreamError> {
+        let plan = upstream::plan(&self.app, &watched.service, &self.caller).await?;
+        let sent = upstream::listen(&self.app, &plan, &self.caller, &watched.filter).await?;
+        Ok(upstream::messages(sent))
+    }
+
+    /// Relays one message of the backend; `false` once the client's stream is gone.
+    async fn relay(&self, watched: &Watched, msg: &Value) -> bool {
+        let out = match notifications::classify(msg) {
+            Relayed::ListChanged(changed) => {
+                self.invalidate(&watched.service, &[changed]);
+                self.wanted
+                    .wants(changed)
+                    .then(|| notifications::list_changed(changed, self.subscription.as_ref()))
+            }
+            Relayed::ResourceUpdated(original) => {
+                if let Ok(mut reads) = self.app.federation.reads.lock() {
+                    reads.invalidate(&watched.service, Some("resources/read"));
+                }
+                let uri = client_uri(&watched.prefix, &original, watched.as_is);
+                let wanted = if self.all_updates {
+                    self.may_see(&watched.service, &original, &uri)
+                } else {
+                    self.wanted.resource_uris.contains(&uri)
+                };
+                wanted.then(|| notifications::resource_updated(&uri, self.subscription.as_ref()))
+            }
+            Relayed::Dropped => None,
+        };
+        match out {
+            Some(out) => self.tx.send(out).await.is_ok(),
+            None => !self.tx.is_closed(),
+        }
+    }
+
+    /// Whether the caller may see a resource (by policy, and the view's choice).
+    fn may_see(&self, service: &str, original: &str, uri: &str) -> bool {
+        let view_shows = self.view.as_ref().is_none_or(|name| {
+            self.app
+                .config
+                .views
+                .iter()
+                .find(|v| &v.name == name)
+                .is_some_and(|v| v.shows(Listed::Resource, uri))
+        });
+        let policy = self.app.security.policy.get();
+        let target = Target::Resource(original);
+        view_shows
+            && policy
+                .decide(&self.caller.identity.principals(), service, &target, None)
+                .allowed
+    }
+
+    fn invalidate(&self, service: &str, changed: &[Changed]) {
+        if let Ok(mut cache) = self.app.federation.lists.lock() {
+            for method in changed.iter().flat_map(|c| c.lists()) {
+                cache.invalidate(service, Some(method));
+            }
+        }
+    }
+}
+
+/// The services' tasks of one stream: stopped when the client's stream is dropped.
+struct Tasks(Vec<AbortHandle>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// The client's event stream: `first`, then what the tasks send, with a keep-alive comment
+/// when it is idle.
+fn event_stream(first: Vec<Value>, rx: mpsc::Receiver<Value>, tasks: Tasks) -> Response<Body> {
+    use http_body_util::{BodyExt, StreamBody};
+    let event = |msg: &Value| Bytes::from(format!("data: {msg}\n\n"));
+    let opening = futures_util::stream::iter(first.iter().map(event).collect::<Vec<_>>());
+    let rest = futures_util::stream::unfold((rx, tasks), move |(mut rx, tasks)| async move {
+        match tokio::time::timeout(KEEPALIVE_INTERVAL, rx.recv()).await {
+            Ok(Some(msg)) => Some((event(&msg), (rx, tasks))),
+            // Every service's task ended (none to watch): the stream stays open, idle.
+            Ok(None) => {
+                tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+                Some((Bytes::from_static(KEEPALIVE_COMMENT), (rx, tasks)))
+            }
+            Err(_) => Some((Bytes::from_static(KEEPALIVE_COMMENT), (rx, tasks))),
+        }
+    });
+    let frames = opening
+        .chain(rest)
+        .map(|b| Ok::<_, crate::http::body::BodyError>(http_body::Frame::data(b)));
+    let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+    *resp.status_mut() = StatusCode::OK;
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    resp
+}

@@ -1,0 +1,339 @@
+//! Change notifications on the federated endpoint `/mcp` (issue 17): a 2026-07-28
+//! `subscriptions/listen` and a 2025-11-25 session's event stream, each merged from every
+//! service's own stream: the Python SDK fixture (a 2026-07-28 backend, reached with its own
+//! `subscriptions/listen`) and `server-everything` (legacy only, reached through the event
+//! stream of the edge's session there). A backend's `list_changed` drops its cached lists.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use underpass_tests::http::{self, mcp_post, messages, EventStream};
+use underpass_tests::*;
+
+const MODERN: &str = "2026-07-28";
+const LEGACY: &str = "2025-11-25";
+const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+/// A resource of server-everything that accepts subscriptions, as `/mcp` names it.
+const EVERYTHING_DOC: &str =
+    "underpass://everything/demo://resource/static/document/architecture.md";
+
+struct Two {
+    d: Deployment,
+    _fixture: Proc,
+    _everything: Proc,
+    _scratch: tempfile::TempDir,
+}
+
+/// The fixture (lists cacheable for a minute, public) and server-everything behind one
+/// connector, anyone allowed everything.
+fn fixture_and_everything() -> Two {
+    let peers = Peers::get();
+    let scratch = tempfile::tempdir().unwrap();
+    let (everything, everything_url) = start_server_everything(scratch.path(), &peers);
+    let port = free_port();
+    let mut fixture = Proc::spawn(
+        "fixture",
+        scratch.path(),
+        Command::new(peers.path("VENV_PYTHON"))
+            .arg(repo_root().join("tests/peers/fixture/server.py"))
+            .args(["--port", &port.to_string()])
+            .env("FIXTURE_LIST_TTL_MS", "600000"),
+    );
+    fixture.wait_for_log("conformance-fixture ready", Duration::from_secs(30));
+    let fixture_url = format!("http://127.0.0.1:{port}/mcp");
+    let d = Deployment::start_services(
+        false,
+        &[
+            ("fixture", fixture_url.as_str(), ""),
+            ("everything", everything_url.as_str(), ""),
+        ],
+        "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+        |_| {},
+    );
+    d.edge_setup
+        .wait_ready("everything", Duration::from_secs(30));
+    Two {
+        d,
+        _fixture: fixture,
+        _everything: everything,
+        _scratch: scratch,
+    }
+}
+
+/// A 2026-07-28 request to `/mcp`: its HTTP status and first message.
+fn modern_post(
+    url: &str,
+    id: u64,
+    method: &str,
+    name: Option<&str>,
+    params: Value,
+) -> (u16, Value) {
+    let mut headers = vec![("MCP-Protocol-Version", MODERN), ("Mcp-Method", method)];
+    if let Some(n) = name {
+        headers.push(("Mcp-Name", n));
+    }
+    let reply = mcp_post(url, &headers, &modern_body(id, method, params)).expect("post");
+    let first = messages(&reply).into_iter().next().unwrap_or(Value::Null);
+    (reply.status, first)
+}
+
+fn modern_body(id: u64, method: &str, mut params: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "listen-test", "version": "1"},
+    });
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+/// The next message of `stream` with `method`, within `wait`; every message before it must
+/// be one of `allowed`.
+fn wait_for(stream: &mut EventStream, method: &str, allowed: &[&str], wait: Duration) -> Value {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        let Some(msg) = stream.next_message(deadline - Instant::now()) else {
+            break;
+        };
+        let got = msg["method"].as_str().unwrap_or("");
+        if got == method {
+            return msg;
+        }
+        assert!(
+            allowed.contains(&got),
+            "the stream carried {msg} while waiting for {method}"
+        );
+    }
+    panic!("no {method} on the stream within {wait:?}");
+}
+
+fn cache_hits(d: &Deployment) -> u64 {
+    let metrics = http::get(&d.edge_setup.admin("/metrics")).unwrap().text();
+    metrics
+        .lines()
+        .find(|l| l.starts_with("underpass_federation_cache_lookups_total{result=\"hit\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[test]
+fn a_subscription_is_acknowledged_first_then_merges_every_services_changes() {
+    let t = fixture_and_everything();
+    let url = t.d.edge_setup.endpoint("/mcp");
+
+    // The fixture's tool list is cached: the second listing is a hit.
+    let (status, first) = modern_post(&url, 1, "tools/list", None, json!({}));
+    assert_eq!(status, 200, "{first}");
+    let before = cache_hits(&t.d);
+    let (_, again) = modern_post(&url, 2, "tools/list", None, json!({}));
+    assert_eq!(first["result"]["tools"], again["result"]["tools"]);
+    assert_eq!(
+        cache_hits(&t.d),
+        before + 1,
+        "the fixture's list came from the cache"
+    );
+
+    let filter = json!({"notifications": {
+        "toolsListChanged": true,
+        "resourceSubscriptions": [EVERYTHING_DOC, "underpass://nowhere/x://y"],
+    }});
+    let body = modern_body(77, "subscriptions/listen", filter);
+    let mut stream = EventStream::open(
+        "POST",
+        &url,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", MODERN),
+            ("Mcp-Method", "subscriptions/listen"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .expect("open the listen stream");
+    assert_eq!(stream.status, 200);
+
+    // The acknowledgement comes first, tagged, and honours only what some backend can send:
+    // tool list changes, and the subscription to a resource of a service that exists.
+    let ack = stream
+        .next_message(Duration::from_secs(30))
+        .expect("an acknowledgement");
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(ack["params"]["_meta"][SUBSCRIPTION_ID], 77, "{ack}");
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true, "resourceSubscriptions": [EVERYTHING_DOC]}),
+        "{ack}"
+    );
+
+    // A tool list change at the fixture (a 2026-07-28 backend) reaches the client, tagged
+    // with its subscription id, and drops the fixture's cached list.
+    let (status, called) = modern_post(
+        &url,
+        3,
+        "tools/call",
+        Some("fixture__test_trigger_tool_change"),
+        json!({"name": "fixture__test_trigger_tool_change", "arguments": {}}),
+    );
+    assert_eq!(status, 200, "{called}");
+    assert!(called.get("result").is_some(), "{called}");
+    let changed = wait_for(
+        &mut stream,
+        "notifications/tools/list_changed",
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(changed["params"]["_meta"][SUBSCRIPTION_ID], 77, "{changed}");
+    let hits = cache_hits(&t.d);
+    let (_, relisted) = modern_post(&url, 4, "tools/list", None, json!({}));
+    assert!(relisted["result"]["tools"].is_array(), "{relisted}");
+    assert_eq!(
+        cache_hits(&t.d),
+        hits,
+        "after list_changed the fixture's list is read again, not served from the cache"
+    );
+
+    // server-everything (legacy only) reports updates of the subscribed resource on the
+    // event stream of the edge's session there; they arrive under the federated URI.
+    let (status, toggled) = modern_post(
+        &url,
+        5,
+        "tools/call",
+        Some("everything__toggle-subscriber-updates"),
+        json!({"name": "everything__toggle-subscriber-updates", "arguments": {}}),
+    );
+    assert_eq!(status, 200, "{toggled}");
+    let updated = wait_for(
+        &mut stream,
+        "notifications/resources/updated",
+        &["notifications/tools/list_changed"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(updated["params"]["uri"], EVERYTHING_DOC, "{updated}");
+    assert_eq!(updated["params"]["_meta"][SUBSCRIPTION_ID], 77, "{updated}");
+
+    // Progress and log messages of the backends never travel on a listen stream.
+    let mut later = Vec::new();
+    while let Some(msg) = stream.next_message(Duration::from_secs(6)) {
+        later.push(msg);
+        if later.len() >= 3 {
+            break;
+        }
+    }
+    for msg in &later {
+        let method = msg["method"].as_str().unwrap_or("");
+        assert!(
+            [
+                "notifications/resources/updated",
+                "notifications/tools/list_changed"
+            ]
+            .contains(&method),
+            "{msg}"
+        );
+    }
+    drop(stream);
+    // Stop the simulated updates (the tool toggles them).
+    modern_post(
+        &url,
+        6,
+        "tools/call",
+        Some("everything__toggle-subscriber-updates"),
+        json!({"name": "everything__toggle-subscriber-updates", "arguments": {}}),
+    );
+}
+
+#[test]
+fn a_legacy_session_gets_list_changes_on_its_event_stream() {
+    let t = fixture_and_everything();
+    let url = t.d.edge_setup.endpoint("/mcp");
+    let legacy = [("MCP-Protocol-Version", LEGACY)];
+
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": LEGACY, "capabilities": {},
+        "clientInfo": {"name": "listen-test", "version": "1"}}});
+    let reply = mcp_post(&url, &[], &init).unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let session = reply
+        .header("mcp-session-id")
+        .expect("a session")
+        .to_owned();
+    let caps = &messages(&reply)[0]["result"]["capabilities"];
+    assert_eq!(caps["tools"]["listChanged"], true, "{caps}");
+
+    // A GET needs the session, and a 2026-07-28 client is pointed to subscriptions/listen.
+    let get = |headers: &[(&str, &str)]| http::request("GET", &url, headers, b"").unwrap();
+    let no_session = get(&[("Accept", "text/event-stream"), legacy[0]]);
+    assert_eq!(no_session.status, 400, "{}", no_session.text());
+    let modern = get(&[
+        ("Accept", "text/event-stream"),
+        ("MCP-Protocol-Version", MODERN),
+    ]);
+    assert_eq!(modern.status, 405, "{}", modern.text());
+    let forged = get(&[
+        ("Accept", "text/event-stream"),
+        legacy[0],
+        ("Mcp-Session-Id", "forged"),
+    ]);
+    assert_eq!(forged.status, 404, "{}", forged.text());
+    // And subscriptions/listen is not a 2025-11-25 method.
+    let listen = json!({"jsonrpc": "2.0", "id": 2, "method": "subscriptions/listen", "params": {}});
+    let reply = mcp_post(
+        &url,
+        &[legacy[0], ("Mcp-Session-Id", session.as_str())],
+        &listen,
+    )
+    .unwrap();
+    assert_eq!(
+        messages(&reply)[0]["error"]["code"],
+        -32601,
+        "{}",
+        reply.text()
+    );
+
+    let mut stream = EventStream::open(
+        "GET",
+        &url,
+        &[
+            ("Accept", "text/event-stream"),
+            legacy[0],
+            ("Mcp-Session-Id", session.as_str()),
+        ],
+        b"",
+    )
+    .expect("open the event stream");
+    assert_eq!(stream.status, 200);
+    // The edge opens the services' streams in the background: call until the change arrives.
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "fixture__test_trigger_prompt_change", "arguments": {}}});
+    let mut changed = None;
+    for _ in 0..10 {
+        let reply = mcp_post(
+            &url,
+            &[legacy[0], ("Mcp-Session-Id", session.as_str())],
+            &call,
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        if let Some(msg) = stream.next_message(Duration::from_secs(3)) {
+            changed = Some(msg);
+            break;
+        }
+    }
+    let changed = changed.expect("a prompts/list_changed on the session's event stream");
+    assert_eq!(
+        changed["method"], "notifications/prompts/list_changed",
+        "{changed}"
+    );
+    assert!(
+        changed
+            .pointer(&format!(
+                "/params/_meta/{}",
+                SUBSCRIPTION_ID.replace('/', "~1")
+            ))
+            .is_none(),
+        "a 2025-11-25 stream carries no subscription id: {changed}"
+    );
+}
