@@ -161,6 +161,30 @@ fn discover_pages_and_errors_follow_the_specification() {
 
     let (status, discover) = post("server/discover", None, json!({}));
     assert_eq!(status, 200, "{discover}");
+
+    // Resource links in a tool result name the resource as this endpoint does, so the client
+    // reads it through the endpoint.
+    let tool = "everything__get-resource-links";
+    let (status, links) = post(
+        "tools/call",
+        Some(tool),
+        json!({"name": tool, "arguments": {"count": 2}}),
+    );
+    assert_eq!(status, 200, "{links}");
+    let uris: Vec<&str> = links["result"]["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .filter(|c| c["type"] == "resource_link")
+        .filter_map(|c| c["uri"].as_str())
+        .collect();
+    assert_eq!(uris.len(), 2, "{links}");
+    for uri in uris {
+        assert!(uri.starts_with("underpass://everything/demo://"), "{uri}");
+        let (status, read) = post("resources/read", Some(uri), json!({"uri": uri}));
+        assert_eq!(status, 200, "{read}");
+        assert_eq!(read["result"]["contents"][0]["uri"], uri, "{read}");
+    }
     let r = &discover["result"];
     assert!(
         r["supportedVersions"]

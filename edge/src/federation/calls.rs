@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use underpass_audit::Outcome;
 use underpass_mcp::federation::caching;
 use underpass_mcp::federation::names::{split, CLIENT_NAME_LIMIT};
-use underpass_mcp::federation::uris::{federated_uri, original_uri};
+use underpass_mcp::federation::uris::{federate_content, federated_uri, original_uri};
 use underpass_mcp::jsonrpc::code;
 use underpass_mcp::{self as mcp, SseEvent, SseParser, HEADER_NAME};
 
@@ -298,12 +298,21 @@ async fn stream_call(
         ));
     }
     // A 2026-07-28 client needs `resultType` in the result, which a legacy backend never sends.
+    // Resource URIs in the result are the backend's: federated, unless bridged as they are.
     let modern = req.modern;
+    let prefix = req
+        .endpoint
+        .single
+        .is_none()
+        .then(|| service.federated_prefix().to_owned());
     let restore = move |mut msg: Value| {
         if msg.get("id") == Some(&edge_id) {
             msg["id"] = client_id.clone().unwrap_or(Value::Null);
-            if let Some(result) = msg.get_mut("result").and_then(Value::as_object_mut) {
-                if modern {
+            if let Some(result) = msg.get_mut("result") {
+                if let Some(prefix) = &prefix {
+                    federate_content(result, prefix);
+                }
+                if let Some(result) = result.as_object_mut().filter(|_| modern) {
                     result
                         .entry("resultType")
                         .or_insert_with(|| Value::from("complete"));

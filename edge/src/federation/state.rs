@@ -59,12 +59,30 @@ pub struct Pooled {
     pub identity: Option<crate::auth::Identity>,
 }
 
+/// How many locks serialize the opening of legacy sessions (by a hash of service and caller).
+const OPENING_STRIPES: usize = 256;
+
 /// The eras learned and the legacy sessions held, for every service.
-#[derive(Default)]
 pub struct Upstreams {
     eras: Mutex<HashMap<String, (bool, Instant)>>,
     pools: Mutex<HashMap<(String, String), Pooled>>,
+    /// Held while a legacy session is opened, so that concurrent first requests of one caller
+    /// open one session, not one each (the others would be left open at the backend).
+    opening: Vec<tokio::sync::Mutex<()>>,
     next_id: AtomicU64,
+}
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        Upstreams {
+            eras: Mutex::default(),
+            pools: Mutex::default(),
+            opening: (0..OPENING_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            next_id: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Upstreams {
@@ -79,6 +97,15 @@ impl Upstreams {
         if let Ok(mut eras) = self.eras.lock() {
             eras.insert(service.to_owned(), (modern, Instant::now()));
         }
+    }
+
+    /// The lock to hold while opening the legacy session of `(service, principal)`.
+    pub async fn opening(&self, service: &str, principal: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (service, principal).hash(&mut h);
+        let stripe = (h.finish() % OPENING_STRIPES as u64) as usize;
+        self.opening[stripe].lock().await
     }
 
     pub fn pooled(&self, service: &str, principal: &str) -> Option<Pooled> {

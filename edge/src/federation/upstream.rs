@@ -143,6 +143,17 @@ pub async fn plan(app: &App, service: &str, caller: &Caller) -> Result<Plan, Ups
             return Ok(modern);
         }
     }
+    // One session per caller: a request that waited while another opened it uses that one.
+    let _opening = ups.opening(service, principal).await;
+    if let Some(p) = ups.pooled(service, principal) {
+        if let Some(tunnel) = app.tunnels.connector_tunnel(service, &p.connector) {
+            return Ok(Plan {
+                service: service.to_owned(),
+                tunnel,
+                legacy: Some(p),
+            });
+        }
+    }
     open_session(app, service, tunnel, caller).await
 }
 

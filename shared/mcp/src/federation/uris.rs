@@ -4,6 +4,8 @@
 //! this form is a valid URI for any original (what follows the authority is a path that may
 //! hold `:` and `//`), and readable in a client's display.
 
+use serde_json::Value;
+
 /// The scheme and `//` of every federated URI.
 pub const SCHEME: &str = "underpass://";
 
@@ -19,9 +21,56 @@ pub fn original_uri(federated: &str) -> Option<(&str, &str)> {
     (!prefix.is_empty() && !original.is_empty()).then_some((prefix, original))
 }
 
+/// Makes federated the resource URIs in a tool result's `content`: a `resource_link`'s `uri`
+/// and an embedded `resource`'s `resource.uri`, so the client can read or subscribe to them
+/// through the endpoint. Items of other types, and URIs that are not strings, are left alone.
+pub fn federate_content(result: &mut Value, prefix: &str) {
+    let Some(Value::Array(content)) = result.get_mut("content") else {
+        return;
+    };
+    for item in content {
+        let uri = match item.get("type").and_then(Value::as_str) {
+            Some("resource_link") => item.get_mut("uri"),
+            Some("resource") => item.get_mut("resource").and_then(|r| r.get_mut("uri")),
+            _ => None,
+        };
+        if let Some(uri) = uri {
+            if let Some(original) = uri.as_str().filter(|u| !u.is_empty()) {
+                *uri = Value::from(federated_uri(prefix, original));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resource_uris_in_tool_results_become_federated() {
+        let mut result = json!({"content": [
+            {"type": "text", "text": "demo://not-a-uri-field"},
+            {"type": "resource_link", "uri": "demo://a", "name": "a"},
+            {"type": "resource", "resource": {"uri": "file:///b", "text": "b"}},
+            {"type": "resource_link", "uri": 7},
+            {"type": "resource_link", "uri": ""},
+            {"type": "resource"},
+        ], "structuredContent": {"uri": "demo://c"}});
+        federate_content(&mut result, "svc");
+        assert_eq!(result["content"][0]["text"], "demo://not-a-uri-field");
+        assert_eq!(result["content"][1]["uri"], "underpass://svc/demo://a");
+        assert_eq!(
+            result["content"][2]["resource"]["uri"],
+            "underpass://svc/file:///b"
+        );
+        assert_eq!(result["content"][3]["uri"], 7);
+        assert_eq!(result["content"][4]["uri"], "");
+        assert_eq!(result["structuredContent"]["uri"], "demo://c");
+        let mut odd = json!({"content": "text"});
+        federate_content(&mut odd, "svc");
+        assert_eq!(odd, json!({"content": "text"}));
+    }
 
     #[test]
     fn uris_map_back_exactly() {
