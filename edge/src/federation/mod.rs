@@ -12,6 +12,7 @@
 //!   service and tool);
 //! - [`request`]: the request being served and the answers the edge originates (shared by
 //!   `endpoint` and `calls`);
+//! - [`stateless`]: what the endpoint refuses a 2026-07-28 request before serving it (pure);
 //! - [`endpoint`]: one request to `/mcp` or a view, from method to answer.
 //!
 //! The pure naming rules are `underpass_mcp::federation`.
@@ -23,5 +24,6 @@ pub mod endpoint;
 pub mod lists;
 pub mod request;
 pub mod state;
+pub mod stateless;
 pub mod target;
 pub mod upstream;
