@@ -19,7 +19,7 @@ use underpass_mcp::federation::caching;
 use underpass_mcp::federation::names::{split, CLIENT_NAME_LIMIT};
 use underpass_mcp::federation::uris::{federate_content, federated_uri, original_uri};
 use underpass_mcp::jsonrpc::code;
-use underpass_mcp::{self as mcp, SseEvent, SseParser, HEADER_NAME};
+use underpass_mcp::{self as mcp, SseEvent, SseParser, HEADER_NAME, HEADER_PARAM_PREFIX};
 
 use crate::config::ServiceConfig;
 use crate::federation::cache::Lookup;
@@ -104,10 +104,13 @@ pub async fn route(
     audit.path = None;
     admission::admit(app, req.conn, &service.name, &parts, &body, audit)?;
 
-    let params = value
+    let mut params = value
         .get_mut("params")
         .map(Value::take)
         .unwrap_or(Value::Null);
+    if !req.modern {
+        with_log_level(req, &mut params);
+    }
     if method == "tools/call" {
         return stream_call(req, service, &original, id, params, audit).await;
     }
@@ -215,6 +218,9 @@ async fn stream_call(
         let edge_id = app.federation.upstreams.id();
         let message = plan.message(Some(&edge_id), "tools/call", params.clone());
         let mut head = plan.head(app, &req.caller, "tools/call", Some(tool));
+        if plan.is_modern() {
+            head.headers.extend(param_headers(&req.parts.headers));
+        }
         head.request_id = audit.request_id.clone().unwrap_or(head.request_id);
         let how = failover::How {
             retry: false,
@@ -381,6 +387,75 @@ async fn stream_call(
     Ok(resp)
 }
 
+/// The levels of `logging/setLevel` (RFC 5424), lowest first.
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// `logging/setLevel` of a 2025-11-25 client: remembered for its session and asked of every
+/// 2026-07-28 backend it calls (`_meta` logLevel: that era sends no log unasked). A legacy
+/// backend is not told: the edge's session there is shared by the caller's clients.
+pub fn set_log_level(req: &Request<'_>, message: &mcp::Message) -> Result<Value, Refusal> {
+    let level = message
+        .value
+        .pointer("/params/level")
+        .and_then(Value::as_str);
+    let Some(level) = level.filter(|l| LOG_LEVELS.contains(l)) else {
+        return Err(Box::new(rpc_error(
+            message.id.as_ref(),
+            code::INVALID_PARAMS,
+            &format!("params.level must be one of {LOG_LEVELS:?}"),
+        )));
+    };
+    if !req.caller.session.is_empty() {
+        let levels = &req.app.federation.log_levels;
+        levels.set(&req.caller.session, level.to_owned());
+    }
+    Ok(json!({}))
+}
+
+/// A legacy client's call carries the log level its session asked for, in the `_meta` a
+/// 2026-07-28 backend reads (a legacy backend's message drops it).
+fn with_log_level(req: &Request<'_>, params: &mut Value) {
+    if req.caller.session.is_empty() {
+        return;
+    }
+    let Some(level) = req.app.federation.log_levels.get(&req.caller.session) else {
+        return;
+    };
+    if !params.is_object() {
+        *params = json!({});
+    }
+    let meta = params
+        .as_object_mut()
+        .map(|p| p.entry("_meta").or_insert_with(|| json!({})));
+    if let Some(Value::Object(meta)) = meta {
+        meta.insert(upstream::LOG_LEVEL.into(), Value::from(level));
+    }
+}
+
+/// The client's `Mcp-Param-*` headers, for a 2026-07-28 backend: they mirror the call's
+/// arguments, which the federated endpoint does not change, and intermediaries must pass them
+/// on (SEP-2243); the backend checks them against its tool's schema.
+fn param_headers(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            name.as_str()
+                .get(..HEADER_PARAM_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(HEADER_PARAM_PREFIX))
+        })
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect()
+}
+
 /// The answer to the client: the backend's result, its resource URIs made federated.
 fn answer(
     req: &Request<'_>,
@@ -392,7 +467,11 @@ fn answer(
         for c in contents {
             if let Some(uri) = c.get("uri").and_then(Value::as_str) {
                 let federated = federated_uri(service.federated_prefix(), uri);
-                c["uri"] = Value::from(federated);
+                let shown = match req.endpoint.view {
+                    Some(v) => v.shown_uri(&federated),
+                    None => federated,
+                };
+                c["uri"] = Value::from(shown);
             }
         }
     }
@@ -441,18 +520,20 @@ async fn resolve_name<'a>(
 
 /// The service and backend URI of a federated URI this endpoint (or view) shows.
 fn resolve_uri<'a>(req: &Request<'a>, shown: &str) -> Option<(&'a ServiceConfig, String)> {
+    let mut federated = shown.to_owned();
     if let Some(v) = req.endpoint.view {
+        federated = v.federated_uri(shown);
         // Listed, or an expansion of a listed template (what precedes its first `{`).
         let chosen = v.resources.iter().any(|r| {
-            r == shown
+            *r == federated
                 || r.split_once('{')
-                    .is_some_and(|(head, _)| shown.starts_with(head))
+                    .is_some_and(|(head, _)| federated.starts_with(head))
         });
         if !chosen {
             return None;
         }
     }
-    let (prefix, original) = original_uri(shown)?;
+    let (prefix, original) = original_uri(&federated)?;
     let service = req
         .app
         .config
@@ -461,3 +542,6 @@ fn resolve_uri<'a>(req: &Request<'a>, shown: &str) -> Option<(&'a ServiceConfig,
         .find(|s| s.federated_prefix() == prefix)?;
     Some((service, original.to_owned()))
 }
+
+#[cfg(test)]
+mod tests;

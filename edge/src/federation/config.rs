@@ -109,8 +109,11 @@ pub struct ViewConfig {
     /// listed here by their federated URI template.
     #[serde(default)]
     pub resources: Vec<String>,
-    /// Other names for tools and prompts of the view: alias → federated name. The view shows
-    /// the alias instead, and a call of the alias runs the tool it names.
+    /// Other names for tools, prompts and resources of the view: alias → federated name or
+    /// URI. The view shows the alias instead, and a call of the alias runs the tool it names
+    /// (reads the resource it names). A resource template's alias stands for its expansions
+    /// too, by what precedes the first `{` of each (`test://t/{id}` for
+    /// `underpass://svc/test://t/{id}` maps `test://t/7` to `underpass://svc/test://t/7`).
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
     /// Descriptions that replace the backend's: federated name (or alias) → text.
@@ -140,6 +143,41 @@ impl ViewConfig {
     /// The federated name a name the view showed stands for.
     pub fn federated_name<'a>(&'a self, shown: &'a str) -> &'a str {
         self.aliases.get(shown).map_or(shown, String::as_str)
+    }
+
+    /// The resource aliases whose targets are templates: (alias head, target head), each
+    /// what precedes the first `{`.
+    fn template_aliases(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.aliases
+            .iter()
+            .filter(|(_, target)| self.resources.contains(target))
+            .filter_map(|(alias, target)| {
+                let (alias_head, _) = alias.split_once('{')?;
+                let (target_head, _) = target.split_once('{')?;
+                Some((alias_head, target_head))
+            })
+    }
+
+    /// The federated URI a URI the view showed stands for: an alias, an expansion of a
+    /// template's alias, or itself.
+    pub fn federated_uri(&self, shown: &str) -> String {
+        if let Some(target) = self.aliases.get(shown) {
+            return target.clone();
+        }
+        self.template_aliases()
+            .find_map(|(alias, target)| Some(format!("{target}{}", shown.strip_prefix(alias)?)))
+            .unwrap_or_else(|| shown.to_owned())
+    }
+
+    /// The URI a view shows for a federated URI (of a resource read, say): its alias, or an
+    /// expansion of a template's alias, or itself.
+    pub fn shown_uri(&self, federated: &str) -> String {
+        if let Some((alias, _)) = self.aliases.iter().find(|(_, t)| t.as_str() == federated) {
+            return alias.clone();
+        }
+        self.template_aliases()
+            .find_map(|(alias, target)| Some(format!("{alias}{}", federated.strip_prefix(target)?)))
+            .unwrap_or_else(|| federated.to_owned())
     }
 }
 
@@ -208,17 +246,27 @@ pub fn validate(
             bail!("[[views]] {:?} is listed twice", view.name);
         }
         for (alias, target) in &view.aliases {
-            let shown = view.tools.iter().chain(&view.prompts);
+            let shown = view
+                .tools
+                .iter()
+                .chain(&view.prompts)
+                .chain(&view.resources);
             if !shown.clone().any(|t| t == target) {
                 bail!(
-                    "[[views]] {:?}: alias {alias:?} names {target:?}, which the view's tools \
-                     and prompts do not list",
+                    "[[views]] {:?}: alias {alias:?} names {target:?}, which the view's tools, \
+                     prompts and resources do not list",
                     view.name
                 );
             }
-            if alias.is_empty() || alias.len() > 64 || shown.clone().any(|t| t == alias) {
+            // A resource's alias is a URI: as long as the URIs a backend may list.
+            let most = if view.resources.contains(target) {
+                2048
+            } else {
+                64
+            };
+            if alias.is_empty() || alias.len() > most || shown.clone().any(|t| t == alias) {
                 bail!(
-                    "[[views]] {:?}: alias {alias:?} must be 1 to 64 characters and differ \
+                    "[[views]] {:?}: alias {alias:?} must be 1 to {most} characters and differ \
                      from every name the view lists",
                     view.name
                 );
@@ -286,6 +334,33 @@ mod tests {
         );
         assert!(validate(&fed, &[], &[dangling]).is_err());
         let bad_name = view(r#"name = "a/b""#);
+        let resources = view(
+            r#"name = "r"
+               resources = ["underpass://svc/test://static", "underpass://svc/test://t/{id}/data"]
+               aliases = { "test://static" = "underpass://svc/test://static", "test://t/{id}/data" = "underpass://svc/test://t/{id}/data" }"#,
+        );
+        validate(&fed, &[], std::slice::from_ref(&resources)).expect("resource aliases");
+        assert_eq!(
+            resources.federated_uri("test://static"),
+            "underpass://svc/test://static"
+        );
+        assert_eq!(
+            resources.federated_uri("test://t/7/data"),
+            "underpass://svc/test://t/7/data"
+        );
+        assert_eq!(resources.federated_uri("other://x"), "other://x");
+        assert_eq!(
+            resources.shown_uri("underpass://svc/test://static"),
+            "test://static"
+        );
+        assert_eq!(
+            resources.shown_uri("underpass://svc/test://t/7/data"),
+            "test://t/7/data"
+        );
+        assert_eq!(
+            resources.shown_uri("underpass://svc/else"),
+            "underpass://svc/else"
+        );
         assert!(validate(&fed, &[], &[bad_name]).is_err());
         assert!(toml::from_str::<ViewConfig>("name = \"v\"\nunknown = 1").is_err());
     }

@@ -20,6 +20,7 @@ use crate::federation::calls;
 use crate::federation::listen::{self, Listener};
 use crate::federation::lists::{self, Kind};
 pub use crate::federation::request::{result_response, rpc_error, server_info, stamp, Request};
+use crate::federation::stateless;
 pub use crate::federation::target::{Endpoint, Target};
 use crate::federation::upstream::{self, Caller};
 use crate::http::audited::PendingRecord;
@@ -28,7 +29,7 @@ use crate::http::conn::ConnInfo;
 use crate::http::headers::{forwarding_headers, SESSION_HEADER};
 use crate::http::host::check_host_origin;
 use crate::http::media::check_media;
-use crate::http::respond::{error_response, json_response, Refusal};
+use crate::http::respond::{error_response, json_response, jsonrpc_refusal, Refusal};
 use crate::mcp::admission;
 use crate::sessions::seal::{principal_hash, Payload};
 
@@ -126,7 +127,10 @@ async fn answer(
     let session = open_session(app, &endpoint, &identity.principal, parts)?;
     if parts.method == Method::DELETE {
         return match session {
-            Some(_) => Ok(json_response(StatusCode::OK, &json!({}))),
+            Some(id) => {
+                app.federation.ended.set(&id, ());
+                Ok(json_response(StatusCode::OK, &json!({})))
+            }
             None => Err(session_not_found()),
         };
     }
@@ -162,6 +166,17 @@ async fn answer(
         )));
     };
     admission::check_protocol(&parts.headers, &inspected, None, audit)?;
+    let version = parts.headers.get(mcp::HEADER_PROTOCOL_VERSION);
+    let version = version.map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    if let Err(r) = stateless::check(version, &message, &VERSIONS) {
+        audit.outcome = Outcome::BadRequest;
+        audit.jsonrpc_error = Some(r.code);
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let id = message.id.as_ref();
+        return Err(Box::new(jsonrpc_refusal(
+            status, id, r.code, &r.message, r.data,
+        )));
+    }
     audit.mcp_method = message.method.clone();
     if message.kind != MessageKind::Request {
         // Notifications and responses concern no backend the edge could name: taken, and
@@ -184,7 +199,7 @@ async fn answer(
             let id = id.unwrap_or(Value::Null);
             return Ok(listen::serve(&req, Listener::Subscription { id, filter }).await);
         }
-        "logging/setLevel" => Ok(json!({})),
+        "logging/setLevel" => calls::set_log_level(&req, &message),
         m if Kind::of(m).is_some() => list(&req, Kind::of(m), &message, audit).await,
         "tools/call"
         | "prompts/get"
@@ -254,7 +269,9 @@ fn open_session(
     };
     let id = id.to_str().map_err(|_| session_not_found())?;
     match app.sealer.open(id, &endpoint.key, principal) {
-        Ok(opened) if opened.connector == SESSION => Ok(Some(id.to_owned())),
+        Ok(opened) if opened.connector == SESSION && app.federation.ended.get(id).is_none() => {
+            Ok(Some(id.to_owned()))
+        }
         _ => Err(session_not_found()),
     }
 }
@@ -294,7 +311,7 @@ async fn describe(req: &Request<'_>) -> (Map<String, Value>, Option<String>) {
             app.federation.stats.omitted(&service.name, "describe");
             continue;
         };
-        for cap in ["tools", "prompts", "resources", "completions"] {
+        for cap in ["tools", "prompts", "resources", "completions", "logging"] {
             let Some(theirs) = d.capabilities.get(cap) else {
                 continue;
             };

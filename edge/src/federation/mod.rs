@@ -14,6 +14,7 @@
 //!   from every service's, invalidating the cache as changes come;
 //! - [`request`]: the request being served and the answers the edge originates (shared by
 //!   `endpoint` and `calls`);
+//! - [`stateless`]: what the endpoint refuses a 2026-07-28 request before serving it (pure);
 //! - [`endpoint`]: one request to `/mcp` or a view, from method to answer.
 //!
 //! The pure naming rules are `underpass_mcp::federation`.
@@ -26,5 +27,6 @@ pub mod listen;
 pub mod lists;
 pub mod request;
 pub mod state;
+pub mod stateless;
 pub mod target;
 pub mod upstream;

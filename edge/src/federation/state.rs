@@ -198,6 +198,58 @@ pub struct Federation {
     /// `resources/read` results.
     pub reads: Mutex<ResponseCache<Value>>,
     pub stats: FederationStats,
+    /// Sessions their clients ended (DELETE): refused from then on.
+    pub ended: SessionNotes<()>,
+    /// The log level each 2025-11-25 session asked for (`logging/setLevel`).
+    pub log_levels: SessionNotes<String>,
+}
+
+/// How many sessions a [`SessionNotes`] remembers; past that the oldest are forgotten (an
+/// ended sealed id then opens again, as it would on another edge: the seal, not this list, is
+/// the guard).
+const NOTES_KEPT: usize = 65_536;
+
+/// What the edge remembers of the legacy sessions it sealed (which hold no state of their
+/// own): keyed by a keyed hash of the session id, bounded, oldest forgotten first.
+pub struct SessionNotes<V> {
+    hasher: std::hash::RandomState,
+    notes: Mutex<(HashMap<u64, V>, std::collections::VecDeque<u64>)>,
+}
+
+impl<V> Default for SessionNotes<V> {
+    fn default() -> Self {
+        SessionNotes {
+            hasher: std::hash::RandomState::new(),
+            notes: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
+        }
+    }
+}
+
+impl<V: Clone> SessionNotes<V> {
+    fn key(&self, id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(id)
+    }
+
+    pub fn set(&self, id: &str, value: V) {
+        let key = self.key(id);
+        if let Ok(mut guard) = self.notes.lock() {
+            let (map, order) = &mut *guard;
+            if map.insert(key, value).is_none() {
+                order.push_back(key);
+            }
+            while order.len() > NOTES_KEPT {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<V> {
+        let key = self.key(id);
+        self.notes.lock().ok()?.0.get(&key).cloned()
+    }
 }
 
 impl Federation {
@@ -226,6 +278,11 @@ impl Federation {
             described: Mutex::new(ResponseCache::new(entries, bytes / 16)),
             reads: Mutex::new(ResponseCache::new(entries, bytes / 2 - bytes / 16)),
             stats: FederationStats::default(),
+            ended: SessionNotes::default(),
+            log_levels: SessionNotes::default(),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -492,6 +492,11 @@ fn is_event_stream(sent: &Sent) -> bool {
         .any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.starts_with(b"text/event-stream"))
 }
 
+/// The `_meta` key of a 2026-07-28 request's client capabilities.
+const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// The `_meta` key of the lowest level of log a 2026-07-28 request asks to be sent.
+pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+
 impl Plan {
     /// Whether the backend speaks 2026-07-28.
     pub fn is_modern(&self) -> bool {
@@ -509,16 +514,24 @@ impl Plan {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
+        // What the client can do is the backend's to know (it asks for input only what the
+        // client can give); the rest of the protocol fields are the edge's, as the client.
+        // and so is the log level it asked for (that era sends no log unasked).
+        let capabilities = meta
+            .remove(CLIENT_CAPABILITIES)
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        let log_level = meta.remove(LOG_LEVEL).filter(Value::is_string);
         meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
         if self.is_modern() {
             meta.insert(
                 "io.modelcontextprotocol/protocolVersion".into(),
                 Value::from(MODERN_VERSION),
             );
-            meta.insert(
-                "io.modelcontextprotocol/clientCapabilities".into(),
-                json!({}),
-            );
+            meta.insert(CLIENT_CAPABILITIES.into(), capabilities);
+            if let Some(level) = log_level {
+                meta.insert(LOG_LEVEL.into(), level);
+            }
             meta.insert(
                 "io.modelcontextprotocol/clientInfo".into(),
                 json!({"name": "underpass-edge", "version": env!("CARGO_PKG_VERSION")}),
