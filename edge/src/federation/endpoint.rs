@@ -174,7 +174,9 @@ async fn answer(
         "server/discover" => Ok(discover_result(describe(&req).await)),
         "ping" => Ok(json!({})),
         "logging/setLevel" => Ok(json!({})),
-        m if Kind::of(m).is_some() => list(&req, Kind::of(m), &message, audit).await,
+        m if Kind::of(m).is_some() => {
+            return list(&req, Kind::of(m), &message, audit).await;
+        }
         "tools/call"
         | "prompts/get"
         | "resources/read"
@@ -356,9 +358,10 @@ async fn list(
     kind: Option<Kind>,
     message: &mcp::Message,
     audit: &mut PendingRecord,
-) -> Result<Value, Refusal> {
+) -> Result<Response<Body>, Refusal> {
     let Some(kind) = kind else {
-        return Ok(json!({}));
+        audit.decision = Some(Decision::Allow);
+        return Ok(result_response(req, message.id.as_ref(), json!({})));
     };
     let id = message.id.as_ref();
     let principal = &req.caller.identity.principal;
@@ -396,8 +399,8 @@ async fn list(
             ))
         })?;
     let (page, next) = lists::page(items, offset, req.app.config.federation.page_size);
+    // The items are JSON text already: the rest of the result is built, then joined to them.
     let mut result = Map::new();
-    result.insert(kind.key().into(), Value::Array(page));
     if let Some(next) = next {
         let value = format!("{}:{next}", kind.method());
         if let Some(cursor) = seal(req.app, &req.endpoint, principal, CURSOR, &value) {
@@ -408,5 +411,13 @@ async fn list(
         result.insert("ttlMs".into(), Value::from(0));
         result.insert("cacheScope".into(), Value::from("private"));
     }
-    Ok(Value::Object(result))
+    let rest = stamp(req, Value::Object(result));
+    audit.decision = Some(Decision::Allow);
+    let text = lists::answer(id, kind.key(), &page, &rest);
+    let mut resp = Response::new(crate::http::body::full_body(text));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }

@@ -12,7 +12,8 @@
 //!   service and tool);
 //! - [`request`]: the request being served and the answers the edge originates (shared by
 //!   `endpoint` and `calls`);
-//! - [`endpoint`]: one request to `/mcp` or a view, from method to answer.
+//! - [`endpoint`]: one request to `/mcp` or a view, from method to answer;
+//! - [`shortened`]: the names cut to 64 characters, listed at start and shown in the admin API.
 //!
 //! The pure naming rules are `underpass_mcp::federation`.
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod endpoint;
 pub mod lists;
 pub mod request;
+pub mod shortened;
 pub mod state;
 pub mod target;
 pub mod upstream;
