@@ -209,10 +209,7 @@ fn assert_federation(stdout: &str, v: &Value) {
             assert!(c["edge_rss_kib"].as_u64() > Some(0), "{c}");
         }
     }
-    let wrk_found = std::process::Command::new("wrk")
-        .arg("--version")
-        .output()
-        .is_ok();
+    let wrk_found = Command::new("wrk").arg("--version").output().is_ok();
     if wrk_found {
         for name in ["mcp-cold", "mcp-warm"] {
             let c = cells

@@ -286,10 +286,11 @@ impl Outcome {
                     .unwrap_or_default(),
             );
         }
+        out.push('\n');
         for t in self.targets() {
             let _ = writeln!(
                 out,
-                "\n- {}: {} against {} — {}",
+                "- {}: {} against {} — {}",
                 t["what"].as_str().unwrap_or(""),
                 t["value"],
                 t["limit"],
@@ -297,7 +298,7 @@ impl Outcome {
             );
         }
         if let Some(note) = &self.wrk_note {
-            let _ = writeln!(out, "\n- wrk: {note}");
+            let _ = writeln!(out, "- wrk: {note}");
         }
         for c in &self.cells {
             if let Some(cmd) = &c.command {
