@@ -135,6 +135,8 @@ pub(crate) struct FedCell {
     /// CPU µs per request of backend, edge, connector.
     pub(crate) cpu_us: Vec<(&'static str, f64)>,
     pub(crate) edge_rss_kib: Option<u64>,
+    /// CPU of everything else on the machine during the cell, in % of one core (noise).
+    pub(crate) foreign_cpu_pct: f64,
     pub(crate) command: Option<String>,
 }
 
@@ -157,6 +159,7 @@ impl FedCell {
                 .map(|(n, c, _)| (*n, *c))
                 .collect(),
             edge_rss_kib,
+            foreign_cpu_pct: row.foreign_cpu_pct,
             command: None,
         }
     }
@@ -192,6 +195,7 @@ impl FedCell {
             "error": self.error,
             "cpu_us_per_req": cpu,
             "edge_rss_kib": self.edge_rss_kib,
+            "foreign_cpu_pct": r1(self.foreign_cpu_pct),
             "command": self.command,
         })
     }
@@ -258,16 +262,16 @@ impl Outcome {
             tools_per_service(),
             plan.duration.as_secs_f64()
         );
-        let _ = writeln!(out, "| cell | generator | p50 | p90 | p99 | rps | edge CPU µs/req | connector CPU µs/req | backend CPU µs/req | edge RSS MiB | errors |");
+        let _ = writeln!(out, "| cell | generator | p50 | p90 | p99 | rps | edge CPU µs/req | connector CPU µs/req | backend CPU µs/req | edge RSS MiB | other CPU % | errors |");
         let _ = writeln!(
             out,
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         let f = |x: Option<f64>| x.map_or("—".to_owned(), |v| format!("{v:.0}"));
         for c in &self.cells {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {}{} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {}{} |",
                 describe(c.name),
                 c.generator,
                 fmt_duration(c.p50_us),
@@ -279,6 +283,7 @@ impl Outcome {
                 f(c.cpu("backend")),
                 c.edge_rss_kib
                     .map_or("—".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
+                c.foreign_cpu_pct,
                 c.errors,
                 c.error
                     .as_deref()
@@ -436,6 +441,7 @@ fn wrk_cell(
                     .map(|((n2, _), ns)| (*n2, *ns as f64 / 1000.0 / n))
                     .collect(),
                 edge_rss_kib: Some(rss_kib(stack.edge.pid())),
+                foreign_cpu_pct: run.foreign_cpu_pct,
                 command: Some(command),
             }
         }
@@ -451,6 +457,7 @@ fn wrk_cell(
             error: Some(e),
             cpu_us: Vec::new(),
             edge_rss_kib: None,
+            foreign_cpu_pct: 0.0,
             command: Some(command),
         },
     }
