@@ -1,20 +1,17 @@
 //! The federated endpoint's pure parts, on what a hostile backend lists: names
 //! (`underpass_mcp::federation::names::NameTable`), resource URIs (`federation::uris`), caching
 //! hints (`federation::caching::directives`) and the edge's renaming of a listing
-//! (`underpass_edge::federation::lists::federate`). Whatever a backend lists, a client is only
+//! (`underpass_edge::federation::lists::prepare` and `federate`). Whatever a backend lists, a client is only
 //! handed names of at most 64 characters under the service's prefix, that map back to exactly
 //! one backend name, and URIs that map back to the backend's URI.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use underpass_edge::config::ServiceConfig;
-use underpass_edge::federation::lists::{federate, Kind};
-use underpass_edge::federation::state::Listing;
+use underpass_edge::federation::lists::{federate, prepare, Kind};
 use underpass_edge::policy::Target;
 use underpass_mcp::federation::caching::directives;
 use underpass_mcp::federation::names::{
@@ -24,13 +21,6 @@ use underpass_mcp::federation::uris::{federated_uri, original_uri};
 
 const PREFIX: &str = "svc";
 const SEP: &str = "__";
-
-fn service() -> &'static ServiceConfig {
-    static SERVICE: OnceLock<ServiceConfig> = OnceLock::new();
-    SERVICE.get_or_init(|| {
-        toml::from_str("name = \"svc\"\nconnectors = [\"c\"]\n").expect("the fuzz service parses")
-    })
-}
 
 /// The items of a list page: the value itself if it is an array, else the first array among
 /// the list members (at the top or under `result`), else the first array member at all.
@@ -129,8 +119,13 @@ fn check_federate(kind: Kind, items: Vec<Value>, names: NameTable) {
         Kind::Resources => "uri",
         Kind::Templates => "uriTemplate",
     };
-    let listing = Listing { items, names };
-    let all = federate(kind, &listing, service(), None, false, |_| true);
+    let listing = prepare(kind, PREFIX, items, names);
+    let parse = |out: Vec<String>| -> Vec<Value> {
+        out.iter()
+            .map(|t| serde_json::from_str(t).unwrap_or_else(|e| panic!("{e}: {t}")))
+            .collect()
+    };
+    let all = parse(federate(kind, &listing, None, false, |_| true));
     for item in &all {
         let shown = item.get(id).and_then(Value::as_str);
         let Some(shown) = shown else {
@@ -157,7 +152,7 @@ fn check_federate(kind: Kind, items: Vec<Value>, names: NameTable) {
         Target::Tool(n) | Target::Prompt(n) | Target::Resource(n) => n.contains('h'),
         _ => false,
     };
-    let some = federate(kind, &listing, service(), None, false, |t| !hidden(t));
+    let some = parse(federate(kind, &listing, None, false, |t| !hidden(t)));
     assert!(some.len() <= all.len());
     for item in &some {
         let shown = item.get(id).and_then(Value::as_str).unwrap_or_default();

@@ -484,3 +484,96 @@ fn raw_get(port: u16, host: &str, path: &str) -> String {
     let _ = stream.read_to_string(&mut answer);
     answer
 }
+
+/// The name `list-long` of the fault backend lists beside `echo` (77 characters).
+const LONG_NAME: &str =
+    "a-tool-whose-name-runs-far-past-the-sixty-four-characters-that-clients-accept";
+
+/// Issue 17: the names the federated endpoint cuts to 64 characters are reported at start
+/// (logged once, before any client lists) and in `GET /api/federation/names`, and the name
+/// reported is the one clients are handed.
+#[test]
+fn shortened_federated_names_are_logged_at_start_and_listed_by_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = FaultBackend::start(dir.path());
+    let (long, ok) = (faults.url("list-long"), faults.url("ok"));
+    let mut d = Deployment::start_services(
+        false,
+        &[("long", long.as_str(), ""), ("ok", ok.as_str(), "")],
+        "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+        |_| {},
+    );
+    for s in ["long", "ok"] {
+        d.edge_setup.wait_ready(s, Duration::from_secs(30));
+    }
+    let names = d.edge_setup.admin("/api/federation/names");
+    // No client has listed anything: the edge lists by itself once the tunnels are up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let report = loop {
+        let r = http::get(&names).expect("GET /api/federation/names");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        if v["services"]["long"].as_array().map_or(0, Vec::len) == 2
+            && v["services"]["ok"].is_array()
+        {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the start report never learned both lists: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(report["services"]["ok"], json!([]), "{report}");
+    let entries = report["services"]["long"].as_array().unwrap();
+    let kinds: Vec<&str> = entries.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, ["prompt", "tool"], "{report}");
+    for e in entries {
+        assert_eq!(e["original"], LONG_NAME, "{e}");
+        let federated = e["federated"].as_str().unwrap();
+        assert_eq!(federated.chars().count(), 64, "{federated}");
+        assert!(
+            federated.starts_with("long__a-tool-whose-name"),
+            "{federated}"
+        );
+        let hash = federated.rsplit('-').next().unwrap();
+        assert!(
+            hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{federated}"
+        );
+    }
+    let federated = entries[1]["federated"].as_str().unwrap().to_owned();
+    // Logged at start, once per mapping, naming service, kind, original and federated name.
+    d.edge
+        .wait_for_log_count("federated name shortened", 2, Duration::from_secs(10));
+    let log = d.edge.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("federated name shortened") && l.contains("kind=tool"))
+        .expect("the tool's line");
+    assert!(
+        line.contains("long") && line.contains(&federated) && line.contains(LONG_NAME),
+        "{line}"
+    );
+    // A client's list hands out that name; reading the list again logs nothing new.
+    let url = d.edge_setup.endpoint("/mcp");
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    for _ in 0..2 {
+        let v = http::mcp_post(&url, &[], &list).expect("tools/list").json();
+        let shown: Vec<&str> = v["result"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert!(shown.contains(&federated.as_str()), "{v}");
+        assert!(shown.contains(&"ok__echo"), "{v}");
+    }
+    let log = d.edge.log_text();
+    assert_eq!(log.matches("federated name shortened").count(), 2, "{log}");
+    // Read-only: another method is 405 with Allow; no secret in the answer.
+    let r = http::request("POST", &names, &[], b"{}").expect("POST");
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert_eq!(r.header("allow"), Some("GET"), "{:?}", r.text());
+    assert_no_secrets("/api/federation/names", &report.to_string());
+}

@@ -177,6 +177,60 @@ fn bench_smoke_run_writes_every_figure() {
         assert_eq!(r["after_lift"]["failed"], 0, "{r}");
         assert!(r["while_dropped"]["calls"].as_u64() > Some(0), "{r}");
     }
+
+    assert_federation(&stdout, &v);
+}
+
+/// The federation phase: `tools/list` over ten services, cold and warm, beside the backend
+/// direct and one service through the tunnel, each answer checked (220 tools, 22 direct); the
+/// wrk cross-check when wrk is installed; the two targets evaluated.
+fn assert_federation(stdout: &str, v: &Value) {
+    assert!(
+        stdout.contains("## Federation"),
+        "no federation table:\n{stdout}"
+    );
+    let f = &v["federation"];
+    assert_eq!(f["services"], 10, "{f}");
+    assert_eq!(f["tools_per_service"], 22, "{f}");
+    let cells = f["cells"].as_array().expect("federation cells");
+    for name in ["direct", "one-service", "mcp-cold", "mcp-warm"] {
+        let c = cells
+            .iter()
+            .find(|c| c["cell"] == name && c["generator"] == "bench")
+            .unwrap_or_else(|| panic!("no {name} cell: {f}"));
+        assert!(c["requests"].as_u64() > Some(0), "{c}");
+        assert_eq!(c["errors"], 0, "{c}");
+        assert!(c["error"].is_null(), "{c}");
+        for key in ["p50_us", "p90_us", "p99_us", "rps"] {
+            assert!(c[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {c}");
+        }
+        if name != "direct" {
+            assert!(c["cpu_us_per_req"]["edge"].is_number(), "{c}");
+            assert!(c["edge_rss_kib"].as_u64() > Some(0), "{c}");
+        }
+    }
+    let wrk_found = Command::new("wrk").arg("--version").output().is_ok();
+    if wrk_found {
+        for name in ["mcp-cold", "mcp-warm"] {
+            let c = cells
+                .iter()
+                .find(|c| c["cell"] == name && c["generator"] == "wrk")
+                .unwrap_or_else(|| panic!("no wrk {name} cell: {f}"));
+            assert!(c["requests"].as_u64() > Some(0), "{c}");
+            assert_eq!(c["errors"], 0, "{c}");
+            assert!(
+                c["command"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("tools_list.lua")),
+                "{c}"
+            );
+        }
+    }
+    let targets = f["targets"].as_array().expect("targets");
+    assert_eq!(targets.len(), 2, "{f}");
+    for t in targets {
+        assert!(t["met"].is_boolean() && t["limit"].is_number(), "{t}");
+    }
 }
 
 /// The sessions phase as README runs it: 10,000 idle legacy sessions, then 10,000 that each

@@ -73,6 +73,8 @@ pub enum Route {
     Denials,
     Audit,
     Certificates,
+    /// `GET /api/federation/names`: the names the federated endpoint cut to 64 characters.
+    FederationNames,
     /// `POST /api/connectors/{name}/drain`.
     Drain(String),
     /// `POST /api/connectors/{name}/resume`.
@@ -100,6 +102,7 @@ impl Route {
             "/api/denials" => Route::Denials,
             "/api/audit" => Route::Audit,
             "/api/certificates" => Route::Certificates,
+            "/api/federation/names" => Route::FederationNames,
             "/api/sessions/end" => Route::EndSessions,
             "/api/reload" => Route::Reload,
             _ => {

@@ -308,6 +308,7 @@ async fn route_to(admin: &Admin, route: Route, actor: &str, body: &[u8]) -> Answ
             StatusCode::OK,
             api::certificates(&admin.certs, admin.registry()),
         ),
+        Route::FederationNames => json(StatusCode::OK, crate::federation::shortened::report(app)),
         Route::Audit => json(
             StatusCode::OK,
             admin

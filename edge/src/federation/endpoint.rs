@@ -200,7 +200,9 @@ async fn answer(
             return Ok(listen::serve(&req, Listener::Subscription { id, filter }).await);
         }
         "logging/setLevel" => calls::set_log_level(&req, &message),
-        m if Kind::of(m).is_some() => list(&req, Kind::of(m), &message, audit).await,
+        m if Kind::of(m).is_some() => {
+            return list(&req, Kind::of(m), &message, audit).await;
+        }
         "tools/call"
         | "prompts/get"
         | "resources/read"
@@ -412,9 +414,10 @@ async fn list(
     kind: Option<Kind>,
     message: &mcp::Message,
     audit: &mut PendingRecord,
-) -> Result<Value, Refusal> {
+) -> Result<Response<Body>, Refusal> {
     let Some(kind) = kind else {
-        return Ok(json!({}));
+        audit.decision = Some(Decision::Allow);
+        return Ok(result_response(req, message.id.as_ref(), json!({})));
     };
     let id = message.id.as_ref();
     let principal = &req.caller.identity.principal;
@@ -452,8 +455,8 @@ async fn list(
             ))
         })?;
     let (page, next) = lists::page(items, offset, req.app.config.federation.page_size);
+    // The items are JSON text already: the rest of the result is built, then joined to them.
     let mut result = Map::new();
-    result.insert(kind.key().into(), Value::Array(page));
     if let Some(next) = next {
         let value = format!("{}:{next}", kind.method());
         if let Some(cursor) = seal(req.app, &req.endpoint, principal, CURSOR, &value) {
@@ -464,5 +467,13 @@ async fn list(
         result.insert("ttlMs".into(), Value::from(0));
         result.insert("cacheScope".into(), Value::from("private"));
     }
-    Ok(Value::Object(result))
+    let rest = stamp(req, Value::Object(result));
+    audit.decision = Some(Decision::Allow);
+    let text = lists::answer(id, kind.key(), &page, &rest);
+    let mut resp = Response::new(crate::http::body::full_body(text));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }

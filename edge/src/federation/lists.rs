@@ -21,7 +21,7 @@ use crate::auth::Identity;
 use crate::config::{OnFailure, ServiceConfig, ViewConfig};
 use crate::federation::cache::Lookup;
 use crate::federation::config::Listed;
-use crate::federation::state::Listing;
+use crate::federation::state::{Item, Listing, ShortName};
 use crate::federation::target::Endpoint;
 use crate::federation::upstream::{self, Caller, UpstreamError};
 use crate::policy::{Policy, Target};
@@ -55,6 +55,16 @@ impl Kind {
             Kind::Prompts => "prompts/list",
             Kind::Resources => "resources/list",
             Kind::Templates => "resources/templates/list",
+        }
+    }
+
+    /// What one item is called in reports: `tool`, `prompt`, `resource`, `template`.
+    pub fn item(self) -> &'static str {
+        match self {
+            Kind::Tools => "tool",
+            Kind::Prompts => "prompt",
+            Kind::Resources => "resource",
+            Kind::Templates => "template",
         }
     }
 
@@ -192,7 +202,6 @@ async fn read_all(
     let mut cursor: Option<String> = None;
     let mut seen = HashSet::new();
     let mut directives: Option<Directives> = None;
-    let mut bytes = 0usize;
     let mut modern = true;
     for page in 0.. {
         if page == fed.max_pages {
@@ -232,7 +241,6 @@ async fn read_all(
                     "federated list: more items than [federation] max_items_per_service; the rest is left out");
                 break;
             }
-            bytes += approximate_size(&item);
             items.push(item);
         }
         if items.len() == fed.max_items_per_service {
@@ -279,50 +287,48 @@ async fn read_all(
                 tracing::warn!(service = %service.name, list = kind.method(), dropped = dropped.len(),
                     "federated list: names left out: {}", shown.join(", "));
             }
-            for (federated, original) in table.shortened() {
-                tracing::info!(service = %service.name, %federated, original = %shown(original),
-                    "federated name shortened to 64 characters");
+            let found = table
+                .shortened()
+                .into_iter()
+                .map(|(federated, original)| ShortName {
+                    kind: kind.item(),
+                    original: original.to_owned(),
+                    federated: federated.to_owned(),
+                })
+                .collect();
+            // Logged once per mapping (at start, see `shortened`, or when first read).
+            let new = app
+                .federation
+                .shortened
+                .learn(&service.name, kind.item(), found);
+            for n in new {
+                tracing::info!(service = %service.name, kind = %n.kind, federated = %n.federated,
+                    original = %shown(&n.original), "federated name shortened to 64 characters");
             }
             table
         }
         Kind::Resources | Kind::Templates => NameTable::default(),
     };
-    Ok((Listing { items, names }, directives, bytes))
+    let listing = prepare(kind, service.federated_prefix(), items, names);
+    let bytes = listing.items.iter().map(Item::size).sum();
+    Ok((listing, directives, bytes))
 }
 
-/// A rough size of a JSON value in bytes (for the cache's budget), without serializing it.
-fn approximate_size(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.len() + 2,
-        Value::Array(a) => 2 + a.iter().map(approximate_size).sum::<usize>(),
-        Value::Object(m) => {
-            2 + m
-                .iter()
-                .map(|(k, v)| k.len() + 4 + approximate_size(v))
-                .sum::<usize>()
-        }
-        _ => 8,
-    }
-}
-
-/// The caller's view of one service's list: what the policy and the view show, renamed
-/// (or, `as_is`, under the backend's own names: one service bridged across eras).
-pub fn federate(
-    kind: Kind,
-    listing: &Listing,
-    service: &ServiceConfig,
-    view: Option<&ViewConfig>,
-    as_is: bool,
-    visible: impl Fn(&Target<'_>) -> bool,
-) -> Vec<Value> {
-    let mut out = Vec::new();
-    for item in &listing.items {
-        let Some(original) = item.get(kind.id_field()).and_then(Value::as_str) else {
+/// A service's items as they are kept: federated and serialized once. Left out: items that
+/// are not objects or lack their name or URI, names the table dropped, and URIs that are
+/// empty, over [`MAX_URI`] or hold control characters.
+pub fn prepare(kind: Kind, prefix: &str, items: Vec<Value>, names: NameTable) -> Listing {
+    let id = kind.id_field();
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(mut members) = item else {
+            continue;
+        };
+        let Some(Value::String(original)) = members.remove(id) else {
             continue;
         };
         let federated = match kind {
-            Kind::Tools | Kind::Prompts => match listing.names.federated(original) {
-                Some(_) if as_is => original.to_owned(),
+            Kind::Tools | Kind::Prompts => match names.federated(&original) {
                 Some(f) => f.to_owned(),
                 None => continue,
             },
@@ -333,31 +339,110 @@ pub fn federate(
                 {
                     continue;
                 }
-                if as_is {
-                    original.to_owned()
-                } else {
-                    federated_uri(service.federated_prefix(), original)
-                }
+                federated_uri(prefix, &original)
             }
         };
-        if !visible(&kind.target(original)) {
+        let description = members.remove("description").map(|d| d.to_string());
+        let rest = if members.is_empty() {
+            String::new()
+        } else {
+            let text = Value::Object(members).to_string();
+            // `{…}` without its braces, to be joined after the name.
+            text.get(1..text.len() - 1).unwrap_or_default().to_owned()
+        };
+        kept.push(Item {
+            original,
+            federated,
+            description,
+            rest,
+        });
+    }
+    Listing { items: kept, names }
+}
+
+/// The caller's view of one service's list: what the policy and the view show, renamed
+/// (or, `as_is`, under the backend's own names: one service bridged across eras), each item
+/// as JSON text.
+pub fn federate(
+    kind: Kind,
+    listing: &Listing,
+    view: Option<&ViewConfig>,
+    as_is: bool,
+    visible: impl Fn(&Target<'_>) -> bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in &listing.items {
+        if !visible(&kind.target(&item.original)) {
             continue;
         }
-        if view.is_some_and(|v| !v.shows(kind.listed(), &federated)) {
+        let federated = if as_is {
+            &item.original
+        } else {
+            &item.federated
+        };
+        if view.is_some_and(|v| !v.shows(kind.listed(), federated)) {
             continue;
         }
-        let mut item = item.clone();
-        let shown = view.map_or(federated.as_str(), |v| v.shown_name(&federated));
+        let shown = view.map_or(federated.as_str(), |v| v.shown_name(federated));
         let description = view.and_then(|v| v.descriptions.get(shown));
-        if let Some(obj) = item.as_object_mut() {
-            obj.insert(kind.id_field().into(), Value::from(shown));
-            if let Some(d) = description {
-                obj.insert("description".into(), Value::from(d.as_str()));
-            }
-        }
-        out.push(item);
+        out.push(render(kind.id_field(), shown, description, item));
     }
     out
+}
+
+/// One item as JSON text: its shown name or URI, its description (the view's, else the
+/// backend's), then the backend's other members.
+fn render(id: &str, shown: &str, description: Option<&String>, item: &Item) -> String {
+    let mut s = String::with_capacity(item.size() + shown.len());
+    s.push('{');
+    s.push_str(&json_text(id));
+    s.push(':');
+    s.push_str(&json_text(shown));
+    let description = description.map(|d| json_text(d));
+    if let Some(d) = description.as_ref().or(item.description.as_ref()) {
+        s.push_str(",\"description\":");
+        s.push_str(d);
+    }
+    if !item.rest.is_empty() {
+        s.push(',');
+        s.push_str(&item.rest);
+    }
+    s.push('}');
+    s
+}
+
+/// A string as a JSON string literal.
+fn json_text(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// The whole JSON-RPC answer to a list request as JSON text: `items` (each JSON text) under
+/// `key`, beside the members of `rest` (an object: `nextCursor`, hints, `_meta`...), so that
+/// the items are never parsed again.
+pub fn answer(id: Option<&Value>, key: &str, items: &[String], rest: &Value) -> String {
+    let size: usize = items.iter().map(|i| i.len() + 1).sum();
+    let mut s = String::with_capacity(size + 256);
+    s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
+    s.push_str(&id.map_or_else(|| "null".to_owned(), Value::to_string));
+    s.push_str(",\"result\":{");
+    s.push_str(&json_text(key));
+    s.push_str(":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(item);
+    }
+    s.push(']');
+    if let Value::Object(members) = rest {
+        if !members.is_empty() {
+            let text = rest.to_string();
+            s.push(',');
+            s.push_str(text.get(1..text.len() - 1).unwrap_or_default());
+        }
+    }
+    s.push_str("}}");
+    s
 }
 
 /// Why a federated list has no answer.
@@ -373,7 +458,7 @@ pub async fn gather(
     policy: &Policy,
     caller: &Caller,
     kind: Kind,
-) -> Result<Vec<Value>, Failed> {
+) -> Result<Vec<String>, Failed> {
     let chosen = services(app, endpoint, policy, &caller.identity);
     let (view, as_is) = (endpoint.view, endpoint.single.is_some());
     let deadline = app.config.federation.deadline;
@@ -390,7 +475,7 @@ pub async fn gather(
         match answer {
             Ok(listing) => {
                 let visible = |t: &Target<'_>| policy.visible(&principals, &service.name, t);
-                items.extend(federate(kind, &listing, service, view, as_is, visible));
+                items.extend(federate(kind, &listing, view, as_is, visible));
             }
             Err(omission) => {
                 let reason = omission.reason();
@@ -434,7 +519,7 @@ impl Omission {
 }
 
 /// Items `offset..offset + size` and the offset of the next page, if any.
-pub fn page(mut items: Vec<Value>, offset: usize, size: usize) -> (Vec<Value>, Option<usize>) {
+pub fn page<T>(mut items: Vec<T>, offset: usize, size: usize) -> (Vec<T>, Option<usize>) {
     if offset >= items.len() {
         return (Vec::new(), None);
     }

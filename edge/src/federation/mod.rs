@@ -15,7 +15,8 @@
 //! - [`request`]: the request being served and the answers the edge originates (shared by
 //!   `endpoint` and `calls`);
 //! - [`stateless`]: what the endpoint refuses a 2026-07-28 request before serving it (pure);
-//! - [`endpoint`]: one request to `/mcp` or a view, from method to answer.
+//! - [`endpoint`]: one request to `/mcp` or a view, from method to answer;
+//! - [`shortened`]: the names cut to 64 characters, listed at start and shown in the admin API.
 //!
 //! The pure naming rules are `underpass_mcp::federation`.
 
@@ -26,6 +27,7 @@ pub mod endpoint;
 pub mod listen;
 pub mod lists;
 pub mod request;
+pub mod shortened;
 pub mod state;
 pub mod stateless;
 pub mod target;

@@ -2,7 +2,7 @@
 //! legacy sessions the edge holds at backends (one per service and caller), and its caches.
 //! A leaf: `App` holds it; the modules that use it import `App`, never the other way round.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -152,13 +152,83 @@ impl Upstreams {
     }
 }
 
-/// One service's whole list (every page read, within bounds), as its backend gave it, with
-/// the federated names of its tools or prompts.
+/// One service's whole list (every page read, within bounds), kept ready to serve: each item
+/// federated and serialized once when read (`lists::prepare`), so that a request only picks,
+/// renames and concatenates (`lists::federate`), never parses or clones JSON trees.
 pub struct Listing {
-    /// The items, with the backend's names and URIs.
-    pub items: Vec<Value>,
+    /// The items that may be handed out (bad names and URIs are left out when read).
+    pub items: Vec<Item>,
     /// Federated names both ways (tools and prompts; empty for resources).
     pub names: NameTable,
+}
+
+/// One listed tool, prompt, resource or template, split where a caller's view may change it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The backend's name or URI: what the policy filter and routing see.
+    pub original: String,
+    /// Its federated name (`{prefix}__{name}`) or URI (`underpass://{prefix}/{uri}`).
+    pub federated: String,
+    /// The backend's `description`, as JSON text (a view may replace it).
+    pub description: Option<String>,
+    /// Every other member, as JSON text without the braces (empty when none).
+    pub rest: String,
+}
+
+impl Item {
+    /// Bytes held (for the cache's budget).
+    pub fn size(&self) -> usize {
+        self.original.len()
+            + self.federated.len()
+            + self.description.as_ref().map_or(0, String::len)
+            + self.rest.len()
+            + 64
+    }
+}
+
+/// A shortened name: the kind of item (`tool`, `prompt`), the backend's name, the federated.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ShortName {
+    pub kind: &'static str,
+    pub original: String,
+    pub federated: String,
+}
+
+/// The names cut to 64 characters, as learned from the lists read (the admin API's
+/// `/api/federation/names`): by service, the services whose tools or prompts were read at
+/// least once. Bounded by the configured services and `max_items_per_service`: each read
+/// replaces what its service and kind held.
+#[derive(Default)]
+pub struct Shortened(Mutex<BTreeMap<String, Vec<ShortName>>>);
+
+impl Shortened {
+    /// Records what a read of `service`'s `kind` list found; returns the mappings not known
+    /// before (to be logged once, not at every read).
+    pub fn learn(
+        &self,
+        service: &str,
+        kind: &'static str,
+        found: Vec<ShortName>,
+    ) -> Vec<ShortName> {
+        let Ok(mut known) = self.0.lock() else {
+            return found;
+        };
+        let names = known.entry(service.to_owned()).or_default();
+        let new: Vec<ShortName> = found
+            .iter()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect();
+        names.retain(|n| n.kind != kind);
+        names.extend(found);
+        names.sort();
+        new
+    }
+
+    /// Every service whose lists were read, with its shortened names (maybe none).
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<ShortName>> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
 }
 
 /// Counts of the federated endpoint's cache and of the services left out of its answers.
@@ -202,6 +272,8 @@ pub struct Federation {
     pub ended: SessionNotes<()>,
     /// The log level each 2025-11-25 session asked for (`logging/setLevel`).
     pub log_levels: SessionNotes<String>,
+    /// Names cut to 64 characters, by service.
+    pub shortened: Shortened,
 }
 
 /// How many sessions a [`SessionNotes`] remembers; past that the oldest are forgotten (an
@@ -280,6 +352,7 @@ impl Federation {
             stats: FederationStats::default(),
             ended: SessionNotes::default(),
             log_levels: SessionNotes::default(),
+            shortened: Shortened::default(),
         }
     }
 }

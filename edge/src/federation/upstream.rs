@@ -690,12 +690,13 @@ async fn read_answer(
 }
 
 /// The result or error of a message answering `id`.
-fn answer_of(msg: Value, id: &Value) -> Option<Result<Value, UpstreamError>> {
+fn answer_of(mut msg: Value, id: &Value) -> Option<Result<Value, UpstreamError>> {
     if msg.get("id") != Some(id) {
         return None;
     }
-    if let Some(result) = msg.get("result") {
-        return Some(Ok(result.clone()));
+    // Taken, not cloned: a whole list page is this result.
+    if let Some(result) = msg.get_mut("result").map(Value::take) {
+        return Some(Ok(result));
     }
     let error = msg.get("error")?;
     Some(Err(UpstreamError::Rpc {

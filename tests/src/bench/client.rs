@@ -34,6 +34,9 @@ pub(crate) struct Target {
     pub(crate) host: HeaderValue,
     /// TLS 1.3 to the server name `localhost` (the edge's client listener with a certificate).
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    /// Send `tools/list` instead of `tools/call`, expecting this many tools on the first page
+    /// (the federation phase).
+    pub(crate) list: Option<usize>,
 }
 
 impl Target {
@@ -43,7 +46,14 @@ impl Target {
             path: path.to_owned(),
             host: HeaderValue::from_str(&addr.to_string()).expect("host header"),
             tls: None,
+            list: None,
         }
+    }
+
+    /// The same target, asked `tools/list` (expecting `tools` tools) instead of `tools/call`.
+    pub(crate) fn listing(mut self, tools: usize) -> Target {
+        self.list = Some(tools);
+        self
     }
 
     /// The same target over TLS, trusting the CA in `ca` (PEM), HTTP/1.1 by ALPN.
@@ -239,6 +249,8 @@ pub(crate) struct Caller {
     pub(crate) session: Option<String>,
     pub(crate) message: String,
     pub(crate) next_id: u64,
+    /// `tools/list` expecting this many tools (see [`Target::list`]).
+    pub(crate) list: Option<usize>,
 }
 
 impl Caller {
@@ -259,11 +271,15 @@ impl Caller {
             }
             Era::Modern => {
                 headers.push(("mcp-protocol-version", HeaderValue::from_static(MODERN)));
-                headers.push(("mcp-method", HeaderValue::from_static("tools/call")));
-                headers.push((
-                    "mcp-name",
-                    HeaderValue::from_static(if payload <= 4096 { "echo" } else { "blob" }),
-                ));
+                if t.list.is_some() {
+                    headers.push(("mcp-method", HeaderValue::from_static("tools/list")));
+                } else {
+                    headers.push(("mcp-method", HeaderValue::from_static("tools/call")));
+                    headers.push((
+                        "mcp-name",
+                        HeaderValue::from_static(if payload <= 4096 { "echo" } else { "blob" }),
+                    ));
+                }
             }
         }
         Ok(Caller {
@@ -273,12 +289,26 @@ impl Caller {
             session,
             message: "m".repeat(payload.min(4096)),
             next_id: 1,
+            list: t.list,
         })
     }
 
     pub(crate) fn body(&mut self) -> Bytes {
         let id = self.next_id;
         self.next_id += 1;
+        let meta = match self.era {
+            Era::Legacy => String::new(),
+            Era::Modern => format!(
+                r#","_meta":{{"io.modelcontextprotocol/protocolVersion":"{MODERN}","io.modelcontextprotocol/clientInfo":{{"name":"underpass-bench","version":"{}"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+        };
+        if self.list.is_some() {
+            let params = meta.strip_prefix(',').unwrap_or_default();
+            return Bytes::from(format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{{params}}}}}"#
+            ));
+        }
         let call = if self.payload <= 4096 {
             format!(
                 r#""name":"echo","arguments":{{"message":"{}"}}"#,
@@ -286,13 +316,6 @@ impl Caller {
             )
         } else {
             format!(r#""name":"blob","arguments":{{"size":{}}}"#, self.payload)
-        };
-        let meta = match self.era {
-            Era::Legacy => String::new(),
-            Era::Modern => format!(
-                r#","_meta":{{"io.modelcontextprotocol/protocolVersion":"{MODERN}","io.modelcontextprotocol/clientInfo":{{"name":"underpass-bench","version":"{}"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}"#,
-                env!("CARGO_PKG_VERSION")
-            ),
         };
         Bytes::from(format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{{call}{meta}}}}}"#
@@ -308,6 +331,9 @@ impl Caller {
     ) -> Result<usize, String> {
         let body = self.body();
         let r = send(sender, t, Method::POST, &self.headers, body, verify).await?;
+        if let Some(tools) = self.list {
+            return listed(&r, tools);
+        }
         if r.status != StatusCode::OK {
             return Err(format!("tools/call: HTTP {}", r.status));
         }
@@ -335,4 +361,19 @@ impl Caller {
             let _ = send(sender, t, Method::DELETE, &h, Bytes::new(), false).await;
         }
     }
+}
+
+/// Checks a `tools/list` answer: 200, and (when its body was kept) `tools` tools on the page.
+fn listed(r: &Reply, tools: usize) -> Result<usize, String> {
+    if r.status != StatusCode::OK {
+        return Err(format!("tools/list: HTTP {}", r.status));
+    }
+    if let Some(b) = &r.body {
+        let v: Value = serde_json::from_slice(b).map_err(|e| format!("bad JSON: {e}"))?;
+        let n = v["result"]["tools"].as_array().map_or(0, Vec::len);
+        if n != tools {
+            return Err(format!("tools/list: {n} tools, expected {tools}: {v:.200}"));
+        }
+    }
+    Ok(r.len)
 }

@@ -13,6 +13,8 @@
 //!   the restart from the new edge's stateless reset);
 //! - failover: one of two connectors SIGKILLed under a steady trickle of calls (detection time,
 //!   failed calls);
+//! - federation: `tools/list` on `/mcp` over ten services, the edge's cache cold and warm,
+//!   beside the backend direct and one service through the tunnel (with a wrk cross-check);
 //! - transport recovery (root): UDP to the edge dropped and restored with nftables, a
 //!   connector with `transport = "auto"` in a network namespace (first call on a UDP-blocked
 //!   network, QUIC → TCP and back, failed calls).
@@ -36,13 +38,14 @@
 //! `client` (MCP over HTTP/1.1), `hist` (latency histogram), `procfs` (process figures),
 //! `latency` (latency, throughput and mixed cells), `restart` (edge restarts), `sessions`
 //! (idle sessions), `steady` (a trickle of calls timed against events), `failover` (a
-//! connector killed), `recovery` (transport switches), `report` (tables, targets, JSON),
-//! `soak` (the soak), `peers` (`--peers`: beside rathole and bore, with wrk too). This file runs the
-//! phases in order.
+//! connector killed), `federation` (`tools/list` on `/mcp` over ten services), `recovery`
+//! (transport switches), `report` (tables, targets, JSON), `soak` (the soak), `peers`
+//! (`--peers`: beside rathole and bore, with wrk too). This file runs the phases in order.
 #![forbid(unsafe_code)]
 
 mod client;
 mod failover;
+mod federation;
 mod hist;
 mod latency;
 mod peers;
@@ -201,6 +204,10 @@ fn main() -> std::process::ExitCode {
     } else {
         (Vec::new(), None)
     };
+    // Its own stacks (ten services on one backend), cold then warm.
+    let federation = plan
+        .runs("federation")
+        .then(|| federation::run(&clients, &plan, &dir, args.backend_threads));
     let results = Results {
         rows,
         mixed,
@@ -218,17 +225,23 @@ fn main() -> std::process::ExitCode {
     let mut out = report::tables(&plan, &results);
     let targets = report::targets(&plan, &results);
     out.push_str(&report::targets_table(&targets));
+    if let Some(f) = &federation {
+        out.push_str(&f.table(&plan));
+    }
     println!("{out}");
     eprintln!("total {:.1} s", overall.elapsed().as_secs_f64());
 
-    let doc = report::json(&args, &plan, &results, &targets);
+    let mut doc = report::json(&args, &plan, &results, &targets);
+    if let Some(f) = &federation {
+        doc["federation"] = f.json();
+    }
     if !write_json(args.json.as_deref(), &doc) {
         return std::process::ExitCode::FAILURE;
     }
     if args.keep {
         let _ = scratch.keep();
     }
-    if results.failed(&plan) {
+    if results.failed(&plan) || federation.as_ref().is_some_and(federation::Outcome::failed) {
         eprintln!("underpass-bench: some measurements failed (see above)");
         return std::process::ExitCode::FAILURE;
     }

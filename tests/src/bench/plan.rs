@@ -48,8 +48,8 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) restarts: Option<usize>,
     /// Phases to run: latency, mixed (small calls while 1 MiB results stream), failover (a
-    /// connector SIGKILLed), restart, sessions, recovery (UDP dropped and restored; needs root)
-    /// (default all).
+    /// connector SIGKILLed), restart, sessions, federation (`tools/list` on `/mcp` over ten
+    /// services, cold and warm), recovery (UDP dropped and restored; needs root) (default all).
     #[arg(long, value_delimiter = ',')]
     pub(crate) phases: Option<Vec<String>>,
     /// Load-generator threads, each with its own current-thread runtime and a share of the
@@ -226,7 +226,13 @@ impl Plan {
             restarts: a.restarts.unwrap_or(r),
             phases: a.phases.clone().unwrap_or_else(|| {
                 [
-                    "latency", "mixed", "failover", "restart", "sessions", "recovery",
+                    "latency",
+                    "mixed",
+                    "failover",
+                    "restart",
+                    "sessions",
+                    "federation",
+                    "recovery",
                 ]
                 .map(String::from)
                 .to_vec()

@@ -33,6 +33,7 @@
 //! - `list-many`: 10,000 entries in one page (`echo`, then `many-00001` … `many-09999`);
 //! - `list-loop`: every page holds one entry (`echo` on the first page, `again` on the later
 //!   ones) and `nextCursor: "again"`: a cursor that loops forever;
+//! - `list-long`: `echo` and a name of 77 characters (`LIST_LONG`), which the edge shortens;
 //! - `list-slow`: the lists of `ok`, after 5 s (slower than the edge's fan-out deadline; a peer
 //!   that hangs up first ends the wait).
 //!
@@ -64,14 +65,18 @@ const SLOW: Duration = Duration::from_millis(200);
 /// How late the `list-slow` mode answers its lists.
 const LIST_SLOW: Duration = Duration::from_secs(5);
 /// The hostile-list modes (see the header).
-const LIST_MODES: [&str; 6] = [
+const LIST_MODES: [&str; 7] = [
     "list-malformed",
     "list-duplicates",
     "list-control",
     "list-many",
     "list-loop",
+    "list-long",
     "list-slow",
 ];
+/// The name `list-long` lists beside `echo`: over 64 characters with any prefix.
+const LIST_LONG: &str =
+    "a-tool-whose-name-runs-far-past-the-sixty-four-characters-that-clients-accept";
 /// How many entries `list-many` puts in its one page.
 const LIST_MANY: usize = 10_000;
 
@@ -584,6 +589,7 @@ fn hostile_list(mode: &str, method: &str, params: &Value) -> Value {
         "list-malformed" => json!({ key: "nope" }),
         "list-duplicates" => json!({ key: entries(&["echo", "echo", "dup", "dup", "dup"]) }),
         "list-control" => json!({ key: entries(&["bad\u{7}name", "new\nline", "echo"]) }),
+        "list-long" => json!({ key: entries(&["echo", LIST_LONG]) }),
         "list-many" => {
             let many: Vec<Value> = std::iter::once(list_entry(key, "echo"))
                 .chain((1..LIST_MANY).map(|i| list_entry(key, &format!("many-{i:05}"))))

@@ -18,6 +18,7 @@ const OBSERVED: &[&str] = &[
     "/api/denials",
     "/api/audit",
     "/api/certificates",
+    "/api/federation/names",
 ];
 const MUTATING: &[&str] = &[
     "/api/connectors/dc1/drain",

@@ -2,10 +2,6 @@ use serde_json::json;
 
 use super::*;
 
-fn service(name: &str) -> ServiceConfig {
-    toml::from_str(&format!("name = \"{name}\"\nconnectors = [\"dc1\"]")).expect("service")
-}
-
 fn listing(kind: Kind, items: Vec<Value>) -> Listing {
     let names = match kind {
         Kind::Tools | Kind::Prompts => {
@@ -16,12 +12,18 @@ fn listing(kind: Kind, items: Vec<Value>) -> Listing {
         }
         _ => NameTable::default(),
     };
-    Listing { items, names }
+    prepare(kind, "svc", items, names)
+}
+
+/// The rendered items, read back as JSON (each must be valid on its own).
+fn parsed(out: Vec<String>) -> Vec<Value> {
+    out.iter()
+        .map(|t| serde_json::from_str(t).expect("each item is JSON"))
+        .collect()
 }
 
 #[test]
 fn items_are_renamed_filtered_and_chosen_by_the_view() {
-    let svc = service("svc");
     let tools = listing(
         Kind::Tools,
         vec![
@@ -34,7 +36,7 @@ fn items_are_renamed_filtered_and_chosen_by_the_view() {
         ],
     );
     let visible = |t: &Target<'_>| *t != Target::Tool("secret");
-    let out = federate(Kind::Tools, &tools, &svc, None, false, visible);
+    let out = parsed(federate(Kind::Tools, &tools, None, false, visible));
     assert_eq!(out, vec![json!({"name": "svc__echo", "description": "d"})]);
 
     let view: ViewConfig = toml::from_str(
@@ -44,27 +46,25 @@ fn items_are_renamed_filtered_and_chosen_by_the_view() {
            descriptions = { say = "Says it" }"#,
     )
     .expect("view");
-    let out = federate(Kind::Tools, &tools, &svc, Some(&view), false, |_| true);
+    let out = parsed(federate(Kind::Tools, &tools, Some(&view), false, |_| true));
     assert_eq!(out, vec![json!({"name": "say", "description": "Says it"})]);
 }
 
 #[test]
 fn a_bridged_service_keeps_its_own_names_but_not_bad_ones() {
-    let svc = service("svc");
     let tools = listing(
         Kind::Tools,
         vec![json!({"name": "echo"}), json!({"name": "bad\u{7}"})],
     );
-    let out = federate(Kind::Tools, &tools, &svc, None, true, |_| true);
+    let out = parsed(federate(Kind::Tools, &tools, None, true, |_| true));
     assert_eq!(out, vec![json!({"name": "echo"})]);
     let res = listing(Kind::Resources, vec![json!({"uri": "demo://r"})]);
-    let out = federate(Kind::Resources, &res, &svc, None, true, |_| true);
+    let out = parsed(federate(Kind::Resources, &res, None, true, |_| true));
     assert_eq!(out, vec![json!({"uri": "demo://r"})]);
 }
 
 #[test]
 fn resource_uris_are_federated_and_bad_ones_dropped() {
-    let svc = service("svc");
     let long = format!("x://{}", "a".repeat(MAX_URI));
     let res = listing(
         Kind::Resources,
@@ -74,7 +74,7 @@ fn resource_uris_are_federated_and_bad_ones_dropped() {
             json!({"uri": long}),
         ],
     );
-    let out = federate(Kind::Resources, &res, &svc, None, false, |_| true);
+    let out = parsed(federate(Kind::Resources, &res, None, false, |_| true));
     assert_eq!(
         out,
         vec![json!({"uri": "underpass://svc/demo://readme", "name": "readme"})]
@@ -83,7 +83,7 @@ fn resource_uris_are_federated_and_bad_ones_dropped() {
         Kind::Templates,
         vec![json!({"uriTemplate": "demo://t/{id}"})],
     );
-    let out = federate(Kind::Templates, &templates, &svc, None, false, |_| true);
+    let out = parsed(federate(Kind::Templates, &templates, None, false, |_| true));
     assert_eq!(
         out,
         vec![json!({"uriTemplate": "underpass://svc/demo://t/{id}"})]
@@ -120,4 +120,61 @@ fn contexts_differ_by_principal_and_groups_not_their_order() {
     );
     assert_ne!(context(&id("a", &[])), context(&id("b", &[])));
     assert_ne!(context(&id("a", &["x"])), context(&id("a", &[])));
+}
+
+#[test]
+fn kept_items_keep_every_member_and_a_view_replaces_only_the_description() {
+    let tools = listing(
+        Kind::Tools,
+        vec![
+            json!({"name": "echo", "description": "d", "inputSchema": {"type": "object"},
+                   "annotations": {"readOnlyHint": true}, "_meta": {"k": [1, "\u{2028}"]}}),
+            json!("not an object"),
+            json!({"name": 7}),
+        ],
+    );
+    assert_eq!(
+        tools.items.len(),
+        1,
+        "non-objects and non-string names are not kept"
+    );
+    let out = parsed(federate(Kind::Tools, &tools, None, false, |_| true));
+    assert_eq!(
+        out,
+        vec![
+            json!({"name": "svc__echo", "description": "d", "inputSchema": {"type": "object"},
+                    "annotations": {"readOnlyHint": true}, "_meta": {"k": [1, "\u{2028}"]}})
+        ]
+    );
+    let view: ViewConfig = toml::from_str(
+        r#"name = "v"
+           tools = ["svc__echo"]
+           descriptions = { "svc__echo" = "Quote \" and \\ kept" }"#,
+    )
+    .expect("view");
+    let out = parsed(federate(Kind::Tools, &tools, Some(&view), false, |_| true));
+    assert_eq!(out[0]["description"], "Quote \" and \\ kept");
+    assert_eq!(out[0]["inputSchema"], json!({"type": "object"}));
+    // A tool with nothing but its name.
+    let bare = listing(Kind::Prompts, vec![json!({"name": "p"})]);
+    let out = parsed(federate(Kind::Prompts, &bare, None, false, |_| true));
+    assert_eq!(out, vec![json!({"name": "svc__p"})]);
+}
+
+#[test]
+fn an_answer_joins_the_items_to_the_rest_of_the_result() {
+    let items = vec![r#"{"name":"a"}"#.to_owned(), r#"{"name":"b"}"#.to_owned()];
+    let rest = json!({"nextCursor": "c\"1", "ttlMs": 0});
+    let v: Value =
+        serde_json::from_str(&answer(Some(&json!(7)), "tools", &items, &rest)).expect("JSON");
+    assert_eq!(
+        v,
+        json!({"jsonrpc": "2.0", "id": 7, "result": {
+            "tools": [{"name": "a"}, {"name": "b"}], "nextCursor": "c\"1", "ttlMs": 0}})
+    );
+    let v: Value = serde_json::from_str(&answer(None, "prompts", &[], &json!({}))).expect("JSON");
+    assert_eq!(
+        v,
+        json!({"jsonrpc": "2.0", "id": null, "result": {"prompts": []}})
+    );
 }

@@ -19,7 +19,7 @@
 
 mod table;
 mod tunnels;
-mod wrk;
+pub(crate) mod wrk;
 
 #[cfg(test)]
 mod tests;
