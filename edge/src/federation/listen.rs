@@ -33,6 +33,11 @@ use crate::federation::upstream::{self, Caller, UpstreamError};
 use crate::http::body::Body;
 use crate::policy::Target;
 
+/// A backend's messages, as they come.
+type Messages = futures_util::stream::BoxStream<'static, Value>;
+/// The first message of a 2026-07-28 listen stream.
+const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
+
 /// Longest pause before a backend stream that ended is opened again.
 const MOST_PAUSE: Duration = Duration::from_secs(30);
 /// Messages waiting for a slow client, per stream: beyond, the backends' streams wait.
@@ -101,7 +106,7 @@ pub async fn serve(req: &Request<'_>, listener: Listener) -> Response<Body> {
     if let Some(id) = &subscription {
         first.push(notifications::acknowledged(id, &agreed));
     }
-    let tasks = watched
+    let relays: Vec<(Relay, Watched)> = watched
         .into_iter()
         .map(|w| {
             let relay = Relay {
@@ -113,10 +118,34 @@ pub async fn serve(req: &Request<'_>, listener: Listener) -> Response<Body> {
                 all_updates: matches!(listener, Listener::Session),
                 tx: tx.clone(),
             };
-            tokio::spawn(relay.run(w)).abort_handle()
+            (relay, w)
         })
         .collect();
     drop(tx);
+    // The backends' streams are open (or late) before the acknowledgement: a change made
+    // once the client has it is not lost.
+    let deadline = app.config.federation.deadline;
+    let opened = futures_util::future::join_all(
+        relays
+            .iter()
+            .map(|(relay, w)| async move { tokio::time::timeout(deadline, relay.open(w)).await }),
+    )
+    .await;
+    let tasks = relays
+        .into_iter()
+        .zip(opened)
+        .map(|((relay, w), opened)| {
+            let first = match opened {
+                Ok(Ok(messages)) => Some(messages),
+                Ok(Err(e)) => {
+                    tracing::warn!(service = %w.service, "federated listen: cannot open the service's stream ({e}); retrying");
+                    None
+                }
+                Err(_) => None,
+            };
+            tokio::spawn(relay.run(w, first)).abort_handle()
+        })
+        .collect();
     event_stream(first, rx, Tasks(tasks))
 }
 
@@ -180,11 +209,15 @@ struct Relay {
 impl Relay {
     /// Opens `watched`'s backend stream and relays it, opening it again when it ends, until
     /// the client's stream is gone.
-    async fn run(self, watched: Watched) {
+    async fn run(self, watched: Watched, mut first: Option<Messages>) {
         let mut pause = Duration::from_secs(1);
-        let mut warned = false;
+        let mut warned = first.is_none();
         loop {
-            match self.open(&watched).await {
+            let opened = match first.take() {
+                Some(messages) => Ok(messages),
+                None => self.open(&watched).await,
+            };
+            match opened {
                 Ok(mut messages) => {
                     let opened = Instant::now();
                     warned = false;
@@ -217,13 +250,24 @@ impl Relay {
         }
     }
 
-    async fn open(
-        &self,
-        watched: &Watched,
-    ) -> Result<futures_util::stream::BoxStream<'static, Value>, UpstreamError> {
+    /// Opens the service's stream; a 2026-07-28 backend's once it has acknowledged.
+    async fn open(&self, watched: &Watched) -> Result<Messages, UpstreamError> {
         let plan = upstream::plan(&self.app, &watched.service, &self.caller).await?;
         let sent = upstream::listen(&self.app, &plan, &self.caller, &watched.filter).await?;
-        Ok(upstream::messages(sent))
+        let mut messages = upstream::messages(sent);
+        if !plan.is_modern() {
+            return Ok(messages);
+        }
+        match messages.next().await {
+            Some(m) if m.get("method").and_then(Value::as_str) == Some(ACKNOWLEDGED) => {
+                Ok(messages)
+            }
+            // No acknowledgement first: taken as it comes.
+            Some(m) => Ok(futures_util::stream::iter([m]).chain(messages).boxed()),
+            None => Err(UpstreamError::Unreadable(
+                "its listen stream ended before acknowledging".into(),
+            )),
+        }
     }
 
     /// Relays one message of the backend; `false` once the client's stream is gone.
