@@ -264,7 +264,9 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         federation: federation.clone(),
     });
     tokio::spawn(federation::upstream::end_idle_sessions(app.clone()));
-    tokio::spawn(federation::shortened::report_at_start(app.clone()));
+    if config.federation.list_at_start {
+        tokio::spawn(federation::shortened::report_at_start(app.clone()));
+    }
     tokio::spawn(mcp::sessions::expire_idle_sessions(app.clone()));
     if let Some(admin) = &config.admin {
         start_admin(admin, &app, &certs, jwks, metrics).await?;

@@ -294,7 +294,15 @@ impl EdgeSetup {
             .position(|l| l.trim_start().starts_with('['))
             .unwrap_or(extra.lines().count());
         let top: Vec<&str> = extra.lines().take(split).collect();
-        let tables: Vec<&str> = extra.lines().skip(split).collect();
+        let mut tables: Vec<&str> = extra.lines().skip(split).collect();
+        // At start the edge lists every service (the shortened-name report): traffic that
+        // tests counting what reaches a backend must not see. Off unless a test sets it.
+        if !extra.contains("list_at_start") {
+            match tables.iter().position(|l| l.trim() == "[federation]") {
+                Some(i) => tables.insert(i + 1, "list_at_start = false"),
+                None => tables.extend(["[federation]", "list_at_start = false"]),
+            }
+        }
         let (top, extra) = (top.join("\n"), tables.join("\n"));
         let mut toml = format!(
             "{top}\n[clients]\nlisten = \"127.0.0.1:{client_port}\"\n{}\n\

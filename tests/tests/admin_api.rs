@@ -500,7 +500,7 @@ fn shortened_federated_names_are_logged_at_start_and_listed_by_the_admin_api() {
     let mut d = Deployment::start_services(
         false,
         &[("long", long.as_str(), ""), ("ok", ok.as_str(), "")],
-        "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+        "[auth]\nanonymous = true\n[policy]\nallow_all = true\n[federation]\nlist_at_start = true\n",
         |_| {},
     );
     for s in ["long", "ok"] {

@@ -42,6 +42,11 @@ pub struct FederationConfig {
     /// Most pages read of one service's list. Default 100.
     #[serde(default = "default_max_pages")]
     pub max_pages: usize,
+    /// Whether the edge lists every service's tools and prompts at start, once its tunnel is
+    /// up, to log the names it shortens (and warm the cache). Default true; off, a service is
+    /// first listed when a client asks, and its shortened names are logged then.
+    #[serde(default = "default_true")]
+    pub list_at_start: bool,
 }
 
 impl Default for FederationConfig {
@@ -55,6 +60,7 @@ impl Default for FederationConfig {
             cache_bytes: default_cache_bytes(),
             max_items_per_service: default_max_items(),
             max_pages: default_max_pages(),
+            list_at_start: true,
         }
     }
 }
@@ -77,6 +83,10 @@ fn default_cache_bytes() -> usize {
 fn default_max_items() -> usize {
     10_000
 }
+fn default_true() -> bool {
+    true
+}
+
 fn default_max_pages() -> usize {
     100
 }
