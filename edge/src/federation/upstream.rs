@@ -99,15 +99,8 @@ pub async fn plan(app: &App, service: &str, caller: &Caller) -> Result<Plan, Ups
     app.tunnels.settle(service, None).await;
     let principal = &caller.identity.principal;
     if ups.era(service) != Some(true) {
-        if let Some(p) = ups.pooled(service, principal) {
-            if let Some(tunnel) = app.tunnels.connector_tunnel(service, &p.connector) {
-                return Ok(Plan {
-                    service: service.to_owned(),
-                    tunnel,
-                    legacy: Some(p),
-                });
-            }
-            ups.drop_session(service, principal);
+        if let Some(plan) = pooled_plan(app, service, principal) {
+            return Ok(plan);
         }
     }
     let tunnel = app
@@ -145,16 +138,28 @@ pub async fn plan(app: &App, service: &str, caller: &Caller) -> Result<Plan, Ups
     }
     // One session per caller: a request that waited while another opened it uses that one.
     let _opening = ups.opening(service, principal).await;
-    if let Some(p) = ups.pooled(service, principal) {
-        if let Some(tunnel) = app.tunnels.connector_tunnel(service, &p.connector) {
-            return Ok(Plan {
-                service: service.to_owned(),
-                tunnel,
-                legacy: Some(p),
-            });
-        }
+    if let Some(plan) = pooled_plan(app, service, principal) {
+        return Ok(plan);
     }
     open_session(app, service, tunnel, caller).await
+}
+
+/// The caller's pooled legacy session at `service`, while its connector is there (a session
+/// whose connector went away is forgotten).
+fn pooled_plan(app: &App, service: &str, principal: &str) -> Option<Plan> {
+    let ups = &app.federation.upstreams;
+    let p = ups.pooled(service, principal)?;
+    match app.tunnels.connector_tunnel(service, &p.connector) {
+        Some(tunnel) => Some(Plan {
+            service: service.to_owned(),
+            tunnel,
+            legacy: Some(p),
+        }),
+        None => {
+            ups.drop_session(service, principal);
+            None
+        }
+    }
 }
 
 /// Opens a legacy session for `caller` at `service` and pools it.
