@@ -41,6 +41,23 @@ pub struct Carriers {
     pub reprobe: Duration,
 }
 
+/// Why a dial failed, and whether the edge answered on the way (then its carrier works: an
+/// edge refusing QUIC connections while it shuts down must not send `auto` to TCP).
+#[derive(Debug)]
+pub struct DialFailure {
+    pub reason: String,
+    pub answered: bool,
+}
+
+impl DialFailure {
+    fn unanswered(reason: String) -> Self {
+        DialFailure {
+            reason,
+            answered: false,
+        }
+    }
+}
+
 /// A connected tunnel, before the control handshake, and the QUIC endpoint it lives on.
 pub struct Dialed {
     pub conn: TunnelConn,
@@ -93,7 +110,7 @@ impl Carriers {
         carrier: Carrier,
         addr: SocketAddr,
         server_name: &str,
-    ) -> Result<Dialed, String> {
+    ) -> Result<Dialed, DialFailure> {
         match carrier {
             Carrier::Quic => {
                 let bind = if addr.is_ipv6() {
@@ -101,22 +118,34 @@ impl Carriers {
                 } else {
                     SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
                 };
-                let mut endpoint = quinn::Endpoint::client(bind)
-                    .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+                let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| {
+                    DialFailure::unanswered(format!("cannot open a UDP socket: {e}"))
+                })?;
                 endpoint.set_default_client_config(self.quic.clone());
                 let conn = endpoint
                     .connect(addr, server_name)
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| DialFailure::unanswered(e.to_string()))?
                     .await
-                    .map_err(|e| format!("handshake with {addr} failed: {e}"))?;
+                    .map_err(|e| DialFailure {
+                        reason: format!("handshake with {addr} failed: {e}"),
+                        // Anything but silence means packets came back from the edge.
+                        answered: !matches!(
+                            e,
+                            quinn::ConnectionError::TimedOut
+                                | quinn::ConnectionError::VersionMismatch
+                                | quinn::ConnectionError::LocallyClosed
+                                | quinn::ConnectionError::CidsExhausted
+                        ),
+                    })?;
                 Ok(Dialed {
                     conn: TunnelConn::Quic(conn),
                     endpoint: Some(endpoint),
                 })
             }
             Carrier::Tcp => {
-                let tunnel =
-                    underpass_transport::tcp::connect(addr, server_name, &self.tcp).await?;
+                let tunnel = underpass_transport::tcp::connect(addr, server_name, &self.tcp)
+                    .await
+                    .map_err(DialFailure::unanswered)?;
                 Ok(Dialed {
                     conn: TunnelConn::Tcp(tunnel),
                     endpoint: None,

@@ -92,8 +92,13 @@ pub struct Dialer {
 
 #[derive(Debug, thiserror::Error)]
 enum DialError {
+    /// No tunnel, and no answer over this carrier (unreachable, timed out).
     #[error("{0}")]
     Connect(String),
+    /// The edge answered over this carrier but took no tunnel (it is shutting down, or the
+    /// handshake failed): the carrier works, so `auto` does not fall back.
+    #[error("{0}")]
+    Answered(String),
     #[error("edge refused this connector: {0}")]
     Refused(String),
 }
@@ -224,7 +229,9 @@ impl Dialer {
     }
 
     /// A tunnel over the configured transport: `auto` tries QUIC for [`FALLBACK_AFTER`],
-    /// then TCP (an edge's refusal is final either way).
+    /// then TCP. An edge's refusal is final either way, and so is any other answer over QUIC
+    /// (UDP works; an edge that is exiting refuses QUIC connections, and its TCP listener
+    /// would be no better).
     async fn establish_any(&self, addr: SocketAddr) -> Result<Established, DialError> {
         let first = self.carriers.first();
         if self.carriers.mode != TunnelTransport::Auto {
@@ -232,7 +239,7 @@ impl Dialer {
         }
         let why = match tokio::time::timeout(FALLBACK_AFTER, self.establish(addr, first)).await {
             Ok(Ok(tunnel)) => return Ok(tunnel),
-            Ok(Err(DialError::Refused(reason))) => return Err(DialError::Refused(reason)),
+            Ok(Err(e @ (DialError::Refused(_) | DialError::Answered(_)))) => return Err(e),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no QUIC tunnel within {FALLBACK_AFTER:?} (UDP blocked?)"),
         };
@@ -255,14 +262,17 @@ impl Dialer {
                 .carriers
                 .dial(carrier, addr, &self.server_name)
                 .await
-                .map_err(DialError::Connect)?;
+                .map_err(|f| match f.answered {
+                    true => DialError::Answered(f.reason),
+                    false => DialError::Connect(f.reason),
+                })?;
             // From here on the tunnel is used through the transport seam only.
             let conn = &dialed.conn;
             let binding = conn.reauth_binding();
             let (send, recv) = conn
                 .open_exchange()
                 .await
-                .map_err(|e| DialError::Connect(e.to_string()))?;
+                .map_err(|e| DialError::Answered(e.to_string()))?;
             let mut ctl = ControlStream {
                 machine: ConnectorControl::new(Hello {
                     protocol: PROTOCOL_VERSION,
@@ -289,13 +299,13 @@ impl Dialer {
             let hello = ctl
                 .machine
                 .start()
-                .map_err(|e| DialError::Connect(e.to_string()))?;
+                .map_err(|e| DialError::Answered(e.to_string()))?;
             ctl.perform(hello)
                 .await
-                .map_err(|e| DialError::Connect(format!("cannot send Hello: {e}")))?;
+                .map_err(|e| DialError::Answered(format!("cannot send Hello: {e}")))?;
             loop {
                 let outputs = ctl.receive().await.map_err(|e| {
-                    DialError::Connect(match e {
+                    DialError::Answered(match e {
                         ControlFailure::Protocol(ControlError::Ended(_)) => {
                             match conn.close_reason() {
                                 Some(r) => format!("edge closed the tunnel: {r}"),
@@ -313,7 +323,7 @@ impl Dialer {
                     Ok(Verdict::Continue) => {}
                     Ok(Verdict::Welcomed(welcome)) => return Ok((dialed, welcome, ctl)),
                     Ok(Verdict::Refused(reason)) => return Err(DialError::Refused(reason)),
-                    Err(e) => return Err(DialError::Connect(format!("control stream: {e}"))),
+                    Err(e) => return Err(DialError::Answered(format!("control stream: {e}"))),
                 }
             }
         })

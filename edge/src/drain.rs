@@ -1,5 +1,6 @@
 //! Graceful drain on SIGTERM: one flag the whole edge watches. Once it is up, `/readyz` says
-//! 503, the client listener closes, client connections close as soon as each is between
+//! 503, the client listener closes once no connection came for a moment (those a load
+//! balancer sent before it saw the 503 are served), client connections close as soon as each is between
 //! requests, the tunnels' connectors are told ([`underpass_proto::control::Draining`]), and
 //! `run` waits for the connections left, up to `drain_grace`, before it closes the tunnels.
 //! A leaf: it knows nothing of what watches it.

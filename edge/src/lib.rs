@@ -214,7 +214,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         endpoint.clone(),
         tunnel_service.clone(),
     ));
-    tokio::spawn(tunnels::tcp::accept_loop(
+    let tcp_accepting = tokio::spawn(tunnels::tcp::accept_loop(
         tcp_tunnels,
         tcp_port,
         tunnel_service,
@@ -272,7 +272,7 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
         start_admin(admin, &app, &certs, jwks, metrics).await?;
     }
 
-    tokio::spawn(http::server::serve_clients(
+    let listening = tokio::spawn(http::server::serve_clients(
         listener,
         client_tls,
         app.clone(),
@@ -287,21 +287,32 @@ pub async fn run(config: EdgeConfig) -> anyhow::Result<()> {
     drain.start();
     let started = tokio::time::Instant::now();
     let why = tokio::select! {
-        why = clients_gone(&app, drain.grace()) => why,
+        why = clients_gone(&app, listening, drain.grace()) => why,
         () = underpass_shared::shutdown_signal() => "a second signal",
     };
     tracing::info!(
         after = ?started.elapsed(),
         "drain over ({why}): closing the tunnels"
     );
-    registry.close_all(codes::GOING_AWAY, b"edge shutting down");
+    // No tunnel is taken from here on: the TCP listener closes, the QUIC endpoint refuses,
+    // and one whose handshake was under way is closed as it is added.
+    tcp_accepting.abort();
+    let closing = registry.close_all();
     endpoint.close(codes::GOING_AWAY.into(), b"edge shutting down");
     if let Some(auditor) = auditor {
         if let Err(e) = auditor.shutdown().await {
             tracing::error!("audit log not closed cleanly: {e}");
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    // Exiting before the closes are on the wire would leave connectors to find their tunnels
+    // reset (TCP) or timed out (QUIC) instead of closed.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        endpoint.wait_idle().await;
+        for tunnel in &closing {
+            tunnel.finished().await;
+        }
+    })
+    .await;
     Ok(())
 }
 
@@ -354,8 +365,16 @@ async fn start_admin(
 
 /// Returns once no client connection is left open (each closes as soon as it is between
 /// requests), or `grace` is over; says which.
-async fn clients_gone(app: &App, grace: Duration) -> &'static str {
+async fn clients_gone(
+    app: &App,
+    listening: tokio::task::JoinHandle<()>,
+    grace: Duration,
+) -> &'static str {
     let deadline = tokio::time::Instant::now() + grace;
+    // The listener first: it takes the connections sent before `/readyz` said 503.
+    if tokio::time::timeout_at(deadline, listening).await.is_err() {
+        return "drain_grace over; the connections left are cut";
+    }
     while app.limits.conns.open() > 0 {
         if tokio::time::Instant::now() >= deadline {
             return "drain_grace over; the connections left are cut";

@@ -1,8 +1,9 @@
 //! The fallback transport, TLS 1.3 over TCP (`underpass_transport::tcp`), with the real
 //! binaries: `transport = "tcp"` carries SDK calls; with `transport = "auto"` a connector whose
 //! UDP to the edge is dropped (nftables in a network namespace) is on TCP within 5 s, and once
-//! the rule is lifted it moves back to QUIC without failing a call; and whatever a peer sends
-//! to the TCP tunnel port, it is refused with a logged reason and the listener goes on.
+//! the rule is lifted it moves back to QUIC without failing a call; whatever a peer sends to
+//! the TCP tunnel port, it is refused with a logged reason and the listener goes on; and an
+//! edge that drains closes its TCP tunnels cleanly even with an event stream flowing.
 //!
 //! The namespace test needs root, `ip` and `nft` (tests/run.sh installs nftables).
 
@@ -420,4 +421,123 @@ fn bad_input_on_the_tcp_tunnel_port_is_refused_and_logged() {
         Duration::from_secs(10),
     );
     assert!(edge.alive());
+}
+
+/// An edge that drains closes its TCP tunnels as it closes QUIC ones: its connector hears the
+/// edge end each of them (`closed by peer`), never a reset or a cut, even with calls going
+/// through them up to the drain. Three rounds of SIGTERM, exit 0 and restart under load.
+#[test]
+fn an_edge_drain_closes_its_tcp_tunnels_cleanly() {
+    const ROUNDS: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FaultBackend::start(dir.path());
+    let pki = Pki::init(&dir.path().join("pki"));
+    pki.issue("edge", "edge");
+    let (cert, key) = pki.issue("connector", "dc1");
+    let setup = EdgeSetup::write(
+        dir.path(),
+        false,
+        &[("ok", &["dc1"]), ("junk", &["dc1"])],
+        "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+    );
+    // The drain's grace ends while an event stream still flows through the tunnels.
+    prepend_top_level(&setup.config, "drain_grace = \"1s\"");
+    let connector_config = write_connector_config(
+        dir.path(),
+        "connector.toml",
+        "dc1",
+        setup.tunnel_port,
+        ConnectorPki {
+            cert: &cert,
+            key: &key,
+            ca: &pki.ca(),
+        },
+        &[
+            ("ok", &backend.url("ok")),
+            ("junk", &backend.url("junk-sse")),
+        ],
+    );
+    prepend_top_level(&connector_config, "transport = \"tcp\"");
+    let connector = start_connector(dir.path(), "connector", &connector_config);
+    let mut rng = Rng::from_env("an_edge_drain_closes_its_tcp_tunnels_cleanly");
+    let mut plan = Plan::new(&setup.url("ok"));
+    plan.sleep_every = 0;
+    plan.pause = Duration::from_millis(2);
+    plan.deadline = Duration::from_secs(20);
+    for round in 1..=ROUNDS {
+        let mut edge = setup.start(dir.path());
+        wait_tunnels(
+            &setup,
+            &[("dc1", "tcp"), ("dc1", "tcp")],
+            Duration::from_secs(20),
+        );
+        let load = Load::start(&plan, &mut rng);
+        load.wait_ok_after(Duration::ZERO, Duration::from_secs(20))
+            .expect("no call went through the TCP tunnels");
+        let stream = endless_stream(&setup.url("junk"));
+        std::thread::sleep(Duration::from_millis(200));
+        let term = Command::new("kill")
+            .args(["-TERM", &edge.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(term.success(), "kill -TERM failed");
+        let status = edge.wait_exit(Duration::from_secs(30));
+        assert!(status.success(), "round {round}: the edge exited {status}");
+        let calls = load.finish();
+        let streamed = stream.join().expect("stream reader");
+        println!(
+            "round {round}: {}; the event stream got {streamed} bytes before the edge cut it",
+            summarize(&calls)
+        );
+    }
+    let log = connector.log_text();
+    let closed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tunnel closed"))
+        .collect();
+    println!("the connector logged:\n{}", closed.join("\n"));
+    assert!(
+        closed.len() >= 2 * ROUNDS,
+        "the connector logged {} tunnel ends for {ROUNDS} drains of its two tunnels:\n{log}",
+        closed.len()
+    );
+    let unclean: Vec<&&str> = closed
+        .iter()
+        .filter(|l| !l.contains("closed by peer"))
+        .collect();
+    assert!(
+        unclean.is_empty(),
+        "tunnels the drain did not close cleanly:\n{}",
+        unclean
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Opens a `tools/call` answered by an endless event stream and reads it until the edge cuts
+/// it (at most 30 s); the reader returns how many bytes it got.
+fn endless_stream(url: &str) -> std::thread::JoinHandle<usize> {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut sock = std::net::TcpStream::connect(authority).expect("connect to the edge");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}}"#;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).expect("write");
+    sock.write_all(body.as_bytes()).expect("write");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    std::thread::spawn(move || {
+        let mut got = 0;
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = sock.read(&mut buf) {
+            got += n;
+        }
+        got
+    })
 }

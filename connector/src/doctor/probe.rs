@@ -108,7 +108,7 @@ async fn probe_inner(
 ) -> Probed {
     let dialed = match carriers.dial(carrier, addr, server_name).await {
         Ok(d) => d,
-        Err(e) => return Probed::Failed(ProbeFailure::Error(e)),
+        Err(e) => return Probed::Failed(ProbeFailure::Error(e.reason)),
     };
     let probed = talk(&dialed.conn, connector, started).await;
     dialed.conn.close(codes::NORMAL, b"doctor done");

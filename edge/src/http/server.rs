@@ -50,17 +50,34 @@ pub fn client_tls(
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(crypto))))
 }
 
+/// Once the edge drains, the listener stays open until no connection came for this long…
+const DRAIN_LISTEN_QUIET: Duration = Duration::from_millis(250);
+/// …or for this long at most.
+const DRAIN_LISTEN_MAX: Duration = Duration::from_secs(2);
+
+/// Accepts client connections until the edge drains. Draining, it goes on accepting what a
+/// load balancer sent before it saw `/readyz` say 503 (those are answered with
+/// `Connection: close` or GOAWAY) until the listener has been quiet for
+/// [`DRAIN_LISTEN_QUIET`], then closes it: new connections are refused from then on, so an L4
+/// balancer tries another edge at once. Closing at the first moment instead would reset the
+/// connections the kernel had already completed and queued, and their requests would fail.
 pub async fn serve_clients(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: Arc<App>,
 ) {
+    let mut draining_since: Option<tokio::time::Instant> = None;
     loop {
+        let linger = draining_since.map_or(DRAIN_LISTEN_QUIET, |since| {
+            DRAIN_LISTEN_QUIET.min(DRAIN_LISTEN_MAX.saturating_sub(since.elapsed()))
+        });
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            // Draining: the listener closes (new connections are refused, so a load balancer
-            // tries another edge at once); the connections already open finish.
-            () = app.drain.started() => return,
+            () = app.drain.started(), if draining_since.is_none() => {
+                draining_since = Some(tokio::time::Instant::now());
+                continue;
+            }
+            () = tokio::time::sleep(linger), if draining_since.is_some() => return,
         };
         let (stream, remote) = match accepted {
             Ok(s) => s,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::CertificateDer;
+use underpass_proto::frame::codes::GOING_AWAY;
 
 use crate::limits::{Activity, Busy, KeyGuard, PerKey};
 use crate::tunnels::departed::{self, Departed};
@@ -143,11 +144,16 @@ pub struct Registry {
     pub connects: super::connects::Connects,
     /// The latest figures each connector reported (`Stats`).
     pub connector_stats: super::stats::ConnectorStats,
+    /// Set by [`Registry::close_all`]: a tunnel whose handshake ends after it is closed at once.
+    closed: AtomicBool,
 }
 
 /// Most ended sessions remembered; beyond, the older half is forgotten (their ids then reach
 /// the backend, which refuses them itself).
 const MAX_ENDED: usize = 16 * 1024;
+
+/// The reason of the tunnels' closes when the edge exits.
+const SHUTTING_DOWN: &[u8] = b"edge shutting down";
 
 /// Why no tunnel could be chosen for a session.
 #[derive(Debug, PartialEq, Eq)]
@@ -212,6 +218,10 @@ impl Registry {
             expires: tokio::sync::watch::Sender::new(None),
         });
         write(&self.tunnels).insert(id, tunnel.clone());
+        if self.closed.load(Ordering::SeqCst) {
+            // The edge is exiting: this tunnel finished its handshake after `close_all`.
+            tunnel.conn.close(GOING_AWAY, SHUTTING_DOWN);
+        }
         self.added.notify_waiters();
         tunnel
     }
@@ -426,11 +436,17 @@ impl Registry {
             .collect()
     }
 
-    /// Closes every tunnel (the edge is shutting down).
-    pub fn close_all(&self, code: u32, reason: &[u8]) {
-        for tunnel in read(&self.tunnels).values() {
-            tunnel.conn.close(code, reason);
-        }
+    /// Closes every tunnel, and any added later (the edge is shutting down); returns them, to
+    /// wait until they are [finished](underpass_transport::TunnelConn::finished).
+    pub fn close_all(&self) -> Vec<underpass_transport::TunnelConn> {
+        self.closed.store(true, Ordering::SeqCst);
+        read(&self.tunnels)
+            .values()
+            .map(|tunnel| {
+                tunnel.conn.close(GOING_AWAY, SHUTTING_DOWN);
+                tunnel.conn.clone()
+            })
+            .collect()
     }
 
     /// Records a session the backend opened; `slot` is its reserved place in the

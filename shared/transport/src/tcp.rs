@@ -23,10 +23,15 @@
 //! nothing at all arrived for [`crate::quic::IDLE_TIMEOUT`], as QUIC's idle timeout does.
 //!
 //! # Closing
-//! The connector (server) closes with `GOAWAY` carrying the application code; the edge
-//! (client; `h2` offers a client no `GOAWAY`) closes the connection after a short flush. The
-//! reason reaches the connector through the control protocol when there is one (`Refused`).
+//! The connector (server) closes with `GOAWAY` carrying the application code. The edge
+//! (client; `h2` offers a client no `GOAWAY` of its own) lets go of its request handle and
+//! resets every stream still open: with nothing left, `h2` sends `GOAWAY(NO_ERROR)` and shuts
+//! the TLS connection down (`close_notify`, then FIN), so the connector reads an orderly end,
+//! never a reset of a socket closed with bytes unread. The reason reaches the connector
+//! through the control protocol when there is one (`Refused`). [`TcpTunnel::finished`]
+//! resolves when the connection is over, so a process can wait for it before it exits.
 
+mod closing;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -34,7 +39,7 @@ mod tests;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -44,6 +49,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use closing::{hold, linger, Opened};
 pub use stream::{TcpRecv, TcpSend};
 
 use crate::error::TransportError;
@@ -145,6 +151,7 @@ pub async fn accept_port(mut tcp: TcpStream, configs: &PortConfigs) -> Result<Ac
     let remote = tcp.peer_addr().map_err(|e| Refusal::Io(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     screen(&mut tcp).await?;
+    let (tcp, held) = hold(tcp).map_err(|e| Refusal::Io(e.to_string()))?;
     let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
         .await
         .map_err(|e| Refusal::Handshake(e.to_string()))?;
@@ -172,7 +179,9 @@ pub async fn accept_port(mut tcp: TcpStream, configs: &PortConfigs) -> Result<Ac
         .into_stream(configs.tunnel.clone())
         .await
         .map_err(|e| Refusal::Handshake(e.to_string()))?;
-    start_edge_side(tls, remote).await.map(Accepted::Tunnel)
+    start_edge_side(tls, remote, held)
+        .await
+        .map(Accepted::Tunnel)
 }
 
 /// Refuses what is not TLS before any handshake: a plain HTTP request gets a 400 saying the
@@ -215,6 +224,7 @@ async fn screen(tcp: &mut TcpStream) -> Result<(), Refusal> {
 async fn start_edge_side(
     tls: tokio_rustls::server::TlsStream<TcpStream>,
     remote: SocketAddr,
+    held: std::net::TcpStream,
 ) -> Result<TcpTunnel, Refusal> {
     let (_, session) = tls.get_ref();
     match session.alpn_protocol() {
@@ -242,14 +252,15 @@ async fn start_edge_side(
         remote,
         peer,
         Side::Edge {
-            send_request,
+            send_request: Mutex::new(Some(send_request)),
+            opened: Mutex::default(),
             control_taken: AtomicBool::new(false),
         },
     );
     let shared = tunnel.0.clone();
     tokio::spawn(async move {
         let mut closed = shared.closed.subscribe();
-        tokio::pin!(connection);
+        let mut connection = Box::pin(connection);
         let ended = tokio::select! {
             r = &mut connection => Some(r),
             _ = until_closed(&mut closed) => None,
@@ -257,11 +268,17 @@ async fn start_edge_side(
         match ended {
             Some(Ok(())) => shared.set_closed("closed by the connector".into()),
             Some(Err(e)) => shared.set_closed(describe(&e)),
-            // Closed here: give what is queued (a `Refused`) a moment to leave.
+            // Closed here: with the handle and the streams gone, h2 sends what is queued (a
+            // `Refused`), then `GOAWAY`, and shuts the connection down; it reads meanwhile,
+            // so nothing is left unread when the socket closes.
             None => {
+                shared.let_go();
                 let _ = tokio::time::timeout(CLOSE_FLUSH, &mut connection).await;
             }
         }
+        drop(connection);
+        linger(held).await;
+        shared.finished.send_replace(true);
     });
     tokio::spawn(keep_alive(tunnel.0.clone(), ping, activity));
     Ok(tunnel)
@@ -278,6 +295,7 @@ pub async fn connect(
         .await
         .map_err(|e| format!("cannot connect to tcp/{addr}: {e}"))?;
     let _ = tcp.set_nodelay(true);
+    let (tcp, held) = hold(tcp).map_err(|e| format!("tcp/{addr}: {e}"))?;
     let name = ServerName::try_from(server_name.to_owned())
         .map_err(|e| format!("bad edge server name {server_name:?}: {e}"))?;
     let tls = connector
@@ -328,17 +346,20 @@ pub async fn connect(
                         std::future::poll_fn(|cx| connection.poll_closed(cx)),
                     )
                     .await;
-                    return;
+                    break;
                 }
             };
             let (request, mut respond) = match next {
                 Some(Ok(r)) => r,
-                Some(Err(e)) => return shared.set_closed(describe(&e)),
+                Some(Err(e)) => {
+                    shared.set_closed(describe(&e));
+                    break;
+                }
                 // An orderly end (GOAWAY, then the stream closed): the edge closed the tunnel,
                 // whether or not its GOAWAY's code was read before the end.
                 None => {
-                    return shared
-                        .set_closed("closed by peer: the edge ended the connection".into())
+                    shared.set_closed("closed by peer: the edge ended the connection".into());
+                    break;
                 }
             };
             let send = match respond.send_response(http::Response::new(()), false) {
@@ -369,6 +390,9 @@ pub async fn connect(
                 }
             }
         }
+        drop(connection);
+        linger(held).await;
+        shared.finished.send_replace(true);
     });
     tokio::spawn(keep_alive(tunnel.0.clone(), ping, activity));
     Ok(tunnel)
@@ -456,6 +480,8 @@ struct Shared {
     side: Side,
     /// Why the tunnel is gone, once it is.
     closed: watch::Sender<Option<String>>,
+    /// `true` once the connection is over (its socket closed).
+    finished: watch::Sender<bool>,
     /// The application code of a local close (sent in the connector's `GOAWAY`).
     local_code: AtomicU32,
     /// The last PING's round trip, in microseconds (0: none answered yet).
@@ -477,6 +503,27 @@ impl Shared {
             true
         });
     }
+
+    /// The edge's half of closing: drops the request handle and resets every stream still
+    /// open, so that h2 ends the connection with `GOAWAY` at once.
+    fn let_go(&self) {
+        if let Side::Edge {
+            send_request,
+            opened,
+            ..
+        } = &self.side
+        {
+            lock(send_request).take();
+            let streams = std::mem::take(&mut lock(opened).streams);
+            for stream in streams.iter().filter_map(Weak::upgrade) {
+                lock(&stream).send_reset(h2::Reason::CANCEL);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What the TLS handshake established about the peer: its certificate chain (leaf first)
@@ -508,7 +555,9 @@ type Pair = (TcpSend, TcpRecv);
 enum Side {
     /// The edge: the HTTP/2 client, opening streams.
     Edge {
-        send_request: h2::client::SendRequest<Bytes>,
+        /// Taken when the tunnel closes (see [`Shared::let_go`]).
+        send_request: Mutex<Option<h2::client::SendRequest<Bytes>>>,
+        opened: Mutex<Opened>,
         control_taken: AtomicBool,
     },
     /// The connector: the HTTP/2 server, answering them.
@@ -525,6 +574,7 @@ impl TcpTunnel {
             peer,
             side,
             closed: watch::channel(None).0,
+            finished: watch::channel(false).0,
             local_code: AtomicU32::new(0),
             rtt_us: AtomicU64::new(0),
         }))
@@ -551,13 +601,15 @@ impl TcpTunnel {
     /// The edge opens a stream on `path`.
     async fn open(
         &self,
-        send_request: &h2::client::SendRequest<Bytes>,
+        send_request: &Mutex<Option<h2::client::SendRequest<Bytes>>>,
+        opened: &Mutex<Opened>,
         path: &str,
     ) -> Result<Pair, TransportError> {
-        if self.0.closed.borrow().is_some() {
+        let sender = lock(send_request).clone();
+        let Some(sender) = sender.filter(|_| self.0.closed.borrow().is_none()) else {
             return Err(self.lost());
-        }
-        let ready = send_request.clone().ready();
+        };
+        let ready = sender.ready();
         let mut send_request = tokio::select! {
             r = ready => r.map_err(|e| stream::stream_error(&e, false))?,
             _ = self.closed() => return Err(self.lost()),
@@ -571,12 +623,17 @@ impl TcpTunnel {
             .send_request(request, false)
             .map_err(|e| stream::stream_error(&e, false))?;
         let send = Arc::new(Mutex::new(send));
+        lock(opened).push(&send);
         Ok((TcpSend::new(send.clone()), TcpRecv::waiting(response, send)))
     }
 
     pub(crate) async fn open_exchange(&self) -> Result<Pair, TransportError> {
         match &self.0.side {
-            Side::Edge { send_request, .. } => self.open(send_request, EXCHANGE_PATH).await,
+            Side::Edge {
+                send_request,
+                opened,
+                ..
+            } => self.open(send_request, opened, EXCHANGE_PATH).await,
             Side::Connector { control, .. } => {
                 // The control stream, which the edge opened.
                 let rx = control.lock().await.take().ok_or_else(|| {
@@ -596,10 +653,11 @@ impl TcpTunnel {
         match &self.0.side {
             Side::Edge {
                 send_request,
+                opened,
                 control_taken,
             } => {
                 if !control_taken.swap(true, Ordering::SeqCst) {
-                    return self.open(send_request, CONTROL_PATH).await;
+                    return self.open(send_request, opened, CONTROL_PATH).await;
                 }
                 // A connector cannot open streams over HTTP/2: wait for the end.
                 Err(self.closed().await)
@@ -643,6 +701,11 @@ impl TcpTunnel {
 
     pub(crate) fn close_reason(&self) -> Option<TransportError> {
         self.0.closed.borrow().is_some().then(|| self.lost())
+    }
+
+    /// Resolves once the connection is over: closed, what was queued sent, the socket gone.
+    pub(crate) async fn finished(&self) {
+        let _ = self.0.finished.subscribe().wait_for(|done| *done).await;
     }
 }
 

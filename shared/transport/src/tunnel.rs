@@ -139,6 +139,16 @@ impl TunnelConn {
             TunnelConn::Tcp(c) => c.close_reason(),
         }
     }
+
+    /// Resolves once a closed tunnel has left the wire: over TCP, when its connection is over
+    /// (`GOAWAY` and TLS close sent, the socket gone). A QUIC connection's closing is its
+    /// endpoint's to finish (`quinn::Endpoint::wait_idle`), so this returns at once for QUIC.
+    pub async fn finished(&self) {
+        match self {
+            TunnelConn::Quic(_) => {}
+            TunnelConn::Tcp(c) => c.finished().await,
+        }
+    }
 }
 
 /// The sending half of one exchange.
