@@ -7,11 +7,12 @@
 //! A service that fails or is late is left out with a log line and a metric, or fails the
 //! answer when its `on_failure = "fail"`; it never holds the others up past the deadline.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
 use underpass_mcp::federation::caching::{self, CacheScope, Directives};
 use underpass_mcp::federation::names::{shown, NameTable};
 use underpass_mcp::federation::uris::federated_uri;
@@ -199,6 +200,8 @@ async fn read_all(
 ) -> Result<(Listing, Directives, usize), UpstreamError> {
     let fed = &app.config.federation;
     let mut items = Vec::new();
+    // Items read, kept or not: what `max_items_per_service` bounds.
+    let mut read = 0usize;
     let mut cursor: Option<String> = None;
     let mut seen = HashSet::new();
     let mut directives: Option<Directives> = None;
@@ -213,8 +216,12 @@ async fn read_all(
             Some(c) => json!({"cursor": c}),
             None => json!({}),
         };
-        let mut result =
-            upstream::request(app, &service.name, caller, kind.method(), params).await?;
+        let text =
+            upstream::request_text(app, &service.name, caller, kind.method(), params).await?;
+        let Page {
+            items: page_items,
+            rest: result,
+        } = Page::read(kind, &text)?;
         modern &= result.get("resultType").is_some() || result.get("ttlMs").is_some();
         let d = caching::directives(&result);
         directives = Some(match directives {
@@ -228,22 +235,16 @@ async fn read_all(
                 },
             },
         });
-        let Some(Value::Array(page_items)) = result.get_mut(kind.key()).map(Value::take) else {
-            return Err(UpstreamError::Unreadable(format!(
-                "its {} answer has no `{}` list",
-                kind.method(),
-                kind.key()
-            )));
-        };
         for item in page_items {
-            if items.len() == fed.max_items_per_service {
-                tracing::warn!(service = %service.name, list = kind.method(), items = items.len(),
+            if read == fed.max_items_per_service {
+                tracing::warn!(service = %service.name, list = kind.method(), items = read,
                     "federated list: more items than [federation] max_items_per_service; the rest is left out");
                 break;
             }
-            items.push(item);
+            read += 1;
+            items.extend(Split::of(kind, item));
         }
-        if items.len() == fed.max_items_per_service {
+        if read == fed.max_items_per_service {
             break;
         }
         cursor = result
@@ -273,9 +274,7 @@ async fn read_all(
     }
     let names = match kind {
         Kind::Tools | Kind::Prompts => {
-            let listed = items
-                .iter()
-                .filter_map(|i| i.get("name").and_then(Value::as_str));
+            let listed = items.iter().map(|i| i.original.as_str());
             let (table, dropped) =
                 NameTable::build(service.federated_prefix(), &fed.separator, listed);
             if !dropped.is_empty() {
@@ -314,19 +313,82 @@ async fn read_all(
     Ok((listing, directives, bytes))
 }
 
-/// A service's items as they are kept: federated and serialized once. Left out: items that
-/// are not objects or lack their name or URI, names the table dropped, and URIs that are
-/// empty, over [`MAX_URI`] or hold control characters.
-pub fn prepare(kind: Kind, prefix: &str, items: Vec<Value>, names: NameTable) -> Listing {
-    let id = kind.id_field();
+/// One page of a list answer: its items as JSON text, its other members (`nextCursor`,
+/// caching hints, `_meta`) as a tree. The items, most of the bytes, are never built into one.
+struct Page<'a> {
+    items: Vec<&'a RawValue>,
+    rest: Value,
+}
+
+impl<'a> Page<'a> {
+    fn read(kind: Kind, result: &'a RawValue) -> Result<Page<'a>, UpstreamError> {
+        let unreadable = || {
+            UpstreamError::Unreadable(format!(
+                "its {} answer has no `{}` list",
+                kind.method(),
+                kind.key()
+            ))
+        };
+        let members: BTreeMap<String, &RawValue> =
+            serde_json::from_str(result.get()).map_err(|_| unreadable())?;
+        let mut items = None;
+        let mut rest = Map::new();
+        for (key, value) in members {
+            if key == kind.key() {
+                items = serde_json::from_str::<Vec<&RawValue>>(value.get()).ok();
+            } else if let Ok(value) = serde_json::from_str(value.get()) {
+                rest.insert(key, value);
+            }
+        }
+        Ok(Page {
+            items: items.ok_or_else(unreadable)?,
+            rest: Value::Object(rest),
+        })
+    }
+}
+
+/// One item of a backend's list, split where the edge changes it: its name or URI, its
+/// description, and its other members as JSON text (never parsed below the top level).
+pub struct Split {
+    original: String,
+    description: Option<String>,
+    rest: String,
+}
+
+impl Split {
+    /// `None` for an item that is not an object or lacks a string name (or URI).
+    pub fn of(kind: Kind, item: &RawValue) -> Option<Split> {
+        // A duplicated member counts once, the last, as in a parsed object.
+        let mut members: BTreeMap<String, &RawValue> = serde_json::from_str(item.get()).ok()?;
+        let original: String = serde_json::from_str(members.remove(kind.id_field())?.get()).ok()?;
+        let description = members.remove("description").map(|d| d.get().to_owned());
+        let mut rest = String::new();
+        for (key, value) in members {
+            if !rest.is_empty() {
+                rest.push(',');
+            }
+            rest.push_str(&json_text(&key));
+            rest.push(':');
+            rest.push_str(value.get());
+        }
+        Some(Split {
+            original,
+            description,
+            rest,
+        })
+    }
+}
+
+/// A service's items as they are kept: federated and serialized once. Left out: names the
+/// table dropped, and URIs that are empty, over [`MAX_URI`] or hold control characters.
+pub fn prepare(kind: Kind, prefix: &str, items: Vec<Split>, names: NameTable) -> Listing {
     let mut kept = Vec::with_capacity(items.len());
-    for item in items {
-        let Value::Object(mut members) = item else {
-            continue;
-        };
-        let Some(Value::String(original)) = members.remove(id) else {
-            continue;
-        };
+    for Split {
+        original,
+        description,
+        rest,
+    } in items
+    {
         let federated = match kind {
             Kind::Tools | Kind::Prompts => match names.federated(&original) {
                 Some(f) => f.to_owned(),
@@ -341,14 +403,6 @@ pub fn prepare(kind: Kind, prefix: &str, items: Vec<Value>, names: NameTable) ->
                 }
                 federated_uri(prefix, &original)
             }
-        };
-        let description = members.remove("description").map(|d| d.to_string());
-        let rest = if members.is_empty() {
-            String::new()
-        } else {
-            let text = Value::Object(members).to_string();
-            // `{…}` without its braces, to be joined after the name.
-            text.get(1..text.len() - 1).unwrap_or_default().to_owned()
         };
         kept.push(Item {
             original,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use underpass_mcp::federation::notifications::Filter;
 use underpass_mcp::{SseParser, MODERN_VERSION};
@@ -188,6 +189,7 @@ async fn open_session(
         "clientInfo": {"name": "underpass-edge", "version": env!("CARGO_PKG_VERSION")},
     });
     let (result, session) = exchange(app, &plan, caller, "initialize", params).await?;
+    let result = parsed(&result)?;
     let version = result
         .get("protocolVersion")
         .and_then(Value::as_str)
@@ -288,16 +290,30 @@ pub async fn request(
     method: &str,
     params: Value,
 ) -> Result<Value, UpstreamError> {
+    parsed(&request_text(app, service, caller, method, params).await?)
+}
+
+/// [`request`], its result left as JSON text (checked, not parsed into a tree): for a large
+/// result the caller reads only part of, such as a list page.
+pub async fn request_text(
+    app: &App,
+    service: &str,
+    caller: &Caller,
+    method: &str,
+    params: Value,
+) -> Result<Box<RawValue>, UpstreamError> {
     let first = plan(app, service, caller).await?;
-    match send(app, &first, caller, method, params.clone()).await {
+    match exchange(app, &first, caller, method, params.clone()).await {
         Err(UpstreamError::Status(404)) if first.legacy.is_some() => {
             app.federation
                 .upstreams
                 .drop_session(service, &caller.identity.principal);
             let again = plan(app, service, caller).await?;
-            send(app, &again, caller, method, params).await
+            exchange(app, &again, caller, method, params)
+                .await
+                .map(|(result, _)| result)
         }
-        other => other,
+        other => other.map(|(result, _)| result),
     }
 }
 
@@ -308,9 +324,12 @@ async fn send(
     method: &str,
     params: Value,
 ) -> Result<Value, UpstreamError> {
-    exchange(app, plan, caller, method, params)
-        .await
-        .map(|(result, _)| result)
+    parsed(&exchange(app, plan, caller, method, params).await?.0)
+}
+
+/// A result's JSON text as a tree.
+fn parsed(result: &RawValue) -> Result<Value, UpstreamError> {
+    serde_json::from_str(result.get()).map_err(|e| UpstreamError::Unreadable(e.to_string()))
 }
 
 /// Sends a notification (its answer is not read).
@@ -370,14 +389,15 @@ async fn send_on_behalf(
     }
 }
 
-/// One request down the plan's tunnel: its result and the `Mcp-Session-Id` answered.
+/// One request down the plan's tunnel: its result (JSON text) and the `Mcp-Session-Id`
+/// answered.
 async fn exchange(
     app: &App,
     plan: &Plan,
     caller: &Caller,
     method: &str,
     params: Value,
-) -> Result<(Value, Option<String>), UpstreamError> {
+) -> Result<(Box<RawValue>, Option<String>), UpstreamError> {
     let id = app.federation.upstreams.id();
     let name = params
         .get("name")
@@ -643,7 +663,7 @@ pub fn header_value(value: &str) -> Vec<u8> {
 async fn read_answer(
     sent: Sent,
     id: &Value,
-) -> Result<Result<Value, UpstreamError>, UpstreamError> {
+) -> Result<Result<Box<RawValue>, UpstreamError>, UpstreamError> {
     let is_sse = is_event_stream(&sent);
     let Sent {
         tunnel,
@@ -672,11 +692,11 @@ async fn read_answer(
         for event in events {
             let Some(msg) = event
                 .data()
-                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                .and_then(|d| serde_json::from_str::<Envelope<'_>>(d).ok())
             else {
                 continue;
             };
-            if let Some(answer) = answer_of(msg, id) {
+            if let Some(answer) = msg.answer(id) {
                 drop(in_flight);
                 return Ok(answer);
             }
@@ -686,33 +706,53 @@ async fn read_answer(
     if is_sse {
         return Err(unreadable("the event stream ended without the answer"));
     }
-    let value: Value = serde_json::from_slice(&json).map_err(|e| unreadable(&e.to_string()))?;
-    let found = match value {
-        Value::Array(items) => items.into_iter().find_map(|m| answer_of(m, id)),
-        msg => answer_of(msg, id),
+    let batch = json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let found = if batch {
+        serde_json::from_slice::<Vec<Envelope<'_>>>(&json)
+            .map_err(|e| unreadable(&e.to_string()))?
+            .into_iter()
+            .find_map(|m| m.answer(id))
+    } else {
+        serde_json::from_slice::<Envelope<'_>>(&json)
+            .map_err(|e| unreadable(&e.to_string()))?
+            .answer(id)
     };
     found.ok_or_else(|| unreadable("no answer to the request in the body"))
 }
 
-/// The result or error of a message answering `id`.
-fn answer_of(mut msg: Value, id: &Value) -> Option<Result<Value, UpstreamError>> {
-    if msg.get("id") != Some(id) {
-        return None;
+/// A JSON-RPC message as far as an answer goes: its result stays JSON text (a whole list page
+/// is not built into a tree here).
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+impl Envelope<'_> {
+    /// The result or error, if this message answers `id`.
+    fn answer(self, id: &Value) -> Option<Result<Box<RawValue>, UpstreamError>> {
+        let own: Value = serde_json::from_str(self.id?.get()).ok()?;
+        if own != *id {
+            return None;
+        }
+        if let Some(result) = self.result {
+            return Some(Ok(result.to_owned()));
+        }
+        let error = self.error?;
+        Some(Err(UpstreamError::Rpc {
+            code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+            message: error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .chars()
+                .take(512)
+                .collect(),
+            data: error.get("data").cloned(),
+        }))
     }
-    // Taken, not cloned: a whole list page is this result.
-    if let Some(result) = msg.get_mut("result").map(Value::take) {
-        return Some(Ok(result));
-    }
-    let error = msg.get("error")?;
-    Some(Err(UpstreamError::Rpc {
-        code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
-        message: error
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .chars()
-            .take(512)
-            .collect(),
-        data: error.get("data").cloned(),
-    }))
 }

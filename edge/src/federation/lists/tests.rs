@@ -3,11 +3,13 @@ use serde_json::json;
 use super::*;
 
 fn listing(kind: Kind, items: Vec<Value>) -> Listing {
+    let items: Vec<Split> = items
+        .iter()
+        .filter_map(|i| Split::of(kind, &serde_json::value::to_raw_value(i).unwrap()))
+        .collect();
     let names = match kind {
         Kind::Tools | Kind::Prompts => {
-            let listed = items
-                .iter()
-                .filter_map(|i| i.get("name").and_then(Value::as_str));
+            let listed = items.iter().map(|i| i.original.as_str());
             NameTable::build("svc", "__", listed).0
         }
         _ => NameTable::default(),
@@ -177,4 +179,52 @@ fn an_answer_joins_the_items_to_the_rest_of_the_result() {
         v,
         json!({"jsonrpc": "2.0", "id": null, "result": {"prompts": []}})
     );
+}
+
+#[test]
+fn a_page_is_split_at_the_top_level_only_and_hostile_items_are_left_out() {
+    let text = r#"{"tools": [
+        {"name": "echo", "inputSchema": {"type": "object",
+            "properties": {"m": {"type": "string", "description": "a \"quoted\" word"}}},
+         "description": "first", "description": "second"},
+        {"name": 7},
+        "not an object",
+        {"name": "a", "name": "b"},
+        {"title": "no name"}
+    ], "nextCursor": "c2", "ttlMs": 5000}"#;
+    let raw = RawValue::from_string(text.to_owned()).unwrap();
+    let page = Page::read(Kind::Tools, &raw).unwrap();
+    assert_eq!(page.items.len(), 5);
+    assert_eq!(page.rest, json!({"nextCursor": "c2", "ttlMs": 5000}));
+    let splits: Vec<Split> = page
+        .items
+        .iter()
+        .filter_map(|i| Split::of(Kind::Tools, i))
+        .collect();
+    let names: Vec<&str> = splits.iter().map(|s| s.original.as_str()).collect();
+    // A duplicated member counts once, the last (as a parsed object has it).
+    assert_eq!(names, ["echo", "b"]);
+    let table = NameTable::build("svc", "__", names.iter().copied()).0;
+    let listing = prepare(Kind::Tools, "svc", splits, table);
+    let out = parsed(federate(Kind::Tools, &listing, None, false, |_| true));
+    assert_eq!(
+        out[0],
+        json!({"name": "svc__echo", "description": "second", "inputSchema": {"type": "object",
+            "properties": {"m": {"type": "string", "description": "a \"quoted\" word"}}}})
+    );
+    assert_eq!(out[1], json!({"name": "svc__b"}));
+}
+
+#[test]
+fn a_page_without_its_list_is_unreadable() {
+    for text in [r#"{"tools": "nope"}"#, r#"{"prompts": []}"#, "[]", "7"] {
+        let raw = RawValue::from_string(text.to_owned()).unwrap();
+        assert!(
+            matches!(
+                Page::read(Kind::Tools, &raw),
+                Err(UpstreamError::Unreadable(_))
+            ),
+            "{text}"
+        );
+    }
 }
