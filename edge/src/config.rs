@@ -259,6 +259,11 @@ pub struct ServiceConfig {
     /// on a bridged endpoint. `/mcp` always bridges. Default false.
     #[serde(default)]
     pub bridge_eras: bool,
+    /// Pinned tool definitions: hide a tool whose definition changed since an operator
+    /// approved it. Not in this build yet: `false` (the default, nothing pinned) loads, `true`
+    /// is refused at load rather than silently not pinning.
+    #[serde(default)]
+    pub pin_tools: bool,
 }
 
 impl ServiceConfig {
@@ -491,6 +496,14 @@ impl EdgeConfig {
                 validate_name(c)
                     .with_context(|| format!("invalid connector name in service {:?}", s.name))?;
             }
+            if s.pin_tools {
+                bail!(
+                    "service {:?}: pin_tools = true (pinned tool definitions) is not available in \
+                     this build, and the edge will not run without the protection asked for; set \
+                     pin_tools = false or remove it",
+                    s.name
+                );
+            }
         }
         let prefixes: Vec<(&str, &str)> = self
             .services
@@ -611,6 +624,24 @@ mod tests {
         c.resolve_paths(Path::new("/etc/underpass"));
         c.validate()?;
         Ok(c)
+    }
+
+    #[test]
+    fn pin_tools_false_loads_and_true_is_refused_until_pinning_exists() {
+        let with = |v: &str| {
+            BASE.replace(
+                "connectors = [\"dc1\"]",
+                &format!("connectors = [\"dc1\"]\npin_tools = {v}"),
+            )
+        };
+        let c: EdgeConfig = toml::from_str(&format!("{}\n{DEV}", with("false"))).unwrap();
+        c.validate().unwrap();
+        let c: EdgeConfig = toml::from_str(&format!("{}\n{DEV}", with("true"))).unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("pin_tools = true") && err.contains("\"everything\""),
+            "{err}"
+        );
     }
 
     #[test]
