@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use underpass_edge::federation::lists::{federate, prepare, Kind};
+use underpass_edge::federation::lists::{federate, prepare, Kind, Split};
 use underpass_edge::policy::Target;
 use underpass_mcp::federation::caching::directives;
 use underpass_mcp::federation::names::{
@@ -119,6 +119,12 @@ fn check_federate(kind: Kind, items: Vec<Value>, names: NameTable) {
         Kind::Resources => "uri",
         Kind::Templates => "uriTemplate",
     };
+    // As the edge reads a page: each item as JSON text, split at its top level.
+    let items: Vec<Split> = items
+        .iter()
+        .filter_map(|i| serde_json::value::to_raw_value(i).ok())
+        .filter_map(|raw| Split::of(kind, &raw))
+        .collect();
     let listing = prepare(kind, PREFIX, items, names);
     let parse = |out: Vec<String>| -> Vec<Value> {
         out.iter()
