@@ -75,7 +75,8 @@ fn closed() -> TransportError {
     TransportError::Stream("exchange already closed".into())
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A lock whose poisoning is ignored (a panic elsewhere leaves the stream state usable).
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
