@@ -323,6 +323,23 @@ impl EventStream {
         }
     }
 
+    /// Reads until the server ends the stream (at most `wait`); returns how many bytes came
+    /// after the head, framing included.
+    pub fn read_to_end(mut self, wait: Duration) -> usize {
+        let deadline = std::time::Instant::now() + wait;
+        let mut got = self.pending.len() + self.body.len();
+        let mut buf = [0u8; 4096];
+        while std::time::Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if is_timeout(&e) => {}
+                Err(_) => break,
+            }
+        }
+        got
+    }
+
     /// Moves the complete chunks of `pending` into `body`.
     fn decode_chunks(&mut self) {
         while let Some(line) = self.pending.windows(2).position(|w| w == b"\r\n") {

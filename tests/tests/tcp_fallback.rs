@@ -519,25 +519,17 @@ fn an_edge_drain_closes_its_tcp_tunnels_cleanly() {
 /// Opens a `tools/call` answered by an endless event stream and reads it until the edge cuts
 /// it (at most 30 s); the reader returns how many bytes it got.
 fn endless_stream(url: &str) -> std::thread::JoinHandle<usize> {
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (authority, path) = rest.split_at(rest.find('/').expect("a path"));
-    let mut sock = std::net::TcpStream::connect(authority).expect("connect to the edge");
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}}"#;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    sock.write_all(head.as_bytes()).expect("write");
-    sock.write_all(body.as_bytes()).expect("write");
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("read timeout");
-    std::thread::spawn(move || {
-        let mut got = 0;
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = sock.read(&mut buf) {
-            got += n;
-        }
-        got
-    })
+    let stream = http::EventStream::open(
+        "POST",
+        url,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        body.as_bytes(),
+    )
+    .expect("open the event stream");
+    assert_eq!(stream.status, 200, "the event stream was not opened");
+    std::thread::spawn(move || stream.read_to_end(Duration::from_secs(30)))
 }
