@@ -303,18 +303,17 @@ pub async fn request_text(
     params: Value,
 ) -> Result<Box<RawValue>, UpstreamError> {
     let first = plan(app, service, caller).await?;
-    match exchange(app, &first, caller, method, params.clone()).await {
+    let answered = match exchange(app, &first, caller, method, params.clone()).await {
         Err(UpstreamError::Status(404)) if first.legacy.is_some() => {
             app.federation
                 .upstreams
                 .drop_session(service, &caller.identity.principal);
             let again = plan(app, service, caller).await?;
-            exchange(app, &again, caller, method, params)
-                .await
-                .map(|(result, _)| result)
+            exchange(app, &again, caller, method, params).await
         }
-        other => other.map(|(result, _)| result),
-    }
+        other => other,
+    };
+    answered.map(|(result, _)| result)
 }
 
 async fn send(
@@ -726,10 +725,21 @@ async fn read_answer(
 struct Envelope<'a> {
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    /// `Some` whenever the member is there, `null` included (as the answer it is).
+    #[serde(borrow, default, deserialize_with = "present")]
     result: Option<&'a RawValue>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     error: Option<Value>,
+}
+
+/// A member that is present, whatever its value (`Option`'s own reading takes `null` for
+/// absent).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 impl Envelope<'_> {
@@ -754,5 +764,38 @@ impl Envelope<'_> {
                 .collect(),
             data: error.get("data").cloned(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(text: &str) -> Option<Result<String, String>> {
+        let envelope: Envelope<'_> = serde_json::from_str(text).unwrap();
+        envelope.answer(&json!(7)).map(|r| {
+            r.map(|raw| raw.get().to_owned())
+                .map_err(|e| format!("{e:?}"))
+        })
+    }
+
+    #[test]
+    fn an_envelope_answers_its_own_id_with_the_result_as_text() {
+        let got = answer(r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[ {"name":"a"} ]}}"#);
+        assert_eq!(got, Some(Ok(r#"{"tools":[ {"name":"a"} ]}"#.to_owned())));
+        // A null result is an answer, as it was when the message was parsed whole.
+        assert_eq!(
+            answer(r#"{"id":7,"result":null}"#),
+            Some(Ok("null".to_owned()))
+        );
+        assert_eq!(answer(r#"{"id":8,"result":{}}"#), None);
+        assert_eq!(answer(r#"{"id":"7","result":{}}"#), None);
+        assert_eq!(answer(r#"{"method":"notifications/progress"}"#), None);
+        let err = answer(r#"{"id":7,"error":{"code":-32601,"message":"no"}}"#);
+        assert!(
+            matches!(&err, Some(Err(e)) if e.contains("-32601")),
+            "{err:?}"
+        );
+        assert!(matches!(answer(r#"{"id":7,"error":null}"#), Some(Err(_))));
     }
 }
