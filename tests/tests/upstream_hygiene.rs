@@ -266,13 +266,6 @@ fn error_bodies_name_no_backend_command_or_connector() {
     ];
     let check = |service: &str, r: &http::Reply| -> String {
         assert_eq!(r.status, 502, "{service}: {}", r.text());
-        let text = r.text();
-        for leak in &leaks {
-            assert!(
-                !text.contains(leak.as_str()),
-                "{service} leaks {leak:?}: {text}"
-            );
-        }
         let v = r.json();
         assert_eq!(v["error"]["code"], code::UPSTREAM_FAILED, "{service}: {v}");
         let message = v["error"]["message"].as_str().unwrap_or("");
@@ -282,6 +275,15 @@ fn error_bodies_name_no_backend_command_or_connector() {
             .and_then(|rest| rest.split(')').next())
             .unwrap_or_else(|| panic!("{service}: no reference in {message:?}"))
             .to_owned();
+        // The reference is random hex, so it may spell "dc1" by chance; only the rest of
+        // the body must not name what the client may not know.
+        let text = r.text().replace(&reference, "REF");
+        for leak in &leaks {
+            assert!(
+                !text.contains(leak.as_str()),
+                "{service} leaks {leak:?}: {text}"
+            );
+        }
         reference
     };
 
@@ -312,7 +314,7 @@ fn error_bodies_name_no_backend_command_or_connector() {
     assert!(
         edge_log
             .lines()
-            .any(|l| l.contains(&reference) && l.contains("dc1")),
+            .any(|l| l.contains(&reference) && l.contains("connector \"dc1\"")),
         "the edge log has the connector under {reference}:\n{edge_log}"
     );
 }

@@ -19,16 +19,21 @@ fn payload(service: &str, principal: &str, connector: &str, backend_id: &str) ->
 fn seals_and_opens_for_its_service_and_principal_only() {
     let s = sealer(&[[1; 32]]);
     let id = s
-        .seal(&payload("everything", "client:alice", "dc1", "backend-77"))
+        .seal(&payload(
+            "everything",
+            "client:alice",
+            "connector-dc1",
+            "backend-77",
+        ))
         .unwrap();
     assert!(
         id.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "base64url, visible ASCII: {id}"
     );
-    assert!(!id.contains("backend-77") && !id.contains("dc1"));
+    assert!(!id.contains("backend-77") && !id.contains("connector-dc1"));
     let opened = s.open(&id, "everything", "client:alice").unwrap();
-    assert_eq!(opened.connector, "dc1");
+    assert_eq!(opened.connector, "connector-dc1");
     assert_eq!(opened.backend_id, "backend-77");
     assert_eq!(opened.key_index, 0);
     assert_eq!(
