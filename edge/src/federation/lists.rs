@@ -7,12 +7,11 @@
 //! A service that fails or is late is left out with a log line and a metric, or fails the
 //! answer when its `on_failure = "fail"`; it never holds the others up past the deadline.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::value::RawValue;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use underpass_mcp::federation::caching::{self, CacheScope, Directives};
 use underpass_mcp::federation::names::{shown, NameTable};
 use underpass_mcp::federation::uris::federated_uri;
@@ -26,6 +25,10 @@ use crate::federation::state::{Item, Listing, ShortName};
 use crate::federation::target::Endpoint;
 use crate::federation::upstream::{self, Caller, UpstreamError};
 use crate::policy::{Policy, Target};
+
+mod page;
+pub use page::Split;
+use page::{push_json_str, Page};
 
 /// Longest resource URI (or URI template) taken from a backend (bytes).
 const MAX_URI: usize = 8 * 1024;
@@ -80,7 +83,7 @@ impl Kind {
     }
 
     /// The member of an item that names it.
-    fn id_field(self) -> &'static str {
+    pub(crate) fn id_field(self) -> &'static str {
         match self {
             Kind::Tools | Kind::Prompts => "name",
             Kind::Resources => "uri",
@@ -242,7 +245,7 @@ async fn read_all(
                 break;
             }
             read += 1;
-            items.extend(Split::of(kind, item));
+            items.extend(item);
         }
         if read == fed.max_items_per_service {
             break;
@@ -311,72 +314,6 @@ async fn read_all(
     let listing = prepare(kind, service.federated_prefix(), items, names);
     let bytes = listing.items.iter().map(Item::size).sum();
     Ok((listing, directives, bytes))
-}
-
-/// One page of a list answer: its items as JSON text, its other members (`nextCursor`,
-/// caching hints, `_meta`) as a tree. The items, most of the bytes, are never built into one.
-struct Page<'a> {
-    items: Vec<&'a RawValue>,
-    rest: Value,
-}
-
-impl<'a> Page<'a> {
-    fn read(kind: Kind, result: &'a RawValue) -> Result<Page<'a>, UpstreamError> {
-        let unreadable = || {
-            UpstreamError::Unreadable(format!(
-                "its {} answer has no `{}` list",
-                kind.method(),
-                kind.key()
-            ))
-        };
-        let members: BTreeMap<String, &RawValue> =
-            serde_json::from_str(result.get()).map_err(|_| unreadable())?;
-        let mut items = None;
-        let mut rest = Map::new();
-        for (key, value) in members {
-            if key == kind.key() {
-                items = serde_json::from_str::<Vec<&RawValue>>(value.get()).ok();
-            } else if let Ok(value) = serde_json::from_str(value.get()) {
-                rest.insert(key, value);
-            }
-        }
-        Ok(Page {
-            items: items.ok_or_else(unreadable)?,
-            rest: Value::Object(rest),
-        })
-    }
-}
-
-/// One item of a backend's list, split where the edge changes it: its name or URI, its
-/// description, and its other members as JSON text (never parsed below the top level).
-pub struct Split {
-    original: String,
-    description: Option<String>,
-    rest: String,
-}
-
-impl Split {
-    /// `None` for an item that is not an object or lacks a string name (or URI).
-    pub fn of(kind: Kind, item: &RawValue) -> Option<Split> {
-        // A duplicated member counts once, the last, as in a parsed object.
-        let mut members: BTreeMap<String, &RawValue> = serde_json::from_str(item.get()).ok()?;
-        let original: String = serde_json::from_str(members.remove(kind.id_field())?.get()).ok()?;
-        let description = members.remove("description").map(|d| d.get().to_owned());
-        let mut rest = String::new();
-        for (key, value) in members {
-            if !rest.is_empty() {
-                rest.push(',');
-            }
-            rest.push_str(&json_text(&key));
-            rest.push(':');
-            rest.push_str(value.get());
-        }
-        Some(Split {
-            original,
-            description,
-            rest,
-        })
-    }
 }
 
 /// A service's items as they are kept: federated and serialized once. Left out: names the
@@ -449,11 +386,13 @@ pub fn federate(
 fn render(id: &str, shown: &str, description: Option<&String>, item: &Item) -> String {
     let mut s = String::with_capacity(item.size() + shown.len());
     s.push('{');
-    s.push_str(&json_text(id));
+    push_json_str(&mut s, id);
     s.push(':');
-    s.push_str(&json_text(shown));
-    let description = description.map(|d| json_text(d));
-    if let Some(d) = description.as_ref().or(item.description.as_ref()) {
+    push_json_str(&mut s, shown);
+    if let Some(d) = description {
+        s.push_str(",\"description\":");
+        push_json_str(&mut s, d);
+    } else if let Some(d) = &item.description {
         s.push_str(",\"description\":");
         s.push_str(d);
     }
@@ -465,11 +404,6 @@ fn render(id: &str, shown: &str, description: Option<&String>, item: &Item) -> S
     s
 }
 
-/// A string as a JSON string literal.
-fn json_text(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
-}
-
 /// The whole JSON-RPC answer to a list request as JSON text: `items` (each JSON text) under
 /// `key`, beside the members of `rest` (an object: `nextCursor`, hints, `_meta`...), so that
 /// the items are never parsed again.
@@ -479,7 +413,7 @@ pub fn answer(id: Option<&Value>, key: &str, items: &[String], rest: &Value) -> 
     s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
     s.push_str(&id.map_or_else(|| "null".to_owned(), Value::to_string));
     s.push_str(",\"result\":{");
-    s.push_str(&json_text(key));
+    push_json_str(&mut s, key);
     s.push_str(":[");
     for (i, item) in items.iter().enumerate() {
         if i > 0 {

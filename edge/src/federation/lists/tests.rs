@@ -1,4 +1,5 @@
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::*;
 
@@ -196,11 +197,7 @@ fn a_page_is_split_at_the_top_level_only_and_hostile_items_are_left_out() {
     let page = Page::read(Kind::Tools, &raw).unwrap();
     assert_eq!(page.items.len(), 5);
     assert_eq!(page.rest, json!({"nextCursor": "c2", "ttlMs": 5000}));
-    let splits: Vec<Split> = page
-        .items
-        .iter()
-        .filter_map(|i| Split::of(Kind::Tools, i))
-        .collect();
+    let splits: Vec<Split> = page.items.into_iter().flatten().collect();
     let names: Vec<&str> = splits.iter().map(|s| s.original.as_str()).collect();
     // A duplicated member counts once, the last (as a parsed object has it).
     assert_eq!(names, ["echo", "b"]);
@@ -226,5 +223,50 @@ fn a_page_without_its_list_is_unreadable() {
             ),
             "{text}"
         );
+    }
+}
+
+#[test]
+fn escaped_member_names_and_values_come_out_as_the_same_json() {
+    let text = r#"{"tools": [
+        {"na\u006de": "e\u0063ho", "x\"y": {"k\\": "v\n"}, "a": 1, "a": 2},
+        {"name": "good", "name": 7},
+        {"name": "tab\tname", "description": "d\u00e9j\u00e0"}
+    ]}"#;
+    let raw = RawValue::from_string(text.to_owned()).unwrap();
+    let page = Page::read(Kind::Tools, &raw).unwrap();
+    assert_eq!(page.items.len(), 3);
+    assert!(page.items[1].is_none(), "the last name is not a string");
+    let splits: Vec<Split> = page.items.into_iter().flatten().collect();
+    assert_eq!(splits[0].original, "echo");
+    let rest: Value = serde_json::from_str(&format!("{{{}}}", splits[0].rest)).unwrap();
+    assert_eq!(rest, json!({"x\"y": {"k\\": "v\n"}, "a": 2}));
+    let listing = prepare(
+        Kind::Tools,
+        "svc",
+        splits,
+        NameTable::build("svc", "__", ["echo"]).0,
+    );
+    let out = parsed(federate(Kind::Tools, &listing, None, false, |_| true));
+    assert_eq!(
+        out,
+        [json!({"name": "svc__echo", "x\"y": {"k\\": "v\n"}, "a": 2})]
+    );
+}
+
+#[test]
+fn a_json_string_is_written_escaped_only_when_it_must_be() {
+    for s in [
+        "plain",
+        "",
+        "quote\"",
+        "back\\slash",
+        "ctl\u{1}",
+        "del\u{7f}",
+        "é✓",
+    ] {
+        let mut out = String::new();
+        push_json_str(&mut out, s);
+        assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s, "{out}");
     }
 }
