@@ -9,7 +9,7 @@
 //! Routing splits at the *first* separator ([`split`]), which is why a prefix may not contain
 //! the separator (the edge's configuration refuses one that does).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Longest name a federated list hands a client.
 pub const CLIENT_NAME_LIMIT: usize = 64;
@@ -115,9 +115,10 @@ impl NameTable {
         separator: &str,
         names: impl IntoIterator<Item = &'a str>,
     ) -> (NameTable, Vec<Dropped>) {
+        let names = names.into_iter();
         let mut dropped = Vec::new();
-        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut order = Vec::new();
+        let mut copies: HashMap<&str, u32> = HashMap::with_capacity(names.size_hint().0);
+        let mut order = Vec::with_capacity(names.size_hint().0);
         for name in names {
             match check_backend_name(name) {
                 Err(why) => dropped.push(Dropped {
@@ -125,7 +126,7 @@ impl NameTable {
                     why,
                 }),
                 Ok(()) => {
-                    let count = seen.entry(name).or_default();
+                    let count = copies.entry(name).or_default();
                     *count += 1;
                     if *count == 1 {
                         order.push(name);
@@ -133,30 +134,33 @@ impl NameTable {
                 }
             }
         }
-        let mut table = NameTable::default();
-        let mut by_federated: HashMap<String, Vec<&str>> = HashMap::new();
+        let mut table = NameTable {
+            to_federated: HashMap::with_capacity(order.len()),
+            to_original: HashMap::with_capacity(order.len()),
+            cut: Vec::new(),
+        };
+        // Distinct names whose federated names are shorter than the limit are distinct
+        // federated names; only a cut name (always at the limit) can meet another there.
+        let mut at_limit: HashMap<String, Vec<&str>> = HashMap::new();
         for name in order {
-            if seen.get(name).copied().unwrap_or(0) > 1 {
+            if copies.get(name).copied().unwrap_or(0) > 1 {
                 dropped.push(Dropped {
                     shown: shown(name),
                     why: NameError::Duplicate,
                 });
                 continue;
             }
-            by_federated
-                .entry(federated_name(prefix, separator, name))
-                .or_default()
-                .push(name);
+            let federated = federated_name(prefix, separator, name);
+            if federated.chars().count() == CLIENT_NAME_LIMIT {
+                at_limit.entry(federated).or_default().push(name);
+            } else {
+                table.insert(name, federated, false);
+            }
         }
-        for (federated, originals) in by_federated {
+        for (federated, originals) in at_limit {
             if let [original] = originals.as_slice() {
-                if federated.len() != prefix.len() + separator.len() + original.len() {
-                    table.cut.push((federated.clone(), (*original).to_owned()));
-                }
-                table
-                    .to_federated
-                    .insert((*original).to_owned(), federated.clone());
-                table.to_original.insert(federated, (*original).to_owned());
+                let cut = federated.len() != prefix.len() + separator.len() + original.len();
+                table.insert(original, federated, cut);
             } else {
                 dropped.extend(originals.iter().map(|n| Dropped {
                     shown: shown(n),
@@ -165,6 +169,15 @@ impl NameTable {
             }
         }
         (table, dropped)
+    }
+
+    fn insert(&mut self, original: &str, federated: String, cut: bool) {
+        if cut {
+            self.cut.push((federated.clone(), original.to_owned()));
+        }
+        self.to_federated
+            .insert(original.to_owned(), federated.clone());
+        self.to_original.insert(federated, original.to_owned());
     }
 
     /// The federated name of a backend name the table holds.

@@ -104,3 +104,21 @@ fn ten_thousand_names_build_one_table() {
     assert_eq!(t.len(), 10_000);
     assert_eq!(t.original("svc__tool-09999"), Some("tool-09999"));
 }
+
+#[test]
+fn a_cut_name_that_meets_a_listed_name_of_the_limit_drops_both() {
+    let long = "t".repeat(100);
+    let cut = federated_name("svc", "__", &long);
+    assert_eq!(cut.chars().count(), CLIENT_NAME_LIMIT);
+    // A backend name whose own federated name is exactly the cut one.
+    let exact = cut.strip_prefix("svc__").expect("prefixed").to_owned();
+    let (t, dropped) = NameTable::build("svc", "__", [long.as_str(), exact.as_str(), "ok"]);
+    let mut why: Vec<_> = dropped.iter().map(|d| d.why.clone()).collect();
+    why.dedup();
+    assert_eq!(why, [NameError::Collision]);
+    assert_eq!(dropped.len(), 2);
+    assert_eq!(t.federated(&long), None);
+    assert_eq!(t.original(&cut), None);
+    assert_eq!(t.original("svc__ok"), Some("ok"));
+    assert!(t.shortened().is_empty());
+}
