@@ -31,9 +31,13 @@ impl Page {
             ))
         };
         let mut reader = serde_json::Deserializer::from_str(result.get());
-        let (items, rest) = reader
-            .deserialize_any(PageVisitor(kind))
-            .map_err(|_| unreadable())?;
+        let (items, rest) = reader.deserialize_any(PageVisitor(kind)).map_err(|e| {
+            if e.is_data() {
+                unreadable()
+            } else {
+                UpstreamError::Unreadable(format!("its {} answer: {e}", kind.method()))
+            }
+        })?;
         Ok(Page {
             items: items.ok_or_else(unreadable)?,
             rest: Value::Object(rest),

@@ -270,3 +270,15 @@ fn a_json_string_is_written_escaped_only_when_it_must_be() {
         assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s, "{out}");
     }
 }
+
+#[test]
+fn a_page_nested_past_the_parser_limit_is_unreadable_with_the_reason() {
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let text = format!(r#"{{"tools": [{{"name": "a"}}], "_meta": {{"x": {deep}}}}}"#);
+    let raw = RawValue::from_string(text).unwrap();
+    match Page::read(Kind::Tools, &raw) {
+        Err(UpstreamError::Unreadable(why)) => assert!(why.contains("recursion"), "{why}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("read a page nested 200 deep"),
+    }
+}
