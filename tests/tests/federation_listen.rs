@@ -18,6 +18,9 @@ const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 const EVERYTHING_DOC: &str =
     "underpass://everything/demo://resource/static/document/architecture.md";
 
+/// What the view `docs` calls [`EVERYTHING_DOC`].
+const DOC_ALIAS: &str = "docs://architecture";
+
 struct Two {
     d: Deployment,
     _fixture: Proc,
@@ -48,7 +51,11 @@ fn fixture_and_everything() -> Two {
             ("fixture", fixture_url.as_str(), ""),
             ("everything", everything_url.as_str(), ""),
         ],
-        "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+        &format!(
+            "[auth]\nanonymous = true\n[policy]\nallow_all = true\n\
+             [[views]]\nname = \"docs\"\nresources = [\"{EVERYTHING_DOC}\"]\n\
+             aliases = {{ \"{DOC_ALIAS}\" = \"{EVERYTHING_DOC}\" }}\n"
+        ),
         |_| {},
     );
     d.edge_setup
@@ -235,6 +242,41 @@ fn a_subscription_is_acknowledged_first_then_merges_every_services_changes() {
         );
     }
     drop(stream);
+    // On a view, the resource goes by the view's alias both ways: asked by it, acknowledged
+    // and updated under it. (After the first stream is closed: the edge's legacy session at
+    // server-everything has one event stream.)
+    let filter = json!({"notifications": {"resourceSubscriptions": [DOC_ALIAS]}});
+    let body = modern_body(78, "subscriptions/listen", filter);
+    let mut on_view = EventStream::open(
+        "POST",
+        &t.d.edge_setup.endpoint("/mcp/view/docs"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", MODERN),
+            ("Mcp-Method", "subscriptions/listen"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .expect("open the view's listen stream");
+    assert_eq!(on_view.status, 200);
+    let ack = on_view
+        .next_message(Duration::from_secs(30))
+        .expect("an acknowledgement");
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"resourceSubscriptions": [DOC_ALIAS]}),
+        "{ack}"
+    );
+    let updated = wait_for(
+        &mut on_view,
+        "notifications/resources/updated",
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(updated["params"]["uri"], DOC_ALIAS, "{updated}");
+    assert_eq!(updated["params"]["_meta"][SUBSCRIPTION_ID], 78, "{updated}");
+    drop(on_view);
     // Stop the simulated updates (the tool toggles them).
     modern_post(
         &url,

@@ -6,7 +6,8 @@
 //!
 //! Every `list_changed` a backend sends drops that service's cached lists, whether or not the
 //! client asked for it; `resources/updated` drops its cached reads and reaches the client with
-//! the federated URI, when policy (and the view) let the caller see the resource. A backend
+//! the federated URI (on a view, the view's alias for it), when policy (and the view) let the
+//! caller see the resource; a view's subscription names resources by their aliases too. A backend
 //! stream that ends or fails is opened again, with a growing pause; while it was down the
 //! service's lists may have changed unseen, so they are dropped from the cache then too. The
 //! client's stream lasts until the client closes it; its per-service tasks end with it.
@@ -25,7 +26,7 @@ use underpass_mcp::federation::uris::{federated_uri, original_uri};
 use underpass_mcp::sse::{KEEPALIVE_COMMENT, KEEPALIVE_INTERVAL};
 
 use crate::app::App;
-use crate::config::ServiceConfig;
+use crate::config::{ServiceConfig, ViewConfig};
 use crate::federation::config::Listed;
 use crate::federation::lists;
 use crate::federation::request::Request;
@@ -91,7 +92,7 @@ pub async fn serve(req: &Request<'_>, listener: Listener) -> Response<Body> {
         shown.resource_uris = filter
             .resource_uris
             .iter()
-            .map(|u| client_uri(service.federated_prefix(), u, as_is))
+            .map(|u| shown_uri(req.endpoint.view, service.federated_prefix(), u, as_is))
             .collect();
         agreed.union(&shown);
         watched.push(Watched {
@@ -159,7 +160,13 @@ fn own_uris(
 ) -> Vec<String> {
     let policy = req.app.security.policy.get();
     let principals = req.caller.identity.principals();
-    uris.iter()
+    let view = req.endpoint.view;
+    let federated: Vec<String> = uris
+        .iter()
+        .map(|u| view.map_or_else(|| u.clone(), |v| v.federated_uri(u)))
+        .collect();
+    federated
+        .iter()
         .filter_map(|u| {
             if as_is {
                 return Some(u.as_str());
@@ -190,6 +197,13 @@ fn client_uri(prefix: &str, original: &str, as_is: bool) -> String {
     } else {
         federated_uri(prefix, original)
     }
+}
+
+/// The URI the client knows a backend's resource by: [`client_uri`], then the view's alias
+/// for it, if any.
+fn shown_uri(view: Option<&ViewConfig>, prefix: &str, original: &str, as_is: bool) -> String {
+    let uri = client_uri(prefix, original, as_is);
+    view.map_or_else(|| uri.clone(), |v| v.shown_uri(&uri))
 }
 
 /// What one service's task needs to relay its notifications to the client.
@@ -284,12 +298,14 @@ impl Relay {
                     reads.invalidate(&watched.service, Some("resources/read"));
                 }
                 let uri = client_uri(&watched.prefix, &original, watched.as_is);
+                let view = self.view();
+                let shown = shown_uri(view, &watched.prefix, &original, watched.as_is);
                 let wanted = if self.all_updates {
-                    self.may_see(&watched.service, &original, &uri)
+                    self.may_see(view, &watched.service, &original, &uri)
                 } else {
-                    self.wanted.resource_uris.contains(&uri)
+                    self.wanted.resource_uris.contains(&shown)
                 };
-                wanted.then(|| notifications::resource_updated(&uri, self.subscription.as_ref()))
+                wanted.then(|| notifications::resource_updated(&shown, self.subscription.as_ref()))
             }
             Relayed::Dropped => None,
         };
@@ -299,16 +315,16 @@ impl Relay {
         }
     }
 
+    /// The view the stream is on, if any.
+    fn view(&self) -> Option<&ViewConfig> {
+        let name = self.view.as_ref()?;
+        self.app.config.views.iter().find(|v| &v.name == name)
+    }
+
     /// Whether the caller may see a resource (by policy, and the view's choice).
-    fn may_see(&self, service: &str, original: &str, uri: &str) -> bool {
-        let view_shows = self.view.as_ref().is_none_or(|name| {
-            self.app
-                .config
-                .views
-                .iter()
-                .find(|v| &v.name == name)
-                .is_some_and(|v| v.shows(Listed::Resource, uri))
-        });
+    fn may_see(&self, view: Option<&ViewConfig>, service: &str, original: &str, uri: &str) -> bool {
+        let view_shows =
+            self.view.is_none() || view.is_some_and(|v| v.shows(Listed::Resource, uri));
         let policy = self.app.security.policy.get();
         let target = Target::Resource(original);
         view_shows
