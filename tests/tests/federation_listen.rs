@@ -241,10 +241,9 @@ fn a_subscription_is_acknowledged_first_then_merges_every_services_changes() {
             "{msg}"
         );
     }
-    drop(stream);
     // On a view, the resource goes by the view's alias both ways: asked by it, acknowledged
-    // and updated under it. (After the first stream is closed: the edge's legacy session at
-    // server-everything has one event stream.)
+    // and updated under it. The first stream stays open: both are fed by the one event stream
+    // of the edge's legacy session at server-everything, and both keep getting updates.
     let filter = json!({"notifications": {"resourceSubscriptions": [DOC_ALIAS]}});
     let body = modern_body(78, "subscriptions/listen", filter);
     let mut on_view = EventStream::open(
@@ -276,7 +275,22 @@ fn a_subscription_is_acknowledged_first_then_merges_every_services_changes() {
     );
     assert_eq!(updated["params"]["uri"], DOC_ALIAS, "{updated}");
     assert_eq!(updated["params"]["_meta"][SUBSCRIPTION_ID], 78, "{updated}");
+    // What the first stream had before is passed over (updates come seconds apart); the
+    // next one must still come.
+    for _ in 0..50 {
+        if stream.next_message(Duration::from_millis(300)).is_none() {
+            break;
+        }
+    }
+    let still = wait_for(
+        &mut stream,
+        "notifications/resources/updated",
+        &["notifications/tools/list_changed"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(still["params"]["uri"], EVERYTHING_DOC, "{still}");
     drop(on_view);
+    drop(stream);
     // Stop the simulated updates (the tool toggles them).
     modern_post(
         &url,

@@ -264,14 +264,24 @@ impl Relay {
         }
     }
 
-    /// Opens the service's stream; a 2026-07-28 backend's once it has acknowledged.
+    /// Opens the service's stream; a 2026-07-28 backend's once it has acknowledged. A legacy
+    /// session's event stream is shared by the caller's change streams (see [`Fanout`]).
+    ///
+    /// [`Fanout`]: crate::federation::fanout::Fanout
     async fn open(&self, watched: &Watched) -> Result<Messages, UpstreamError> {
         let plan = upstream::plan(&self.app, &watched.service, &self.caller).await?;
+        if !plan.is_modern() {
+            let (app, caller) = (&self.app, &self.caller);
+            upstream::subscribe(app, &plan, caller, &watched.filter.resource_uris).await;
+            let key = (watched.service.clone(), caller.identity.principal.clone());
+            let open = || async {
+                let sent = upstream::listen(app, &plan, caller, &watched.filter).await?;
+                Ok(upstream::messages(sent))
+            };
+            return app.federation.event_streams.join(key, open).await;
+        }
         let sent = upstream::listen(&self.app, &plan, &self.caller, &watched.filter).await?;
         let mut messages = upstream::messages(sent);
-        if !plan.is_modern() {
-            return Ok(messages);
-        }
         match messages.next().await {
             Some(m) if m.get("method").and_then(Value::as_str) == Some(ACKNOWLEDGED) => {
                 Ok(messages)

@@ -12,6 +12,7 @@
 //!   service and tool);
 //! - [`listen`]: the change stream (`subscriptions/listen`, a legacy session's `GET`), merged
 //!   from every service's, invalidating the cache as changes come;
+//! - [`fanout`]: one legacy session's event stream shared by its caller's change streams (a leaf);
 //! - [`request`]: the request being served and the answers the edge originates (shared by
 //!   `endpoint` and `calls`);
 //! - [`stateless`]: what the endpoint refuses a 2026-07-28 request before serving it (pure);
@@ -24,6 +25,7 @@ pub mod cache;
 pub mod calls;
 pub mod config;
 pub mod endpoint;
+pub mod fanout;
 pub mod listen;
 pub mod lists;
 pub mod request;

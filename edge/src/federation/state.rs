@@ -12,6 +12,7 @@ use underpass_mcp::federation::names::NameTable;
 
 use crate::config::FederationConfig;
 use crate::federation::cache::ResponseCache;
+use crate::federation::fanout::Fanout;
 
 /// How long a service's era is believed before it is probed again.
 const ERA_FOR: Duration = Duration::from_secs(300);
@@ -274,6 +275,9 @@ pub struct Federation {
     pub log_levels: SessionNotes<String>,
     /// Names cut to 64 characters, by service.
     pub shortened: Shortened,
+    /// The event streams of the legacy sessions the edge holds, by service and principal,
+    /// each shared by that caller's change streams.
+    pub event_streams: Fanout,
 }
 
 /// How many sessions a [`SessionNotes`] remembers; past that the oldest are forgotten (an
@@ -353,6 +357,7 @@ impl Federation {
             ended: SessionNotes::default(),
             log_levels: SessionNotes::default(),
             shortened: Shortened::default(),
+            event_streams: Fanout::default(),
         }
     }
 }

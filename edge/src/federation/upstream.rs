@@ -429,9 +429,20 @@ async fn exchange(
     }
 }
 
+/// Subscribes the caller's legacy session to each of `uris` (`resources/subscribe`); a
+/// refusal is logged and passed over.
+pub async fn subscribe(app: &App, plan: &Plan, caller: &Caller, uris: &[String]) {
+    for uri in uris {
+        let params = json!({"uri": uri});
+        if let Err(e) = send(app, plan, caller, "resources/subscribe", params).await {
+            tracing::warn!(service = %plan.service, %uri, "federated listen: the backend refused a resource subscription: {e}");
+        }
+    }
+}
+
 /// Opens the stream on which a service reports changes to `caller`: a modern backend's
 /// `subscriptions/listen` asking `filter`, or the event stream (GET) of the caller's legacy
-/// session, after a `resources/subscribe` for each of the filter's URIs.
+/// session (see [`subscribe`] for its resources).
 pub async fn listen(
     app: &App,
     plan: &Plan,
@@ -445,12 +456,6 @@ pub async fn listen(
         let head = plan.head(app, caller, "subscriptions/listen", None);
         (head, Bytes::from(message.to_string()))
     } else {
-        for uri in &filter.resource_uris {
-            let params = json!({"uri": uri});
-            if let Err(e) = send(app, plan, caller, "resources/subscribe", params).await {
-                tracing::warn!(service = %plan.service, %uri, "federated listen: the backend refused a resource subscription: {e}");
-            }
-        }
         let mut head = plan.head(app, caller, "", None);
         head.method = "GET".into();
         head.headers
