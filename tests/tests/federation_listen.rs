@@ -94,6 +94,25 @@ fn modern_body(id: u64, method: &str, mut params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
 
+/// A 2026-07-28 `subscriptions/listen` (request `id`, asking `filter`) opened at `url`.
+fn listen(url: &str, id: u64, filter: Value) -> EventStream {
+    let body = modern_body(id, "subscriptions/listen", filter);
+    let stream = EventStream::open(
+        "POST",
+        url,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", MODERN),
+            ("Mcp-Method", "subscriptions/listen"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("open the listen stream at {url}: {e}"));
+    assert_eq!(stream.status, 200, "the listen stream at {url}");
+    stream
+}
+
 /// The next message of `stream` with `method`, within `wait`; every message before it must
 /// be one of `allowed`.
 fn wait_for(stream: &mut EventStream, method: &str, allowed: &[&str], wait: Duration) -> Value {
@@ -145,20 +164,7 @@ fn a_subscription_is_acknowledged_first_then_merges_every_services_changes() {
         "toolsListChanged": true,
         "resourceSubscriptions": [EVERYTHING_DOC, "underpass://nowhere/x://y"],
     }});
-    let body = modern_body(77, "subscriptions/listen", filter);
-    let mut stream = EventStream::open(
-        "POST",
-        &url,
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-            ("MCP-Protocol-Version", MODERN),
-            ("Mcp-Method", "subscriptions/listen"),
-        ],
-        body.to_string().as_bytes(),
-    )
-    .expect("open the listen stream");
-    assert_eq!(stream.status, 200);
+    let mut stream = listen(&url, 77, filter);
 
     // The acknowledgement comes first, tagged, and honours only what some backend can send:
     // tool list changes, and the subscription to a resource of a service that exists.
@@ -245,20 +251,7 @@ fn a_subscription_is_acknowledged_first_then_merges_every_services_changes() {
     // and updated under it. The first stream stays open: both are fed by the one event stream
     // of the edge's legacy session at server-everything, and both keep getting updates.
     let filter = json!({"notifications": {"resourceSubscriptions": [DOC_ALIAS]}});
-    let body = modern_body(78, "subscriptions/listen", filter);
-    let mut on_view = EventStream::open(
-        "POST",
-        &t.d.edge_setup.endpoint("/mcp/view/docs"),
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-            ("MCP-Protocol-Version", MODERN),
-            ("Mcp-Method", "subscriptions/listen"),
-        ],
-        body.to_string().as_bytes(),
-    )
-    .expect("open the view's listen stream");
-    assert_eq!(on_view.status, 200);
+    let mut on_view = listen(&t.d.edge_setup.endpoint("/mcp/view/docs"), 78, filter);
     let ack = on_view
         .next_message(Duration::from_secs(30))
         .expect("an acknowledgement");
