@@ -113,6 +113,22 @@ fn listen(url: &str, id: u64, filter: Value) -> EventStream {
     stream
 }
 
+/// What may come on the first subscription's stream before the message awaited.
+const LIST_CHANGED: &[&str] = &["notifications/tools/list_changed"];
+
+/// Waits for the next `notifications/resources/updated` on a subscription's stream (only
+/// `allowed` may come before it) and checks it names `uri` and the subscription `id`.
+fn resource_update(stream: &mut EventStream, uri: &str, id: u64, allowed: &[&str]) {
+    let updated = wait_for(
+        stream,
+        "notifications/resources/updated",
+        allowed,
+        Duration::from_secs(30),
+    );
+    assert_eq!(updated["params"]["uri"], uri, "{updated}");
+    assert_eq!(updated["params"]["_meta"][SUBSCRIPTION_ID], id, "{updated}");
+}
+
 /// The next message of `stream` with `method`, within `wait`; every message before it must
 /// be one of `allowed`.
 fn wait_for(stream: &mut EventStream, method: &str, allowed: &[&str], wait: Duration) -> Value {
@@ -219,14 +235,7 @@ fn a_subscription_is_acknowledged_first_then_merges_every_services_changes() {
         json!({"name": "everything__toggle-subscriber-updates", "arguments": {}}),
     );
     assert_eq!(status, 200, "{toggled}");
-    let updated = wait_for(
-        &mut stream,
-        "notifications/resources/updated",
-        &["notifications/tools/list_changed"],
-        Duration::from_secs(30),
-    );
-    assert_eq!(updated["params"]["uri"], EVERYTHING_DOC, "{updated}");
-    assert_eq!(updated["params"]["_meta"][SUBSCRIPTION_ID], 77, "{updated}");
+    resource_update(&mut stream, EVERYTHING_DOC, 77, LIST_CHANGED);
 
     // Progress and log messages of the backends never travel on a listen stream.
     let mut later = Vec::new();
@@ -260,14 +269,7 @@ fn a_subscription_is_acknowledged_first_then_merges_every_services_changes() {
         json!({"resourceSubscriptions": [DOC_ALIAS]}),
         "{ack}"
     );
-    let updated = wait_for(
-        &mut on_view,
-        "notifications/resources/updated",
-        &[],
-        Duration::from_secs(30),
-    );
-    assert_eq!(updated["params"]["uri"], DOC_ALIAS, "{updated}");
-    assert_eq!(updated["params"]["_meta"][SUBSCRIPTION_ID], 78, "{updated}");
+    resource_update(&mut on_view, DOC_ALIAS, 78, &[]);
     // What the first stream had before is passed over (updates come seconds apart); the
     // next one must still come.
     for _ in 0..50 {
@@ -275,13 +277,7 @@ fn a_subscription_is_acknowledged_first_then_merges_every_services_changes() {
             break;
         }
     }
-    let still = wait_for(
-        &mut stream,
-        "notifications/resources/updated",
-        &["notifications/tools/list_changed"],
-        Duration::from_secs(30),
-    );
-    assert_eq!(still["params"]["uri"], EVERYTHING_DOC, "{still}");
+    resource_update(&mut stream, EVERYTHING_DOC, 77, LIST_CHANGED);
     drop(on_view);
     drop(stream);
     // Stop the simulated updates (the tool toggles them).

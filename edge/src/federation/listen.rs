@@ -92,7 +92,10 @@ pub async fn serve(req: &Request<'_>, listener: Listener) -> Response<Body> {
         shown.resource_uris = filter
             .resource_uris
             .iter()
-            .map(|u| shown_uri(req.endpoint.view, service.federated_prefix(), u, as_is))
+            .map(|u| {
+                let uri = client_uri(service.federated_prefix(), u, as_is);
+                shown_uri(req.endpoint.view, uri)
+            })
             .collect();
         agreed.union(&shown);
         watched.push(Watched {
@@ -199,11 +202,13 @@ fn client_uri(prefix: &str, original: &str, as_is: bool) -> String {
     }
 }
 
-/// The URI the client knows a backend's resource by: [`client_uri`], then the view's alias
-/// for it, if any.
-fn shown_uri(view: Option<&ViewConfig>, prefix: &str, original: &str, as_is: bool) -> String {
-    let uri = client_uri(prefix, original, as_is);
-    view.map_or_else(|| uri.clone(), |v| v.shown_uri(&uri))
+/// The URI the client knows a resource by, given its [`client_uri`]: the view's alias for
+/// it, if any.
+fn shown_uri(view: Option<&ViewConfig>, uri: String) -> String {
+    match view {
+        Some(v) => v.shown_uri(&uri),
+        None => uri,
+    }
 }
 
 /// What one service's task needs to relay its notifications to the client.
@@ -309,7 +314,7 @@ impl Relay {
                 }
                 let uri = client_uri(&watched.prefix, &original, watched.as_is);
                 let view = self.view();
-                let shown = shown_uri(view, &watched.prefix, &original, watched.as_is);
+                let shown = shown_uri(view, uri.clone());
                 let wanted = if self.all_updates {
                     self.may_see(view, &watched.service, &original, &uri)
                 } else {
