@@ -94,6 +94,118 @@ fn modern_body(id: u64, method: &str, mut params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
 
+/// A 2025-11-25 client subscribes with `resources/subscribe` to resources of the fixture,
+/// which speaks 2026-07-28 only for the edge and has no such method there: the edge keeps the
+/// subscriptions for the session and asks the fixture for them with `subscriptions/listen`.
+/// The session's event stream gets the updates under the federated URIs, for subscriptions
+/// made before it opened and after, and none for a resource unsubscribed from.
+#[test]
+fn a_legacy_session_subscribes_through_the_edge_to_a_2026_only_backend() {
+    const WATCHED: &str = "test://watched-resource";
+    const STATIC: &str = "test://static-text";
+    let t = fixture_and_everything();
+    let url = t.d.edge_setup.endpoint("/mcp");
+    let federated = |uri: &str| format!("underpass://fixture/{uri}");
+    let (session, caps) = legacy_session(&url);
+    assert_eq!(caps["resources"]["subscribe"], true, "{caps}");
+    let legacy = ("MCP-Protocol-Version", LEGACY);
+    let in_session = [legacy, ("Mcp-Session-Id", session.as_str())];
+    let post = |headers: &[(&str, &str)], id: u64, method: &str, params: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let reply = mcp_post(&url, headers, &body).unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        messages(&reply).remove(0)
+    };
+    let subscribe = |id: u64, method: &str, uri: &str| {
+        let answer = post(&in_session, id, method, json!({"uri": federated(uri)}));
+        assert_eq!(answer["result"], json!({}), "{method} {uri}: {answer}");
+    };
+    let trigger = |id: u64, uri: &str| {
+        let params =
+            json!({"name": "fixture__test_trigger_resource_update", "arguments": {"uri": uri}});
+        let answer = post(&in_session, id, "tools/call", params);
+        assert!(answer.get("result").is_some(), "{answer}");
+    };
+
+    // Without a session there is nothing to keep the subscription for: refused, saying why.
+    let refused = post(
+        &[legacy],
+        2,
+        "resources/subscribe",
+        json!({"uri": federated(WATCHED)}),
+    );
+    assert_eq!(refused["error"]["code"], -32600, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("initialize"),
+        "{refused}"
+    );
+
+    subscribe(3, "resources/subscribe", WATCHED);
+    let mut stream = EventStream::open(
+        "GET",
+        &url,
+        &[
+            ("Accept", "text/event-stream"),
+            legacy,
+            ("Mcp-Session-Id", session.as_str()),
+        ],
+        b"",
+    )
+    .expect("open the event stream");
+    assert_eq!(stream.status, 200);
+    // The edge opens the fixture's listen in the background: trigger until the update comes.
+    let next_update = |stream: &mut EventStream, wait: Duration| loop {
+        let msg = stream.next_message(wait)?;
+        if msg["method"] == "notifications/resources/updated" {
+            return Some(msg);
+        }
+    };
+    let mut id = 10;
+    let mut until_updated = |stream: &mut EventStream, uri: &str| {
+        for _ in 0..10 {
+            id += 1;
+            trigger(id, uri);
+            if let Some(updated) = next_update(stream, Duration::from_secs(3)) {
+                return updated;
+            }
+        }
+        panic!("no update of {uri} on the session's event stream");
+    };
+    let updated = until_updated(&mut stream, WATCHED);
+    assert_eq!(updated["params"]["uri"], federated(WATCHED), "{updated}");
+
+    // A subscription made while the stream is open reaches the backend too.
+    subscribe(4, "resources/subscribe", STATIC);
+    let updated = until_updated(&mut stream, STATIC);
+    assert_eq!(updated["params"]["uri"], federated(STATIC), "{updated}");
+
+    // Once unsubscribed, the resource's updates are not reported; the other's still are.
+    while next_update(&mut stream, Duration::from_secs(1)).is_some() {}
+    subscribe(5, "resources/unsubscribe", WATCHED);
+    trigger(6, WATCHED);
+    trigger(7, STATIC);
+    let updated = next_update(&mut stream, Duration::from_secs(30)).expect("an update");
+    assert_eq!(updated["params"]["uri"], federated(STATIC), "{updated}");
+}
+
+/// A 2025-11-25 session of `url`'s: its id and the capabilities the edge declared.
+fn legacy_session(url: &str) -> (String, Value) {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": LEGACY, "capabilities": {},
+        "clientInfo": {"name": "listen-test", "version": "1"}}});
+    let reply = mcp_post(url, &[], &init).unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let session = reply
+        .header("mcp-session-id")
+        .expect("a session")
+        .to_owned();
+    let caps = messages(&reply)[0]["result"]["capabilities"].clone();
+    (session, caps)
+}
+
 /// A 2026-07-28 `subscriptions/listen` (request `id`, asking `filter`) opened at `url`.
 fn listen(url: &str, id: u64, filter: Value) -> EventStream {
     let body = modern_body(id, "subscriptions/listen", filter);
@@ -296,16 +408,7 @@ fn a_legacy_session_gets_list_changes_on_its_event_stream() {
     let url = t.d.edge_setup.endpoint("/mcp");
     let legacy = [("MCP-Protocol-Version", LEGACY)];
 
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": LEGACY, "capabilities": {},
-        "clientInfo": {"name": "listen-test", "version": "1"}}});
-    let reply = mcp_post(&url, &[], &init).unwrap();
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let session = reply
-        .header("mcp-session-id")
-        .expect("a session")
-        .to_owned();
-    let caps = &messages(&reply)[0]["result"]["capabilities"];
+    let (session, caps) = legacy_session(&url);
     assert_eq!(caps["tools"]["listChanged"], true, "{caps}");
 
     // A GET needs the session, and a 2026-07-28 client is pointed to subscriptions/listen.

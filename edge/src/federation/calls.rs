@@ -3,7 +3,8 @@
 //! or URI names: the message is given back its backend name (and `Mcp-Name` with it), then
 //! admitted exactly as on `/mcp/{service}` (policy, rate limits and the audit record see the
 //! real service and tool), then sent in the backend's era. `resources/read` results are
-//! cached as their backend says.
+//! cached as their backend says. A 2025-11-25 client's resource subscriptions at a service
+//! that speaks 2026-07-28 only are kept by the edge (see `keep_subscription`).
 
 use std::time::Instant;
 
@@ -114,6 +115,13 @@ pub async fn route(
     if method == "tools/call" {
         return stream_call(req, service, &original, id, params, audit).await;
     }
+    if method.starts_with("resources/") && method.ends_with("subscribe") && !req.modern {
+        if let Some(kept) =
+            keep_subscription(req, service, &method, &original, id.as_ref(), audit).await
+        {
+            return kept;
+        }
+    }
     let ctx = lists::context(&req.caller.identity);
     let cacheable = method == "resources/read" && caching::request_may_be_cached(Some(&params));
     if cacheable {
@@ -183,6 +191,68 @@ pub async fn route(
             ))
         }
     }
+}
+
+/// `resources/(un)subscribe` of a 2025-11-25 client to a service that speaks 2026-07-28 only,
+/// which has no such method: kept by the edge for the client's session (`subscribed`), and
+/// asked of the backend by that session's event stream (`listen`). `None` when the service
+/// speaks the client's era (or cannot be reached now): the request goes on as it is.
+async fn keep_subscription(
+    req: &Request<'_>,
+    service: &ServiceConfig,
+    method: &str,
+    uri: &str,
+    id: Option<&Value>,
+    audit: &mut PendingRecord,
+) -> Option<Result<Response<Body>, Refusal>> {
+    let app = req.app;
+    let plan = upstream::plan(app, &service.name, &req.caller).await.ok()?;
+    if !plan.is_modern() {
+        return None;
+    }
+    let refuse = |audit: &mut PendingRecord, code: i64, message: &str| {
+        audit.outcome = Outcome::Error;
+        audit.jsonrpc_error = Some(code);
+        Some(Err(Box::new(rpc_error(id, code, message))))
+    };
+    let session = &req.caller.session;
+    if session.is_empty() {
+        return refuse(
+            audit,
+            code::INVALID_REQUEST,
+            &format!("{method} needs a session: initialize first and send its Mcp-Session-Id"),
+        );
+    }
+    let offers = upstream::describe(app, &plan, &req.caller)
+        .await
+        .is_ok_and(|d| d.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true)));
+    if !offers {
+        return refuse(
+            audit,
+            code::METHOD_NOT_FOUND,
+            &format!(
+                "service {:?} offers no resource subscriptions",
+                service.name
+            ),
+        );
+    }
+    let subscribed = &app.federation.subscribed;
+    let principal = &req.caller.identity.principal;
+    let now = Instant::now();
+    if method == "resources/subscribe" {
+        if let Err(e) = subscribed.subscribe(session, principal, &service.name, uri, now) {
+            audit.outcome = Outcome::RateLimited;
+            audit.jsonrpc_error = Some(code::RATE_LIMITED);
+            return Some(Err(Box::new(rpc_error(
+                id,
+                code::RATE_LIMITED,
+                &e.to_string(),
+            ))));
+        }
+    } else {
+        subscribed.unsubscribe(session, &service.name, uri, now);
+    }
+    Some(Ok(result_response(req, id, json!({}))))
 }
 
 /// A `tools/call`, its answer streamed back as it comes (progress notifications on the way):

@@ -129,6 +129,7 @@ async fn answer(
         return match session {
             Some(id) => {
                 app.federation.ended.set(&id, ());
+                app.federation.subscribed.end(&id);
                 Ok(json_response(StatusCode::OK, &json!({})))
             }
             None => Err(session_not_found()),

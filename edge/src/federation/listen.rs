@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{Response, StatusCode};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use underpass_mcp::federation::notifications::{self, Changed, Filter, Relayed};
 use underpass_mcp::federation::uris::{federated_uri, original_uri};
@@ -59,6 +59,8 @@ struct Watched {
     /// URIs are the backend's own on a bridged single service.
     as_is: bool,
     filter: Filter,
+    /// Its resources are the session's subscriptions the edge keeps (see `subscribed`).
+    kept: bool,
 }
 
 /// Opens the merged stream for `listener`: the acknowledgement (a subscription's), then the
@@ -81,10 +83,25 @@ pub async fn serve(req: &Request<'_>, listener: Listener) -> Response<Body> {
             app.federation.stats.omitted(&service.name, "describe");
             continue;
         };
-        let uris = own_uris(req, service, &asked.resource_uris, as_is);
-        let filter = asked.for_backend(&described.capabilities, uris);
+        let prefix = service.federated_prefix();
         let updates = matches!(listener, Listener::Session)
             && described.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true));
+        // A 2025-11-25 session's subscriptions at a 2026-07-28-only service are the edge's
+        // to ask for (see `subscribed`); the stream follows them as they change.
+        let kept = updates && described.modern;
+        let uris = if kept {
+            kept_uris(
+                app,
+                &req.caller,
+                req.endpoint.view,
+                &service.name,
+                prefix,
+                as_is,
+            )
+        } else {
+            own_uris(req, service, &asked.resource_uris, as_is)
+        };
+        let filter = asked.for_backend(&described.capabilities, uris);
         if filter.is_empty() && !updates {
             continue;
         }
@@ -93,18 +110,28 @@ pub async fn serve(req: &Request<'_>, listener: Listener) -> Response<Body> {
             .resource_uris
             .iter()
             .map(|u| {
-                let uri = client_uri(service.federated_prefix(), u, as_is);
+                let uri = client_uri(prefix, u, as_is);
                 shown_uri(req.endpoint.view, uri)
             })
             .collect();
         agreed.union(&shown);
         watched.push(Watched {
             service: service.name.clone(),
-            prefix: service.federated_prefix().to_owned(),
+            prefix: prefix.to_owned(),
             as_is,
             filter,
+            kept,
         });
     }
+    let changes = watched
+        .iter()
+        .any(|w| w.kept)
+        .then(|| {
+            let principal = &req.caller.identity.principal;
+            let subscribed = &app.federation.subscribed;
+            subscribed.watch(&req.caller.session, principal, Instant::now())
+        })
+        .flatten();
     let (tx, rx) = mpsc::channel(QUEUE);
     let mut first = Vec::new();
     if let Some(id) = &subscription {
@@ -147,7 +174,8 @@ pub async fn serve(req: &Request<'_>, listener: Listener) -> Response<Body> {
                 }
                 Err(_) => None,
             };
-            tokio::spawn(relay.run(w, first)).abort_handle()
+            let changes = changes.clone().filter(|_| w.kept);
+            tokio::spawn(relay.run(w, first, changes)).abort_handle()
         })
         .collect();
     event_stream(first, rx, Tasks(tasks))
@@ -194,6 +222,43 @@ fn own_uris(
         .collect()
 }
 
+/// The backend URIs the caller's session subscribed to at `service` through the edge, that
+/// policy (and the view) still let it see.
+fn kept_uris(
+    app: &App,
+    caller: &Caller,
+    view: Option<&ViewConfig>,
+    service: &str,
+    prefix: &str,
+    as_is: bool,
+) -> Vec<String> {
+    let mut uris = app.federation.subscribed.uris(&caller.session, service);
+    uris.retain(|original| {
+        let uri = client_uri(prefix, original, as_is);
+        may_see(app, caller, view, service, original, &uri)
+    });
+    uris
+}
+
+/// Whether `caller` may see a resource (`original` at `service`, `uri` to the client): by
+/// policy, and the view's choice.
+fn may_see(
+    app: &App,
+    caller: &Caller,
+    view: Option<&ViewConfig>,
+    service: &str,
+    original: &str,
+    uri: &str,
+) -> bool {
+    let view_shows = view.is_none_or(|v| v.shows(Listed::Resource, uri));
+    let policy = app.security.policy.get();
+    let target = Target::Resource(original);
+    view_shows
+        && policy
+            .decide(&caller.identity.principals(), service, &target, None)
+            .allowed
+}
+
 fn client_uri(prefix: &str, original: &str, as_is: bool) -> String {
     if as_is {
         original.to_owned()
@@ -226,22 +291,84 @@ struct Relay {
 }
 
 impl Relay {
+    /// Relays `watched`'s backend stream until the client's stream is gone; with `changes`,
+    /// opens it again with the session's subscriptions each time they change (the session's
+    /// end leaves none).
+    async fn run(
+        self,
+        mut watched: Watched,
+        mut first: Option<Messages>,
+        changes: Option<watch::Receiver<()>>,
+    ) {
+        let Some(mut changes) = changes else {
+            return self.follow(&watched, first).await;
+        };
+        let mut ended = false;
+        loop {
+            let opened = first.take();
+            let followed = async {
+                if watched.filter.is_empty() {
+                    // Nothing to ask the backend for yet.
+                    self.tx.closed().await;
+                } else {
+                    self.follow(&watched, opened).await;
+                }
+            };
+            let differ = async {
+                if ended {
+                    return std::future::pending().await;
+                }
+                loop {
+                    if changes.changed().await.is_err() {
+                        return None;
+                    }
+                    let uris = self.kept_uris(&watched);
+                    if uris != watched.filter.resource_uris {
+                        return Some(uris);
+                    }
+                }
+            };
+            let uris = tokio::select! {
+                () = followed => return,
+                uris = differ => uris,
+            };
+            ended |= uris.is_none();
+            watched.filter.resource_uris = uris.unwrap_or_default();
+        }
+    }
+
+    fn kept_uris(&self, watched: &Watched) -> Vec<String> {
+        let (prefix, as_is) = (&watched.prefix, watched.as_is);
+        let view = self.view();
+        if self.view.is_some() && view.is_none() {
+            return Vec::new();
+        }
+        kept_uris(
+            &self.app,
+            &self.caller,
+            view,
+            &watched.service,
+            prefix,
+            as_is,
+        )
+    }
+
     /// Opens `watched`'s backend stream and relays it, opening it again when it ends, until
     /// the client's stream is gone.
-    async fn run(self, watched: Watched, mut first: Option<Messages>) {
+    async fn follow(&self, watched: &Watched, mut first: Option<Messages>) {
         let mut pause = Duration::from_secs(1);
         let mut warned = first.is_none();
         loop {
             let opened = match first.take() {
                 Some(messages) => Ok(messages),
-                None => self.open(&watched).await,
+                None => self.open(watched).await,
             };
             match opened {
                 Ok(mut messages) => {
                     let opened = Instant::now();
                     warned = false;
                     while let Some(msg) = messages.next().await {
-                        if !self.relay(&watched, &msg).await {
+                        if !self.relay(watched, &msg).await {
                             return;
                         }
                     }
@@ -316,7 +443,12 @@ impl Relay {
                 let view = self.view();
                 let shown = shown_uri(view, uri.clone());
                 let wanted = if self.all_updates {
-                    self.may_see(view, &watched.service, &original, &uri)
+                    // Kept subscriptions as they are now: one just ended is not reported,
+                    // even if the backend's stream that asked for it is still open.
+                    let subscribed = &self.app.federation.subscribed;
+                    (!watched.kept
+                        || subscribed.has(&self.caller.session, &watched.service, &original))
+                        && self.may_see(view, &watched.service, &original, &uri)
                 } else {
                     self.wanted.resource_uris.contains(&shown)
                 };
@@ -336,16 +468,11 @@ impl Relay {
         self.app.config.views.iter().find(|v| &v.name == name)
     }
 
-    /// Whether the caller may see a resource (by policy, and the view's choice).
+    /// Whether the caller may see a resource (see [`may_see`]; nothing, on a view that is
+    /// gone).
     fn may_see(&self, view: Option<&ViewConfig>, service: &str, original: &str, uri: &str) -> bool {
-        let view_shows =
-            self.view.is_none() || view.is_some_and(|v| v.shows(Listed::Resource, uri));
-        let policy = self.app.security.policy.get();
-        let target = Target::Resource(original);
-        view_shows
-            && policy
-                .decide(&self.caller.identity.principals(), service, &target, None)
-                .allowed
+        (self.view.is_none() || view.is_some())
+            && may_see(&self.app, &self.caller, view, service, original, uri)
     }
 
     fn invalidate(&self, service: &str, changed: &[Changed]) {

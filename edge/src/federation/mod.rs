@@ -13,6 +13,8 @@
 //! - [`listen`]: the change stream (`subscriptions/listen`, a legacy session's `GET`), merged
 //!   from every service's, invalidating the cache as changes come;
 //! - [`fanout`]: one legacy session's event stream shared by its caller's change streams (a leaf);
+//! - [`subscribed`]: what 2025-11-25 sessions subscribed to at 2026-07-28-only services, kept
+//!   by the edge, bounded (a leaf);
 //! - [`request`]: the request being served and the answers the edge originates (shared by
 //!   `endpoint` and `calls`);
 //! - [`stateless`]: what the endpoint refuses a 2026-07-28 request before serving it (pure);
@@ -32,5 +34,6 @@ pub mod request;
 pub mod shortened;
 pub mod state;
 pub mod stateless;
+pub mod subscribed;
 pub mod target;
 pub mod upstream;

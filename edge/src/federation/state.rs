@@ -13,6 +13,7 @@ use underpass_mcp::federation::names::NameTable;
 use crate::config::FederationConfig;
 use crate::federation::cache::ResponseCache;
 use crate::federation::fanout::Fanout;
+use crate::federation::subscribed::Subscribed;
 
 /// How long a service's era is believed before it is probed again.
 const ERA_FOR: Duration = Duration::from_secs(300);
@@ -278,6 +279,8 @@ pub struct Federation {
     /// The event streams of the legacy sessions the edge holds, by service and principal,
     /// each shared by that caller's change streams.
     pub event_streams: Fanout,
+    /// What 2025-11-25 sessions subscribed to at 2026-07-28-only services.
+    pub subscribed: Subscribed,
 }
 
 /// How many sessions a [`SessionNotes`] remembers; past that the oldest are forgotten (an
@@ -358,6 +361,7 @@ impl Federation {
             log_levels: SessionNotes::default(),
             shortened: Shortened::default(),
             event_streams: Fanout::default(),
+            subscribed: Subscribed::default(),
         }
     }
 }

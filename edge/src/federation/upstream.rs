@@ -246,11 +246,15 @@ pub async fn describe_each(
 }
 
 /// Ends, every minute, the pooled legacy sessions unused for [`POOL_IDLE`] (a `DELETE` to
-/// their backends, audited), so a stdio backend's process does not outlive its use.
+/// their backends, audited), so a stdio backend's process does not outlive its use; and
+/// forgets the resource subscriptions of sessions as idle that no stream watches.
 pub async fn end_idle_sessions(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
+        app.federation
+            .subscribed
+            .forget_idle(POOL_IDLE, Instant::now());
         for (service, _principal, pooled) in app.federation.upstreams.take_idle(POOL_IDLE) {
             let Some(tunnel) = app.tunnels.connector_tunnel(&service, &pooled.connector) else {
                 continue;
