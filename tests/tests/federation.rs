@@ -521,6 +521,108 @@ tools = ["blob"]
     }
 }
 
+/// A federated list that reads a service's backend counts against the caller's rate for
+/// that service, as the same list on `/mcp/{service}` would: `/mcp` is no way around a
+/// service's rate. A service over the caller's rate is left out (and counted), the others are
+/// not, and the backend never sees the lists refused.
+#[test]
+fn a_federated_list_counts_against_each_services_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    // No caching hints: every list reaches the backends.
+    let (_metered, metered_port) = start_echo_backend(dir.path(), &["--tools", "1"]);
+    let (_open, open_port) = start_echo_backend(dir.path(), &["--tools", "1"]);
+    let policy = r#"
+[[allow]]
+name = "metered-base"
+principals = ["apikey:alice"]
+services = ["metered"]
+rate = "2/min"
+[[allow]]
+name = "metered-tools"
+principals = ["apikey:alice"]
+services = ["metered"]
+tools = ["*"]
+[[allow]]
+name = "open"
+principals = ["apikey:alice"]
+services = ["open"]
+tools = ["*"]
+"#;
+    let extra = format!(
+        "[auth]\n[[auth.api_keys]]\nname = \"alice\"\nsha256 = \"{}\"\n\
+         [policy]\nfile = \"policy.toml\"\n",
+        sha256_hex(ALICE),
+    );
+    let d = Deployment::start_services(
+        false,
+        &[
+            (
+                "metered",
+                &format!("http://127.0.0.1:{metered_port}/mcp"),
+                "",
+            ),
+            ("open", &format!("http://127.0.0.1:{open_port}/mcp"), ""),
+        ],
+        &extra,
+        |dir| std::fs::write(dir.join("policy.toml"), policy).unwrap(),
+    );
+    d.edge_setup.wait_ready("open", Duration::from_secs(30));
+    let url = d.edge_setup.endpoint("/mcp");
+    let auth = format!("Bearer {ALICE}");
+    let services_listed = || -> Vec<String> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {
+            "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
+                      "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("MCP-Protocol-Version", MODERN),
+            ("Mcp-Method", "tools/list"),
+        ];
+        let reply = mcp_post(&url, &headers, &body).unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let v = reply.json();
+        let mut services: Vec<String> = v["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .filter_map(|t| {
+                t["name"]
+                    .as_str()?
+                    .split_once("__")
+                    .map(|(s, _)| s.to_owned())
+            })
+            .collect();
+        services.dedup();
+        services
+    };
+    assert_eq!(services_listed(), ["metered", "open"]);
+    assert_eq!(services_listed(), ["metered", "open"]);
+    assert_eq!(
+        services_listed(),
+        ["open"],
+        "the third list in a minute is over the rate"
+    );
+    let lists_seen = |port: u16| {
+        let stats = http::get(&format!("http://127.0.0.1:{port}/stats"))
+            .unwrap()
+            .json();
+        stats["tools/list"].as_u64().unwrap_or(0)
+    };
+    assert_eq!(
+        lists_seen(metered_port),
+        2,
+        "the refused list never reached the backend"
+    );
+    assert_eq!(lists_seen(open_port), 3);
+    let metrics = http::get(&d.edge_setup.admin("/metrics")).unwrap().text();
+    assert!(
+        metrics.lines().any(|l| l.starts_with(
+            "underpass_federation_omitted_total{service=\"metered\",reason=\"rate_limited\"} 1"
+        )),
+        "{metrics}"
+    );
+}
+
 /// Backends that list garbage: a list that is no list, duplicate names, names with control
 /// characters, 10,000 tools, a cursor that loops, a list slower than the deadline. Each costs
 /// bounded work and a log line; none takes the endpoint down or hides the others.

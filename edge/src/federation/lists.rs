@@ -162,6 +162,14 @@ pub async fn listing(
     caller: &Caller,
     kind: Kind,
 ) -> Result<Arc<Listing>, UpstreamError> {
+    match cached(app, service, caller, kind) {
+        Some(listing) => Ok(listing),
+        None => read(app, service, caller, kind).await,
+    }
+}
+
+/// A service's whole list for `caller`, if the cache holds it (counted as a hit or a miss).
+fn cached(app: &App, service: &ServiceConfig, caller: &Caller, kind: Kind) -> Option<Arc<Listing>> {
     let fed = &app.federation;
     let ctx = context(&caller.identity);
     let cached = fed
@@ -169,11 +177,53 @@ pub async fn listing(
         .lock()
         .map(|mut c| c.get(&service.name, kind.method(), "", &ctx, Instant::now()))
         .unwrap_or(Lookup::Miss);
-    if let Lookup::Hit(listing) = cached {
-        fed.stats.hit(true);
-        return Ok(listing);
-    }
-    fed.stats.hit(false);
+    let hit = match cached {
+        Lookup::Hit(listing) => Some(listing),
+        _ => None,
+    };
+    fed.stats.hit(hit.is_some());
+    hit
+}
+
+/// A list read from a service's backend counts against the caller's rate there, as the same
+/// list on `/mcp/{service}` would (`mcp::judge`): the federated endpoint is no way around a
+/// service's rate. A list served from the cache reaches no backend and is not counted.
+fn charge(
+    app: &App,
+    policy: &Policy,
+    service: &ServiceConfig,
+    caller: &Caller,
+) -> Result<(), UpstreamError> {
+    let principals = caller.identity.principals();
+    let decided = policy.decide(&principals, &service.name, &Target::Service, None);
+    let Some(rate) = decided.rate else {
+        return Ok(());
+    };
+    let principal = &caller.identity.principal;
+    app.security
+        .limiter
+        .check(
+            principal,
+            &service.name,
+            &decided.rule,
+            &rate,
+            Instant::now(),
+        )
+        .map_err(|retry| UpstreamError::RateLimited {
+            rule: decided.rule,
+            retry,
+        })
+}
+
+/// A service's whole list read from its backend, and cached as its hints say.
+async fn read(
+    app: &App,
+    service: &ServiceConfig,
+    caller: &Caller,
+    kind: Kind,
+) -> Result<Arc<Listing>, UpstreamError> {
+    let fed = &app.federation;
+    let ctx = context(&caller.identity);
     let (listing, directives, bytes) = read_all(app, service, caller, kind).await?;
     let listing = Arc::new(listing);
     if let Ok(mut cache) = fed.lists.lock() {
@@ -451,7 +501,14 @@ pub async fn gather(
     let (view, as_is) = (endpoint.view, endpoint.single.is_some());
     let deadline = app.config.federation.deadline;
     let asked = chosen.iter().map(|s| async move {
-        match tokio::time::timeout(deadline, listing(app, s, caller, kind)).await {
+        let listed = async {
+            if let Some(listing) = cached(app, s, caller, kind) {
+                return Ok(listing);
+            }
+            charge(app, policy, s, caller)?;
+            read(app, s, caller, kind).await
+        };
+        match tokio::time::timeout(deadline, listed).await {
             Ok(r) => r.map_err(Omission::Failed),
             Err(_) => Err(Omission::Late),
         }
@@ -474,8 +531,14 @@ pub async fn gather(
                         error,
                     });
                 }
-                tracing::warn!(service = %service.name, list = kind.method(), reason = error.reason(),
-                    "federated list: service left out of the answer: {error}");
+                // A caller over its rate is its own doing: not worth a warning per request.
+                if matches!(error, UpstreamError::RateLimited { .. }) {
+                    tracing::debug!(service = %service.name, list = kind.method(), reason,
+                        "federated list: service left out of the answer: {error}");
+                } else {
+                    tracing::warn!(service = %service.name, list = kind.method(), reason,
+                        "federated list: service left out of the answer: {error}");
+                }
                 app.federation.stats.omitted(&service.name, reason);
             }
         }

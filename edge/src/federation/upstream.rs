@@ -58,6 +58,8 @@ pub enum UpstreamError {
         message: String,
         data: Option<Value>,
     },
+    #[error("the caller's rate for it (policy rule {rule:?}) is spent; retry in {retry:?}")]
+    RateLimited { rule: String, retry: Duration },
 }
 
 impl UpstreamError {
@@ -70,6 +72,7 @@ impl UpstreamError {
             UpstreamError::Status(_) => "http_status",
             UpstreamError::Unreadable(_) => "unreadable",
             UpstreamError::Rpc { .. } => "error",
+            UpstreamError::RateLimited { .. } => "rate_limited",
         }
     }
 }

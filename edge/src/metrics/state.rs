@@ -166,7 +166,7 @@ impl Collector for FederationMetrics {
             .unwrap_or_default();
         let mut family = encoder.encode_descriptor(
             "federation_omitted",
-            "Services left out of a federated answer, by service and reason (deadline, unavailable, tunnel, http_status, unreadable, error, describe)",
+            "Services left out of a federated answer, by service and reason (deadline, unavailable, tunnel, http_status, unreadable, error, rate_limited, describe)",
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;
