@@ -5,7 +5,8 @@
 //! fixture directly passes through the view, but for a short list of scenarios the federated
 //! endpoint cannot serve by design, each with its reason; plain `/mcp` (names prefixed) passes
 //! the scenarios that do not depend on names. One test per era runs the suite three times
-//! (directly, the view, `/mcp`): about half a minute each.
+//! (directly, the view, `/mcp`): about half a minute each. One more test checks that task ids
+//! are bound to the caller and endpoint that saw the task created.
 
 use std::collections::BTreeSet;
 
@@ -121,9 +122,6 @@ fn view(c: &Catalogue) -> String {
 const ASKS: &str = "a 2025-11-25 backend asks the client on the session of the call; the edge's \
     pooled session is shared by the caller's clients and declares no client capabilities \
     (2026-07-28 input-required results do pass)";
-/// The tasks extension.
-const TASKS: &str = "tasks extension (SEP-2663): task ids are not namespaced per service, so \
-    the federated endpoint neither advertises it nor routes tasks/*";
 
 /// Scenarios that pass directly but that the federated endpoint cannot serve by design, and why.
 const NOT_FEDERATED: &[(&str, &str)] = &[
@@ -131,14 +129,6 @@ const NOT_FEDERATED: &[(&str, &str)] = &[
     ("tools-call-elicitation", ASKS),
     ("elicitation-sep1034-defaults", ASKS),
     ("elicitation-sep1330-enums", ASKS),
-    ("tasks-capability-negotiation", TASKS),
-    ("tasks-dispatch-and-envelope", TASKS),
-    ("tasks-lifecycle", TASKS),
-    ("tasks-mrtr-composition", TASKS),
-    ("tasks-mrtr-input", TASKS),
-    ("tasks-request-headers", TASKS),
-    ("tasks-request-state-removal", TASKS),
-    ("tasks-wire-fields", TASKS),
 ];
 
 /// Scenarios that must pass through the view whatever the fixture does (the test is not
@@ -198,6 +188,15 @@ fn era_floor(spec: &str) -> &'static [&'static str] {
             "input-required-result-basic-elicitation",
             "input-required-result-capability-check",
             "input-required-result-multi-round",
+            // Task ids are the endpoint's own, sealed with their service for the caller.
+            "tasks-capability-negotiation",
+            "tasks-dispatch-and-envelope",
+            "tasks-lifecycle",
+            "tasks-mrtr-composition",
+            "tasks-mrtr-input",
+            "tasks-request-headers",
+            "tasks-request-state-removal",
+            "tasks-wire-fields",
         ],
         _ => &[
             "server-initialize",
@@ -279,4 +278,109 @@ fn conformance_2025_11_25_through_a_view_and_the_federated_endpoint() {
 #[test]
 fn conformance_2026_07_28_through_a_view_and_the_federated_endpoint() {
     run(MODERN);
+}
+
+/// Task ids on the federated endpoint are the endpoint's own: a task a backend creates is known
+/// to the client by an id sealed with its service, for the caller and the endpoint that saw it
+/// created. The backend's own id, another caller, another endpoint, or a request that does not
+/// declare the extension get nothing of the task; its owner follows it to the end.
+#[test]
+fn task_ids_are_bound_to_their_caller_and_endpoint() {
+    const ALICE: &str = "up_tasks_alice_key_0123456789abcdef";
+    const BOB: &str = "up_tasks_bob_key_0123456789abcdef0";
+    let peers = Peers::get();
+    let scratch = tempfile::tempdir().unwrap();
+    let (_fixture, fixture_url) = start_fixture(scratch.path(), &peers);
+    let extra = format!(
+        "[auth]\n[[auth.api_keys]]\nname = \"alice\"\nsha256 = \"{}\"\n\
+         [[auth.api_keys]]\nname = \"bob\"\nsha256 = \"{}\"\n\
+         [policy]\nallow_all = true\n\
+         [[views]]\nname = \"compute\"\ntools = [\"fixture__slow_compute\"]\n",
+        sha256_hex(ALICE),
+        sha256_hex(BOB)
+    );
+    let d = Deployment::start_with(false, "fixture", &fixture_url, &extra);
+    let url = d.edge_setup.endpoint("/mcp");
+    let extension = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    // A 2026-07-28 request of `key`'s at `url`, its client capabilities `caps`.
+    let post = |url: &str, key: &str, method: &str, params: Value, caps: &Value| {
+        let mut params = params;
+        params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": caps});
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let auth = format!("Bearer {key}");
+        let mut headers = vec![
+            ("Authorization", auth.as_str()),
+            ("MCP-Protocol-Version", MODERN),
+            ("Mcp-Method", method),
+        ];
+        let name = params["name"].as_str().unwrap_or("").to_owned();
+        if method == "tools/call" {
+            headers.push(("Mcp-Name", name.as_str()));
+        }
+        let reply = mcp_post(url, &headers, &body).unwrap();
+        (reply.status, messages(&reply).remove(0))
+    };
+    let call =
+        json!({"name": "fixture__slow_compute", "arguments": {"seconds": 30, "label": "bound"}});
+    let (status, created) = post(&url, ALICE, "tools/call", call, &extension);
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    let task = created["result"]["taskId"]
+        .as_str()
+        .expect("a task id")
+        .to_owned();
+    assert!(
+        !task.starts_with("task-"),
+        "the backend's own id is not handed out: {task}"
+    );
+
+    let get = |url: &str, key: &str, task: &str, caps: &Value| {
+        post(url, key, "tasks/get", json!({"taskId": task}), caps)
+    };
+    let (status, got) = get(&url, ALICE, &task, &extension);
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["result"]["taskId"], task.as_str(), "{got}");
+    assert_eq!(got["result"]["status"], "working", "{got}");
+
+    // Nobody else, nowhere else, and not without the extension.
+    let unknown = |(status, answer): (u16, Value), who: &str| {
+        assert_eq!(status, 200, "{who}: {answer}");
+        assert_eq!(answer["error"]["code"], -32602, "{who}: {answer}");
+    };
+    unknown(get(&url, BOB, &task, &extension), "another caller");
+    let view = d.edge_setup.endpoint("/mcp/view/compute");
+    unknown(get(&view, ALICE, &task, &extension), "another endpoint");
+    unknown(
+        get(
+            &url,
+            ALICE,
+            "task-00000000-0000-0000-0000-000000000000",
+            &extension,
+        ),
+        "a backend-shaped id",
+    );
+    let (status, ungated) = get(&url, ALICE, &task, &json!({}));
+    assert_eq!(status, 400, "{ungated}");
+    assert_eq!(ungated["error"]["code"], -32021, "{ungated}");
+    let cancel = post(
+        &url,
+        BOB,
+        "tasks/cancel",
+        json!({"taskId": task}),
+        &extension,
+    );
+    unknown(cancel, "another caller's cancel");
+
+    // Its owner cancels it, and sees it cancelled.
+    let (_, cancelled) = post(
+        &url,
+        ALICE,
+        "tasks/cancel",
+        json!({"taskId": task}),
+        &extension,
+    );
+    assert_eq!(cancelled["result"]["resultType"], "complete", "{cancelled}");
+    let (_, after) = get(&url, ALICE, &task, &extension);
+    assert_eq!(after["result"]["status"], "cancelled", "{after}");
 }

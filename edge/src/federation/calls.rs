@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use underpass_audit::Outcome;
 use underpass_mcp::federation::caching;
 use underpass_mcp::federation::names::{split, CLIENT_NAME_LIMIT};
+use underpass_mcp::federation::tasks;
 use underpass_mcp::federation::uris::{federate_content, federated_uri, original_uri};
 use underpass_mcp::jsonrpc::code;
 use underpass_mcp::{self as mcp, SseEvent, SseParser, HEADER_NAME, HEADER_PARAM_PREFIX};
@@ -26,7 +27,7 @@ use crate::config::ServiceConfig;
 use crate::federation::cache::Lookup;
 use crate::federation::config::Listed;
 use crate::federation::lists::{self, Kind};
-use crate::federation::request::{result_response, rpc_error, Request};
+use crate::federation::request::{result_response, rpc_error, sealed, unseal, Request, TASK};
 use crate::federation::upstream::{self, header_value, UpstreamError};
 use crate::http::audited::PendingRecord;
 use crate::http::body::{full_body, Body, BodyError};
@@ -38,16 +39,40 @@ use crate::mcp::failover::{self, Sent};
 use crate::mcp::list_filter;
 use crate::tunnels::exchange::{response_stream, OnHangUp};
 
-/// Where a method names its target, and whether that is a URI.
-fn target_of(method: &str, message: &Value) -> Option<(&'static str, bool)> {
+/// What a call names its target by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum By {
+    /// A federated tool or prompt name.
+    Name,
+    /// A federated resource URI.
+    Uri,
+    /// A task id the endpoint handed out (tasks extension).
+    Task,
+}
+
+impl By {
+    fn what(self) -> &'static str {
+        match self {
+            By::Name => "name",
+            By::Uri => "resource",
+            By::Task => "taskId",
+        }
+    }
+}
+
+/// Where a method names its target, and by what.
+fn target_of(method: &str, message: &Value) -> Option<(&'static str, By)> {
     Some(match method {
-        "tools/call" | "prompts/get" => ("/params/name", false),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => ("/params/uri", true),
+        "tools/call" | "prompts/get" => ("/params/name", By::Name),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            ("/params/uri", By::Uri)
+        }
         "completion/complete" => match message.pointer("/params/ref/type")?.as_str()? {
-            "ref/prompt" => ("/params/ref/name", false),
-            "ref/resource" => ("/params/ref/uri", true),
+            "ref/prompt" => ("/params/ref/name", By::Name),
+            "ref/resource" => ("/params/ref/uri", By::Uri),
             _ => return None,
         },
+        m if tasks::METHODS.contains(&m) => ("/params/taskId", By::Task),
         _ => return None,
     })
 }
@@ -63,13 +88,18 @@ pub async fn route(
     let method = message.method.clone().unwrap_or_default();
     let mut value = message.value;
     let unknown = |what: &str| {
+        let hint = if what == By::Task.what() {
+            "use one a tools/call on this endpoint returned"
+        } else {
+            "list again to see what it serves"
+        };
         Box::new(rpc_error(
             id.as_ref(),
             code::INVALID_PARAMS,
-            &format!("unknown {what} on this endpoint: list again to see what it serves"),
+            &format!("unknown {what} on this endpoint: {hint}"),
         ))
     };
-    let Some((pointer, is_uri)) = target_of(&method, &value) else {
+    let Some((pointer, by)) = target_of(&method, &value) else {
         return Err(unknown("target"));
     };
     let Some(shown) = value
@@ -81,14 +111,16 @@ pub async fn route(
     };
     let resolved = if let Some(single) = req.endpoint.single {
         Some((single, shown.clone()))
-    } else if is_uri {
-        resolve_uri(req, &shown)
     } else {
-        resolve_name(req, &method, &shown).await
+        match by {
+            By::Uri => resolve_uri(req, &shown),
+            By::Name => resolve_name(req, &method, &shown).await,
+            By::Task => resolve_task(req, &shown),
+        }
     };
     let Some((service, original)) = resolved else {
         audit.outcome = Outcome::Error;
-        return Err(unknown(if is_uri { "resource" } else { "name" }));
+        return Err(unknown(by.what()));
     };
     if let Some(slot) = value.pointer_mut(pointer) {
         *slot = Value::from(original.as_str());
@@ -138,6 +170,16 @@ pub async fn route(
         app.federation.stats.hit(false);
     }
     match upstream::request(app, &service.name, &req.caller, &method, params).await {
+        Ok(mut result) if by == By::Task => {
+            // The task goes by the client's id; its inlined result by federated URIs.
+            if let Some(task_id) = result.get_mut("taskId") {
+                *task_id = Value::from(shown);
+            }
+            if let (Some(inner), None) = (result.get_mut("result"), req.endpoint.single) {
+                federate_content(inner, service.federated_prefix());
+            }
+            Ok(result_response(req, id.as_ref(), result))
+        }
         Ok(result) => {
             if cacheable && caching::result_may_be_cached(&result) {
                 let d = caching::directives(&result);
@@ -381,12 +423,16 @@ async fn stream_call(
         .single
         .is_none()
         .then(|| service.federated_prefix().to_owned());
+    let task_id = task_sealer(req, service);
     let restore = move |mut msg: Value| {
         if msg.get("id") == Some(&edge_id) {
             msg["id"] = client_id.clone().unwrap_or(Value::Null);
             if let Some(result) = msg.get_mut("result") {
                 if let Some(prefix) = &prefix {
                     federate_content(result, prefix);
+                    if let Some(sealed) = tasks::created(result).and_then(&task_id) {
+                        result["taskId"] = Value::from(sealed);
+                    }
                 }
                 if let Some(result) = result.as_object_mut().filter(|_| modern) {
                     result
@@ -546,6 +592,32 @@ fn answer(
         }
     }
     result_response(req, id, result)
+}
+
+/// How the task ids a service's backend creates are shown to the caller: sealed for this
+/// endpoint and principal with the service (only that caller, here, can use it).
+fn task_sealer(req: &Request<'_>, service: &ServiceConfig) -> impl Fn(&str) -> Option<String> {
+    let app = req.app.clone();
+    let key = req.endpoint.key.clone();
+    let principal = req.caller.identity.principal.clone();
+    let service = service.name.clone();
+    move |task_id| {
+        sealed(
+            &app,
+            &key,
+            &principal,
+            TASK,
+            &tasks::join(&service, task_id),
+        )
+    }
+}
+
+/// The service and backend task id of a task id this endpoint handed out.
+fn resolve_task<'a>(req: &Request<'a>, shown: &str) -> Option<(&'a ServiceConfig, String)> {
+    let value = unseal(req, TASK, shown)?;
+    let (service, task_id) = tasks::split(&value)?;
+    let service = req.app.config.services.iter().find(|s| s.name == service)?;
+    Some((service, task_id))
 }
 
 /// The service and backend name of a tool or prompt name this endpoint (or view) shows.

@@ -11,6 +11,7 @@ use http::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
 use underpass_audit::{Decision, Outcome};
 use underpass_mcp::federation::notifications::Filter;
+use underpass_mcp::federation::tasks;
 use underpass_mcp::jsonrpc::code;
 use underpass_mcp::{self as mcp, Era, Kind as MessageKind, MODERN_VERSION};
 
@@ -20,6 +21,7 @@ use crate::federation::calls;
 use crate::federation::listen::{self, Listener};
 use crate::federation::lists::{self, Kind};
 pub use crate::federation::request::{result_response, rpc_error, server_info, stamp, Request};
+use crate::federation::request::{seal, unseal, CURSOR, SESSION};
 use crate::federation::stateless;
 pub use crate::federation::target::{Endpoint, Target};
 use crate::federation::upstream::{self, Caller};
@@ -31,13 +33,9 @@ use crate::http::host::check_host_origin;
 use crate::http::media::check_media;
 use crate::http::respond::{error_response, json_response, jsonrpc_refusal, Refusal};
 use crate::mcp::admission;
-use crate::sessions::seal::{principal_hash, Payload};
 
 /// Versions a client may speak to the federated endpoint, newest first.
 const VERSIONS: [&str; 4] = [MODERN_VERSION, "2025-11-25", "2025-06-18", "2025-03-26"];
-/// What a sealed payload of this endpoint holds in its connector field: a session or a cursor.
-const SESSION: &str = "session";
-const CURSOR: &str = "cursor";
 
 /// Serves one request to `/mcp`, `/mcp/view/{view}`, or `/mcp/{service}` bridged.
 pub async fn serve(
@@ -212,6 +210,9 @@ async fn answer(
         | "resources/unsubscribe" => {
             return calls::route(&req, message, audit).await;
         }
+        m if req.modern && tasks::METHODS.contains(&m) => {
+            return calls::route(&req, message, audit).await;
+        }
         _ => Err(Box::new(rpc_error(
             id.as_ref(),
             code::METHOD_NOT_FOUND,
@@ -279,26 +280,6 @@ fn open_session(
     }
 }
 
-/// Seals what only this endpoint and this principal may hand back: a session (`kind`
-/// [`SESSION`]) or a cursor ([`CURSOR`]).
-fn seal(
-    app: &App,
-    endpoint: &Endpoint<'_>,
-    principal: &str,
-    kind: &str,
-    value: &str,
-) -> Option<String> {
-    app.sealer
-        .seal(&Payload {
-            service: endpoint.key.clone(),
-            principal_hash: principal_hash(principal),
-            connector: kind.to_owned(),
-            backend_id: value.to_owned(),
-        })
-        .map_err(|e| tracing::error!("cannot seal a federated {kind}: {e}"))
-        .ok()
-}
-
 /// The union of what the endpoint's services offer (a view offers what it lists), and the
 /// services' instructions, each under its service's name.
 async fn describe(req: &Request<'_>) -> (Map<String, Value>, Option<String>) {
@@ -314,6 +295,14 @@ async fn describe(req: &Request<'_>) -> (Map<String, Value>, Option<String>) {
             app.federation.stats.omitted(&service.name, "describe");
             continue;
         };
+        // A task's id says which service it runs at (see `calls`): the extension is offered
+        // to a 2026-07-28 client when some service offers it.
+        if req.modern && tasks::offered(&d.capabilities) {
+            let extensions = capabilities
+                .entry("extensions")
+                .or_insert_with(|| json!({}));
+            extensions[tasks::EXTENSION] = json!({});
+        }
         for cap in ["tools", "prompts", "resources", "completions", "logging"] {
             let Some(theirs) = d.capabilities.get(cap) else {
                 continue;
@@ -426,10 +415,9 @@ async fn list(
         None | Some(Value::Null) => 0,
         Some(cursor) => cursor
             .as_str()
-            .and_then(|c| req.app.sealer.open(c, &req.endpoint.key, principal).ok())
-            .filter(|o| o.connector == CURSOR)
-            .and_then(|o| {
-                let (method, offset) = o.backend_id.split_once(':')?;
+            .and_then(|c| unseal(req, CURSOR, c))
+            .and_then(|value| {
+                let (method, offset) = value.split_once(':')?;
                 (method == kind.method()).then(|| offset.parse::<usize>().ok())?
             })
             .ok_or_else(|| {

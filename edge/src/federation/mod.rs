@@ -15,8 +15,8 @@
 //! - [`fanout`]: one legacy session's event stream shared by its caller's change streams (a leaf);
 //! - [`subscribed`]: what 2025-11-25 sessions subscribed to at 2026-07-28-only services, kept
 //!   by the edge, bounded (a leaf);
-//! - [`request`]: the request being served and the answers the edge originates (shared by
-//!   `endpoint` and `calls`);
+//! - [`request`]: the request being served, the answers the edge originates, and the values it
+//!   seals for the caller (sessions, cursors, task ids; shared by `endpoint` and `calls`);
 //! - [`stateless`]: what the endpoint refuses a 2026-07-28 request before serving it (pure);
 //! - [`endpoint`]: one request to `/mcp` or a view, from method to answer;
 //! - [`shortened`]: the names cut to 64 characters, listed at start and shown in the admin API.

@@ -12,6 +12,49 @@ use crate::federation::upstream::Caller;
 use crate::http::body::Body;
 use crate::http::conn::ConnInfo;
 use crate::http::respond::json_response;
+use crate::sessions::seal::{principal_hash, Payload};
+
+/// What a sealed payload of the endpoint holds in its connector field: a session, a cursor,
+/// or a task.
+pub const SESSION: &str = "session";
+pub const CURSOR: &str = "cursor";
+pub const TASK: &str = "task";
+
+/// Seals what only this endpoint and this principal may hand back: a session (`kind`
+/// [`SESSION`]), a cursor ([`CURSOR`]) or a task id ([`TASK`]).
+pub fn seal(
+    app: &App,
+    endpoint: &Endpoint<'_>,
+    principal: &str,
+    kind: &str,
+    value: &str,
+) -> Option<String> {
+    sealed(app, &endpoint.key, principal, kind, value)
+}
+
+/// [`seal`] by the endpoint's key.
+pub fn sealed(app: &App, key: &str, principal: &str, kind: &str, value: &str) -> Option<String> {
+    app.sealer
+        .seal(&Payload {
+            service: key.to_owned(),
+            principal_hash: principal_hash(principal),
+            connector: kind.to_owned(),
+            backend_id: value.to_owned(),
+        })
+        .map_err(|e| tracing::error!("cannot seal a federated {kind}: {e}"))
+        .ok()
+}
+
+/// What [`seal`] sealed as `kind` for this endpoint and principal; `None` for anything else.
+pub fn unseal(req: &Request<'_>, kind: &str, sealed: &str) -> Option<String> {
+    let principal = &req.caller.identity.principal;
+    let opened = req
+        .app
+        .sealer
+        .open(sealed, &req.endpoint.key, principal)
+        .ok()?;
+    (opened.connector == kind).then_some(opened.backend_id)
+}
 
 /// The request being served, as the handlers of each method need it.
 pub struct Request<'a> {

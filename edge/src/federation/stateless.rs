@@ -1,15 +1,17 @@
 //! What the federated endpoint, as a 2026-07-28 server itself, refuses before serving a
 //! request (SEP-2575): a protocol version it does not speak (400, -32022, with the versions
 //! it does), a method the stateless era removed or one it does not serve (404, -32601), and a
-//! request whose `_meta` lacks the protocol version or the client's capabilities (400, -32602).
+//! request whose `_meta` lacks the protocol version or the client's capabilities (400, -32602),
+//! and a method of the tasks extension from a client that did not declare it (400, -32021).
 //! Pure: `endpoint` turns a refusal into the answer.
 
 use serde_json::{json, Value};
+use underpass_mcp::federation::tasks;
 use underpass_mcp::jsonrpc::code;
 use underpass_mcp::{self as mcp, Era, Kind};
 
 /// Methods a 2026-07-28 client may call on the federated endpoint.
-const SERVED: [&str; 10] = [
+const SERVED: [&str; 13] = [
     "server/discover",
     "tools/list",
     "tools/call",
@@ -20,6 +22,9 @@ const SERVED: [&str; 10] = [
     "resources/read",
     "completion/complete",
     "subscriptions/listen",
+    "tasks/get",
+    "tasks/update",
+    "tasks/cancel",
 ];
 
 /// A refusal: the HTTP status and the JSON-RPC error.
@@ -81,6 +86,17 @@ pub fn check(
                 data: None,
             });
         }
+    }
+    if tasks::METHODS.contains(&method) && !tasks::declared(message.value.get("params")) {
+        return Err(Refused {
+            status: 400,
+            code: code::MISSING_REQUIRED_CLIENT_CAPABILITY,
+            message: format!(
+                "{method} needs the {} extension: declare it in params._meta's client capabilities",
+                tasks::EXTENSION
+            ),
+            data: Some(json!({"requiredCapabilities": {"extensions": {tasks::EXTENSION: {}}}})),
+        });
     }
     Ok(())
 }

@@ -54,7 +54,9 @@ fn removed_and_unknown_methods_are_404_method_not_found() {
         "logging/setLevel",
         "resources/subscribe",
         "resources/unsubscribe",
-        "tasks/get",
+        // The tasks extension's first version's methods.
+        "tasks/result",
+        "tasks/list",
         "no/such",
     ] {
         let r = check(
@@ -94,4 +96,30 @@ fn a_modern_request_without_its_protocol_meta_is_invalid_params() {
     // Notifications are not requests: nothing to answer.
     let n = message(json!({"jsonrpc": "2.0", "method": "notifications/cancelled"}));
     assert_eq!(check(Some("2026-07-28"), &n, &SERVED_VERSIONS), Ok(()));
+}
+
+#[test]
+fn a_tasks_method_needs_the_extension_declared() {
+    for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
+        let r = check(
+            Some("2026-07-28"),
+            &modern(method, full_meta()),
+            &SERVED_VERSIONS,
+        )
+        .unwrap_err();
+        assert_eq!((r.status, r.code), (400, -32021), "{method}: {r:?}");
+        assert_eq!(
+            r.data,
+            Some(
+                json!({"requiredCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}}})
+            )
+        );
+        let mut meta = full_meta();
+        meta["io.modelcontextprotocol/clientCapabilities"] =
+            json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+        assert_eq!(
+            check(Some("2026-07-28"), &modern(method, meta), &SERVED_VERSIONS),
+            Ok(())
+        );
+    }
 }
