@@ -189,36 +189,21 @@ fn own_uris(
     uris: &[String],
     as_is: bool,
 ) -> Vec<String> {
-    let policy = req.app.security.policy.get();
-    let principals = req.caller.identity.principals();
     let view = req.endpoint.view;
-    let federated: Vec<String> = uris
-        .iter()
-        .map(|u| view.map_or_else(|| u.clone(), |v| v.federated_uri(u)))
-        .collect();
-    federated
-        .iter()
+    let prefix = service.federated_prefix();
+    uris.iter()
         .filter_map(|u| {
+            let federated = view.map_or_else(|| u.clone(), |v| v.federated_uri(u));
             if as_is {
-                return Some(u.as_str());
+                return Some(federated);
             }
-            let (prefix, original) = original_uri(u)?;
-            (prefix == service.federated_prefix()).then_some(original)
+            let (p, original) = original_uri(&federated)?;
+            (p == prefix).then(|| original.to_owned())
         })
         .filter(|original| {
-            let target = Target::Resource(original);
-            let view_shows = req.endpoint.view.is_none_or(|v| {
-                v.shows(
-                    Listed::Resource,
-                    &client_uri(service.federated_prefix(), original, as_is),
-                )
-            });
-            view_shows
-                && policy
-                    .decide(&principals, &service.name, &target, None)
-                    .allowed
+            let uri = client_uri(prefix, original, as_is);
+            may_see(req.app, &req.caller, view, &service.name, original, &uri)
         })
-        .map(str::to_owned)
         .collect()
 }
 
