@@ -147,7 +147,11 @@ pub async fn route(
     if method == "tools/call" {
         return stream_call(req, service, &original, id, params, audit).await;
     }
-    if method.starts_with("resources/") && method.ends_with("subscribe") && !req.modern {
+    let subscription = matches!(
+        method.as_str(),
+        "resources/subscribe" | "resources/unsubscribe"
+    );
+    if subscription && !req.modern {
         if let Some(kept) =
             keep_subscription(req, service, &method, &original, id.as_ref(), audit).await
         {

@@ -83,8 +83,8 @@ impl Held {
         }
     }
 
-    /// The session's entry, made (and charged `extra` more) when it has none; `extra` is
-    /// charged either way.
+    /// The session's entry, made (and charged for) when it has none, charged `extra` bytes
+    /// more; nothing is charged or made when a bound refuses.
     fn entry(
         &mut self,
         session: &str,
