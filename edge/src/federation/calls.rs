@@ -27,7 +27,7 @@ use crate::config::ServiceConfig;
 use crate::federation::cache::Lookup;
 use crate::federation::config::Listed;
 use crate::federation::lists::{self, Kind};
-use crate::federation::request::{result_response, rpc_error, sealed, unseal, Request, TASK};
+use crate::federation::request::{result_response, rpc_error, seal, unseal, Request, TASK};
 use crate::federation::upstream::{self, header_value, UpstreamError};
 use crate::http::audited::PendingRecord;
 use crate::http::body::{full_body, Body, BodyError};
@@ -606,7 +606,7 @@ fn task_sealer(req: &Request<'_>, service: &ServiceConfig) -> impl Fn(&str) -> O
     let principal = req.caller.identity.principal.clone();
     let service = service.name.clone();
     move |task_id| {
-        sealed(
+        seal(
             &app,
             &key,
             &principal,
@@ -618,7 +618,8 @@ fn task_sealer(req: &Request<'_>, service: &ServiceConfig) -> impl Fn(&str) -> O
 
 /// The service and backend task id of a task id this endpoint handed out.
 fn resolve_task<'a>(req: &Request<'a>, shown: &str) -> Option<(&'a ServiceConfig, String)> {
-    let value = unseal(req, TASK, shown)?;
+    let principal = &req.caller.identity.principal;
+    let value = unseal(req.app, &req.endpoint.key, principal, TASK, shown)?;
     let (service, task_id) = tasks::split(&value)?;
     let service = req.app.config.services.iter().find(|s| s.name == service)?;
     Some((service, task_id))

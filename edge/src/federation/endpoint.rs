@@ -272,10 +272,8 @@ fn open_session(
         return Ok(None);
     };
     let id = id.to_str().map_err(|_| session_not_found())?;
-    match app.sealer.open(id, &endpoint.key, principal) {
-        Ok(opened) if opened.connector == SESSION && app.federation.ended.get(id).is_none() => {
-            Ok(Some(id.to_owned()))
-        }
+    match unseal(app, &endpoint.key, principal, SESSION, id) {
+        Some(_) if app.federation.ended.get(id).is_none() => Ok(Some(id.to_owned())),
         _ => Err(session_not_found()),
     }
 }
@@ -374,7 +372,7 @@ async fn initialize(
     let id = format!("{:032x}", rand::random::<u128>());
     let sealed = seal(
         req.app,
-        &req.endpoint,
+        &req.endpoint.key,
         &req.caller.identity.principal,
         SESSION,
         &id,
@@ -415,7 +413,7 @@ async fn list(
         None | Some(Value::Null) => 0,
         Some(cursor) => cursor
             .as_str()
-            .and_then(|c| unseal(req, CURSOR, c))
+            .and_then(|c| unseal(req.app, &req.endpoint.key, principal, CURSOR, c))
             .and_then(|value| {
                 let (method, offset) = value.split_once(':')?;
                 (method == kind.method()).then(|| offset.parse::<usize>().ok())?
@@ -448,7 +446,7 @@ async fn list(
     let mut result = Map::new();
     if let Some(next) = next {
         let value = format!("{}:{next}", kind.method());
-        if let Some(cursor) = seal(req.app, &req.endpoint, principal, CURSOR, &value) {
+        if let Some(cursor) = seal(req.app, &req.endpoint.key, principal, CURSOR, &value) {
             result.insert("nextCursor".into(), Value::from(cursor));
         }
     }

@@ -20,20 +20,9 @@ pub const SESSION: &str = "session";
 pub const CURSOR: &str = "cursor";
 pub const TASK: &str = "task";
 
-/// Seals what only this endpoint and this principal may hand back: a session (`kind`
+/// Seals what only the endpoint of `key` and this principal may hand back: a session (`kind`
 /// [`SESSION`]), a cursor ([`CURSOR`]) or a task id ([`TASK`]).
-pub fn seal(
-    app: &App,
-    endpoint: &Endpoint<'_>,
-    principal: &str,
-    kind: &str,
-    value: &str,
-) -> Option<String> {
-    sealed(app, &endpoint.key, principal, kind, value)
-}
-
-/// [`seal`] by the endpoint's key.
-pub fn sealed(app: &App, key: &str, principal: &str, kind: &str, value: &str) -> Option<String> {
+pub fn seal(app: &App, key: &str, principal: &str, kind: &str, value: &str) -> Option<String> {
     app.sealer
         .seal(&Payload {
             service: key.to_owned(),
@@ -45,14 +34,10 @@ pub fn sealed(app: &App, key: &str, principal: &str, kind: &str, value: &str) ->
         .ok()
 }
 
-/// What [`seal`] sealed as `kind` for this endpoint and principal; `None` for anything else.
-pub fn unseal(req: &Request<'_>, kind: &str, sealed: &str) -> Option<String> {
-    let principal = &req.caller.identity.principal;
-    let opened = req
-        .app
-        .sealer
-        .open(sealed, &req.endpoint.key, principal)
-        .ok()?;
+/// What [`seal`] sealed as `kind` for the endpoint of `key` and this principal; `None` for
+/// anything else.
+pub fn unseal(app: &App, key: &str, principal: &str, kind: &str, sealed: &str) -> Option<String> {
+    let opened = app.sealer.open(sealed, key, principal).ok()?;
     (opened.connector == kind).then_some(opened.backend_id)
 }
 
