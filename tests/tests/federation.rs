@@ -466,22 +466,7 @@ tools = ["blob"]
         );
         let url = d.edge_setup.endpoint("/mcp");
         let list = |key: &str| -> Vec<String> {
-            let auth = format!("Bearer {key}");
-            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {
-                "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
-                          "io.modelcontextprotocol/clientCapabilities": {}}}});
-            let reply = mcp_post(
-                &url,
-                &[
-                    ("Authorization", auth.as_str()),
-                    ("MCP-Protocol-Version", MODERN),
-                    ("Mcp-Method", "tools/list"),
-                ],
-                &body,
-            )
-            .unwrap();
-            assert_eq!(reply.status, 200, "{}", reply.text());
-            let v = reply.json();
+            let v = tools_list(&url, key);
             assert_eq!(v["result"]["cacheScope"], "private", "{v}");
             v["result"]["tools"]
                 .as_array()
@@ -568,19 +553,8 @@ tools = ["*"]
     );
     d.edge_setup.wait_ready("open", Duration::from_secs(30));
     let url = d.edge_setup.endpoint("/mcp");
-    let auth = format!("Bearer {ALICE}");
     let services_listed = || -> Vec<String> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {
-            "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
-                      "io.modelcontextprotocol/clientCapabilities": {}}}});
-        let headers = [
-            ("Authorization", auth.as_str()),
-            ("MCP-Protocol-Version", MODERN),
-            ("Mcp-Method", "tools/list"),
-        ];
-        let reply = mcp_post(&url, &headers, &body).unwrap();
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        let v = reply.json();
+        let v = tools_list(&url, ALICE);
         let mut services: Vec<String> = v["result"]["tools"]
             .as_array()
             .unwrap_or_else(|| panic!("{v}"))
@@ -621,6 +595,22 @@ tools = ["*"]
         )),
         "{metrics}"
     );
+}
+
+/// A 2026-07-28 `tools/list` at `url` with the API key `key`: the answer (HTTP 200).
+fn tools_list(url: &str, key: &str) -> Value {
+    let auth = format!("Bearer {key}");
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {
+        "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("MCP-Protocol-Version", MODERN),
+        ("Mcp-Method", "tools/list"),
+    ];
+    let reply = mcp_post(url, &headers, &body).unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
 }
 
 /// Backends that list garbage: a list that is no list, duplicate names, names with control
