@@ -503,6 +503,22 @@ tools = ["blob"]
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
         assert_eq!(hits, 6 - upstream_lists, "{scope}: {metrics}");
+
+        // `server/discover` too: the backend's answer (with the same hints) is kept, the
+        // era probe's included, and the union is built per caller from it.
+        for _ in 0..3 {
+            for key in [ALICE, BOB] {
+                let v = ask_modern(&url, key, "server/discover");
+                assert!(v["result"]["capabilities"]["tools"].is_object(), "{v}");
+            }
+        }
+        let stats = http::get(&format!("http://127.0.0.1:{port}/stats"))
+            .unwrap()
+            .json();
+        assert_eq!(
+            stats["server/discover"], upstream_lists,
+            "{scope}: one upstream server/discover per authorization context that may share it: {stats}"
+        );
     }
 }
 
@@ -599,14 +615,20 @@ tools = ["*"]
 
 /// A 2026-07-28 `tools/list` at `url` with the API key `key`: the answer (HTTP 200).
 fn tools_list(url: &str, key: &str) -> Value {
+    ask_modern(url, key, "tools/list")
+}
+
+/// A 2026-07-28 request of `method` without parameters at `url` with the API key `key`: the
+/// answer (HTTP 200).
+fn ask_modern(url: &str, key: &str, method: &str) -> Value {
     let auth = format!("Bearer {key}");
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {
         "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
                   "io.modelcontextprotocol/clientCapabilities": {}}}});
     let headers = [
         ("Authorization", auth.as_str()),
         ("MCP-Protocol-Version", MODERN),
-        ("Mcp-Method", "tools/list"),
+        ("Mcp-Method", method),
     ];
     let reply = mcp_post(url, &headers, &body).unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());

@@ -158,7 +158,7 @@ pub async fn route(
             return kept;
         }
     }
-    let ctx = lists::context(&req.caller.identity);
+    let ctx = upstream::context(&req.caller.identity);
     let cacheable = method == "resources/read" && caching::request_may_be_cached(Some(&params));
     if cacheable {
         let cached = app

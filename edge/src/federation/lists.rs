@@ -23,7 +23,7 @@ use crate::federation::cache::Lookup;
 use crate::federation::config::Listed;
 use crate::federation::state::{Item, Listing, ShortName};
 use crate::federation::target::Endpoint;
-use crate::federation::upstream::{self, Caller, UpstreamError};
+use crate::federation::upstream::{self, context, Caller, UpstreamError};
 use crate::policy::{Policy, Target};
 
 mod page;
@@ -106,13 +106,6 @@ impl Kind {
             Kind::Resources | Kind::Templates => Target::Resource(original),
         }
     }
-}
-
-/// Who a private cached result may be served to: the principal and its groups.
-pub fn context(identity: &Identity) -> String {
-    let mut groups = identity.groups.clone();
-    groups.sort_unstable();
-    format!("{}\n{}", identity.principal, groups.join("\n"))
 }
 
 /// The services of an endpoint the caller's policy lets it use at all, in configuration

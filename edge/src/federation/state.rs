@@ -48,6 +48,14 @@ impl Described {
             server_info: server_info.cloned().unwrap_or(Value::Null),
         }
     }
+
+    /// About the bytes it holds, for the cache's budget.
+    pub fn size(&self) -> usize {
+        let text = |v: &Value| v.to_string().len();
+        text(&self.capabilities)
+            + text(&self.server_info)
+            + self.instructions.as_ref().map_or(0, String::len)
+    }
 }
 
 #[derive(Clone)]

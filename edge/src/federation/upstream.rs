@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use underpass_mcp::federation::caching;
 use underpass_mcp::federation::notifications::Filter;
 use underpass_mcp::{SseParser, MODERN_VERSION};
 use underpass_proto::frame::RequestHead;
@@ -25,6 +26,7 @@ use crate::app::App;
 use crate::assertion::AssertionClaims;
 use crate::auth::Identity;
 use crate::config::ServiceConfig;
+use crate::federation::cache::Lookup;
 use crate::federation::state::{Described, Pooled};
 use crate::http::audited::OnBehalf;
 use crate::http::ids::new_request_id;
@@ -88,6 +90,13 @@ pub struct Caller {
     pub forwarded: Vec<(String, Vec<u8>)>,
 }
 
+/// Who a private cached result may be served to: the principal and its groups.
+pub fn context(identity: &Identity) -> String {
+    let mut groups = identity.groups.clone();
+    groups.sort_unstable();
+    format!("{}\n{}", identity.principal, groups.join("\n"))
+}
+
 /// How one request reaches a service: the tunnel, and for a legacy backend its session.
 pub struct Plan {
     pub service: String,
@@ -130,12 +139,16 @@ pub async fn plan(app: &App, service: &str, caller: &Caller) -> Result<Plan, Ups
                 .and_then(Value::as_array)
                 .is_some_and(|v| v.iter().any(|v| v == MODERN_VERSION))
         });
-        match discovered {
+        match &discovered {
             Err(UpstreamError::Unavailable | UpstreamError::Tunnel | UpstreamError::Unaudited) => {
                 return Err(discovered.err().unwrap_or(UpstreamError::Tunnel));
             }
-            _ => ups.learn_era(service, speaks_modern),
+            Ok(result) if speaks_modern => {
+                keep_description(app, service, caller, result);
+            }
+            _ => {}
         }
+        ups.learn_era(service, speaks_modern);
         if speaks_modern {
             return Ok(modern);
         }
@@ -220,10 +233,50 @@ pub async fn describe(app: &App, plan: &Plan, caller: &Caller) -> Result<Describ
     match &plan.legacy {
         Some(p) => Ok((*p.described).clone()),
         None => {
+            if let Some(described) = cached_description(app, &plan.service, caller) {
+                return Ok(described);
+            }
             let result = send(app, plan, caller, "server/discover", json!({})).await?;
-            Ok(Described::of(&result, true))
+            Ok(keep_description(app, &plan.service, caller, &result))
         }
     }
+}
+
+/// A modern service's `server/discover` for `caller`, if cached (counted as a hit or a miss).
+fn cached_description(app: &App, service: &str, caller: &Caller) -> Option<Described> {
+    let fed = &app.federation;
+    let ctx = context(&caller.identity);
+    let found = fed
+        .described
+        .lock()
+        .map(|mut c| c.get(service, "server/discover", "", &ctx, Instant::now()))
+        .unwrap_or(Lookup::Miss);
+    let hit = match found {
+        Lookup::Hit(described) => Some((*described).clone()),
+        Lookup::Miss => None,
+    };
+    fed.stats.hit(hit.is_some());
+    hit
+}
+
+/// What a modern service's `server/discover` said, cached as its `ttlMs` and `cacheScope` say.
+fn keep_description(app: &App, service: &str, caller: &Caller, result: &Value) -> Described {
+    let described = Described::of(result, true);
+    let hints = caching::directives(result);
+    if let Ok(mut cache) = app.federation.described.lock() {
+        cache.put(
+            service,
+            "server/discover",
+            "",
+            &context(&caller.identity),
+            hints.scope,
+            Arc::new(described.clone()),
+            described.size(),
+            hints.ttl,
+            Instant::now(),
+        );
+    }
+    described
 }
 
 /// What each of `services` says of itself, asked at once under the federation deadline:
