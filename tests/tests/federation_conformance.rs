@@ -118,18 +118,11 @@ fn view(c: &Catalogue) -> String {
     )
 }
 
-/// Server-to-client requests in the legacy era.
-const ASKS: &str = "a 2025-11-25 backend asks the client on the session of the call; the edge's \
-    pooled session is shared by the caller's clients and declares no client capabilities \
-    (2026-07-28 input-required results do pass)";
-
-/// Scenarios that pass directly but that the federated endpoint cannot serve by design, and why.
-const NOT_FEDERATED: &[(&str, &str)] = &[
-    ("tools-call-sampling", ASKS),
-    ("tools-call-elicitation", ASKS),
-    ("elicitation-sep1034-defaults", ASKS),
-    ("elicitation-sep1330-enums", ASKS),
-];
+/// Scenarios that pass directly but that the federated endpoint cannot serve by design, and
+/// why. None now: the fixture speaks 2026-07-28 to the edge, whose `input_required` rounds the
+/// edge relays to a 2025-11-25 client as requests on the call's stream (`tools-call-sampling`,
+/// `tools-call-elicitation`, `elicitation-sep1034-defaults`, `elicitation-sep1330-enums`).
+const NOT_FEDERATED: &[(&str, &str)] = &[];
 
 /// Scenarios that must pass through the view whatever the fixture does (the test is not
 /// vacuous).
@@ -204,6 +197,11 @@ fn era_floor(spec: &str) -> &'static [&'static str] {
             "server-session-lifecycle",
             "logging-set-level",
             "tools-call-with-logging",
+            // The fixture's input_required rounds, relayed as requests to the client.
+            "tools-call-sampling",
+            "tools-call-elicitation",
+            "elicitation-sep1034-defaults",
+            "elicitation-sep1330-enums",
             "completion-complete",
             // The fixture speaks 2026-07-28 to the edge, which has no resources/subscribe:
             // the edge keeps the session's subscriptions and asks for them on listen.

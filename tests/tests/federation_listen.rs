@@ -3,6 +3,8 @@
 //! service's own stream: the Python SDK fixture (a 2026-07-28 backend, reached with its own
 //! `subscriptions/listen`) and `server-everything` (legacy only, reached through the event
 //! stream of the edge's session there). A backend's `list_changed` drops its cached lists.
+//! And the other way down a session: a 2025-11-25 client asked for input, on its call's own
+//! stream, by the fixture's `input_required` rounds.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -106,7 +108,7 @@ fn a_legacy_session_subscribes_through_the_edge_to_a_2026_only_backend() {
     let t = fixture_and_everything();
     let url = t.d.edge_setup.endpoint("/mcp");
     let federated = |uri: &str| format!("underpass://fixture/{uri}");
-    let (session, caps) = legacy_session(&url);
+    let (session, caps) = legacy_session(&url, json!({}));
     assert_eq!(caps["resources"]["subscribe"], true, "{caps}");
     let legacy = ("MCP-Protocol-Version", LEGACY);
     let in_session = [legacy, ("Mcp-Session-Id", session.as_str())];
@@ -192,9 +194,118 @@ fn a_legacy_session_subscribes_through_the_edge_to_a_2026_only_backend() {
 }
 
 /// A 2025-11-25 session of `url`'s: its id and the capabilities the edge declared.
-fn legacy_session(url: &str) -> (String, Value) {
+/// A 2025-11-25 client calls the fixture's `test_elicitation`, which in 2026-07-28 answers
+/// `input_required` until it has the client's answer: the edge asks the client on the call's
+/// stream, with a request of its own, only a client that declared it can answer; only the
+/// session asked can answer; the answer goes back to the fixture, whose result ends the
+/// stream; a refusal ends the call with an error that names the request.
+#[test]
+fn a_legacy_session_is_asked_for_input_on_its_calls_stream() {
+    let t = fixture_and_everything();
+    let url = t.d.edge_setup.endpoint("/mcp");
+    let call = |session: &str, id: u64| -> EventStream {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": "fixture__test_elicitation", "arguments": {}}});
+        let stream = EventStream::open(
+            "POST",
+            &url,
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json, text/event-stream"),
+                ("MCP-Protocol-Version", LEGACY),
+                ("Mcp-Session-Id", session),
+            ],
+            body.to_string().as_bytes(),
+        )
+        .expect("post the call");
+        assert_eq!(stream.status, 200);
+        stream
+    };
+    let answer = |session: &str, answer: Value| {
+        let headers = [
+            ("MCP-Protocol-Version", LEGACY),
+            ("Mcp-Session-Id", session),
+        ];
+        let reply = mcp_post(&url, &headers, &answer).unwrap();
+        assert_eq!(reply.status, 202, "{}", reply.text());
+    };
+    let wait = Duration::from_secs(30);
+    let error_of = |msg: &Value| msg["error"]["message"].as_str().unwrap_or("").to_owned();
+
+    // A client that declared no elicitation is not asked: the call fails, saying why.
+    let (plain, _) = legacy_session(&url, json!({}));
+    let ended = call(&plain, 2)
+        .next_message(wait)
+        .expect("the call's answer");
+    assert_eq!(ended["id"], 2, "{ended}");
+    assert!(
+        error_of(&ended).contains("\"elicitation\" capability"),
+        "{ended}"
+    );
+
+    let (asked, _) = legacy_session(&url, json!({"elicitation": {}}));
+    let (other, _) = legacy_session(&url, json!({"elicitation": {}}));
+    let mut stream = call(&asked, 3);
+    let ask = stream.next_message(wait).expect("the input request");
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    assert!(ask["params"]["requestedSchema"].is_object(), "{ask}");
+    let ask_id = ask["id"].as_str().expect("the edge's own id").to_owned();
+    let accept = |id: &str, name: &str| {
+        json!({"jsonrpc": "2.0", "id": id,
+               "result": {"action": "accept", "content": {"name": name}}})
+    };
+    let waiting = || {
+        let metrics = http::get(&t.d.edge_setup.admin("/metrics")).unwrap().text();
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("underpass_federation_input_requests_waiting "))
+            .map(str::to_owned);
+        line.unwrap_or_else(|| panic!("no waiting gauge: {metrics}"))
+    };
+    // Another session's answer with that id reaches nothing: the call still waits.
+    answer(&other, accept(&ask_id, "mallory"));
+    assert_eq!(stream.next_message(Duration::from_secs(1)), None);
+    assert_eq!(waiting(), "underpass_federation_input_requests_waiting 1");
+    answer(&asked, accept(&ask_id, "ada"));
+    let done = stream.next_message(wait).expect("the call's result");
+    assert_eq!(done["id"], 3, "{done}");
+    let text = done["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("action=accept") && text.contains("ada"),
+        "{done}"
+    );
+    assert!(!text.contains("mallory"), "{done}");
+    assert_eq!(waiting(), "underpass_federation_input_requests_waiting 0");
+
+    // A client that hangs up while asked: nothing is left waiting for its answer.
+    let mut stream = call(&asked, 5);
+    stream.next_message(wait).expect("the input request");
+    assert_eq!(waiting(), "underpass_federation_input_requests_waiting 1");
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while waiting() != "underpass_federation_input_requests_waiting 0" {
+        assert!(Instant::now() < deadline, "still waiting: {}", waiting());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The client refuses: the call ends with an error naming the request.
+    let mut stream = call(&asked, 4);
+    let ask = stream.next_message(wait).expect("the input request");
+    let refusal = json!({"jsonrpc": "2.0", "id": ask["id"],
+                         "error": {"code": -1, "message": "user closed the dialog"}});
+    answer(&asked, refusal);
+    let ended = stream.next_message(wait).expect("the call's answer");
+    assert_eq!(ended["id"], 4, "{ended}");
+    let said = error_of(&ended);
+    assert!(
+        said.contains("refused") && said.contains("user_info"),
+        "{ended}"
+    );
+}
+
+fn legacy_session(url: &str, capabilities: Value) -> (String, Value) {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": LEGACY, "capabilities": {},
+        "protocolVersion": LEGACY, "capabilities": capabilities,
         "clientInfo": {"name": "listen-test", "version": "1"}}});
     let reply = mcp_post(url, &[], &init).unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -408,7 +519,7 @@ fn a_legacy_session_gets_list_changes_on_its_event_stream() {
     let url = t.d.edge_setup.endpoint("/mcp");
     let legacy = [("MCP-Protocol-Version", LEGACY)];
 
-    let (session, caps) = legacy_session(&url);
+    let (session, caps) = legacy_session(&url, json!({}));
     assert_eq!(caps["tools"]["listChanged"], true, "{caps}");
 
     // A GET needs the session, and a 2026-07-28 client is pointed to subscriptions/listen.

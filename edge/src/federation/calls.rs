@@ -24,6 +24,7 @@ use underpass_mcp::jsonrpc::code;
 use underpass_mcp::{self as mcp, SseEvent, SseParser, HEADER_NAME, HEADER_PARAM_PREFIX};
 
 use crate::config::ServiceConfig;
+use crate::federation::asks;
 use crate::federation::cache::Lookup;
 use crate::federation::config::Listed;
 use crate::federation::lists::{self, Kind};
@@ -184,6 +185,20 @@ pub async fn route(
             }
             Ok(result_response(req, id.as_ref(), result))
         }
+        Ok(result) if !req.modern && caching::asks_for_input(&result) => {
+            // The client's capabilities went with `tools/call` only (see `asks`): a backend
+            // that asks anyway gets the client nothing it could read.
+            audit.outcome = Outcome::BackendError;
+            Ok(rpc_error(
+                id.as_ref(),
+                code::UPSTREAM_FAILED,
+                &format!(
+                    "service {:?} asked for input on {method}, which the edge relays to a \
+                     2025-11-25 client on tools/call only",
+                    service.name
+                ),
+            ))
+        }
         Ok(result) => {
             if cacheable && caching::result_may_be_cached(&result) {
                 let d = caching::directives(&result);
@@ -325,6 +340,16 @@ async fn stream_call(
             ),
         ))
     };
+    let mut params = params;
+    if !req.modern {
+        // What the client can be asked, for a 2026-07-28 backend (see `asks`).
+        with_meta(
+            &mut params,
+            upstream::CLIENT_CAPABILITIES,
+            req.client_capabilities.clone(),
+        );
+    }
+    let param_headers = param_headers(&req.parts.headers);
     let mut again = true;
     let sent = loop {
         let plan = match upstream::plan(app, &service.name, &req.caller).await {
@@ -335,7 +360,7 @@ async fn stream_call(
         let message = plan.message(Some(&edge_id), "tools/call", params.clone());
         let mut head = plan.head(app, &req.caller, "tools/call", Some(tool));
         if plan.is_modern() {
-            head.headers.extend(param_headers(&req.parts.headers));
+            head.headers.extend(param_headers.iter().cloned());
         }
         head.request_id = audit.request_id.clone().unwrap_or(head.request_id);
         let how = failover::How {
@@ -360,17 +385,40 @@ async fn stream_call(
                 .drop_session(&service.name, &req.caller.identity.principal);
             continue;
         }
-        break (sent, edge_id);
+        break (sent, edge_id, plan.is_modern());
     };
-    let (sent, edge_id) = sent;
+    let (sent, edge_id, modern_backend) = sent;
     let status = StatusCode::from_u16(sent.head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     if status.is_server_error() {
         audit.outcome = Outcome::BackendError;
     } else if status.is_client_error() {
         audit.outcome = Outcome::Error;
     }
-    let (mut headers, is_sse) = response_headers(sent.head.headers);
+    let (mut headers, is_sse) = response_headers(sent.head.headers.clone());
     headers.remove(SESSION_HEADER);
+    // A 2026-07-28 backend may ask a 2025-11-25 client for input: relayed (see `asks`).
+    let relayed = status.is_success() && modern_backend && !req.modern;
+    let sent = if relayed { Err(sent) } else { Ok(sent) };
+    let sent = match sent {
+        Ok(sent) => sent,
+        Err(sent) => {
+            let restore = restorer(req, service, client_id.clone(), edge_id.clone());
+            let relay = asks::Relay {
+                app: app.clone(),
+                service: service.name.clone(),
+                caller: req.caller.clone(),
+                capabilities: req.client_capabilities.clone(),
+                method: "tools/call".into(),
+                name: Some(tool.to_owned()),
+                params,
+                headers: param_headers,
+                client_id,
+                edge_id,
+                restore: Box::new(restore),
+            };
+            return Ok(asks::relay(relay, upstream::answers(sent)));
+        }
+    };
     let Sent {
         tunnel,
         recv,
@@ -419,34 +467,7 @@ async fn stream_call(
             ),
         ));
     }
-    // A 2026-07-28 client needs `resultType` in the result, which a legacy backend never sends.
-    // Resource URIs in the result are the backend's: federated, unless bridged as they are.
-    let modern = req.modern;
-    let prefix = req
-        .endpoint
-        .single
-        .is_none()
-        .then(|| service.federated_prefix().to_owned());
-    let task_id = task_sealer(req, service);
-    let restore = move |mut msg: Value| {
-        if msg.get("id") == Some(&edge_id) {
-            msg["id"] = client_id.clone().unwrap_or(Value::Null);
-            if let Some(result) = msg.get_mut("result") {
-                if let Some(prefix) = &prefix {
-                    federate_content(result, prefix);
-                    if let Some(sealed) = tasks::created(result).and_then(&task_id) {
-                        result["taskId"] = Value::from(sealed);
-                    }
-                }
-                if let Some(result) = result.as_object_mut().filter(|_| modern) {
-                    result
-                        .entry("resultType")
-                        .or_insert_with(|| Value::from("complete"));
-                }
-            }
-        }
-        msg
-    };
+    let restore = restorer(req, service, client_id, edge_id);
     let body: Body = if is_sse {
         let mut parser = SseParser::default();
         let events = stream.map(move |frame| {
@@ -507,6 +528,44 @@ async fn stream_call(
     Ok(resp)
 }
 
+/// What the client gets of a message of the call's answer: the answer (the one with
+/// `edge_id`) goes back under the client's id. A 2026-07-28 client needs `resultType` in the
+/// result, which a legacy backend never sends. Resource URIs in the result are the backend's:
+/// federated, unless bridged as they are; a created task's id is sealed with its service.
+fn restorer(
+    req: &Request<'_>,
+    service: &ServiceConfig,
+    client_id: Option<Value>,
+    edge_id: Value,
+) -> impl Fn(Value) -> Value + Send + Sync + 'static {
+    let modern = req.modern;
+    let prefix = req
+        .endpoint
+        .single
+        .is_none()
+        .then(|| service.federated_prefix().to_owned());
+    let task_id = task_sealer(req, service);
+    move |mut msg: Value| {
+        if msg.get("id") == Some(&edge_id) {
+            msg["id"] = client_id.clone().unwrap_or(Value::Null);
+            if let Some(result) = msg.get_mut("result") {
+                if let Some(prefix) = &prefix {
+                    federate_content(result, prefix);
+                    if let Some(sealed) = tasks::created(result).and_then(&task_id) {
+                        result["taskId"] = Value::from(sealed);
+                    }
+                }
+                if let Some(result) = result.as_object_mut().filter(|_| modern) {
+                    result
+                        .entry("resultType")
+                        .or_insert_with(|| Value::from("complete"));
+                }
+            }
+        }
+        msg
+    }
+}
+
 /// The levels of `logging/setLevel` (RFC 5424), lowest first.
 const LOG_LEVELS: [&str; 8] = [
     "debug",
@@ -550,6 +609,11 @@ fn with_log_level(req: &Request<'_>, params: &mut Value) {
     let Some(level) = req.app.federation.log_levels.get(&req.caller.session) else {
         return;
     };
+    with_meta(params, upstream::LOG_LEVEL, Value::from(level));
+}
+
+/// Sets `key` in the parameters' `_meta`.
+fn with_meta(params: &mut Value, key: &str, value: Value) {
     if !params.is_object() {
         *params = json!({});
     }
@@ -557,7 +621,7 @@ fn with_log_level(req: &Request<'_>, params: &mut Value) {
         .as_object_mut()
         .map(|p| p.entry("_meta").or_insert_with(|| json!({})));
     if let Some(Value::Object(meta)) = meta {
-        meta.insert(upstream::LOG_LEVEL.into(), Value::from(level));
+        meta.insert(key.into(), value);
     }
 }
 

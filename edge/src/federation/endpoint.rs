@@ -6,10 +6,13 @@
 
 use std::sync::Arc;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
 use underpass_audit::{Decision, Outcome};
+use underpass_mcp::federation::asks;
 use underpass_mcp::federation::notifications::Filter;
 use underpass_mcp::federation::tasks;
 use underpass_mcp::jsonrpc::code;
@@ -122,7 +125,11 @@ async fn answer(
     };
     audit.principal = Some(identity.principal.clone());
     audit.auth_method = Some(identity.method);
-    let session = open_session(app, &endpoint, &identity.principal, parts)?;
+    let opened = open_session(app, &endpoint, &identity.principal, parts)?;
+    let (session, client_capabilities) = match opened {
+        Some((id, capabilities)) => (Some(id), capabilities),
+        None => (None, json!({})),
+    };
     if parts.method == Method::DELETE {
         return match session {
             Some(id) => {
@@ -151,6 +158,7 @@ async fn answer(
         endpoint,
         caller,
         modern,
+        client_capabilities,
     };
     if parts.method == Method::GET {
         return event_stream(&req, session.is_some(), audit).await;
@@ -178,9 +186,15 @@ async fn answer(
     }
     audit.mcp_method = message.method.clone();
     if message.kind != MessageKind::Request {
-        // Notifications and responses concern no backend the edge could name: taken, and
-        // dropped (a legacy client's `notifications/initialized`, cancellations of calls
+        // A response answers what the edge asked the client for a call in flight (`asks`);
+        // other responses and notifications concern no backend the edge could name: taken,
+        // and dropped (a legacy client's `notifications/initialized`, cancellations of calls
         // whose answers the edge is reading whole).
+        if message.kind == MessageKind::Response && !req.caller.session.is_empty() {
+            app.federation
+                .asks
+                .answer(&req.caller.session, message.value.clone());
+        }
         audit.decision = Some(Decision::Allow);
         let mut resp = Response::new(crate::http::body::full_body(""));
         *resp.status_mut() = StatusCode::ACCEPTED;
@@ -260,22 +274,42 @@ fn session_not_found() -> Refusal {
     ))
 }
 
-/// The session a request names by `Mcp-Session-Id`: 404 unless it was sealed by this
-/// endpoint for this principal.
+/// The session a request names by `Mcp-Session-Id`, and what its client declared it can be
+/// asked: 404 unless it was sealed by this endpoint for this principal.
 fn open_session(
     app: &App,
     endpoint: &Endpoint<'_>,
     principal: &str,
     parts: &http::request::Parts,
-) -> Result<Option<String>, Refusal> {
+) -> Result<Option<(String, Value)>, Refusal> {
     let Some(id) = parts.headers.get(SESSION_HEADER) else {
         return Ok(None);
     };
     let id = id.to_str().map_err(|_| session_not_found())?;
     match unseal(app, &endpoint.key, principal, SESSION, id) {
-        Some(_) if app.federation.ended.get(id).is_none() => Ok(Some(id.to_owned())),
+        Some(value) if app.federation.ended.get(id).is_none() => {
+            Ok(Some((id.to_owned(), session_capabilities(&value))))
+        }
         _ => Err(session_not_found()),
     }
+}
+
+/// What a session's sealed value holds: a random id and, base64url after a `.`, the client's
+/// capabilities a backend may ask of (`asks::asking_capabilities`), so that every edge that
+/// opens the session knows them.
+fn session_value(capabilities: &Value) -> String {
+    let id = format!("{:032x}", rand::random::<u128>());
+    format!("{id}.{}", URL_SAFE_NO_PAD.encode(capabilities.to_string()))
+}
+
+/// The capabilities [`session_value`] sealed (none for a value without them).
+fn session_capabilities(value: &str) -> Value {
+    value
+        .split_once('.')
+        .and_then(|(_, encoded)| URL_SAFE_NO_PAD.decode(encoded).ok())
+        .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}))
 }
 
 /// The union of what the endpoint's services offer (a view offers what it lists), and the
@@ -369,13 +403,14 @@ async fn initialize(
     if let Some(text) = instructions {
         result["instructions"] = Value::from(text);
     }
-    let id = format!("{:032x}", rand::random::<u128>());
+    let declared = message.value.pointer("/params/capabilities");
+    let capabilities = asks::asking_capabilities(declared.unwrap_or(&Value::Null));
     let sealed = seal(
         req.app,
         &req.endpoint.key,
         &req.caller.identity.principal,
         SESSION,
-        &id,
+        &session_value(&capabilities),
     )
     .ok_or_else(|| {
         Box::new(error_response(

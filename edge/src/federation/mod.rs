@@ -10,6 +10,10 @@
 //!   the cache, renamed and paged;
 //! - [`calls`]: a call routed to its service through admission (policy and audit see the real
 //!   service and tool);
+//! - [`asks`]: a 2025-11-25 client's call at a 2026-07-28-only service that asks for input
+//!   (`input_required`): relayed as the edge's own requests on the call's stream, the call sent
+//!   again with the answers;
+//! - [`pending`]: the input requests relayed that clients have yet to answer, bounded (a leaf);
 //! - [`listen`]: the change stream (`subscriptions/listen`, a legacy session's `GET`), merged
 //!   from every service's, invalidating the cache as changes come;
 //! - [`fanout`]: one legacy session's event stream shared by its caller's change streams (a leaf);
@@ -23,6 +27,7 @@
 //!
 //! The pure naming rules are `underpass_mcp::federation`.
 
+pub mod asks;
 pub mod cache;
 pub mod calls;
 pub mod config;
@@ -30,6 +35,7 @@ pub mod endpoint;
 pub mod fanout;
 pub mod listen;
 pub mod lists;
+pub mod pending;
 pub mod request;
 pub mod shortened;
 pub mod state;

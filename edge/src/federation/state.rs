@@ -13,6 +13,7 @@ use underpass_mcp::federation::names::NameTable;
 use crate::config::FederationConfig;
 use crate::federation::cache::ResponseCache;
 use crate::federation::fanout::Fanout;
+use crate::federation::pending::PendingAsks;
 use crate::federation::subscribed::Subscribed;
 
 /// How long a service's era is believed before it is probed again.
@@ -289,6 +290,8 @@ pub struct Federation {
     pub event_streams: Fanout,
     /// What 2025-11-25 sessions subscribed to at 2026-07-28-only services.
     pub subscribed: Subscribed,
+    /// The input requests relayed to 2025-11-25 clients, waiting for their answers.
+    pub asks: PendingAsks,
 }
 
 /// How many sessions a [`SessionNotes`] remembers; past that the oldest are forgotten (an
@@ -370,6 +373,7 @@ impl Federation {
             shortened: Shortened::default(),
             event_streams: Fanout::default(),
             subscribed: Subscribed::default(),
+            asks: PendingAsks::default(),
         }
     }
 }

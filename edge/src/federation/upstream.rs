@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use underpass_mcp::federation::caching;
 use underpass_mcp::federation::notifications::Filter;
-use underpass_mcp::{SseParser, MODERN_VERSION};
+use underpass_mcp::MODERN_VERSION;
 use underpass_proto::frame::RequestHead;
 
 use crate::app::App;
@@ -31,15 +30,18 @@ use crate::federation::state::{Described, Pooled};
 use crate::http::audited::OnBehalf;
 use crate::http::ids::new_request_id;
 use crate::mcp::failover::{self, How, Sent};
-use crate::tunnels::exchange::{response_stream, OnHangUp};
+use crate::tunnels::exchange::OnHangUp;
 use crate::tunnels::registry::Tunnel;
+
+mod answer;
+
+pub use answer::{answers, messages, MAX_ANSWER};
+use answer::{is_event_stream, read_answer};
 
 /// The protocol version the edge asks a legacy backend for.
 pub const LEGACY_VERSION: &str = "2025-11-25";
 /// A pooled legacy session unused this long is ended at its backend.
 pub const POOL_IDLE: Duration = Duration::from_secs(300);
-/// Largest answer the edge reads whole from a backend.
-pub const MAX_ANSWER: usize = 32 * 1024 * 1024;
 
 /// Why a request to a service brought no result.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -537,52 +539,36 @@ pub async fn listen(
     Ok(sent)
 }
 
-/// The JSON-RPC messages of an event stream from a backend, as they arrive (events whose
-/// data is not JSON are passed over); ends with the stream or its first failure.
-pub fn messages(sent: Sent) -> futures_util::stream::BoxStream<'static, Value> {
-    let Sent {
-        tunnel,
-        recv,
-        in_flight,
-        ..
-    } = sent;
-    let frames = response_stream(recv, true, &tunnel.connector, OnHangUp::Cancel, None);
-    let state = (frames, SseParser::default(), in_flight);
-    futures_util::stream::unfold(state, |(mut frames, mut parser, in_flight)| async move {
-        loop {
-            let data = match frames.next().await? {
-                Ok(frame) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-                Err(_) => return None,
-            };
-            let messages: Vec<Value> = match parser.feed(&data) {
-                Ok(events) => events
-                    .iter()
-                    .filter_map(|e| e.data().and_then(|d| serde_json::from_str(d).ok()))
-                    .collect(),
-                Err(_) => return None,
-            };
-            if !messages.is_empty() {
-                let batch = futures_util::stream::iter(messages);
-                return Some((batch, (frames, parser, in_flight)));
-            }
-        }
-    })
-    .flatten()
-    .boxed()
-}
-
-fn is_event_stream(sent: &Sent) -> bool {
-    sent.head
-        .headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.starts_with(b"text/event-stream"))
+/// One request on the caller's behalf whose answer is read as it comes: the id it went
+/// under and the messages of the answer ([`answers`]). `headers` are added to the era's.
+pub async fn call(
+    app: &App,
+    service: &str,
+    caller: &Caller,
+    method: &str,
+    name: Option<&str>,
+    params: Value,
+    headers: Vec<(String, Vec<u8>)>,
+) -> Result<(Value, futures_util::stream::BoxStream<'static, Value>), UpstreamError> {
+    let plan = plan(app, service, caller).await?;
+    let id = app.federation.upstreams.id();
+    let message = plan.message(Some(&id), method, params);
+    let mut head = plan.head(app, caller, method, name);
+    head.headers.extend(headers);
+    let sent = send_on_behalf(app, &plan, caller, &head, message.to_string(), false).await?;
+    let status = sent.head.status;
+    if !(200..300).contains(&status) {
+        // A JSON-RPC error in a 4xx answer says more than the status.
+        return Err(match read_answer(sent, &id).await {
+            Ok(Err(rpc)) => rpc,
+            _ => UpstreamError::Status(status),
+        });
+    }
+    Ok((id, answers(sent)))
 }
 
 /// The `_meta` key of a 2026-07-28 request's client capabilities.
-const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 /// The `_meta` key of the lowest level of log a 2026-07-28 request asks to be sent.
 pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 
@@ -719,148 +705,5 @@ pub fn header_value(value: &str) -> Vec<u8> {
     } else {
         let encoded = base64::engine::general_purpose::STANDARD.encode(value);
         format!("=?base64?{encoded}?=").into_bytes()
-    }
-}
-
-/// The answer to request `id` in an exchange's body (JSON, or an event stream whose other
-/// messages are passed over): its result, or its JSON-RPC error. Bounded by [`MAX_ANSWER`].
-async fn read_answer(
-    sent: Sent,
-    id: &Value,
-) -> Result<Result<Box<RawValue>, UpstreamError>, UpstreamError> {
-    let is_sse = is_event_stream(&sent);
-    let Sent {
-        tunnel,
-        recv,
-        in_flight,
-        ..
-    } = sent;
-    let mut stream = response_stream(recv, is_sse, &tunnel.connector, OnHangUp::Cancel, None);
-    let mut parser = SseParser::default();
-    let mut json = Vec::new();
-    let mut read = 0usize;
-    let unreadable = |why: &str| UpstreamError::Unreadable(why.to_owned());
-    while let Some(frame) = stream.next().await {
-        let Ok(data) = frame.map_err(|e| unreadable(&e.to_string()))?.into_data() else {
-            continue;
-        };
-        read += data.len();
-        if read > MAX_ANSWER {
-            return Err(unreadable("larger than the edge reads whole"));
-        }
-        if !is_sse {
-            json.extend_from_slice(&data);
-            continue;
-        }
-        let events = parser.feed(&data).map_err(|e| unreadable(&e.to_string()))?;
-        for event in events {
-            let Some(msg) = event
-                .data()
-                .and_then(|d| serde_json::from_str::<Envelope<'_>>(d).ok())
-            else {
-                continue;
-            };
-            if let Some(answer) = msg.answer(id) {
-                drop(in_flight);
-                return Ok(answer);
-            }
-        }
-    }
-    drop(in_flight);
-    if is_sse {
-        return Err(unreadable("the event stream ended without the answer"));
-    }
-    let batch = json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    let found = if batch {
-        serde_json::from_slice::<Vec<Envelope<'_>>>(&json)
-            .map_err(|e| unreadable(&e.to_string()))?
-            .into_iter()
-            .find_map(|m| m.answer(id))
-    } else {
-        serde_json::from_slice::<Envelope<'_>>(&json)
-            .map_err(|e| unreadable(&e.to_string()))?
-            .answer(id)
-    };
-    found.ok_or_else(|| unreadable("no answer to the request in the body"))
-}
-
-/// A JSON-RPC message as far as an answer goes: its result stays JSON text (a whole list page
-/// is not built into a tree here).
-#[derive(serde::Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    /// `Some` whenever the member is there, `null` included (as the answer it is).
-    #[serde(borrow, default, deserialize_with = "present")]
-    result: Option<&'a RawValue>,
-    #[serde(default, deserialize_with = "present")]
-    error: Option<Value>,
-}
-
-/// A member that is present, whatever its value (`Option`'s own reading takes `null` for
-/// absent).
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
-
-impl Envelope<'_> {
-    /// The result or error, if this message answers `id`.
-    fn answer(self, id: &Value) -> Option<Result<Box<RawValue>, UpstreamError>> {
-        let own: Value = serde_json::from_str(self.id?.get()).ok()?;
-        if own != *id {
-            return None;
-        }
-        if let Some(result) = self.result {
-            return Some(Ok(result.to_owned()));
-        }
-        let error = self.error?;
-        Some(Err(UpstreamError::Rpc {
-            code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
-            message: error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .chars()
-                .take(512)
-                .collect(),
-            data: error.get("data").cloned(),
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn answer(text: &str) -> Option<Result<String, String>> {
-        let envelope: Envelope<'_> = serde_json::from_str(text).unwrap();
-        envelope.answer(&json!(7)).map(|r| {
-            r.map(|raw| raw.get().to_owned())
-                .map_err(|e| format!("{e:?}"))
-        })
-    }
-
-    #[test]
-    fn an_envelope_answers_its_own_id_with_the_result_as_text() {
-        let got = answer(r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[ {"name":"a"} ]}}"#);
-        assert_eq!(got, Some(Ok(r#"{"tools":[ {"name":"a"} ]}"#.to_owned())));
-        // A null result is an answer, as it was when the message was parsed whole.
-        assert_eq!(
-            answer(r#"{"id":7,"result":null}"#),
-            Some(Ok("null".to_owned()))
-        );
-        assert_eq!(answer(r#"{"id":8,"result":{}}"#), None);
-        assert_eq!(answer(r#"{"id":"7","result":{}}"#), None);
-        assert_eq!(answer(r#"{"method":"notifications/progress"}"#), None);
-        let err = answer(r#"{"id":7,"error":{"code":-32601,"message":"no"}}"#);
-        assert!(
-            matches!(&err, Some(Err(e)) if e.contains("-32601")),
-            "{err:?}"
-        );
-        assert!(matches!(answer(r#"{"id":7,"error":null}"#), Some(Err(_))));
     }
 }

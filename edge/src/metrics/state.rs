@@ -133,7 +133,7 @@ impl Collector for FederationMetrics {
         let fed = &self.0;
         let mut lookups = encoder.encode_descriptor(
             "federation_cache_lookups",
-            "Lookups of the federated endpoint's cache of backend results (lists, resources/read), by result",
+            "Lookups of the federated endpoint's cache of backend results (lists, server/discover, resources/read), by result",
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;
@@ -157,6 +157,13 @@ impl Collector for FederationMetrics {
             "Bytes (JSON, approximate) held by the federated endpoint's cache; bounded by [federation] cache_bytes",
             None,
             bytes.metric_type(),
+        )?)?;
+        let waiting = ConstGauge::new(i64::try_from(fed.asks.waiting()).unwrap_or(i64::MAX));
+        waiting.encode(encoder.encode_descriptor(
+            "federation_input_requests_waiting",
+            "Input requests of 2026-07-28 backends relayed to 2025-11-25 clients and not answered yet",
+            None,
+            waiting.metric_type(),
         )?)?;
         let omitted: Vec<((String, &'static str), u64)> = fed
             .stats

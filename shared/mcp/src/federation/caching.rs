@@ -48,7 +48,13 @@ pub fn request_may_be_cached(params: Option<&Value>) -> bool {
 
 /// Whether a result may be cached: never an interim `input_required` one.
 pub fn result_may_be_cached(result: &Value) -> bool {
-    result.get("resultType").and_then(Value::as_str) != Some("input_required")
+    !asks_for_input(result)
+}
+
+/// Whether a result is an interim `input_required` one (the request is to be sent again with
+/// the client's answers).
+pub fn asks_for_input(result: &Value) -> bool {
+    result.get("resultType").and_then(Value::as_str) == Some("input_required")
 }
 
 #[cfg(test)]

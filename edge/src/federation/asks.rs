@@ -1,0 +1,263 @@
+//! A 2025-11-25 client's call at a service that speaks 2026-07-28 only, whose backend asks the
+//! client for input (`input_required`): the edge turns each input request into a request of
+//! its own on the call's event stream, waits for the client's answers (they arrive as POSTs of
+//! the session, see `pending`), and sends the call again with them, round after round, until
+//! the backend answers. What the client declared at `initialize` bounds what may be asked; a
+//! request it cannot answer ends the call with an error naming it.
+//!
+//! The answers come back to the edge that holds the call's stream: behind a load balancer, a
+//! session's POSTs must reach one edge while it has calls waiting for input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use http::{Response, StatusCode};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use underpass_mcp::federation::asks::{self, InputRequired};
+use underpass_mcp::jsonrpc::code;
+use underpass_mcp::sse::{KEEPALIVE_COMMENT, KEEPALIVE_INTERVAL};
+
+use crate::app::App;
+use crate::federation::pending::PendingAsks;
+use crate::federation::upstream::{self, Caller};
+use crate::http::body::Body;
+
+/// Most rounds of one call: past them the backend is asking without end.
+pub const MAX_ROUNDS: usize = 16;
+/// Longest the edge waits for the client to answer one round (a person may be answering).
+pub const PATIENCE: Duration = Duration::from_secs(600);
+
+/// One call whose answer may ask the client for input.
+pub struct Relay {
+    pub app: Arc<App>,
+    pub service: String,
+    pub caller: Caller,
+    /// What the client declared it can be asked (`asks::asking_capabilities`).
+    pub capabilities: Value,
+    pub method: String,
+    /// The backend's name of the tool or prompt (`Mcp-Name`).
+    pub name: Option<String>,
+    /// The request's parameters as the backend got them in the first round.
+    pub params: Value,
+    /// Headers each round carries besides the era's (the client's `Mcp-Param-*`).
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub client_id: Option<Value>,
+    /// The id the first round went under.
+    pub edge_id: Value,
+    /// What the client gets of each message of the backend's (its id given back, its URIs
+    /// federated), as for a call that asks nothing.
+    pub restore: Box<dyn Fn(Value) -> Value + Send + Sync>,
+}
+
+/// The call's answer to the client: an event stream of the backend's messages, the edge's
+/// input requests and, last, the backend's answer; `first` is the first round's messages.
+pub fn relay(relay: Relay, first: BoxStream<'static, Value>) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Value>(16);
+    let task = tokio::spawn(run(relay, first, tx));
+    sse_response(rx, task.abort_handle())
+}
+
+async fn run(r: Relay, first: BoxStream<'static, Value>, tx: mpsc::Sender<Value>) {
+    let mut answers = first;
+    let mut edge_id = r.edge_id.clone();
+    let mut params = r.params.clone();
+    for _round in 0..MAX_ROUNDS {
+        let mut last = None;
+        while let Some(msg) = answers.next().await {
+            let is_answer = msg.get("id") == Some(&edge_id) && msg.get("method").is_none();
+            if is_answer {
+                last = Some(msg);
+                break;
+            }
+            // Progress and log notifications of the call, as they come.
+            if tx.send((r.restore)(msg)).await.is_err() {
+                return;
+            }
+        }
+        drop(answers);
+        let Some(mut last) = last else {
+            let _ = tx
+                .send(error(&r, "its answer ended without a result"))
+                .await;
+            return;
+        };
+        let asked = last
+            .get("result")
+            .and_then(|result| asks::input_required(result, &r.capabilities));
+        let input = match asked {
+            None => {
+                last["id"] = r.edge_id.clone();
+                let _ = tx.send((r.restore)(last)).await;
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::info!(service = %r.service, "federated call: input the client cannot be asked for: {e}");
+                let _ = tx
+                    .send(error(&r, &format!("it asked for input: {e}")))
+                    .await;
+                return;
+            }
+            Some(Ok(input)) => input,
+        };
+        let answered = match gather(&r, &input, &tx).await {
+            Ok(answered) => answered,
+            Err(Gathered::Gone) => return,
+            Err(Gathered::Failed(why)) => {
+                let _ = tx.send(error(&r, &why)).await;
+                return;
+            }
+        };
+        params = asks::next_params(&params, answered, input.state.as_deref());
+        let sent = upstream::call(
+            &r.app,
+            &r.service,
+            &r.caller,
+            &r.method,
+            r.name.as_deref(),
+            params.clone(),
+            r.headers.clone(),
+        )
+        .await;
+        match sent {
+            Ok((id, stream)) => (edge_id, answers) = (id, stream),
+            Err(e) => {
+                let _ = tx.send(error(&r, &e.to_string())).await;
+                return;
+            }
+        }
+    }
+    let why = format!("it asked for input more than {MAX_ROUNDS} times");
+    let _ = tx.send(error(&r, &why)).await;
+}
+
+/// Why a round's answers were not gathered.
+enum Gathered {
+    /// The client went away: nobody to tell.
+    Gone,
+    Failed(String),
+}
+
+/// The ids a round waits for, forgotten however the round ends (answered, failed, or its
+/// task aborted because the client went away).
+struct Expected<'a> {
+    pending: &'a PendingAsks,
+    session: &'a str,
+    /// The key of each request and the id the edge sent it under.
+    ids: Vec<(String, String)>,
+}
+
+impl Drop for Expected<'_> {
+    fn drop(&mut self) {
+        for (_, id) in &self.ids {
+            self.pending.forget(self.session, id);
+        }
+    }
+}
+
+/// Sends the client each input request of a round and waits for all its answers, by key.
+async fn gather(
+    r: &Relay,
+    input: &InputRequired,
+    tx: &mpsc::Sender<Value>,
+) -> Result<Map<String, Value>, Gathered> {
+    let mut expected = Expected {
+        pending: &r.app.federation.asks,
+        session: &r.caller.session,
+        ids: Vec::with_capacity(input.requests.len()),
+    };
+    let mut waiting = Vec::with_capacity(input.requests.len());
+    for request in &input.requests {
+        let id = format!("underpass-ask-{:016x}", rand::random::<u64>());
+        let rx = expected
+            .pending
+            .expect(expected.session, &id)
+            .map_err(|e| Gathered::Failed(format!("it asked for input, and {e}")))?;
+        waiting.push(rx);
+        expected.ids.push((request.key.clone(), id));
+    }
+    for (request, (_, id)) in input.requests.iter().zip(&expected.ids) {
+        if tx.send(asks::ask_message(id, request)).await.is_err() {
+            return Err(Gathered::Gone);
+        }
+    }
+    let all = futures_util::future::join_all(waiting);
+    let answers = tokio::select! {
+        answers = tokio::time::timeout(PATIENCE, all) => answers,
+        _ = tx.closed() => return Err(Gathered::Gone),
+    };
+    let Ok(answers) = answers else {
+        return Err(Gathered::Failed(format!(
+            "the client did not answer its input requests within {} s",
+            PATIENCE.as_secs()
+        )));
+    };
+    let mut by_key = Map::new();
+    for ((key, _), answer) in expected.ids.iter().zip(answers) {
+        let Ok(answer) = answer else {
+            return Err(Gathered::Gone);
+        };
+        match (answer.get("result"), answer.get("error")) {
+            (Some(result), _) if result.is_object() => {
+                by_key.insert(key.clone(), result.clone());
+            }
+            (_, Some(error)) => {
+                let said = error.get("message").and_then(Value::as_str).unwrap_or("");
+                let said: String = said.chars().take(256).collect();
+                return Err(Gathered::Failed(format!(
+                    "the client refused its input request {key:?}: {said}"
+                )));
+            }
+            _ => {
+                return Err(Gathered::Failed(format!(
+                    "the client's answer to its input request {key:?} has no result"
+                )))
+            }
+        }
+    }
+    Ok(by_key)
+}
+
+/// The JSON-RPC error that ends the call.
+fn error(r: &Relay, why: &str) -> Value {
+    let message = format!("service {:?}: {why}", r.service);
+    underpass_mcp::jsonrpc_error(r.client_id.as_ref(), code::UPSTREAM_FAILED, &message, None)
+}
+
+/// Stops the relay's task when the client's stream is dropped.
+struct Abort(tokio::task::AbortHandle);
+
+impl Drop for Abort {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An event stream of what `rx` carries, with a keep-alive comment when idle; it ends when
+/// the relay does.
+fn sse_response(rx: mpsc::Receiver<Value>, task: tokio::task::AbortHandle) -> Response<Body> {
+    use http_body_util::{BodyExt, StreamBody};
+    let frames = futures_util::stream::unfold((rx, Abort(task)), |(mut rx, task)| async move {
+        match tokio::time::timeout(KEEPALIVE_INTERVAL, rx.recv()).await {
+            Ok(Some(msg)) => Some((Bytes::from(format!("data: {msg}\n\n")), (rx, task))),
+            Ok(None) => None,
+            Err(_) => Some((Bytes::from_static(KEEPALIVE_COMMENT), (rx, task))),
+        }
+    })
+    .map(|b| Ok::<_, crate::http::body::BodyError>(http_body::Frame::data(b)));
+    let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+    *resp.status_mut() = StatusCode::OK;
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    resp
+}
