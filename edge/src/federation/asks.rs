@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use http::{Response, StatusCode};
+use http::Response;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use underpass_mcp::federation::asks::{self, InputRequired};
@@ -25,6 +25,7 @@ use crate::app::App;
 use crate::federation::pending::PendingAsks;
 use crate::federation::upstream::{self, Caller};
 use crate::http::body::Body;
+use crate::http::respond::event_stream_response;
 
 /// Most rounds of one call: past them the backend is asking without end.
 pub const MAX_ROUNDS: usize = 16;
@@ -248,16 +249,5 @@ fn sse_response(rx: mpsc::Receiver<Value>, task: tokio::task::AbortHandle) -> Re
         }
     })
     .map(|b| Ok::<_, crate::http::body::BodyError>(http_body::Frame::data(b)));
-    let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
-    *resp.status_mut() = StatusCode::OK;
-    let headers = resp.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-cache"),
-    );
-    resp
+    event_stream_response(BodyExt::boxed_unsync(StreamBody::new(frames)))
 }

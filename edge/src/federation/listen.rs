@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{Response, StatusCode};
+use http::Response;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
@@ -32,6 +32,7 @@ use crate::federation::lists;
 use crate::federation::request::Request;
 use crate::federation::upstream::{self, Caller, UpstreamError};
 use crate::http::body::Body;
+use crate::http::respond::event_stream_response;
 use crate::policy::Target;
 
 /// A backend's messages, as they come.
@@ -500,17 +501,5 @@ fn event_stream(first: Vec<Value>, rx: mpsc::Receiver<Value>, tasks: Tasks) -> R
     let frames = opening
         .chain(rest)
         .map(|b| Ok::<_, crate::http::body::BodyError>(http_body::Frame::data(b)));
-    let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
-    *resp.status_mut() = StatusCode::OK;
-    let headers = resp.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-cache"),
-    );
-    headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
-    resp
+    event_stream_response(BodyExt::boxed_unsync(StreamBody::new(frames)))
 }

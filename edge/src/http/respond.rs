@@ -39,6 +39,23 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     resp
 }
 
+/// `body` as an event stream (200): not cached, not buffered by proxies on the way.
+pub fn event_stream_response(body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    let (name, value) = underpass_mcp::sse::NO_BUFFERING_HEADER;
+    headers.insert(name, HeaderValue::from_static(value));
+    resp
+}
+
 /// 429 with `Retry-After` for a per-caller cap (JSON-RPC `-31429`).
 pub fn over_cap(message: &str, retry_after_secs: u64) -> Response<Body> {
     retry_later(

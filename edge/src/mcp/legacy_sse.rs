@@ -8,7 +8,7 @@
 //! session is initialized, a backend GET stream carries server-initiated messages too.
 
 use std::sync::{Arc, Mutex};
-use underpass_mcp::sse::{KEEPALIVE_COMMENT, KEEPALIVE_INTERVAL, NO_BUFFERING_HEADER};
+use underpass_mcp::sse::{KEEPALIVE_COMMENT, KEEPALIVE_INTERVAL};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -32,7 +32,7 @@ use crate::http::headers::forwarding_headers;
 use crate::http::host::check_host_origin;
 use crate::http::ids::new_request_id;
 use crate::http::media::check_media;
-use crate::http::respond::{error_response, incident};
+use crate::http::respond::{error_response, event_stream_response, incident};
 use crate::mcp::admission::{self, Admitted};
 use crate::mcp::list_filter::{Applied, ListFilter};
 use crate::mcp::precheck::InFlight;
@@ -131,21 +131,9 @@ pub async fn open(
     });
     let stream = futures_util::stream::once(async move { Ok(hyper::body::Frame::data(endpoint)) })
         .chain(events);
-    let mut resp = Response::new(http_body_util::combinators::UnsyncBoxBody::new(
+    event_stream_response(http_body_util::combinators::UnsyncBoxBody::new(
         http_body_util::StreamBody::new(stream),
-    ));
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-cache"),
-    );
-    let (name, value) = NO_BUFFERING_HEADER;
-    h.insert(name, http::HeaderValue::from_static(value));
-    resp
+    ))
 }
 
 /// `POST /mcp/{service}/sse?sessionId=…`: one client message.
