@@ -613,6 +613,78 @@ tools = ["*"]
     );
 }
 
+/// A 2026-07-28 backend that asks a 2025-11-25 client for input without end, or for input no
+/// client gives: the edge relays 16 rounds, then ends the call with an error saying why; what
+/// no client answers is never sent to it.
+#[test]
+fn a_backend_that_asks_without_end_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_backend, port) = start_echo_backend(dir.path(), &["--modern-only"]);
+    let d = Deployment::start_services(
+        false,
+        &[("echo", &format!("http://127.0.0.1:{port}/mcp"), "")],
+        "[auth]\nanonymous = true\n[policy]\nallow_all = true\n",
+        |_| {},
+    );
+    let url = d.edge_setup.endpoint("/mcp");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "asks-test", "version": "1"}}});
+    let reply = mcp_post(&url, &[], &init).unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let session = reply
+        .header("mcp-session-id")
+        .expect("a session")
+        .to_owned();
+    let in_session = [
+        ("MCP-Protocol-Version", "2025-11-25"),
+        ("Mcp-Session-Id", session.as_str()),
+    ];
+    let call = |id: u64, arguments: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": "echo__ask", "arguments": arguments}});
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        headers.extend(in_session);
+        let stream = http::EventStream::open("POST", &url, &headers, body.to_string().as_bytes())
+            .expect("post the call");
+        assert_eq!(stream.status, 200);
+        stream
+    };
+    let wait = Duration::from_secs(30);
+
+    let mut stream = call(2, json!({}));
+    let mut asked = 0;
+    let ended = loop {
+        let msg = stream.next_message(wait).expect("a message of the call");
+        if msg.get("method").is_none() {
+            break msg;
+        }
+        assert_eq!(msg["method"], "elicitation/create", "{msg}");
+        asked += 1;
+        assert!(asked <= 16, "relayed past the bound: {msg}");
+        let answer = json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"action": "decline"}});
+        let reply = mcp_post(&url, &in_session, &answer).unwrap();
+        assert_eq!(reply.status, 202, "{}", reply.text());
+    };
+    assert_eq!(asked, 16);
+    assert_eq!(ended["id"], 2, "{ended}");
+    let said = ended["error"]["message"].as_str().unwrap_or("");
+    assert!(said.contains("more than 16 times"), "{ended}");
+
+    // Input no client gives is never sent: the call ends at once, saying what was asked.
+    let mut stream = call(3, json!({"message": "tools/call"}));
+    let ended = stream.next_message(wait).expect("the call's answer");
+    assert_eq!(ended["id"], 3, "{ended}");
+    let said = ended["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        said.contains("\"tools/call\", which no client answers"),
+        "{ended}"
+    );
+}
+
 /// A 2026-07-28 `tools/list` at `url` with the API key `key`: the answer (HTTP 200).
 fn tools_list(url: &str, key: &str) -> Value {
     ask_modern(url, key, "tools/list")

@@ -11,6 +11,10 @@
 //! - 2026-07-28: a POST with `MCP-Protocol-Version: 2026-07-28` is served without a session;
 //!   `Mcp-Method` (and `Mcp-Name` on `tools/call`) must agree with the body (400, -32020).
 //!
+//! An unlisted tool `ask {message}` answers every 2026-07-28 call `input_required`, asking for
+//! the input method `message` names (default `elicitation/create`): a backend that asks without
+//! end, for the federation tests.
+//!
 //! `GET` with a valid session opens an SSE event stream that stays silent until the client
 //! goes away (what an idle legacy client holds open).
 //!
@@ -589,6 +593,18 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
             }
             Err((code, message)) => rpc_error(StatusCode::OK, &id, code, message),
         },
+        "tools/call" if modern && params.name.as_deref() == Some("ask") => {
+            let args = params.arguments.unwrap_or_default();
+            let method = args.message.as_deref();
+            let asked = serde_json::json!({"again": {
+                "method": method.unwrap_or("elicitation/create"),
+                "params": {"message": "once more", "requestedSchema": {"type": "object"}},
+            }});
+            let body = format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"resultType\":\"input_required\",\"inputRequests\":{asked},\"requestState\":\"loop\"}}}}"
+            );
+            reply(StatusCode::OK, vec![Bytes::from(body)])
+        }
         "tools/call" => {
             let args = params.arguments.unwrap_or_default();
             let text = match params.name.as_deref() {
