@@ -301,6 +301,57 @@ fn a_legacy_session_is_asked_for_input_on_its_calls_stream() {
         said.contains("refused") && said.contains("user_info"),
         "{ended}"
     );
+
+    // server-everything speaks 2025-11-25 only and asks with requests of its own; it offers
+    // its sampling tool only to a session whose client declared sampling: the edge opens a
+    // backend session per set of client capabilities, and relays the backend's request.
+    const SAMPLING_TOOL: &str = "everything__trigger-sampling-request";
+    let tools = |session: &str| -> Vec<String> {
+        let headers = [
+            ("MCP-Protocol-Version", LEGACY),
+            ("Mcp-Session-Id", session),
+        ];
+        let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": {}});
+        let reply = mcp_post(&url, &headers, &body).unwrap();
+        let list = messages(&reply).remove(0);
+        list["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{list}"))
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (sampler, _) = legacy_session(&url, json!({"sampling": {}}));
+    assert!(!tools(&plain).iter().any(|t| t == SAMPLING_TOOL));
+    assert!(tools(&sampler).iter().any(|t| t == SAMPLING_TOOL));
+    let body = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {
+        "name": SAMPLING_TOOL, "arguments": {"prompt": "hello", "maxTokens": 5}}});
+    let mut stream = EventStream::open(
+        "POST",
+        &url,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", LEGACY),
+            ("Mcp-Session-Id", sampler.as_str()),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .expect("post the call");
+    let ask = stream.next_message(wait).expect("the sampling request");
+    assert_eq!(ask["method"], "sampling/createMessage", "{ask}");
+    let ask_id = ask["id"].as_str().expect("the edge's own id");
+    assert!(ask_id.starts_with("underpass-ask-"), "{ask}");
+    answer(
+        &sampler,
+        json!({"jsonrpc": "2.0", "id": ask_id, "result": {
+            "role": "assistant", "model": "test-model", "stopReason": "endTurn",
+            "content": {"type": "text", "text": "sampled by the client"}}}),
+    );
+    let done = stream.next_message(wait).expect("the call's result");
+    assert_eq!(done["id"], 6, "{done}");
+    let text = done["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(text.contains("sampled by the client"), "{done}");
 }
 
 fn legacy_session(url: &str, capabilities: Value) -> (String, Value) {

@@ -36,9 +36,8 @@ pub const PATIENCE: Duration = Duration::from_secs(600);
 pub struct Relay {
     pub app: Arc<App>,
     pub service: String,
+    /// The caller, with what its client declared it can be asked (`Caller::asks`).
     pub caller: Caller,
-    /// What the client declared it can be asked (`asks::asking_capabilities`).
-    pub capabilities: Value,
     pub method: String,
     /// The backend's name of the tool or prompt (`Mcp-Name`).
     pub name: Option<String>,
@@ -60,6 +59,90 @@ pub fn relay(relay: Relay, first: BoxStream<'static, Value>) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Value>(16);
     let task = tokio::spawn(run(relay, first, tx));
     sse_response(rx, task.abort_handle())
+}
+
+/// The call's answer to the client, for a legacy backend that asks the client with requests
+/// of its own on the call's stream: each goes to the client under an id of the edge's, and the
+/// client's answer back to the backend under the backend's id, while the call's messages flow.
+pub fn relay_requests(relay: Relay, first: BoxStream<'static, Value>) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Value>(16);
+    let task = tokio::spawn(run_requests(relay, first, tx));
+    sse_response(rx, task.abort_handle())
+}
+
+async fn run_requests(r: Relay, mut answers: BoxStream<'static, Value>, tx: mpsc::Sender<Value>) {
+    let mut expected = Expected {
+        pending: &r.app.federation.asks,
+        session: &r.caller.session,
+        ids: Vec::new(),
+    };
+    let mut waiting = futures_util::stream::FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            msg = answers.next() => {
+                let Some(msg) = msg else {
+                    let _ = tx.send(error(&r, "its answer ended without a result")).await;
+                    return;
+                };
+                let asked = msg.get("method").and_then(Value::as_str).map(str::to_owned);
+                match (msg.get("id").cloned(), asked) {
+                    (Some(id), None) if id == r.edge_id => {
+                        let _ = tx.send((r.restore)(msg)).await;
+                        return;
+                    }
+                    (Some(backend_id), Some(method)) => {
+                        let ask_id = format!("underpass-ask-{:016x}", rand::random::<u64>());
+                        let refused = asks::may_ask(&ask_id, &method, &r.caller.asks)
+                            .map_err(|e| e.to_string())
+                            .and_then(|()| {
+                                expected.pending.expect(expected.session, &ask_id).map_err(|e| e.to_string())
+                            });
+                        let rx = match refused {
+                            Ok(rx) => rx,
+                            Err(why) => {
+                                tracing::info!(service = %r.service, "federated call: a request of the backend not relayed: {why}");
+                                let no = underpass_mcp::jsonrpc_error(Some(&backend_id), code::METHOD_NOT_FOUND, &why, None);
+                                let _ = upstream::respond(&r.app, &r.service, &r.caller, no).await;
+                                continue;
+                            }
+                        };
+                        expected.ids.push((method, ask_id.clone()));
+                        let mut ask = msg;
+                        ask["id"] = Value::from(ask_id);
+                        if tx.send(ask).await.is_err() {
+                            return;
+                        }
+                        waiting.push(async move { (backend_id, tokio::time::timeout(PATIENCE, rx).await) });
+                    }
+                    _ => {
+                        // Progress and log notifications of the call, as they come.
+                        if tx.send((r.restore)(msg)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            Some((backend_id, answer)) = waiting.next(), if !waiting.is_empty() => {
+                let response = match answer {
+                    Ok(Ok(mut answer)) => {
+                        answer["id"] = backend_id;
+                        answer
+                    }
+                    _ => underpass_mcp::jsonrpc_error(
+                        Some(&backend_id),
+                        code::INTERNAL_ERROR,
+                        "the client did not answer",
+                        None,
+                    ),
+                };
+                if let Err(e) = upstream::respond(&r.app, &r.service, &r.caller, response).await {
+                    let _ = tx.send(error(&r, &format!("the client's answer could not reach it: {e}"))).await;
+                    return;
+                }
+            }
+            _ = tx.closed() => return,
+        }
+    }
 }
 
 async fn run(r: Relay, first: BoxStream<'static, Value>, tx: mpsc::Sender<Value>) {
@@ -88,7 +171,7 @@ async fn run(r: Relay, first: BoxStream<'static, Value>, tx: mpsc::Sender<Value>
         };
         let asked = last
             .get("result")
-            .and_then(|result| asks::input_required(result, &r.capabilities));
+            .and_then(|result| asks::input_required(result, &r.caller.asks));
         let input = match asked {
             None => {
                 last["id"] = r.edge_id.clone();

@@ -159,7 +159,7 @@ pub async fn route(
             return kept;
         }
     }
-    let ctx = upstream::context(&req.caller.identity);
+    let ctx = upstream::context(&req.caller.identity, &req.caller.asks);
     let cacheable = method == "resources/read" && caching::request_may_be_cached(Some(&params));
     if cacheable {
         let cached = app
@@ -346,7 +346,7 @@ async fn stream_call(
         with_meta(
             &mut params,
             upstream::CLIENT_CAPABILITIES,
-            req.client_capabilities.clone(),
+            req.caller.asks.clone(),
         );
     }
     let param_headers = param_headers(&req.parts.headers);
@@ -382,7 +382,7 @@ async fn stream_call(
             again = false;
             app.federation
                 .upstreams
-                .drop_session(&service.name, &req.caller.identity.principal);
+                .drop_session(&service.name, &req.caller.pool_key());
             continue;
         }
         break (sent, edge_id, plan.is_modern());
@@ -396,8 +396,11 @@ async fn stream_call(
     }
     let (mut headers, is_sse) = response_headers(sent.head.headers.clone());
     headers.remove(SESSION_HEADER);
-    // A 2026-07-28 backend may ask a 2025-11-25 client for input: relayed (see `asks`).
-    let relayed = status.is_success() && modern_backend && !req.modern;
+    // A backend may ask a 2025-11-25 client for input: relayed (see `asks`), a 2026-07-28
+    // backend's `input_required` always (the client knows none), a legacy backend's requests
+    // when the client declared it can be asked.
+    let may_be_asked = req.caller.asks.as_object().is_some_and(|a| !a.is_empty());
+    let relayed = status.is_success() && !req.modern && (modern_backend || may_be_asked);
     let sent = if relayed { Err(sent) } else { Ok(sent) };
     let sent = match sent {
         Ok(sent) => sent,
@@ -407,7 +410,6 @@ async fn stream_call(
                 app: app.clone(),
                 service: service.name.clone(),
                 caller: req.caller.clone(),
-                capabilities: req.client_capabilities.clone(),
                 method: "tools/call".into(),
                 name: Some(tool.to_owned()),
                 params,
@@ -416,7 +418,11 @@ async fn stream_call(
                 edge_id,
                 restore: Box::new(restore),
             };
-            return Ok(asks::relay(relay, upstream::answers(sent)));
+            let first = upstream::answers(sent);
+            return Ok(match modern_backend {
+                true => asks::relay(relay, first),
+                false => asks::relay_requests(relay, first),
+            });
         }
     };
     let Sent {

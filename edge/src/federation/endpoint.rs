@@ -150,6 +150,11 @@ async fn answer(
         trace_id: audit.trace_id.clone().unwrap_or_default(),
         session: session.clone().unwrap_or_default(),
         forwarded: forwarding_headers(conn, parts, !app.config.clients.insecure_plaintext),
+        asks: if modern {
+            json!({})
+        } else {
+            client_capabilities
+        },
     };
     let req = Request {
         app,
@@ -158,7 +163,6 @@ async fn answer(
         endpoint,
         caller,
         modern,
-        client_capabilities,
     };
     if parts.method == Method::GET {
         return event_stream(&req, session.is_some(), audit).await;

@@ -391,7 +391,7 @@ impl Relay {
         if !plan.is_modern() {
             let (app, caller) = (&self.app, &self.caller);
             upstream::subscribe(app, &plan, caller, &watched.filter.resource_uris).await;
-            let key = (watched.service.clone(), caller.identity.principal.clone());
+            let key = (watched.service.clone(), caller.pool_key());
             let open = || async {
                 let sent = upstream::listen(app, &plan, caller, &watched.filter).await?;
                 Ok(upstream::messages(sent))

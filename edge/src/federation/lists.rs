@@ -164,7 +164,7 @@ pub async fn listing(
 /// A service's whole list for `caller`, if the cache holds it (counted as a hit or a miss).
 fn cached(app: &App, service: &ServiceConfig, caller: &Caller, kind: Kind) -> Option<Arc<Listing>> {
     let fed = &app.federation;
-    let ctx = context(&caller.identity);
+    let ctx = context(&caller.identity, &caller.asks);
     let cached = fed
         .lists
         .lock()
@@ -216,7 +216,7 @@ async fn read(
     kind: Kind,
 ) -> Result<Arc<Listing>, UpstreamError> {
     let fed = &app.federation;
-    let ctx = context(&caller.identity);
+    let ctx = context(&caller.identity, &caller.asks);
     let (listing, directives, bytes) = read_all(app, service, caller, kind).await?;
     let listing = Arc::new(listing);
     if let Ok(mut cache) = fed.lists.lock() {

@@ -49,9 +49,6 @@ pub struct Request<'a> {
     pub endpoint: Endpoint<'a>,
     pub caller: Caller,
     pub modern: bool,
-    /// What a 2025-11-25 session's client declared at `initialize` that a backend may ask of
-    /// it (`sampling`, `elicitation`, `roots`); empty outside a session.
-    pub client_capabilities: Value,
 }
 
 /// A JSON-RPC error answer (HTTP 200: the request was read and answered).

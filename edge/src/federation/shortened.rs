@@ -36,6 +36,7 @@ pub fn edge_caller() -> Caller {
         trace_id: String::new(),
         session: String::new(),
         forwarded: Vec::new(),
+        asks: serde_json::json!({}),
     }
 }
 

@@ -68,12 +68,16 @@ pub struct Pooled {
     pub last_used: Instant,
     /// Who opened it: the session is ended on their behalf.
     pub identity: Option<crate::auth::Identity>,
+    /// The client capabilities it declared at the backend (`Caller::asks`).
+    pub asks: Value,
 }
 
 /// How many locks serialize the opening of legacy sessions (by a hash of service and caller).
 const OPENING_STRIPES: usize = 256;
 
-/// The eras learned and the legacy sessions held, for every service.
+/// The eras learned and the legacy sessions held, for every service. Sessions go by service
+/// and pool key (`Caller::pool_key`: the principal, and what its client may be asked), named
+/// `principal` below.
 pub struct Upstreams {
     eras: Mutex<HashMap<String, (bool, Instant)>>,
     pools: Mutex<HashMap<(String, String), Pooled>>,
@@ -285,8 +289,8 @@ pub struct Federation {
     pub log_levels: SessionNotes<String>,
     /// Names cut to 64 characters, by service.
     pub shortened: Shortened,
-    /// The event streams of the legacy sessions the edge holds, by service and principal,
-    /// each shared by that caller's change streams.
+    /// The event streams of the legacy sessions the edge holds, by service and pool key
+    /// (`Caller::pool_key`), each shared by that caller's change streams.
     pub event_streams: Fanout,
     /// What 2025-11-25 sessions subscribed to at 2026-07-28-only services.
     pub subscribed: Subscribed,

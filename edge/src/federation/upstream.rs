@@ -5,8 +5,11 @@
 //! with 2026-07-28 among its versions is a modern backend, served statelessly; anything else
 //! is a legacy one (2025-11-25 and older), reached through a session the edge opens itself
 //! (`initialize`, then `notifications/initialized`) and keeps, one per service and caller (a
-//! connector binds a backend session to the principal that opened it). A session the backend
-//! forgot (404) is opened again once; one idle for [`POOL_IDLE`] is ended at the backend.
+//! connector binds a backend session to the principal that opened it), and one more for each
+//! set of capabilities the caller's 2025-11-25 clients declared (the session declares them in
+//! turn: the backend may tailor its catalogue to them, and asks the client through it). A
+//! session the backend forgot (404) is opened again once; one idle for [`POOL_IDLE`] is ended
+//! at the backend.
 //!
 //! Every exchange is audited like a client request ([`OnBehalf`]), with the real service.
 
@@ -90,13 +93,31 @@ pub struct Caller {
     pub session: String,
     /// The forwarding headers of the client's request (`X-Forwarded-For` and the like).
     pub forwarded: Vec<(String, Vec<u8>)>,
+    /// What a 2025-11-25 session's client declared at `initialize` that a server may ask of it
+    /// (`asks::asking_capabilities`); an empty object for anyone else.
+    pub asks: Value,
 }
 
-/// Who a private cached result may be served to: the principal and its groups.
-pub fn context(identity: &Identity) -> String {
+impl Caller {
+    /// Whose legacy backend session serves this caller: one per principal, and one more per
+    /// set of client capabilities its sessions declared (a legacy backend tailors a session to
+    /// them, and asks the client through it).
+    pub fn pool_key(&self) -> String {
+        match self.asks.as_object() {
+            Some(asks) if !asks.is_empty() => {
+                format!("{}\n{}", self.identity.principal, self.asks)
+            }
+            _ => self.identity.principal.clone(),
+        }
+    }
+}
+
+/// Who a private cached result may be served to: the principal and its groups, and what its
+/// client may be asked (a legacy backend's session, and so its lists, depend on that).
+pub fn context(identity: &Identity, asks: &Value) -> String {
     let mut groups = identity.groups.clone();
     groups.sort_unstable();
-    format!("{}\n{}", identity.principal, groups.join("\n"))
+    format!("{}\n{}\n{asks}", identity.principal, groups.join("\n"))
 }
 
 /// How one request reaches a service: the tunnel, and for a legacy backend its session.
@@ -112,7 +133,7 @@ pub struct Plan {
 pub async fn plan(app: &App, service: &str, caller: &Caller) -> Result<Plan, UpstreamError> {
     let ups = &app.federation.upstreams;
     app.tunnels.settle(service, None).await;
-    let principal = &caller.identity.principal;
+    let principal = &caller.pool_key();
     if ups.era(service) != Some(true) {
         if let Some(plan) = pooled_plan(app, service, principal) {
             return Ok(plan);
@@ -199,11 +220,12 @@ async fn open_session(
             described: Arc::new(Described::of(&json!({}), false)),
             last_used: Instant::now(),
             identity: None,
+            asks: caller.asks.clone(),
         }),
     };
     let params = json!({
         "protocolVersion": LEGACY_VERSION,
-        "capabilities": {},
+        "capabilities": caller.asks,
         "clientInfo": {"name": "underpass-edge", "version": env!("CARGO_PKG_VERSION")},
     });
     let (result, session) = exchange(app, &plan, caller, "initialize", params).await?;
@@ -221,11 +243,12 @@ async fn open_session(
         described: Arc::new(Described::of(&result, false)),
         last_used: Instant::now(),
         identity: Some(caller.identity.clone()),
+        asks: caller.asks.clone(),
     };
     plan.legacy = Some(pooled.clone());
     // The notification's answer (202) says nothing: a failure shows on the next request.
     let _ = notify(app, &plan, caller, "notifications/initialized").await;
-    ups.keep_session(service, &caller.identity.principal, pooled);
+    ups.keep_session(service, &caller.pool_key(), pooled);
     Ok(plan)
 }
 
@@ -247,7 +270,7 @@ pub async fn describe(app: &App, plan: &Plan, caller: &Caller) -> Result<Describ
 /// A modern service's `server/discover` for `caller`, if cached (counted as a hit or a miss).
 fn cached_description(app: &App, service: &str, caller: &Caller) -> Option<Described> {
     let fed = &app.federation;
-    let ctx = context(&caller.identity);
+    let ctx = context(&caller.identity, &caller.asks);
     let found = fed
         .described
         .lock()
@@ -270,7 +293,7 @@ fn keep_description(app: &App, service: &str, caller: &Caller, result: &Value) -
             service,
             "server/discover",
             "",
-            &context(&caller.identity),
+            &context(&caller.identity, &caller.asks),
             hints.scope,
             Arc::new(described.clone()),
             described.size(),
@@ -325,6 +348,7 @@ pub async fn end_idle_sessions(app: Arc<App>) {
                 trace_id: String::new(),
                 session: String::new(),
                 forwarded: Vec::new(),
+                asks: pooled.asks.clone(),
             };
             let plan = Plan {
                 service: service.clone(),
@@ -369,7 +393,7 @@ pub async fn request_text(
         Err(UpstreamError::Status(404)) if first.legacy.is_some() => {
             app.federation
                 .upstreams
-                .drop_session(service, &caller.identity.principal);
+                .drop_session(service, &caller.pool_key());
             let again = plan(app, service, caller).await?;
             exchange(app, &again, caller, method, params).await
         }
@@ -489,6 +513,21 @@ async fn exchange(
         Ok(result) => Ok((result, session)),
         Err(rpc) => Err(rpc),
     }
+}
+
+/// Sends a legacy backend the client's response to a request the backend made on the
+/// caller's session (its answer, 202, says nothing).
+pub async fn respond(
+    app: &App,
+    service: &str,
+    caller: &Caller,
+    response: Value,
+) -> Result<(), UpstreamError> {
+    let plan = plan(app, service, caller).await?;
+    let head = plan.head(app, caller, "", None);
+    send_on_behalf(app, &plan, caller, &head, response.to_string(), false)
+        .await
+        .map(|_| ())
 }
 
 /// Subscribes the caller's legacy session to each of `uris` (`resources/subscribe`); a

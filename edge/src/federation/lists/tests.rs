@@ -110,19 +110,29 @@ fn pages_cover_every_item_once() {
 }
 
 #[test]
-fn contexts_differ_by_principal_and_groups_not_their_order() {
+fn contexts_differ_by_principal_groups_and_client_capabilities_not_group_order() {
     let id = |p: &str, g: &[&str]| Identity {
         principal: p.into(),
         groups: g.iter().map(|s| s.to_string()).collect(),
         method: crate::auth::AuthMethod::ApiKey,
         scopes: Vec::new(),
     };
+    let none = json!({});
     assert_eq!(
-        context(&id("a", &["x", "y"])),
-        context(&id("a", &["y", "x"]))
+        context(&id("a", &["x", "y"]), &none),
+        context(&id("a", &["y", "x"]), &none)
     );
-    assert_ne!(context(&id("a", &[])), context(&id("b", &[])));
-    assert_ne!(context(&id("a", &["x"])), context(&id("a", &[])));
+    assert_ne!(context(&id("a", &[]), &none), context(&id("b", &[]), &none));
+    assert_ne!(
+        context(&id("a", &["x"]), &none),
+        context(&id("a", &[]), &none)
+    );
+    // A legacy session's lists depend on what its client may be asked.
+    let sampling = json!({"sampling": {}});
+    assert_ne!(
+        context(&id("a", &[]), &none),
+        context(&id("a", &[]), &sampling)
+    );
 }
 
 #[test]

@@ -128,15 +128,7 @@ fn read_input_required(result: &Value, capabilities: &Value) -> Result<InputRequ
         let (Some(method), true) = (method, key.len() <= MAX_KEY) else {
             return Err(AskError::Malformed(key.chars().take(64).collect()));
         };
-        let Some((_, capability)) = ASKS.iter().find(|(m, _)| *m == method) else {
-            return Err(AskError::UnknownMethod {
-                key,
-                method: method.chars().take(64).collect(),
-            });
-        };
-        if !capabilities.get(capability).is_some_and(Value::is_object) {
-            return Err(AskError::Undeclared { key, capability });
-        }
+        may_ask(&key, method, capabilities)?;
         requests.push(InputRequest {
             method: method.to_owned(),
             params: request.get("params").cloned().unwrap_or_else(|| json!({})),
@@ -144,6 +136,24 @@ fn read_input_required(result: &Value, capabilities: &Value) -> Result<InputRequ
         });
     }
     Ok(InputRequired { requests, state })
+}
+
+/// Whether a server may ask a client that declared `capabilities` for `method` (the input
+/// request `key`, named in the error).
+pub fn may_ask(key: &str, method: &str, capabilities: &Value) -> Result<(), AskError> {
+    let Some((_, capability)) = ASKS.iter().find(|(m, _)| *m == method) else {
+        return Err(AskError::UnknownMethod {
+            key: key.to_owned(),
+            method: method.chars().take(64).collect(),
+        });
+    };
+    if !capabilities.get(capability).is_some_and(Value::is_object) {
+        return Err(AskError::Undeclared {
+            key: key.to_owned(),
+            capability,
+        });
+    }
+    Ok(())
 }
 
 /// The parameters of the next round: the request's own, with the client's answers by key and
