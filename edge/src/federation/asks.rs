@@ -1,9 +1,12 @@
-//! A 2025-11-25 client's call at a service that speaks 2026-07-28 only, whose backend asks the
-//! client for input (`input_required`): the edge turns each input request into a request of
-//! its own on the call's event stream, waits for the client's answers (they arrive as POSTs of
-//! the session, see `pending`), and sends the call again with them, round after round, until
-//! the backend answers. What the client declared at `initialize` bounds what may be asked; a
-//! request it cannot answer ends the call with an error naming it.
+//! What a backend asks a 2025-11-25 client during its `tools/call`, relayed on the call's event
+//! stream. A service that speaks 2026-07-28 only asks by answering `input_required` ([`relay`]):
+//! the edge turns each input request into a request of its own, waits for the client's answers
+//! (they arrive as POSTs of the session, see `pending`), and sends the call again with them,
+//! round after round, until the backend answers; a request the client cannot answer ends the
+//! call with an error naming it. A legacy backend asks with requests of its own on the call's
+//! stream ([`relay_requests`]): each reaches the client under an id of the edge's, the client's
+//! answer goes back to the backend under the backend's id; one the client cannot answer is
+//! refused to the backend. What the client declared at `initialize` bounds what may be asked.
 //!
 //! The answers come back to the edge that holds the call's stream: behind a load balancer, a
 //! session's POSTs must reach one edge while it has calls waiting for input.
@@ -16,7 +19,7 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use http::Response;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use underpass_mcp::federation::asks::{self, InputRequired};
 use underpass_mcp::jsonrpc::code;
 use underpass_mcp::sse::{KEEPALIVE_COMMENT, KEEPALIVE_INTERVAL};
@@ -70,6 +73,14 @@ pub fn relay_requests(relay: Relay, first: BoxStream<'static, Value>) -> Respons
     sse_response(rx, task.abort_handle())
 }
 
+/// The id the edge gives a request it sends the client: random, so that no client can guess
+/// another's.
+fn new_ask_id() -> String {
+    format!("underpass-ask-{:016x}", rand::random::<u64>())
+}
+
+/// [`relay_requests`]' task: the call's messages to the client, the backend's requests with
+/// them, the client's answers back to the backend.
 async fn run_requests(r: Relay, mut answers: BoxStream<'static, Value>, tx: mpsc::Sender<Value>) {
     let mut expected = Expected {
         pending: &r.app.federation.asks,
@@ -84,59 +95,48 @@ async fn run_requests(r: Relay, mut answers: BoxStream<'static, Value>, tx: mpsc
                     let _ = tx.send(error(&r, "its answer ended without a result")).await;
                     return;
                 };
-                let asked = msg.get("method").and_then(Value::as_str).map(str::to_owned);
-                match (msg.get("id").cloned(), asked) {
-                    (Some(id), None) if id == r.edge_id => {
+                match msg.get("method").and_then(Value::as_str) {
+                    Some(method) => match msg.get("id").cloned() {
+                        Some(backend_id) => {
+                            let method = method.to_owned();
+                            let Some(rx) = ask(&r, &mut expected, msg, &method, &tx).await else {
+                                if tx.is_closed() {
+                                    return;
+                                }
+                                continue;
+                            };
+                            let answered = async move {
+                                (backend_id, tokio::time::timeout(PATIENCE, rx).await)
+                            };
+                            waiting.push(answered);
+                        }
+                        // Progress and log notifications of the call, as they come.
+                        None => {
+                            if tx.send((r.restore)(msg)).await.is_err() {
+                                return;
+                            }
+                        }
+                    },
+                    None if msg.get("id") == Some(&r.edge_id) => {
                         let _ = tx.send((r.restore)(msg)).await;
                         return;
                     }
-                    (Some(backend_id), Some(method)) => {
-                        let ask_id = format!("underpass-ask-{:016x}", rand::random::<u64>());
-                        let refused = asks::may_ask(&ask_id, &method, &r.caller.asks)
-                            .map_err(|e| e.to_string())
-                            .and_then(|()| {
-                                expected.pending.expect(expected.session, &ask_id).map_err(|e| e.to_string())
-                            });
-                        let rx = match refused {
-                            Ok(rx) => rx,
-                            Err(why) => {
-                                tracing::info!(service = %r.service, "federated call: a request of the backend not relayed: {why}");
-                                let no = underpass_mcp::jsonrpc_error(Some(&backend_id), code::METHOD_NOT_FOUND, &why, None);
-                                let _ = upstream::respond(&r.app, &r.service, &r.caller, no).await;
-                                continue;
-                            }
-                        };
-                        expected.ids.push((method, ask_id.clone()));
-                        let mut ask = msg;
-                        ask["id"] = Value::from(ask_id);
-                        if tx.send(ask).await.is_err() {
-                            return;
-                        }
-                        waiting.push(async move { (backend_id, tokio::time::timeout(PATIENCE, rx).await) });
-                    }
-                    _ => {
-                        // Progress and log notifications of the call, as they come.
-                        if tx.send((r.restore)(msg)).await.is_err() {
-                            return;
-                        }
-                    }
+                    // A response to nothing the edge asked: not the client's to see.
+                    None => {}
                 }
             }
             Some((backend_id, answer)) = waiting.next(), if !waiting.is_empty() => {
                 let response = match answer {
-                    Ok(Ok(mut answer)) => {
-                        answer["id"] = backend_id;
-                        answer
-                    }
-                    _ => underpass_mcp::jsonrpc_error(
-                        Some(&backend_id),
-                        code::INTERNAL_ERROR,
-                        "the client did not answer",
-                        None,
-                    ),
+                    Ok(Ok(answer)) => asks::response_to(&backend_id, &answer),
+                    _ => None,
                 };
+                let response = response.unwrap_or_else(|| {
+                    let why = "the client did not answer";
+                    underpass_mcp::jsonrpc_error(Some(&backend_id), code::INTERNAL_ERROR, why, None)
+                });
                 if let Err(e) = upstream::respond(&r.app, &r.service, &r.caller, response).await {
-                    let _ = tx.send(error(&r, &format!("the client's answer could not reach it: {e}"))).await;
+                    let why = format!("the client's answer could not reach it: {e}");
+                    let _ = tx.send(error(&r, &why)).await;
                     return;
                 }
             }
@@ -145,6 +145,43 @@ async fn run_requests(r: Relay, mut answers: BoxStream<'static, Value>, tx: mpsc
     }
 }
 
+/// Sends the client a request the backend made (`msg`, its `method`) under an id of the
+/// edge's, and returns where its answer will come; `None` when it is not sent: one the client
+/// did not declare it can answer, or one too many, is refused to the backend at once (and a
+/// client gone is seen by the caller).
+async fn ask(
+    r: &Relay,
+    expected: &mut Expected<'_>,
+    mut msg: Value,
+    method: &str,
+    tx: &mpsc::Sender<Value>,
+) -> Option<oneshot::Receiver<Value>> {
+    let backend_id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let ask_id = new_ask_id();
+    let allowed = asks::may_ask(&backend_id.to_string(), method, &r.caller.asks)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let pending = expected.pending.expect(expected.session, &ask_id);
+            pending.map_err(|e| e.to_string())
+        });
+    let rx = match allowed {
+        Ok(rx) => rx,
+        Err(why) => {
+            tracing::info!(service = %r.service, "federated call: a request of the backend not relayed: {why}");
+            let no =
+                underpass_mcp::jsonrpc_error(Some(&backend_id), code::METHOD_NOT_FOUND, &why, None);
+            let _ = upstream::respond(&r.app, &r.service, &r.caller, no).await;
+            return None;
+        }
+    };
+    expected.ids.push((method.to_owned(), ask_id.clone()));
+    msg["id"] = Value::from(ask_id);
+    tx.send(msg).await.ok()?;
+    Some(rx)
+}
+
+/// [`relay`]'s task: round after round until the backend's answer, or an error saying why
+/// not.
 async fn run(r: Relay, first: BoxStream<'static, Value>, tx: mpsc::Sender<Value>) {
     let mut answers = first;
     let mut edge_id = r.edge_id.clone();
@@ -255,7 +292,7 @@ async fn gather(
     };
     let mut waiting = Vec::with_capacity(input.requests.len());
     for request in &input.requests {
-        let id = format!("underpass-ask-{:016x}", rand::random::<u64>());
+        let id = new_ask_id();
         let rx = expected
             .pending
             .expect(expected.session, &id)

@@ -394,37 +394,32 @@ async fn stream_call(
     } else if status.is_client_error() {
         audit.outcome = Outcome::Error;
     }
-    let (mut headers, is_sse) = response_headers(sent.head.headers.clone());
-    headers.remove(SESSION_HEADER);
     // A backend may ask a 2025-11-25 client for input: relayed (see `asks`), a 2026-07-28
     // backend's `input_required` always (the client knows none), a legacy backend's requests
     // when the client declared it can be asked.
     let may_be_asked = req.caller.asks.as_object().is_some_and(|a| !a.is_empty());
-    let relayed = status.is_success() && !req.modern && (modern_backend || may_be_asked);
-    let sent = if relayed { Err(sent) } else { Ok(sent) };
-    let sent = match sent {
-        Ok(sent) => sent,
-        Err(sent) => {
-            let restore = restorer(req, service, client_id.clone(), edge_id.clone());
-            let relay = asks::Relay {
-                app: app.clone(),
-                service: service.name.clone(),
-                caller: req.caller.clone(),
-                method: "tools/call".into(),
-                name: Some(tool.to_owned()),
-                params,
-                headers: param_headers,
-                client_id,
-                edge_id,
-                restore: Box::new(restore),
-            };
-            let first = upstream::answers(sent);
-            return Ok(match modern_backend {
-                true => asks::relay(relay, first),
-                false => asks::relay_requests(relay, first),
-            });
-        }
-    };
+    if status.is_success() && !req.modern && (modern_backend || may_be_asked) {
+        let restore = restorer(req, service, client_id.clone(), edge_id.clone());
+        let relay = asks::Relay {
+            app: app.clone(),
+            service: service.name.clone(),
+            caller: req.caller.clone(),
+            method: "tools/call".into(),
+            name: Some(tool.to_owned()),
+            params,
+            headers: param_headers,
+            client_id,
+            edge_id,
+            restore: Box::new(restore),
+        };
+        let first = upstream::answers(sent);
+        return Ok(match modern_backend {
+            true => asks::relay(relay, first),
+            false => asks::relay_requests(relay, first),
+        });
+    }
+    let (mut headers, is_sse) = response_headers(sent.head.headers);
+    headers.remove(SESSION_HEADER);
     let Sent {
         tunnel,
         recv,

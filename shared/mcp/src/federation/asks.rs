@@ -4,7 +4,8 @@
 //! server asks with requests of its own on the call's event stream. The edge stands between
 //! them; this module is what that takes, as plain functions of their input: what the edge keeps
 //! of a legacy client's capabilities, what an `input_required` result asks (and whether the
-//! client declared it can answer), and the next round's parameters.
+//! client declared it can answer), and the next round's parameters; and, for a legacy backend
+//! that asks with requests of its own, what of the client's answer goes back to it.
 
 use serde_json::{json, Map, Value};
 
@@ -172,6 +173,21 @@ pub fn next_params(params: &Value, answers: Map<String, Value>, state: Option<&s
         next.insert("requestState".into(), Value::from(state));
     }
     Value::Object(next)
+}
+
+/// What goes back to a legacy backend of a client's answer to its request: the result or
+/// error, under the backend's id, and nothing else the client put in it; `None` for an answer
+/// with neither.
+pub fn response_to(backend_id: &Value, answer: &Value) -> Option<Value> {
+    let mut response = Map::new();
+    response.insert("jsonrpc".into(), Value::from("2.0"));
+    response.insert("id".into(), backend_id.clone());
+    match (answer.get("result"), answer.get("error")) {
+        (Some(result), _) => response.insert("result".into(), result.clone()),
+        (None, Some(error)) => response.insert("error".into(), error.clone()),
+        (None, None) => return None,
+    };
+    Some(Value::Object(response))
 }
 
 /// The request a legacy client receives for one input request, under the edge's `id`.

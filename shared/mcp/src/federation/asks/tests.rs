@@ -133,3 +133,22 @@ fn the_next_round_carries_the_answers_and_state_instead_of_the_last_ones() {
         json!({"name": "t", "arguments": {"x": 1}})
     );
 }
+
+#[test]
+fn a_clients_answer_goes_back_under_the_backends_id_and_nothing_more() {
+    let answer = json!({"jsonrpc": "2.0", "id": "underpass-ask-1", "result": {"model": "m"},
+                        "extra": "dropped"});
+    assert_eq!(
+        response_to(&json!(7), &answer),
+        Some(json!({"jsonrpc": "2.0", "id": 7, "result": {"model": "m"}}))
+    );
+    let refusal = json!({"id": "underpass-ask-2", "error": {"code": -1, "message": "no"}});
+    assert_eq!(
+        response_to(&json!("b"), &refusal),
+        Some(json!({"jsonrpc": "2.0", "id": "b", "error": {"code": -1, "message": "no"}}))
+    );
+    assert_eq!(
+        response_to(&json!(7), &json!({"id": "underpass-ask-3"})),
+        None
+    );
+}
