@@ -25,10 +25,10 @@ use underpass_mcp::{self as mcp, SseEvent, SseParser, HEADER_NAME, HEADER_PARAM_
 
 use crate::config::ServiceConfig;
 use crate::federation::asks;
-use crate::federation::cache::Lookup;
 use crate::federation::config::Listed;
 use crate::federation::lists::{self, Kind};
 use crate::federation::request::{result_response, rpc_error, seal, unseal, Request, TASK};
+use crate::federation::state::{CacheKey, Federation};
 use crate::federation::upstream::{self, header_value, UpstreamError};
 use crate::http::audited::PendingRecord;
 use crate::http::body::{full_body, Body, BodyError};
@@ -159,20 +159,19 @@ pub async fn route(
             return kept;
         }
     }
-    let ctx = upstream::context(&req.caller.identity, &req.caller.asks);
+    let context = upstream::context(&req.caller.identity, &req.caller.asks);
+    let key = CacheKey {
+        service: &service.name,
+        method: &method,
+        param: &original,
+        context: &context,
+    };
+    let fed = &app.federation;
     let cacheable = method == "resources/read" && caching::request_may_be_cached(Some(&params));
     if cacheable {
-        let cached = app
-            .federation
-            .reads
-            .lock()
-            .map(|mut c| c.get(&service.name, &method, &original, &ctx, Instant::now()))
-            .unwrap_or(Lookup::Miss);
-        if let Lookup::Hit(result) = cached {
-            app.federation.stats.hit(true);
+        if let Some(result) = fed.lookup(&fed.reads, &key) {
             return Ok(answer(req, id.as_ref(), service, (*result).clone()));
         }
-        app.federation.stats.hit(false);
     }
     match upstream::request(app, &service.name, &req.caller, &method, params).await {
         Ok(mut result) if by == By::Task => {
@@ -201,21 +200,10 @@ pub async fn route(
         }
         Ok(result) => {
             if cacheable && caching::result_may_be_cached(&result) {
-                let d = caching::directives(&result);
-                if let Ok(mut cache) = app.federation.reads.lock() {
-                    let bytes = result.to_string().len();
-                    cache.put(
-                        &service.name,
-                        &method,
-                        &original,
-                        &ctx,
-                        d.scope,
-                        std::sync::Arc::new(result.clone()),
-                        bytes,
-                        d.ttl,
-                        Instant::now(),
-                    );
-                }
+                let hints = caching::directives(&result);
+                let bytes = result.to_string().len();
+                let kept = std::sync::Arc::new(result.clone());
+                Federation::keep(&fed.reads, &key, hints, kept, bytes);
             }
             Ok(answer(req, id.as_ref(), service, result))
         }

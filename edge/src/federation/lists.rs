@@ -19,9 +19,8 @@ use underpass_mcp::federation::uris::federated_uri;
 use crate::app::App;
 use crate::auth::Identity;
 use crate::config::{OnFailure, ServiceConfig, ViewConfig};
-use crate::federation::cache::Lookup;
 use crate::federation::config::Listed;
-use crate::federation::state::{Item, Listing, ShortName};
+use crate::federation::state::{CacheKey, Federation, Item, Listing, ShortName};
 use crate::federation::target::Endpoint;
 use crate::federation::upstream::{self, context, Caller, UpstreamError};
 use crate::policy::{Policy, Target};
@@ -99,6 +98,16 @@ impl Kind {
         }
     }
 
+    /// Where a service's whole list of this kind sits in the cache, for `context`.
+    fn cache_key<'a>(self, service: &'a ServiceConfig, context: &'a str) -> CacheKey<'a> {
+        CacheKey {
+            service: &service.name,
+            method: self.method(),
+            param: "",
+            context,
+        }
+    }
+
     fn target(self, original: &str) -> Target<'_> {
         match self {
             Kind::Tools => Target::Tool(original),
@@ -163,19 +172,9 @@ pub async fn listing(
 
 /// A service's whole list for `caller`, if the cache holds it (counted as a hit or a miss).
 fn cached(app: &App, service: &ServiceConfig, caller: &Caller, kind: Kind) -> Option<Arc<Listing>> {
+    let context = context(&caller.identity, &caller.asks);
     let fed = &app.federation;
-    let ctx = context(&caller.identity, &caller.asks);
-    let cached = fed
-        .lists
-        .lock()
-        .map(|mut c| c.get(&service.name, kind.method(), "", &ctx, Instant::now()))
-        .unwrap_or(Lookup::Miss);
-    let hit = match cached {
-        Lookup::Hit(listing) => Some(listing),
-        _ => None,
-    };
-    fed.stats.hit(hit.is_some());
-    hit
+    fed.lookup(&fed.lists, &kind.cache_key(service, &context))
 }
 
 /// A list read from a service's backend counts against the caller's rate there, as the same
@@ -215,23 +214,17 @@ async fn read(
     caller: &Caller,
     kind: Kind,
 ) -> Result<Arc<Listing>, UpstreamError> {
-    let fed = &app.federation;
-    let ctx = context(&caller.identity, &caller.asks);
+    let context = context(&caller.identity, &caller.asks);
     let (listing, directives, bytes) = read_all(app, service, caller, kind).await?;
     let listing = Arc::new(listing);
-    if let Ok(mut cache) = fed.lists.lock() {
-        cache.put(
-            &service.name,
-            kind.method(),
-            "",
-            &ctx,
-            directives.scope,
-            listing.clone(),
-            bytes,
-            directives.ttl,
-            Instant::now(),
-        );
-    }
+    let key = kind.cache_key(service, &context);
+    Federation::keep(
+        &app.federation.lists,
+        &key,
+        directives,
+        listing.clone(),
+        bytes,
+    );
     Ok(listing)
 }
 

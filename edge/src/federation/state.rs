@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use underpass_mcp::federation::caching::Directives;
 use underpass_mcp::federation::names::NameTable;
 
 use crate::config::FederationConfig;
-use crate::federation::cache::ResponseCache;
+use crate::federation::cache::{Lookup, ResponseCache};
 use crate::federation::fanout::Fanout;
 use crate::federation::pending::PendingAsks;
 use crate::federation::subscribed::Subscribed;
@@ -346,7 +347,62 @@ impl<V: Clone> SessionNotes<V> {
     }
 }
 
+/// Where a backend result sits in one of the caches: its service, method, the parameter that
+/// changes it (a URI; empty for a whole list) and the caller's authorization context
+/// (`upstream::context`).
+pub struct CacheKey<'a> {
+    pub service: &'a str,
+    pub method: &'a str,
+    pub param: &'a str,
+    pub context: &'a str,
+}
+
 impl Federation {
+    /// The fresh entry of `cache` at `key` the caller may be served, counted as a hit or a miss.
+    pub fn lookup<V>(&self, cache: &Mutex<ResponseCache<V>>, key: &CacheKey<'_>) -> Option<Arc<V>> {
+        let found = cache
+            .lock()
+            .map(|mut c| {
+                c.get(
+                    key.service,
+                    key.method,
+                    key.param,
+                    key.context,
+                    Instant::now(),
+                )
+            })
+            .unwrap_or(Lookup::Miss);
+        let hit = match found {
+            Lookup::Hit(value) => Some(value),
+            Lookup::Miss => None,
+        };
+        self.stats.hit(hit.is_some());
+        hit
+    }
+
+    /// Keeps `value` (`bytes` large) in `cache` at `key` as the backend's hints say.
+    pub fn keep<V>(
+        cache: &Mutex<ResponseCache<V>>,
+        key: &CacheKey<'_>,
+        hints: Directives,
+        value: Arc<V>,
+        bytes: usize,
+    ) {
+        if let Ok(mut c) = cache.lock() {
+            c.put(
+                key.service,
+                key.method,
+                key.param,
+                key.context,
+                hints.scope,
+                value,
+                bytes,
+                hints.ttl,
+                Instant::now(),
+            );
+        }
+    }
+
     /// Entries and bytes held by its caches.
     pub fn cache_size(&self) -> (usize, usize) {
         let mut size = (0, 0);

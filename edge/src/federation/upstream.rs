@@ -28,8 +28,7 @@ use crate::app::App;
 use crate::assertion::AssertionClaims;
 use crate::auth::Identity;
 use crate::config::ServiceConfig;
-use crate::federation::cache::Lookup;
-use crate::federation::state::{Described, Pooled};
+use crate::federation::state::{CacheKey, Described, Federation, Pooled};
 use crate::http::audited::OnBehalf;
 use crate::http::ids::new_request_id;
 use crate::mcp::failover::{self, How, Sent};
@@ -269,39 +268,36 @@ pub async fn describe(app: &App, plan: &Plan, caller: &Caller) -> Result<Describ
 
 /// A modern service's `server/discover` for `caller`, if cached (counted as a hit or a miss).
 fn cached_description(app: &App, service: &str, caller: &Caller) -> Option<Described> {
+    let context = context(&caller.identity, &caller.asks);
+    let key = discover_key(service, &context);
     let fed = &app.federation;
-    let ctx = context(&caller.identity, &caller.asks);
-    let found = fed
-        .described
-        .lock()
-        .map(|mut c| c.get(service, "server/discover", "", &ctx, Instant::now()))
-        .unwrap_or(Lookup::Miss);
-    let hit = match found {
-        Lookup::Hit(described) => Some((*described).clone()),
-        Lookup::Miss => None,
-    };
-    fed.stats.hit(hit.is_some());
-    hit
+    fed.lookup(&fed.described, &key).map(|d| (*d).clone())
 }
 
 /// What a modern service's `server/discover` said, cached as its `ttlMs` and `cacheScope` say.
 fn keep_description(app: &App, service: &str, caller: &Caller, result: &Value) -> Described {
     let described = Described::of(result, true);
+    let context = context(&caller.identity, &caller.asks);
     let hints = caching::directives(result);
-    if let Ok(mut cache) = app.federation.described.lock() {
-        cache.put(
-            service,
-            "server/discover",
-            "",
-            &context(&caller.identity, &caller.asks),
-            hints.scope,
-            Arc::new(described.clone()),
-            described.size(),
-            hints.ttl,
-            Instant::now(),
-        );
-    }
+    let size = described.size();
+    let kept = Arc::new(described.clone());
+    Federation::keep(
+        &app.federation.described,
+        &discover_key(service, &context),
+        hints,
+        kept,
+        size,
+    );
     described
+}
+
+fn discover_key<'a>(service: &'a str, context: &'a str) -> CacheKey<'a> {
+    CacheKey {
+        service,
+        method: "server/discover",
+        param: "",
+        context,
+    }
 }
 
 /// What each of `services` says of itself, asked at once under the federation deadline:
