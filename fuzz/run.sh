@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 CARGO_FUZZ_VERSION=0.13.2
-TARGETS=(frame control mcp_inspect strict_json sse list_filter audit policy config jwks jwt bridge session_id enroll federation)
+TARGETS=(frame control mcp_inspect strict_json sse list_filter audit policy config jwks jwt bridge session_id enroll federation mediation)
 
 usage() { echo "usage: fuzz/run.sh DURATION [TARGET...]  (targets: ${TARGETS[*]})" >&2; exit 2; }
 [[ $# -ge 1 ]] || usage

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 // Measured: glibc malloc was a quarter of the connector's CPU per request; mimalloc cut it.
@@ -20,7 +21,7 @@ struct Cli {
     /// Path to edge.toml (runs the edge when no subcommand is given).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Only load and validate the config, then exit.
+    /// Only load and validate the config (with its policy file and session keys), then exit.
     #[arg(long)]
     check: bool,
     #[command(subcommand)]
@@ -108,6 +109,10 @@ fn main() -> ExitCode {
             Some(path) if cli.check => EdgeConfig::load(&path).and_then(|config| {
                 let keys = config.sessions.as_ref().map(|s| s.keys.as_slice());
                 underpass_edge::sessions::load(keys)?;
+                // The policy file too: a rule or detector it refuses is the start's error.
+                let policy = config.policy.as_ref().and_then(|p| p.file.as_ref());
+                underpass_edge::policy::store::load_store(policy)
+                    .context("cannot load the policy")?;
                 println!("{}: ok", path.display());
                 Ok(())
             }),

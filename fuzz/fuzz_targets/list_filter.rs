@@ -72,6 +72,7 @@ fn filter() -> ListFilter {
             targets: Vec::new(),
             arguments: None,
             is_request: true,
+            obligations: Default::default(),
         })
         .collect();
     let policy = policy();
@@ -82,6 +83,7 @@ fn filter() -> ListFilter {
         live,
         || vec!["client:fuzz".to_owned()],
         "everything",
+        &Default::default(),
     )
     .expect("the fuzz policy is not allow-all")
 }

@@ -104,6 +104,25 @@ fn bench_smoke_run_writes_every_figure() {
         }
     }
 
+    // What `redact = ["secrets"]` costs: both rules, both sizes, each with a loss figure.
+    let cells = v["mediation"]["cells"].as_array().expect("mediation cells");
+    for rule in ["none", "redact"] {
+        for payload in [100, 1024 * 1024] {
+            let cell = cells.iter().find(|c| {
+                c["rule"] == rule && c["payload"] == payload && c["generator"] == "bench"
+            });
+            let cell = cell.unwrap_or_else(|| panic!("no mediation {rule} {payload} cell: {v}"));
+            assert!(cell["rps"].as_f64().unwrap() > 0.0, "{cell}");
+            assert_eq!(cell["errors"].as_u64(), Some(0), "{cell}");
+        }
+    }
+    let loss = &v["mediation"]["loss_pct_1mib"][0];
+    assert_eq!(loss["generator"], "bench", "{v}");
+    assert!(
+        loss["loss_pct"].is_number() && loss["limit_pct"] == 30.0,
+        "{loss}"
+    );
+
     // Small calls measured beside a background load of 1 MiB calls, both paths, both eras.
     let mixed = v["mixed"].as_array().expect("mixed rows");
     for era in ["legacy", "modern"] {

@@ -38,6 +38,7 @@ use crate::http::respond::{json_response, Refusal};
 use crate::mcp::admission;
 use crate::mcp::failover::{self, Sent};
 use crate::mcp::list_filter;
+use crate::mcp::mediate::Mediator;
 use crate::tunnels::exchange::{response_stream, OnHangUp};
 
 /// What a call names its target by.
@@ -136,7 +137,8 @@ pub async fn route(
     }
     audit.service = Some(service.name.clone());
     audit.path = None;
-    admission::admit(app, req.conn, &service.name, &parts, &body, audit)?;
+    let admitted = admission::admit(app, req.conn, &service.name, &parts, &body, audit)?;
+    let mediator = Mediator::for_calls(&admitted.calls, &audit.mediation);
 
     let mut params = value
         .get_mut("params")
@@ -146,7 +148,7 @@ pub async fn route(
         with_log_level(req, &mut params);
     }
     if method == "tools/call" {
-        return stream_call(req, service, &original, id, params, audit).await;
+        return stream_call(req, service, &original, id, params, mediator, audit).await;
     }
     let subscription = matches!(
         method.as_str(),
@@ -170,7 +172,8 @@ pub async fn route(
     let cacheable = method == "resources/read" && caching::request_may_be_cached(Some(&params));
     if cacheable {
         if let Some(result) = fed.lookup(&fed.reads, &key) {
-            return Ok(answer(req, id.as_ref(), service, (*result).clone()));
+            let result = (*result).clone();
+            return Ok(answer(req, id.as_ref(), service, result, mediator.as_ref()));
         }
     }
     match upstream::request(app, &service.name, &req.caller, &method, params).await {
@@ -205,7 +208,7 @@ pub async fn route(
                 let kept = std::sync::Arc::new(result.clone());
                 Federation::keep(&fed.reads, &key, hints, kept, bytes);
             }
-            Ok(answer(req, id.as_ref(), service, result))
+            Ok(answer(req, id.as_ref(), service, result, mediator.as_ref()))
         }
         Err(UpstreamError::Rpc {
             code,
@@ -314,6 +317,7 @@ async fn stream_call(
     tool: &str,
     client_id: Option<Value>,
     params: Value,
+    mediator: Option<Mediator>,
     audit: &mut PendingRecord,
 ) -> Result<Response<Body>, Refusal> {
     let app = req.app;
@@ -387,7 +391,7 @@ async fn stream_call(
     // when the client declared it can be asked.
     let may_be_asked = req.caller.asks.as_object().is_some_and(|a| !a.is_empty());
     if status.is_success() && !req.modern && (modern_backend || may_be_asked) {
-        let restore = restorer(req, service, client_id.clone(), edge_id.clone());
+        let restore = restorer(req, service, client_id.clone(), edge_id.clone(), mediator);
         let relay = asks::Relay {
             app: app.clone(),
             service: service.name.clone(),
@@ -456,7 +460,7 @@ async fn stream_call(
             ),
         ));
     }
-    let restore = restorer(req, service, client_id, edge_id);
+    let restore = restorer(req, service, client_id, edge_id, mediator);
     let body: Body = if is_sse {
         let mut parser = SseParser::default();
         let events = stream.map(move |frame| {
@@ -521,11 +525,13 @@ async fn stream_call(
 /// `edge_id`) goes back under the client's id. A 2026-07-28 client needs `resultType` in the
 /// result, which a legacy backend never sends. Resource URIs in the result are the backend's:
 /// federated, unless bridged as they are; a created task's id is sealed with its service.
+/// The rule's obligations apply to the answer last.
 fn restorer(
     req: &Request<'_>,
     service: &ServiceConfig,
     client_id: Option<Value>,
     edge_id: Value,
+    mediator: Option<Mediator>,
 ) -> impl Fn(Value) -> Value + Send + Sync + 'static {
     let modern = req.modern;
     let prefix = req
@@ -549,6 +555,9 @@ fn restorer(
                         .entry("resultType")
                         .or_insert_with(|| Value::from("complete"));
                 }
+            }
+            if let Some(mediator) = &mediator {
+                mediator.apply(&mut msg);
             }
         }
         msg
@@ -629,12 +638,14 @@ fn param_headers(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// The answer to the client: the backend's result, its resource URIs made federated.
+/// The answer to the client: the backend's result, its resource URIs made federated, the
+/// rule's obligations applied (after the cache: what is kept is the backend's own).
 fn answer(
     req: &Request<'_>,
     id: Option<&Value>,
     service: &ServiceConfig,
     mut result: Value,
+    mediator: Option<&Mediator>,
 ) -> Response<Body> {
     if let Some(Value::Array(contents)) = result.get_mut("contents") {
         for c in contents {
@@ -646,6 +657,14 @@ fn answer(
                 };
                 c["uri"] = Value::from(shown);
             }
+        }
+    }
+    if let Some(mediator) = mediator {
+        let mut msg = json!({"jsonrpc": "2.0", "id": id, "result": result});
+        mediator.apply(&mut msg);
+        match msg.get_mut("result") {
+            Some(mediated) => result = mediated.take(),
+            None => return json_response(StatusCode::OK, &msg),
         }
     }
     result_response(req, id, result)

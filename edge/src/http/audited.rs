@@ -24,6 +24,7 @@ use crate::http::ids::new_request_id;
 use crate::http::respond::error_response;
 use crate::http::router::{route, Route};
 use crate::http::trace::RequestTrace;
+use crate::mcp::mediate::MediationLog;
 use crate::metrics::RequestMetrics;
 use underpass_audit::{AuditRecord, Auditor, Decision, Outcome};
 use underpass_proto::frame::RequestHead;
@@ -71,6 +72,9 @@ pub struct PendingRecord {
     record: AuditRecord,
     /// The request's trace: its spans are recorded with the record.
     pub trace: RequestTrace,
+    /// What policy obligations do to the answer as it streams: added to the record when it
+    /// is written.
+    pub mediation: MediationLog,
     sink: Sink,
     started: Instant,
     handed_over: bool,
@@ -81,6 +85,7 @@ impl PendingRecord {
         PendingRecord {
             record,
             trace,
+            mediation: MediationLog::default(),
             sink: Sink::of(app),
             started,
             handed_over: false,
@@ -119,7 +124,15 @@ impl Drop for PendingRecord {
         record.http_status = None;
         record.jsonrpc_error = None;
         record.bytes_out = Some(0);
+        take_mediation(&self.mediation, &mut record);
         self.sink.done(record, self.started, &self.trace);
+    }
+}
+
+/// Moves what obligations did into the record.
+fn take_mediation(log: &MediationLog, record: &mut AuditRecord) {
+    if let Ok(mut log) = log.lock() {
+        record.mediation.append(&mut log);
     }
 }
 
@@ -300,13 +313,22 @@ pub fn audited(resp: Response<Body>, mut pending: PendingRecord) -> Response<Bod
     pending.handed_over = true;
     let record = std::mem::take(&mut pending.record);
     let trace = pending.trace.clone();
-    wrap(resp, record, trace, pending.started, pending.sink.clone())
+    let mediation = pending.mediation.clone();
+    wrap(
+        resp,
+        record,
+        trace,
+        mediation,
+        pending.started,
+        pending.sink.clone(),
+    )
 }
 
 struct Audited {
     inner: Body,
     event_stream: Option<crate::metrics::EventStream>,
     record: Option<AuditRecord>,
+    mediation: MediationLog,
     trace: RequestTrace,
     bytes_out: u64,
     started: Instant,
@@ -317,6 +339,7 @@ fn wrap(
     resp: Response<Body>,
     mut record: AuditRecord,
     trace: RequestTrace,
+    mediation: MediationLog,
     started: Instant,
     sink: Sink,
 ) -> Response<Body> {
@@ -335,6 +358,7 @@ fn wrap(
         inner,
         event_stream,
         record: Some(record),
+        mediation,
         trace,
         bytes_out: 0,
         started,
@@ -348,6 +372,7 @@ impl Audited {
         self.event_stream = None;
         if let Some(mut record) = self.record.take() {
             record.bytes_out = Some(self.bytes_out);
+            take_mediation(&self.mediation, &mut record);
             if failed && record.outcome == Outcome::Ok {
                 record.outcome = Outcome::StreamError;
             }

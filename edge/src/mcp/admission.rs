@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
-use underpass_audit::{AuditRecord, Decision as AuditDecision, Outcome};
+use underpass_audit::{
+    AuditRecord, Decision as AuditDecision, Mediation, MediationAction, Outcome,
+};
 use underpass_mcp::jsonrpc::code::{self, POLICY_DENIED, RATE_LIMITED};
 use underpass_mcp::{self as mcp, Kind};
 
@@ -21,7 +23,7 @@ use crate::http::host::request_authority;
 use crate::http::respond::{error_response, json_response, jsonrpc_refusal, Refusal};
 use crate::http::well_known::resource_metadata_url;
 use crate::mcp::judge::{self, target_name, Call, Judgement};
-use crate::policy::Policy;
+use crate::policy::{Obligations, Policy};
 
 /// A request the edge let through.
 pub struct Admitted {
@@ -119,12 +121,13 @@ fn admit_traced(
     let (mut calls, batch) = inspect(app, service, parts, body, audit)?;
     record_first_call(app, &calls, audit);
     let policy = app.security.policy.get();
-    decide(app, &identity, service, &calls, batch, &policy, audit)?;
+    let obligations = decide(app, &identity, service, &calls, batch, &policy, audit)?;
     audit.decision = Some(AuditDecision::Allow);
     // Arguments were needed to judge and to audit, and no longer: a parsed tree is many
     // times its JSON (≈ 16× for an array of small numbers), and the exchange may last long.
-    for call in &mut calls {
+    for (call, obligations) in calls.iter_mut().zip(obligations) {
         call.arguments = None;
+        call.obligations = obligations;
     }
     Ok(Admitted {
         identity,
@@ -211,7 +214,8 @@ fn record_first_call(app: &App, calls: &[Call], audit: &mut AuditRecord) {
 }
 
 /// Every message is judged (requests and notifications, every target each names); one
-/// refusal refuses the request, and each message gets an audit line of its own.
+/// refusal refuses the request, and each message gets an audit line of its own. What the
+/// rules that allowed them oblige the edge to do, message by message.
 fn decide(
     app: &App,
     identity: &Identity,
@@ -220,7 +224,7 @@ fn decide(
     batch: Option<u32>,
     policy: &Policy,
     audit: &mut AuditRecord,
-) -> Result<(), Refusal> {
+) -> Result<Vec<Obligations>, Refusal> {
     let principals = identity.principals();
     let judged: Judgement = judge::judge(
         policy,
@@ -237,7 +241,41 @@ fn decide(
     }
     audit.rule = Some(judged.rule());
     match judged.refusal {
-        None => Ok(()),
+        None => Ok(judged.calls.into_iter().map(|v| v.obligations).collect()),
+        Some(judge::Refusal::Blocked {
+            index,
+            rule,
+            detector,
+        }) => {
+            audit.decision = Some(AuditDecision::Deny);
+            audit.outcome = Outcome::Denied;
+            audit.jsonrpc_error = Some(POLICY_DENIED);
+            let call = calls.get(index);
+            audit.mediation.push(Mediation {
+                action: MediationAction::Block,
+                detector: detector.clone(),
+                location: format!(
+                    "{} arguments",
+                    call.map(|c| c.method.as_str()).unwrap_or("tools/call")
+                ),
+                count: 1,
+                rpc_id: call.and_then(|c| c.id.clone()),
+            });
+            tracing::info!(principal = %identity.principal, service, rule = %rule,
+                detector = %detector, "call blocked: its arguments carry what a detector finds");
+            // The detector's name, never the value: the caller learns what kind of content
+            // the policy keeps from crossing.
+            Err(Box::new(jsonrpc_refusal(
+                StatusCode::FORBIDDEN,
+                call.and_then(|c| c.id.as_ref()),
+                POLICY_DENIED,
+                &format!(
+                    "blocked by the gateway's policy (rule {rule}): the arguments carry what \
+                     detector {detector:?} finds"
+                ),
+                Some(serde_json::json!({ "rule": rule, "detector": detector })),
+            )))
+        }
         Some(judge::Refusal::Denied { index, rule }) => {
             audit.decision = Some(AuditDecision::Deny);
             audit.outcome = Outcome::Denied;
@@ -359,6 +397,7 @@ fn calls_of(inspected: mcp::Inspected) -> Vec<Call> {
             id: m.id,
             method: m.method.unwrap_or_default(),
             target: m.target,
+            obligations: Default::default(),
         })
         .collect()
 }

@@ -6,6 +6,8 @@
 //!   allowed only if every one of them is.
 //! * One denied message refuses the whole request; so does one rule's bucket running short.
 //!   Tokens are taken for all counted messages at once, or for none.
+//! * A `tools/call` whose arguments carry what its rule's `block` detectors find is refused
+//!   (after deny rules, before rates: a blocked call takes no tokens).
 //! * Counted against rates: requests, and notifications that name a target. A request naming
 //!   no target (`initialize`, `ping`, lists …) counts against the rate of the rule that
 //!   allowed it only if that rule grants no targets (see [`Policy::decide`]).
@@ -18,7 +20,7 @@ use underpass_mcp::Target as McpTarget;
 use underpass_audit::{CallAudit, Decision as AuditDecision};
 
 use crate::limiter::RateLimiter;
-use crate::policy::{Policy, Rate, Target};
+use crate::policy::{Obligations, Policy, Rate, Target};
 
 /// One JSON-RPC message of the request, reduced to what policy needs.
 #[derive(Debug, Clone)]
@@ -33,6 +35,9 @@ pub struct Call {
     pub targets: Vec<McpTarget>,
     pub arguments: Option<Value>,
     pub is_request: bool,
+    /// What the rule that allowed it obliges the edge to do with its answer (set once the
+    /// request is admitted).
+    pub obligations: Obligations,
 }
 
 /// The name (or URI) of a primitive.
@@ -51,6 +56,8 @@ pub struct CallVerdict {
     pub rule: String,
     /// The rates the message is counted against: one per distinct rule with a rate.
     pub charges: Vec<(String, Rate)>,
+    /// The obligations of the rules that allowed it (every target's, together).
+    pub obligations: Obligations,
 }
 
 /// Why a request is refused.
@@ -58,6 +65,13 @@ pub struct CallVerdict {
 pub enum Refusal {
     /// Message `index` is denied by `rule`.
     Denied { index: usize, rule: String },
+    /// Message `index` carries in its arguments what `detector`, one of `rule`'s `block`
+    /// detectors, finds.
+    Blocked {
+        index: usize,
+        rule: String,
+        detector: String,
+    },
     /// Rule `rule`'s bucket is short; `index` is the first message counted against it.
     RateLimited {
         index: usize,
@@ -81,7 +95,11 @@ impl Judgement {
     /// message's (as the audit log always did for single messages).
     pub fn rule(&self) -> String {
         match &self.refusal {
-            Some(Refusal::Denied { rule, .. } | Refusal::RateLimited { rule, .. }) => rule.clone(),
+            Some(
+                Refusal::Denied { rule, .. }
+                | Refusal::Blocked { rule, .. }
+                | Refusal::RateLimited { rule, .. },
+            ) => rule.clone(),
             None => self
                 .calls
                 .last()
@@ -116,6 +134,7 @@ pub fn judge_call(
         allowed: true,
         rule: String::new(),
         charges: Vec::new(),
+        obligations: Obligations::default(),
     };
     for (i, target) in targets.iter().enumerate() {
         let d = policy.decide(principals, service, target, arguments);
@@ -124,8 +143,10 @@ pub fn judge_call(
                 allowed: false,
                 rule: d.rule,
                 charges: Vec::new(),
+                obligations: Obligations::default(),
             };
         }
+        verdict.obligations.merge(&d.obligations);
         if let (Some(rate), true) = (d.rate, counted) {
             if !verdict.charges.iter().any(|(r, _)| *r == d.rule) {
                 verdict.charges.push((d.rule.clone(), rate));
@@ -164,6 +185,24 @@ pub fn judge(
         return Judgement {
             calls: verdicts,
             refusal: Some(refusal),
+        };
+    }
+    let blocked = calls
+        .iter()
+        .zip(&verdicts)
+        .enumerate()
+        .find_map(|(index, (c, v))| {
+            let detector = v.obligations.blocked_by(c.arguments.as_ref()?)?;
+            Some(Refusal::Blocked {
+                index,
+                rule: v.rule.clone(),
+                detector: detector.to_owned(),
+            })
+        });
+    if blocked.is_some() {
+        return Judgement {
+            calls: verdicts,
+            refusal: blocked,
         };
     }
     let charges: Vec<(&str, Rate)> = verdicts
@@ -235,6 +274,7 @@ mod tests {
             targets,
             arguments: None,
             is_request: id.is_some(),
+            obligations: Default::default(),
         }
     }
 

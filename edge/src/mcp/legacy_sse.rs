@@ -35,6 +35,7 @@ use crate::http::media::check_media;
 use crate::http::respond::{error_response, event_stream_response, incident};
 use crate::mcp::admission::{self, Admitted};
 use crate::mcp::list_filter::{Applied, ListFilter};
+use crate::mcp::mediate::MediationLog;
 use crate::mcp::precheck::InFlight;
 use crate::mcp::sessions;
 use crate::tunnels::exchange::{exchange, response_stream, OnHangUp};
@@ -257,12 +258,16 @@ async fn forward(
         .calls
         .iter()
         .any(|c| c.method == "notifications/initialized");
+    // The POST was answered (202) and audited before the answer came: what obligations do
+    // to it gets a line of its own.
+    let mediation = MediationLog::default();
     let filter = ListFilter::for_request(
         &admitted.calls,
         admitted.policy.clone(),
         app.security.policy.clone(),
         || admitted.identity.principals(),
         &bridge.service,
+        &mediation,
     );
     let fail = |message: String| {
         if let Some(id) = &request_id {
@@ -305,6 +310,19 @@ async fn forward(
     });
     let status = resp_head.status;
     let messages = pump(bridge, recv, is_sse, filter.as_ref(), is_initialize).await;
+    let done = mediation
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    if !done.is_empty() {
+        let head = head(app, bridge, "POST", trace_id.clone(), new_request_id());
+        let mut audit = OnBehalf::new(&head, &bridge.id);
+        let record = audit.record();
+        record.mcp_method = admitted.calls.first().map(|c| c.method.clone());
+        record.rpc_id = request_id.clone();
+        record.mediation = done;
+        audit.finish(app, Some(status));
+    }
     if status >= 400 && messages == 0 {
         fail(format!("the backend answered HTTP {status}"));
     }
@@ -416,6 +434,7 @@ async fn listen(app: &Arc<App>, bridge: &Arc<Bridge>, trace_id: String) {
             app.security.policy.clone(),
             || bridge.identity.principals(),
             &bridge.service,
+            &MediationLog::default(),
         );
         pump(bridge, recv, true, filter.as_ref(), false).await;
     }

@@ -8,6 +8,9 @@
 //!   is dropped, `notifications/subscriptions/acknowledged` loses the URIs (on every event
 //!   stream: POST answers, GET streams, `subscriptions/listen`).
 //!
+//! It also carries the request's [`Mediator`]: the answers of calls a rule's `redact` or
+//! `block` covers go through it (see [`crate::mcp::mediate`]).
+//!
 //! Every other byte (other events, unknown fields, keep-alives) passes through unchanged.
 //! Lists are judged by the policy snapshot that admitted the request; notifications on a
 //! long-lived stream by the policy in force when they arrive.
@@ -23,6 +26,7 @@ use underpass_mcp::{self as mcp, NotificationVerdict, SseParser, Target as McpTa
 
 use crate::http::body::BodyError;
 use crate::mcp::judge::Call;
+use crate::mcp::mediate::{MediationLog, Mediator};
 use crate::policy::{Policy, Target};
 use crate::reload::Reloadable;
 
@@ -49,6 +53,8 @@ pub struct ListFilter {
     live: Arc<Reloadable<Policy>>,
     pub principals: Vec<String>,
     pub service: String,
+    /// The obligations on the request's answers, if any.
+    mediator: Option<Mediator>,
 }
 
 /// What the filter did to one message.
@@ -82,13 +88,15 @@ fn policy_target(t: &McpTarget) -> Target<'_> {
 
 impl ListFilter {
     /// A filter for the answers to `calls` (and any notification that comes with them), unless
-    /// the policy is allow-all (then `principals` is not even asked for).
+    /// the policy is allow-all (then `principals` is not even asked for). What obligations do
+    /// goes to `mediation`.
     pub fn for_request(
         calls: &[Call],
         policy: Arc<Policy>,
         live: Arc<Reloadable<Policy>>,
         principals: impl FnOnce() -> Vec<String>,
         service: &str,
+        mediation: &MediationLog,
     ) -> Option<Self> {
         if policy.is_allow_all() {
             return None;
@@ -104,12 +112,14 @@ impl ListFilter {
             live,
             principals: principals(),
             service: service.to_owned(),
+            mediator: Mediator::for_calls(calls, mediation),
         })
     }
 
-    /// Whether the request lists something (a JSON answer must then be read whole).
-    pub fn has_lists(&self) -> bool {
-        !self.lists.is_empty()
+    /// Whether a JSON answer must be read whole: the request lists something, or an
+    /// obligation covers one of its answers.
+    pub fn reads_json(&self) -> bool {
+        !self.lists.is_empty() || self.mediator.is_some()
     }
 
     /// Filters one message: a list answer to one of our requests, or a notification about
@@ -126,17 +136,19 @@ impl ListFilter {
                 .filter(|(i, _)| i == id)
                 .map(|(_, m)| m.clone())
                 .collect();
-            if methods.is_empty() {
-                return Applied::Unchanged;
-            }
+            let mut applied = Applied::Unchanged;
             for method in &methods {
                 let removed = mcp::filter_list_result(method, msg, |t| {
                     self.policy
                         .visible(&self.principals, &self.service, &policy_target(t))
                 });
                 tracing::debug!(method = %method, removed, "list filtered by policy");
+                applied = Applied::Rewritten;
             }
-            return Applied::Rewritten;
+            if self.mediator.as_ref().is_some_and(|m| m.apply(msg)) {
+                applied = Applied::Rewritten;
+            }
+            return applied;
         }
         let policy = self.live.get();
         let verdict = mcp::filter_notification(msg, |t| {
@@ -168,7 +180,11 @@ impl ListFilter {
                         .as_ref()
                         .is_some_and(|id| self.lists.iter().any(|(i, _)| i == id));
                     let named = peek.method.as_deref().is_some_and(mcp::names_primitives);
-                    if !ours && !named {
+                    // A mediated answer is parsed only when a detector may find something.
+                    let mediated = self.mediator.as_ref().is_some_and(|m| {
+                        peek.id.as_ref().is_some_and(|id| m.covers(id)) && m.may_change(data)
+                    });
+                    if !ours && !named && !mediated {
                         return None;
                     }
                 }
@@ -218,6 +234,12 @@ impl ListFilter {
     /// unchanged, otherwise the body to forward instead (empty when the body was one message
     /// that must not be forwarded).
     pub fn filter_json(&self, body: &[u8]) -> Option<Bytes> {
+        if self.lists.is_empty() {
+            let text = std::str::from_utf8(body).ok()?;
+            if !self.mediator.as_ref().is_some_and(|m| m.may_change(text)) {
+                return None;
+            }
+        }
         let mut v: Value = serde_json::from_slice(body).ok()?;
         let changed = match &mut v {
             Value::Array(items) => {
@@ -332,8 +354,15 @@ mod tests {
     fn filter(calls: &[Call]) -> ListFilter {
         let policy = Arc::new(Policy::parse(POLICY).unwrap_or_default());
         let live = Arc::new(Reloadable::from_arc(policy.clone()));
-        ListFilter::for_request(calls, policy, live, || vec!["apikey:bot".into()], "s")
-            .unwrap_or_else(|| panic!("a filter"))
+        ListFilter::for_request(
+            calls,
+            policy,
+            live,
+            || vec!["apikey:bot".into()],
+            "s",
+            &MediationLog::default(),
+        )
+        .unwrap_or_else(|| panic!("a filter"))
     }
 
     fn list(id: u64, method: &str) -> Call {
@@ -344,6 +373,7 @@ mod tests {
             targets: Vec::new(),
             arguments: None,
             is_request: true,
+            obligations: Default::default(),
         }
     }
 
@@ -565,8 +595,16 @@ mod tests {
     fn allow_all_needs_no_filter() {
         let policy = Arc::new(Policy::allow_all());
         let live = Arc::new(Reloadable::from_arc(policy.clone()));
-        assert!(ListFilter::for_request(&[], policy, live, Vec::new, "s").is_none());
+        assert!(ListFilter::for_request(
+            &[],
+            policy,
+            live,
+            Vec::new,
+            "s",
+            &MediationLog::default()
+        )
+        .is_none());
         let f = filter(&[]);
-        assert!(!f.has_lists());
+        assert!(!f.reads_json());
     }
 }

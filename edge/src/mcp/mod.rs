@@ -8,6 +8,7 @@ pub mod failover;
 pub mod judge;
 pub mod legacy_sse;
 pub mod list_filter;
+pub mod mediate;
 pub mod precheck;
 pub mod session_id;
 pub mod sessions;

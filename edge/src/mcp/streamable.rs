@@ -484,7 +484,8 @@ async fn learn_versions(
 }
 
 /// The body the client gets: the backend's stream as is, or with what the caller's policy
-/// hides filtered out of list answers and notifications.
+/// hides filtered out of list answers and notifications, and its obligations applied to the
+/// answers they cover.
 async fn filter_body(
     app: &App,
     service: &str,
@@ -492,7 +493,7 @@ async fn filter_body(
     status: StatusCode,
     is_sse: bool,
     stream: Chunks,
-    audit: &mut AuditRecord,
+    audit: &mut PendingRecord,
 ) -> Result<Body, Refusal> {
     let list_filter = ListFilter::for_request(
         &admitted.calls,
@@ -500,8 +501,9 @@ async fn filter_body(
         app.security.policy.clone(),
         || admitted.identity.principals(),
         service,
+        &audit.mediation,
     )
-    .filter(|f| status.is_success() && (is_sse || f.has_lists()));
+    .filter(|f| status.is_success() && (is_sse || f.reads_json()));
     Ok(match (list_filter, is_sse) {
         (None, _) => UnsyncBoxBody::new(StreamBody::new(stream)),
         (Some(f), true) => UnsyncBoxBody::new(StreamBody::new(list_filter::filter_sse(stream, f))),

@@ -72,6 +72,13 @@ struct RuleLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MediationLabels {
+    service: Arc<str>,
+    action: &'static str,
+    detector: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BytesLabels {
     service: Arc<str>,
     direction: &'static str,
@@ -96,6 +103,9 @@ pub struct RequestMetrics {
     rate_limited: Family<RuleLabels, Counter>,
     /// Rule label values, shared by both rule families.
     rules: Capped,
+    mediations: Family<MediationLabels, Counter>,
+    /// Detector label values (built-in ones and the policy's named patterns).
+    detectors: Capped,
     bytes: Family<BytesLabels, Counter>,
     event_streams: Family<ServiceLabel, Gauge>,
 }
@@ -115,6 +125,8 @@ impl RequestMetrics {
             denials: Family::default(),
             rate_limited: Family::default(),
             rules: Capped::new(MAX_RULES),
+            mediations: Family::default(),
+            detectors: Capped::new(MAX_RULES),
             bytes: Family::default(),
             event_streams: Family::default(),
         }
@@ -145,6 +157,11 @@ impl RequestMetrics {
             "rate_limited",
             "Requests refused for a rate limit, by service and rule (- for a limit that is no policy rule's)",
             self.rate_limited.clone(),
+        );
+        registry.register(
+            "mediations",
+            "Matches policy obligations acted on, by service, action (redact: replaced in an answer; block: a call or answer refused) and detector",
+            self.mediations.clone(),
         );
         registry.register(
             "client_bytes",
@@ -228,6 +245,15 @@ impl RequestMetrics {
                     .inc();
             }
             _ => {}
+        }
+        for m in &record.mediation {
+            self.mediations
+                .get_or_create(&MediationLabels {
+                    service: service.clone(),
+                    action: m.action.as_str(),
+                    detector: self.detectors.label(&m.detector),
+                })
+                .inc_by(m.count);
         }
         for (direction, n) in [("in", record.bytes_in), ("out", record.bytes_out)] {
             let counter = self.bytes.get_or_create(&BytesLabels {

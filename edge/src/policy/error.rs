@@ -54,6 +54,19 @@ pub enum PolicyError {
         #[source]
         source: RateError,
     },
+    /// A rule's `redact`/`block` names no detector.
+    #[error("{rule}: `{key}`: {error}")]
+    BadDetector {
+        rule: String,
+        key: &'static str,
+        error: underpass_detect::DetectError,
+    },
+    /// A `[detectors]` entry is not a valid named pattern.
+    #[error("[detectors]: {0}")]
+    BadNamedDetector(underpass_detect::DetectError),
+    /// More named detectors than the edge keeps.
+    #[error("[detectors] defines {count} detectors; at most {max} are allowed")]
+    TooManyDetectors { count: usize, max: usize },
     /// An `arguments` entry is malformed.
     #[error("{rule}: arguments[{index}]: {reason}")]
     BadConstraint {

@@ -21,6 +21,12 @@ pub(super) struct PolicyFile {
     /// `[[deny]]` rules: any match denies, whatever the allow rules say.
     #[serde(default)]
     pub(super) deny: Vec<DenyFile>,
+    /// Named detectors (`name = "regex"`, at most 64) that rules may list in `redact` and
+    /// `block` beside the built-in ones (`secrets`, `email`, `phone`, `iban`). Names are
+    /// 1 to 64 characters of `a-z`, `0-9`, `_` and `-`; patterns are `regex` crate syntax, at
+    /// most 1 KiB, and must not match the empty text.
+    #[serde(default)]
+    pub(super) detectors: std::collections::BTreeMap<String, String>,
 }
 
 /// One `[[allow]]` table.
@@ -52,6 +58,14 @@ pub(super) struct AllowFile {
     /// tool call (they do not affect resources, prompts or other methods).
     #[serde(default)]
     pub(super) arguments: Vec<ConstraintFile>,
+    /// Detectors whose matches are replaced by `[REDACTED:<detector>]` in what the calls this
+    /// rule allows return: tool results, resource contents, prompt messages (JSON answers
+    /// and event streams alike). Each redaction is audited (detector, place, count).
+    pub(super) redact: Option<Vec<String>>,
+    /// Detectors whose matches refuse a call this rule allows: found in its arguments, the
+    /// call is refused with 403 naming the detector (never the value); found in its result,
+    /// the result is replaced with an error. Each block is audited.
+    pub(super) block: Option<Vec<String>>,
 }
 
 /// One `[[deny]]` table. A deny rule that lists none of `tools`, `resources`, `prompts` denies

@@ -11,6 +11,8 @@
 //! resources = ["*"]
 //! prompts = ["*"]
 //! rate = "120/min"
+//! redact = ["secrets", "email", "employee_id"]
+//! block = ["secrets"]
 //! arguments = [
 //!   { pointer = "/path", path = "/srv/docs/**" },
 //!   { pointer = "/mode", enum = ["r", "ro"] },
@@ -20,13 +22,17 @@
 //! name = "no-deletes"
 //! principals = ["*"]
 //! tools = ["*delete*"]
+//!
+//! [detectors]
+//! employee_id = "EMP-[0-9]{6}"
 //! ```
 //!
 //! How a request is decided ([`Policy::decide`]):
 //! 1. If any deny rule matches the caller, the service and the target, the request is denied
 //!    by that rule (deny wins).
 //! 2. Otherwise the first allow rule (in file order) that matches the caller, the service and
-//!    the target — including its argument constraints — allows it, and its `rate` applies.
+//!    the target — including its argument constraints — allows it, and its `rate` and its
+//!    obligations (`redact`, `block`: see [`Obligations`]) apply.
 //!    A request naming no target (`initialize`, `ping`, the list methods, …) is allowed by
 //!    the first rule covering the caller and the service that grants no tools, resources or
 //!    prompts, or else by the first rule covering them at all; only in the first case does
@@ -48,6 +54,7 @@ mod constraint;
 mod error;
 mod file;
 pub mod glob;
+mod obligation;
 mod rate;
 mod scope;
 pub mod store;
@@ -60,6 +67,7 @@ use serde_json::Value;
 
 pub use error::PolicyError;
 pub use glob::glob_match;
+pub use obligation::{Obligations, MAX_DEPTH};
 pub use rate::{Rate, RateError};
 pub use scope::{Target, ALLOW_ALL, DEFAULT_DENY};
 
@@ -69,7 +77,8 @@ use scope::Scope;
 
 /// The outcome of [`Policy::decide`]. Its `Display` is what `policy check` prints:
 /// `allow (rule "eng-tools")`, `deny (rule "no-deletes")`,
-/// `deny (default deny: no allow rule matches)` (the rate is not included).
+/// `deny (default deny: no allow rule matches)`, `allow (rule "x"; redact secrets, email)`
+/// (the rate is not included).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub allowed: bool,
@@ -77,6 +86,8 @@ pub struct Decision {
     pub rule: String,
     /// The rate of the allow rule that decided, if it has one.
     pub rate: Option<Rate>,
+    /// What the allow rule that decided obliges the edge to do with the call.
+    pub obligations: Obligations,
 }
 
 impl fmt::Display for Decision {
@@ -84,7 +95,7 @@ impl fmt::Display for Decision {
         match (self.allowed, self.rule.as_str()) {
             (false, DEFAULT_DENY) => f.write_str("deny (default deny: no allow rule matches)"),
             (true, ALLOW_ALL) => f.write_str("allow (allow_all: every request is allowed)"),
-            (true, rule) => write!(f, "allow (rule {rule:?})"),
+            (true, rule) => write!(f, "allow (rule {rule:?}{})", self.obligations),
             (false, rule) => write!(f, "deny (rule {rule:?})"),
         }
     }
@@ -95,6 +106,7 @@ struct AllowRule {
     scope: Scope,
     rate: Option<Rate>,
     arguments: Vec<Constraint>,
+    obligations: Obligations,
 }
 
 /// How argument constraints are treated when looking for an allow rule.
@@ -175,6 +187,7 @@ impl Policy {
         let file: PolicyFile = toml::from_str(text)?;
         let mut names: HashMap<String, String> = HashMap::new();
         let mut policy = Policy::default();
+        let named = obligation::named(file.detectors)?;
 
         for (index, rule) in file.allow.into_iter().enumerate() {
             let place = location("allow", index, rule.name.as_deref());
@@ -204,10 +217,12 @@ impl Policy {
                 .enumerate()
                 .map(|(i, c)| constraint(&place, i, c))
                 .collect::<Result<Vec<_>, _>>()?;
+            let obligations = Obligations::of_rule(&place, rule.redact, rule.block, &named)?;
             policy.allow.push(AllowRule {
                 scope,
                 rate,
                 arguments,
+                obligations,
             });
         }
 
@@ -246,6 +261,7 @@ impl Policy {
                 allowed: true,
                 rule: ALLOW_ALL.to_owned(),
                 rate: None,
+                obligations: Obligations::default(),
             };
         }
         if let Some(deny) = self.denied_by(principals, service, target) {
@@ -253,6 +269,7 @@ impl Policy {
                 allowed: false,
                 rule: deny.name.clone(),
                 rate: None,
+                obligations: Obligations::default(),
             };
         }
         match self.allowed_by(principals, service, target, Arguments::Check(arguments)) {
@@ -264,11 +281,13 @@ impl Policy {
                 rate: rule
                     .rate
                     .filter(|_| *target != Target::Service || rule.scope.targetless()),
+                obligations: rule.obligations.clone(),
             },
             None => Decision {
                 allowed: false,
                 rule: DEFAULT_DENY.to_owned(),
                 rate: None,
+                obligations: Obligations::default(),
             },
         }
     }

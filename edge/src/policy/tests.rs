@@ -550,3 +550,57 @@ fn load_reports_path() {
         "{e:?}"
     );
 }
+
+#[test]
+fn obligations_come_with_the_allow_rule_that_decided() {
+    let pol = policy(
+        r#"
+        [[allow]]
+        name = "mediated"
+        principals = ["group:ext"]
+        tools = ["*"]
+        redact = ["secrets", "email", "badge"]
+        block = ["secrets"]
+        [[allow]]
+        name = "plain"
+        principals = ["group:eng"]
+        tools = ["*"]
+        [detectors]
+        badge = "EMP-[0-9]{6}"
+        "#,
+    );
+    let ext = pol.decide(&p(&["group:ext"]), "s", &Target::Tool("t"), None);
+    assert_eq!(
+        ext.to_string(),
+        r#"allow (rule "mediated"; redact secrets, email, badge; block secrets)"#
+    );
+    let eng = pol.decide(&p(&["group:eng"]), "s", &Target::Tool("t"), None);
+    assert!(eng.obligations.is_empty());
+    assert_eq!(eng.to_string(), r#"allow (rule "plain")"#);
+}
+
+#[test]
+fn bad_detectors_are_refused_at_load_naming_the_rule() {
+    let rule = |keys: &str| {
+        format!("[[allow]]\nname = \"r\"\nprincipals = [\"*\"]\ntools = [\"*\"]\n{keys}\n")
+    };
+    let e = parse_err(&rule(r#"redact = ["ssn"]"#));
+    assert!(
+        e.contains(r#"allow[0] "r""#) && e.contains("no detector named \"ssn\""),
+        "{e}"
+    );
+    let e = parse_err(&rule("block = []"));
+    assert!(e.contains("`block` must not be empty"), "{e}");
+    let e = parse_err(&format!("{}[detectors]\nbad = \"(open\"\n", rule("")));
+    assert!(
+        e.contains("[detectors]") && e.contains("not a valid regex"),
+        "{e}"
+    );
+    let e = parse_err(&format!("{}[detectors]\nemail = \"x\"\n", rule("")));
+    assert!(e.contains("built-in"), "{e}");
+    let many: String = (0..65).map(|i| format!("d{i} = \"x{i}\"\n")).collect();
+    let e = parse_err(&format!("{}[detectors]\n{many}", rule("")));
+    assert!(e.contains("at most 64"), "{e}");
+    let e = parse_err("[[deny]]\nprincipals = [\"*\"]\nredact = [\"email\"]\n");
+    assert!(e.contains("unknown field `redact`"), "{e}");
+}

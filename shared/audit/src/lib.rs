@@ -62,7 +62,8 @@ pub use config::{AuditConfig, OnFailure};
 pub use error::AuditError;
 pub use outcome::Outcome;
 pub use record::{
-    Aggregate, AuditRecord, AuthMethod, CallAudit, ChainPoint, Decision, ExchangeTiming, TrailEvent,
+    Aggregate, AuditRecord, AuthMethod, CallAudit, ChainPoint, Decision, ExchangeTiming, Mediation,
+    MediationAction, TrailEvent,
 };
 pub use redact::redact_arguments;
 pub use sink::Auditor;

@@ -42,6 +42,42 @@ pub enum Decision {
     Deny,
 }
 
+/// What a policy obligation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediationAction {
+    /// Matches were replaced by `[REDACTED:<detector>]`.
+    Redact,
+    /// The call (or its answer) was refused.
+    Block,
+}
+
+impl MediationAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediationAction::Redact => "redact",
+            MediationAction::Block => "block",
+        }
+    }
+}
+
+/// One thing a policy obligation did to a call: which detector, where, how many matches;
+/// never the matched values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mediation {
+    pub action: MediationAction,
+    /// The detector's name (`secrets`, `email`, or a named pattern).
+    pub detector: String,
+    /// Where: `tools/call arguments`, `tools/call result`, `resources/read contents`,
+    /// `prompts/get messages`.
+    pub location: String,
+    /// How many matches (a block counts the one that refused).
+    pub count: u64,
+    /// The JSON-RPC id of the call (its line carries it: see [`AuditRecord::into_lines`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_id: Option<Value>,
+}
+
 /// One client request. Absent fields are left out of the line.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -135,6 +171,9 @@ pub struct AuditRecord {
     /// Set on a line that summarizes repeated refusals instead of describing one request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<Aggregate>,
+    /// What policy obligations did to the request's calls (redactions, blocks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mediation: Vec<Mediation>,
     /// Set on a line the writer adds about the trail itself (outcome `audit_gap`,
     /// `audit_reopened` or `audit_retention`), never about a client request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,6 +300,13 @@ impl AuditRecord {
             .into_iter()
             .enumerate()
             .map(|(i, call)| AuditRecord {
+                // Each call's line carries what was done to that call.
+                mediation: self
+                    .mediation
+                    .iter()
+                    .filter(|m| m.rpc_id.is_none() || m.rpc_id == call.rpc_id)
+                    .cloned()
+                    .collect(),
                 mcp_method: Some(call.method),
                 target: call.target,
                 rpc_id: call.rpc_id,

@@ -1,6 +1,14 @@
-//! What of a call's arguments may enter the trail: secret-looking keys redacted, sizes cut.
+//! What of a call's arguments may enter the trail: secret-looking keys redacted, secrets
+//! found in values (the `secrets` detector the edge's policy obligations use) replaced, sizes
+//! cut.
+
+use std::sync::LazyLock;
 
 use serde_json::Value;
+use underpass_detect::{Detectors, Tally};
+
+/// What the trail never holds, whatever the key: keys, tokens and JWTs found in values.
+static SECRETS: LazyLock<Detectors> = LazyLock::new(Detectors::secrets);
 
 /// Object keys whose values are never logged (matched case-insensitively, ignoring `-`/`_`,
 /// as substrings: `db_password`, `X-Api-Key`, `accessToken`…).
@@ -21,7 +29,8 @@ pub(crate) const MAX_ARG_ITEMS: usize = 100;
 pub(crate) const MAX_ARG_DEPTH: usize = 16;
 
 /// Prepares request arguments for the audit log: `None` for `null`, otherwise a copy with the
-/// values of secret-looking keys replaced by `"[REDACTED]"`, long strings cut to 1 KiB, long
+/// values of secret-looking keys replaced by `"[REDACTED]"`, what the `secrets` detector finds
+/// in the other strings replaced by `[REDACTED:secrets]`, long strings cut to 1 KiB, long
 /// arrays and objects cut to 100 entries and nesting cut at depth 16. The caller sets
 /// [`AuditRecord::arguments`] from it only when `log_arguments` is on (see
 /// [`Auditor::arguments`]).
@@ -70,7 +79,13 @@ pub(crate) fn redact(v: &Value, depth: usize) -> Value {
             }
             Value::Array(out)
         }
-        Value::String(s) if s.len() > MAX_ARG_STRING => {
+        Value::String(s) => {
+            // Found before the cut, so that no secret is kept half.
+            let found = SECRETS.redact(s, &mut Tally::default());
+            let s = found.as_deref().unwrap_or(s);
+            if s.len() <= MAX_ARG_STRING {
+                return Value::String(s.to_owned());
+            }
             let mut cut = MAX_ARG_STRING;
             while !s.is_char_boundary(cut) {
                 cut -= 1;

@@ -1043,8 +1043,15 @@ fn arguments_are_redacted() {
         "api_key": "sk-123",
         "nested": {"Authorization": "Bearer x", "items": [1, 2]},
         "long": "x".repeat(2000),
+        "note": "deploy with AKIAIOSFODNN7EXAMPLE please",
+        "pem": format!("{}-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC", "y".repeat(1020)),
     });
     let out = redact_arguments(&args).expect("some");
+    // What the `secrets` detector finds is gone from any value, whatever its key, even where
+    // the value is cut.
+    assert_eq!(out["note"], "deploy with [REDACTED:secrets] please");
+    let pem = out["pem"].as_str().unwrap_or_default();
+    assert!(!pem.contains("BEGIN") && !pem.contains("MIIE"), "{pem}");
     assert_eq!(out["path"], "/srv/docs");
     assert_eq!(out["api_key"], REDACTED);
     assert_eq!(out["nested"]["Authorization"], REDACTED);

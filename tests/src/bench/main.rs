@@ -15,6 +15,8 @@
 //!   failed calls);
 //! - federation: `tools/list` on `/mcp` over ten services, the edge's cache cold and warm,
 //!   beside the backend direct and one service through the tunnel (with a wrk cross-check);
+//! - mediation: `tools/call` with a rule without obligations and with `redact = ["secrets"]`,
+//!   100 B and 1 MiB results (with a wrk cross-check);
 //! - transport recovery (root): UDP to the edge dropped and restored with nftables, a
 //!   connector with `transport = "auto"` in a network namespace (first call on a UDP-blocked
 //!   network, QUIC → TCP and back, failed calls).
@@ -38,7 +40,8 @@
 //! `client` (MCP over HTTP/1.1), `hist` (latency histogram), `procfs` (process figures),
 //! `latency` (latency, throughput and mixed cells), `restart` (edge restarts), `sessions`
 //! (idle sessions), `steady` (a trickle of calls timed against events), `failover` (a
-//! connector killed), `federation` (`tools/list` on `/mcp` over ten services), `recovery`
+//! connector killed), `federation` (`tools/list` on `/mcp` over ten services), `mediation`
+//! (what `redact` costs the response path), `recovery`
 //! (transport switches), `report` (tables, targets, JSON), `soak` (the soak), `peers`
 //! (`--peers`: beside rathole and bore, with wrk too). This file runs the phases in order.
 #![forbid(unsafe_code)]
@@ -48,6 +51,7 @@ mod failover;
 mod federation;
 mod hist;
 mod latency;
+mod mediation;
 mod peers;
 mod plan;
 mod procfs;
@@ -208,6 +212,10 @@ fn main() -> std::process::ExitCode {
     let federation = plan
         .runs("federation")
         .then(|| federation::run(&clients, &plan, &dir, args.backend_threads));
+    // Its own stack, whose policy file is rewritten between its cells.
+    let mediation = plan
+        .runs("mediation")
+        .then(|| mediation::run(&clients, &plan, &dir, args.backend_threads));
     let results = Results {
         rows,
         mixed,
@@ -228,6 +236,9 @@ fn main() -> std::process::ExitCode {
     if let Some(f) = &federation {
         out.push_str(&f.table(&plan));
     }
+    if let Some(m) = &mediation {
+        out.push_str(&m.table(&plan));
+    }
     println!("{out}");
     eprintln!("total {:.1} s", overall.elapsed().as_secs_f64());
 
@@ -235,13 +246,19 @@ fn main() -> std::process::ExitCode {
     if let Some(f) = &federation {
         doc["federation"] = f.json();
     }
+    if let Some(m) = &mediation {
+        doc["mediation"] = m.json();
+    }
     if !write_json(args.json.as_deref(), &doc) {
         return std::process::ExitCode::FAILURE;
     }
     if args.keep {
         let _ = scratch.keep();
     }
-    if results.failed(&plan) || federation.as_ref().is_some_and(federation::Outcome::failed) {
+    if results.failed(&plan)
+        || federation.as_ref().is_some_and(federation::Outcome::failed)
+        || mediation.as_ref().is_some_and(mediation::Outcome::failed)
+    {
         eprintln!("underpass-bench: some measurements failed (see above)");
         return std::process::ExitCode::FAILURE;
     }

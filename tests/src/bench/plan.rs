@@ -232,6 +232,7 @@ impl Plan {
                     "restart",
                     "sessions",
                     "federation",
+                    "mediation",
                     "recovery",
                 ]
                 .map(String::from)

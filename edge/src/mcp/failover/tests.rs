@@ -12,6 +12,7 @@ fn call(method: &str, tool: Option<&str>, is_request: bool) -> Call {
         targets,
         arguments: None,
         is_request,
+        obligations: Default::default(),
     }
 }
 
