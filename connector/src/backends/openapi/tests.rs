@@ -8,7 +8,8 @@ use super::server::{call_answer, step, Step};
 use super::spec::{catalog, parse_document, tool_name, Catalog, MAX_DOCUMENT_BYTES};
 use super::tools::tool;
 use super::*;
-use crate::config::OperationFilter;
+use crate::config::{OpenapiConfig, OperationFilter, SpecSource};
+use std::time::Duration;
 
 const PETSTORE_30_YAML: &str = r##"
 openapi: 3.0.3
@@ -664,4 +665,262 @@ fn credentials_become_sensitive_headers() {
         "{err}"
     );
     assert!(auth_headers(None).unwrap().is_empty());
+}
+
+// ----- The async shell against a local REST server ------------------------------------------
+
+/// A REST server on a free loopback port: `/echo/{x}` answers what it received as JSON,
+/// `/big` 17 MiB, `/slow` after 5 s, `/fail` a 500 with text.
+async fn rest_server() -> std::net::SocketAddr {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body.collect().await.unwrap().to_bytes();
+                    let header =
+                        |n: &str| parts.headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+                    let path = parts.uri.path().to_owned();
+                    let (status, ct, out) = if path == "/big" {
+                        (200, "text/plain", vec![b'x'; 17 * 1024 * 1024])
+                    } else if path == "/slow" {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        (200, "text/plain", b"late".to_vec())
+                    } else if path == "/doc" {
+                        (200, "application/yaml", SHELL_DOC.as_bytes().to_vec())
+                    } else if path == "/fail" {
+                        (500, "text/plain", b"boom".to_vec())
+                    } else {
+                        let v = json!({
+                            "method": parts.method.as_str(),
+                            "uri": parts.uri.to_string(),
+                            "authorization": header("authorization"),
+                            "tag": header("x-tag"),
+                            "trace": header("x-underpass-trace-id"),
+                            "body": String::from_utf8_lossy(&body),
+                        });
+                        (200, "application/json", v.to_string().into_bytes())
+                    };
+                    let resp = http::Response::builder()
+                        .status(status)
+                        .header("content-type", ct)
+                        .body(Full::new(Bytes::from(out)))
+                        .unwrap();
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(sock), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+const SHELL_DOC: &str = r##"
+openapi: 3.1.0
+info: {title: Shell, version: "1"}
+paths:
+  /echo/{x}:
+    post:
+      operationId: echo
+      parameters:
+        - {name: x, in: path, required: true, schema: {type: string}}
+        - {name: q, in: query, schema: {type: string}}
+        - {name: X-Tag, in: header, schema: {type: string}}
+      requestBody:
+        content:
+          application/json:
+            schema: {type: object}
+  /big: {get: {operationId: big}}
+  /slow: {get: {operationId: slow}}
+  /fail: {get: {operationId: fail}}
+"##;
+
+fn shell_config(dir: &std::path::Path, addr: std::net::SocketAddr) -> OpenapiConfig {
+    use crate::config::{AuthConfig, Secret, SecretSource};
+    let spec = dir.join("shell.yaml");
+    std::fs::write(&spec, SHELL_DOC).unwrap();
+    OpenapiConfig {
+        spec: SpecSource::File(spec),
+        base_url: format!("http://{addr}/").parse().unwrap(),
+        include: OperationFilter::default(),
+        exclude: OperationFilter::default(),
+        auth: Some(AuthConfig::Bearer {
+            token: SecretSource::Inline(Secret::new("s3cret".into())),
+        }),
+        timeout: Duration::from_secs(2),
+    }
+}
+
+fn head(version: Option<&str>) -> RequestHead {
+    RequestHead {
+        service: "shell".into(),
+        method: "POST".into(),
+        query: String::new(),
+        headers: version
+            .map(|v| vec![("MCP-Protocol-Version".to_owned(), v.as_bytes().to_vec())])
+            .unwrap_or_default(),
+        principal: "client:alice".into(),
+        trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+        request_id: "r1".into(),
+        assertion: None,
+    }
+}
+
+async fn exchange(backend: &OpenapiBackend, version: Option<&str>, msg: Value) -> (u16, Value) {
+    let answer = backend
+        .answer(&head(version), Bytes::from(msg.to_string()))
+        .await;
+    let status = answer.status;
+    let body: Vec<Bytes> = answer.body.map(|c| c.unwrap()).collect().await;
+    let body = body.concat();
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap()
+    };
+    (status, value)
+}
+
+fn call(name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
+}
+
+#[tokio::test]
+async fn calls_reach_the_rest_api_with_the_credentials() {
+    let addr = rest_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = shell_config(dir.path(), addr);
+    assert_eq!(
+        check(&config).unwrap(),
+        format!("4 tools from {}", dir.path().join("shell.yaml").display())
+    );
+    let backend = OpenapiBackend::new("shell", &config, crate::http_client::http_client());
+
+    let (status, list) = exchange(
+        &backend,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["result"]["tools"].as_array().unwrap().len(), 4);
+
+    let args = json!({"x": "a/b", "q": "1 2", "X-Tag": "t", "body": {"k": [1]}});
+    let (status, answer) = exchange(&backend, Some("2026-07-28"), call("echo", args)).await;
+    assert_eq!(status, 200);
+    let result = &answer["result"];
+    assert_eq!(result["isError"], false, "{answer}");
+    assert_eq!(result["resultType"], "complete");
+    let seen = &result["structuredContent"];
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["uri"], "/echo/a%2Fb?q=1%202");
+    assert_eq!(seen["authorization"], "Bearer s3cret");
+    assert_eq!(seen["tag"], "t");
+    assert_eq!(seen["trace"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(seen["body"], r#"{"k":[1]}"#);
+
+    let (_, answer) = exchange(&backend, None, call("fail", json!({}))).await;
+    assert_eq!(answer["result"]["isError"], true);
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        "HTTP 500 Internal Server Error: boom"
+    );
+
+    let (_, answer) = exchange(&backend, None, call("big", json!({}))).await;
+    assert_eq!(answer["result"]["isError"], true);
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        "the REST API's response is over 16 MiB"
+    );
+
+    let (_, answer) = exchange(&backend, None, call("slow", json!({}))).await;
+    assert_eq!(answer["result"]["isError"], true);
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        "the REST API did not answer within 2 s"
+    );
+
+    let (_, answer) = exchange(&backend, None, call("echo", json!({}))).await;
+    assert_eq!(answer["result"]["isError"], true);
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        "invalid arguments for echo: missing required argument \"x\""
+    );
+
+    let (status, _) = exchange(
+        &backend,
+        None,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn a_document_that_does_not_load_is_an_error_answer_and_a_check_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = shell_config(dir.path(), "127.0.0.1:9".parse().unwrap());
+    let spec = dir.path().join("bad.yaml");
+    std::fs::write(
+        &spec,
+        "openapi: 3.0.0\npaths:\n  /a:\n    get: {summary: x}\n",
+    )
+    .unwrap();
+    config.spec = SpecSource::File(spec);
+    let err = check(&config).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "GET /a has no operationId: give it one, or leave it out with `exclude`"
+    );
+    let backend = OpenapiBackend::new("shell", &config, crate::http_client::http_client());
+    let (status, answer) = exchange(
+        &backend,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert_eq!(answer["error"]["code"], code::UPSTREAM_FAILED);
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not load"));
+}
+
+#[tokio::test]
+async fn a_document_at_a_url_is_fetched_at_first_use() {
+    let addr = rest_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = shell_config(dir.path(), addr);
+    config.spec = SpecSource::Url(format!("http://{addr}/doc").parse().unwrap());
+    assert!(check(&config)
+        .unwrap()
+        .contains("fetched when the connector runs"));
+    let backend = OpenapiBackend::new("shell", &config, crate::http_client::http_client());
+    let (status, list) = exchange(
+        &backend,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["result"]["tools"].as_array().unwrap().len(), 4);
+    // A URL that answers no OpenAPI document: an error answer.
+    config.spec = SpecSource::Url(format!("http://{addr}/echo/doc").parse().unwrap());
+    let backend = OpenapiBackend::new("shell", &config, crate::http_client::http_client());
+    let (status, _) = exchange(
+        &backend,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+    )
+    .await;
+    assert_eq!(status, 502, "the echo answer is no OpenAPI document");
 }
