@@ -924,3 +924,95 @@ async fn a_document_at_a_url_is_fetched_at_first_use() {
     .await;
     assert_eq!(status, 502, "the echo answer is no OpenAPI document");
 }
+
+/// Against a real httpbin (a REST server nobody here wrote) described by
+/// `tests/openapi/httpbin.yaml`: run by hand with `UNDERPASS_HTTPBIN_URL=http://127.0.0.1:PORT`
+/// and `--ignored` (`python -m httpbin.core --port PORT` from a venv with `httpbin==0.10.4`).
+#[tokio::test]
+#[ignore = "needs a running httpbin at UNDERPASS_HTTPBIN_URL"]
+async fn httpbin_through_its_openapi_document() {
+    use crate::config::{AuthConfig, Secret, SecretSource};
+    let base = std::env::var("UNDERPASS_HTTPBIN_URL").expect("UNDERPASS_HTTPBIN_URL");
+    let spec =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/openapi/httpbin.yaml");
+    let config = OpenapiConfig {
+        spec: SpecSource::File(spec),
+        base_url: base.parse().unwrap(),
+        include: OperationFilter::default(),
+        exclude: OperationFilter::default(),
+        auth: Some(AuthConfig::Bearer {
+            token: SecretSource::Inline(Secret::new("tok-123".into())),
+        }),
+        timeout: Duration::from_secs(10),
+    };
+    let backend = OpenapiBackend::new("httpbin", &config, crate::http_client::http_client());
+    let (_, list) = exchange(
+        &backend,
+        Some("2026-07-28"),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await;
+    let tools = list["result"]["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 6, "{list}");
+    let post = tools.iter().find(|t| t["name"] == "post_echo").unwrap();
+    assert_eq!(
+        post["outputSchema"]["properties"]["json"]["required"],
+        json!(["name"])
+    );
+
+    let (_, a) = exchange(
+        &backend,
+        None,
+        call("get_echo", json!({"q": "a b", "n": [1, 2]})),
+    )
+    .await;
+    assert_eq!(
+        a["result"]["structuredContent"]["args"],
+        json!({"q": "a b", "n": ["1", "2"]}),
+        "{a}"
+    );
+    let (_, a) = exchange(
+        &backend,
+        None,
+        call("post_echo", json!({"body": {"name": "Rex", "size": null}})),
+    )
+    .await;
+    assert_eq!(
+        a["result"]["structuredContent"]["json"],
+        json!({"name": "Rex", "size": null}),
+        "{a}"
+    );
+    let (_, a) = exchange(&backend, None, call("status", json!({"code": 418}))).await;
+    assert_eq!(a["result"]["isError"], true);
+    assert!(
+        a["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP 418"),
+        "{a}"
+    );
+    let (_, a) = exchange(&backend, Some("2026-07-28"), call("bearer", json!({}))).await;
+    assert_eq!(
+        a["result"]["structuredContent"],
+        json!({"authenticated": true, "token": "tok-123"}),
+        "{a}"
+    );
+    let (_, a) = exchange(&backend, None, call("headers", json!({"X-Tag": "t1"}))).await;
+    assert_eq!(
+        a["result"]["structuredContent"]["headers"]["X-Tag"], "t1",
+        "{a}"
+    );
+    assert_eq!(
+        a["result"]["structuredContent"]["headers"]["Authorization"],
+        "Bearer tok-123"
+    );
+    let (_, a) = exchange(&backend, None, call("html", json!({}))).await;
+    assert!(
+        a["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("<html"),
+        "{a}"
+    );
+    assert!(a["result"].get("structuredContent").is_none());
+}
