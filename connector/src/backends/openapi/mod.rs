@@ -359,17 +359,18 @@ pub fn auth_headers(auth: Option<&AuthConfig>) -> anyhow::Result<Vec<(HeaderName
 /// What `--check` says of a service: the tools a file document makes, or why it does not
 /// load; a URL document is only named (it is fetched when the connector runs).
 pub fn check(config: &OpenapiConfig) -> anyhow::Result<String> {
-    auth_headers(config.auth.as_ref())?;
-    match &config.spec {
-        SpecSource::File(path) => {
-            let catalog = load_file(path, config)?;
-            Ok(format!(
-                "{} tools from {}",
-                catalog.operations.len(),
-                path.display()
-            ))
-        }
+    let auth = auth_headers(config.auth.as_ref()).err();
+    let document = match &config.spec {
+        SpecSource::File(path) => load_file(path, config)
+            .map(|c| format!("{} tools from {}", c.operations.len(), path.display())),
         SpecSource::Url(url) => Ok(format!("document {url} is fetched when the connector runs")),
+    };
+    // Both problems at once, so one `--check` run shows all there is to fix.
+    match (document, auth) {
+        (Ok(what), None) => Ok(what),
+        (Ok(_), Some(auth)) => Err(auth),
+        (Err(doc), None) => Err(doc.into()),
+        (Err(doc), Some(auth)) => Err(anyhow::anyhow!("{doc}; and {auth:#}")),
     }
 }
 

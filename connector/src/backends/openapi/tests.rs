@@ -1016,3 +1016,28 @@ async fn httpbin_through_its_openapi_document() {
     );
     assert!(a["result"].get("structuredContent").is_none());
 }
+
+#[test]
+fn yaml_keys_that_are_numbers_or_booleans_are_read_as_text() {
+    // `200:` unquoted is how most YAML documents write response codes.
+    let doc = "openapi: 3.0.0\npaths:\n  /a:\n    get:\n      operationId: a\n      responses:\n        200:\n          description: ok\n          content:\n            application/json:\n              schema: {type: object, properties: {on: {type: boolean}, 1: {type: string}}}\n";
+    let c = load(doc).unwrap();
+    let out = c.operations[0].output_schema.as_ref().unwrap();
+    assert_eq!(out["properties"]["1"]["type"], "string");
+    assert_eq!(out["properties"]["on"]["type"], "boolean");
+}
+
+#[test]
+fn a_yaml_alias_bomb_is_refused() {
+    let mut doc = String::from("openapi: 3.0.0\na0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        doc.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    let started = Instant::now();
+    let err = parse_document(doc.as_bytes()).unwrap_err();
+    assert!(matches!(err, OpenapiError::Syntax(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
