@@ -261,6 +261,23 @@ fn operation(
             ));
         }
     }
+    // Every `{name}` of the template needs its parameter, or the call would send it as is.
+    for name in path
+        .split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}'))
+        .map(|(n, _)| n)
+    {
+        if !params
+            .iter()
+            .any(|p| p.location == Location::Path && p.name == name)
+        {
+            return Err(invalid(
+                label,
+                &format!("the path's {{{name}}} has no path parameter"),
+            ));
+        }
+    }
     let body = match op.get("requestBody") {
         None => None,
         Some(b) => body(resolver, label, b, &params)?,

@@ -373,6 +373,11 @@ fn parameter_clashes_and_bad_shapes_are_errors() {
         .unwrap_err()
         .to_string()
         .contains("not in the path"));
+    let doc = r##"{"openapi": "3.0.0", "paths": {"/a/{id}": {"get": {"operationId": "a"}}}}"##;
+    assert_eq!(
+        load(doc).unwrap_err().to_string(),
+        "invalid OpenAPI document at GET /a/{id}: the path's {id} has no path parameter"
+    );
     let doc = r##"{"openapi": "3.0.0", "paths": {"/a": {"get": {"operationId": "a", "parameters": [
         {"name": "id", "in": "body"}]}}}}"##;
     assert!(matches!(load(doc), Err(OpenapiError::Invalid { .. })));
