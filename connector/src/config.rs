@@ -22,6 +22,13 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use underpass_proto::identity::{validate_name, validate_trust_domain, DEFAULT_TRUST_DOMAIN};
 
+mod openapi;
+pub use openapi::{
+    AuthConfig, OpenapiConfig, OperationFilter, Secret, SecretSource, SpecSource,
+    DEFAULT_OPENAPI_TIMEOUT, METHODS,
+};
+use openapi::{AuthFile, OpenapiKeys};
+
 /// Default of `max_processes`.
 pub const DEFAULT_MAX_PROCESSES: usize = 32;
 /// Default of `idle_timeout_secs`.
@@ -122,6 +129,9 @@ pub enum BackendConfig {
         cwd: Option<PathBuf>,
         sessions: SessionLimits,
     },
+    /// `kind = "openapi"`: a REST API described by an OpenAPI document, its operations
+    /// served as MCP tools by the connector itself.
+    Openapi(Box<OpenapiConfig>),
 }
 
 impl BackendConfig {
@@ -130,13 +140,14 @@ impl BackendConfig {
             BackendConfig::Http { .. } => BackendKind::Http,
             BackendConfig::Sse { .. } => BackendKind::Sse,
             BackendConfig::Stdio { .. } => BackendKind::Stdio,
+            BackendConfig::Openapi(_) => BackendKind::Openapi,
         }
     }
 
     /// The session limits of a backend whose sessions the connector keeps (stdio and `sse`).
     pub fn sessions(&self) -> Option<&SessionLimits> {
         match self {
-            BackendConfig::Http { .. } => None,
+            BackendConfig::Http { .. } | BackendConfig::Openapi(_) => None,
             BackendConfig::Sse { sessions, .. } | BackendConfig::Stdio { sessions, .. } => {
                 Some(sessions)
             }
@@ -151,6 +162,7 @@ pub enum BackendKind {
     Http,
     Sse,
     Stdio,
+    Openapi,
 }
 
 impl BackendKind {
@@ -159,6 +171,7 @@ impl BackendKind {
             BackendKind::Http => "http",
             BackendKind::Sse => "sse",
             BackendKind::Stdio => "stdio",
+            BackendKind::Openapi => "openapi",
         }
     }
 }
@@ -223,7 +236,7 @@ impl ConnectorConfig {
             .iter()
             .map(|s| {
                 let sessions = match &s.backend {
-                    BackendConfig::Http { .. } => 0,
+                    BackendConfig::Http { .. } | BackendConfig::Openapi(_) => 0,
                     BackendConfig::Sse { sessions, .. } => sessions.max_processes as u64,
                     BackendConfig::Stdio { sessions, .. } => sessions.max_processes as u64 * 3,
                 };
@@ -321,9 +334,10 @@ fn default_trust_domain() -> String {
 struct ServiceFile {
     /// Service name, as the edge's `[[services]]` and `/mcp/{name}` know it.
     name: String,
-    /// The kind of backend: `http` (Streamable HTTP at `url`), `sse` (HTTP+SSE at `url`) or
-    /// `stdio` (`command`). Optional: without it the kind follows from the keys given
-    /// (`command` → stdio; `url` → `http`, or `sse` with `transport = "sse"`).
+    /// The kind of backend: `http` (Streamable HTTP at `url`), `sse` (HTTP+SSE at `url`),
+    /// `stdio` (`command`) or `openapi` (`spec` and `base_url`). Optional for the first three:
+    /// without it the kind follows from the keys given (`command` → stdio; `url` → `http`, or
+    /// `sse` with `transport = "sse"`).
     kind: Option<BackendKind>,
     /// An HTTP backend, e.g. `http://127.0.0.1:3001/mcp`.
     url: Option<String>,
@@ -349,6 +363,22 @@ struct ServiceFile {
     /// closed (its process stopped, its connection closed). Default 600; 0 keeps idle sessions
     /// until the client deletes them (not recommended: a forgotten client pins a process).
     idle_timeout_secs: Option<u64>,
+    /// openapi: the OpenAPI document (3.0 or 3.1, JSON or YAML), a file (relative to this
+    /// file) or an `http://` URL inside the private network (fetched at first use).
+    spec: Option<String>,
+    /// openapi: the REST API's `http://` base URL; an operation's path is appended to it.
+    base_url: Option<String>,
+    /// openapi: only operations matching these `tags`, `paths` or `methods` become tools
+    /// (default: all).
+    include: Option<OperationFilter>,
+    /// openapi: operations matching these `tags`, `paths` or `methods` are left out.
+    exclude: Option<OperationFilter>,
+    /// openapi: credentials the connector adds to every call (`kind = "bearer" | "basic" |
+    /// "header"`); the edge never sees them.
+    auth: Option<AuthFile>,
+    /// openapi: one REST call's deadline, e.g. `"30s"` (the default).
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
     /// Exchanges in flight to this service at once, for all principals together (a tool call,
     /// an open event stream; each may hold a connection to the backend); beyond it requests
     /// are answered 503 with `Retry-After` at once, never queued. Default 1024.
@@ -454,6 +484,9 @@ impl ServiceFile {
             }
         };
         let backend = match kind {
+            BackendKind::Openapi => {
+                BackendConfig::Openapi(Box::new(self.openapi_keys().validate(name, base)?))
+            }
             BackendKind::Http | BackendKind::Sse => {
                 let Some(url) = &self.url else {
                     bail!("service {name:?}: kind = {:?} needs a url", kind.name());
@@ -504,9 +537,23 @@ impl ServiceFile {
         })
     }
 
+    fn openapi_keys(&self) -> OpenapiKeys<'_> {
+        OpenapiKeys {
+            spec: &self.spec,
+            base_url: &self.base_url,
+            include: &self.include,
+            exclude: &self.exclude,
+            auth: &self.auth,
+            timeout: self.timeout,
+        }
+    }
+
     /// The kind of an entry without `kind`, from its keys, exactly as before `kind` existed.
     fn kind_from_keys(&self) -> anyhow::Result<BackendKind> {
         let name = &self.name;
+        if let Some(key) = self.openapi_keys().given().first() {
+            bail!("service {name:?}: `{key}` is a key of kind = \"openapi\": set it");
+        }
         let sse = self.transport == Some(Transport::Sse);
         if sse && self.url.is_none() {
             bail!("service {name:?}: transport = \"sse\" needs a url");
@@ -525,6 +572,30 @@ impl ServiceFile {
         let name = &self.name;
         let k = kind.name();
         let stdio = kind == BackendKind::Stdio;
+        let openapi = kind == BackendKind::Openapi;
+        if !openapi {
+            if let Some(key) = self.openapi_keys().given().first() {
+                bail!(
+                    "service {name:?}: kind = {k:?} takes no `{key}` (a key of kind = \"openapi\"); \
+                     remove `{key}` or change `kind`"
+                );
+            }
+        } else {
+            for (key, given) in [
+                ("url", self.url.is_some()),
+                ("transport", self.transport.is_some()),
+                ("command", self.command.is_some()),
+                ("env", self.env.is_some()),
+                ("cwd", self.cwd.is_some()),
+            ] {
+                if given {
+                    bail!(
+                        "service {name:?}: kind = \"openapi\" takes no `{key}` (the REST API is \
+                         `base_url`, its document `spec`); remove `{key}`"
+                    );
+                }
+            }
+        }
         for (key, given) in [
             ("url", self.url.is_some()),
             ("transport", self.transport.is_some()),
@@ -572,8 +643,14 @@ impl ServiceFile {
             ),
             ("idle_timeout_secs", self.idle_timeout_secs.is_some()),
         ];
-        if kind == BackendKind::Http {
+        if kind == BackendKind::Http || kind == BackendKind::Openapi {
             if let Some((key, _)) = session_keys.iter().find(|(_, set)| *set) {
+                if kind == BackendKind::Openapi {
+                    bail!(
+                        "service {name:?}: `{key}` applies to kind = \"stdio\" and kind = \"sse\" \
+                         services only; an openapi service keeps no sessions"
+                    );
+                }
                 if self.kind.is_some() {
                     bail!(
                         "service {name:?}: `{key}` applies to kind = \"stdio\" and kind = \"sse\" \

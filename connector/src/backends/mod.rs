@@ -4,10 +4,12 @@
 //!
 //! Kinds: [`http`] (Streamable HTTP: each exchange forwarded as one request), [`sse`] (a
 //! 2024-11-05 HTTP+SSE server, one connection per session) and [`stdio`] (a local process per
-//! session); the last two through the session bridge ([`crate::bridge`]).
+//! session); the last two through the session bridge ([`crate::bridge`]); [`openapi`] (a REST
+//! API described by an OpenAPI document, served as MCP tools by the connector itself).
 
 mod error;
 pub mod http;
+pub mod openapi;
 pub mod sse;
 pub mod stdio;
 
@@ -18,6 +20,7 @@ use underpass_proto::frame::RequestHead;
 
 pub use self::error::BackendError;
 use self::http::HttpBackend;
+use self::openapi::OpenapiBackend;
 use self::sse::{SseBackend, SseOpener};
 use self::stdio::{ProcessOpener, StdioBackend};
 use crate::answer::Answer;
@@ -34,6 +37,8 @@ pub enum Backend {
     Sse(SseBackend),
     /// A local stdio server: bridged, a process per session.
     Stdio(StdioBackend),
+    /// A REST API: its OpenAPI operations served as tools by the connector.
+    Openapi(Box<OpenapiBackend>),
 }
 
 impl Backend {
@@ -65,6 +70,11 @@ impl Backend {
                 ProcessOpener::new(command.clone(), env.clone(), cwd.clone()),
                 sessions.clone(),
             )),
+            BackendConfig::Openapi(config) => Backend::Openapi(Box::new(OpenapiBackend::new(
+                service,
+                config,
+                client.clone(),
+            ))),
         }
     }
 
@@ -78,13 +88,14 @@ impl Backend {
             Backend::Stdio(stdio) => Ok(stdio
                 .exchange(&head.principal, &head.method, &head.headers, body)
                 .await),
+            Backend::Openapi(openapi) => Ok(openapi.answer(head, body).await),
         }
     }
 
     /// Ends every session of a bridged backend cleanly; nothing to do for HTTP.
     pub async fn shutdown(&self) {
         match self {
-            Backend::Http(_) => {}
+            Backend::Http(_) | Backend::Openapi(_) => {}
             Backend::Sse(sse) => sse.shutdown().await,
             Backend::Stdio(stdio) => stdio.shutdown().await,
         }
@@ -129,7 +140,7 @@ impl Backends {
         let (mut stdio, mut bridged) = (0, 0);
         for service in self.services.values() {
             match &service.backend {
-                Backend::Http(_) => {}
+                Backend::Http(_) | Backend::Openapi(_) => {}
                 Backend::Sse(b) => bridged += b.session_count(),
                 Backend::Stdio(b) => {
                     stdio += b.session_count();

@@ -277,3 +277,86 @@ fn the_health_listener_is_loopback_only() {
     ))
     .is_err());
 }
+
+fn openapi(c: &ConnectorConfig, name: &str) -> OpenapiConfig {
+    match backend(c, name) {
+        BackendConfig::Openapi(o) => *o,
+        other => panic!("not openapi: {other:?}"),
+    }
+}
+
+#[test]
+fn openapi_service() {
+    let c = parse(
+        "[[services]]\nname = \"billing\"\nkind = \"openapi\"\nspec = \"billing.yaml\"\n\
+         base_url = \"http://billing.internal:8080/api\"\ntimeout = \"5s\"\n\
+         include = { tags = [\"invoices\"] }\nexclude = { methods = [\"DELETE\"], paths = [\"/admin/*\"] }\n\
+         [services.auth]\nkind = \"bearer\"\ntoken_env = \"BILLING_TOKEN\"\n",
+    )
+    .unwrap();
+    assert_eq!(backend(&c, "billing").kind(), BackendKind::Openapi);
+    let o = openapi(&c, "billing");
+    assert_eq!(o.spec, SpecSource::File("/etc/up/billing.yaml".into()));
+    assert_eq!(o.base_url.path(), "/api");
+    assert_eq!(o.timeout, Duration::from_secs(5));
+    assert_eq!(o.include.tags, ["invoices"]);
+    assert!(o.exclude.matches("delete", "/x", &[]));
+    assert!(o.exclude.matches("get", "/admin/users", &[]));
+    assert_eq!(
+        o.auth,
+        Some(AuthConfig::Bearer {
+            token: SecretSource::Env("BILLING_TOKEN".into())
+        })
+    );
+    let c = parse(
+        "[[services]]\nname = \"b\"\nkind = \"openapi\"\nspec = \"http://docs.internal/openapi.json\"\n\
+         base_url = \"http://b:1\"\n[services.auth]\nkind = \"basic\"\nusername = \"u\"\npassword = \"hunter2\"\n",
+    )
+    .unwrap();
+    let o = openapi(&c, "b");
+    assert!(matches!(o.spec, SpecSource::Url(_)));
+    assert_eq!(o.timeout, DEFAULT_OPENAPI_TIMEOUT);
+    assert!(
+        !format!("{c:?}").contains("hunter2"),
+        "a secret is never in Debug"
+    );
+}
+
+#[test]
+fn openapi_keys_are_checked() {
+    let svc = |rest: &str| {
+        parse(&format!("[[services]]\nname = \"b\"\n{rest}"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let full = "kind = \"openapi\"\nspec = \"s.yaml\"\nbase_url = \"http://b:1\"\n";
+    assert!(svc("kind = \"openapi\"\nbase_url = \"http://b:1\"").contains("needs `spec`"));
+    assert!(svc("kind = \"openapi\"\nspec = \"s.yaml\"").contains("needs `base_url`"));
+    assert!(
+        svc("kind = \"openapi\"\nspec = \"s.yaml\"\nbase_url = \"https://b\"").contains("http://")
+    );
+    assert!(svc(&format!("{full}url = \"http://x\"")).contains("takes no `url`"));
+    assert!(svc(&format!("{full}max_processes = 2")).contains("keeps no sessions"));
+    assert!(
+        svc("kind = \"http\"\nurl = \"http://x\"\nspec = \"s.yaml\"").contains("takes no `spec`")
+    );
+    assert!(svc("spec = \"s.yaml\"\nbase_url = \"http://b:1\"")
+        .contains("a key of kind = \"openapi\": set it"));
+    assert!(svc(&format!("{full}include = {{ methods = [\"fetch\"] }}")).contains("\"fetch\""));
+    assert!(svc(&format!("{full}timeout = \"0s\"")).contains("timeout"));
+    assert!(svc(&format!("{full}[services.auth]\nkind = \"bearer\"")).contains("token_env"));
+    assert!(svc(&format!(
+        "{full}[services.auth]\nkind = \"bearer\"\ntoken = \"a\"\ntoken_env = \"B\""
+    ))
+    .contains("not both"));
+    assert!(svc(&format!(
+        "{full}[services.auth]\nkind = \"bearer\"\nusername = \"u\"\ntoken = \"t\""
+    ))
+    .contains("takes no `username`"));
+    assert!(svc(&format!(
+        "{full}[services.auth]\nkind = \"header\"\nheader = \"bad header\"\nvalue = \"v\""
+    ))
+    .contains("not a valid header name"));
+    assert!(svc(&format!("{full}[services.auth]\nkind = \"oauth\"")).contains("oauth"));
+}

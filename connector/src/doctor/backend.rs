@@ -25,35 +25,24 @@ pub async fn check(service: &ServiceConfig, reach: Reach) -> Check {
     let name = format!("service {} backend", service.name);
     match &service.backend {
         BackendConfig::Http { url } | BackendConfig::Sse { url, .. } => {
-            let probe = async {
-                match reach {
-                    Reach::Answer => http_status(url).await.map(Some),
-                    Reach::Connect => crate::http_client::connect(url).await.map(|_| None),
-                }
-            };
-            match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-                Ok(Ok(Some(status))) => Check::pass(name, format!("{url} answers (HTTP {status})")),
-                Ok(Ok(None)) => Check::pass(name, format!("{url} accepts connections")),
-                Ok(Err(GetError::Connect(e))) => Check::fail(
-                    name,
-                    format!("cannot connect to {url}: {e}"),
-                    format!(
-                        "start the backend, or fix `url` of service {:?}",
-                        service.name
-                    ),
-                ),
-                Ok(Err(GetError::NotHttp(e))) => Check::fail(
-                    name,
-                    format!("{url} is reachable but does not answer HTTP: {e}"),
-                    format!("is `url` of service {:?} the MCP server?", service.name),
-                ),
-                Err(_) => Check::fail(
-                    name,
-                    format!("no answer from {url} within {PROBE_TIMEOUT:?}"),
-                    "check that the backend runs and is not overloaded",
-                ),
-            }
+            http_check(name, url, reach, &service.name, "url").await
         }
+        BackendConfig::Openapi(config) => match crate::backends::openapi::check(config) {
+            Err(e) => Check::fail(
+                name,
+                format!("{e:#}"),
+                format!(
+                    "fix the OpenAPI document, or `spec`, `include`/`exclude` or `auth` of service {:?}",
+                    service.name
+                ),
+            ),
+            Ok(tools) => {
+                let mut check =
+                    http_check(name, &config.base_url, reach, &service.name, "base_url").await;
+                check.detail = format!("{tools}; {}", check.detail);
+                check
+            }
+        },
         BackendConfig::Stdio {
             command, env, cwd, ..
         } => match find_program(&command[0], env, cwd.as_deref()) {
@@ -71,6 +60,48 @@ pub async fn check(service: &ServiceConfig, reach: Reach) -> Check {
                 ),
             ),
         },
+    }
+}
+
+/// Whether the HTTP server at `url` (the service's `key`) is reached as far as `reach`.
+async fn http_check(
+    name: String,
+    url: &http::Uri,
+    reach: Reach,
+    service: &str,
+    key: &str,
+) -> Check {
+    let probe = async {
+        match reach {
+            Reach::Answer => http_status(url).await.map(Some),
+            Reach::Connect => crate::http_client::connect(url).await.map(|_| None),
+        }
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok(Some(status))) => Check::pass(name, format!("{url} answers (HTTP {status})")),
+        Ok(Ok(None)) => Check::pass(name, format!("{url} accepts connections")),
+        Ok(Err(GetError::Connect(e))) => Check::fail(
+            name,
+            format!("cannot connect to {url}: {e}"),
+            format!("start the backend, or fix `{key}` of service {service:?}"),
+        ),
+        Ok(Err(GetError::NotHttp(e))) => Check::fail(
+            name,
+            format!("{url} is reachable but does not answer HTTP: {e}"),
+            format!(
+                "is `{key}` of service {service:?} the {}?",
+                if key == "url" {
+                    "MCP server"
+                } else {
+                    "REST API"
+                }
+            ),
+        ),
+        Err(_) => Check::fail(
+            name,
+            format!("no answer from {url} within {PROBE_TIMEOUT:?}"),
+            "check that the backend runs and is not overloaded",
+        ),
     }
 }
 
