@@ -30,7 +30,7 @@ use crate::mcp::mediate::{MediationLog, Mediator};
 use crate::policy::{Policy, Target};
 use crate::reload::Reloadable;
 
-/// Largest JSON list response the edge will buffer to filter.
+/// Largest JSON answer the edge will buffer to filter (a list) or mediate (an obligation).
 const MAX_JSON_LIST: usize = 32 * 1024 * 1024;
 /// Largest single event of a filtered event stream: each event is read whole before it is
 /// forwarded (a client cannot use part of one anyway); a larger one ends the stream.
@@ -330,7 +330,7 @@ pub async fn collect_json(mut inner: Chunks) -> Result<Vec<u8>, BodyError> {
     while let Some(frame) = inner.next().await {
         if let Ok(data) = frame?.into_data() {
             if buf.len() + data.len() > MAX_JSON_LIST {
-                return Err("list response too large to filter".into());
+                return Err("answer over 32 MiB: too large to filter or mediate".into());
             }
             buf.extend_from_slice(&data);
         }

@@ -514,7 +514,11 @@ async fn filter_body(
                 return Err(Box::new(error_response(
                     StatusCode::BAD_GATEWAY,
                     code::UPSTREAM_FAILED,
-                    &incident("the list response was unreadable", service, &e),
+                    &incident(
+                        "the answer to filter or mediate was unreadable",
+                        service,
+                        &e,
+                    ),
                 )));
             }
         },

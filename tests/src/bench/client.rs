@@ -37,6 +37,8 @@ pub(crate) struct Target {
     /// Send `tools/list` instead of `tools/call`, expecting this many tools on the first page
     /// (the federation phase).
     pub(crate) list: Option<usize>,
+    /// Ask `blob` for a result that ends with a key (the mediation phase).
+    pub(crate) secret: bool,
 }
 
 impl Target {
@@ -47,7 +49,14 @@ impl Target {
             host: HeaderValue::from_str(&addr.to_string()).expect("host header"),
             tls: None,
             list: None,
+            secret: false,
         }
+    }
+
+    /// The same target, its 1 MiB results ending with a key.
+    pub(crate) fn carrying_secret(mut self) -> Target {
+        self.secret = true;
+        self
     }
 
     /// The same target, asked `tools/list` (expecting `tools` tools) instead of `tools/call`.
@@ -251,6 +260,8 @@ pub(crate) struct Caller {
     pub(crate) next_id: u64,
     /// `tools/list` expecting this many tools (see [`Target::list`]).
     pub(crate) list: Option<usize>,
+    /// See [`Target::secret`].
+    pub(crate) secret: bool,
 }
 
 impl Caller {
@@ -290,6 +301,7 @@ impl Caller {
             message: "m".repeat(payload.min(4096)),
             next_id: 1,
             list: t.list,
+            secret: t.secret,
         })
     }
 
@@ -315,7 +327,10 @@ impl Caller {
                 self.message
             )
         } else {
-            format!(r#""name":"blob","arguments":{{"size":{}}}"#, self.payload)
+            format!(
+                r#""name":"blob","arguments":{{"size":{},"secret":{}}}"#,
+                self.payload, self.secret
+            )
         };
         Bytes::from(format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{{call}{meta}}}}}"#
@@ -346,7 +361,13 @@ impl Caller {
         if let Some(b) = r.body {
             let v: Value = serde_json::from_slice(&b).map_err(|e| format!("bad JSON: {e}"))?;
             let text = v["result"]["content"][0]["text"].as_str().unwrap_or("");
-            if text.len() != self.payload {
+            // A result ending with a key is longer by it, or by its redaction.
+            let sized = if self.secret {
+                text.len() > self.payload
+            } else {
+                text.len() == self.payload
+            };
+            if !sized {
                 return Err(format!("tools/call result: {v:.200}"));
             }
         }

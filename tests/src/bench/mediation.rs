@@ -34,6 +34,8 @@ fn policy(obligations: &str) -> String {
 pub(crate) struct MedCell {
     rule: &'static str,
     payload: usize,
+    /// The result ends with a key.
+    secret: bool,
     generator: &'static str,
     p50_us: f64,
     p99_us: f64,
@@ -53,6 +55,7 @@ impl MedCell {
         json!({
             "rule": self.rule,
             "payload": self.payload,
+            "secret": self.secret,
             "generator": self.generator,
             "p50_us": self.p50_us.round(),
             "p99_us": self.p99_us.round(),
@@ -79,27 +82,37 @@ impl Outcome {
             .any(|c| c.rps == 0.0 || c.errors > 0 || c.error.is_some())
     }
 
-    /// The 1 MiB throughput lost to `redact`, per generator (percent).
-    fn losses(&self) -> Vec<(&'static str, f64)> {
-        ["bench", "wrk"]
-            .into_iter()
-            .filter_map(|g| {
+    /// The 1 MiB throughput lost to `redact`, per generator and result (with a key or not),
+    /// in percent.
+    fn losses(&self) -> Vec<(&'static str, bool, f64)> {
+        let mut out = Vec::new();
+        for secret in [false, true] {
+            for g in ["bench", "wrk"] {
                 let find = |rule: &str| {
                     self.cells
                         .iter()
-                        .find(|c| c.rule == rule && c.payload == MIB && c.generator == g)
+                        .find(|c| {
+                            c.rule == rule
+                                && c.payload == MIB
+                                && c.secret == secret
+                                && c.generator == g
+                        })
                         .map(MedCell::mib_per_s)
                 };
-                let (plain, redact) = (find("none")?, find("redact")?);
-                (plain > 0.0).then(|| (g, (1.0 - redact / plain) * 100.0))
-            })
-            .collect()
+                if let (Some(plain), Some(redact)) = (find("none"), find("redact")) {
+                    if plain > 0.0 {
+                        out.push((g, secret, (1.0 - redact / plain) * 100.0));
+                    }
+                }
+            }
+        }
+        out
     }
 
     pub(crate) fn json(&self) -> Value {
         json!({
             "cells": self.cells.iter().map(MedCell::json).collect::<Vec<_>>(),
-            "loss_pct_1mib": self.losses().iter().map(|(g, l)| json!({"generator": g, "loss_pct": (l * 10.0).round() / 10.0, "limit_pct": MAX_LOSS_PCT, "met": *l <= MAX_LOSS_PCT})).collect::<Vec<_>>(),
+            "loss_pct_1mib": self.losses().iter().map(|(g, secret, l)| json!({"generator": g, "secret": secret, "loss_pct": (l * 10.0).round() / 10.0, "limit_pct": MAX_LOSS_PCT, "met": *l <= MAX_LOSS_PCT})).collect::<Vec<_>>(),
             "wrk_note": self.wrk_note,
         })
     }
@@ -121,7 +134,11 @@ impl Outcome {
                 out,
                 "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {} | {}{} |",
                 c.rule,
-                if c.payload == MIB { "1 MiB" } else { "100 B" },
+                match (c.payload == MIB, c.secret) {
+                    (true, true) => "1 MiB + key",
+                    (true, false) => "1 MiB",
+                    _ => "100 B",
+                },
                 c.generator,
                 fmt_duration(c.p50_us),
                 fmt_duration(c.p99_us),
@@ -136,10 +153,11 @@ impl Outcome {
             );
         }
         out.push('\n');
-        for (generator, loss) in self.losses() {
+        for (generator, secret, loss) in self.losses() {
             let _ = writeln!(
                 out,
-                "- 1 MiB throughput lost to `redact = [\"secrets\"]` ({generator}): {loss:.1} % against at most {MAX_LOSS_PCT} % — {}",
+                "- 1 MiB{} throughput lost to `redact = [\"secrets\"]` ({generator}): {loss:.1} % against at most {MAX_LOSS_PCT} % — {}",
+                if secret { " + key" } else { "" },
                 if loss <= MAX_LOSS_PCT { "met" } else { "NOT met" }
             );
         }
@@ -191,7 +209,7 @@ pub(crate) fn run(
                 .edge
                 .wait_for_log_count("policy reloaded", 1, Duration::from_secs(10));
         }
-        for payload in [100, MIB] {
+        for (payload, secret) in [(100, false), (MIB, false), (MIB, true)] {
             let cell = Cell {
                 path: "tunnel",
                 era: Era::Modern,
@@ -199,11 +217,15 @@ pub(crate) fn run(
                 payload,
                 bulk_workers: 0,
             };
-            let target = stack.tunnel();
+            let target = match secret {
+                true => stack.tunnel().carrying_secret(),
+                false => stack.tunnel(),
+            };
             let row = measure(clients, plan, target.clone(), &procs, cell);
             let c = MedCell {
                 rule,
                 payload,
+                secret,
                 generator: "bench",
                 p50_us: row.us(0.5),
                 p99_us: row.us(0.99),
@@ -220,7 +242,7 @@ pub(crate) fn run(
             report(&c);
             out.cells.push(c);
             if wrk_found {
-                let c = wrk_cell(rule, payload, &target.url(), plan, &procs);
+                let c = wrk_cell(rule, payload, secret, &target.url(), plan, &procs);
                 report(&c);
                 out.cells.push(c);
             }
@@ -231,9 +253,10 @@ pub(crate) fn run(
 
 fn report(c: &MedCell) {
     eprintln!(
-        "  mediation {:6} {:>7} {:5}: p50 {:>8}  p99 {:>8}  {:>7.0} rps  {:>7.1} MiB/s  errors {}{}",
+        "  mediation {:6} {:>7}{} {:5}: p50 {:>8}  p99 {:>8}  {:>7.0} rps  {:>7.1} MiB/s  errors {}{}",
         c.rule,
         c.payload,
+        if c.secret { "+key" } else { "    " },
         c.generator,
         fmt_duration(c.p50_us),
         fmt_duration(c.p99_us),
@@ -250,15 +273,16 @@ fn report(c: &MedCell) {
 fn wrk_cell(
     rule: &'static str,
     payload: usize,
+    secret: bool,
     url: &str,
     plan: &Plan,
     procs: &[(&'static str, u32)],
 ) -> MedCell {
     let seconds = plan.duration.as_secs_f64().round().max(1.0) as u64;
-    let script = repo_root().join(if payload == MIB {
-        "tests/wrk/blob.lua"
-    } else {
-        "tests/wrk/tools_call.lua"
+    let script = repo_root().join(match (payload == MIB, secret) {
+        (true, true) => "tests/wrk/blob_secret.lua",
+        (true, false) => "tests/wrk/blob.lua",
+        _ => "tests/wrk/tools_call.lua",
     });
     let args = wrk::args(url, 1, 1, seconds, &script);
     let command = wrk::command_line(&args);
@@ -267,6 +291,7 @@ fn wrk_cell(
         Ok(run) => MedCell {
             rule,
             payload,
+            secret,
             generator: "wrk",
             p50_us: run.report.p50_us,
             p99_us: run.report.p99_us,
@@ -282,6 +307,7 @@ fn wrk_cell(
         Err(e) => MedCell {
             rule,
             payload,
+            secret,
             generator: "wrk",
             p50_us: 0.0,
             p99_us: 0.0,

@@ -361,6 +361,10 @@ struct ToolArgs {
     message: Option<String>,
     #[serde(default)]
     size: Option<usize>,
+    /// `blob` only: the text ends with an AWS access key id (AWS's documented example), for
+    /// what redaction costs when it has something to replace.
+    #[serde(default)]
+    secret: bool,
 }
 
 fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
@@ -623,7 +627,12 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Out> {
                         let prefix = format!(
                             "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\""
                         );
-                        let suffix = format!("\"}}],\"isError\":false{complete}}}}}");
+                        let key = if args.secret {
+                            " AKIAIOSFODNN7EXAMPLE"
+                        } else {
+                            ""
+                        };
+                        let suffix = format!("{key}\"}}],\"isError\":false{complete}}}}}");
                         return reply(
                             StatusCode::OK,
                             vec![Bytes::from(prefix), blob, Bytes::from(suffix)],
