@@ -361,8 +361,7 @@ struct ToolArgs {
     message: Option<String>,
     #[serde(default)]
     size: Option<usize>,
-    /// `blob` only: the text ends with an AWS access key id (AWS's documented example), for
-    /// what redaction costs when it has something to replace.
+    /// `blob`: end the text with AWS's example key id (what redaction costs with a match).
     #[serde(default)]
     secret: bool,
 }
