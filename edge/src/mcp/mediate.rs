@@ -157,17 +157,18 @@ fn mediate_result(covered: &Covered, result: &mut Value, done: &mut Vec<Mediatio
     !tally.is_empty()
 }
 
-/// Members that hold no text a person or model reads: identifiers and encoded bytes.
-fn skipped(key: &str, object: &serde_json::Map<String, Value>) -> bool {
-    match key {
-        "uri" | "mimeType" | "type" | "blob" => true,
-        // An image's or audio clip's base64 bytes.
-        "data" => matches!(
-            object.get("type").and_then(Value::as_str),
-            Some("image" | "audio")
-        ),
-        _ => false,
-    }
+/// Members that hold no text a person or model reads: identifiers and encoded bytes (`data`
+/// only in an image or audio clip, `media`).
+fn skipped(key: &str, media: bool) -> bool {
+    matches!(key, "uri" | "mimeType" | "type" | "blob") || (media && key == "data")
+}
+
+/// Whether an object is an image or an audio clip (its `data` is base64 bytes).
+fn is_media(object: &serde_json::Map<String, Value>) -> bool {
+    matches!(
+        object.get("type").and_then(Value::as_str),
+        Some("image" | "audio")
+    )
 }
 
 /// Every string of an answer that is text (see [`skipped`]).
@@ -178,8 +179,9 @@ fn each_text(v: &Value, depth: usize, f: &mut impl FnMut(&str)) {
             items.iter().for_each(|i| each_text(i, depth + 1, f));
         }
         Value::Object(map) if depth < MAX_DEPTH => {
+            let media = is_media(map);
             for (k, v) in map {
-                if !skipped(k, map) {
+                if !skipped(k, media) {
                     each_text(v, depth + 1, f);
                 }
             }
@@ -197,9 +199,9 @@ fn each_text_mut(v: &mut Value, depth: usize, f: &mut impl FnMut(&mut String)) {
                 .for_each(|i| each_text_mut(i, depth + 1, f));
         }
         Value::Object(map) if depth < MAX_DEPTH => {
-            let skip: Vec<String> = map.keys().filter(|k| skipped(k, map)).cloned().collect();
+            let media = is_media(map);
             for (k, v) in map.iter_mut() {
-                if !skip.contains(k) {
+                if !skipped(k, media) {
                     each_text_mut(v, depth + 1, f);
                 }
             }
